@@ -1,0 +1,33 @@
+package errdefs
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+)
+
+func TestKindsSurviveWrapping(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"nil", nil, http.StatusOK},
+		{"invalid", Invalid("bad %s", "x"), http.StatusBadRequest},
+		{"wrapped not found", fmt.Errorf("ctx: %w", NotFound("gone")), http.StatusNotFound},
+		{"conflict", Conflict("taken"), http.StatusConflict},
+		{"plain", errors.New("disk on fire"), http.StatusInternalServerError},
+		{"conflict wrapping invalid keeps both", Conflict("outer: %w", Invalid("inner")), http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := HTTPStatus(tt.err); got != tt.want {
+				t.Errorf("HTTPStatus(%v) = %d, want %d", tt.err, got, tt.want)
+			}
+		})
+	}
+	if e := Invalid("bad %d", 1); e.Error() != "bad 1" {
+		t.Errorf("message = %q", e.Error())
+	}
+}

@@ -1,0 +1,510 @@
+package ipam
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+
+	api "github.com/docker/go-plugins-helpers/ipam"
+	"github.com/sirupsen/logrus"
+
+	"github.com/mynet/mynet/errdefs"
+	"github.com/mynet/mynet/store"
+)
+
+// Address spaces, as Docker names them.
+const (
+	LocalSpace  = "LocalDefault"
+	GlobalSpace = "GlobalDefault"
+)
+
+// Request options libnetwork sends.
+const (
+	OptRequestAddressType = "RequestAddressType"
+	GatewayAddressType    = "com.docker.network.gateway"
+)
+
+const (
+	bucketPools = "ipam-pools"
+	bucketBits  = "ipam-bits"
+)
+
+// Config is what an Allocator needs.
+type Config struct {
+	Store store.Store
+	// HostRoutes lists the prefixes routed on the host; default pools that
+	// overlap one are skipped. Nil means no check.
+	HostRoutes func() ([]netip.Prefix, error)
+	// LocalPools and GlobalPools override DefaultLocalPools/DefaultGlobalPools.
+	LocalPools, GlobalPools []PoolSet
+	Log                     *logrus.Entry
+}
+
+// Allocator implements Docker's IpamDriver.
+type Allocator struct {
+	store      store.Store
+	hostRoutes func() ([]netip.Prefix, error)
+	defaults   map[string][]PoolSet
+	log        *logrus.Entry
+
+	mu    sync.Mutex       // guards pools and every pool's bitmap, held across the store write of a change
+	pools map[string]*pool // poolKey(space, subnet) -> pool
+}
+
+var _ api.Ipam = (*Allocator)(nil)
+
+// poolRecord is a pool as persisted.
+type poolRecord struct {
+	Space  string `json:"space"`
+	Subnet string `json:"subnet"`
+	Range  string `json:"range,omitempty"`
+}
+
+type pool struct {
+	rec    poolRecord
+	key    string
+	subnet netip.Prefix
+	rng    netip.Prefix // zero when the pool has no sub-range
+	lo, hi uint64       // offsets the allocator picks from
+	first  uint64       // lowest offset that may ever be handed out
+	last   uint64       // highest offset that may ever be handed out
+	bits   *bitmap
+}
+
+// New loads the allocator's state from cfg.Store.
+func New(cfg Config) (*Allocator, error) {
+	a := &Allocator{
+		store:      cfg.Store,
+		hostRoutes: cfg.HostRoutes,
+		defaults:   map[string][]PoolSet{LocalSpace: DefaultLocalPools, GlobalSpace: DefaultGlobalPools},
+		log:        cfg.Log,
+		pools:      map[string]*pool{},
+	}
+	if a.log == nil {
+		a.log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	if cfg.LocalPools != nil {
+		a.defaults[LocalSpace] = cfg.LocalPools
+	}
+	if cfg.GlobalPools != nil {
+		a.defaults[GlobalSpace] = cfg.GlobalPools
+	}
+	for space, sets := range a.defaults {
+		for _, s := range sets {
+			if err := s.validate(); err != nil {
+				return nil, fmt.Errorf("default pools of %s: %w", space, err)
+			}
+		}
+	}
+	if err := a.load(); err != nil {
+		return nil, fmt.Errorf("load IPAM state: %w", err)
+	}
+	return a, nil
+}
+
+func (a *Allocator) load() error {
+	return a.store.View(func(tx store.Tx) error {
+		err := tx.ForEach(bucketPools, func(key string, v []byte) error {
+			var rec poolRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("decode pool %s: %w", key, err)
+			}
+			p, err := newPool(rec)
+			if err != nil {
+				return fmt.Errorf("pool %s: %w", key, err)
+			}
+			a.pools[p.key] = p
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.ForEach(bucketBits, func(key string, v []byte) error {
+			pk, ci, err := parseChunkKey(key)
+			if err != nil {
+				return err
+			}
+			p := a.pools[pk]
+			if p == nil {
+				a.log.WithField("key", key).Warn("ignoring allocation chunk of an unknown pool")
+				return nil
+			}
+			return p.bits.loadChunk(ci, v)
+		})
+	})
+}
+
+func newPool(rec poolRecord) (*pool, error) {
+	subnet, err := netip.ParsePrefix(rec.Subnet)
+	if err != nil {
+		return nil, err
+	}
+	p := &pool{rec: rec, subnet: subnet, key: poolKey(rec.Space, subnet)}
+	p.last = lastOffset(subnet)
+	if subnet.Addr().Is4() && subnet.Bits() <= 30 {
+		p.first, p.last = 1, p.last-1 // network and broadcast addresses
+	} else if subnet.Addr().Is6() && subnet.Bits() <= 126 {
+		p.first = 1 // the subnet-router anycast address
+	}
+	p.lo, p.hi = p.first, p.last
+	if rec.Range != "" {
+		if p.rng, err = netip.ParsePrefix(rec.Range); err != nil {
+			return nil, err
+		}
+		rlo, _ := offsetOf(subnet, p.rng.Addr())
+		p.lo, p.hi = max(rlo, p.first), min(rlo+lastOffset(p.rng), p.last)
+	}
+	p.bits = newBitmap(lastOffset(subnet))
+	return p, nil
+}
+
+func poolKey(space string, subnet netip.Prefix) string { return space + "/" + subnet.String() }
+
+func (p *pool) id() string {
+	if p.rng.IsValid() {
+		return p.key + "/" + p.rng.String()
+	}
+	return p.key
+}
+
+func chunkKey(pk string, ci uint64) string { return fmt.Sprintf("%s#%016x", pk, ci) }
+
+func parseChunkKey(key string) (string, uint64, error) {
+	i := strings.LastIndexByte(key, '#')
+	if i < 0 {
+		return "", 0, fmt.Errorf("malformed chunk key %q", key)
+	}
+	var ci uint64
+	if _, err := fmt.Sscanf(key[i+1:], "%x", &ci); err != nil {
+		return "", 0, fmt.Errorf("malformed chunk key %q: %w", key, err)
+	}
+	return key[:i], ci, nil
+}
+
+// parsePoolID splits "space/subnet[/range]" and finds the pool's key.
+func parsePoolID(id string) (space string, subnet netip.Prefix, err error) {
+	parts := strings.Split(id, "/")
+	if len(parts) != 3 && len(parts) != 5 {
+		return "", netip.Prefix{}, errdefs.Invalid("malformed pool ID %q", id)
+	}
+	subnet, err = netip.ParsePrefix(parts[1] + "/" + parts[2])
+	if err != nil {
+		return "", netip.Prefix{}, errdefs.Invalid("malformed pool ID %q: %v", id, err)
+	}
+	return parts[0], subnet, nil
+}
+
+// GetCapabilities implements api.Ipam.
+func (a *Allocator) GetCapabilities() (*api.CapabilitiesResponse, error) {
+	return &api.CapabilitiesResponse{RequiresMACAddress: false}, nil
+}
+
+// GetDefaultAddressSpaces implements api.Ipam.
+func (a *Allocator) GetDefaultAddressSpaces() (*api.AddressSpacesResponse, error) {
+	return &api.AddressSpacesResponse{LocalDefaultAddressSpace: LocalSpace, GlobalDefaultAddressSpace: GlobalSpace}, nil
+}
+
+// parseSubnet reads a CIDR from the user and returns its network prefix.
+func parseSubnet(what, s string, v6 bool) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, errdefs.Invalid("invalid %s %q: %v", what, s, err)
+	}
+	p = p.Masked()
+	if p.Addr().Is6() != v6 {
+		fam := "IPv4"
+		if v6 {
+			fam = "IPv6"
+		}
+		return netip.Prefix{}, errdefs.Invalid("%s %s is not an %s subnet", what, p, fam)
+	}
+	if p.Bits() >= p.Addr().BitLen()-1 {
+		return netip.Prefix{}, errdefs.Invalid("%s %s is too small to hold a gateway and an endpoint", what, p)
+	}
+	return p, nil
+}
+
+// RequestPool implements api.Ipam.
+func (a *Allocator) RequestPool(req *api.RequestPoolRequest) (*api.RequestPoolResponse, error) {
+	space := req.AddressSpace
+	if space == "" {
+		space = LocalSpace
+	}
+	if _, ok := a.defaults[space]; !ok {
+		return nil, errdefs.Invalid("unknown address space %q (want %s or %s)", space, LocalSpace, GlobalSpace)
+	}
+	var subnet, rng netip.Prefix
+	var err error
+	if req.Pool != "" {
+		if subnet, err = parseSubnet("subnet", req.Pool, req.V6); err != nil {
+			return nil, err
+		}
+	} else if req.SubPool != "" {
+		return nil, errdefs.Invalid("an IP range (%s) needs a subnet", req.SubPool)
+	} else if req.V6 {
+		return nil, errdefs.Invalid("mynet has no default IPv6 pool: give the network an IPv6 --subnet")
+	}
+	if req.SubPool != "" {
+		if rng, err = netip.ParsePrefix(req.SubPool); err != nil {
+			return nil, errdefs.Invalid("invalid IP range %q: %v", req.SubPool, err)
+		}
+		rng = rng.Masked()
+		if rng.Addr().Is6() != req.V6 || rng.Bits() < subnet.Bits() || !subnet.Contains(rng.Addr()) {
+			return nil, errdefs.Invalid("IP range %s is not inside subnet %s", rng, subnet)
+		}
+	}
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !subnet.IsValid() {
+		if subnet, err = a.pickDefault(space); err != nil {
+			return nil, err
+		}
+	} else if other := a.overlapping(space, subnet); other != nil {
+		return nil, errdefs.Conflict("subnet %s overlaps pool %s, which is already in use", subnet, other.subnet)
+	}
+	rec := poolRecord{Space: space, Subnet: subnet.String()}
+	if rng.IsValid() {
+		rec.Range = rng.String()
+	}
+	p, err := newPool(rec)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.store.Update(func(tx store.Tx) error { return store.PutJSON(tx, bucketPools, p.key, rec) }); err != nil {
+		return nil, fmt.Errorf("save pool %s: %w", p.id(), err)
+	}
+	a.pools[p.key] = p
+	a.log.WithFields(logrus.Fields{"pool": p.id()}).Info("pool allocated")
+	return &api.RequestPoolResponse{PoolID: p.id(), Pool: subnet.String()}, nil
+}
+
+// overlapping returns a pool of space that overlaps subnet. Caller holds a.mu.
+func (a *Allocator) overlapping(space string, subnet netip.Prefix) *pool {
+	for _, p := range a.pools {
+		if p.rec.Space == space && p.subnet.Overlaps(subnet) {
+			return p
+		}
+	}
+	return nil
+}
+
+// pickDefault returns the first default subnet of space that no pool and no
+// host route overlaps. Caller holds a.mu.
+func (a *Allocator) pickDefault(space string) (netip.Prefix, error) {
+	var routes []netip.Prefix
+	if a.hostRoutes != nil {
+		var err error
+		if routes, err = a.hostRoutes(); err != nil {
+			return netip.Prefix{}, fmt.Errorf("list host routes: %w", err)
+		}
+	}
+	var found netip.Prefix
+	for _, set := range a.defaults[space] {
+		set.each(func(cand netip.Prefix) bool {
+			if a.overlapping(space, cand) != nil {
+				return true
+			}
+			for _, r := range routes {
+				if r.Bits() > 0 && r.Overlaps(cand) {
+					return true
+				}
+			}
+			found = cand
+			return false
+		})
+		if found.IsValid() {
+			return found, nil
+		}
+	}
+	return netip.Prefix{}, errdefs.Conflict("all default address pools of %s are in use: give the network a --subnet", space)
+}
+
+// ReleasePool implements api.Ipam. Releasing an unknown pool succeeds:
+// dockerd never retries a failed release and forgets the pool anyway.
+func (a *Allocator) ReleasePool(req *api.ReleasePoolRequest) error {
+	space, subnet, err := parsePoolID(req.PoolID)
+	if err != nil {
+		return err
+	}
+	key := poolKey(space, subnet)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := a.pools[key]
+	if p == nil {
+		a.log.WithField("pool", req.PoolID).Debug("release of unknown pool ignored")
+		return nil
+	}
+	err = a.store.Update(func(tx store.Tx) error {
+		if err := tx.Delete(bucketPools, key); err != nil {
+			return err
+		}
+		for ci := range p.bits.chunks {
+			if err := tx.Delete(bucketBits, chunkKey(key, ci)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("release pool %s: %w", req.PoolID, err)
+	}
+	delete(a.pools, key)
+	a.log.WithFields(logrus.Fields{"pool": req.PoolID}).Info("pool released")
+	return nil
+}
+
+// lookup finds the pool of a pool ID. Caller holds a.mu.
+func (a *Allocator) lookup(id string) (*pool, error) {
+	space, subnet, err := parsePoolID(id)
+	if err != nil {
+		return nil, err
+	}
+	p := a.pools[poolKey(space, subnet)]
+	if p == nil {
+		return nil, errdefs.NotFound("address pool %s not found", id)
+	}
+	return p, nil
+}
+
+// parseAddr reads an address given bare or in CIDR form.
+func parseAddr(s string) (netip.Addr, error) {
+	if pfx, err := netip.ParsePrefix(s); err == nil {
+		return pfx.Addr(), nil
+	}
+	addr, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, errdefs.Invalid("invalid IP address %q", s)
+	}
+	return addr.Unmap(), nil
+}
+
+// offsetIn checks that addr may be handed out from p and returns its offset.
+func (p *pool) offsetIn(addr netip.Addr) (uint64, error) {
+	if !p.subnet.Contains(addr) {
+		return 0, errdefs.Invalid("address %s is not in subnet %s", addr, p.subnet)
+	}
+	off, ok := offsetOf(p.subnet, addr)
+	if !ok || off < p.first || off > p.last {
+		if off == 0 {
+			return 0, errdefs.Invalid("address %s is the network address of %s", addr, p.subnet)
+		}
+		if addr.Is4() {
+			return 0, errdefs.Invalid("address %s is the broadcast address of %s", addr, p.subnet)
+		}
+		return 0, errdefs.Invalid("address %s is beyond the allocatable part of %s", addr, p.subnet)
+	}
+	return off, nil
+}
+
+// RequestAddress implements api.Ipam.
+func (a *Allocator) RequestAddress(req *api.RequestAddressRequest) (*api.RequestAddressResponse, error) {
+	var want netip.Addr
+	if req.Address != "" {
+		var err error
+		if want, err = parseAddr(req.Address); err != nil {
+			return nil, err
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p, err := a.lookup(req.PoolID)
+	if err != nil {
+		return nil, err
+	}
+	var off uint64
+	if want.IsValid() {
+		if off, err = p.offsetIn(want); err != nil {
+			return nil, err
+		}
+		if p.bits.isSet(off) {
+			return nil, errdefs.Conflict("address %s is already in use in %s", want, p.subnet)
+		}
+	} else {
+		var ok bool
+		if off, ok = p.bits.nextFree(p.lo, p.hi); !ok {
+			where := p.subnet.String()
+			if p.rng.IsValid() {
+				where = "IP range " + p.rng.String()
+			}
+			return nil, errdefs.Conflict("no free address left in %s", where)
+		}
+	}
+	p.bits.set(off)
+	if err := a.saveChunk(p, off); err != nil {
+		p.bits.clear(off)
+		return nil, err
+	}
+	addr := netip.PrefixFrom(addrAt(p.subnet, off), p.subnet.Bits())
+	a.log.WithFields(logrus.Fields{"pool": p.id(), "address": addr, "type": req.Options[OptRequestAddressType]}).Debug("address allocated")
+	return &api.RequestAddressResponse{Address: addr.String()}, nil
+}
+
+// ReleaseAddress implements api.Ipam. Releasing a free address, or one of a
+// pool that is gone, succeeds: dockerd never retries a failed release.
+func (a *Allocator) ReleaseAddress(req *api.ReleaseAddressRequest) error {
+	addr, err := parseAddr(req.Address)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p, err := a.lookup(req.PoolID)
+	if errdefs.IsNotFound(err) {
+		a.log.WithFields(logrus.Fields{"pool": req.PoolID, "address": addr}).Debug("release in unknown pool ignored")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !p.subnet.Contains(addr) {
+		return errdefs.Invalid("address %s is not in subnet %s", addr, p.subnet)
+	}
+	off, _ := offsetOf(p.subnet, addr)
+	if !p.bits.clear(off) {
+		return nil
+	}
+	if err := a.saveChunk(p, off); err != nil {
+		p.bits.set(off)
+		return err
+	}
+	a.log.WithFields(logrus.Fields{"pool": p.id(), "address": addr}).Debug("address released")
+	return nil
+}
+
+// saveChunk writes the chunk holding off. Caller holds a.mu.
+func (a *Allocator) saveChunk(p *pool, off uint64) error {
+	ci := off >> chunkShift
+	data := p.bits.chunkData(ci)
+	err := a.store.Update(func(tx store.Tx) error {
+		if data == nil {
+			return tx.Delete(bucketBits, chunkKey(p.key, ci))
+		}
+		return tx.Put(bucketBits, chunkKey(p.key, ci), data)
+	})
+	if err != nil {
+		return fmt.Errorf("save allocations of %s: %w", p.id(), err)
+	}
+	return nil
+}
+
+// PoolInfo describes a pool for status output.
+type PoolInfo struct {
+	ID        string
+	Subnet    string
+	Range     string
+	Allocated uint64
+}
+
+// Pools lists the pools with their number of allocated addresses.
+func (a *Allocator) Pools() []PoolInfo {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]PoolInfo, 0, len(a.pools))
+	for _, p := range a.pools {
+		out = append(out, PoolInfo{ID: p.id(), Subnet: p.rec.Subnet, Range: p.rec.Range, Allocated: p.bits.used})
+	}
+	return out
+}
