@@ -1,0 +1,284 @@
+package netutil
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// MaxNameLen is the longest interface name the kernel accepts (IFNAMSIZ-1).
+const MaxNameLen = unix.IFNAMSIZ - 1
+
+// Links manipulates links in one network namespace.
+type Links struct {
+	h *netlink.Handle
+}
+
+// New returns Links for the calling process's network namespace.
+func New() (*Links, error) {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return nil, fmt.Errorf("open netlink handle: %w", err)
+	}
+	return &Links{h: h}, nil
+}
+
+// Close releases the netlink sockets.
+func (l *Links) Close() { l.h.Close() }
+
+// retry repeats a netlink dump the kernel reported as interrupted by a
+// concurrent change, a few times, like CNI's netlinksafe.
+func retry[T any](fn func() (T, error)) (T, error) {
+	var (
+		v   T
+		err error
+	)
+	for range 5 {
+		v, err = fn()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return v, err
+		}
+	}
+	return v, fmt.Errorf("netlink dump kept being interrupted: %w", err)
+}
+
+func isNotFound(err error) bool {
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
+}
+
+// ValidateName checks that name can be an interface name.
+func ValidateName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("interface name is empty")
+	case len(name) > MaxNameLen:
+		return fmt.Errorf("interface name %q is %d bytes, the kernel allows at most %d", name, len(name), MaxNameLen)
+	case name == "." || name == "..":
+		return fmt.Errorf("interface name %q is reserved", name)
+	case strings.ContainsAny(name, "/: \t\n\x00"):
+		return fmt.Errorf("interface name %q contains a character the kernel refuses (/, :, or whitespace)", name)
+	}
+	return nil
+}
+
+// LinkExists reports whether a link named name exists (ip link show NAME).
+func (l *Links) LinkExists(name string) (bool, error) {
+	_, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(name) })
+	if isNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look up link %q: %w", name, err)
+	}
+	return true, nil
+}
+
+// IsBridge reports whether the link named name exists and is a bridge.
+func (l *Links) IsBridge(name string) (exists, bridge bool, err error) {
+	link, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(name) })
+	if isNotFound(err) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, fmt.Errorf("look up link %q: %w", name, err)
+	}
+	_, ok := link.(*netlink.Bridge)
+	return true, ok, nil
+}
+
+// BridgeConfig describes a bridge for EnsureBridge.
+type BridgeConfig struct {
+	Name  string
+	MTU   int            // 0 leaves the kernel's default
+	Addrs []netip.Prefix // gateway addresses, e.g. 172.18.0.1/16
+}
+
+// EnsureBridge makes the bridge exist with its addresses and up, in this
+// namespace (ip link add NAME type bridge; ip addr add ADDR dev NAME; ip link
+// set NAME up). A link of that name that is not a bridge is an error. It
+// reports whether it created the bridge, so a caller can undo only that.
+func (l *Links) EnsureBridge(cfg BridgeConfig) (created bool, err error) {
+	link, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(cfg.Name) })
+	switch {
+	case isNotFound(err):
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: cfg.Name, MTU: cfg.MTU, TxQLen: -1}}
+		// A fixed MAC keeps the bridge's address from following its ports as
+		// they come and go, which would upset the containers' ARP caches.
+		br.HardwareAddr = RandomMAC()
+		if err := l.h.LinkAdd(br); err != nil {
+			return false, fmt.Errorf("create bridge %q: %w", cfg.Name, err)
+		}
+		created = true
+		defer func() {
+			if err != nil {
+				_ = l.h.LinkDel(br)
+			}
+		}()
+		if link, err = l.h.LinkByName(cfg.Name); err != nil {
+			return created, fmt.Errorf("look up new bridge %q: %w", cfg.Name, err)
+		}
+	case err != nil:
+		return false, fmt.Errorf("look up link %q: %w", cfg.Name, err)
+	default:
+		if _, ok := link.(*netlink.Bridge); !ok {
+			return false, fmt.Errorf("link %q exists and is a %s, not a bridge", cfg.Name, link.Type())
+		}
+		if cfg.MTU > 0 && link.Attrs().MTU != cfg.MTU {
+			if err := l.h.LinkSetMTU(link, cfg.MTU); err != nil {
+				return false, fmt.Errorf("set MTU of bridge %q: %w", cfg.Name, err)
+			}
+		}
+	}
+	for _, a := range cfg.Addrs {
+		addr := &netlink.Addr{IPNet: prefixToIPNet(a)}
+		if err := l.h.AddrReplace(link, addr); err != nil {
+			return created, fmt.Errorf("add address %s to bridge %q: %w", a, cfg.Name, err)
+		}
+	}
+	if err := l.h.LinkSetUp(link); err != nil {
+		return created, fmt.Errorf("set bridge %q up: %w", cfg.Name, err)
+	}
+	return created, nil
+}
+
+// RemoveAddrs deletes the given addresses from a link if present (ip addr del
+// ADDR dev NAME); a missing link or address is not an error. It is how an
+// adopted bridge is handed back as it was found.
+func (l *Links) RemoveAddrs(name string, addrs []netip.Prefix) error {
+	link, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(name) })
+	if isNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up link %q: %w", name, err)
+	}
+	for _, a := range addrs {
+		err := l.h.AddrDel(link, &netlink.Addr{IPNet: prefixToIPNet(a)})
+		if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("remove address %s from %q: %w", a, name, err)
+		}
+	}
+	return nil
+}
+
+// DeleteLink removes a link (ip link del NAME). Deleting one end of a veth
+// pair removes both. A missing link is not an error.
+func (l *Links) DeleteLink(name string) error {
+	link, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(name) })
+	if isNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up link %q: %w", name, err)
+	}
+	if err := l.h.LinkDel(link); err != nil && !isNotFound(err) {
+		return fmt.Errorf("delete link %q: %w", name, err)
+	}
+	return nil
+}
+
+// VethConfig describes a veth pair for AddVeth.
+type VethConfig struct {
+	HostName string           // end that stays in this namespace, attached to Bridge
+	PeerName string           // end that Docker moves into the container
+	PeerMAC  net.HardwareAddr // MAC of the container end
+	MTU      int              // both ends; 0 takes the bridge's
+	Bridge   string
+}
+
+// AddVeth creates a veth pair with the host end attached to a bridge and up
+// and the peer end down, both in this namespace (ip link add HOST mtu MTU
+// master BRIDGE type veth peer name PEER address MAC; ip link set HOST up).
+// On failure nothing is left behind.
+func (l *Links) AddVeth(cfg VethConfig) (err error) {
+	br, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(cfg.Bridge) })
+	if err != nil {
+		return fmt.Errorf("look up bridge %q: %w", cfg.Bridge, err)
+	}
+	mtu := cfg.MTU
+	if mtu == 0 {
+		mtu = br.Attrs().MTU
+	}
+	veth := &netlink.Veth{
+		LinkAttrs:        netlink.LinkAttrs{Name: cfg.HostName, MTU: mtu, MasterIndex: br.Attrs().Index, TxQLen: -1},
+		PeerName:         cfg.PeerName,
+		PeerHardwareAddr: cfg.PeerMAC,
+		PeerMTU:          uint32(mtu),
+	}
+	if err := l.h.LinkAdd(veth); err != nil {
+		return fmt.Errorf("create veth pair %q/%q: %w", cfg.HostName, cfg.PeerName, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = l.h.LinkDel(veth)
+		}
+	}()
+	if err := l.h.LinkSetUp(veth); err != nil {
+		return fmt.Errorf("set %q up: %w", cfg.HostName, err)
+	}
+	return nil
+}
+
+// ListLinkNames returns the names of links whose name starts with prefix
+// (ip -o link show | grep PREFIX).
+func (l *Links) ListLinkNames(prefix string) ([]string, error) {
+	links, err := retry(l.h.LinkList)
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	var out []string
+	for _, link := range links {
+		if name := link.Attrs().Name; strings.HasPrefix(name, prefix) {
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}
+
+// Routes returns the destinations of every IPv4 and IPv6 route of the main
+// table except default routes (ip route show; ip -6 route show).
+func (l *Links) Routes() ([]netip.Prefix, error) {
+	routes, err := retry(func() ([]netlink.Route, error) { return l.h.RouteList(nil, netlink.FAMILY_ALL) })
+	if err != nil {
+		return nil, fmt.Errorf("list routes: %w", err)
+	}
+	var out []netip.Prefix
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue
+		}
+		if p, ok := ipNetToPrefix(r.Dst); ok && p.Bits() > 0 {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// RandomMAC returns a random, locally administered, unicast MAC address.
+func RandomMAC() net.HardwareAddr {
+	mac := make(net.HardwareAddr, 6)
+	_, _ = rand.Read(mac)
+	mac[0] = (mac[0] | 0x02) &^ 0x01
+	return mac
+}
+
+func prefixToIPNet(p netip.Prefix) *net.IPNet {
+	bits := p.Addr().BitLen()
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), bits)}
+}
+
+func ipNetToPrefix(n *net.IPNet) (netip.Prefix, bool) {
+	addr, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(addr.Unmap(), ones).Masked(), true
+}

@@ -1,0 +1,184 @@
+package netutil
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/mynet/mynet/internal/nstest"
+)
+
+func TestMain(m *testing.M) { nstest.Main(m) }
+
+func newLinks(t *testing.T) *Links {
+	t.Helper()
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	return l
+}
+
+func addrsOf(t *testing.T, name string) []string {
+	t.Helper()
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, a := range addrs {
+		if a.IP.IsLinkLocalUnicast() {
+			continue
+		}
+		out = append(out, a.IPNet.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestEnsureBridgeCreatesAndAdopts(t *testing.T) {
+	l := newLinks(t)
+	t.Cleanup(func() { _ = l.DeleteLink("tbr0") })
+	cfg := BridgeConfig{Name: "tbr0", MTU: 1400, Addrs: []netip.Prefix{netip.MustParsePrefix("10.77.0.1/24")}}
+	created, err := l.EnsureBridge(cfg)
+	if err != nil || !created {
+		t.Fatalf("EnsureBridge = %v, %v; want created", created, err)
+	}
+	link, err := netlink.LinkByName("tbr0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := link.(*netlink.Bridge); !ok {
+		t.Errorf("tbr0 is a %s", link.Type())
+	}
+	if link.Attrs().MTU != 1400 || link.Attrs().Flags&net.FlagUp == 0 {
+		t.Errorf("mtu=%d flags=%v, want 1400 and up", link.Attrs().MTU, link.Attrs().Flags)
+	}
+	if got := addrsOf(t, "tbr0"); !slices.Equal(got, []string{"10.77.0.1/24"}) {
+		t.Errorf("addresses = %v", got)
+	}
+	// Again: accepted as it is, nothing duplicated.
+	created, err = l.EnsureBridge(cfg)
+	if err != nil || created {
+		t.Fatalf("second EnsureBridge = %v, %v; want adopted", created, err)
+	}
+	if got := addrsOf(t, "tbr0"); len(got) != 1 {
+		t.Errorf("addresses after second ensure = %v", got)
+	}
+	if err := l.RemoveAddrs("tbr0", cfg.Addrs); err != nil {
+		t.Fatal(err)
+	}
+	if got := addrsOf(t, "tbr0"); len(got) != 0 {
+		t.Errorf("addresses after RemoveAddrs = %v", got)
+	}
+}
+
+func TestEnsureBridgeRefusesOtherLinkType(t *testing.T) {
+	l := newLinks(t)
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "tdum0"}, PeerName: "tdum1"}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.DeleteLink("tdum0") })
+	if _, err := l.EnsureBridge(BridgeConfig{Name: "tdum0"}); err == nil {
+		t.Error("EnsureBridge adopted a veth")
+	}
+	if exists, bridge, err := l.IsBridge("tdum0"); err != nil || !exists || bridge {
+		t.Errorf("IsBridge(veth) = %v %v %v", exists, bridge, err)
+	}
+}
+
+func TestVethLifecycle(t *testing.T) {
+	l := newLinks(t)
+	t.Cleanup(func() { _ = l.DeleteLink("tbr1") })
+	if _, err := l.EnsureBridge(BridgeConfig{Name: "tbr1", MTU: 1450}); err != nil {
+		t.Fatal(err)
+	}
+	mac := net.HardwareAddr{0x02, 0x42, 10, 1, 2, 3}
+	if err := l.AddVeth(VethConfig{HostName: "tvh0", PeerName: "tvc0", PeerMAC: mac, Bridge: "tbr1"}); err != nil {
+		t.Fatal(err)
+	}
+	host, err := netlink.LinkByName("tvh0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	br, _ := netlink.LinkByName("tbr1")
+	if host.Attrs().MasterIndex != br.Attrs().Index || host.Attrs().Flags&net.FlagUp == 0 || host.Attrs().MTU != 1450 {
+		t.Errorf("host end: master=%d (bridge %d) flags=%v mtu=%d", host.Attrs().MasterIndex, br.Attrs().Index, host.Attrs().Flags, host.Attrs().MTU)
+	}
+	peer, err := netlink.LinkByName("tvc0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if peer.Attrs().HardwareAddr.String() != mac.String() || peer.Attrs().MTU != 1450 {
+		t.Errorf("peer: mac=%s mtu=%d", peer.Attrs().HardwareAddr, peer.Attrs().MTU)
+	}
+	names, err := l.ListLinkNames("tv")
+	if err != nil || !slices.Equal(names, []string{"tvc0", "tvh0"}) && !slices.Equal(names, []string{"tvh0", "tvc0"}) {
+		t.Errorf("ListLinkNames = %v, %v", names, err)
+	}
+	// A second pair with a taken name fails and leaves nothing.
+	if err := l.AddVeth(VethConfig{HostName: "tvh0", PeerName: "tvc1", Bridge: "tbr1"}); err == nil {
+		t.Error("AddVeth with a taken name succeeded")
+	}
+	if ok, _ := l.LinkExists("tvc1"); ok {
+		t.Error("failed AddVeth left its peer behind")
+	}
+	if err := l.DeleteLink("tvh0"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"tvh0", "tvc0"} {
+		if ok, err := l.LinkExists(n); ok || err != nil {
+			t.Errorf("%s still exists (%v)", n, err)
+		}
+	}
+	if err := l.DeleteLink("tvh0"); err != nil {
+		t.Errorf("deleting a missing link: %v", err)
+	}
+}
+
+func TestRoutesSeeConnectedSubnets(t *testing.T) {
+	l := newLinks(t)
+	t.Cleanup(func() { _ = l.DeleteLink("tbr2") })
+	if _, err := l.EnsureBridge(BridgeConfig{Name: "tbr2", Addrs: []netip.Prefix{netip.MustParsePrefix("10.88.4.1/22")}}); err != nil {
+		t.Fatal(err)
+	}
+	routes, err := l.Routes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(routes, netip.MustParsePrefix("10.88.4.0/22")) {
+		t.Errorf("routes %v lack 10.88.4.0/22", routes)
+	}
+}
+
+func TestValidateName(t *testing.T) {
+	for _, bad := range []string{"", "sixteen-bytes-xx", "a b", "../x", "a/b", "..", "x:y"} {
+		if ValidateName(bad) == nil {
+			t.Errorf("ValidateName(%q) accepted", bad)
+		}
+	}
+	for _, good := range []string{"br0", "fifteen-bytes-x", "my_br-1.2"} {
+		if err := ValidateName(good); err != nil {
+			t.Errorf("ValidateName(%q): %v", good, err)
+		}
+	}
+}
+
+func TestEnsureSysctlInOwnNamespace(t *testing.T) {
+	// ip_forward is per namespace: this changes only the test's namespace.
+	if err := EnsureSysctl("net/ipv4/ip_forward", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := Sysctl("net/ipv4/ip_forward"); err != nil || v != "1" {
+		t.Errorf("ip_forward = %q, %v", v, err)
+	}
+}
