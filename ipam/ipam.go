@@ -1,7 +1,6 @@
 package ipam
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -106,12 +105,8 @@ func New(cfg Config) (*Allocator, error) {
 
 func (a *Allocator) load() error {
 	return a.store.View(func(tx store.Tx) error {
-		err := tx.ForEach(bucketPools, func(key string, v []byte) error {
-			var rec poolRecord
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("decode pool %s: %w", key, err)
-			}
-			p, err := newPool(rec)
+		err := store.ForEachJSON(tx, bucketPools, func(key string, rec *poolRecord) error {
+			p, err := newPool(*rec)
 			if err != nil {
 				return fmt.Errorf("pool %s: %w", key, err)
 			}

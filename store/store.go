@@ -54,3 +54,15 @@ func PutJSON(tx Tx, bucket, key string, v any) error {
 	}
 	return tx.Put(bucket, key, b)
 }
+
+// ForEachJSON decodes every value of bucket into a new T and calls fn with
+// its key.
+func ForEachJSON[T any](tx Tx, bucket string, fn func(key string, v *T) error) error {
+	return tx.ForEach(bucket, func(key string, raw []byte) error {
+		v := new(T)
+		if err := json.Unmarshal(raw, v); err != nil {
+			return fmt.Errorf("decode %s/%s: %w", bucket, key, err)
+		}
+		return fn(key, v)
+	})
+}

@@ -1,0 +1,24 @@
+// Package driver is mynet's NetworkDriver: it turns Docker's CreateNetwork,
+// CreateEndpoint, Join and their inverses into a Linux bridge per network, a
+// veth pair per endpoint, and the network's iptables rules.
+//
+// Options are parsed and validated into a NetworkConfig before anything is
+// touched. A network is then built in named steps (bridge, firewall rules,
+// state), and a failing step undoes the ones before it, so a rejected
+// CreateNetwork leaves no bridge, rule or record behind. Every network and
+// endpoint is written to the store before the call returns, because Docker
+// never replays them to a remote driver after a restart; on start the driver
+// reloads them and re-asserts each network's bridge and rules.
+//
+// Names. A bridge is named by the user (com.docker.network.bridge.name) or
+// "mn-" plus the first 12 hex digits of the network ID; an endpoint's veth
+// ends are "mnh" (host side, on the bridge) and "mnc" (container side, which
+// Docker moves into the sandbox and renames eth0, eth1, ...) plus the first
+// 12 hex digits of the endpoint ID. All fit the kernel's 15 bytes.
+//
+// Locking. Driver.mu guards the maps of networks and endpoints and is held
+// for the whole of CreateNetwork and DeleteNetwork (rare, and they must check
+// and claim subnets and bridge names atomically). Endpoint calls take it only
+// to read or update the maps and do their kernel work outside it, serialized
+// per endpoint ID, so dockerd's concurrent attaches proceed in parallel.
+package driver

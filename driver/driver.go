@@ -1,0 +1,386 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/docker/go-plugins-helpers/network"
+	"github.com/sirupsen/logrus"
+
+	"github.com/mynet/mynet/errdefs"
+	"github.com/mynet/mynet/firewall"
+	"github.com/mynet/mynet/netutil"
+	"github.com/mynet/mynet/store"
+)
+
+const (
+	bucketNetworks  = "networks"
+	bucketEndpoints = "endpoints"
+)
+
+// linksAPI is the part of netutil.Links the driver uses.
+type linksAPI interface {
+	EnsureBridge(netutil.BridgeConfig) (bool, error)
+	RemoveAddrs(name string, addrs []netip.Prefix) error
+	DeleteLink(name string) error
+	AddVeth(netutil.VethConfig) error
+	LinkExists(name string) (bool, error)
+	IsBridge(name string) (exists, bridge bool, err error)
+}
+
+// firewallAPI is the part of firewall.Firewall the driver uses.
+type firewallAPI interface {
+	EnsureBase() error
+	AddNetwork(firewall.Network) error
+	RemoveNetwork(networkID string) error
+}
+
+var (
+	_ linksAPI    = (*netutil.Links)(nil)
+	_ firewallAPI = (*firewall.Firewall)(nil)
+)
+
+// Config is what a Driver is built from.
+type Config struct {
+	Store    store.Store
+	Links    linksAPI
+	Firewall firewallAPI
+	// EnsureSysctl sets a sysctl such as net/ipv4/ip_forward; netutil.EnsureSysctl.
+	EnsureSysctl func(name, value string) error
+	Log          *logrus.Entry
+}
+
+// Driver implements Docker's remote NetworkDriver for bridge networks.
+type Driver struct {
+	store   store.Store
+	links   linksAPI
+	fw      firewallAPI
+	sysctl  func(name, value string) error
+	log     *logrus.Entry
+	epLocks keyedMutex // serializes calls on the same endpoint ID
+
+	mu        sync.Mutex // guards networks and endpoints; see doc.go
+	networks  map[string]*netState
+	endpoints map[string]*Endpoint
+}
+
+var _ network.Driver = (*Driver)(nil)
+
+// netState is a network as persisted, plus nothing else: every field is
+// derived from the config.
+type netState struct {
+	Config NetworkConfig `json:"config"`
+}
+
+// Endpoint is an endpoint as persisted.
+type Endpoint struct {
+	ID        string       `json:"id"`
+	NetworkID string       `json:"network_id"`
+	HostVeth  string       `json:"host_veth"`
+	PeerVeth  string       `json:"peer_veth"`
+	MAC       string       `json:"mac"`
+	Address   netip.Prefix `json:"address"`
+	// MACFromDocker records whether Docker chose the MAC, so a repeated
+	// CreateEndpoint answers exactly as the first one did.
+	MACFromDocker bool `json:"mac_from_docker"`
+}
+
+// New builds a driver and loads its networks and endpoints from the store.
+// Call Restore to re-assert their kernel state.
+func New(cfg Config) (*Driver, error) {
+	d := &Driver{
+		store:     cfg.Store,
+		links:     cfg.Links,
+		fw:        cfg.Firewall,
+		sysctl:    cfg.EnsureSysctl,
+		log:       cfg.Log,
+		networks:  map[string]*netState{},
+		endpoints: map[string]*Endpoint{},
+	}
+	if d.log == nil {
+		d.log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	err := d.store.View(func(tx store.Tx) error {
+		if err := store.ForEachJSON(tx, bucketNetworks, func(k string, n *netState) error {
+			d.networks[k] = n
+			return nil
+		}); err != nil {
+			return err
+		}
+		return store.ForEachJSON(tx, bucketEndpoints, func(k string, ep *Endpoint) error {
+			d.endpoints[k] = ep
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load networks: %w", err)
+	}
+	return d, nil
+}
+
+// Restore re-asserts the kernel state of every stored network: its bridge
+// with the gateway address and its firewall rules. It is what brings the
+// networks back after a host reboot; endpoints' veths are Docker's to
+// recreate when it restarts the containers.
+func (d *Driver) Restore() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.networks) == 0 {
+		return nil
+	}
+	if err := d.fw.EnsureBase(); err != nil {
+		return err
+	}
+	var errs []error
+	for id, n := range d.networks {
+		if _, err := d.links.EnsureBridge(bridgeConfig(&n.Config)); err != nil {
+			errs = append(errs, fmt.Errorf("network %s: %w", short(id), err))
+			continue
+		}
+		if err := d.fw.AddNetwork(firewallNetwork(&n.Config)); err != nil {
+			errs = append(errs, fmt.Errorf("network %s: %w", short(id), err))
+		}
+	}
+	d.log.WithField("networks", len(d.networks)).WithField("endpoints", len(d.endpoints)).Info("restored state")
+	return errors.Join(errs...)
+}
+
+func bridgeConfig(cfg *NetworkConfig) netutil.BridgeConfig {
+	return netutil.BridgeConfig{Name: cfg.BridgeName, MTU: cfg.MTU, Addrs: []netip.Prefix{cfg.Gateway}}
+}
+
+func firewallNetwork(cfg *NetworkConfig) firewall.Network {
+	return firewall.Network{
+		ID: cfg.ID, Bridge: cfg.BridgeName, Subnet: cfg.Subnet,
+		ICC: cfg.ICC, Masquerade: cfg.Masquerade, Internal: cfg.Internal,
+	}
+}
+
+// GetCapabilities implements network.Driver.
+func (d *Driver) GetCapabilities() (*network.CapabilitiesResponse, error) {
+	return &network.CapabilitiesResponse{Scope: "local", ConnectivityScope: "local"}, nil
+}
+
+// step is one undoable part of building a network.
+type step struct {
+	name string
+	do   func() (undo func(), err error)
+}
+
+// runSteps runs steps in order; when one fails, it undoes the ones that
+// succeeded, last first, and returns the failure.
+func runSteps(log *logrus.Entry, steps []step) error {
+	var undos []func()
+	for _, s := range steps {
+		undo, err := s.do()
+		if err != nil {
+			for i := len(undos) - 1; i >= 0; i-- {
+				undos[i]()
+			}
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		if undo != nil {
+			undos = append(undos, undo)
+		}
+		log.WithField("step", s.name).Debug("done")
+	}
+	return nil
+}
+
+// CreateNetwork implements network.Driver.
+func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
+	cfg, err := parseNetworkConfig(req)
+	if err != nil {
+		return err
+	}
+	log := d.log.WithFields(logrus.Fields{"network": short(cfg.ID), "bridge": cfg.BridgeName, "subnet": cfg.Subnet})
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old, ok := d.networks[cfg.ID]; ok {
+		if old.Config.same(cfg) {
+			log.Info("network already exists, as requested")
+			return nil
+		}
+		return errdefs.Conflict("network %s already exists with another configuration", short(cfg.ID))
+	}
+	for _, other := range d.networks {
+		if err := cfg.conflicts(&other.Config); err != nil {
+			return err
+		}
+	}
+
+	err = runSteps(log, []step{
+		{"enable IPv4 forwarding", func() (func(), error) {
+			if cfg.Internal {
+				return nil, nil
+			}
+			return nil, d.sysctl("net/ipv4/ip_forward", "1")
+		}},
+		{"set up bridge " + cfg.BridgeName, func() (func(), error) {
+			exists, bridge, err := d.links.IsBridge(cfg.BridgeName)
+			switch {
+			case err != nil:
+				return nil, err
+			case exists && !bridge:
+				return nil, errdefs.Invalid("option %s: %s exists and is not a bridge", OptBridgeName, cfg.BridgeName)
+			case exists && !cfg.UserBridge:
+				log.Warn("reusing a leftover bridge with this network's name")
+			}
+			created, err := d.links.EnsureBridge(bridgeConfig(cfg))
+			if err != nil {
+				return nil, err
+			}
+			return func() {
+				if created {
+					_ = d.links.DeleteLink(cfg.BridgeName)
+				} else {
+					_ = d.links.RemoveAddrs(cfg.BridgeName, []netip.Prefix{cfg.Gateway})
+				}
+			}, nil
+		}},
+		{"program iptables", func() (func(), error) {
+			if err := d.fw.EnsureBase(); err != nil {
+				return nil, err
+			}
+			if err := d.fw.AddNetwork(firewallNetwork(cfg)); err != nil {
+				return nil, err
+			}
+			return func() { _ = d.fw.RemoveNetwork(cfg.ID) }, nil
+		}},
+		{"save network", func() (func(), error) {
+			return nil, d.store.Update(func(tx store.Tx) error {
+				return store.PutJSON(tx, bucketNetworks, cfg.ID, netState{Config: *cfg})
+			})
+		}},
+	})
+	if err != nil {
+		log.WithError(err).Warn("create network failed; undone")
+		return fmt.Errorf("create network %s: %w", short(cfg.ID), err)
+	}
+	d.networks[cfg.ID] = &netState{Config: *cfg}
+	log.Info("network created")
+	return nil
+}
+
+// DeleteNetwork implements network.Driver. An unknown network is not an
+// error: dockerd never retries a failed delete and forgets the network
+// anyway, so the driver removes what it can and always forgets it too.
+func (d *Driver) DeleteNetwork(req *network.DeleteNetworkRequest) error {
+	if err := validID("network", req.NetworkID); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, ok := d.networks[req.NetworkID]
+	if !ok {
+		d.log.WithField("network", short(req.NetworkID)).Debug("delete of unknown network ignored")
+		return nil
+	}
+	cfg := &n.Config
+	log := d.log.WithFields(logrus.Fields{"network": short(cfg.ID), "bridge": cfg.BridgeName})
+	var errs []error
+	var leftover []string
+	for id, ep := range d.endpoints {
+		if ep.NetworkID == cfg.ID {
+			if err := d.links.DeleteLink(ep.HostVeth); err != nil {
+				errs = append(errs, err)
+			}
+			leftover = append(leftover, id)
+		}
+	}
+	if err := d.fw.RemoveNetwork(cfg.ID); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.UserBridge {
+		// Hand a bridge the user named back as it was found, minus our address;
+		// one mynet created itself under that name goes entirely.
+		if err := d.links.RemoveAddrs(cfg.BridgeName, []netip.Prefix{cfg.Gateway}); err != nil {
+			errs = append(errs, err)
+		}
+	} else if err := d.links.DeleteLink(cfg.BridgeName); err != nil {
+		errs = append(errs, err)
+	}
+	if err := d.store.Update(func(tx store.Tx) error {
+		for _, id := range leftover {
+			if err := tx.Delete(bucketEndpoints, id); err != nil {
+				return err
+			}
+		}
+		return tx.Delete(bucketNetworks, cfg.ID)
+	}); err != nil {
+		errs = append(errs, err)
+	}
+	delete(d.networks, cfg.ID)
+	for _, id := range leftover {
+		delete(d.endpoints, id)
+	}
+	if err := errors.Join(errs...); err != nil {
+		log.WithError(err).Warn("network deleted, but some cleanup failed")
+		return fmt.Errorf("delete network %s: %w", short(cfg.ID), err)
+	}
+	log.Info("network deleted")
+	return nil
+}
+
+// AllocateNetwork implements network.Driver; it is only called in swarm
+// mode, which a local-scope driver takes no part in.
+func (d *Driver) AllocateNetwork(*network.AllocateNetworkRequest) (*network.AllocateNetworkResponse, error) {
+	return &network.AllocateNetworkResponse{Options: map[string]string{}}, nil
+}
+
+// FreeNetwork implements network.Driver (swarm only).
+func (d *Driver) FreeNetwork(*network.FreeNetworkRequest) error { return nil }
+
+// DiscoverNew implements network.Driver; node discovery means nothing to a
+// local bridge.
+func (d *Driver) DiscoverNew(*network.DiscoveryNotification) error { return nil }
+
+// DiscoverDelete implements network.Driver.
+func (d *Driver) DiscoverDelete(*network.DiscoveryNotification) error { return nil }
+
+// Networks returns a copy of every network's config.
+func (d *Driver) Networks() []NetworkConfig {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]NetworkConfig, 0, len(d.networks))
+	for _, n := range d.networks {
+		out = append(out, n.Config)
+	}
+	return out
+}
+
+// keyedMutex serializes work per key without one global lock.
+type keyedMutex struct {
+	mu    sync.Mutex // guards locks
+	locks map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyedEntry{}
+	}
+	e := k.locks[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.locks[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}

@@ -1,0 +1,260 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/docker/go-plugins-helpers/network"
+	"github.com/sirupsen/logrus"
+
+	"github.com/mynet/mynet/errdefs"
+	"github.com/mynet/mynet/netutil"
+	"github.com/mynet/mynet/store"
+)
+
+// Veth names: prefix plus the first 12 hex digits of the endpoint ID.
+const (
+	HostVethPrefix = "mnh"
+	PeerVethPrefix = "mnc"
+)
+
+// macFromIP derives a MAC from an IPv4 address the way Docker's bridge
+// driver does (02:42 followed by the address), so the same container address
+// gets the same MAC under both drivers.
+func macFromIP(ip netip.Addr) net.HardwareAddr {
+	b := ip.As4()
+	return net.HardwareAddr{0x02, 0x42, b[0], b[1], b[2], b[3]}
+}
+
+// endpointRequest validates a CreateEndpoint request against its network.
+func (d *Driver) endpointRequest(req *network.CreateEndpointRequest) (*Endpoint, *NetworkConfig, error) {
+	if err := validID("network", req.NetworkID); err != nil {
+		return nil, nil, err
+	}
+	if err := validID("endpoint", req.EndpointID); err != nil {
+		return nil, nil, err
+	}
+	if req.Interface == nil || req.Interface.Address == "" {
+		return nil, nil, errdefs.Invalid("endpoint %s has no IPv4 address; mynet networks need one", short(req.EndpointID))
+	}
+	addr, err := netip.ParsePrefix(req.Interface.Address)
+	if err != nil || !addr.Addr().Is4() {
+		return nil, nil, errdefs.Invalid("invalid endpoint address %q", req.Interface.Address)
+	}
+	if req.Interface.AddressIPv6 != "" {
+		return nil, nil, errdefs.Invalid("mynet does not support IPv6 endpoints yet")
+	}
+	d.mu.Lock()
+	n, ok := d.networks[req.NetworkID]
+	var cfg NetworkConfig
+	if ok {
+		cfg = n.Config
+	}
+	d.mu.Unlock()
+	if !ok {
+		return nil, nil, errdefs.NotFound("network %s not found", short(req.NetworkID))
+	}
+	if !cfg.Subnet.Contains(addr.Addr()) {
+		return nil, nil, errdefs.Invalid("endpoint address %s is outside the network's subnet %s", addr, cfg.Subnet)
+	}
+	ep := &Endpoint{
+		ID:        req.EndpointID,
+		NetworkID: req.NetworkID,
+		HostVeth:  HostVethPrefix + req.EndpointID[:12],
+		PeerVeth:  PeerVethPrefix + req.EndpointID[:12],
+		Address:   addr,
+	}
+	if m := req.Interface.MacAddress; m != "" {
+		mac, err := net.ParseMAC(m)
+		if err != nil || len(mac) != 6 {
+			return nil, nil, errdefs.Invalid("invalid MAC address %q", m)
+		}
+		ep.MAC, ep.MACFromDocker = mac.String(), true
+	} else {
+		ep.MAC = macFromIP(addr.Addr()).String()
+	}
+	return ep, &cfg, nil
+}
+
+func createResponse(ep *Endpoint) *network.CreateEndpointResponse {
+	if ep.MACFromDocker {
+		// Docker rejects a driver that sets a field it had set itself.
+		return &network.CreateEndpointResponse{}
+	}
+	return &network.CreateEndpointResponse{Interface: &network.EndpointInterface{MacAddress: ep.MAC}}
+}
+
+// CreateEndpoint implements network.Driver: a veth pair whose host end is on
+// the network's bridge; Docker moves the other end into the container.
+func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.CreateEndpointResponse, error) {
+	ep, cfg, err := d.endpointRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	log := d.log.WithFields(logrus.Fields{"network": short(ep.NetworkID), "endpoint": short(ep.ID), "veth": ep.HostVeth, "address": ep.Address})
+	unlock := d.epLocks.lock(ep.ID)
+	defer unlock()
+
+	d.mu.Lock()
+	old, exists := d.endpoints[ep.ID]
+	d.mu.Unlock()
+	if exists {
+		if old.NetworkID == ep.NetworkID && old.Address == ep.Address && (!ep.MACFromDocker || old.MAC == ep.MAC) {
+			log.Info("endpoint already exists, as requested")
+			return createResponse(old), nil
+		}
+		return nil, errdefs.Conflict("endpoint %s already exists with another configuration", short(ep.ID))
+	}
+
+	mac, _ := net.ParseMAC(ep.MAC)
+	if err := d.links.AddVeth(netutil.VethConfig{
+		HostName: ep.HostVeth, PeerName: ep.PeerVeth, PeerMAC: mac, MTU: cfg.MTU, Bridge: cfg.BridgeName,
+	}); err != nil {
+		return nil, fmt.Errorf("create endpoint %s: %w", short(ep.ID), err)
+	}
+	if err := d.store.Update(func(tx store.Tx) error { return store.PutJSON(tx, bucketEndpoints, ep.ID, ep) }); err != nil {
+		_ = d.links.DeleteLink(ep.HostVeth)
+		return nil, fmt.Errorf("create endpoint %s: save: %w", short(ep.ID), err)
+	}
+	d.mu.Lock()
+	d.endpoints[ep.ID] = ep
+	d.mu.Unlock()
+	log.WithField("mac", ep.MAC).Info("endpoint created")
+	return createResponse(ep), nil
+}
+
+// endpoint returns a copy of a stored endpoint and its network's config.
+func (d *Driver) endpoint(networkID, endpointID string) (Endpoint, NetworkConfig, error) {
+	if err := validID("network", networkID); err != nil {
+		return Endpoint{}, NetworkConfig{}, err
+	}
+	if err := validID("endpoint", endpointID); err != nil {
+		return Endpoint{}, NetworkConfig{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ep, ok := d.endpoints[endpointID]
+	if !ok || ep.NetworkID != networkID {
+		return Endpoint{}, NetworkConfig{}, errdefs.NotFound("endpoint %s not found in network %s", short(endpointID), short(networkID))
+	}
+	n, ok := d.networks[networkID]
+	if !ok {
+		return Endpoint{}, NetworkConfig{}, errdefs.NotFound("network %s not found", short(networkID))
+	}
+	return *ep, n.Config, nil
+}
+
+// DeleteEndpoint implements network.Driver. Deleting an unknown endpoint
+// succeeds, so a repeated call is harmless.
+func (d *Driver) DeleteEndpoint(req *network.DeleteEndpointRequest) error {
+	if err := validID("endpoint", req.EndpointID); err != nil {
+		return err
+	}
+	unlock := d.epLocks.lock(req.EndpointID)
+	defer unlock()
+	d.mu.Lock()
+	ep, ok := d.endpoints[req.EndpointID]
+	d.mu.Unlock()
+	if !ok {
+		d.log.WithField("endpoint", short(req.EndpointID)).Debug("delete of unknown endpoint ignored")
+		return nil
+	}
+	log := d.log.WithFields(logrus.Fields{"network": short(ep.NetworkID), "endpoint": short(ep.ID), "veth": ep.HostVeth})
+	var errs []error
+	if err := d.links.DeleteLink(ep.HostVeth); err != nil {
+		errs = append(errs, err)
+	}
+	if err := d.store.Update(func(tx store.Tx) error { return tx.Delete(bucketEndpoints, ep.ID) }); err != nil {
+		errs = append(errs, err)
+	} else {
+		d.mu.Lock()
+		delete(d.endpoints, ep.ID)
+		d.mu.Unlock()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("delete endpoint %s: %w", short(ep.ID), err)
+	}
+	log.Info("endpoint deleted")
+	return nil
+}
+
+// EndpointInfo implements network.Driver (EndpointOperInfo).
+func (d *Driver) EndpointInfo(req *network.InfoRequest) (*network.InfoResponse, error) {
+	ep, cfg, err := d.endpoint(req.NetworkID, req.EndpointID)
+	if err != nil {
+		return nil, err
+	}
+	return &network.InfoResponse{Value: map[string]string{
+		"id":             ep.ID,
+		"network":        ep.NetworkID,
+		"mac":            ep.MAC,
+		"ipv4":           ep.Address.String(),
+		"bridge":         cfg.BridgeName,
+		"veth_host":      ep.HostVeth,
+		"veth_container": ep.PeerVeth,
+	}}, nil
+}
+
+// Join implements network.Driver: Docker moves the container end of the veth
+// into the sandbox, names it with the prefix, and routes through the gateway.
+func (d *Driver) Join(req *network.JoinRequest) (*network.JoinResponse, error) {
+	ep, cfg, err := d.endpoint(req.NetworkID, req.EndpointID)
+	if err != nil {
+		return nil, err
+	}
+	res := &network.JoinResponse{
+		InterfaceName: network.InterfaceName{SrcName: ep.PeerVeth, DstPrefix: cfg.ContainerPrefix},
+	}
+	if !cfg.Internal {
+		// Like Docker's bridge: an internal network gives no default route.
+		res.Gateway = cfg.Gateway.Addr().String()
+	}
+	d.log.WithFields(logrus.Fields{"network": short(ep.NetworkID), "endpoint": short(ep.ID), "sandbox": req.SandboxKey}).Info("endpoint joined")
+	return res, nil
+}
+
+// Leave implements network.Driver. Docker takes the interface back out of
+// the sandbox itself; nothing in the host changes until DeleteEndpoint.
+func (d *Driver) Leave(req *network.LeaveRequest) error {
+	if _, _, err := d.endpoint(req.NetworkID, req.EndpointID); err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil // a repeated Leave
+		}
+		return err
+	}
+	d.log.WithFields(logrus.Fields{"network": short(req.NetworkID), "endpoint": short(req.EndpointID)}).Info("endpoint left")
+	return nil
+}
+
+// ProgramExternalConnectivity implements network.Driver. Port publishing is
+// not implemented yet, so a request to publish ports is refused rather than
+// silently ignored.
+func (d *Driver) ProgramExternalConnectivity(req *network.ProgramExternalConnectivityRequest) error {
+	if _, _, err := d.endpoint(req.NetworkID, req.EndpointID); err != nil {
+		return err
+	}
+	if pm, ok := req.Options["com.docker.network.portmap"]; ok && pm != nil {
+		if list, ok := pm.([]any); !ok || len(list) > 0 {
+			return errdefs.Invalid("mynet does not support publishing ports (-p) yet")
+		}
+	}
+	return nil
+}
+
+// RevokeExternalConnectivity implements network.Driver.
+func (d *Driver) RevokeExternalConnectivity(req *network.RevokeExternalConnectivityRequest) error {
+	return nil
+}
+
+// Endpoints returns a copy of every endpoint.
+func (d *Driver) Endpoints() []Endpoint {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]Endpoint, 0, len(d.endpoints))
+	for _, ep := range d.endpoints {
+		out = append(out, *ep)
+	}
+	return out
+}

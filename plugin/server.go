@@ -1,0 +1,201 @@
+package plugin
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/docker/go-plugins-helpers/ipam"
+	"github.com/docker/go-plugins-helpers/network"
+	"github.com/docker/go-plugins-helpers/sdk"
+	"github.com/sirupsen/logrus"
+
+	"github.com/mynet/mynet/errdefs"
+)
+
+// MaxBodyBytes caps a request body; Docker's requests are a few KiB.
+const MaxBodyBytes = 1 << 20
+
+// manifest is the answer to /Plugin.Activate.
+var manifest = map[string][]string{"Implements": {"NetworkDriver", "IpamDriver"}}
+
+// capabilities extends network.CapabilitiesResponse with GwAllocChecker,
+// which Docker 28 asks about; it is false: mynet has no objection to
+// dockerd allocating gateway addresses, and 20.10 ignores the field.
+type capabilities struct {
+	Scope             string
+	ConnectivityScope string
+	GwAllocChecker    bool `json:",omitempty"`
+}
+
+// Handler serves the plugin API for a network driver and an IPAM driver.
+type Handler struct {
+	mux    *http.ServeMux
+	log    *logrus.Entry
+	routes map[string]bool
+}
+
+// NewHandler builds the mux. health, if not nil, answers /mynet.Health.
+func NewHandler(drv network.Driver, alloc ipam.Ipam, health func() error, log *logrus.Entry) *Handler {
+	h := &Handler{mux: http.NewServeMux(), log: log, routes: map[string]bool{}}
+	if h.log == nil {
+		h.log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	h.handle("/Plugin.Activate", func([]byte) (any, error) { return manifest, nil })
+
+	// NetworkDriver.
+	h.handle("/NetworkDriver.GetCapabilities", func([]byte) (any, error) {
+		c, err := drv.GetCapabilities()
+		if err != nil {
+			return nil, err
+		}
+		return capabilities{Scope: c.Scope, ConnectivityScope: c.ConnectivityScope}, nil
+	})
+	netRoute(h, "CreateNetwork", func(req *network.CreateNetworkRequest) (any, error) { return empty(drv.CreateNetwork(req)) })
+	netRoute(h, "DeleteNetwork", func(req *network.DeleteNetworkRequest) (any, error) { return empty(drv.DeleteNetwork(req)) })
+	netRoute(h, "AllocateNetwork", func(req *network.AllocateNetworkRequest) (any, error) { return drv.AllocateNetwork(req) })
+	netRoute(h, "FreeNetwork", func(req *network.FreeNetworkRequest) (any, error) { return empty(drv.FreeNetwork(req)) })
+	netRoute(h, "CreateEndpoint", func(req *network.CreateEndpointRequest) (any, error) { return drv.CreateEndpoint(req) })
+	netRoute(h, "DeleteEndpoint", func(req *network.DeleteEndpointRequest) (any, error) { return empty(drv.DeleteEndpoint(req)) })
+	netRoute(h, "EndpointOperInfo", func(req *network.InfoRequest) (any, error) { return drv.EndpointInfo(req) })
+	netRoute(h, "Join", func(req *network.JoinRequest) (any, error) { return drv.Join(req) })
+	netRoute(h, "Leave", func(req *network.LeaveRequest) (any, error) { return empty(drv.Leave(req)) })
+	netRoute(h, "DiscoverNew", func(req *network.DiscoveryNotification) (any, error) { return empty(drv.DiscoverNew(req)) })
+	netRoute(h, "DiscoverDelete", func(req *network.DiscoveryNotification) (any, error) { return empty(drv.DiscoverDelete(req)) })
+	netRoute(h, "ProgramExternalConnectivity", func(req *network.ProgramExternalConnectivityRequest) (any, error) {
+		return empty(drv.ProgramExternalConnectivity(req))
+	})
+	netRoute(h, "RevokeExternalConnectivity", func(req *network.RevokeExternalConnectivityRequest) (any, error) {
+		return empty(drv.RevokeExternalConnectivity(req))
+	})
+
+	// IpamDriver.
+	h.handle("/IpamDriver.GetCapabilities", func([]byte) (any, error) { return alloc.GetCapabilities() })
+	h.handle("/IpamDriver.GetDefaultAddressSpaces", func([]byte) (any, error) { return alloc.GetDefaultAddressSpaces() })
+	ipamRoute(h, "RequestPool", func(req *ipam.RequestPoolRequest) (any, error) { return alloc.RequestPool(req) })
+	ipamRoute(h, "ReleasePool", func(req *ipam.ReleasePoolRequest) (any, error) { return empty(alloc.ReleasePool(req)) })
+	ipamRoute(h, "RequestAddress", func(req *ipam.RequestAddressRequest) (any, error) { return alloc.RequestAddress(req) })
+	ipamRoute(h, "ReleaseAddress", func(req *ipam.ReleaseAddressRequest) (any, error) { return empty(alloc.ReleaseAddress(req)) })
+
+	h.handle("/mynet.Health", func([]byte) (any, error) {
+		if health != nil {
+			if err := health(); err != nil {
+				return nil, err
+			}
+		}
+		return map[string]string{"Status": "ok"}, nil
+	})
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		h.writeError(w, r, errdefs.NotFound("mynet does not implement %s", r.URL.Path))
+	})
+	return h
+}
+
+func empty(err error) (any, error) { return struct{}{}, err }
+
+// netRoute registers a NetworkDriver call whose body decodes into T.
+func netRoute[T any](h *Handler, name string, fn func(*T) (any, error)) {
+	h.handle("/NetworkDriver."+name, func(body []byte) (any, error) {
+		req := new(T)
+		if err := decode(body, req); err != nil {
+			return nil, err
+		}
+		return fn(req)
+	})
+}
+
+// ipamRoute registers an IpamDriver call whose body decodes into T.
+func ipamRoute[T any](h *Handler, name string, fn func(*T) (any, error)) {
+	h.handle("/IpamDriver."+name, func(body []byte) (any, error) {
+		req := new(T)
+		if err := decode(body, req); err != nil {
+			return nil, err
+		}
+		return fn(req)
+	})
+}
+
+// decode reads one JSON object. Unknown fields are allowed (newer dockerd
+// versions add some); an empty body is not: dockerd sends one when it
+// retries a call that timed out.
+func decode(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return errdefs.Invalid("request body is empty")
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return errdefs.Invalid("malformed request: %v", err)
+	}
+	return nil
+}
+
+// readBody reads at most MaxBodyBytes of the request.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, errdefs.Invalid("request body is larger than %d bytes", MaxBodyBytes)
+		}
+		return nil, errdefs.Invalid("read request body: %v", err)
+	}
+	return body, nil
+}
+
+// handle registers a call; fn gets the request body (calls without
+// arguments, such as Activate, ignore it).
+func (h *Handler) handle(path string, fn func([]byte) (any, error)) {
+	h.routes[path] = true
+	h.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		body, err := readBody(w, r)
+		var res any
+		if err == nil {
+			h.log.WithFields(logrus.Fields{"call": path, "body": string(body)}).Debug("request")
+			res, err = fn(body)
+		}
+		log := h.log.WithFields(logrus.Fields{"call": path, "duration": time.Since(start).Round(time.Microsecond)})
+		if err != nil {
+			log.WithError(err).Warn("call failed")
+			h.writeError(w, r, err)
+			return
+		}
+		log.Debug("call done")
+		w.Header().Set("Content-Type", sdk.DefaultContentTypeV1_1)
+		if err := json.NewEncoder(w).Encode(res); err != nil {
+			log.WithError(err).Warn("write response")
+		}
+	})
+}
+
+// errorBody is Docker's error form. libnetwork's plugin client reads Err on
+// any non-200 answer; its IPAM response types name the field Error.
+type errorBody struct {
+	Err   string
+	Error string `json:",omitempty"`
+}
+
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	body := errorBody{Err: err.Error()}
+	if strings.HasPrefix(r.URL.Path, "/IpamDriver.") {
+		body.Error = body.Err
+	}
+	w.Header().Set("Content-Type", sdk.DefaultContentTypeV1_1)
+	w.WriteHeader(errdefs.HTTPStatus(err))
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// Routes lists the paths the handler serves.
+func (h *Handler) Routes() []string {
+	out := make([]string, 0, len(h.routes))
+	for p := range h.routes {
+		out = append(out, p)
+	}
+	return out
+}
