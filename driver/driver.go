@@ -68,10 +68,12 @@ type Driver struct {
 
 var _ network.Driver = (*Driver)(nil)
 
-// netState is a network as persisted, plus nothing else: every field is
-// derived from the config.
+// netState is a network as persisted.
 type netState struct {
 	Config NetworkConfig `json:"config"`
+	// CreatedBridge records that mynet created the bridge, so DeleteNetwork
+	// removes it; a bridge the user had made is only stripped of our address.
+	CreatedBridge bool `json:"created_bridge"`
 }
 
 // Endpoint is an endpoint as persisted.
@@ -163,7 +165,8 @@ func (d *Driver) GetCapabilities() (*network.CapabilitiesResponse, error) {
 	return &network.CapabilitiesResponse{Scope: "local", ConnectivityScope: "local"}, nil
 }
 
-// step is one undoable part of building a network.
+// step is one undoable part of building a network. A step that fails must
+// leave nothing behind itself; its undo is for when a later step fails.
 type step struct {
 	name string
 	do   func() (undo func(), err error)
@@ -211,6 +214,7 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 		}
 	}
 
+	state := netState{Config: *cfg, CreatedBridge: !cfg.UserBridge}
 	err = runSteps(log, []step{
 		{"enable IPv4 forwarding", func() (func(), error) {
 			if cfg.Internal {
@@ -232,6 +236,7 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 			if err != nil {
 				return nil, err
 			}
+			state.CreatedBridge = state.CreatedBridge || created
 			return func() {
 				if created {
 					_ = d.links.DeleteLink(cfg.BridgeName)
@@ -245,13 +250,16 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 				return nil, err
 			}
 			if err := d.fw.AddNetwork(firewallNetwork(cfg)); err != nil {
+				// The batch is atomic per table, so one table may have been
+				// written before another failed: remove whatever is tagged.
+				_ = d.fw.RemoveNetwork(cfg.ID)
 				return nil, err
 			}
 			return func() { _ = d.fw.RemoveNetwork(cfg.ID) }, nil
 		}},
 		{"save network", func() (func(), error) {
 			return nil, d.store.Update(func(tx store.Tx) error {
-				return store.PutJSON(tx, bucketNetworks, cfg.ID, netState{Config: *cfg})
+				return store.PutJSON(tx, bucketNetworks, cfg.ID, state)
 			})
 		}},
 	})
@@ -259,8 +267,8 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 		log.WithError(err).Warn("create network failed; undone")
 		return fmt.Errorf("create network %s: %w", short(cfg.ID), err)
 	}
-	d.networks[cfg.ID] = &netState{Config: *cfg}
-	log.Info("network created")
+	d.networks[cfg.ID] = &state
+	log.WithField("created_bridge", state.CreatedBridge).Info("network created")
 	return nil
 }
 
@@ -293,9 +301,9 @@ func (d *Driver) DeleteNetwork(req *network.DeleteNetworkRequest) error {
 	if err := d.fw.RemoveNetwork(cfg.ID); err != nil {
 		errs = append(errs, err)
 	}
-	if cfg.UserBridge {
-		// Hand a bridge the user named back as it was found, minus our address;
-		// one mynet created itself under that name goes entirely.
+	if !n.CreatedBridge {
+		// Hand a bridge the user had made back as it was found, minus our
+		// address.
 		if err := d.links.RemoveAddrs(cfg.BridgeName, []netip.Prefix{cfg.Gateway}); err != nil {
 			errs = append(errs, err)
 		}

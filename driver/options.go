@@ -63,6 +63,23 @@ func validID(what, id string) error {
 	return nil
 }
 
+// validateIfName accepts interface names the kernel takes that are also
+// safe on an iptables command line: letters, digits, '_', '.' and '-'.
+func validateIfName(key, name string, maxLen int) error {
+	if err := netutil.ValidateName(name); err != nil {
+		return errdefs.Invalid("option %s: %v", key, err)
+	}
+	if len(name) > maxLen {
+		return errdefs.Invalid("option %s: %q is %d bytes, at most %d are allowed", key, name, len(name), maxLen)
+	}
+	for _, c := range name {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == '.' || c == '-') {
+			return errdefs.Invalid("option %s: %q may contain only letters, digits, '_', '.' and '-'", key, name)
+		}
+	}
+	return nil
+}
+
 // DefaultBridgeName is the bridge of a network the user did not name one for.
 func DefaultBridgeName(networkID string) string { return "mn-" + networkID[:12] }
 
@@ -105,9 +122,7 @@ func parseNetworkConfig(req *network.CreateNetworkRequest) (*NetworkConfig, erro
 		case OptBridgeName:
 			cfg.BridgeName, err = parseString(key, v)
 			if err == nil {
-				if verr := netutil.ValidateName(cfg.BridgeName); verr != nil {
-					err = errdefs.Invalid("option %s: %v", key, verr)
-				}
+				err = validateIfName(key, cfg.BridgeName, netutil.MaxNameLen)
 			}
 			cfg.UserBridge = true
 		case OptEnableICC:
@@ -118,8 +133,9 @@ func parseNetworkConfig(req *network.CreateNetworkRequest) (*NetworkConfig, erro
 			cfg.MTU, err = parseMTU(key, v)
 		case OptContainerPrefix:
 			cfg.ContainerPrefix, err = parseString(key, v)
-			if err == nil && (cfg.ContainerPrefix == "" || len(cfg.ContainerPrefix) > 10 || netutil.ValidateName(cfg.ContainerPrefix) != nil) {
-				err = errdefs.Invalid("option %s: %q is not a valid interface name prefix (1 to 10 bytes, no /, : or spaces)", key, cfg.ContainerPrefix)
+			if err == nil {
+				// Docker appends the interface's index, so leave room for it.
+				err = validateIfName(key, cfg.ContainerPrefix, netutil.MaxNameLen-3)
 			}
 		default:
 			for _, n := range notYet {

@@ -1,0 +1,350 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/docker/go-plugins-helpers/network"
+
+	"github.com/mynet/mynet/errdefs"
+	"github.com/mynet/mynet/store"
+)
+
+type harness struct {
+	d      *Driver
+	links  *fakeLinks
+	fw     *fakeFirewall
+	st     store.Store
+	sysctl map[string]string
+}
+
+func newHarness(t *testing.T, st store.Store) *harness {
+	t.Helper()
+	h := &harness{links: newFakeLinks(), fw: newFakeFirewall(), st: st, sysctl: map[string]string{}}
+	var mu sync.Mutex
+	d, err := New(Config{Store: st, Links: h.links, Firewall: h.fw, EnsureSysctl: func(n, v string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		h.sysctl[n] = v
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.d = d
+	return h
+}
+
+func endpointReq(ep, addr, mac string) *network.CreateEndpointRequest {
+	return &network.CreateEndpointRequest{NetworkID: netID, EndpointID: ep, Interface: &network.EndpointInterface{Address: addr, MacAddress: mac}}
+}
+
+func TestNetworkAndEndpointLifecycle(t *testing.T) {
+	h := newHarness(t, store.NewMemory())
+	if err := h.d.CreateNetwork(createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
+		t.Fatal(err)
+	}
+	if h.links.links["mn-0123456789ab"] != "bridge" || h.fw.networks[netID].Bridge != "mn-0123456789ab" || h.sysctl["net/ipv4/ip_forward"] != "1" {
+		t.Fatalf("after create: links=%v fw=%v sysctl=%v", h.links.links, h.fw.networks, h.sysctl)
+	}
+	res, err := h.d.CreateEndpoint(endpointReq(epID, "10.1.0.2/24", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Interface == nil || res.Interface.MacAddress != "02:42:0a:01:00:02" || res.Interface.Address != "" {
+		t.Errorf("CreateEndpoint response = %+v, want only the generated MAC", res.Interface)
+	}
+	if h.links.links["mnhfedcba987654"] != "veth" || h.links.links["mncfedcba987654"] != "veth" {
+		t.Errorf("veths = %v", h.links.links)
+	}
+	join, err := h.d.Join(&network.JoinRequest{NetworkID: netID, EndpointID: epID, SandboxKey: "/var/run/docker/netns/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if join.InterfaceName.SrcName != "mncfedcba987654" || join.InterfaceName.DstPrefix != "eth" || join.Gateway != "10.1.0.1" {
+		t.Errorf("Join = %+v", join)
+	}
+	info, err := h.d.EndpointInfo(&network.InfoRequest{NetworkID: netID, EndpointID: epID})
+	if err != nil || info.Value["mac"] != "02:42:0a:01:00:02" || info.Value["ipv4"] != "10.1.0.2/24" {
+		t.Errorf("EndpointInfo = %+v, %v", info, err)
+	}
+	if err := h.d.Leave(&network.LeaveRequest{NetworkID: netID, EndpointID: epID}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second delete finds nothing and succeeds
+		if err := h.d.DeleteEndpoint(&network.DeleteEndpointRequest{NetworkID: netID, EndpointID: epID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h.links.count() != 1 {
+		t.Errorf("links after DeleteEndpoint = %v", h.links.links)
+	}
+	for range 2 {
+		if err := h.d.DeleteNetwork(&network.DeleteNetworkRequest{NetworkID: netID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h.links.count() != 0 || len(h.fw.networks) != 0 {
+		t.Errorf("left behind: links=%v fw=%v", h.links.links, h.fw.networks)
+	}
+	_ = h.st.View(func(tx store.Tx) error {
+		n := 0
+		_ = tx.ForEach(bucketNetworks, func(string, []byte) error { n++; return nil })
+		_ = tx.ForEach(bucketEndpoints, func(string, []byte) error { n++; return nil })
+		if n != 0 {
+			t.Errorf("%d records left in the store", n)
+		}
+		return nil
+	})
+}
+
+func TestDockerMACIsKeptAndNotReturned(t *testing.T) {
+	h := newHarness(t, store.NewMemory())
+	if err := h.d.CreateNetwork(createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := h.d.CreateEndpoint(endpointReq(epID, "10.1.0.9/24", "02:aa:bb:cc:dd:ee"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Interface != nil {
+		t.Errorf("response sets fields Docker gave: %+v", res.Interface)
+	}
+	// A repeated call answers the same and creates nothing new.
+	res2, err := h.d.CreateEndpoint(endpointReq(epID, "10.1.0.9/24", "02:aa:bb:cc:dd:ee"))
+	if err != nil || res2.Interface != nil {
+		t.Errorf("repeat = %+v, %v", res2, err)
+	}
+	if _, err := h.d.CreateEndpoint(endpointReq(epID, "10.1.0.10/24", "")); !errdefs.IsConflict(err) {
+		t.Errorf("same endpoint ID, other address: err = %v", err)
+	}
+}
+
+func TestCreateNetworkConflicts(t *testing.T) {
+	h := newHarness(t, store.NewMemory())
+	if err := h.d.CreateNetwork(createReq(map[string]any{OptBridgeName: "br-a"}, "10.1.0.0/16", "10.1.0.1/16")); err != nil {
+		t.Fatal(err)
+	}
+	// The same request again succeeds (dockerd may retry).
+	if err := h.d.CreateNetwork(createReq(map[string]any{OptBridgeName: "br-a"}, "10.1.0.0/16", "10.1.0.1/16")); err != nil {
+		t.Errorf("repeated CreateNetwork: %v", err)
+	}
+	other := func(generic map[string]any, pool, gw string) *network.CreateNetworkRequest {
+		r := createReq(generic, pool, gw)
+		r.NetworkID = strings.Repeat("b", 64)
+		return r
+	}
+	tests := []struct {
+		name string
+		req  *network.CreateNetworkRequest
+		want string
+	}{
+		{"overlapping subnet", other(map[string]any{}, "10.1.2.0/24", "10.1.2.1/24"), "overlaps"},
+		{"same bridge", other(map[string]any{OptBridgeName: "br-a"}, "10.2.0.0/24", "10.2.0.1/24"), "already used"},
+		{"same ID, other config", createReq(map[string]any{}, "10.3.0.0/24", "10.3.0.1/24"), "already exists"},
+	}
+	for _, tt := range tests {
+		err := h.d.CreateNetwork(tt.req)
+		if !errdefs.IsConflict(err) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err = %v", tt.name, err)
+		}
+	}
+	if len(h.d.Networks()) != 1 || h.links.count() != 1 {
+		t.Errorf("conflicts changed state: %d networks, links %v", len(h.d.Networks()), h.links.links)
+	}
+}
+
+func TestFailedCreateNetworkLeavesNothing(t *testing.T) {
+	h := newHarness(t, store.NewMemory())
+	h.fw.failAdd = errors.New("iptables exploded")
+	err := h.d.CreateNetwork(createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24"))
+	if err == nil || !strings.Contains(err.Error(), "iptables exploded") {
+		t.Fatalf("err = %v", err)
+	}
+	if h.links.count() != 0 || len(h.d.Networks()) != 0 {
+		t.Errorf("left behind: links=%v networks=%v", h.links.links, h.d.Networks())
+	}
+	// An adopted bridge is handed back without our address.
+	h.links.links["userbr"] = "bridge"
+	err = h.d.CreateNetwork(createReq(map[string]any{OptBridgeName: "userbr"}, "10.1.0.0/24", "10.1.0.1/24"))
+	if err == nil {
+		t.Fatal("expected failure")
+	}
+	if h.links.links["userbr"] != "bridge" || len(h.links.addrs["userbr"]) != 0 {
+		t.Errorf("adopted bridge after failure: kind=%q addrs=%v", h.links.links["userbr"], h.links.addrs["userbr"])
+	}
+	// A user-named link that is not a bridge is refused before anything happens.
+	h.fw.failAdd = nil
+	h.links.links["notbr"] = "veth"
+	err = h.d.CreateNetwork(createReq(map[string]any{OptBridgeName: "notbr"}, "10.1.0.0/24", "10.1.0.1/24"))
+	if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), OptBridgeName) {
+		t.Errorf("non-bridge link: err = %v", err)
+	}
+}
+
+func TestUserBridgeIsKeptOnDelete(t *testing.T) {
+	h := newHarness(t, store.NewMemory())
+	h.links.links["userbr"] = "bridge"
+	if err := h.d.CreateNetwork(createReq(map[string]any{OptBridgeName: "userbr"}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.d.DeleteNetwork(&network.DeleteNetworkRequest{NetworkID: netID}); err != nil {
+		t.Fatal(err)
+	}
+	if h.links.links["userbr"] != "bridge" || len(h.links.addrs["userbr"]) != 0 {
+		t.Errorf("user bridge after delete: kind=%q addrs=%v", h.links.links["userbr"], h.links.addrs["userbr"])
+	}
+}
+
+func TestEndpointErrors(t *testing.T) {
+	h := newHarness(t, store.NewMemory())
+	if err := h.d.CreateNetwork(createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
+		t.Fatal(err)
+	}
+	unknownNet := endpointReq(epID, "10.1.0.2/24", "")
+	unknownNet.NetworkID = strings.Repeat("c", 64)
+	tests := []struct {
+		name string
+		req  *network.CreateEndpointRequest
+		kind func(error) bool
+	}{
+		{"unknown network", unknownNet, errdefs.IsNotFound},
+		{"no interface", &network.CreateEndpointRequest{NetworkID: netID, EndpointID: epID}, errdefs.IsInvalid},
+		{"address outside subnet", endpointReq(epID, "10.2.0.2/24", ""), errdefs.IsInvalid},
+		{"bad address", endpointReq(epID, "nonsense", ""), errdefs.IsInvalid},
+		{"bad mac", endpointReq(epID, "10.1.0.2/24", "zz:zz"), errdefs.IsInvalid},
+		{"bad endpoint id", endpointReq("x y", "10.1.0.2/24", ""), errdefs.IsInvalid},
+	}
+	for _, tt := range tests {
+		if _, err := h.d.CreateEndpoint(tt.req); !tt.kind(err) {
+			t.Errorf("%s: err = %v", tt.name, err)
+		}
+	}
+	if _, err := h.d.Join(&network.JoinRequest{NetworkID: netID, EndpointID: epID}); !errdefs.IsNotFound(err) {
+		t.Errorf("Join unknown endpoint: %v", err)
+	}
+	if _, err := h.d.EndpointInfo(&network.InfoRequest{NetworkID: netID, EndpointID: epID}); !errdefs.IsNotFound(err) {
+		t.Errorf("EndpointInfo unknown endpoint: %v", err)
+	}
+	h.links.failOn["AddVeth"] = errors.New("no veth today")
+	if _, err := h.d.CreateEndpoint(endpointReq(epID, "10.1.0.2/24", "")); err == nil {
+		t.Error("CreateEndpoint succeeded although the veth failed")
+	}
+	if len(h.d.Endpoints()) != 0 {
+		t.Errorf("failed CreateEndpoint left a record")
+	}
+}
+
+func TestPortPublishingRefusedUntilImplemented(t *testing.T) {
+	h := newHarness(t, store.NewMemory())
+	if err := h.d.CreateNetwork(createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.d.CreateEndpoint(endpointReq(epID, "10.1.0.2/24", "")); err != nil {
+		t.Fatal(err)
+	}
+	req := &network.ProgramExternalConnectivityRequest{NetworkID: netID, EndpointID: epID, Options: map[string]any{}}
+	if err := h.d.ProgramExternalConnectivity(req); err != nil {
+		t.Errorf("no ports: %v", err)
+	}
+	req.Options["com.docker.network.portmap"] = []any{map[string]any{"Proto": 6, "Port": 80, "HostPort": 8080}}
+	if err := h.d.ProgramExternalConnectivity(req); !errdefs.IsInvalid(err) {
+		t.Errorf("ports: err = %v", err)
+	}
+}
+
+func TestInternalNetworkHasNoGatewayAndNoForwarding(t *testing.T) {
+	h := newHarness(t, store.NewMemory())
+	req := createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24")
+	req.Options[optInternal] = true
+	if err := h.d.CreateNetwork(req); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := h.sysctl["net/ipv4/ip_forward"]; ok {
+		t.Error("internal network turned on forwarding")
+	}
+	if !h.fw.networks[netID].Internal {
+		t.Error("firewall not told the network is internal")
+	}
+	if _, err := h.d.CreateEndpoint(endpointReq(epID, "10.1.0.2/24", "")); err != nil {
+		t.Fatal(err)
+	}
+	join, err := h.d.Join(&network.JoinRequest{NetworkID: netID, EndpointID: epID})
+	if err != nil || join.Gateway != "" {
+		t.Errorf("Join = %+v, %v; want no gateway", join, err)
+	}
+}
+
+func TestStateSurvivesRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	st, err := store.OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, st)
+	if err := h.d.CreateNetwork(createReq(map[string]any{OptMTU: "1400"}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.d.CreateEndpoint(endpointReq(epID, "10.1.0.2/24", "")); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	st2, err := store.OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	h2 := newHarness(t, st2) // a fresh kernel: as after a reboot
+	if err := h2.d.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if h2.links.links["mn-0123456789ab"] != "bridge" || h2.fw.networks[netID].Bridge == "" || !h2.fw.base {
+		t.Errorf("restore did not rebuild the network: links=%v fw=%v", h2.links.links, h2.fw.networks)
+	}
+	join, err := h2.d.Join(&network.JoinRequest{NetworkID: netID, EndpointID: epID})
+	if err != nil || join.Gateway != "10.1.0.1" {
+		t.Errorf("Join after restart = %+v, %v", join, err)
+	}
+	if err := h2.d.CreateNetwork(createReq(map[string]any{OptMTU: "1400"}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
+		t.Errorf("repeated create after restart: %v", err)
+	}
+}
+
+func TestConcurrentEndpoints(t *testing.T) {
+	h := newHarness(t, store.NewMemory())
+	if err := h.d.CreateNetwork(createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("%012x%052d", i, 0)
+			if _, err := h.d.CreateEndpoint(endpointReq(id, fmt.Sprintf("10.1.0.%d/24", i+2), "")); err != nil {
+				errs <- err
+				return
+			}
+			if _, err := h.d.Join(&network.JoinRequest{NetworkID: netID, EndpointID: id}); err != nil {
+				errs <- err
+			}
+			if err := h.d.DeleteEndpoint(&network.DeleteEndpointRequest{NetworkID: netID, EndpointID: id}); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if len(h.d.Endpoints()) != 0 || h.links.count() != 1 {
+		t.Errorf("left: %d endpoints, links %v", len(h.d.Endpoints()), h.links.links)
+	}
+}

@@ -1,0 +1,144 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/mynet/mynet/firewall"
+	"github.com/mynet/mynet/netutil"
+)
+
+// fakeLinks is an in-memory kernel for unit tests: links by name.
+type fakeLinks struct {
+	mu     sync.Mutex
+	links  map[string]string                // name -> kind ("bridge", "veth", "other")
+	addrs  map[string]map[netip.Prefix]bool // name -> addresses
+	peers  map[string]string                // veth end -> other end
+	failOn map[string]error                 // method -> error to return
+}
+
+var _ linksAPI = (*fakeLinks)(nil)
+
+func newFakeLinks() *fakeLinks {
+	return &fakeLinks{links: map[string]string{}, addrs: map[string]map[netip.Prefix]bool{}, peers: map[string]string{}, failOn: map[string]error{}}
+}
+
+func (f *fakeLinks) EnsureBridge(cfg netutil.BridgeConfig) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failOn["EnsureBridge"]; err != nil {
+		return false, err
+	}
+	kind, ok := f.links[cfg.Name]
+	if ok && kind != "bridge" {
+		return false, fmt.Errorf("link %q exists and is not a bridge", cfg.Name)
+	}
+	f.links[cfg.Name] = "bridge"
+	if f.addrs[cfg.Name] == nil {
+		f.addrs[cfg.Name] = map[netip.Prefix]bool{}
+	}
+	for _, a := range cfg.Addrs {
+		f.addrs[cfg.Name][a] = true
+	}
+	return !ok, nil
+}
+
+func (f *fakeLinks) RemoveAddrs(name string, addrs []netip.Prefix) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, a := range addrs {
+		delete(f.addrs[name], a)
+	}
+	return nil
+}
+
+func (f *fakeLinks) DeleteLink(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failOn["DeleteLink"]; err != nil {
+		return err
+	}
+	delete(f.links, name)
+	delete(f.addrs, name)
+	if p, ok := f.peers[name]; ok {
+		delete(f.links, p)
+		delete(f.peers, p)
+		delete(f.peers, name)
+	}
+	return nil
+}
+
+func (f *fakeLinks) AddVeth(cfg netutil.VethConfig) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failOn["AddVeth"]; err != nil {
+		return err
+	}
+	if f.links[cfg.Bridge] != "bridge" {
+		return fmt.Errorf("no bridge %q", cfg.Bridge)
+	}
+	if _, ok := f.links[cfg.HostName]; ok {
+		return errors.New("file exists")
+	}
+	f.links[cfg.HostName], f.links[cfg.PeerName] = "veth", "veth"
+	f.peers[cfg.HostName], f.peers[cfg.PeerName] = cfg.PeerName, cfg.HostName
+	return nil
+}
+
+func (f *fakeLinks) LinkExists(name string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.links[name]
+	return ok, nil
+}
+
+func (f *fakeLinks) IsBridge(name string) (bool, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	kind, ok := f.links[name]
+	return ok, kind == "bridge", nil
+}
+
+func (f *fakeLinks) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.links)
+}
+
+// fakeFirewall records each network's rules.
+type fakeFirewall struct {
+	mu       sync.Mutex
+	networks map[string]firewall.Network
+	base     bool
+	failAdd  error
+}
+
+var _ firewallAPI = (*fakeFirewall)(nil)
+
+func newFakeFirewall() *fakeFirewall { return &fakeFirewall{networks: map[string]firewall.Network{}} }
+
+func (f *fakeFirewall) EnsureBase() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.base = true
+	return nil
+}
+
+func (f *fakeFirewall) AddNetwork(n firewall.Network) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failAdd != nil {
+		return f.failAdd
+	}
+	f.networks[n.ID] = n
+	return nil
+}
+
+func (f *fakeFirewall) RemoveNetwork(id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.networks, id)
+	return nil
+}
