@@ -218,7 +218,7 @@ type fakeBatcher struct {
 
 var _ batcher = (*fakeBatcher)(nil)
 
-func (f *fakeBatcher) Save() (string, error)  { return f.saved, nil }
+func (f *fakeBatcher) Save() (string, error)   { return f.saved, nil }
 func (f *fakeBatcher) Restore(in string) error { f.restores = append(f.restores, in); return nil }
 
 func TestApplyBuildsOneBatch(t *testing.T) {
