@@ -1,0 +1,236 @@
+// Package e2e drives mynet through a real dockerd with the docker CLI:
+// networks created with -d mynet-e2e (and --ipam-driver mynet-e2e), real
+// containers from a local busybox image, real traffic between them and to an
+// "outside" host that is a network namespace the test makes itself.
+//
+// Run it through `make test` (or `make test-e2e`), which runs setup.sh
+// first: it installs and starts dockerd and builds the image. The tests need
+// root and fail, never skip, when dockerd is not there.
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const (
+	dockerBin  = "/usr/bin/docker" // the engine's own client
+	image      = "mynet-test/busybox:latest"
+	driverName = "mynet-e2e" // the socket's base name is the driver's name
+	prefix     = "mynet-e2e-"
+)
+
+var (
+	socketPath = "/run/docker/plugins/" + driverName + ".sock"
+	daemon     *mynetDaemon
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "e2e: these tests need root (run make test as root)")
+		return 1
+	}
+	if out, err := exec.Command(dockerBin, "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: dockerd is not reachable (run test/e2e/setup.sh, or make test): %v\n%s", err, out)
+		return 1
+	}
+	tmp, err := os.MkdirTemp("", "mynet-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "mynet")
+	build := exec.Command("go", "build", "-o", bin, "../..")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: build mynet:", err)
+		return 1
+	}
+	daemon = &mynetDaemon{bin: bin, stateDir: filepath.Join(tmp, "state"), logPath: filepath.Join(tmp, "mynet.log")}
+	if err := daemon.start(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	code := m.Run()
+	if code != 0 {
+		if log, err := os.ReadFile(daemon.logPath); err == nil {
+			fmt.Fprintf(os.Stderr, "----- mynet log (last 8 KiB) -----\n%s\n", tail(log, 8192))
+		}
+	}
+	if err := daemon.stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: stop mynet:", err)
+		code = 1
+	}
+	return code
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// mynetDaemon is the mynet process under test.
+type mynetDaemon struct {
+	bin, stateDir, logPath string
+	cmd                    *exec.Cmd
+}
+
+func (d *mynetDaemon) start() error {
+	logf, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(d.bin, "--socket", socketPath, "--state-dir", d.stateDir, "--log-level", "debug")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start mynet: %w", err)
+	}
+	logf.Close()
+	d.cmd = cmd
+	for range 100 {
+		if c, err := (&netDialer{}).dial(socketPath); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("mynet did not listen on %s within 5s", socketPath)
+}
+
+// kill9 kills the daemon the hard way, as a crash would.
+func (d *mynetDaemon) kill9() error {
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		return err
+	}
+	_ = d.cmd.Wait()
+	return nil
+}
+
+func (d *mynetDaemon) stop() error {
+	if d.cmd == nil || d.cmd.ProcessState != nil {
+		return nil
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if _, statErr := os.Stat(socketPath); statErr == nil {
+			return fmt.Errorf("socket %s left behind after SIGTERM", socketPath)
+		}
+		return err
+	case <-time.After(15 * time.Second):
+		_ = d.cmd.Process.Kill()
+		return fmt.Errorf("mynet ignored SIGTERM for 15s")
+	}
+}
+
+// docker runs the docker CLI and returns its trimmed stdout.
+func docker(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := tryDocker(args...)
+	if err != nil {
+		t.Fatalf("docker %s: %v", strings.Join(args, " "), err)
+	}
+	return out
+}
+
+func tryDocker(args ...string) (string, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(dockerBin, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return strings.TrimSpace(stdout.String()), fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.TrimSpace(stdout.String()), nil
+}
+
+// createNetwork makes a network and removes it, by name, when the test ends.
+func createNetwork(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	id := docker(t, append(append([]string{"network", "create"}, args...), name)...)
+	t.Cleanup(func() { _, _ = tryDocker("network", "rm", name) })
+	return id
+}
+
+// runContainer starts a detached container that removes itself by name.
+func runContainer(t *testing.T, name, network string, cmd ...string) {
+	t.Helper()
+	args := append([]string{"run", "-d", "--name", name, "--network", network, image}, cmd...)
+	docker(t, args...)
+	t.Cleanup(func() { _, _ = tryDocker("rm", "-f", name) })
+}
+
+// containerIP is the container's address on a network.
+func containerIP(t *testing.T, container, network string) string {
+	t.Helper()
+	return docker(t, "inspect", "-f", fmt.Sprintf("{{(index .NetworkSettings.Networks %q).IPAddress}}", network), container)
+}
+
+// runOnce runs a command in a throwaway container and returns its output.
+func runOnce(network string, cmd ...string) (string, error) {
+	return tryDocker(append([]string{"run", "--rm", "--network", network, image}, cmd...)...)
+}
+
+// ip runs the iproute2 tool for test fixtures (the product never does).
+func ip(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// kernelLeftovers lists links and iptables rules that still belong to the
+// network with this ID.
+func kernelLeftovers(t *testing.T, networkID string) []string {
+	t.Helper()
+	var left []string
+	links, err := exec.Command("ip", "-o", "link", "show").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(links), "\n") {
+		if strings.Contains(l, "mn-"+networkID[:12]) {
+			left = append(left, "link: "+l)
+		}
+	}
+	rules, err := exec.Command("iptables-save").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(rules), "\n") {
+		if strings.Contains(l, "mynet:"+networkID[:12]) {
+			left = append(left, "rule: "+l)
+		}
+	}
+	return left
+}
+
+// vethCount counts mynet's host-side veths.
+func vethCount(t *testing.T) int {
+	t.Helper()
+	out, err := exec.Command("ip", "-o", "link", "show").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(out), ": mnh")
+}
