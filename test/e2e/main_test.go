@@ -11,6 +11,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,7 +104,7 @@ func (d *mynetDaemon) start() error {
 	logf.Close()
 	d.cmd = cmd
 	for range 100 {
-		if c, err := (&netDialer{}).dial(socketPath); err == nil {
+		if c, err := net.DialTimeout("unix", socketPath, time.Second); err == nil {
 			c.Close()
 			return nil
 		}
