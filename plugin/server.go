@@ -55,31 +55,31 @@ func NewHandler(drv network.Driver, alloc ipam.Ipam, health func() error, log *l
 		}
 		return capabilities{Scope: c.Scope, ConnectivityScope: c.ConnectivityScope}, nil
 	})
-	netRoute(h, "CreateNetwork", func(req *network.CreateNetworkRequest) (any, error) { return empty(drv.CreateNetwork(req)) })
-	netRoute(h, "DeleteNetwork", func(req *network.DeleteNetworkRequest) (any, error) { return empty(drv.DeleteNetwork(req)) })
-	netRoute(h, "AllocateNetwork", func(req *network.AllocateNetworkRequest) (any, error) { return drv.AllocateNetwork(req) })
-	netRoute(h, "FreeNetwork", func(req *network.FreeNetworkRequest) (any, error) { return empty(drv.FreeNetwork(req)) })
-	netRoute(h, "CreateEndpoint", func(req *network.CreateEndpointRequest) (any, error) { return drv.CreateEndpoint(req) })
-	netRoute(h, "DeleteEndpoint", func(req *network.DeleteEndpointRequest) (any, error) { return empty(drv.DeleteEndpoint(req)) })
-	netRoute(h, "EndpointOperInfo", func(req *network.InfoRequest) (any, error) { return drv.EndpointInfo(req) })
-	netRoute(h, "Join", func(req *network.JoinRequest) (any, error) { return drv.Join(req) })
-	netRoute(h, "Leave", func(req *network.LeaveRequest) (any, error) { return empty(drv.Leave(req)) })
-	netRoute(h, "DiscoverNew", func(req *network.DiscoveryNotification) (any, error) { return empty(drv.DiscoverNew(req)) })
-	netRoute(h, "DiscoverDelete", func(req *network.DiscoveryNotification) (any, error) { return empty(drv.DiscoverDelete(req)) })
-	netRoute(h, "ProgramExternalConnectivity", func(req *network.ProgramExternalConnectivityRequest) (any, error) {
+	route(h, "/NetworkDriver.CreateNetwork", func(req *network.CreateNetworkRequest) (any, error) { return empty(drv.CreateNetwork(req)) })
+	route(h, "/NetworkDriver.DeleteNetwork", func(req *network.DeleteNetworkRequest) (any, error) { return empty(drv.DeleteNetwork(req)) })
+	route(h, "/NetworkDriver.AllocateNetwork", func(req *network.AllocateNetworkRequest) (any, error) { return drv.AllocateNetwork(req) })
+	route(h, "/NetworkDriver.FreeNetwork", func(req *network.FreeNetworkRequest) (any, error) { return empty(drv.FreeNetwork(req)) })
+	route(h, "/NetworkDriver.CreateEndpoint", func(req *network.CreateEndpointRequest) (any, error) { return drv.CreateEndpoint(req) })
+	route(h, "/NetworkDriver.DeleteEndpoint", func(req *network.DeleteEndpointRequest) (any, error) { return empty(drv.DeleteEndpoint(req)) })
+	route(h, "/NetworkDriver.EndpointOperInfo", func(req *network.InfoRequest) (any, error) { return drv.EndpointInfo(req) })
+	route(h, "/NetworkDriver.Join", func(req *network.JoinRequest) (any, error) { return drv.Join(req) })
+	route(h, "/NetworkDriver.Leave", func(req *network.LeaveRequest) (any, error) { return empty(drv.Leave(req)) })
+	route(h, "/NetworkDriver.DiscoverNew", func(req *network.DiscoveryNotification) (any, error) { return empty(drv.DiscoverNew(req)) })
+	route(h, "/NetworkDriver.DiscoverDelete", func(req *network.DiscoveryNotification) (any, error) { return empty(drv.DiscoverDelete(req)) })
+	route(h, "/NetworkDriver.ProgramExternalConnectivity", func(req *network.ProgramExternalConnectivityRequest) (any, error) {
 		return empty(drv.ProgramExternalConnectivity(req))
 	})
-	netRoute(h, "RevokeExternalConnectivity", func(req *network.RevokeExternalConnectivityRequest) (any, error) {
+	route(h, "/NetworkDriver.RevokeExternalConnectivity", func(req *network.RevokeExternalConnectivityRequest) (any, error) {
 		return empty(drv.RevokeExternalConnectivity(req))
 	})
 
 	// IpamDriver.
 	h.handle("/IpamDriver.GetCapabilities", func([]byte) (any, error) { return alloc.GetCapabilities() })
 	h.handle("/IpamDriver.GetDefaultAddressSpaces", func([]byte) (any, error) { return alloc.GetDefaultAddressSpaces() })
-	ipamRoute(h, "RequestPool", func(req *ipam.RequestPoolRequest) (any, error) { return alloc.RequestPool(req) })
-	ipamRoute(h, "ReleasePool", func(req *ipam.ReleasePoolRequest) (any, error) { return empty(alloc.ReleasePool(req)) })
-	ipamRoute(h, "RequestAddress", func(req *ipam.RequestAddressRequest) (any, error) { return alloc.RequestAddress(req) })
-	ipamRoute(h, "ReleaseAddress", func(req *ipam.ReleaseAddressRequest) (any, error) { return empty(alloc.ReleaseAddress(req)) })
+	route(h, "/IpamDriver.RequestPool", func(req *ipam.RequestPoolRequest) (any, error) { return alloc.RequestPool(req) })
+	route(h, "/IpamDriver.ReleasePool", func(req *ipam.ReleasePoolRequest) (any, error) { return empty(alloc.ReleasePool(req)) })
+	route(h, "/IpamDriver.RequestAddress", func(req *ipam.RequestAddressRequest) (any, error) { return alloc.RequestAddress(req) })
+	route(h, "/IpamDriver.ReleaseAddress", func(req *ipam.ReleaseAddressRequest) (any, error) { return empty(alloc.ReleaseAddress(req)) })
 
 	h.handle("/mynet.Health", func([]byte) (any, error) {
 		if health != nil {
@@ -97,20 +97,9 @@ func NewHandler(drv network.Driver, alloc ipam.Ipam, health func() error, log *l
 
 func empty(err error) (any, error) { return struct{}{}, err }
 
-// netRoute registers a NetworkDriver call whose body decodes into T.
-func netRoute[T any](h *Handler, name string, fn func(*T) (any, error)) {
-	h.handle("/NetworkDriver."+name, func(body []byte) (any, error) {
-		req := new(T)
-		if err := decode(body, req); err != nil {
-			return nil, err
-		}
-		return fn(req)
-	})
-}
-
-// ipamRoute registers an IpamDriver call whose body decodes into T.
-func ipamRoute[T any](h *Handler, name string, fn func(*T) (any, error)) {
-	h.handle("/IpamDriver."+name, func(body []byte) (any, error) {
+// route registers a call whose body decodes into T.
+func route[T any](h *Handler, path string, fn func(*T) (any, error)) {
+	h.handle(path, func(body []byte) (any, error) {
 		req := new(T)
 		if err := decode(body, req); err != nil {
 			return nil, err
