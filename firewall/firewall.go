@@ -3,6 +3,7 @@ package firewall
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os/exec"
 	"slices"
@@ -13,123 +14,313 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// iptablesAPI is the part of go-iptables the firewall uses.
-type iptablesAPI interface {
-	ChainExists(table, chain string) (bool, error)
-	NewChain(table, chain string) error
-	List(table, chain string) ([]string, error)
-	Insert(table, chain string, pos int, rulespec ...string) error
-}
-
-var _ iptablesAPI = (*iptables.IPTables)(nil)
-
-// batcher reads the whole ruleset and writes a batch of changes atomically:
-// iptables-save and iptables-restore --noflush.
+// batcher reads the whole ruleset of one family and writes a batch of
+// changes atomically per table: iptables-save and iptables-restore --noflush.
 type batcher interface {
 	Save() (string, error)
 	Restore(input string) error
 }
 
-// Firewall programs mynet's IPv4 rules.
+// backend is one family's iptables.
+type backend struct {
+	family Family
+	batch  batcher
+}
+
+// Firewall programs mynet's rules for IPv4 and, where the host has
+// ip6tables, IPv6.
 type Firewall struct {
-	ipt   iptablesAPI
-	batch batcher
-	log   *logrus.Entry
+	v4, v6 *backend // v6 is nil when the host has no ip6tables
+	log    *logrus.Entry
 
-	mu sync.Mutex // serializes our read-modify-write cycles on the ruleset
+	mu sync.Mutex // serializes our read-modify-write cycles on the rulesets
 }
 
-// New returns a Firewall that drives the host's iptables binaries (the
-// backend, nf_tables or legacy, is whatever `iptables` is on this host).
+// New returns a Firewall that drives the host's iptables binaries. The
+// backend (nf_tables or legacy) is whatever `iptables` is on this host, the
+// same one dockerd uses; go-iptables finds and identifies it.
 func New(log *logrus.Entry) (*Firewall, error) {
-	ipt, err := iptables.New(iptables.IPFamily(iptables.ProtocolIPv4), iptables.Timeout(10))
-	if err != nil {
-		return nil, fmt.Errorf("iptables: %w", err)
-	}
-	save, err := exec.LookPath("iptables-save")
-	if err != nil {
-		return nil, fmt.Errorf("iptables-save: %w", err)
-	}
-	restore, err := exec.LookPath("iptables-restore")
-	if err != nil {
-		return nil, fmt.Errorf("iptables-restore: %w", err)
-	}
-	return newFirewall(ipt, execBatcher{save: save, restore: restore}, log), nil
-}
-
-func newFirewall(ipt iptablesAPI, b batcher, log *logrus.Entry) *Firewall {
 	if log == nil {
 		log = logrus.NewEntry(logrus.StandardLogger())
 	}
-	return &Firewall{ipt: ipt, batch: b, log: log}
+	v4, err := newExecBackend(IPv4, log)
+	if err != nil {
+		return nil, err
+	}
+	v6, err := newExecBackend(IPv6, log)
+	if err != nil {
+		log.WithError(err).Warn("no usable ip6tables; IPv6 networks cannot be created")
+		v6 = nil
+	}
+	return newFirewall(v4, v6, log), nil
 }
 
-// EnsureBase makes our chains and the jumps to them exist. It is cheap when
-// everything is in place and safe to call at any time.
+func newExecBackend(f Family, log *logrus.Entry) (*backend, error) {
+	proto := iptables.ProtocolIPv4
+	if f == IPv6 {
+		proto = iptables.ProtocolIPv6
+	}
+	ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Timeout(10))
+	if err != nil {
+		return nil, fmt.Errorf("%s iptables: %w", f, err)
+	}
+	cmd := "iptables"
+	if f == IPv6 {
+		cmd = "ip6tables"
+	}
+	save, err := exec.LookPath(cmd + "-save")
+	if err != nil {
+		return nil, fmt.Errorf("%s-save: %w", cmd, err)
+	}
+	restore, err := exec.LookPath(cmd + "-restore")
+	if err != nil {
+		return nil, fmt.Errorf("%s-restore: %w", cmd, err)
+	}
+	v1, v2, v3 := ipt.GetIptablesVersion()
+	log.WithFields(logrus.Fields{"family": f.String(), "version": fmt.Sprintf("%d.%d.%d", v1, v2, v3)}).Debug("iptables found")
+	return &backend{family: f, batch: execBatcher{save: save, restore: restore}}, nil
+}
+
+func newFirewall(v4, v6 *backend, log *logrus.Entry) *Firewall {
+	if log == nil {
+		log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	return &Firewall{v4: v4, v6: v6, log: log}
+}
+
+// HasIPv6 reports whether IPv6 rules can be programmed.
+func (f *Firewall) HasIPv6() bool { return f.v6 != nil }
+
+func (f *Firewall) backends() []*backend {
+	if f.v6 == nil {
+		return []*backend{f.v4}
+	}
+	return []*backend{f.v4, f.v6}
+}
+
+// EnsureBase makes mynet's chains, their fixed rules and the jumps to them
+// exist and sit where they must: the FORWARD jump first, or right after
+// Docker's DOCKER-USER jump. It is cheap when all is in place (one
+// iptables-save per family) and safe to call at any time; it is how mynet
+// recovers from `iptables -F` or a dockerd restart that put its own jumps
+// above mynet's.
 func (f *Firewall) EnsureBase() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, c := range []struct{ table, chain, from string }{
-		{"filter", ChainForward, "FORWARD"},
-		{"nat", ChainPostrouting, "POSTROUTING"},
-	} {
-		ok, err := f.ipt.ChainExists(c.table, c.chain)
+	for _, b := range f.backends() {
+		saved, err := b.batch.Save()
 		if err != nil {
-			return fmt.Errorf("check chain %s/%s: %w", c.table, c.chain, err)
+			return fmt.Errorf("%s: read ruleset: %w", b.family, err)
 		}
-		if !ok {
-			if err := f.ipt.NewChain(c.table, c.chain); err != nil {
-				return fmt.Errorf("create chain %s/%s: %w", c.table, c.chain, err)
-			}
-		}
-		rules, err := f.ipt.List(c.table, c.from)
-		if err != nil {
-			return fmt.Errorf("list %s/%s: %w", c.table, c.from, err)
-		}
-		jump := "-A " + c.from + " -j " + c.chain
-		if slices.Contains(rules, jump) {
+		fix := baseFixes(parseSave(saved))
+		if fix == "" {
 			continue
 		}
-		// rules[0] is the policy line ("-P FORWARD DROP"); rule n is at rules[n].
-		pos := 1
-		if c.from == "FORWARD" {
-			if i := slices.Index(rules, "-A FORWARD -j DOCKER-USER"); i > 0 {
-				pos = i + 1
-			}
+		if err := b.batch.Restore(fix); err != nil {
+			return fmt.Errorf("%s: set up mynet's chains: %w", b.family, err)
 		}
-		if err := f.ipt.Insert(c.table, c.from, pos, "-j", c.chain); err != nil {
-			return fmt.Errorf("add jump %s/%s -> %s: %w", c.table, c.from, c.chain, err)
-		}
-		f.log.WithFields(logrus.Fields{"table": c.table, "chain": c.from, "position": pos}).Info("added jump to " + c.chain)
+		f.log.WithField("family", b.family.String()).Info("mynet chains and jumps (re)installed")
 	}
 	return nil
 }
 
-// AddNetwork installs the network's rules, replacing any rules that carry
-// its tag, in one atomic batch.
+// staticChains have fixed contents, rewritten whenever they differ.
+var staticChains = map[string][]string{
+	ChainForward: {
+		"-A " + ChainForward + " -m connmark --mark " + ConnMark + "/" + ConnMark + " -j ACCEPT",
+		"-A " + ChainForward + " -j " + ChainIngress,
+		"-A " + ChainForward + " -j " + ChainEgress,
+	},
+	ChainAccept: {
+		"-A " + ChainAccept + " -j CONNMARK --set-xmark " + ConnMark + "/" + ConnMark,
+		"-A " + ChainAccept + " -j ACCEPT",
+	},
+}
+
+// jump is a rule of ours in a built-in chain.
+type jump struct {
+	table, chain, line string
+	first              bool // must be first (after DOCKER-USER), not just present
+}
+
+var baseJumps = []jump{
+	{"filter", "FORWARD", "-A FORWARD -j " + ChainForward, true},
+	{"nat", "PREROUTING", "-A PREROUTING -m addrtype --dst-type LOCAL -j " + ChainDNAT, false},
+	{"nat", "OUTPUT", "-A OUTPUT -m addrtype --dst-type LOCAL -j " + ChainDNAT, false},
+	{"nat", "POSTROUTING", "-A POSTROUTING -j " + ChainPostrouting, false},
+}
+
+var baseChains = map[string][]string{
+	"filter": {ChainForward, ChainIngress, ChainEgress, ChainAccept},
+	"nat":    {ChainDNAT, ChainPostrouting},
+}
+
+const dockerUserJump = "-A FORWARD -j DOCKER-USER"
+
+// ruleset is a parsed iptables-save: per table, the declared chains and the
+// rule lines of each chain in order.
+type ruleset map[string]*table
+
+type table struct {
+	chains map[string]bool
+	rules  map[string][]string
+}
+
+func parseSave(saved string) ruleset {
+	rs := ruleset{}
+	var t *table
+	sc := bufio.NewScanner(strings.NewReader(saved))
+	sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "*"):
+			t = &table{chains: map[string]bool{}, rules: map[string][]string{}}
+			rs[line[1:]] = t
+		case t == nil:
+		case strings.HasPrefix(line, ":"):
+			t.chains[strings.Fields(line[1:])[0]] = true
+		case strings.HasPrefix(line, "-A "):
+			chain := strings.Fields(line)[1]
+			t.rules[chain] = append(t.rules[chain], line)
+		}
+	}
+	return rs
+}
+
+func (rs ruleset) table(name string) *table {
+	if t := rs[name]; t != nil {
+		return t
+	}
+	return &table{chains: map[string]bool{}, rules: map[string][]string{}}
+}
+
+// baseFixes returns the iptables-restore input that brings the base layout
+// into place, or "" when it is.
+func baseFixes(rs ruleset) string {
+	var b strings.Builder
+	for _, tname := range []string{"filter", "nat"} {
+		t := rs.table(tname)
+		var decl, lines []string
+		for _, c := range baseChains[tname] {
+			want, static := staticChains[c]
+			switch {
+			case !t.chains[c]:
+				decl = append(decl, ":"+c+" - [0:0]")
+				lines = append(lines, want...)
+			case static && !slices.Equal(t.rules[c], want):
+				lines = append(lines, "-F "+c)
+				lines = append(lines, want...)
+			}
+		}
+		for _, j := range baseJumps {
+			if j.table != tname {
+				continue
+			}
+			lines = append(lines, jumpFix(t.rules[j.chain], j)...)
+		}
+		if len(decl)+len(lines) > 0 {
+			fmt.Fprintf(&b, "*%s\n", tname)
+			for _, l := range append(decl, lines...) {
+				b.WriteString(l + "\n")
+			}
+			b.WriteString("COMMIT\n")
+		}
+	}
+	return b.String()
+}
+
+// jumpFix returns the lines that make j appear exactly once, and first
+// (after DOCKER-USER) when it must.
+func jumpFix(rules []string, j jump) []string {
+	count := 0
+	for _, r := range rules {
+		if r == j.line {
+			count++
+		}
+	}
+	if !j.first {
+		if count == 0 {
+			return []string{j.line}
+		}
+		return nil
+	}
+	want := 0
+	if len(rules) > 0 && rules[0] == dockerUserJump {
+		want = 1
+	}
+	if count == 1 && len(rules) > want && rules[want] == j.line {
+		return nil
+	}
+	var out []string
+	for range count {
+		out = append(out, "-D"+strings.TrimPrefix(j.line, "-A"))
+	}
+	rest := slices.DeleteFunc(slices.Clone(rules), func(r string) bool { return r == j.line })
+	pos := 1
+	if len(rest) > 0 && rest[0] == dockerUserJump {
+		pos = 2
+	}
+	return append(out, fmt.Sprintf("-I %s %d%s", j.chain, pos, strings.TrimPrefix(j.line, "-A "+j.chain)))
+}
+
+// AddNetwork installs the network's rules in every family it has a subnet
+// in, replacing rules that carry its tag (not its endpoints').
 func (f *Firewall) AddNetwork(n Network) error {
 	if err := n.Validate(); err != nil {
 		return err
 	}
+	if n.Subnet6.IsValid() && f.v6 == nil {
+		return errors.New("this host has no usable ip6tables for an IPv6 network")
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.apply(Tag(n.ID), n.Rules())
+	for _, b := range f.backends() {
+		if err := f.apply(b, exactTag(Tag(n.ID)), n.Rules(b.family)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// RemoveNetwork deletes every rule that carries the network's tag. A network
-// without rules is not an error.
+// RemoveNetwork deletes every rule of the network and of its endpoints, in
+// every family. A network without rules is not an error.
 func (f *Firewall) RemoveNetwork(networkID string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.apply(Tag(networkID), nil)
+	net := Tag(networkID)
+	match := func(tag string) bool { return tag == net || strings.HasPrefix(tag, net+":") }
+	var errs []error
+	for _, b := range f.backends() {
+		errs = append(errs, f.apply(b, match, nil))
+	}
+	return errors.Join(errs...)
 }
 
-// apply deletes the rules tagged tag and appends add, in one restore.
-// Caller holds f.mu.
-func (f *Firewall) apply(tag string, add []Rule) error {
-	saved, err := f.batch.Save()
+// SetEndpoint replaces the endpoint's rules (its published ports) with those
+// for e; with no ports it removes them.
+func (f *Firewall) SetEndpoint(n Network, e Endpoint) error {
+	if err := e.Validate(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, b := range f.backends() {
+		if err := f.apply(b, exactTag(EndpointTag(e.NetworkID, e.EndpointID)), e.Rules(n, b.family)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func exactTag(tag string) func(string) bool { return func(t string) bool { return t == tag } }
+
+// apply deletes the rules whose tag matches and adds the given ones, in one
+// restore. Caller holds f.mu.
+func (f *Firewall) apply(b *backend, match func(tag string) bool, add []Rule) error {
+	saved, err := b.batch.Save()
 	if err != nil {
-		return fmt.Errorf("read ruleset: %w", err)
+		return fmt.Errorf("%s: read ruleset: %w", b.family, err)
 	}
 	tables := map[string][]string{}
 	var order []string
@@ -139,66 +330,65 @@ func (f *Firewall) apply(tag string, add []Rule) error {
 		}
 		tables[table] = append(tables[table], line)
 	}
-	for table, lines := range taggedRules(saved, tag) {
-		for _, l := range lines {
-			addLine(table, "-D"+strings.TrimPrefix(l, "-A"))
+	for tname, t := range parseSave(saved) {
+		for _, lines := range t.rules {
+			for _, l := range lines {
+				if tag, ok := commentTag(l); ok && match(tag) {
+					addLine(tname, "-D"+strings.TrimPrefix(l, "-A"))
+				}
+			}
 		}
 	}
 	for _, r := range add {
-		addLine(r.Table, r.String())
+		line := r.String()
+		if r.First {
+			line = "-I " + r.Chain + " 1" + strings.TrimPrefix(line, "-A "+r.Chain)
+		}
+		addLine(r.Table, line)
 	}
 	if len(order) == 0 {
 		return nil
 	}
-	var b strings.Builder
+	slices.Sort(order) // deterministic: filter before nat
+	var sb strings.Builder
 	for _, t := range order {
-		fmt.Fprintf(&b, "*%s\n%s\nCOMMIT\n", t, strings.Join(tables[t], "\n"))
+		fmt.Fprintf(&sb, "*%s\n%s\nCOMMIT\n", t, strings.Join(tables[t], "\n"))
 	}
-	if err := f.batch.Restore(b.String()); err != nil {
-		return fmt.Errorf("apply rules %s: %w", tag, err)
+	if err := b.batch.Restore(sb.String()); err != nil {
+		return fmt.Errorf("%s: apply rules: %w", b.family, err)
 	}
 	return nil
 }
 
-// taggedRules returns, per table, the "-A" lines of an iptables-save dump
-// whose comment is exactly tag.
-func taggedRules(saved, tag string) map[string][]string {
-	out := map[string][]string{}
-	table := ""
-	sc := bufio.NewScanner(strings.NewReader(saved))
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "*"):
-			table = line[1:]
-		case strings.HasPrefix(line, "-A ") && hasComment(line, tag):
-			out[table] = append(out[table], line)
-		}
+// commentTag returns the mynet tag of an iptables-save line, if it has one.
+func commentTag(line string) (string, bool) {
+	const marker = ` --comment "` + tagPrefix
+	i := strings.Index(line, marker)
+	if i < 0 {
+		return "", false
 	}
-	return out
+	rest := line[i+len(marker)-len(tagPrefix):]
+	j := strings.IndexByte(rest, '"')
+	if j < 0 {
+		return "", false
+	}
+	return rest[:j], true
 }
 
-func hasComment(line, tag string) bool {
-	return strings.Contains(line, ` --comment "`+tag+`"`)
-}
-
-// Tags lists the network tags present in the ruleset (for reconciling).
+// Tags lists the mynet tags present in the rulesets (for reconciling).
 func (f *Firewall) Tags() (map[string]bool, error) {
-	saved, err := f.batch.Save()
-	if err != nil {
-		return nil, fmt.Errorf("read ruleset: %w", err)
-	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	out := map[string]bool{}
-	marker := ` --comment "` + tagPrefix
-	for _, line := range strings.Split(saved, "\n") {
-		i := strings.Index(line, marker)
-		if i < 0 || !strings.HasPrefix(line, "-A ") {
-			continue
+	for _, b := range f.backends() {
+		saved, err := b.batch.Save()
+		if err != nil {
+			return nil, fmt.Errorf("%s: read ruleset: %w", b.family, err)
 		}
-		rest := line[i+len(marker)-len(tagPrefix):]
-		if j := strings.IndexByte(rest, '"'); j >= 0 {
-			out[rest[:j]] = true
+		for _, line := range strings.Split(saved, "\n") {
+			if tag, ok := commentTag(line); ok && strings.HasPrefix(line, "-A ") {
+				out[tag] = true
+			}
 		}
 	}
 	return out, nil

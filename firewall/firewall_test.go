@@ -16,18 +16,22 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 func TestMain(m *testing.M) { nstest.Main(m) }
 
-// ruleset returns iptables-save of this test's namespace without the
-// timestamp comments, i.e. the complete state to compare with a golden file.
-func ruleset(t *testing.T) string {
+// dumpRules returns iptables-save and ip6tables-save of this test's namespace
+// without the timestamp comments: the complete state to compare with a
+// golden file.
+func dumpRules(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command("iptables-save").Output()
-	if err != nil {
-		t.Fatalf("iptables-save: %v", err)
-	}
 	var keep []string
-	for _, l := range strings.Split(string(out), "\n") {
-		if l != "" && !strings.HasPrefix(l, "#") {
-			keep = append(keep, l)
+	for _, cmd := range []string{"iptables-save", "ip6tables-save"} {
+		out, err := exec.Command(cmd).Output()
+		if err != nil {
+			t.Fatalf("%s: %v", cmd, err)
+		}
+		keep = append(keep, "# "+cmd)
+		for _, l := range strings.Split(string(out), "\n") {
+			if l != "" && !strings.HasPrefix(l, "#") {
+				keep = append(keep, l)
+			}
 		}
 	}
 	return strings.Join(keep, "\n") + "\n"
@@ -50,14 +54,20 @@ func golden(t *testing.T, name, got string) {
 	}
 }
 
+func ipt(t *testing.T, cmd string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(cmd, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v: %s", cmd, args, err, out)
+	}
+}
+
 // reset removes everything from the namespace's tables.
 func reset(t *testing.T) {
 	t.Helper()
-	for _, table := range []string{"filter", "nat"} {
-		for _, args := range [][]string{{"-t", table, "-F"}, {"-t", table, "-X"}} {
-			if out, err := exec.Command("iptables", args...).CombinedOutput(); err != nil {
-				t.Fatalf("iptables %v: %v: %s", args, err, out)
-			}
+	for _, cmd := range []string{"iptables", "ip6tables"} {
+		for _, table := range []string{"filter", "nat"} {
+			ipt(t, cmd, "-t", table, "-F")
+			ipt(t, cmd, "-t", table, "-X")
 		}
 	}
 }
@@ -70,6 +80,9 @@ func newReal(t *testing.T) *Firewall {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !f.HasIPv6() {
+		t.Fatal("no ip6tables in the test namespace")
+	}
 	if err := f.EnsureBase(); err != nil {
 		t.Fatal(err)
 	}
@@ -80,8 +93,15 @@ func testNetwork(id, bridge, subnet string) Network {
 	return Network{ID: id, Bridge: bridge, Subnet: netip.MustParsePrefix(subnet), ICC: true, Masquerade: true}
 }
 
-// TestGoldenRulesets compares the complete ruleset of a network, for each
-// option combination, with golden iptables-save output.
+var testPorts = []PortBinding{
+	{Proto: "tcp", HostPort: 8080, ContainerIP: netip.MustParseAddr("10.42.0.2"), ContainerPort: 80},
+	{Proto: "udp", HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 9000, ContainerIP: netip.MustParseAddr("10.42.0.2"), ContainerPort: 90},
+	{Proto: "tcp", HostPort: 8443, ContainerIP: netip.MustParseAddr("fd00:42::2"), ContainerPort: 443},
+}
+
+// TestGoldenRulesets compares the complete IPv4 and IPv6 rulesets of a
+// network with one published endpoint, for each option combination, with
+// golden iptables-save output.
 func TestGoldenRulesets(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -91,6 +111,10 @@ func TestGoldenRulesets(t *testing.T) {
 		{"icc_off", func(n *Network) { n.ICC = false }},
 		{"masquerade_off", func(n *Network) { n.Masquerade = false }},
 		{"internal", func(n *Network) { n.Internal = true }},
+		{"host_ipv4", func(n *Network) { n.SNATSource = netip.MustParseAddr("192.0.2.10") }},
+		{"routed", func(n *Network) { n.Routed = true }},
+		{"dual_stack", func(n *Network) { n.Subnet6 = netip.MustParsePrefix("fd00:42::/64") }},
+		{"dual_stack_routed6", func(n *Network) { n.Subnet6 = netip.MustParsePrefix("fd00:42::/64"); n.Routed6 = true }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -100,16 +124,21 @@ func TestGoldenRulesets(t *testing.T) {
 			if err := f.AddNetwork(n); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tt.name, ruleset(t))
+			ep := Endpoint{NetworkID: n.ID, EndpointID: "fedcba9876543210", Ports: testPorts}
+			if err := f.SetEndpoint(n, ep); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, tt.name, dumpRules(t))
 		})
 	}
 }
 
 func TestAddIsIdempotentAndRemoveLeavesOnlyBase(t *testing.T) {
 	f := newReal(t)
-	base := ruleset(t)
+	base := dumpRules(t)
 	golden(t, "base", base)
 	a := testNetwork("aaaaaaaaaaaa11", "bra", "10.1.0.0/24")
+	a.Subnet6 = netip.MustParsePrefix("fd00:1::/64")
 	b := testNetwork("bbbbbbbbbbbb22", "brb", "10.2.0.0/24")
 	for range 2 {
 		if err := f.AddNetwork(a); err != nil {
@@ -119,47 +148,66 @@ func TestAddIsIdempotentAndRemoveLeavesOnlyBase(t *testing.T) {
 	if err := f.AddNetwork(b); err != nil {
 		t.Fatal(err)
 	}
-	got := ruleset(t)
-	if n := strings.Count(got, Tag(a.ID)); n != len(a.Rules()) {
-		t.Errorf("network a has %d rules after adding twice, want %d:\n%s", n, len(a.Rules()), got)
+	epA := Endpoint{NetworkID: a.ID, EndpointID: "e1e1e1e1e1e1e1", Ports: []PortBinding{
+		{Proto: "tcp", HostPort: 80, ContainerIP: netip.MustParseAddr("10.1.0.2"), ContainerPort: 80},
+	}}
+	for range 2 {
+		if err := f.SetEndpoint(a, epA); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// Changing an option replaces the rules rather than adding to them.
+	got := dumpRules(t)
+	want := len(a.Rules(IPv4)) + len(a.Rules(IPv6)) + len(epA.Rules(a, IPv4))
+	if n := strings.Count(got, `"`+Tag(a.ID)); n != want {
+		t.Errorf("network a has %d rules after adding twice, want %d:\n%s", n, want, got)
+	}
+	// Re-adding the network with another option replaces its rules and
+	// keeps its endpoint's.
 	a.ICC = false
 	if err := f.AddNetwork(a); err != nil {
 		t.Fatal(err)
 	}
-	got = ruleset(t)
-	if n := strings.Count(got, Tag(a.ID)); n != len(a.Rules()) || !strings.Contains(got, "-i bra -o bra -m comment --comment \"mynet:aaaaaaaaaaaa\" -j DROP") {
+	got = dumpRules(t)
+	if !strings.Contains(got, `-A MYNET-INGRESS -i bra -o bra -m comment --comment "mynet:aaaaaaaaaaaa" -j DROP`) ||
+		!strings.Contains(got, `"mynet:aaaaaaaaaaaa:e1e1e1e1e1e1" -j DNAT --to-destination 10.1.0.2:80`) {
 		t.Errorf("re-add with icc off:\n%s", got)
 	}
 	tags, err := f.Tags()
-	if err != nil || !tags[Tag(a.ID)] || !tags[Tag(b.ID)] || len(tags) != 2 {
+	if err != nil || !tags[Tag(a.ID)] || !tags[Tag(b.ID)] || !tags[EndpointTag(a.ID, epA.EndpointID)] || len(tags) != 3 {
 		t.Errorf("Tags = %v, %v", tags, err)
 	}
-	for _, id := range []string{a.ID, b.ID, a.ID} { // the second removal of a finds nothing
+	// Removing the endpoint's ports, then both networks.
+	epA.Ports = nil
+	if err := f.SetEndpoint(a, epA); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(dumpRules(t), "e1e1e1e1e1e1") {
+		t.Error("endpoint rules left after SetEndpoint without ports")
+	}
+	for _, id := range []string{a.ID, b.ID, a.ID} {
 		if err := f.RemoveNetwork(id); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := ruleset(t); got != base {
+	if got := dumpRules(t); got != base {
 		t.Errorf("after removing both networks:\n%s\nwant the base ruleset:\n%s", got, base)
 	}
 }
 
-func TestEnsureBaseRepairsAndKeepsDockerUserFirst(t *testing.T) {
-	reset(t)
-	t.Cleanup(func() { reset(t) })
-	for _, args := range [][]string{
-		{"-N", "DOCKER-USER"}, {"-A", "FORWARD", "-j", "DOCKER-USER"}, {"-A", "FORWARD", "-o", "docker0", "-j", "ACCEPT"},
-	} {
-		if out, err := exec.Command("iptables", args...).CombinedOutput(); err != nil {
-			t.Fatalf("iptables %v: %v: %s", args, err, out)
-		}
-	}
-	f, err := New(nil)
-	if err != nil {
+func TestEnsureBaseRepairsAfterDockerRestartAndFlush(t *testing.T) {
+	f := newReal(t)
+	n := testNetwork("cccccccccccc33", "brc", "10.3.0.0/24")
+	if err := f.AddNetwork(n); err != nil {
 		t.Fatal(err)
 	}
+	// dockerd restarts and puts its own jumps at the top of FORWARD.
+	ipt(t, "iptables", "-N", "DOCKER-USER")
+	ipt(t, "iptables", "-N", "DOCKER-ISOLATION-STAGE-1")
+	ipt(t, "iptables", "-I", "FORWARD", "1", "-i", "docker0", "!", "-o", "docker0", "-j", "ACCEPT")
+	ipt(t, "iptables", "-I", "FORWARD", "1", "-j", "DOCKER-ISOLATION-STAGE-1")
+	ipt(t, "iptables", "-I", "FORWARD", "1", "-j", "DOCKER-USER")
+	// ... and someone damages a fixed chain of ours.
+	ipt(t, "iptables", "-F", ChainAccept)
 	for range 2 {
 		if err := f.EnsureBase(); err != nil {
 			t.Fatal(err)
@@ -169,19 +217,32 @@ func TestEnsureBaseRepairsAndKeepsDockerUserFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "-P FORWARD ACCEPT\n-A FORWARD -j DOCKER-USER\n-A FORWARD -j MYNET-FORWARD\n-A FORWARD -o docker0 -j ACCEPT\n"
+	want := "-P FORWARD ACCEPT\n-A FORWARD -j DOCKER-USER\n-A FORWARD -j MYNET-FORWARD\n-A FORWARD -j DOCKER-ISOLATION-STAGE-1\n-A FORWARD -i docker0 ! -o docker0 -j ACCEPT\n"
 	if string(out) != want {
 		t.Errorf("FORWARD =\n%s\nwant\n%s", out, want)
 	}
-	// A flush of FORWARD (iptables -F) is repaired by the next EnsureBase.
-	if err := exec.Command("iptables", "-F", "FORWARD").Run(); err != nil {
-		t.Fatal(err)
+	if out, _ := exec.Command("iptables", "-S", ChainAccept).Output(); !strings.Contains(string(out), "CONNMARK") {
+		t.Errorf("MYNET-ACCEPT not repaired:\n%s", out)
+	}
+	// A full flush (iptables -F) loses every rule; EnsureBase brings the
+	// jumps back and AddNetwork the network's rules.
+	for _, table := range []string{"filter", "nat"} {
+		ipt(t, "iptables", "-t", table, "-F")
 	}
 	if err := f.EnsureBase(); err != nil {
 		t.Fatal(err)
 	}
-	if out, _ := exec.Command("iptables", "-S", "FORWARD").Output(); !strings.Contains(string(out), "-j MYNET-FORWARD") {
-		t.Errorf("jump not restored:\n%s", out)
+	if err := f.AddNetwork(n); err != nil {
+		t.Fatal(err)
+	}
+	got := dumpRules(t)
+	for _, line := range append(staticChains[ChainForward], staticChains[ChainAccept]...) {
+		if !strings.Contains(got, line) {
+			t.Errorf("after flush, missing %q", line)
+		}
+	}
+	if !strings.Contains(got, "-A FORWARD -j MYNET-FORWARD") || !strings.Contains(got, `-A MYNET-EGRESS -i brc -m comment --comment "mynet:cccccccccccc" -j MYNET-ACCEPT`) {
+		t.Errorf("after flush:\n%s", got)
 	}
 }
 
@@ -195,7 +256,9 @@ func TestValidateRejectsInjection(t *testing.T) {
 		{"long bridge", func(n *Network) { n.Bridge = "sixteen-bytes-xx" }},
 		{"quote in id", func(n *Network) { n.ID = `a"b` }},
 		{"empty id", func(n *Network) { n.ID = "" }},
-		{"v6 subnet", func(n *Network) { n.Subnet = netip.MustParsePrefix("fd00::/64") }},
+		{"v6 subnet as v4", func(n *Network) { n.Subnet = netip.MustParsePrefix("fd00::/64") }},
+		{"no subnet", func(n *Network) { n.Subnet = netip.Prefix{} }},
+		{"v6 snat", func(n *Network) { n.SNATSource = netip.MustParseAddr("fd00::1") }},
 	}
 	for _, tt := range tests {
 		n := good
@@ -206,6 +269,16 @@ func TestValidateRejectsInjection(t *testing.T) {
 	}
 	if err := good.Validate(); err != nil {
 		t.Error(err)
+	}
+	badEP := []Endpoint{
+		{NetworkID: "abc", EndpointID: "a b"},
+		{NetworkID: "abc", EndpointID: "e", Ports: []PortBinding{{Proto: "icmp", HostPort: 1, ContainerPort: 1, ContainerIP: netip.MustParseAddr("10.0.0.2")}}},
+		{NetworkID: "abc", EndpointID: "e", Ports: []PortBinding{{Proto: "tcp", HostPort: 0, ContainerPort: 1, ContainerIP: netip.MustParseAddr("10.0.0.2")}}},
+	}
+	for _, e := range badEP {
+		if e.Validate() == nil {
+			t.Errorf("endpoint %+v accepted", e)
+		}
 	}
 }
 
@@ -221,25 +294,25 @@ var _ batcher = (*fakeBatcher)(nil)
 func (f *fakeBatcher) Save() (string, error)   { return f.saved, nil }
 func (f *fakeBatcher) Restore(in string) error { f.restores = append(f.restores, in); return nil }
 
-func TestApplyBuildsOneBatch(t *testing.T) {
+func TestRemoveBuildsOneBatchPerFamily(t *testing.T) {
 	fb := &fakeBatcher{saved: `*filter
-:MYNET-FORWARD - [0:0]
--A MYNET-FORWARD -i x -m comment --comment "mynet:abc" -j ACCEPT
--A MYNET-FORWARD -i y -m comment --comment "mynet:abcd" -j ACCEPT
+:MYNET-INGRESS - [0:0]
+-A MYNET-INGRESS -i x -m comment --comment "mynet:abc" -j MYNET-ACCEPT
+-A MYNET-INGRESS -i y -m comment --comment "mynet:abcd" -j MYNET-ACCEPT
 COMMIT
 *nat
--A MYNET-POSTROUTING -s 10.0.0.0/24 ! -o x -m comment --comment "mynet:abc" -j MASQUERADE
+-A MYNET-DNAT -p tcp -m tcp --dport 80 -m comment --comment "mynet:abc:ep1" -j DNAT --to-destination 10.0.0.2:80
 COMMIT
 `}
-	f := newFirewall(nil, fb, nil)
+	f := newFirewall(&backend{family: IPv4, batch: fb}, nil, nil)
 	if err := f.RemoveNetwork("abc"); err != nil {
 		t.Fatal(err)
 	}
 	want := `*filter
--D MYNET-FORWARD -i x -m comment --comment "mynet:abc" -j ACCEPT
+-D MYNET-INGRESS -i x -m comment --comment "mynet:abc" -j MYNET-ACCEPT
 COMMIT
 *nat
--D MYNET-POSTROUTING -s 10.0.0.0/24 ! -o x -m comment --comment "mynet:abc" -j MASQUERADE
+-D MYNET-DNAT -p tcp -m tcp --dport 80 -m comment --comment "mynet:abc:ep1" -j DNAT --to-destination 10.0.0.2:80
 COMMIT
 `
 	if len(fb.restores) != 1 || fb.restores[0] != want {
@@ -248,5 +321,17 @@ COMMIT
 	fb.restores = nil
 	if err := f.RemoveNetwork("zzz"); err != nil || len(fb.restores) != 0 {
 		t.Errorf("removing an unknown network ran %d restores, err %v", len(fb.restores), err)
+	}
+}
+
+func TestBaseFixesNothingWhenInPlace(t *testing.T) {
+	f := newReal(t)
+	b := f.backends()[0]
+	saved, err := b.batch.Save()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fix := baseFixes(parseSave(saved)); fix != "" {
+		t.Errorf("base in place, yet fixes proposed:\n%s", fix)
 	}
 }

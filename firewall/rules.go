@@ -3,26 +3,78 @@ package firewall
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
 // Our chains.
 const (
-	ChainForward     = "MYNET-FORWARD"
-	ChainPostrouting = "MYNET-POSTROUTING"
+	ChainForward     = "MYNET-FORWARD"     // filter, jumped to from FORWARD
+	ChainIngress     = "MYNET-INGRESS"     // filter: what may enter each bridge
+	ChainEgress      = "MYNET-EGRESS"      // filter: what may leave each bridge
+	ChainAccept      = "MYNET-ACCEPT"      // filter: mark the connection ours, accept
+	ChainDNAT        = "MYNET-DNAT"        // nat, from PREROUTING and OUTPUT: published ports
+	ChainPostrouting = "MYNET-POSTROUTING" // nat, from POSTROUTING: masquerade, SNAT, hairpin
 )
 
-// tagPrefix starts the comment that marks a rule as a network's.
+// ConnMark is the conntrack mark bit mynet sets on connections it accepted.
+// Every later packet of such a connection is accepted by the first rule of
+// MYNET-FORWARD, so the per-packet cost does not grow with the number of
+// networks: only a connection's first packet walks the per-network rules.
+const ConnMark = "0x1000000"
+
+// tagPrefix starts the comment that marks a rule as a network's or an
+// endpoint's.
 const tagPrefix = "mynet:"
+
+// Family is an IP version.
+type Family int
+
+// The families mynet programs.
+const (
+	IPv4 Family = 4
+	IPv6 Family = 6
+)
+
+func (f Family) String() string { return "IPv" + strconv.Itoa(int(f)) }
+
+func (f Family) icmp() string {
+	if f == IPv6 {
+		return "ipv6-icmp"
+	}
+	return "icmp"
+}
 
 // Network is what the firewall needs to know of one network.
 type Network struct {
 	ID         string       // Docker's network ID; its first 12 characters tag the rules
 	Bridge     string       // the network's bridge
-	Subnet     netip.Prefix // IPv4 subnet
+	Subnet     netip.Prefix // IPv4 subnet, or zero with InhibitIPv4-like setups
+	Subnet6    netip.Prefix // IPv6 subnet, or zero
 	ICC        bool         // containers on the bridge may talk to each other
 	Masquerade bool         // NAT traffic leaving through other interfaces
 	Internal   bool         // no traffic in or out of the bridge at all
+	// SNATSource, when valid, replaces MASQUERADE with SNAT to this IPv4
+	// address (com.docker.network.host_ipv4).
+	SNATSource netip.Addr
+	Routed     bool // IPv4 gateway mode "routed": no NAT, direct access to published ports
+	Routed6    bool // the same for IPv6
+}
+
+// PortBinding is one published port of an endpoint.
+type PortBinding struct {
+	Proto         string     // tcp, udp or sctp
+	HostIP        netip.Addr // zero: every host address
+	HostPort      uint16
+	ContainerIP   netip.Addr
+	ContainerPort uint16
+}
+
+// Endpoint is what the firewall needs to know of one endpoint.
+type Endpoint struct {
+	NetworkID  string
+	EndpointID string
+	Ports      []PortBinding
 }
 
 // Rule is one iptables rule of ours.
@@ -30,6 +82,9 @@ type Rule struct {
 	Table string
 	Chain string
 	Spec  []string // match and target, as after "-A CHAIN"
+	// First puts the rule at the top of its chain instead of the end: an
+	// endpoint's accepts in MYNET-INGRESS must precede the networks' DROPs.
+	First bool
 }
 
 // String renders the rule as iptables-save prints it (comments quoted), which
@@ -45,73 +100,190 @@ func (r Rule) String() string {
 }
 
 // Tag returns the comment that marks the rules of the network with this ID.
-func Tag(networkID string) string {
-	if len(networkID) > 12 {
-		networkID = networkID[:12]
+func Tag(networkID string) string { return tagPrefix + short(networkID) }
+
+// EndpointTag returns the comment that marks an endpoint's rules.
+func EndpointTag(networkID, endpointID string) string {
+	return tagPrefix + short(networkID) + ":" + short(endpointID)
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
 	}
-	return tagPrefix + networkID
+	return id
+}
+
+func safeToken(s string) bool {
+	return s != "" && !strings.ContainsAny(s, " \t\n\"'!/:\\")
 }
 
 // Validate checks what the rules are built from, so no value can smuggle
 // extra arguments into an iptables command line.
 func (n Network) Validate() error {
-	if n.ID == "" || strings.ContainsAny(n.ID, " \t\n\"'") {
+	if !safeToken(n.ID) {
 		return fmt.Errorf("invalid network ID %q", n.ID)
 	}
-	if n.Bridge == "" || len(n.Bridge) > 15 || strings.ContainsAny(n.Bridge, " \t\n\"'!/:") {
+	if !safeToken(n.Bridge) || len(n.Bridge) > 15 {
 		return fmt.Errorf("invalid bridge name %q", n.Bridge)
 	}
-	if !n.Subnet.IsValid() || !n.Subnet.Addr().Is4() {
+	if n.Subnet.IsValid() && !n.Subnet.Addr().Is4() {
 		return fmt.Errorf("invalid IPv4 subnet %v", n.Subnet)
+	}
+	if n.Subnet6.IsValid() && !n.Subnet6.Addr().Is6() {
+		return fmt.Errorf("invalid IPv6 subnet %v", n.Subnet6)
+	}
+	if !n.Subnet.IsValid() && !n.Subnet6.IsValid() {
+		return fmt.Errorf("network %s has no subnet", n.ID)
+	}
+	if n.SNATSource.IsValid() && !n.SNATSource.Is4() {
+		return fmt.Errorf("invalid SNAT source %v", n.SNATSource)
 	}
 	return nil
 }
 
-// Rules returns the complete rule set of a network, in order.
-func (n Network) Rules() []Rule {
-	tag := []string{"-m", "comment", "--comment", Tag(n.ID)}
-	fwd := func(spec ...string) Rule {
-		return Rule{Table: "filter", Chain: ChainForward, Spec: withTag(spec, tag)}
+// Validate checks an endpoint's bindings.
+func (e Endpoint) Validate() error {
+	if !safeToken(e.NetworkID) || !safeToken(e.EndpointID) {
+		return fmt.Errorf("invalid network or endpoint ID %q/%q", e.NetworkID, e.EndpointID)
 	}
-	iccTarget := "ACCEPT"
-	if !n.ICC {
-		iccTarget = "DROP"
-	}
-	if n.Internal {
-		// Only traffic between the bridge's own ports; everything else
-		// entering or leaving the bridge is dropped here.
-		return []Rule{
-			fwd("-i", n.Bridge, "-o", n.Bridge, "-j", iccTarget),
-			fwd("-i", n.Bridge, "!", "-o", n.Bridge, "-j", "DROP"),
-			fwd("!", "-i", n.Bridge, "-o", n.Bridge, "-j", "DROP"),
+	for _, p := range e.Ports {
+		switch p.Proto {
+		case "tcp", "udp", "sctp":
+		default:
+			return fmt.Errorf("invalid protocol %q", p.Proto)
+		}
+		if p.HostPort == 0 || p.ContainerPort == 0 || !p.ContainerIP.IsValid() {
+			return fmt.Errorf("incomplete port binding %+v", p)
+		}
+		if p.HostIP.IsValid() && p.HostIP.Is4() != p.ContainerIP.Is4() {
+			return fmt.Errorf("port binding %+v mixes IPv4 and IPv6", p)
 		}
 	}
-	rules := []Rule{
-		fwd("-o", n.Bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"),
-		fwd("-i", n.Bridge, "-o", n.Bridge, "-j", iccTarget),
-		fwd("-i", n.Bridge, "!", "-o", n.Bridge, "-j", "ACCEPT"),
+	return nil
+}
+
+func (n Network) subnet(f Family) netip.Prefix {
+	if f == IPv6 {
+		return n.Subnet6
 	}
-	if n.Masquerade {
-		rules = append(rules, Rule{Table: "nat", Chain: ChainPostrouting,
-			Spec: withTag([]string{"-s", n.Subnet.String(), "!", "-o", n.Bridge}, tag, "-j", "MASQUERADE")})
+	return n.Subnet
+}
+
+func (n Network) routed(f Family) bool {
+	if f == IPv6 {
+		return n.Routed6
+	}
+	return n.Routed
+}
+
+// DockerBridges are the interfaces of Docker's own bridge networks (docker0
+// and the br-<id> of user-defined ones), which mynet networks are isolated
+// from in both directions.
+var DockerBridges = []string{"docker0", "br-+"}
+
+// Rules returns the complete rule set of a network for one family, in order.
+// A family the network has no subnet in gets no rules.
+func (n Network) Rules(f Family) []Rule {
+	subnet := n.subnet(f)
+	if !subnet.IsValid() {
+		return nil
+	}
+	tag := Tag(n.ID)
+	br := n.Bridge
+	in := func(spec ...string) Rule { return rule("filter", ChainIngress, tag, spec...) }
+	out := func(spec ...string) Rule { return rule("filter", ChainEgress, tag, spec...) }
+	post := func(spec ...string) Rule { return rule("nat", ChainPostrouting, tag, spec...) }
+
+	icc := ChainAccept
+	if !n.ICC {
+		icc = "DROP"
+	}
+	rules := []Rule{in("-i", br, "-o", br, "-j", icc)}
+	if n.Internal {
+		// Nothing enters or leaves the bridge; its containers only see each other.
+		return append(rules, in("-o", br, "-j", "DROP"), out("-i", br, "-j", "DROP"))
+	}
+	if n.routed(f) {
+		// Routed: no NAT; hosts that route to the subnet reach published
+		// ports (endpoint rules) and ping, nothing else.
+		rules = append(rules, in("-o", br, "-p", f.icmp(), "-j", ChainAccept))
+	} else {
+		rules = append(rules, in("-o", br, "-m", "conntrack", "--ctstate", "DNAT", "-j", ChainAccept))
+	}
+	rules = append(rules, in("-o", br, "-j", "DROP"))
+	for _, d := range DockerBridges {
+		rules = append(rules, out("-i", br, "-o", d, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP"))
+	}
+	rules = append(rules, out("-i", br, "-j", ChainAccept))
+
+	if !n.routed(f) {
+		switch {
+		case !n.Masquerade:
+		case f == IPv4 && n.SNATSource.IsValid():
+			rules = append(rules, post("-s", subnet.String(), "!", "-o", br, "-j", "SNAT", "--to-source", n.SNATSource.String()))
+		default:
+			rules = append(rules, post("-s", subnet.String(), "!", "-o", br, "-j", "MASQUERADE"))
+		}
+		// Published ports reached from a container of the same network
+		// (hairpin) or from the host's loopback: answers must come back
+		// through the host, so the source becomes the bridge's address.
+		rules = append(rules,
+			post("-s", subnet.String(), "-o", br, "-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE"),
+			post("-o", br, "-m", "addrtype", "--src-type", "LOCAL", "-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE"),
+		)
 	}
 	return rules
 }
 
-// withTag puts the comment match before the target ("-j ..."), where
+// Rules returns an endpoint's rules for one family: a DNAT per published
+// port (NAT mode), or an accept per published port (routed mode).
+func (e Endpoint) Rules(n Network, f Family) []Rule {
+	if n.Internal || !n.subnet(f).IsValid() {
+		return nil
+	}
+	tag := EndpointTag(e.NetworkID, e.EndpointID)
+	var rules []Rule
+	for _, p := range e.Ports {
+		if p.ContainerIP.Is4() != (f == IPv4) {
+			continue
+		}
+		port := strconv.Itoa(int(p.ContainerPort))
+		if n.routed(f) {
+			r := rule("filter", ChainIngress, tag, "-d", hostPrefix(p.ContainerIP), "-o", n.Bridge,
+				"-p", p.Proto, "-m", p.Proto, "--dport", port, "-j", ChainAccept)
+			r.First = true
+			rules = append(rules, r)
+			continue
+		}
+		spec := []string{}
+		if p.HostIP.IsValid() && !p.HostIP.IsUnspecified() {
+			spec = append(spec, "-d", hostPrefix(p.HostIP))
+		}
+		dest := p.ContainerIP.String() + ":" + port
+		if f == IPv6 {
+			dest = "[" + p.ContainerIP.String() + "]:" + port
+		}
+		spec = append(spec, "-p", p.Proto, "-m", p.Proto, "--dport", strconv.Itoa(int(p.HostPort)),
+			"-j", "DNAT", "--to-destination", dest)
+		rules = append(rules, rule("nat", ChainDNAT, tag, spec...))
+	}
+	return rules
+}
+
+func hostPrefix(a netip.Addr) string { return netip.PrefixFrom(a, a.BitLen()).String() }
+
+// rule builds a rule whose comment goes before the target ("-j ..."), where
 // iptables-save prints it.
-func withTag(spec, tag []string, target ...string) []string {
-	out := make([]string, 0, len(spec)+len(tag)+len(target))
-	if len(target) == 0 {
-		for i := range spec {
-			if spec[i] == "-j" {
-				target = spec[i:]
-				spec = spec[:i]
-				break
-			}
+func rule(table, chain, tag string, spec ...string) Rule {
+	out := make([]string, 0, len(spec)+4)
+	for i := range spec {
+		if spec[i] == "-j" {
+			out = append(out, spec[:i]...)
+			out = append(out, "-m", "comment", "--comment", tag)
+			out = append(out, spec[i:]...)
+			return Rule{Table: table, Chain: chain, Spec: out}
 		}
 	}
-	out = append(out, spec...)
-	out = append(out, tag...)
-	return append(out, target...)
+	panic("firewall: rule without target: " + strings.Join(spec, " "))
 }

@@ -191,12 +191,15 @@ type VethConfig struct {
 	PeerMAC  net.HardwareAddr // MAC of the container end
 	MTU      int              // both ends; 0 takes the bridge's
 	Bridge   string
+	// Hairpin lets traffic leave the bridge port it came in on, so a
+	// container reaches its own published port through the host.
+	Hairpin bool
 }
 
 // AddVeth creates a veth pair with the host end attached to a bridge and up
 // and the peer end down, both in this namespace (ip link add HOST mtu MTU
-// master BRIDGE type veth peer name PEER address MAC; ip link set HOST up).
-// On failure nothing is left behind.
+// master BRIDGE type veth peer name PEER address MAC; bridge link set dev
+// HOST hairpin on; ip link set HOST up). On failure nothing is left behind.
 func (l *Links) AddVeth(cfg VethConfig) (err error) {
 	br, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(cfg.Bridge) })
 	if err != nil {
@@ -220,6 +223,11 @@ func (l *Links) AddVeth(cfg VethConfig) (err error) {
 			_ = l.h.LinkDel(veth)
 		}
 	}()
+	if cfg.Hairpin {
+		if err := l.h.LinkSetHairpin(veth, true); err != nil {
+			return fmt.Errorf("set hairpin mode on %q: %w", cfg.HostName, err)
+		}
+	}
 	if err := l.h.LinkSetUp(veth); err != nil {
 		return fmt.Errorf("set %q up: %w", cfg.HostName, err)
 	}

@@ -103,7 +103,7 @@ func TestVethLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	mac := net.HardwareAddr{0x02, 0x42, 10, 1, 2, 3}
-	if err := l.AddVeth(VethConfig{HostName: "tvh0", PeerName: "tvc0", PeerMAC: mac, Bridge: "tbr1"}); err != nil {
+	if err := l.AddVeth(VethConfig{HostName: "tvh0", PeerName: "tvc0", PeerMAC: mac, Bridge: "tbr1", Hairpin: true}); err != nil {
 		t.Fatal(err)
 	}
 	host, err := netlink.LinkByName("tvh0")
@@ -113,6 +113,9 @@ func TestVethLifecycle(t *testing.T) {
 	br, _ := netlink.LinkByName("tbr1")
 	if host.Attrs().MasterIndex != br.Attrs().Index || host.Attrs().Flags&net.FlagUp == 0 || host.Attrs().MTU != 1450 {
 		t.Errorf("host end: master=%d (bridge %d) flags=%v mtu=%d", host.Attrs().MasterIndex, br.Attrs().Index, host.Attrs().Flags, host.Attrs().MTU)
+	}
+	if pi, err := netlink.LinkGetProtinfo(host); err != nil || !pi.Hairpin {
+		t.Errorf("hairpin mode: %+v, %v", pi, err)
 	}
 	peer, err := netlink.LinkByName("tvc0")
 	if err != nil {
