@@ -21,11 +21,12 @@ var allowedInternal = map[string][]string{
 	"store":           {},
 	"netutil":         {},
 	"firewall":        {},
+	"hostport":        {},
 	"internal/nstest": {},
 	"ipam":            {"errdefs", "store"},
-	"driver":          {"errdefs", "store", "netutil", "firewall"},
+	"driver":          {"errdefs", "store", "netutil", "firewall", "hostport"},
 	"plugin":          {"errdefs"},
-	".":               {"driver", "firewall", "ipam", "netutil", "plugin", "store"},
+	".":               {"driver", "firewall", "hostport", "ipam", "netutil", "plugin", "store"},
 }
 
 // kernelLibraries may each be imported by one package only.

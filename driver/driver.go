@@ -11,6 +11,7 @@ import (
 
 	"github.com/mynet/mynet/errdefs"
 	"github.com/mynet/mynet/firewall"
+	"github.com/mynet/mynet/hostport"
 	"github.com/mynet/mynet/netutil"
 	"github.com/mynet/mynet/store"
 )
@@ -35,11 +36,20 @@ type firewallAPI interface {
 	EnsureBase() error
 	AddNetwork(firewall.Network) error
 	RemoveNetwork(networkID string) error
+	SetEndpoint(firewall.Network, firewall.Endpoint) error
+	HasIPv6() bool
+}
+
+// portsAPI is the part of hostport.Reserver the driver uses.
+type portsAPI interface {
+	Reserve(proto string, ip netip.Addr, first, last uint16) (uint16, error)
+	Release(hostport.Key)
 }
 
 var (
 	_ linksAPI    = (*netutil.Links)(nil)
 	_ firewallAPI = (*firewall.Firewall)(nil)
+	_ portsAPI    = (*hostport.Reserver)(nil)
 )
 
 // Config is what a Driver is built from.
@@ -49,7 +59,9 @@ type Config struct {
 	Firewall firewallAPI
 	// EnsureSysctl sets a sysctl such as net/ipv4/ip_forward; netutil.EnsureSysctl.
 	EnsureSysctl func(name, value string) error
-	Log          *logrus.Entry
+	// Ports reserves published host ports; nil uses a new hostport.Reserver.
+	Ports portsAPI
+	Log   *logrus.Entry
 }
 
 // Driver implements Docker's remote NetworkDriver for bridge networks.
@@ -58,6 +70,7 @@ type Driver struct {
 	links   linksAPI
 	fw      firewallAPI
 	sysctl  func(name, value string) error
+	ports   portsAPI
 	log     *logrus.Entry
 	epLocks keyedMutex // serializes calls on the same endpoint ID
 
@@ -78,12 +91,14 @@ type netState struct {
 
 // Endpoint is an endpoint as persisted.
 type Endpoint struct {
-	ID        string       `json:"id"`
-	NetworkID string       `json:"network_id"`
-	HostVeth  string       `json:"host_veth"`
-	PeerVeth  string       `json:"peer_veth"`
-	MAC       string       `json:"mac"`
-	Address   netip.Prefix `json:"address"`
+	ID          string        `json:"id"`
+	NetworkID   string        `json:"network_id"`
+	HostVeth    string        `json:"host_veth"`
+	PeerVeth    string        `json:"peer_veth"`
+	MAC         string        `json:"mac"`
+	Address     netip.Prefix  `json:"address"`
+	AddressIPv6 netip.Prefix  `json:"address6"`
+	Ports       []PortMapping `json:"ports,omitempty"` // published ports, as programmed
 	// MACFromDocker records whether Docker chose the MAC, so a repeated
 	// CreateEndpoint answers exactly as the first one did.
 	MACFromDocker bool `json:"mac_from_docker"`
@@ -97,12 +112,16 @@ func New(cfg Config) (*Driver, error) {
 		links:     cfg.Links,
 		fw:        cfg.Firewall,
 		sysctl:    cfg.EnsureSysctl,
+		ports:     cfg.Ports,
 		log:       cfg.Log,
 		networks:  map[string]*netState{},
 		endpoints: map[string]*Endpoint{},
 	}
 	if d.log == nil {
 		d.log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	if d.ports == nil {
+		d.ports = hostport.New()
 	}
 	err := d.store.View(func(tx store.Tx) error {
 		if err := store.ForEachJSON(tx, bucketNetworks, func(k string, n *netState) error {
@@ -122,9 +141,10 @@ func New(cfg Config) (*Driver, error) {
 	return d, nil
 }
 
-// Restore re-asserts the kernel state of every stored network: its bridge
-// with the gateway address and its firewall rules. It is what brings the
-// networks back after a host reboot; endpoints' veths are Docker's to
+// Restore re-asserts the kernel state of every stored network (its bridge
+// with the gateway addresses and its firewall rules) and of every endpoint's
+// published ports (host port reservations and DNAT rules). It is what brings
+// the networks back after a host reboot; endpoints' veths are Docker's to
 // recreate when it restarts the containers.
 func (d *Driver) Restore() error {
 	d.mu.Lock()
@@ -144,19 +164,55 @@ func (d *Driver) Restore() error {
 		if err := d.fw.AddNetwork(firewallNetwork(&n.Config)); err != nil {
 			errs = append(errs, fmt.Errorf("network %s: %w", short(id), err))
 		}
+		d.setBridgeSysctls(&n.Config)
+	}
+	for _, ep := range d.endpoints {
+		n := d.networks[ep.NetworkID]
+		if n == nil || len(ep.Ports) == 0 {
+			continue
+		}
+		if err := d.restorePorts(&n.Config, ep); err != nil {
+			errs = append(errs, fmt.Errorf("endpoint %s: %w", short(ep.ID), err))
+		}
 	}
 	d.log.WithField("networks", len(d.networks)).WithField("endpoints", len(d.endpoints)).Info("restored state")
 	return errors.Join(errs...)
 }
 
+// bridgeAddrs are the gateway addresses mynet puts on the bridge.
+func bridgeAddrs(cfg *NetworkConfig) []netip.Prefix {
+	var addrs []netip.Prefix
+	if !cfg.InhibitIPv4 {
+		addrs = append(addrs, cfg.Gateway)
+	}
+	if cfg.Gateway6.IsValid() {
+		addrs = append(addrs, cfg.Gateway6)
+	}
+	return addrs
+}
+
 func bridgeConfig(cfg *NetworkConfig) netutil.BridgeConfig {
-	return netutil.BridgeConfig{Name: cfg.BridgeName, MTU: cfg.MTU, Addrs: []netip.Prefix{cfg.Gateway}}
+	return netutil.BridgeConfig{Name: cfg.BridgeName, MTU: cfg.MTU, Addrs: bridgeAddrs(cfg)}
 }
 
 func firewallNetwork(cfg *NetworkConfig) firewall.Network {
 	return firewall.Network{
-		ID: cfg.ID, Bridge: cfg.BridgeName, Subnet: cfg.Subnet,
+		ID: cfg.ID, Bridge: cfg.BridgeName, Subnet: cfg.Subnet, Subnet6: cfg.Subnet6,
 		ICC: cfg.ICC, Masquerade: cfg.Masquerade, Internal: cfg.Internal,
+		SNATSource: cfg.SNATSource, Routed: cfg.Routed(4), Routed6: cfg.Routed(6),
+	}
+}
+
+// setBridgeSysctls lets published ports be reached on 127.0.0.1: packets
+// from a loopback source may then be routed out of the bridge (Docker does
+// the same without its userland proxy). Failing that is not fatal: inside a
+// managed plugin /proc/sys is read-only, and only loopback access is lost.
+func (d *Driver) setBridgeSysctls(cfg *NetworkConfig) {
+	if cfg.Internal || cfg.Routed(4) {
+		return
+	}
+	if err := d.sysctl("net/ipv4/conf/"+cfg.BridgeName+"/route_localnet", "1"); err != nil {
+		d.log.WithError(err).WithField("bridge", cfg.BridgeName).Warn("published ports will not answer on 127.0.0.1")
 	}
 }
 
@@ -216,11 +272,23 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 
 	state := netState{Config: *cfg, CreatedBridge: !cfg.UserBridge}
 	err = runSteps(log, []step{
-		{"enable IPv4 forwarding", func() (func(), error) {
+		{"enable forwarding", func() (func(), error) {
 			if cfg.Internal {
 				return nil, nil
 			}
-			return nil, d.sysctl("net/ipv4/ip_forward", "1")
+			if err := d.sysctl("net/ipv4/ip_forward", "1"); err != nil {
+				return nil, err
+			}
+			if cfg.Subnet6.IsValid() {
+				return nil, d.sysctl("net/ipv6/conf/all/forwarding", "1")
+			}
+			return nil, nil
+		}},
+		{"check IPv6 firewall", func() (func(), error) {
+			if cfg.Subnet6.IsValid() && !d.fw.HasIPv6() {
+				return nil, errdefs.Invalid("IPv6 networks need ip6tables, which this host lacks")
+			}
+			return nil, nil
 		}},
 		{"set up bridge " + cfg.BridgeName, func() (func(), error) {
 			exists, bridge, err := d.links.IsBridge(cfg.BridgeName)
@@ -237,11 +305,12 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 				return nil, err
 			}
 			state.CreatedBridge = state.CreatedBridge || created
+			d.setBridgeSysctls(cfg)
 			return func() {
 				if created {
 					_ = d.links.DeleteLink(cfg.BridgeName)
 				} else {
-					_ = d.links.RemoveAddrs(cfg.BridgeName, []netip.Prefix{cfg.Gateway})
+					_ = d.links.RemoveAddrs(cfg.BridgeName, bridgeAddrs(cfg))
 				}
 			}, nil
 		}},
@@ -292,6 +361,7 @@ func (d *Driver) DeleteNetwork(req *network.DeleteNetworkRequest) error {
 	var leftover []string
 	for id, ep := range d.endpoints {
 		if ep.NetworkID == cfg.ID {
+			d.releasePorts(ep.Ports)
 			if err := d.links.DeleteLink(ep.HostVeth); err != nil {
 				errs = append(errs, err)
 			}
@@ -304,7 +374,7 @@ func (d *Driver) DeleteNetwork(req *network.DeleteNetworkRequest) error {
 	if !n.CreatedBridge {
 		// Hand a bridge the user had made back as it was found, minus our
 		// address.
-		if err := d.links.RemoveAddrs(cfg.BridgeName, []netip.Prefix{cfg.Gateway}); err != nil {
+		if err := d.links.RemoveAddrs(cfg.BridgeName, bridgeAddrs(cfg)); err != nil {
 			errs = append(errs, err)
 		}
 	} else if err := d.links.DeleteLink(cfg.BridgeName); err != nil {

@@ -18,15 +18,16 @@ type harness struct {
 	d      *Driver
 	links  *fakeLinks
 	fw     *fakeFirewall
+	ports  *fakePorts
 	st     store.Store
 	sysctl map[string]string
 }
 
 func newHarness(t *testing.T, st store.Store) *harness {
 	t.Helper()
-	h := &harness{links: newFakeLinks(), fw: newFakeFirewall(), st: st, sysctl: map[string]string{}}
+	h := &harness{links: newFakeLinks(), fw: newFakeFirewall(), ports: newFakePorts(), st: st, sysctl: map[string]string{}}
 	var mu sync.Mutex
-	d, err := New(Config{Store: st, Links: h.links, Firewall: h.fw, EnsureSysctl: func(n, v string) error {
+	d, err := New(Config{Store: st, Links: h.links, Firewall: h.fw, Ports: h.ports, EnsureSysctl: func(n, v string) error {
 		mu.Lock()
 		defer mu.Unlock()
 		h.sysctl[n] = v
@@ -236,24 +237,6 @@ func TestEndpointErrors(t *testing.T) {
 	}
 	if len(h.d.Endpoints()) != 0 {
 		t.Errorf("failed CreateEndpoint left a record")
-	}
-}
-
-func TestPortPublishingRefusedUntilImplemented(t *testing.T) {
-	h := newHarness(t, store.NewMemory())
-	if err := h.d.CreateNetwork(createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.d.CreateEndpoint(endpointReq(epID, "10.1.0.2/24", "")); err != nil {
-		t.Fatal(err)
-	}
-	req := &network.ProgramExternalConnectivityRequest{NetworkID: netID, EndpointID: epID, Options: map[string]any{}}
-	if err := h.d.ProgramExternalConnectivity(req); err != nil {
-		t.Errorf("no ports: %v", err)
-	}
-	req.Options["com.docker.network.portmap"] = []any{map[string]any{"Proto": 6, "Port": 80, "HostPort": 8080}}
-	if err := h.d.ProgramExternalConnectivity(req); !errdefs.IsInvalid(err) {
-		t.Errorf("ports: err = %v", err)
 	}
 }
 

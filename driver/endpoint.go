@@ -43,8 +43,11 @@ func (d *Driver) endpointRequest(req *network.CreateEndpointRequest) (*Endpoint,
 	if err != nil || !addr.Addr().Is4() {
 		return nil, nil, errdefs.Invalid("invalid endpoint address %q", req.Interface.Address)
 	}
+	var addr6 netip.Prefix
 	if req.Interface.AddressIPv6 != "" {
-		return nil, nil, errdefs.Invalid("mynet does not support IPv6 endpoints yet")
+		if addr6, err = netip.ParsePrefix(req.Interface.AddressIPv6); err != nil || !addr6.Addr().Is6() {
+			return nil, nil, errdefs.Invalid("invalid endpoint IPv6 address %q", req.Interface.AddressIPv6)
+		}
 	}
 	d.mu.Lock()
 	n, ok := d.networks[req.NetworkID]
@@ -59,12 +62,16 @@ func (d *Driver) endpointRequest(req *network.CreateEndpointRequest) (*Endpoint,
 	if !cfg.Subnet.Contains(addr.Addr()) {
 		return nil, nil, errdefs.Invalid("endpoint address %s is outside the network's subnet %s", addr, cfg.Subnet)
 	}
+	if addr6.IsValid() && (!cfg.Subnet6.IsValid() || !cfg.Subnet6.Contains(addr6.Addr())) {
+		return nil, nil, errdefs.Invalid("endpoint IPv6 address %s is outside the network's IPv6 subnet %v", addr6, cfg.Subnet6)
+	}
 	ep := &Endpoint{
-		ID:        req.EndpointID,
-		NetworkID: req.NetworkID,
-		HostVeth:  HostVethPrefix + req.EndpointID[:12],
-		PeerVeth:  PeerVethPrefix + req.EndpointID[:12],
-		Address:   addr,
+		ID:          req.EndpointID,
+		NetworkID:   req.NetworkID,
+		HostVeth:    HostVethPrefix + req.EndpointID[:12],
+		PeerVeth:    PeerVethPrefix + req.EndpointID[:12],
+		Address:     addr,
+		AddressIPv6: addr6,
 	}
 	if m := req.Interface.MacAddress; m != "" {
 		mac, err := net.ParseMAC(m)
@@ -101,7 +108,7 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 	old, exists := d.endpoints[ep.ID]
 	d.mu.Unlock()
 	if exists {
-		if old.NetworkID == ep.NetworkID && old.Address == ep.Address && (!ep.MACFromDocker || old.MAC == ep.MAC) {
+		if old.NetworkID == ep.NetworkID && old.Address == ep.Address && old.AddressIPv6 == ep.AddressIPv6 && (!ep.MACFromDocker || old.MAC == ep.MAC) {
 			log.Info("endpoint already exists, as requested")
 			return createResponse(old), nil
 		}
@@ -110,17 +117,14 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 
 	mac, _ := net.ParseMAC(ep.MAC)
 	if err := d.links.AddVeth(netutil.VethConfig{
-		HostName: ep.HostVeth, PeerName: ep.PeerVeth, PeerMAC: mac, MTU: cfg.MTU, Bridge: cfg.BridgeName,
+		HostName: ep.HostVeth, PeerName: ep.PeerVeth, PeerMAC: mac, MTU: cfg.MTU, Bridge: cfg.BridgeName, Hairpin: true,
 	}); err != nil {
 		return nil, fmt.Errorf("create endpoint %s: %w", short(ep.ID), err)
 	}
-	if err := d.store.Update(func(tx store.Tx) error { return store.PutJSON(tx, bucketEndpoints, ep.ID, ep) }); err != nil {
+	if err := d.saveEndpoint(ep); err != nil {
 		_ = d.links.DeleteLink(ep.HostVeth)
-		return nil, fmt.Errorf("create endpoint %s: save: %w", short(ep.ID), err)
+		return nil, fmt.Errorf("create endpoint %s: %w", short(ep.ID), err)
 	}
-	d.mu.Lock()
-	d.endpoints[ep.ID] = ep
-	d.mu.Unlock()
 	log.WithField("mac", ep.MAC).Info("endpoint created")
 	return createResponse(ep), nil
 }
@@ -163,6 +167,12 @@ func (d *Driver) DeleteEndpoint(req *network.DeleteEndpointRequest) error {
 	}
 	log := d.log.WithFields(logrus.Fields{"network": short(ep.NetworkID), "endpoint": short(ep.ID), "veth": ep.HostVeth})
 	var errs []error
+	if len(ep.Ports) > 0 {
+		// Docker revokes before it deletes, but a failed revoke is not retried.
+		if err := d.unpublish(ep); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := d.links.DeleteLink(ep.HostVeth); err != nil {
 		errs = append(errs, err)
 	}
@@ -186,7 +196,7 @@ func (d *Driver) EndpointInfo(req *network.InfoRequest) (*network.InfoResponse, 
 	if err != nil {
 		return nil, err
 	}
-	return &network.InfoResponse{Value: map[string]string{
+	v := map[string]string{
 		"id":             ep.ID,
 		"network":        ep.NetworkID,
 		"mac":            ep.MAC,
@@ -194,7 +204,14 @@ func (d *Driver) EndpointInfo(req *network.InfoRequest) (*network.InfoResponse, 
 		"bridge":         cfg.BridgeName,
 		"veth_host":      ep.HostVeth,
 		"veth_container": ep.PeerVeth,
-	}}, nil
+	}
+	if ep.AddressIPv6.IsValid() {
+		v["ipv6"] = ep.AddressIPv6.String()
+	}
+	if len(ep.Ports) > 0 {
+		v["ports"] = FormatPorts(ep.Ports)
+	}
+	return &network.InfoResponse{Value: v}, nil
 }
 
 // Join implements network.Driver: Docker moves the container end of the veth
@@ -210,6 +227,9 @@ func (d *Driver) Join(req *network.JoinRequest) (*network.JoinResponse, error) {
 	if !cfg.Internal {
 		// Like Docker's bridge: an internal network gives no default route.
 		res.Gateway = cfg.Gateway.Addr().String()
+		if cfg.Gateway6.IsValid() && ep.AddressIPv6.IsValid() {
+			res.GatewayIPv6 = cfg.Gateway6.Addr().String()
+		}
 	}
 	d.log.WithFields(logrus.Fields{"network": short(ep.NetworkID), "endpoint": short(ep.ID), "sandbox": req.SandboxKey}).Info("endpoint joined")
 	return res, nil
@@ -225,26 +245,6 @@ func (d *Driver) Leave(req *network.LeaveRequest) error {
 		return err
 	}
 	d.log.WithFields(logrus.Fields{"network": short(req.NetworkID), "endpoint": short(req.EndpointID)}).Info("endpoint left")
-	return nil
-}
-
-// ProgramExternalConnectivity implements network.Driver. Port publishing is
-// not implemented yet, so a request to publish ports is refused rather than
-// silently ignored.
-func (d *Driver) ProgramExternalConnectivity(req *network.ProgramExternalConnectivityRequest) error {
-	if _, _, err := d.endpoint(req.NetworkID, req.EndpointID); err != nil {
-		return err
-	}
-	if pm, ok := req.Options["com.docker.network.portmap"]; ok && pm != nil {
-		if list, ok := pm.([]any); !ok || len(list) > 0 {
-			return errdefs.Invalid("mynet does not support publishing ports (-p) yet")
-		}
-	}
-	return nil
-}
-
-// RevokeExternalConnectivity implements network.Driver.
-func (d *Driver) RevokeExternalConnectivity(req *network.RevokeExternalConnectivityRequest) error {
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/mynet/mynet/firewall"
+	"github.com/mynet/mynet/hostport"
 	"github.com/mynet/mynet/netutil"
 )
 
@@ -107,17 +108,37 @@ func (f *fakeLinks) count() int {
 	return len(f.links)
 }
 
-// fakeFirewall records each network's rules.
+// fakeFirewall records each network's and endpoint's rules.
 type fakeFirewall struct {
-	mu       sync.Mutex
-	networks map[string]firewall.Network
-	base     bool
-	failAdd  error
+	mu        sync.Mutex
+	networks  map[string]firewall.Network
+	endpoints map[string]firewall.Endpoint
+	base      bool
+	failAdd   error
+	failSetEP error
 }
 
 var _ firewallAPI = (*fakeFirewall)(nil)
 
-func newFakeFirewall() *fakeFirewall { return &fakeFirewall{networks: map[string]firewall.Network{}} }
+func newFakeFirewall() *fakeFirewall {
+	return &fakeFirewall{networks: map[string]firewall.Network{}, endpoints: map[string]firewall.Endpoint{}}
+}
+
+func (f *fakeFirewall) HasIPv6() bool { return true }
+
+func (f *fakeFirewall) SetEndpoint(n firewall.Network, e firewall.Endpoint) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failSetEP != nil && len(e.Ports) > 0 {
+		return f.failSetEP
+	}
+	if len(e.Ports) == 0 {
+		delete(f.endpoints, e.EndpointID)
+	} else {
+		f.endpoints[e.EndpointID] = e
+	}
+	return nil
+}
 
 func (f *fakeFirewall) EnsureBase() error {
 	f.mu.Lock()
@@ -140,5 +161,53 @@ func (f *fakeFirewall) RemoveNetwork(id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.networks, id)
+	for k, e := range f.endpoints {
+		if e.NetworkID == id {
+			delete(f.endpoints, k)
+		}
+	}
 	return nil
+}
+
+// fakePorts reserves ports in a map; taken lists ports "something else" holds.
+type fakePorts struct {
+	mu    sync.Mutex
+	held  map[hostport.Key]bool
+	taken map[uint16]bool
+	next  uint16
+}
+
+var _ portsAPI = (*fakePorts)(nil)
+
+func newFakePorts() *fakePorts {
+	return &fakePorts{held: map[hostport.Key]bool{}, taken: map[uint16]bool{}, next: 49153}
+}
+
+func (f *fakePorts) Reserve(proto string, ip netip.Addr, first, last uint16) (uint16, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if first == 0 {
+		first, last = f.next, f.next
+		f.next++
+	}
+	for p := uint32(first); p <= uint32(max(first, last)); p++ {
+		k := hostport.Key{Proto: proto, IP: ip, Port: uint16(p)}
+		if !f.held[k] && !f.taken[uint16(p)] {
+			f.held[k] = true
+			return uint16(p), nil
+		}
+	}
+	return 0, hostport.ErrInUse
+}
+
+func (f *fakePorts) Release(k hostport.Key) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.held, k)
+}
+
+func (f *fakePorts) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.held)
 }

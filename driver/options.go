@@ -22,18 +22,22 @@ const (
 	OptEnableMasq      = "com.docker.network.bridge.enable_ip_masquerade"
 	OptMTU             = "com.docker.network.driver.mtu"
 	OptContainerPrefix = "com.docker.network.container_iface_prefix"
+	OptHostBinding     = "com.docker.network.bridge.host_binding_ipv4"
+	OptInhibitIPv4     = "com.docker.network.bridge.inhibit_ipv4"
+	OptHostIPv4        = "com.docker.network.host_ipv4"
+	OptGatewayMode4    = "com.docker.network.bridge.gateway_mode_ipv4"
+	OptGatewayMode6    = "com.docker.network.bridge.gateway_mode_ipv6"
+	OptDefaultBridge   = "com.docker.network.bridge.default_bridge"
+	optEnableIPv4      = "com.docker.network.enable_ipv4"
 )
 
-// notYet lists options of Docker's bridge driver that mynet does not
-// implement yet; they are refused rather than silently ignored.
-var notYet = []string{
-	"com.docker.network.bridge.host_binding_ipv4",
-	"com.docker.network.bridge.inhibit_ipv4",
-	"com.docker.network.host_ipv4",
-	"com.docker.network.bridge.gateway_mode_ipv4",
-	"com.docker.network.bridge.gateway_mode_ipv6",
-	"com.docker.network.bridge.default_bridge",
-}
+// Gateway modes (Docker 28): nat publishes ports through DNAT and
+// masquerades; routed does neither and lets routed traffic reach published
+// container ports directly.
+const (
+	GatewayNAT    = "nat"
+	GatewayRouted = "routed"
+)
 
 // NetworkConfig is a network's validated configuration.
 type NetworkConfig struct {
@@ -47,6 +51,13 @@ type NetworkConfig struct {
 	Masquerade      bool         `json:"masquerade"`
 	Internal        bool         `json:"internal"`
 	ContainerPrefix string       `json:"container_prefix"`
+	Subnet6         netip.Prefix `json:"subnet6"`
+	Gateway6        netip.Prefix `json:"gateway6"`
+	HostBinding     netip.Addr   `json:"host_binding"` // default host address of published ports; zero: all
+	InhibitIPv4     bool         `json:"inhibit_ipv4"` // no IPv4 address on the bridge
+	SNATSource      netip.Addr   `json:"snat_source"`  // host_ipv4: SNAT instead of MASQUERADE
+	GatewayMode4    string       `json:"gateway_mode4"`
+	GatewayMode6    string       `json:"gateway_mode6"`
 }
 
 // validID accepts Docker's object IDs (hex), and nothing that could reach a
@@ -89,30 +100,100 @@ func parseNetworkConfig(req *network.CreateNetworkRequest) (*NetworkConfig, erro
 	if err := validID("network", req.NetworkID); err != nil {
 		return nil, err
 	}
-	cfg := &NetworkConfig{ID: req.NetworkID, ICC: true, Masquerade: true, ContainerPrefix: "eth"}
+	cfg := defaultConfig(req.NetworkID)
+	ipv6, err := parseOptions(cfg, req.Options)
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.UserBridge {
+		cfg.BridgeName = DefaultBridgeName(cfg.ID)
+	}
 
-	if v, ok := req.Options[optEnableIPv6]; ok {
+	switch len(req.IPv4Data) {
+	case 0:
+		return nil, errdefs.Invalid("mynet needs an IPv4 subnet for the network")
+	case 1:
+	default:
+		return nil, errdefs.Invalid("mynet supports one IPv4 subnet per network, got %d", len(req.IPv4Data))
+	}
+	d := req.IPv4Data[0]
+	if d == nil {
+		return nil, errdefs.Invalid("IPv4 data is empty")
+	}
+	subnet, err := netip.ParsePrefix(d.Pool)
+	if err != nil || !subnet.Addr().Is4() {
+		return nil, errdefs.Invalid("invalid IPv4 subnet %q", d.Pool)
+	}
+	cfg.Subnet = subnet.Masked()
+	switch {
+	case d.Gateway == "" && skipGateway4(cfg):
+		// Docker 28 allocates no gateway for it (GwAllocCheck); none is needed.
+	case d.Gateway == "":
+		return nil, errdefs.Invalid("no IPv4 gateway was given for subnet %s", cfg.Subnet)
+	default:
+		gw, err := parseAddrOrPrefix(d.Gateway)
+		if err != nil || !cfg.Subnet.Contains(gw) {
+			return nil, errdefs.Invalid("gateway %q is not an address in subnet %s", d.Gateway, cfg.Subnet)
+		}
+		cfg.Gateway = netip.PrefixFrom(gw, cfg.Subnet.Bits())
+	}
+
+	if ipv6 {
+		if len(req.IPv6Data) != 1 || req.IPv6Data[0] == nil {
+			return nil, errdefs.Invalid("an IPv6 network needs exactly one IPv6 subnet, got %d", len(req.IPv6Data))
+		}
+		d6 := req.IPv6Data[0]
+		subnet6, err := netip.ParsePrefix(d6.Pool)
+		if err != nil || !subnet6.Addr().Is6() || subnet6.Addr().Is4In6() {
+			return nil, errdefs.Invalid("invalid IPv6 subnet %q", d6.Pool)
+		}
+		cfg.Subnet6 = subnet6.Masked()
+		gw6, err := parseAddrOrPrefix(d6.Gateway)
+		if err != nil || !cfg.Subnet6.Contains(gw6) {
+			return nil, errdefs.Invalid("IPv6 gateway %q is not an address in subnet %s", d6.Gateway, cfg.Subnet6)
+		}
+		cfg.Gateway6 = netip.PrefixFrom(gw6, cfg.Subnet6.Bits())
+	} else if len(req.IPv6Data) > 0 {
+		return nil, errdefs.Invalid("IPv6 subnets were given, but IPv6 is not enabled (--ipv6)")
+	}
+	return cfg, nil
+}
+
+func defaultConfig(id string) *NetworkConfig {
+	return &NetworkConfig{ID: id, ICC: true, Masquerade: true, ContainerPrefix: "eth",
+		GatewayMode4: GatewayNAT, GatewayMode6: GatewayNAT}
+}
+
+// parseOptions validates the options of a CreateNetwork (or GwAllocCheck)
+// request into cfg and reports whether IPv6 is enabled.
+func parseOptions(cfg *NetworkConfig, opts map[string]any) (ipv6 bool, err error) {
+	if v, ok := opts[optEnableIPv6]; ok {
 		on, err := parseBool(optEnableIPv6, v)
 		if err != nil {
-			return nil, err
+			return false, err
 		}
-		if on || len(req.IPv6Data) > 0 {
-			return nil, errdefs.Invalid("mynet does not support IPv6 networks yet (--ipv6)")
+		ipv6 = on
+	}
+	if v, ok := opts[optEnableIPv4]; ok {
+		if on, err := parseBool(optEnableIPv4, v); err != nil {
+			return false, err
+		} else if !on {
+			return false, errdefs.Invalid("mynet networks need IPv4 (--ipv4=false is not supported)")
 		}
 	}
-	if v, ok := req.Options[optInternal]; ok {
+	if v, ok := opts[optInternal]; ok {
 		on, err := parseBool(optInternal, v)
 		if err != nil {
-			return nil, err
+			return false, err
 		}
 		cfg.Internal = on
 	}
 
 	generic := map[string]any{}
-	if g, ok := req.Options[optGeneric]; ok && g != nil {
+	if g, ok := opts[optGeneric]; ok && g != nil {
 		m, ok := g.(map[string]any)
 		if !ok {
-			return nil, errdefs.Invalid("option %s must be an object, not %T", optGeneric, g)
+			return false, errdefs.Invalid("option %s must be an object, not %T", optGeneric, g)
 		}
 		generic = m
 	}
@@ -137,46 +218,80 @@ func parseNetworkConfig(req *network.CreateNetworkRequest) (*NetworkConfig, erro
 				// Docker appends the interface's index, so leave room for it.
 				err = validateIfName(key, cfg.ContainerPrefix, netutil.MaxNameLen-3)
 			}
-		default:
-			for _, n := range notYet {
-				if key == n {
-					err = errdefs.Invalid("option %s is not supported by mynet yet", key)
-				}
+		case OptHostBinding:
+			cfg.HostBinding, err = parseIP(key, v)
+		case OptHostIPv4:
+			cfg.SNATSource, err = parseIP(key, v)
+			if err == nil && (!cfg.SNATSource.Is4() || cfg.SNATSource.IsUnspecified()) {
+				err = errdefs.Invalid("option %s: %s is not a usable IPv4 address", key, cfg.SNATSource)
+			}
+		case OptInhibitIPv4:
+			cfg.InhibitIPv4, err = parseBool(key, v)
+		case OptGatewayMode4:
+			cfg.GatewayMode4, err = parseGatewayMode(key, v)
+		case OptGatewayMode6:
+			cfg.GatewayMode6, err = parseGatewayMode(key, v)
+		case OptDefaultBridge:
+			var on bool
+			if on, err = parseBool(key, v); err == nil && on {
+				err = errdefs.Invalid("option %s: a mynet network cannot be Docker's default bridge", key)
 			}
 		}
 		if err != nil {
-			return nil, err
+			return false, err
 		}
 	}
-	if !cfg.UserBridge {
-		cfg.BridgeName = DefaultBridgeName(cfg.ID)
-	}
 
-	switch len(req.IPv4Data) {
-	case 0:
-		return nil, errdefs.Invalid("mynet needs an IPv4 subnet for the network")
-	case 1:
-	default:
-		return nil, errdefs.Invalid("mynet supports one IPv4 subnet per network, got %d", len(req.IPv4Data))
+	return ipv6, nil
+}
+
+// Routed reports whether the network's family f (4 or 6) uses the routed
+// gateway mode.
+func (cfg *NetworkConfig) Routed(f int) bool {
+	if f == 6 {
+		return cfg.GatewayMode6 == GatewayRouted
 	}
-	d := req.IPv4Data[0]
-	if d == nil {
-		return nil, errdefs.Invalid("IPv4 data is empty")
+	return cfg.GatewayMode4 == GatewayRouted
+}
+
+// skipGateway4 reports whether a network needs no IPv4 gateway address:
+// an internal network whose bridge gets no IPv4 address routes nowhere,
+// as with Docker 28's bridge driver.
+func skipGateway4(cfg *NetworkConfig) bool { return cfg.Internal && cfg.InhibitIPv4 }
+
+// GwAllocCheck answers Docker 28's question, before it allocates addresses,
+// whether the network needs gateway addresses. It also validates the
+// options, so a bad one fails before anything is allocated.
+func (d *Driver) GwAllocCheck(opts map[string]any) (skipIPv4, skipIPv6 bool, err error) {
+	cfg := defaultConfig("")
+	if _, err := parseOptions(cfg, opts); err != nil {
+		return false, false, err
 	}
-	subnet, err := netip.ParsePrefix(d.Pool)
-	if err != nil || !subnet.Addr().Is4() {
-		return nil, errdefs.Invalid("invalid IPv4 subnet %q", d.Pool)
+	return skipGateway4(cfg), false, nil
+}
+
+func parseIP(key string, v any) (netip.Addr, error) {
+	s, err := parseString(key, v)
+	if err != nil {
+		return netip.Addr{}, err
 	}
-	cfg.Subnet = subnet.Masked()
-	if d.Gateway == "" {
-		return nil, errdefs.Invalid("no IPv4 gateway was given for subnet %s", cfg.Subnet)
+	a, err := netip.ParseAddr(strings.TrimSpace(s))
+	if err != nil {
+		return netip.Addr{}, errdefs.Invalid("option %s: %q is not an IP address", key, s)
 	}
-	gw, err := parseAddrOrPrefix(d.Gateway)
-	if err != nil || !cfg.Subnet.Contains(gw) {
-		return nil, errdefs.Invalid("gateway %q is not an address in subnet %s", d.Gateway, cfg.Subnet)
+	return a.Unmap(), nil
+}
+
+func parseGatewayMode(key string, v any) (string, error) {
+	s, err := parseString(key, v)
+	if err != nil {
+		return "", err
 	}
-	cfg.Gateway = netip.PrefixFrom(gw, cfg.Subnet.Bits())
-	return cfg, nil
+	switch s {
+	case GatewayNAT, GatewayRouted:
+		return s, nil
+	}
+	return "", errdefs.Invalid("option %s: unknown gateway mode %q (want %s or %s)", key, s, GatewayNAT, GatewayRouted)
 }
 
 func parseAddrOrPrefix(s string) (netip.Addr, error) {
@@ -241,6 +356,9 @@ func parseMTU(key string, v any) (int, error) {
 func (cfg *NetworkConfig) conflicts(other *NetworkConfig) error {
 	if cfg.Subnet.Overlaps(other.Subnet) {
 		return errdefs.Conflict("subnet %s overlaps subnet %s of mynet network %s", cfg.Subnet, other.Subnet, short(other.ID))
+	}
+	if cfg.Subnet6.IsValid() && other.Subnet6.IsValid() && cfg.Subnet6.Overlaps(other.Subnet6) {
+		return errdefs.Conflict("IPv6 subnet %s overlaps subnet %s of mynet network %s", cfg.Subnet6, other.Subnet6, short(other.ID))
 	}
 	if cfg.BridgeName == other.BridgeName {
 		return errdefs.Conflict("bridge %s is already used by mynet network %s", cfg.BridgeName, short(other.ID))

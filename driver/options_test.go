@@ -49,6 +49,26 @@ func TestParseNetworkConfigOptions(t *testing.T) {
 	}
 }
 
+func TestParseNetworkConfigParityOptions(t *testing.T) {
+	req := createReq(map[string]any{
+		OptHostBinding: "127.0.0.1", OptHostIPv4: "192.0.2.7", OptInhibitIPv4: "true",
+		OptGatewayMode4: "routed", OptGatewayMode6: "nat", OptDefaultBridge: "false",
+	}, "10.2.0.0/24", "10.2.0.1/24")
+	req.Options[optEnableIPv6] = true
+	req.IPv6Data = []*network.IPAMData{{Pool: "fd00:2::/64", Gateway: "fd00:2::1/64"}}
+	cfg, err := parseNetworkConfig(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HostBinding.String() != "127.0.0.1" || cfg.SNATSource.String() != "192.0.2.7" || !cfg.InhibitIPv4 ||
+		!cfg.Routed(4) || cfg.Routed(6) || cfg.Subnet6.String() != "fd00:2::/64" || cfg.Gateway6.String() != "fd00:2::1/64" {
+		t.Errorf("cfg = %+v", cfg)
+	}
+	if got := bridgeAddrs(cfg); len(got) != 1 || got[0].String() != "fd00:2::1/64" {
+		t.Errorf("inhibit_ipv4 bridge addresses = %v, want only the IPv6 gateway", got)
+	}
+}
+
 func TestParseNetworkConfigRejects(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -67,7 +87,21 @@ func TestParseNetworkConfigRejects(t *testing.T) {
 		{"icc not bool", map[string]any{OptEnableICC: "maybe"}, nil, OptEnableICC},
 		{"masquerade not bool", map[string]any{OptEnableMasq: "yes please"}, nil, OptEnableMasq},
 		{"prefix too long", map[string]any{OptContainerPrefix: "averyverylongprefix"}, nil, OptContainerPrefix},
-		{"not yet", map[string]any{"com.docker.network.bridge.host_binding_ipv4": "1.2.3.4"}, nil, "host_binding_ipv4"},
+		{"host binding not an IP", map[string]any{OptHostBinding: "localhost"}, nil, OptHostBinding},
+		{"host_ipv4 is IPv6", map[string]any{OptHostIPv4: "fd00::1"}, nil, OptHostIPv4},
+		{"host_ipv4 unspecified", map[string]any{OptHostIPv4: "0.0.0.0"}, nil, OptHostIPv4},
+		{"unknown gateway mode", map[string]any{OptGatewayMode4: "bridged"}, nil, OptGatewayMode4},
+		{"unknown gateway mode v6", map[string]any{OptGatewayMode6: "isolated"}, nil, OptGatewayMode6},
+		{"default bridge", map[string]any{OptDefaultBridge: "true"}, nil, OptDefaultBridge},
+		{"inhibit not bool", map[string]any{OptInhibitIPv4: "sometimes"}, nil, OptInhibitIPv4},
+		{"ipv4 off", map[string]any{}, func(r *network.CreateNetworkRequest) { r.Options[optEnableIPv4] = false }, "IPv4"},
+		{"ipv6 data without ipv6", map[string]any{}, func(r *network.CreateNetworkRequest) {
+			r.IPv6Data = []*network.IPAMData{{Pool: "fd00::/64", Gateway: "fd00::1/64"}}
+		}, "--ipv6"},
+		{"ipv6 bad gateway", map[string]any{}, func(r *network.CreateNetworkRequest) {
+			r.Options[optEnableIPv6] = true
+			r.IPv6Data = []*network.IPAMData{{Pool: "fd00::/64", Gateway: "fd01::1/64"}}
+		}, "IPv6 gateway"},
 		{"generic not an object", nil, func(r *network.CreateNetworkRequest) { r.Options[optGeneric] = "x" }, optGeneric},
 		{"ipv6", map[string]any{}, func(r *network.CreateNetworkRequest) { r.Options[optEnableIPv6] = true }, "IPv6"},
 		{"no ipv4", map[string]any{}, func(r *network.CreateNetworkRequest) { r.IPv4Data = nil }, "IPv4 subnet"},
@@ -106,4 +140,30 @@ func FuzzParseNetworkConfig(f *testing.F) {
 			t.Errorf("accepted a config that cannot be built: %+v", cfg)
 		}
 	})
+}
+
+func TestGwAllocCheck(t *testing.T) {
+	d := &Driver{}
+	tests := []struct {
+		opts      map[string]any
+		skip4     bool
+		wantError bool
+	}{
+		{map[string]any{}, false, false},
+		{map[string]any{optInternal: true, optGeneric: map[string]any{OptInhibitIPv4: "true"}}, true, false},
+		{map[string]any{optGeneric: map[string]any{OptInhibitIPv4: "true"}}, false, false},
+		{map[string]any{optGeneric: map[string]any{OptMTU: "abc"}}, false, true},
+	}
+	for _, tt := range tests {
+		skip4, skip6, err := d.GwAllocCheck(tt.opts)
+		if (err != nil) != tt.wantError || skip4 != tt.skip4 || skip6 {
+			t.Errorf("GwAllocCheck(%v) = %v %v %v", tt.opts, skip4, skip6, err)
+		}
+	}
+	// The network Docker then creates has no IPv4 gateway, and that is fine.
+	req := createReq(map[string]any{OptInhibitIPv4: "true"}, "10.9.0.0/24", "")
+	req.Options[optInternal] = true
+	if cfg, err := parseNetworkConfig(req); err != nil || cfg.Gateway.IsValid() {
+		t.Errorf("gateway-less internal network: %+v, %v", cfg, err)
+	}
 }

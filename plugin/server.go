@@ -23,13 +23,29 @@ const MaxBodyBytes = 1 << 20
 // manifest is the answer to /Plugin.Activate.
 var manifest = map[string][]string{"Implements": {"NetworkDriver", "IpamDriver"}}
 
-// capabilities extends network.CapabilitiesResponse with GwAllocChecker,
-// which Docker 28 asks about; it is false: mynet has no objection to
-// dockerd allocating gateway addresses, and 20.10 ignores the field.
+// capabilities extends network.CapabilitiesResponse with GwAllocChecker:
+// Docker 28 then asks /NetworkDriver.GwAllocCheck before allocating a
+// network's addresses; Docker 20.10 ignores the field.
 type capabilities struct {
 	Scope             string
 	ConnectivityScope string
-	GwAllocChecker    bool `json:",omitempty"`
+	GwAllocChecker    bool
+}
+
+// NetworkDriver is what the plugin serves under /NetworkDriver.*:
+// go-plugins-helpers' interface plus Docker 28's GwAllocCheck.
+type NetworkDriver interface {
+	network.Driver
+	GwAllocCheck(options map[string]any) (skipIPv4, skipIPv6 bool, err error)
+}
+
+type gwAllocCheckRequest struct {
+	Options map[string]any
+}
+
+type gwAllocCheckResponse struct {
+	SkipIPv4 bool
+	SkipIPv6 bool
 }
 
 // Handler serves the plugin API for a network driver and an IPAM driver.
@@ -40,7 +56,7 @@ type Handler struct {
 }
 
 // NewHandler builds the mux. health, if not nil, answers /mynet.Health.
-func NewHandler(drv network.Driver, alloc ipam.Ipam, health func() error, log *logrus.Entry) *Handler {
+func NewHandler(drv NetworkDriver, alloc ipam.Ipam, health func() error, log *logrus.Entry) *Handler {
 	h := &Handler{mux: http.NewServeMux(), log: log, routes: map[string]bool{}}
 	if h.log == nil {
 		h.log = logrus.NewEntry(logrus.StandardLogger())
@@ -53,7 +69,11 @@ func NewHandler(drv network.Driver, alloc ipam.Ipam, health func() error, log *l
 		if err != nil {
 			return nil, err
 		}
-		return capabilities{Scope: c.Scope, ConnectivityScope: c.ConnectivityScope}, nil
+		return capabilities{Scope: c.Scope, ConnectivityScope: c.ConnectivityScope, GwAllocChecker: true}, nil
+	})
+	route(h, "/NetworkDriver.GwAllocCheck", func(req *gwAllocCheckRequest) (any, error) {
+		skip4, skip6, err := drv.GwAllocCheck(req.Options)
+		return gwAllocCheckResponse{SkipIPv4: skip4, SkipIPv6: skip6}, err
 	})
 	route(h, "/NetworkDriver.CreateNetwork", func(req *network.CreateNetworkRequest) (any, error) { return empty(drv.CreateNetwork(req)) })
 	route(h, "/NetworkDriver.DeleteNetwork", func(req *network.DeleteNetworkRequest) (any, error) { return empty(drv.DeleteNetwork(req)) })

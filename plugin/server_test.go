@@ -22,7 +22,15 @@ import (
 // are unknown and "bad" network IDs are invalid.
 type fakeDriver struct{ calls []string }
 
-var _ network.Driver = (*fakeDriver)(nil)
+var _ NetworkDriver = (*fakeDriver)(nil)
+
+func (f *fakeDriver) GwAllocCheck(opts map[string]any) (bool, bool, error) {
+	f.calls = append(f.calls, "GwAllocCheck")
+	if _, bad := opts["bad"]; bad {
+		return false, false, errdefs.Invalid("option bad is bad")
+	}
+	return true, false, nil
+}
 
 func (f *fakeDriver) check(call, id string) error {
 	f.calls = append(f.calls, call)
@@ -153,7 +161,7 @@ func TestActivateAndCapabilities(t *testing.T) {
 		t.Errorf("Activate = %d %v", code, out)
 	}
 	code, out = post(t, c, "/NetworkDriver.GetCapabilities", nil)
-	if code != 200 || out["Scope"] != "local" || out["ConnectivityScope"] != "local" {
+	if code != 200 || out["Scope"] != "local" || out["ConnectivityScope"] != "local" || out["GwAllocChecker"] != true {
 		t.Errorf("GetCapabilities = %d %v", code, out)
 	}
 	code, out = post(t, c, "/IpamDriver.GetDefaultAddressSpaces", nil)
@@ -177,6 +185,7 @@ func TestEveryRoute(t *testing.T) {
 	}{
 		{"/NetworkDriver.CreateNetwork", `{"NetworkID":"n1","Options":{},"IPv4Data":[{"Pool":"10.0.0.0/24","Gateway":"10.0.0.1/24"}]}`},
 		{"/NetworkDriver.DeleteNetwork", `{"NetworkID":"n1"}`},
+		{"/NetworkDriver.GwAllocCheck", `{"Options":{"com.docker.network.internal":true}}`},
 		{"/NetworkDriver.AllocateNetwork", `{"NetworkID":"n1"}`},
 		{"/NetworkDriver.FreeNetwork", `{"NetworkID":"n1"}`},
 		{"/NetworkDriver.CreateEndpoint", `{"NetworkID":"n1","EndpointID":"e1","Interface":{"Address":"10.0.0.2/24"}}`},
@@ -201,7 +210,7 @@ func TestEveryRoute(t *testing.T) {
 			for name, body := range map[string]string{
 				"malformed":  `{"NetworkID":`,
 				"empty":      ``,
-				"wrong type": `{"NetworkID":42,"PoolID":42,"Pool":42,"DiscoveryType":"x"}`,
+				"wrong type": `{"NetworkID":42,"PoolID":42,"Pool":42,"DiscoveryType":"x","Options":7}`,
 				"string":     `"CreateNetwork"`,
 				"not object": `[1,2,3]`,
 			} {
@@ -215,8 +224,8 @@ func TestEveryRoute(t *testing.T) {
 			}
 		})
 	}
-	if len(drv.calls) != 13 {
-		t.Errorf("driver saw %d calls, want 13 (bad requests must not reach it): %v", len(drv.calls), drv.calls)
+	if len(drv.calls) != 14 {
+		t.Errorf("driver saw %d calls, want 14 (bad requests must not reach it): %v", len(drv.calls), drv.calls)
 	}
 }
 
@@ -229,6 +238,7 @@ func TestErrorKindsBecomeStatuses(t *testing.T) {
 		{"/NetworkDriver.Join", `{"NetworkID":"missing1","EndpointID":"e"}`, 404},
 		{"/NetworkDriver.CreateNetwork", `{"NetworkID":"bad id"}`, 400},
 		{"/NetworkDriver.CreateNetwork", `{"NetworkID":"dup"}`, 409},
+		{"/NetworkDriver.GwAllocCheck", `{"Options":{"bad":1}}`, 400},
 		{"/IpamDriver.RequestAddress", `{"PoolID":"missing"}`, 404},
 		{"/IpamDriver.RequestPool", `{"Pool":"full"}`, 409},
 		{"/NetworkDriver.NoSuchCall", `{}`, 404},

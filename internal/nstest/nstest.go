@@ -15,6 +15,8 @@ import (
 	"os/exec"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 const envMarker = "MYNET_NSTEST_INSIDE"
@@ -25,6 +27,10 @@ const envMarker = "MYNET_NSTEST_INSIDE"
 // skip.
 func Main(m *testing.M) {
 	if os.Getenv(envMarker) == "1" {
+		if err := loopbackUp(); err != nil {
+			fmt.Fprintf(os.Stderr, "nstest: bring lo up: %v\n", err)
+			os.Exit(1)
+		}
 		os.Exit(m.Run())
 	}
 	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
@@ -39,4 +45,23 @@ func Main(m *testing.M) {
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// loopbackUp sets lo up in the new namespace (ip link set lo up), so tests
+// can use 127.0.0.1 as on a host.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }

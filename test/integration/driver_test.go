@@ -67,16 +67,34 @@ func (s *stack) close() {
 	s.st.Close()
 }
 
-// mynetRules returns the lines of iptables-save that belong to mynet.
-func mynetRules(t *testing.T) []string {
+func saveLines(t *testing.T) []string {
 	t.Helper()
 	out, err := exec.Command("iptables-save").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return strings.Split(string(out), "\n")
+}
+
+// taggedRules returns the iptables-save lines whose mynet tag starts with
+// prefix (a network's tag, an endpoint's, or "mynet:" for all).
+func taggedRules(t *testing.T, prefix string) []string {
+	t.Helper()
 	var rules []string
-	for _, l := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(l, "-A") && strings.Contains(l, "MYNET") {
+	for _, l := range saveLines(t) {
+		if strings.HasPrefix(l, "-A") && strings.Contains(l, `--comment "`+prefix) {
+			rules = append(rules, l)
+		}
+	}
+	return rules
+}
+
+// baseRules returns mynet's untagged rules: the jumps and fixed chains.
+func baseRules(t *testing.T) []string {
+	t.Helper()
+	var rules []string
+	for _, l := range saveLines(t) {
+		if strings.HasPrefix(l, "-A") && strings.Contains(l, "MYNET") && !strings.Contains(l, `--comment "mynet:`) {
 			rules = append(rules, l)
 		}
 	}
@@ -136,16 +154,28 @@ func TestNetworkAndEndpointInTheKernel(t *testing.T) {
 	if len(addrs) != 1 || addrs[0].IPNet.String() != "10.123.0.1/24" {
 		t.Errorf("bridge addresses = %v", addrs)
 	}
+	tag := `"mynet:1111111111aa"`
+	br0 := "mn-1111111111aa"
 	wantRules := []string{
-		`-A FORWARD -j MYNET-FORWARD`,
-		`-A MYNET-FORWARD -o mn-1111111111aa -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "mynet:1111111111aa" -j ACCEPT`,
-		`-A MYNET-FORWARD -i mn-1111111111aa -o mn-1111111111aa -m comment --comment "mynet:1111111111aa" -j ACCEPT`,
-		`-A MYNET-FORWARD -i mn-1111111111aa ! -o mn-1111111111aa -m comment --comment "mynet:1111111111aa" -j ACCEPT`,
-		`-A POSTROUTING -j MYNET-POSTROUTING`,
-		`-A MYNET-POSTROUTING -s 10.123.0.0/24 ! -o mn-1111111111aa -m comment --comment "mynet:1111111111aa" -j MASQUERADE`,
+		`-A MYNET-EGRESS -i ` + br0 + ` -o docker0 -m conntrack ! --ctstate DNAT -m comment --comment ` + tag + ` -j DROP`,
+		`-A MYNET-EGRESS -i ` + br0 + ` -o br-+ -m conntrack ! --ctstate DNAT -m comment --comment ` + tag + ` -j DROP`,
+		`-A MYNET-EGRESS -i ` + br0 + ` -m comment --comment ` + tag + ` -j MYNET-ACCEPT`,
+		`-A MYNET-INGRESS -i ` + br0 + ` -o ` + br0 + ` -m comment --comment ` + tag + ` -j MYNET-ACCEPT`,
+		`-A MYNET-INGRESS -o ` + br0 + ` -m conntrack --ctstate DNAT -m comment --comment ` + tag + ` -j MYNET-ACCEPT`,
+		`-A MYNET-INGRESS -o ` + br0 + ` -m comment --comment ` + tag + ` -j DROP`,
+		`-A MYNET-POSTROUTING -s 10.123.0.0/24 ! -o ` + br0 + ` -m comment --comment ` + tag + ` -j MASQUERADE`,
+		`-A MYNET-POSTROUTING -s 10.123.0.0/24 -o ` + br0 + ` -m conntrack --ctstate DNAT -m comment --comment ` + tag + ` -j MASQUERADE`,
+		`-A MYNET-POSTROUTING -o ` + br0 + ` -m addrtype --src-type LOCAL -m conntrack --ctstate DNAT -m comment --comment ` + tag + ` -j MASQUERADE`,
 	}
-	if got := mynetRules(t); !slices.Equal(got, wantRules) {
+	if got := taggedRules(t, "mynet:1111111111aa"); !slices.Equal(got, wantRules) {
 		t.Errorf("rules =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantRules, "\n"))
+	}
+	base := baseRules(t)
+	for _, want := range []string{"-A FORWARD -j MYNET-FORWARD", "-A POSTROUTING -j MYNET-POSTROUTING",
+		"-A PREROUTING -m addrtype --dst-type LOCAL -j MYNET-DNAT", "-A MYNET-FORWARD -m connmark --mark 0x1000000/0x1000000 -j ACCEPT"} {
+		if !slices.Contains(base, want) {
+			t.Errorf("base rules lack %q:\n%s", want, strings.Join(base, "\n"))
+		}
 	}
 	if v, _ := netutil.Sysctl("net/ipv4/ip_forward"); v != "1" {
 		t.Errorf("ip_forward = %s", v)
@@ -175,6 +205,38 @@ func TestNetworkAndEndpointInTheKernel(t *testing.T) {
 		t.Errorf("Join = %+v, %v", join, err)
 	}
 
+	// Publish a port: the host port is really held, and the DNAT rule is there.
+	err = s.drv.ProgramExternalConnectivity(&network.ProgramExternalConnectivityRequest{NetworkID: netID, EndpointID: epID,
+		Options: map[string]any{"com.docker.network.portmap": []any{
+			map[string]any{"Proto": 6.0, "Port": 80.0, "HostIP": "127.0.0.1", "HostPort": 18080.0, "HostPortEnd": 18080.0},
+		}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := net.Listen("tcp4", "127.0.0.1:18080"); err == nil {
+		l.Close()
+		t.Error("published host port is not reserved")
+	}
+	dnat := `-A MYNET-DNAT -d 127.0.0.1/32 -p tcp -m tcp --dport 18080 -m comment --comment "mynet:1111111111aa:aaaaaaaaaa11" -j DNAT --to-destination 10.123.0.2:80`
+	if got := taggedRules(t, "mynet:1111111111aa:aaaaaaaaaa11"); !slices.Equal(got, []string{dnat}) {
+		t.Errorf("endpoint rules = %v", got)
+	}
+	if v, _ := netutil.Sysctl("net/ipv4/conf/mn-1111111111aa/route_localnet"); v != "1" {
+		t.Errorf("route_localnet = %q", v)
+	}
+	if err := s.drv.RevokeExternalConnectivity(&network.RevokeExternalConnectivityRequest{NetworkID: netID, EndpointID: epID}); err != nil {
+		t.Fatal(err)
+	}
+	if got := taggedRules(t, "mynet:1111111111aa:aaaaaaaaaa11"); len(got) != 0 {
+		t.Errorf("endpoint rules after revoke = %v", got)
+	}
+	l, err := net.Listen("tcp4", "127.0.0.1:18080")
+	if err != nil {
+		t.Errorf("host port still held after revoke: %v", err)
+	} else {
+		l.Close()
+	}
+
 	// Teardown in Docker's order leaves exactly what was there before.
 	if err := s.drv.Leave(&network.LeaveRequest{NetworkID: netID, EndpointID: epID}); err != nil {
 		t.Fatal(err)
@@ -188,14 +250,17 @@ func TestNetworkAndEndpointInTheKernel(t *testing.T) {
 	if got := linkNames(t); !slices.Equal(got, before) {
 		t.Errorf("links after teardown = %v, want %v", got, before)
 	}
-	if got := mynetRules(t); !slices.Equal(got, []string{`-A FORWARD -j MYNET-FORWARD`, `-A POSTROUTING -j MYNET-POSTROUTING`}) {
+	if got := taggedRules(t, "mynet:"); len(got) != 0 {
 		t.Errorf("rules after teardown:\n%s", strings.Join(got, "\n"))
+	}
+	if got := baseRules(t); !slices.Equal(got, base) {
+		t.Errorf("base rules changed by teardown:\n%s", strings.Join(got, "\n"))
 	}
 }
 
 func TestRejectedNetworkLeavesNothing(t *testing.T) {
 	s := newStack(t, t.TempDir())
-	before, rulesBefore := linkNames(t), mynetRules(t)
+	before := linkNames(t)
 	bad := []map[string]any{
 		{driver.OptMTU: "abc"},
 		{driver.OptBridgeName: "sixteen-bytes-xx"},
@@ -214,7 +279,7 @@ func TestRejectedNetworkLeavesNothing(t *testing.T) {
 	if got := linkNames(t); !slices.Equal(got, before) {
 		t.Errorf("links after rejected creates = %v, want %v", got, before)
 	}
-	if got := mynetRules(t); len(got) > len(rulesBefore)+2 {
+	if got := taggedRules(t, "mynet:"); len(got) != 0 {
 		t.Errorf("rules after rejected creates:\n%s", strings.Join(got, "\n"))
 	}
 }
@@ -263,10 +328,8 @@ func TestFailedCreateIsRolledBackInTheKernel(t *testing.T) {
 		if got := linkNames(t); !slices.Equal(got, before) {
 			t.Errorf("%v: links after rollback = %v, want %v", generic, got, before)
 		}
-		for _, r := range mynetRules(t) {
-			if strings.Contains(r, "mynet:1111111111aa") {
-				t.Errorf("%v: rule left after rollback: %s", generic, r)
-			}
+		for _, r := range taggedRules(t, "mynet:1111111111aa") {
+			t.Errorf("%v: rule left after rollback: %s", generic, r)
 		}
 	}
 	if len(drv.Networks()) != 0 {
@@ -326,7 +389,7 @@ func TestRestoreRebuildsAfterReboot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := mynetRules(t)
+	want := append(baseRules(t), taggedRules(t, "mynet:")...)
 	s.close()
 	// A reboot: the bridge and every rule are gone, the state file is not.
 	if err := s.links.DeleteLink("mn-1111111111aa"); err != nil {
@@ -344,7 +407,7 @@ func TestRestoreRebuildsAfterReboot(t *testing.T) {
 	if ok, _ := s2.links.LinkExists("mn-1111111111aa"); !ok {
 		t.Error("bridge not restored")
 	}
-	if got := mynetRules(t); !slices.Equal(got, want) {
+	if got := append(baseRules(t), taggedRules(t, "mynet:")...); !slices.Equal(got, want) {
 		t.Errorf("rules after restore =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	if err := s2.drv.DeleteNetwork(&network.DeleteNetworkRequest{NetworkID: netID}); err != nil {

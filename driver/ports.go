@@ -1,0 +1,303 @@
+package driver
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/docker/go-plugins-helpers/network"
+	"github.com/sirupsen/logrus"
+
+	"github.com/mynet/mynet/errdefs"
+	"github.com/mynet/mynet/firewall"
+	"github.com/mynet/mynet/hostport"
+	"github.com/mynet/mynet/store"
+)
+
+const optPortMap = "com.docker.network.portmap"
+
+// PortMapping is one published port of an endpoint, as programmed: the host
+// port is the one mynet reserved (an ephemeral one for -p CONTAINERPORT).
+type PortMapping struct {
+	Proto         string     `json:"proto"`
+	HostIP        netip.Addr `json:"host_ip"` // unspecified (0.0.0.0 or ::) for every host address
+	HostPort      uint16     `json:"host_port"`
+	ContainerIP   netip.Addr `json:"container_ip"`
+	ContainerPort uint16     `json:"container_port"`
+}
+
+func (p PortMapping) key() hostport.Key {
+	return hostport.Key{Proto: p.Proto, IP: p.HostIP, Port: p.HostPort}
+}
+
+// String renders the mapping like `docker port` does: 0.0.0.0:8080->80/tcp.
+func (p PortMapping) String() string {
+	host := p.HostIP.String()
+	if p.HostIP.Is6() {
+		host = "[" + host + "]"
+	}
+	return fmt.Sprintf("%s:%d->%d/%s", host, p.HostPort, p.ContainerPort, p.Proto)
+}
+
+// FormatPorts renders mappings for status output.
+func FormatPorts(ports []PortMapping) string {
+	parts := make([]string, len(ports))
+	for i, p := range ports {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, ", ")
+}
+
+// dockerPortBinding is libnetwork's types.PortBinding on the wire.
+type dockerPortBinding struct {
+	Proto       uint8
+	IP          string
+	Port        uint16
+	HostIP      string
+	HostPort    uint16
+	HostPortEnd uint16
+}
+
+func protoName(p uint8) (string, error) {
+	switch p {
+	case 6:
+		return "tcp", nil
+	case 17:
+		return "udp", nil
+	case 132:
+		return "sctp", nil
+	}
+	return "", errdefs.Invalid("unsupported port protocol number %d", p)
+}
+
+// portRequest is one binding to reserve and program.
+type portRequest struct {
+	proto         string
+	hostIP        netip.Addr
+	first, last   uint16
+	containerIP   netip.Addr
+	containerPort uint16
+}
+
+// parsePortMap reads the portmap option into the bindings to program for
+// an endpoint: each Docker binding becomes one for IPv4 and, when the
+// endpoint has an IPv6 address and the host address allows it, one for IPv6.
+func parsePortMap(opts map[string]any, cfg *NetworkConfig, ep *Endpoint) ([]portRequest, error) {
+	raw, ok := opts[optPortMap]
+	if !ok || raw == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return nil, errdefs.Invalid("option %s: %v", optPortMap, err)
+	}
+	var bindings []dockerPortBinding
+	if err := json.Unmarshal(b, &bindings); err != nil {
+		return nil, errdefs.Invalid("option %s: %v", optPortMap, err)
+	}
+	var out []portRequest
+	for _, pb := range bindings {
+		proto, err := protoName(pb.Proto)
+		if err != nil {
+			return nil, err
+		}
+		if pb.Port == 0 {
+			return nil, errdefs.Invalid("port binding without a container port")
+		}
+		if pb.HostPortEnd != 0 && pb.HostPortEnd < pb.HostPort {
+			return nil, errdefs.Invalid("host port range %d-%d is reversed", pb.HostPort, pb.HostPortEnd)
+		}
+		hostIP := cfg.HostBinding
+		if pb.HostIP != "" {
+			if hostIP, err = netip.ParseAddr(pb.HostIP); err != nil {
+				return nil, errdefs.Invalid("invalid host IP %q in port binding", pb.HostIP)
+			}
+			hostIP = hostIP.Unmap()
+		}
+		last := max(pb.HostPortEnd, pb.HostPort)
+		add := func(hostIP, ctr netip.Addr) {
+			out = append(out, portRequest{proto, hostIP, pb.HostPort, last, ctr, pb.Port})
+		}
+		switch {
+		case !hostIP.IsValid(): // every host address, both families
+			add(netip.IPv4Unspecified(), ep.Address.Addr())
+			if ep.AddressIPv6.IsValid() {
+				add(netip.IPv6Unspecified(), ep.AddressIPv6.Addr())
+			}
+		case hostIP.Is4():
+			add(hostIP, ep.Address.Addr())
+		case ep.AddressIPv6.IsValid():
+			add(hostIP, ep.AddressIPv6.Addr())
+		default:
+			return nil, errdefs.Invalid("cannot publish on IPv6 address %s: the container has no IPv6 address", hostIP)
+		}
+	}
+	return out, nil
+}
+
+// ProgramExternalConnectivity implements network.Driver: it publishes the
+// endpoint's ports. Each host port is reserved first (a port in use is a
+// clear error and nothing is left behind), then all DNAT rules are written
+// in one batch. In routed mode no host port is used: the container ports
+// are opened to routed traffic instead.
+func (d *Driver) ProgramExternalConnectivity(req *network.ProgramExternalConnectivityRequest) error {
+	if err := validID("endpoint", req.EndpointID); err != nil {
+		return err
+	}
+	unlock := d.epLocks.lock(req.EndpointID)
+	defer unlock()
+	ep, cfg, err := d.endpoint(req.NetworkID, req.EndpointID)
+	if err != nil {
+		return err
+	}
+	reqs, err := parsePortMap(req.Options, &cfg, &ep)
+	if err != nil {
+		return err
+	}
+	log := d.log.WithFields(logrus.Fields{"network": short(ep.NetworkID), "endpoint": short(ep.ID)})
+	if cfg.Internal {
+		if len(reqs) > 0 {
+			log.Info("ports are not published on an internal network")
+		}
+		return nil
+	}
+	// A repeated call replaces what the first one did.
+	if len(ep.Ports) > 0 {
+		if err := d.unpublish(&ep); err != nil {
+			return err
+		}
+		ep.Ports = nil
+	}
+	var mapped []PortMapping
+	for _, r := range reqs {
+		m := PortMapping{Proto: r.proto, HostIP: r.hostIP, ContainerIP: r.containerIP, ContainerPort: r.containerPort}
+		if cfg.Routed(family(r.containerIP)) {
+			m.HostPort = r.containerPort // no host port: the rule opens the container port
+		} else {
+			port, err := d.ports.Reserve(r.proto, r.hostIP, r.first, r.last)
+			if err != nil {
+				d.releasePorts(mapped)
+				return errdefs.Conflict("cannot publish %s port %d of endpoint %s: %v", r.proto, r.containerPort, short(ep.ID), err)
+			}
+			m.HostPort = port
+		}
+		mapped = append(mapped, m)
+	}
+	if err := d.fw.SetEndpoint(firewallNetwork(&cfg), firewallEndpoint(&ep, mapped)); err != nil {
+		d.releasePorts(mapped)
+		_ = d.fw.SetEndpoint(firewallNetwork(&cfg), firewallEndpoint(&ep, nil))
+		return fmt.Errorf("publish ports of endpoint %s: %w", short(ep.ID), err)
+	}
+	ep.Ports = mapped
+	if err := d.saveEndpoint(&ep); err != nil {
+		d.releasePorts(mapped)
+		_ = d.fw.SetEndpoint(firewallNetwork(&cfg), firewallEndpoint(&ep, nil))
+		return err
+	}
+	if len(mapped) > 0 {
+		log.WithField("ports", FormatPorts(mapped)).Info("ports published")
+	}
+	return nil
+}
+
+// RevokeExternalConnectivity implements network.Driver: the endpoint's
+// published ports are removed and their host ports released.
+func (d *Driver) RevokeExternalConnectivity(req *network.RevokeExternalConnectivityRequest) error {
+	if err := validID("endpoint", req.EndpointID); err != nil {
+		return err
+	}
+	unlock := d.epLocks.lock(req.EndpointID)
+	defer unlock()
+	ep, _, err := d.endpoint(req.NetworkID, req.EndpointID)
+	if errdefs.IsNotFound(err) {
+		return nil // a repeated revoke, or one after DeleteEndpoint
+	}
+	if err != nil || len(ep.Ports) == 0 {
+		return err
+	}
+	if err := d.unpublish(&ep); err != nil {
+		return err
+	}
+	ep.Ports = nil
+	if err := d.saveEndpoint(&ep); err != nil {
+		return err
+	}
+	d.log.WithFields(logrus.Fields{"network": short(ep.NetworkID), "endpoint": short(ep.ID)}).Info("ports revoked")
+	return nil
+}
+
+// unpublish removes an endpoint's port rules and releases its host ports.
+func (d *Driver) unpublish(ep *Endpoint) error {
+	d.mu.Lock()
+	n := d.networks[ep.NetworkID]
+	d.mu.Unlock()
+	if n != nil {
+		cfg := n.Config
+		if err := d.fw.SetEndpoint(firewallNetwork(&cfg), firewallEndpoint(ep, nil)); err != nil {
+			return fmt.Errorf("remove port rules of endpoint %s: %w", short(ep.ID), err)
+		}
+	}
+	d.releasePorts(ep.Ports)
+	return nil
+}
+
+func (d *Driver) releasePorts(ports []PortMapping) {
+	for _, p := range ports {
+		if p.HostPort != 0 {
+			d.ports.Release(p.key())
+		}
+	}
+}
+
+// restorePorts re-reserves an endpoint's host ports and rewrites its rules
+// after a restart. Caller holds d.mu.
+func (d *Driver) restorePorts(cfg *NetworkConfig, ep *Endpoint) error {
+	var failed []string
+	for _, p := range ep.Ports {
+		if cfg.Routed(family(p.ContainerIP)) {
+			continue
+		}
+		if _, err := d.ports.Reserve(p.Proto, p.HostIP, p.HostPort, p.HostPort); err != nil {
+			failed = append(failed, p.String())
+		}
+	}
+	if err := d.fw.SetEndpoint(firewallNetwork(cfg), firewallEndpoint(ep, ep.Ports)); err != nil {
+		return err
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("host ports taken while mynet was down (still forwarded, but unreserved): %s", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// saveEndpoint writes an endpoint to the store and the map.
+func (d *Driver) saveEndpoint(ep *Endpoint) error {
+	if err := d.store.Update(func(tx store.Tx) error { return store.PutJSON(tx, bucketEndpoints, ep.ID, ep) }); err != nil {
+		return fmt.Errorf("save endpoint %s: %w", short(ep.ID), err)
+	}
+	cp := *ep
+	cp.Ports = slices.Clone(ep.Ports)
+	d.mu.Lock()
+	d.endpoints[ep.ID] = &cp
+	d.mu.Unlock()
+	return nil
+}
+
+func firewallEndpoint(ep *Endpoint, ports []PortMapping) firewall.Endpoint {
+	fe := firewall.Endpoint{NetworkID: ep.NetworkID, EndpointID: ep.ID}
+	for _, p := range ports {
+		fe.Ports = append(fe.Ports, firewall.PortBinding{
+			Proto: p.Proto, HostIP: p.HostIP, HostPort: p.HostPort, ContainerIP: p.ContainerIP, ContainerPort: p.ContainerPort,
+		})
+	}
+	return fe
+}
+
+func family(a netip.Addr) int {
+	if a.Is4() {
+		return 4
+	}
+	return 6
+}
