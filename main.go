@@ -3,6 +3,7 @@
 // built from Linux bridges, veth pairs and iptables.
 //
 //	mynet [--socket PATH] [--state-dir DIR] [--log-level LEVEL]   run the daemon
+//	mynet status [--json] [--socket PATH] [--state-dir DIR]       networks, endpoints, ports, pools
 //	mynet version                                                 print the version
 package main
 
@@ -42,9 +43,20 @@ type config struct {
 // stateFile is the bbolt file inside --state-dir.
 const stateFile = "mynet.db"
 
-// parseConfig reads flags, each defaulting to its environment variable and
-// then to a built-in default.
+// parseConfig reads the daemon's flags, each defaulting to its environment
+// variable and then to a built-in default.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("mynet", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: mynet [flags]           run the daemon\n       mynet status [--json]  show networks, endpoints, published ports and pools\n       mynet version          print the version\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	return parseConfigFlags(fs, args, getenv)
+}
+
+// parseConfigFlags adds the common flags to fs and parses args.
+func parseConfigFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (*config, error) {
 	env := func(def string, names ...string) string {
 		for _, n := range names {
 			if v := getenv(n); v != "" {
@@ -53,18 +65,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		}
 		return def
 	}
-	fs := flag.NewFlagSet("mynet", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	socket := fs.String("socket", env("/run/docker/plugins/mynet.sock", "MYNET_SOCKET"),
 		"unix socket to serve Docker on; its base name is the driver name (env MYNET_SOCKET)")
 	stateDir := fs.String("state-dir", env("/var/lib/mynet", "MYNET_STATE_DIR"),
 		"directory of the state file "+stateFile+" (env MYNET_STATE_DIR)")
 	level := fs.String("log-level", env("info", "MYNET_LOG_LEVEL", "LOG_LEVEL"),
 		"debug, info, warn or error (env MYNET_LOG_LEVEL or LOG_LEVEL)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: mynet [flags]    run the daemon\n       mynet version    print the version\n\nflags:\n")
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -82,9 +88,22 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "version" {
-		fmt.Println("mynet", version)
-		return
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "version":
+			fmt.Println("mynet", version)
+			return
+		case "status":
+			err := runStatus(os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
+			if errors.Is(err, flag.ErrHelp) {
+				return
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "mynet status:", err)
+				os.Exit(1)
+			}
+			return
+		}
 	}
 	cfg, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -153,7 +172,9 @@ func run(ctx context.Context, cfg *config, log *logrus.Entry) error {
 	}
 
 	srv := &http.Server{
-		Handler:           plugin.NewHandler(drv, alloc, nil, log.WithField("part", "plugin")),
+		Handler: plugin.NewHandler(drv, alloc, plugin.Extras{
+			Status: func() any { return buildStatus("daemon", drv, alloc) },
+		}, log.WithField("part", "plugin")),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	served := make(chan error, 1)

@@ -55,8 +55,16 @@ type Handler struct {
 	routes map[string]bool
 }
 
-// NewHandler builds the mux. health, if not nil, answers /mynet.Health.
-func NewHandler(drv NetworkDriver, alloc ipam.Ipam, health func() error, log *logrus.Entry) *Handler {
+// Extras are mynet's own routes beside Docker's.
+type Extras struct {
+	// Health answers /mynet.Health: nil error means healthy.
+	Health func() error
+	// Status answers /mynet.Status with what `mynet status` prints.
+	Status func() any
+}
+
+// NewHandler builds the mux.
+func NewHandler(drv NetworkDriver, alloc ipam.Ipam, extras Extras, log *logrus.Entry) *Handler {
 	h := &Handler{mux: http.NewServeMux(), log: log, routes: map[string]bool{}}
 	if h.log == nil {
 		h.log = logrus.NewEntry(logrus.StandardLogger())
@@ -102,13 +110,16 @@ func NewHandler(drv NetworkDriver, alloc ipam.Ipam, health func() error, log *lo
 	route(h, "/IpamDriver.ReleaseAddress", func(req *ipam.ReleaseAddressRequest) (any, error) { return empty(alloc.ReleaseAddress(req)) })
 
 	h.handle("/mynet.Health", func([]byte) (any, error) {
-		if health != nil {
-			if err := health(); err != nil {
+		if extras.Health != nil {
+			if err := extras.Health(); err != nil {
 				return nil, err
 			}
 		}
 		return map[string]string{"Status": "ok"}, nil
 	})
+	if extras.Status != nil {
+		h.handle("/mynet.Status", func([]byte) (any, error) { return extras.Status(), nil })
+	}
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, errdefs.NotFound("mynet does not implement %s", r.URL.Path))
 	})

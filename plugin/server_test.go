@@ -129,7 +129,7 @@ func serve(t *testing.T) (*http.Client, *fakeDriver) {
 		t.Fatal(err)
 	}
 	drv := &fakeDriver{}
-	srv := &http.Server{Handler: NewHandler(drv, fakeIpam{}, nil, nil)}
+	srv := &http.Server{Handler: NewHandler(drv, fakeIpam{}, Extras{Status: func() any { return map[string]int{"Networks": 0} }}, nil)}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -171,6 +171,10 @@ func TestActivateAndCapabilities(t *testing.T) {
 	code, out = post(t, c, "/mynet.Health", nil)
 	if code != 200 || out["Status"] != "ok" {
 		t.Errorf("Health = %d %v", code, out)
+	}
+	code, out = post(t, c, "/mynet.Status", nil)
+	if code != 200 || out["Networks"] != 0.0 {
+		t.Errorf("Status = %d %v", code, out)
 	}
 }
 

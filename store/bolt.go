@@ -41,6 +41,23 @@ func OpenBolt(path string) (*Bolt, error) {
 	return &Bolt{db: db}, nil
 }
 
+// OpenBoltReadOnly opens an existing state file for reading only (for
+// `mynet status` while the daemon is stopped). It fails while a daemon holds
+// the file.
+func OpenBoltReadOnly(path string) (*Bolt, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("open state file: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, fmt.Errorf("open state file %s: a running mynet holds it", path)
+		}
+		return nil, fmt.Errorf("open state file %s: %w", path, err)
+	}
+	return &Bolt{db: db}, nil
+}
+
 // View implements Store.
 func (b *Bolt) View(fn func(Tx) error) error {
 	return b.db.View(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
