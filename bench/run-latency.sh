@@ -8,7 +8,7 @@
 set -euo pipefail
 ROUNDS=${1:-20}
 D=/usr/bin/docker
-IMAGE=mynet-test/busybox:latest
+IMAGE=mynet-test/busybox:v2
 cleanup() { $D network rm mynet-bench-m mynet-bench-b >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 cleanup

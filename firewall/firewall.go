@@ -99,11 +99,12 @@ func (f *Firewall) backends() []*backend {
 }
 
 // EnsureBase makes mynet's chains, their fixed rules and the jumps to them
-// exist and sit where they must: the FORWARD jump first, or right after
-// Docker's DOCKER-USER jump. It is cheap when all is in place (one
-// iptables-save per family) and safe to call at any time; it is how mynet
-// recovers from `iptables -F` or a dockerd restart that put its own jumps
-// above mynet's.
+// exist and sit where they must: the guard (MYNET-ISOLATION) first in
+// DOCKER-USER, which it creates when dockerd has not (yet), and the FORWARD
+// jump first, or right after Docker's DOCKER-USER jump. It is cheap when all
+// is in place (one iptables-save per family) and safe to call at any time;
+// it is how mynet recovers from `iptables -F`, or from a dockerd restart
+// that put its own jumps above mynet's.
 func (f *Firewall) EnsureBase() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -128,8 +129,13 @@ func (f *Firewall) EnsureBase() error {
 var staticChains = map[string][]string{
 	ChainForward: {
 		"-A " + ChainForward + " -m connmark --mark " + ConnMark + "/" + ConnMark + " -j ACCEPT",
-		"-A " + ChainForward + " -j " + ChainIngress,
-		"-A " + ChainForward + " -j " + ChainEgress,
+		"-A " + ChainForward + " -j " + ChainIsolation,
+		"-A " + ChainForward + " -j " + ChainBridges,
+	},
+	ChainIsolation: {
+		"-A " + ChainIsolation + " -m connmark --mark " + ConnMark + "/" + ConnMark + " -j RETURN",
+		"-A " + ChainIsolation + " -j " + ChainIngress,
+		"-A " + ChainIsolation + " -j " + ChainEgress,
 	},
 	ChainAccept: {
 		"-A " + ChainAccept + " -j CONNMARK --set-xmark " + ConnMark + "/" + ConnMark,
@@ -137,25 +143,31 @@ var staticChains = map[string][]string{
 	},
 }
 
-// jump is a rule of ours in a built-in chain.
+// jump is a rule of ours in a chain that is not ours.
 type jump struct {
 	table, chain, line string
-	first              bool // must be first (after DOCKER-USER), not just present
+	first              bool   // must be first, not just present
+	after              string // with first: may follow this rule, when it is first
 }
+
+// DockerUser is Docker's chain for rules that must precede its own.
+const DockerUser = "DOCKER-USER"
 
 var baseJumps = []jump{
-	{"filter", "FORWARD", "-A FORWARD -j " + ChainForward, true},
-	{"nat", "PREROUTING", "-A PREROUTING -m addrtype --dst-type LOCAL -j " + ChainDNAT, false},
-	{"nat", "OUTPUT", "-A OUTPUT -m addrtype --dst-type LOCAL -j " + ChainDNAT, false},
-	{"nat", "POSTROUTING", "-A POSTROUTING -j " + ChainPostrouting, false},
+	{"filter", DockerUser, "-A " + DockerUser + " -j " + ChainIsolation, true, ""},
+	{"filter", "FORWARD", "-A FORWARD -j " + ChainForward, true, "-A FORWARD -j " + DockerUser},
+	{"nat", "PREROUTING", "-A PREROUTING -m addrtype --dst-type LOCAL -j " + ChainDNAT, false, ""},
+	{"nat", "OUTPUT", "-A OUTPUT -m addrtype --dst-type LOCAL -j " + ChainDNAT, false, ""},
+	{"nat", "POSTROUTING", "-A POSTROUTING -j " + ChainPostrouting, false, ""},
 }
 
+// baseChains are made when missing. DOCKER-USER is dockerd's: mynet creates
+// it only so that the guard is in place before dockerd starts, which then
+// adopts the chain as it is.
 var baseChains = map[string][]string{
-	"filter": {ChainForward, ChainIngress, ChainEgress, ChainAccept},
+	"filter": {ChainForward, ChainIsolation, ChainIngress, ChainEgress, ChainBridges, ChainAccept, DockerUser},
 	"nat":    {ChainDNAT, ChainPostrouting},
 }
-
-const dockerUserJump = "-A FORWARD -j DOCKER-USER"
 
 // ruleset is a parsed iptables-save: per table, the declared chains and the
 // rule lines of each chain in order.
@@ -231,7 +243,7 @@ func baseFixes(rs ruleset) string {
 }
 
 // jumpFix returns the lines that make j appear exactly once, and first
-// (after DOCKER-USER) when it must.
+// (or right after j.after) when it must.
 func jumpFix(rules []string, j jump) []string {
 	count := 0
 	for _, r := range rules {
@@ -246,7 +258,7 @@ func jumpFix(rules []string, j jump) []string {
 		return nil
 	}
 	want := 0
-	if len(rules) > 0 && rules[0] == dockerUserJump {
+	if len(rules) > 0 && j.after != "" && rules[0] == j.after {
 		want = 1
 	}
 	if count == 1 && len(rules) > want && rules[want] == j.line {
@@ -258,7 +270,7 @@ func jumpFix(rules []string, j jump) []string {
 	}
 	rest := slices.DeleteFunc(slices.Clone(rules), func(r string) bool { return r == j.line })
 	pos := 1
-	if len(rest) > 0 && rest[0] == dockerUserJump {
+	if len(rest) > 0 && j.after != "" && rest[0] == j.after {
 		pos = 2
 	}
 	return append(out, fmt.Sprintf("-I %s %d%s", j.chain, pos, strings.TrimPrefix(j.line, "-A "+j.chain)))

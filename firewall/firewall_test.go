@@ -200,8 +200,9 @@ func TestEnsureBaseRepairsAfterDockerRestartAndFlush(t *testing.T) {
 	if err := f.AddNetwork(n); err != nil {
 		t.Fatal(err)
 	}
-	// dockerd restarts and puts its own jumps at the top of FORWARD.
-	ipt(t, "iptables", "-N", "DOCKER-USER")
+	// dockerd starts after mynet: it adopts DOCKER-USER (appending its
+	// RETURN) and puts its own jumps and accepts at the top of FORWARD.
+	ipt(t, "iptables", "-A", "DOCKER-USER", "-j", "RETURN")
 	ipt(t, "iptables", "-N", "DOCKER-ISOLATION-STAGE-1")
 	ipt(t, "iptables", "-I", "FORWARD", "1", "-i", "docker0", "!", "-o", "docker0", "-j", "ACCEPT")
 	ipt(t, "iptables", "-I", "FORWARD", "1", "-j", "DOCKER-ISOLATION-STAGE-1")
@@ -221,6 +222,16 @@ func TestEnsureBaseRepairsAfterDockerRestartAndFlush(t *testing.T) {
 	if string(out) != want {
 		t.Errorf("FORWARD =\n%s\nwant\n%s", out, want)
 	}
+	// Whatever dockerd inserts into FORWARD, the guard runs first, from
+	// DOCKER-USER, ahead of any user rule.
+	ipt(t, "iptables", "-I", "DOCKER-USER", "1", "-s", "192.0.2.0/24", "-j", "DROP")
+	if err := f.EnsureBase(); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = exec.Command("iptables", "-S", "DOCKER-USER").Output()
+	if want := "-N DOCKER-USER\n-A DOCKER-USER -j MYNET-ISOLATION\n-A DOCKER-USER -s 192.0.2.0/24 -j DROP\n-A DOCKER-USER -j RETURN\n"; string(out) != want {
+		t.Errorf("DOCKER-USER =\n%s\nwant\n%s", out, want)
+	}
 	if out, _ := exec.Command("iptables", "-S", ChainAccept).Output(); !strings.Contains(string(out), "CONNMARK") {
 		t.Errorf("MYNET-ACCEPT not repaired:\n%s", out)
 	}
@@ -236,12 +247,12 @@ func TestEnsureBaseRepairsAfterDockerRestartAndFlush(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := dumpRules(t)
-	for _, line := range append(staticChains[ChainForward], staticChains[ChainAccept]...) {
+	for _, line := range append(append(staticChains[ChainForward], staticChains[ChainAccept]...), staticChains[ChainIsolation]...) {
 		if !strings.Contains(got, line) {
 			t.Errorf("after flush, missing %q", line)
 		}
 	}
-	if !strings.Contains(got, "-A FORWARD -j MYNET-FORWARD") || !strings.Contains(got, `-A MYNET-EGRESS -i brc -m comment --comment "mynet:cccccccccccc" -j MYNET-ACCEPT`) {
+	if !strings.Contains(got, "-A FORWARD -j MYNET-FORWARD") || !strings.Contains(got, `-A MYNET-BRIDGES -i brc -m comment --comment "mynet:cccccccccccc" -j MYNET-ACCEPT`) {
 		t.Errorf("after flush:\n%s", got)
 	}
 }

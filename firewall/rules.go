@@ -10,8 +10,10 @@ import (
 // Our chains.
 const (
 	ChainForward     = "MYNET-FORWARD"     // filter, jumped to from FORWARD
-	ChainIngress     = "MYNET-INGRESS"     // filter: what may enter each bridge
-	ChainEgress      = "MYNET-EGRESS"      // filter: what may leave each bridge
+	ChainIsolation   = "MYNET-ISOLATION"   // filter, first in DOCKER-USER and in MYNET-FORWARD: drops only
+	ChainIngress     = "MYNET-INGRESS"     // filter, in the guard: what may not enter each bridge
+	ChainEgress      = "MYNET-EGRESS"      // filter, in the guard: what may not leave each bridge
+	ChainBridges     = "MYNET-BRIDGES"     // filter: accept what the guard let through
 	ChainAccept      = "MYNET-ACCEPT"      // filter: mark the connection ours, accept
 	ChainDNAT        = "MYNET-DNAT"        // nat, from PREROUTING and OUTPUT: published ports
 	ChainPostrouting = "MYNET-POSTROUTING" // nat, from POSTROUTING: masquerade, SNAT, hairpin
@@ -83,7 +85,7 @@ type Rule struct {
 	Chain string
 	Spec  []string // match and target, as after "-A CHAIN"
 	// First puts the rule at the top of its chain instead of the end: an
-	// endpoint's accepts in MYNET-INGRESS must precede the networks' DROPs.
+	// endpoint's exceptions in MYNET-INGRESS must precede the networks' DROPs.
 	First bool
 }
 
@@ -193,29 +195,38 @@ func (n Network) Rules(f Family) []Rule {
 	br := n.Bridge
 	in := func(spec ...string) Rule { return rule("filter", ChainIngress, tag, spec...) }
 	out := func(spec ...string) Rule { return rule("filter", ChainEgress, tag, spec...) }
+	accept := func(spec ...string) Rule { return rule("filter", ChainBridges, tag, spec...) }
 	post := func(spec ...string) Rule { return rule("nat", ChainPostrouting, tag, spec...) }
 
-	icc := ChainAccept
+	// The guard (MYNET-INGRESS, MYNET-EGRESS) only drops or returns; what
+	// it lets through is accepted in MYNET-BRIDGES.
+	icc := "RETURN"
 	if !n.ICC {
 		icc = "DROP"
 	}
 	rules := []Rule{in("-i", br, "-o", br, "-j", icc)}
-	if n.Internal {
+	switch {
+	case n.Internal:
 		// Nothing enters or leaves the bridge; its containers only see each other.
-		return append(rules, in("-o", br, "-j", "DROP"), out("-i", br, "-j", "DROP"))
-	}
-	if n.routed(f) {
+	case n.routed(f):
 		// Routed: no NAT; hosts that route to the subnet reach published
 		// ports (endpoint rules) and ping, nothing else.
-		rules = append(rules, in("-o", br, "-p", f.icmp(), "-j", ChainAccept))
-	} else {
-		rules = append(rules, in("-o", br, "-m", "conntrack", "--ctstate", "DNAT", "-j", ChainAccept))
+		rules = append(rules, in("-o", br, "-p", f.icmp(), "-j", "RETURN"))
+	default:
+		rules = append(rules, in("-o", br, "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN"))
 	}
 	rules = append(rules, in("-o", br, "-j", "DROP"))
-	for _, d := range DockerBridges {
-		rules = append(rules, out("-i", br, "-o", d, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP"))
+	if n.Internal {
+		rules = append(rules, out("-i", br, "!", "-o", br, "-j", "DROP"))
+	} else {
+		for _, d := range DockerBridges {
+			rules = append(rules, out("-i", br, "-o", d, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP"))
+		}
 	}
-	rules = append(rules, out("-i", br, "-j", ChainAccept))
+	rules = append(rules, accept("-i", br, "-j", ChainAccept), accept("-o", br, "-j", ChainAccept))
+	if n.Internal {
+		return rules
+	}
 
 	if !n.routed(f) {
 		switch {
@@ -251,7 +262,7 @@ func (e Endpoint) Rules(n Network, f Family) []Rule {
 		port := strconv.Itoa(int(p.ContainerPort))
 		if n.routed(f) {
 			r := rule("filter", ChainIngress, tag, "-d", hostPrefix(p.ContainerIP), "-o", n.Bridge,
-				"-p", p.Proto, "-m", p.Proto, "--dport", port, "-j", ChainAccept)
+				"-p", p.Proto, "-m", p.Proto, "--dport", port, "-j", "RETURN")
 			r.First = true
 			rules = append(rules, r)
 			continue

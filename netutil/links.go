@@ -108,7 +108,7 @@ func (l *Links) EnsureBridge(cfg BridgeConfig) (created bool, err error) {
 	link, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(cfg.Name) })
 	switch {
 	case isNotFound(err):
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: cfg.Name, MTU: cfg.MTU, TxQLen: -1}}
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: cfg.Name, TxQLen: -1}}
 		// A fixed MAC keeps the bridge's address from following its ports as
 		// they come and go, which would upset the containers' ARP caches.
 		br.HardwareAddr = RandomMAC()
@@ -123,6 +123,14 @@ func (l *Links) EnsureBridge(cfg BridgeConfig) (created bool, err error) {
 		}()
 		if link, err = l.h.LinkByName(cfg.Name); err != nil {
 			return created, fmt.Errorf("look up new bridge %q: %w", cfg.Name, err)
+		}
+		// An MTU given at creation is not marked as the user's, so the kernel
+		// would reset it whenever the bridge loses its last port; set
+		// afterwards (ip link set NAME mtu MTU), it stays.
+		if cfg.MTU > 0 && cfg.MTU != link.Attrs().MTU {
+			if err := l.h.LinkSetMTU(link, cfg.MTU); err != nil {
+				return created, fmt.Errorf("set MTU of bridge %q: %w", cfg.Name, err)
+			}
 		}
 	case err != nil:
 		return false, fmt.Errorf("look up link %q: %w", cfg.Name, err)

@@ -117,6 +117,16 @@ func TestVethLifecycle(t *testing.T) {
 	if pi, err := netlink.LinkGetProtinfo(host); err != nil || !pi.Hairpin {
 		t.Errorf("hairpin mode: %+v, %v", pi, err)
 	}
+	// The bridge keeps its MTU when its last port goes.
+	if err := l.DeleteLink("tvh0"); err != nil {
+		t.Fatal(err)
+	}
+	if br, _ := netlink.LinkByName("tbr1"); br.Attrs().MTU != 1450 {
+		t.Errorf("bridge MTU after its last port left = %d, want 1450", br.Attrs().MTU)
+	}
+	if err := l.AddVeth(VethConfig{HostName: "tvh0", PeerName: "tvc0", PeerMAC: mac, Bridge: "tbr1", Hairpin: true}); err != nil {
+		t.Fatal(err)
+	}
 	peer, err := netlink.LinkByName("tvc0")
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -23,7 +24,7 @@ import (
 
 const (
 	dockerBin  = "/usr/bin/docker" // the engine's own client
-	image      = "mynet-test/busybox:latest"
+	image      = "mynet-test/busybox:v2"
 	driverName = "mynet-e2e" // the socket's base name is the driver's name
 	prefix     = "mynet-e2e-"
 )
@@ -234,4 +235,70 @@ func vethCount(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return strings.Count(string(out), ": mnh")
+}
+
+// mynetPorts returns the published ports mynet reports for a container's
+// endpoint on a network, through `mynet status --json`.
+func mynetPorts(t *testing.T, container, network string) []statusPort {
+	t.Helper()
+	epID := docker(t, "inspect", "-f", fmt.Sprintf("{{(index .NetworkSettings.Networks %q).EndpointID}}", network), container)
+	out, err := exec.Command(daemon.bin, "status", "--json", "--socket", socketPath, "--state-dir", daemon.stateDir).Output()
+	if err != nil {
+		t.Fatalf("mynet status: %v", err)
+	}
+	var st struct {
+		Source    string
+		Endpoints []struct {
+			ID    string
+			Ports []statusPort
+		}
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("mynet status --json: %v\n%s", err, out)
+	}
+	if st.Source != "daemon" {
+		t.Errorf("status came from %q, want the daemon", st.Source)
+	}
+	for _, ep := range st.Endpoints {
+		if ep.ID == epID {
+			return ep.Ports
+		}
+	}
+	t.Fatalf("endpoint %s of %s not in mynet status", epID, container)
+	return nil
+}
+
+type statusPort struct {
+	Proto         string `json:"proto"`
+	HostIP        string `json:"host_ip"`
+	HostPort      int    `json:"host_port"`
+	ContainerPort int    `json:"container_port"`
+}
+
+// dnatRules counts mynet's DNAT rules for a host port.
+func dnatRules(t *testing.T, hostPort int) int {
+	t.Helper()
+	out, err := exec.Command("iptables-save", "-t", "nat").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(out), fmt.Sprintf("--dport %d -m comment --comment \"mynet:", hostPort))
+}
+
+// eventually retries fn for up to 10 s (a container's server may need a
+// moment to listen).
+func eventually(t *testing.T, what string, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s: %v", what, err)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -101,6 +101,9 @@ func TestBadOptionsAreRejected(t *testing.T) {
 		{"com.docker.network.driver.mtu=abc", "com.docker.network.driver.mtu"},
 		{"com.docker.network.bridge.name=sixteen-bytes-xx", "com.docker.network.bridge.name"},
 		{"com.docker.network.bridge.enable_icc=maybe", "com.docker.network.bridge.enable_icc"},
+		{"com.docker.network.bridge.gateway_mode_ipv4=bogus", "com.docker.network.bridge.gateway_mode_ipv4"},
+		{"com.docker.network.host_ipv4=fd00::1", "com.docker.network.host_ipv4"},
+		{"com.docker.network.bridge.host_binding_ipv4=nowhere", "com.docker.network.bridge.host_binding_ipv4"},
 	}
 	for _, tt := range tests {
 		name := prefix + "bad"

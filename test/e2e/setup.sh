@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Prepares this host for mynet's end-to-end tests: installs dockerd, iptables
 # and busybox-static when missing, starts dockerd when it is not running, and
-# builds the local busybox image the tests use (no registry is needed).
+# builds the local busybox image the tests use (no registry is needed):
+# busybox-static plus udpecho, a UDP listener built from test/e2e/udpecho.
 # Safe to run again: every step checks before it acts.
 set -euo pipefail
 
 DOCKER=/usr/bin/docker   # the engine's own client (20.10), not a newer one elsewhere on PATH
-IMAGE=${MYNET_TEST_IMAGE:-mynet-test/busybox:latest}
+IMAGE=${MYNET_TEST_IMAGE:-mynet-test/busybox:v2}
+HERE=$(cd "$(dirname "$0")" && pwd)
+GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/mynet-test-dockerd.log}
 
 log() { echo "setup: $*" >&2; }
@@ -53,6 +56,8 @@ if ! "$DOCKER" image inspect "$IMAGE" >/dev/null 2>&1; then
   echo 'root:x:0:0:root:/root:/bin/sh' >"$dir/etc/passwd"
   echo 'root:x:0:' >"$dir/etc/group"
   echo 'hello from mynet' >"$dir/var/www/index.html"
+  # A UDP listener busybox lacks, built static from test/e2e/udpecho.
+  (cd "$HERE/udpecho" && CGO_ENABLED=0 "$GO" build -trimpath -o "$dir/bin/udpecho" .)
   tar -C "$dir" -c . | "$DOCKER" import -c 'CMD ["/bin/sh"]' -c 'ENV PATH=/bin' - "$IMAGE" >/dev/null
 fi
 log "ready: $("$DOCKER" version --format '{{.Server.Version}}'), image $IMAGE"

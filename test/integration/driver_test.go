@@ -157,11 +157,12 @@ func TestNetworkAndEndpointInTheKernel(t *testing.T) {
 	tag := `"mynet:1111111111aa"`
 	br0 := "mn-1111111111aa"
 	wantRules := []string{
+		`-A MYNET-BRIDGES -i ` + br0 + ` -m comment --comment ` + tag + ` -j MYNET-ACCEPT`,
+		`-A MYNET-BRIDGES -o ` + br0 + ` -m comment --comment ` + tag + ` -j MYNET-ACCEPT`,
 		`-A MYNET-EGRESS -i ` + br0 + ` -o docker0 -m conntrack ! --ctstate DNAT -m comment --comment ` + tag + ` -j DROP`,
 		`-A MYNET-EGRESS -i ` + br0 + ` -o br-+ -m conntrack ! --ctstate DNAT -m comment --comment ` + tag + ` -j DROP`,
-		`-A MYNET-EGRESS -i ` + br0 + ` -m comment --comment ` + tag + ` -j MYNET-ACCEPT`,
-		`-A MYNET-INGRESS -i ` + br0 + ` -o ` + br0 + ` -m comment --comment ` + tag + ` -j MYNET-ACCEPT`,
-		`-A MYNET-INGRESS -o ` + br0 + ` -m conntrack --ctstate DNAT -m comment --comment ` + tag + ` -j MYNET-ACCEPT`,
+		`-A MYNET-INGRESS -i ` + br0 + ` -o ` + br0 + ` -m comment --comment ` + tag + ` -j RETURN`,
+		`-A MYNET-INGRESS -o ` + br0 + ` -m conntrack --ctstate DNAT -m comment --comment ` + tag + ` -j RETURN`,
 		`-A MYNET-INGRESS -o ` + br0 + ` -m comment --comment ` + tag + ` -j DROP`,
 		`-A MYNET-POSTROUTING -s 10.123.0.0/24 ! -o ` + br0 + ` -m comment --comment ` + tag + ` -j MASQUERADE`,
 		`-A MYNET-POSTROUTING -s 10.123.0.0/24 -o ` + br0 + ` -m conntrack --ctstate DNAT -m comment --comment ` + tag + ` -j MASQUERADE`,
@@ -171,7 +172,7 @@ func TestNetworkAndEndpointInTheKernel(t *testing.T) {
 		t.Errorf("rules =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantRules, "\n"))
 	}
 	base := baseRules(t)
-	for _, want := range []string{"-A FORWARD -j MYNET-FORWARD", "-A POSTROUTING -j MYNET-POSTROUTING",
+	for _, want := range []string{"-A FORWARD -j MYNET-FORWARD", "-A POSTROUTING -j MYNET-POSTROUTING", "-A DOCKER-USER -j MYNET-ISOLATION",
 		"-A PREROUTING -m addrtype --dst-type LOCAL -j MYNET-DNAT", "-A MYNET-FORWARD -m connmark --mark 0x1000000/0x1000000 -j ACCEPT"} {
 		if !slices.Contains(base, want) {
 			t.Errorf("base rules lack %q:\n%s", want, strings.Join(base, "\n"))
