@@ -66,3 +66,57 @@ func TestOutsideIsReachedOnlyThroughMasquerade(t *testing.T) {
 		t.Errorf("reached the outside without masquerade:\n%s", out)
 	}
 }
+
+// outsideIptables runs iptables inside the outside namespace.
+func outsideIptables(t *testing.T, args ...string) {
+	t.Helper()
+	ip(t, append([]string{"netns", "exec", outsideNS, "iptables"}, args...)...)
+}
+
+// With com.docker.network.host_ipv4 the outside sees that address as the
+// source: it answers only pings from it.
+func TestHostIPv4IsTheSNATSource(t *testing.T) {
+	makeOutside(t)
+	ip(t, "addr", "add", "198.51.100.3/24", "dev", outsideHost)
+	outsideIptables(t, "-A", "INPUT", "-p", "icmp", "-s", "198.51.100.3", "-j", "ACCEPT")
+	outsideIptables(t, "-A", "INPUT", "-p", "icmp", "-j", "DROP")
+	plain := prefix + "snat-off"
+	snat := prefix + "snat-on"
+	createNetwork(t, plain, "-d", driverName, "--subnet", "10.222.0.0/24")
+	createNetwork(t, snat, "-d", driverName, "--subnet", "10.223.0.0/24", "-o", "com.docker.network.host_ipv4=198.51.100.3")
+	if out, err := runOnce(snat, "ping", "-c", "2", "-W", "2", outsideIP); err != nil {
+		t.Errorf("with host_ipv4: %v\n%s", err, out)
+	}
+	if out, err := runOnce(plain, "ping", "-c", "1", "-W", "1", outsideIP); err == nil {
+		t.Errorf("masqueraded to the other host address, yet answered (the control failed):\n%s", out)
+	}
+}
+
+// In routed gateway mode a host that routes to the subnet reaches published
+// container ports directly (and ping), nothing else, and nothing is NATed.
+func TestRoutedGatewayMode(t *testing.T) {
+	makeOutside(t)
+	n := prefix + "routed"
+	createNetwork(t, n, "-d", driverName, "--subnet", "10.224.0.0/24", "-o", "com.docker.network.bridge.gateway_mode_ipv4=routed")
+	ip(t, "-n", outsideNS, "route", "add", "10.224.0.0/24", "via", "198.51.100.1")
+	web := prefix + "routed-web"
+	docker(t, "run", "-d", "--name", web, "--network", n, "-p", "8080:80", image,
+		"sh", "-c", "httpd -p 80 -h /var/www && httpd -f -p 81 -h /var/www")
+	t.Cleanup(func() { _, _ = tryDocker("rm", "-f", web) })
+	ctr := containerIP(t, web, n)
+	eventually(t, "published container port, routed", func() error { _, err := httpGetFrom(outsideNS, ctr+":80"); return err })
+	if out, err := httpGetFrom(outsideNS, ctr+":81"); err == nil {
+		t.Errorf("an unpublished port is reachable in routed mode: %s", out)
+	}
+	if n := dnatRules(t, 8080); n != 0 {
+		t.Errorf("routed mode created %d DNAT rules", n)
+	}
+	if out, err := exec.Command("ip", "netns", "exec", outsideNS, "/bin/busybox", "ping", "-c", "1", "-W", "2", ctr).CombinedOutput(); err != nil {
+		t.Errorf("ping the container from the routing host: %v %s", err, out)
+	}
+	// The container reaches the outside with its own address (no NAT): the
+	// outside has a route back.
+	if out, err := runOnce(n, "ping", "-c", "1", "-W", "2", outsideIP); err != nil {
+		t.Errorf("routed container to the outside: %v\n%s", err, out)
+	}
+}
