@@ -97,6 +97,7 @@ var testPorts = []PortBinding{
 	{Proto: "tcp", HostPort: 8080, ContainerIP: netip.MustParseAddr("10.42.0.2"), ContainerPort: 80},
 	{Proto: "udp", HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 9000, ContainerIP: netip.MustParseAddr("10.42.0.2"), ContainerPort: 90},
 	{Proto: "tcp", HostPort: 8443, ContainerIP: netip.MustParseAddr("fd00:42::2"), ContainerPort: 443},
+	{Proto: "sctp", HostPort: 3868, ContainerIP: netip.MustParseAddr("10.42.0.2"), ContainerPort: 3868},
 }
 
 // TestGoldenRulesets compares the complete IPv4 and IPv6 rulesets of a

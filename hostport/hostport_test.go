@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"syscall"
 	"testing"
 )
 
@@ -60,4 +61,30 @@ func TestPortTakenByAnotherProcess(t *testing.T) {
 	if err != nil || got == port {
 		t.Errorf("range: %d, %v", got, err)
 	}
+}
+
+// SCTP: where the kernel has it, the port is held like TCP's; where it has
+// not, a fixed port is published unreserved and an ephemeral one cannot be
+// picked.
+func TestSCTP(t *testing.T) {
+	r := New()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, syscall.IPPROTO_SCTP)
+	if err == nil {
+		syscall.Close(fd)
+		port, err := r.Reserve("sctp", loopback, 0, 0)
+		if err != nil || port == 0 {
+			t.Fatalf("SCTP available, ephemeral reservation: %d, %v", port, err)
+		}
+		if _, err := r.Reserve("sctp", loopback, port, port); !errors.Is(err, ErrInUse) {
+			t.Errorf("second SCTP reservation: %v", err)
+		}
+		return
+	}
+	if port, err := r.Reserve("sctp", loopback, 3868, 3868); err != nil || port != 3868 {
+		t.Errorf("fixed SCTP port without kernel SCTP: %d, %v", port, err)
+	}
+	if _, err := r.Reserve("sctp", loopback, 0, 0); err == nil {
+		t.Error("an ephemeral SCTP port was picked without kernel SCTP")
+	}
+	r.Release(Key{"sctp", loopback, 3868})
 }
