@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os/exec"
 	"slices"
 	"strings"
@@ -334,42 +335,185 @@ func (f *Firewall) apply(b *backend, match func(tag string) bool, add []Rule) er
 	if err != nil {
 		return fmt.Errorf("%s: read ruleset: %w", b.family, err)
 	}
-	tables := map[string][]string{}
-	var order []string
-	addLine := func(table, line string) {
-		if _, ok := tables[table]; !ok {
-			order = append(order, table)
-		}
-		tables[table] = append(tables[table], line)
-	}
+	var bt batch
 	for tname, t := range parseSave(saved) {
 		for _, lines := range t.rules {
 			for _, l := range lines {
 				if tag, ok := commentTag(l); ok && match(tag) {
-					addLine(tname, "-D"+strings.TrimPrefix(l, "-A"))
+					bt.delete(tname, l)
 				}
 			}
 		}
 	}
-	for _, r := range add {
-		line := r.String()
-		if r.First {
-			line = "-I " + r.Chain + " 1" + strings.TrimPrefix(line, "-A "+r.Chain)
-		}
-		addLine(r.Table, line)
-	}
-	if len(order) == 0 {
-		return nil
-	}
-	slices.Sort(order) // deterministic: filter before nat
-	var sb strings.Builder
-	for _, t := range order {
-		fmt.Fprintf(&sb, "*%s\n%s\nCOMMIT\n", t, strings.Join(tables[t], "\n"))
-	}
-	if err := b.batch.Restore(sb.String()); err != nil {
+	bt.add(add)
+	if err := bt.run(b.batch); err != nil {
 		return fmt.Errorf("%s: apply rules: %w", b.family, err)
 	}
 	return nil
+}
+
+// batch collects the lines of one iptables-restore run, per table.
+type batch struct {
+	order  []string
+	tables map[string][]string
+}
+
+func (bt *batch) line(table, line string) {
+	if bt.tables == nil {
+		bt.tables = map[string][]string{}
+	}
+	if _, ok := bt.tables[table]; !ok {
+		bt.order = append(bt.order, table)
+	}
+	bt.tables[table] = append(bt.tables[table], line)
+}
+
+// delete deletes a rule given as iptables-save prints it.
+func (bt *batch) delete(table, saved string) { bt.line(table, "-D"+strings.TrimPrefix(saved, "-A")) }
+
+// add appends rules; those marked First are inserted at the top of their
+// chain, in reverse so that they end up in the given order.
+func (bt *batch) add(rules []Rule) {
+	for _, r := range rules {
+		if !r.First {
+			bt.line(r.Table, r.String())
+		}
+	}
+	for i := len(rules) - 1; i >= 0; i-- {
+		if r := rules[i]; r.First {
+			bt.line(r.Table, "-I "+r.Chain+" 1"+strings.TrimPrefix(r.String(), "-A "+r.Chain))
+		}
+	}
+}
+
+func (bt *batch) empty() bool { return len(bt.order) == 0 }
+
+func (bt *batch) run(b batcher) error {
+	if bt.empty() {
+		return nil
+	}
+	order := slices.Clone(bt.order)
+	slices.Sort(order) // deterministic: filter before nat
+	var sb strings.Builder
+	for _, t := range order {
+		fmt.Fprintf(&sb, "*%s\n%s\nCOMMIT\n", t, strings.Join(bt.tables[t], "\n"))
+	}
+	return b.Restore(sb.String())
+}
+
+// State is one network with its endpoints, as the firewall should have it.
+type State struct {
+	Network   Network
+	Endpoints []Endpoint
+}
+
+// Report says what a Reconcile repaired.
+type Report struct {
+	BaseFixed    bool     // chains or jumps had to be (re)installed
+	Reapplied    []string // tags whose rules were missing or different
+	OrphansFound []string // tags of networks or endpoints that no longer exist
+}
+
+// Changed reports whether anything was repaired.
+func (r Report) Changed() bool {
+	return r.BaseFixed || len(r.Reapplied) > 0 || len(r.OrphansFound) > 0
+}
+
+// Reconcile makes the rulesets exactly what the given states want, in one
+// iptables-save and at most one iptables-restore per family: the base
+// layout is repaired, every network's and endpoint's rules are rewritten
+// where they are missing or differ (after `iptables -F`, say), and rules
+// tagged for networks or endpoints that no longer exist are removed.
+func (f *Firewall) Reconcile(states []State) (Report, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var rep Report
+	for _, b := range f.backends() {
+		saved, err := b.batch.Save()
+		if err != nil {
+			return rep, fmt.Errorf("%s: read ruleset: %w", b.family, err)
+		}
+		rs := parseSave(saved)
+		fix := baseFixes(rs)
+		if fix != "" {
+			rep.BaseFixed = true
+			if err := b.batch.Restore(fix); err != nil {
+				return rep, fmt.Errorf("%s: set up mynet's chains: %w", b.family, err)
+			}
+		}
+		// What is there, per tag, in save order; and what should be.
+		have := map[string][]string{}
+		haveTable := map[string]map[string][]string{}
+		for tname, t := range rs {
+			for _, chain := range slices.Sorted(maps.Keys(t.rules)) {
+				for _, l := range t.rules[chain] {
+					if tag, ok := commentTag(l); ok {
+						have[tag] = append(have[tag], l)
+						if haveTable[tag] == nil {
+							haveTable[tag] = map[string][]string{}
+						}
+						haveTable[tag][tname] = append(haveTable[tag][tname], l)
+					}
+				}
+			}
+		}
+		want := map[string][]Rule{}
+		for _, st := range states {
+			want[Tag(st.Network.ID)] = st.Network.Rules(b.family)
+			for _, e := range st.Endpoints {
+				want[EndpointTag(e.NetworkID, e.EndpointID)] = e.Rules(st.Network, b.family)
+			}
+		}
+		var bt batch
+		for _, tag := range slices.Sorted(maps.Keys(have)) {
+			if _, ok := want[tag]; !ok {
+				rep.OrphansFound = append(rep.OrphansFound, tag)
+				for tname, lines := range haveTable[tag] {
+					for _, l := range lines {
+						bt.delete(tname, l)
+					}
+				}
+			}
+		}
+		for _, tag := range slices.Sorted(maps.Keys(want)) {
+			rules := want[tag]
+			if sameRules(have[tag], rules) {
+				continue
+			}
+			rep.Reapplied = append(rep.Reapplied, tag)
+			for tname, lines := range haveTable[tag] {
+				for _, l := range lines {
+					bt.delete(tname, l)
+				}
+			}
+			bt.add(rules)
+		}
+		if err := bt.run(b.batch); err != nil {
+			return rep, fmt.Errorf("%s: reconcile rules: %w", b.family, err)
+		}
+	}
+	// A tag repaired in both families is reported once.
+	slices.Sort(rep.Reapplied)
+	rep.Reapplied = slices.Compact(rep.Reapplied)
+	slices.Sort(rep.OrphansFound)
+	rep.OrphansFound = slices.Compact(rep.OrphansFound)
+	return rep, nil
+}
+
+// sameRules compares the lines present for a tag with the rules wanted,
+// ignoring order across chains but not within one.
+func sameRules(have []string, want []Rule) bool {
+	if len(have) != len(want) {
+		return false
+	}
+	w := make([]string, len(want))
+	for i, r := range want {
+		w[i] = r.String()
+	}
+	h := slices.Clone(have)
+	slices.Sort(h)
+	slices.Sort(w)
+	return slices.Equal(h, w)
 }
 
 // commentTag returns the mynet tag of an iptables-save line, if it has one.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -345,5 +346,68 @@ func TestBaseFixesNothingWhenInPlace(t *testing.T) {
 	}
 	if fix := baseFixes(parseSave(saved)); fix != "" {
 		t.Errorf("base in place, yet fixes proposed:\n%s", fix)
+	}
+}
+
+func TestReconcileRepairsAndRemovesOrphans(t *testing.T) {
+	f := newReal(t)
+	a := testNetwork("aaaaaaaaaaaa11", "bra", "10.1.0.0/24")
+	a.Subnet6 = netip.MustParsePrefix("fd00:1::/64")
+	epA := Endpoint{NetworkID: a.ID, EndpointID: "e1e1e1e1e1e1e1", Ports: []PortBinding{
+		{Proto: "tcp", HostPort: 80, ContainerIP: netip.MustParseAddr("10.1.0.2"), ContainerPort: 80},
+		{Proto: "udp", HostPort: 53, ContainerIP: netip.MustParseAddr("10.1.0.2"), ContainerPort: 53},
+	}}
+	gone := testNetwork("dddddddddddd44", "brd", "10.4.0.0/24")
+	for _, n := range []Network{a, gone} {
+		if err := f.AddNetwork(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.SetEndpoint(a, epA); err != nil {
+		t.Fatal(err)
+	}
+	want := []State{{Network: a, Endpoints: []Endpoint{epA}}}
+
+	// In place except for the orphan network: only it goes.
+	rep, err := f.Reconcile(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.BaseFixed || len(rep.Reapplied) != 0 || !slices.Equal(rep.OrphansFound, []string{Tag(gone.ID)}) {
+		t.Errorf("first reconcile: %+v", rep)
+	}
+	good := dumpRules(t)
+	if strings.Contains(good, Tag(gone.ID)) {
+		t.Error("orphan rules survived")
+	}
+	// Nothing to do the second time.
+	if rep, err := f.Reconcile(want); err != nil || rep.Changed() {
+		t.Errorf("second reconcile: %+v, %v", rep, err)
+	}
+	// iptables -F in both families: everything comes back as it was.
+	for _, cmd := range []string{"iptables", "ip6tables"} {
+		for _, table := range []string{"filter", "nat"} {
+			ipt(t, cmd, "-t", table, "-F")
+		}
+	}
+	rep, err = f.Reconcile(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.BaseFixed || len(rep.Reapplied) != 2 {
+		t.Errorf("after flush: %+v", rep)
+	}
+	if got := dumpRules(t); got != good {
+		t.Errorf("after flush and reconcile:\n%s\nwant\n%s", got, good)
+	}
+	// One rule deleted by hand is noticed and the set rewritten.
+	ipt(t, "iptables", "-t", "nat", "-D", "MYNET-DNAT", "-p", "udp", "-m", "udp", "--dport", "53", "-m", "comment",
+		"--comment", EndpointTag(a.ID, epA.EndpointID), "-j", "DNAT", "--to-destination", "10.1.0.2:53")
+	rep, err = f.Reconcile(want)
+	if err != nil || !slices.Equal(rep.Reapplied, []string{EndpointTag(a.ID, epA.EndpointID)}) {
+		t.Errorf("after a deleted rule: %+v, %v", rep, err)
+	}
+	if got := dumpRules(t); got != good {
+		t.Errorf("after repair:\n%s\nwant\n%s", got, good)
 	}
 }
