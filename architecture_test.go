@@ -23,10 +23,11 @@ var allowedInternal = map[string][]string{
 	"firewall":        {},
 	"hostport":        {},
 	"internal/nstest": {},
-	"ipam":            {"errdefs", "store"},
-	"driver":          {"errdefs", "store", "netutil", "firewall", "hostport"},
+	"internal/fault":  {},
+	"ipam":            {"errdefs", "store", "internal/fault"},
+	"driver":          {"errdefs", "store", "netutil", "firewall", "hostport", "internal/fault"},
 	"plugin":          {"errdefs"},
-	".":               {"driver", "firewall", "hostport", "ipam", "netutil", "plugin", "store"},
+	".":               {"driver", "firewall", "hostport", "ipam", "netutil", "plugin", "store", "internal/fault"},
 }
 
 // kernelLibraries may each be imported by one package only.

@@ -24,6 +24,7 @@ import (
 
 	"github.com/mynet/mynet/driver"
 	"github.com/mynet/mynet/firewall"
+	"github.com/mynet/mynet/internal/fault"
 	"github.com/mynet/mynet/ipam"
 	"github.com/mynet/mynet/netutil"
 	"github.com/mynet/mynet/plugin"
@@ -38,6 +39,9 @@ type config struct {
 	Socket   string
 	StateDir string
 	LogLevel logrus.Level
+	// ReconcileEvery is how often the daemon re-checks the kernel against
+	// its state (0: only at start and on SIGHUP).
+	ReconcileEvery time.Duration
 }
 
 // stateFile is the bbolt file inside --state-dir.
@@ -71,8 +75,14 @@ func parseConfigFlags(fs *flag.FlagSet, args []string, getenv func(string) strin
 		"directory of the state file "+stateFile+" (env MYNET_STATE_DIR)")
 	level := fs.String("log-level", env("info", "MYNET_LOG_LEVEL", "LOG_LEVEL"),
 		"debug, info, warn or error (env MYNET_LOG_LEVEL or LOG_LEVEL)")
+	every := fs.String("reconcile-interval", env("10s", "MYNET_RECONCILE_INTERVAL"),
+		"how often to re-check bridges, veths and iptables against the state and repair them; 0 disables (env MYNET_RECONCILE_INTERVAL)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	interval, err := time.ParseDuration(*every)
+	if err != nil || interval < 0 {
+		return nil, fmt.Errorf("--reconcile-interval: %q is not a duration such as 10s", *every)
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (see mynet -h)", fs.Arg(0))
@@ -84,7 +94,7 @@ func parseConfigFlags(fs *flag.FlagSet, args []string, getenv func(string) strin
 	if !filepath.IsAbs(*socket) || !filepath.IsAbs(*stateDir) {
 		return nil, errors.New("--socket and --state-dir must be absolute paths")
 	}
-	return &config{Socket: *socket, StateDir: *stateDir, LogLevel: lvl}, nil
+	return &config{Socket: *socket, StateDir: *stateDir, LogLevel: lvl, ReconcileEvery: interval}, nil
 }
 
 func main() {
@@ -153,13 +163,17 @@ func run(ctx context.Context, cfg *config, log *logrus.Entry) error {
 		l.Close()
 		return err
 	}
-	alloc, err := ipam.New(ipam.Config{Store: st, HostRoutes: links.Routes, Log: log.WithField("part", "ipam")})
+	crash := fault.FromEnv(os.Getenv)
+	if crash != nil {
+		log.WithField("point", os.Getenv(fault.Env)).Warn("test fault hook armed: the daemon will kill itself there")
+	}
+	alloc, err := ipam.New(ipam.Config{Store: st, HostRoutes: links.Routes, Fault: crash, Log: log.WithField("part", "ipam")})
 	if err != nil {
 		l.Close()
 		return err
 	}
 	drv, err := driver.New(driver.Config{
-		Store: st, Links: links, Firewall: fw, EnsureSysctl: netutil.EnsureSysctl, Log: log.WithField("part", "driver"),
+		Store: st, Links: links, Firewall: fw, EnsureSysctl: netutil.EnsureSysctl, Fault: crash, Log: log.WithField("part", "driver"),
 	})
 	if err != nil {
 		l.Close()
@@ -167,19 +181,22 @@ func run(ctx context.Context, cfg *config, log *logrus.Entry) error {
 	}
 	// Networks come back before the first call is answered; connections that
 	// arrive meanwhile wait in the listen backlog.
-	if err := drv.Restore(); err != nil {
+	if _, err := drv.Restore(); err != nil {
 		log.WithError(err).Error("some networks could not be restored; they may lack connectivity")
 	}
 
 	srv := &http.Server{
 		Handler: plugin.NewHandler(drv, alloc, plugin.Extras{
-			Status: func() any { return buildStatus("daemon", drv, alloc) },
+			Status:    func() any { return buildStatus("daemon", drv, alloc) },
+			Reconcile: func() (any, error) { return drv.Reconcile() },
 		}, log.WithField("part", "plugin")),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	log.Info("mynet ready")
+
+	go reconcileLoop(ctx, cfg.ReconcileEvery, drv.Reconcile, log)
 
 	select {
 	case err := <-served:
@@ -193,4 +210,31 @@ func run(ctx context.Context, cfg *config, log *logrus.Entry) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// reconcileLoop re-checks the kernel every interval and on SIGHUP, so that
+// an `iptables -F`, a dockerd restart that put its rules above mynet's, or a
+// deleted bridge is repaired without a restart.
+func reconcileLoop[R any](ctx context.Context, every time.Duration, reconcile func() (R, error), log *logrus.Entry) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var tick <-chan time.Time
+	if every > 0 {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			log.Info("SIGHUP: reconciling now")
+		case <-tick:
+		}
+		if _, err := reconcile(); err != nil {
+			log.WithError(err).Warn("reconcile failed; will retry")
+		}
+	}
 }

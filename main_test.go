@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 )
@@ -16,12 +17,15 @@ func TestParseConfig(t *testing.T) {
 		want    config
 		wantErr bool
 	}{
-		{"defaults", nil, nil, config{"/run/docker/plugins/mynet.sock", "/var/lib/mynet", logrus.InfoLevel}, false},
+		{"defaults", nil, nil, config{"/run/docker/plugins/mynet.sock", "/var/lib/mynet", logrus.InfoLevel, 10 * time.Second}, false},
 		{"env", nil, map[string]string{"MYNET_SOCKET": "/tmp/a.sock", "MYNET_STATE_DIR": "/tmp/st", "MYNET_LOG_LEVEL": "debug"},
-			config{"/tmp/a.sock", "/tmp/st", logrus.DebugLevel}, false},
-		{"LOG_LEVEL alias", nil, map[string]string{"LOG_LEVEL": "warn"}, config{"/run/docker/plugins/mynet.sock", "/var/lib/mynet", logrus.WarnLevel}, false},
+			config{"/tmp/a.sock", "/tmp/st", logrus.DebugLevel, 10 * time.Second}, false},
+		{"LOG_LEVEL alias", nil, map[string]string{"LOG_LEVEL": "warn"}, config{"/run/docker/plugins/mynet.sock", "/var/lib/mynet", logrus.WarnLevel, 10 * time.Second}, false},
 		{"flags beat env", []string{"--socket", "/x/b.sock", "--log-level", "error"}, map[string]string{"MYNET_SOCKET": "/tmp/a.sock"},
-			config{"/x/b.sock", "/var/lib/mynet", logrus.ErrorLevel}, false},
+			config{"/x/b.sock", "/var/lib/mynet", logrus.ErrorLevel, 10 * time.Second}, false},
+		{"reconcile interval", []string{"--reconcile-interval", "0"}, map[string]string{"MYNET_RECONCILE_INTERVAL": "3s"},
+			config{"/run/docker/plugins/mynet.sock", "/var/lib/mynet", logrus.InfoLevel, 0}, false},
+		{"bad interval", []string{"--reconcile-interval", "soon"}, nil, config{}, true},
 		{"bad level", []string{"--log-level", "loud"}, nil, config{}, true},
 		{"relative socket", []string{"--socket", "mynet.sock"}, nil, config{}, true},
 		{"stray argument", []string{"start"}, nil, config{}, true},

@@ -283,7 +283,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 	defer st2.Close()
 	h2 := newHarness(t, st2) // a fresh kernel: as after a reboot
-	if err := h2.d.Restore(); err != nil {
+	if _, err := h2.d.Restore(); err != nil {
 		t.Fatal(err)
 	}
 	if h2.links.links["mn-0123456789ab"] != "bridge" || h2.fw.networks[netID].Bridge == "" || !h2.fw.base {

@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mynet/mynet/errdefs"
+	"github.com/mynet/mynet/internal/fault"
 	"github.com/mynet/mynet/netutil"
 	"github.com/mynet/mynet/store"
 )
@@ -101,6 +102,8 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 		return nil, err
 	}
 	log := d.log.WithFields(logrus.Fields{"network": short(ep.NetworkID), "endpoint": short(ep.ID), "veth": ep.HostVeth, "address": ep.Address})
+	d.opsMu.RLock()
+	defer d.opsMu.RUnlock()
 	unlock := d.epLocks.lock(ep.ID)
 	defer unlock()
 
@@ -115,16 +118,28 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 		return nil, errdefs.Conflict("endpoint %s already exists with another configuration", short(ep.ID))
 	}
 
+	// A veth of this name without a record is what a crashed earlier attempt
+	// at this same endpoint left; dockerd is retrying it.
+	if exists, err := d.links.LinkExists(ep.HostVeth); err != nil {
+		return nil, err
+	} else if exists {
+		log.Warn("replacing a veth left by an interrupted attempt")
+		if err := d.links.DeleteLink(ep.HostVeth); err != nil {
+			return nil, err
+		}
+	}
 	mac, _ := net.ParseMAC(ep.MAC)
 	if err := d.links.AddVeth(netutil.VethConfig{
 		HostName: ep.HostVeth, PeerName: ep.PeerVeth, PeerMAC: mac, MTU: cfg.MTU, Bridge: cfg.BridgeName, Hairpin: true,
 	}); err != nil {
 		return nil, fmt.Errorf("create endpoint %s: %w", short(ep.ID), err)
 	}
+	d.fault.At(fault.CreateEndpointVeth)
 	if err := d.saveEndpoint(ep); err != nil {
 		_ = d.links.DeleteLink(ep.HostVeth)
 		return nil, fmt.Errorf("create endpoint %s: %w", short(ep.ID), err)
 	}
+	d.fault.At(fault.CreateEndpointSaved)
 	log.WithField("mac", ep.MAC).Info("endpoint created")
 	return createResponse(ep), nil
 }
@@ -150,12 +165,16 @@ func (d *Driver) endpoint(networkID, endpointID string) (Endpoint, NetworkConfig
 	return *ep, n.Config, nil
 }
 
-// DeleteEndpoint implements network.Driver. Deleting an unknown endpoint
-// succeeds, so a repeated call is harmless.
+// DeleteEndpoint implements network.Driver. The record goes first, then
+// the kernel objects: a crash in between leaves only objects named like
+// mynet's that no record claims, which Reconcile removes. Deleting an
+// unknown endpoint succeeds, so a repeated call is harmless.
 func (d *Driver) DeleteEndpoint(req *network.DeleteEndpointRequest) error {
 	if err := validID("endpoint", req.EndpointID); err != nil {
 		return err
 	}
+	d.opsMu.RLock()
+	defer d.opsMu.RUnlock()
 	unlock := d.epLocks.lock(req.EndpointID)
 	defer unlock()
 	d.mu.Lock()
@@ -166,6 +185,13 @@ func (d *Driver) DeleteEndpoint(req *network.DeleteEndpointRequest) error {
 		return nil
 	}
 	log := d.log.WithFields(logrus.Fields{"network": short(ep.NetworkID), "endpoint": short(ep.ID), "veth": ep.HostVeth})
+	if err := d.store.Update(func(tx store.Tx) error { return tx.Delete(bucketEndpoints, ep.ID) }); err != nil {
+		return fmt.Errorf("delete endpoint %s: %w", short(ep.ID), err)
+	}
+	d.mu.Lock()
+	delete(d.endpoints, ep.ID)
+	d.mu.Unlock()
+	d.fault.At(fault.DeleteEndpointStore)
 	var errs []error
 	if len(ep.Ports) > 0 {
 		// Docker revokes before it deletes, but a failed revoke is not retried.
@@ -176,14 +202,9 @@ func (d *Driver) DeleteEndpoint(req *network.DeleteEndpointRequest) error {
 	if err := d.links.DeleteLink(ep.HostVeth); err != nil {
 		errs = append(errs, err)
 	}
-	if err := d.store.Update(func(tx store.Tx) error { return tx.Delete(bucketEndpoints, ep.ID) }); err != nil {
-		errs = append(errs, err)
-	} else {
-		d.mu.Lock()
-		delete(d.endpoints, ep.ID)
-		d.mu.Unlock()
-	}
+	d.fault.At(fault.DeleteEndpointKernel)
 	if err := errors.Join(errs...); err != nil {
+		log.WithError(err).Warn("endpoint deleted, but some cleanup failed; reconcile will retry")
 		return fmt.Errorf("delete endpoint %s: %w", short(ep.ID), err)
 	}
 	log.Info("endpoint deleted")

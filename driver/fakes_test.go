@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 
 	"github.com/mynet/mynet/firewall"
@@ -102,6 +103,27 @@ func (f *fakeLinks) IsBridge(name string) (bool, bool, error) {
 	return ok, kind == "bridge", nil
 }
 
+func (f *fakeLinks) EnsurePort(name, bridge string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.links[name] != "veth" || f.links[bridge] != "bridge" {
+		return fmt.Errorf("no veth %q or bridge %q", name, bridge)
+	}
+	return nil
+}
+
+func (f *fakeLinks) ListLinkNames(prefix string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for n := range f.links {
+		if strings.HasPrefix(n, prefix) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
 func (f *fakeLinks) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -125,6 +147,34 @@ func newFakeFirewall() *fakeFirewall {
 }
 
 func (f *fakeFirewall) HasIPv6() bool { return true }
+
+// Reconcile makes the recorded rules exactly the given states.
+func (f *fakeFirewall) Reconcile(states []firewall.State) (firewall.Report, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.base = true
+	var rep firewall.Report
+	want := map[string]bool{}
+	for _, st := range states {
+		want[st.Network.ID] = true
+		if _, ok := f.networks[st.Network.ID]; !ok {
+			rep.Reapplied = append(rep.Reapplied, firewall.Tag(st.Network.ID))
+		}
+		f.networks[st.Network.ID] = st.Network
+		for _, e := range st.Endpoints {
+			if len(e.Ports) > 0 {
+				f.endpoints[e.EndpointID] = e
+			}
+		}
+	}
+	for id := range f.networks {
+		if !want[id] {
+			rep.OrphansFound = append(rep.OrphansFound, firewall.Tag(id))
+			delete(f.networks, id)
+		}
+	}
+	return rep, nil
+}
 
 func (f *fakeFirewall) SetEndpoint(n firewall.Network, e firewall.Endpoint) error {
 	f.mu.Lock()

@@ -13,6 +13,7 @@ import (
 	"github.com/mynet/mynet/errdefs"
 	"github.com/mynet/mynet/firewall"
 	"github.com/mynet/mynet/hostport"
+	"github.com/mynet/mynet/internal/fault"
 	"github.com/mynet/mynet/store"
 )
 
@@ -146,6 +147,8 @@ func (d *Driver) ProgramExternalConnectivity(req *network.ProgramExternalConnect
 	if err := validID("endpoint", req.EndpointID); err != nil {
 		return err
 	}
+	d.opsMu.RLock()
+	defer d.opsMu.RUnlock()
 	unlock := d.epLocks.lock(req.EndpointID)
 	defer unlock()
 	ep, cfg, err := d.endpoint(req.NetworkID, req.EndpointID)
@@ -185,17 +188,20 @@ func (d *Driver) ProgramExternalConnectivity(req *network.ProgramExternalConnect
 		}
 		mapped = append(mapped, m)
 	}
+	d.fault.At(fault.ProgramReserved)
 	if err := d.fw.SetEndpoint(firewallNetwork(&cfg), firewallEndpoint(&ep, mapped)); err != nil {
 		d.releasePorts(mapped)
 		_ = d.fw.SetEndpoint(firewallNetwork(&cfg), firewallEndpoint(&ep, nil))
 		return fmt.Errorf("publish ports of endpoint %s: %w", short(ep.ID), err)
 	}
+	d.fault.At(fault.ProgramFirewall)
 	ep.Ports = mapped
 	if err := d.saveEndpoint(&ep); err != nil {
 		d.releasePorts(mapped)
 		_ = d.fw.SetEndpoint(firewallNetwork(&cfg), firewallEndpoint(&ep, nil))
 		return err
 	}
+	d.fault.At(fault.ProgramSaved)
 	if len(mapped) > 0 {
 		log.WithField("ports", FormatPorts(mapped)).Info("ports published")
 	}
@@ -208,6 +214,8 @@ func (d *Driver) RevokeExternalConnectivity(req *network.RevokeExternalConnectiv
 	if err := validID("endpoint", req.EndpointID); err != nil {
 		return err
 	}
+	d.opsMu.RLock()
+	defer d.opsMu.RUnlock()
 	unlock := d.epLocks.lock(req.EndpointID)
 	defer unlock()
 	ep, _, err := d.endpoint(req.NetworkID, req.EndpointID)
@@ -220,6 +228,7 @@ func (d *Driver) RevokeExternalConnectivity(req *network.RevokeExternalConnectiv
 	if err := d.unpublish(&ep); err != nil {
 		return err
 	}
+	d.fault.At(fault.RevokeFirewall)
 	ep.Ports = nil
 	if err := d.saveEndpoint(&ep); err != nil {
 		return err
@@ -251,9 +260,9 @@ func (d *Driver) releasePorts(ports []PortMapping) {
 	}
 }
 
-// restorePorts re-reserves an endpoint's host ports and rewrites its rules
-// after a restart. Caller holds d.mu.
-func (d *Driver) restorePorts(cfg *NetworkConfig, ep *Endpoint) error {
+// reservePorts takes an endpoint's host ports back after a restart (the
+// rules are Reconcile's). Caller holds d.mu.
+func (d *Driver) reservePorts(cfg *NetworkConfig, ep *Endpoint) error {
 	var failed []string
 	for _, p := range ep.Ports {
 		if cfg.Routed(family(p.ContainerIP)) {
@@ -262,9 +271,6 @@ func (d *Driver) restorePorts(cfg *NetworkConfig, ep *Endpoint) error {
 		if _, err := d.ports.Reserve(p.Proto, p.HostIP, p.HostPort, p.HostPort); err != nil {
 			failed = append(failed, p.String())
 		}
-	}
-	if err := d.fw.SetEndpoint(firewallNetwork(cfg), firewallEndpoint(ep, ep.Ports)); err != nil {
-		return err
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("host ports taken while mynet was down (still forwarded, but unreserved): %s", strings.Join(failed, ", "))

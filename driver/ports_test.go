@@ -155,7 +155,7 @@ func TestPublishedPortsSurviveRestartAndDelete(t *testing.T) {
 	}
 	defer st2.Close()
 	h2 := newHarness(t, st2)
-	if err := h2.d.Restore(); err != nil {
+	if _, err := h2.d.Restore(); err != nil {
 		t.Fatal(err)
 	}
 	if h2.ports.count() != 1 || len(h2.fw.endpoints[epID].Ports) != 1 {

@@ -1,6 +1,7 @@
 package ipam
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mynet/mynet/errdefs"
+	"github.com/mynet/mynet/internal/fault"
 	"github.com/mynet/mynet/store"
 )
 
@@ -23,11 +25,15 @@ const (
 const (
 	OptRequestAddressType = "RequestAddressType"
 	GatewayAddressType    = "com.docker.network.gateway"
+	// OptMACAddress carries the endpoint's MAC, which libnetwork sends
+	// because GetCapabilities says RequiresMACAddress.
+	OptMACAddress = "com.docker.network.endpoint.macaddress"
 )
 
 const (
 	bucketPools = "ipam-pools"
 	bucketBits  = "ipam-bits"
+	bucketMACs  = "ipam-macs" // pool key + "@" + MAC -> host offset
 )
 
 // Config is what an Allocator needs.
@@ -38,7 +44,9 @@ type Config struct {
 	HostRoutes func() ([]netip.Prefix, error)
 	// LocalPools and GlobalPools override DefaultLocalPools/DefaultGlobalPools.
 	LocalPools, GlobalPools []PoolSet
-	Log                     *logrus.Entry
+	// Fault is the test-only crash hook (internal/fault); nil in production.
+	Fault fault.Hook
+	Log   *logrus.Entry
 }
 
 // Allocator implements Docker's IpamDriver.
@@ -46,6 +54,7 @@ type Allocator struct {
 	store      store.Store
 	hostRoutes func() ([]netip.Prefix, error)
 	defaults   map[string][]PoolSet
+	fault      fault.Hook
 	log        *logrus.Entry
 
 	mu    sync.Mutex       // guards pools and every pool's bitmap, held across the store write of a change
@@ -70,6 +79,11 @@ type pool struct {
 	first  uint64       // lowest offset that may ever be handed out
 	last   uint64       // highest offset that may ever be handed out
 	bits   *bitmap
+	// macs maps an endpoint's MAC to the offset allocated for it, and byOff
+	// back, so that dockerd's retry of a RequestAddress whose answer was
+	// lost (the daemon crashed, say) gets the same address, not a second.
+	macs  map[string]uint64
+	byOff map[uint64]string
 }
 
 // New loads the allocator's state from cfg.Store.
@@ -78,6 +92,7 @@ func New(cfg Config) (*Allocator, error) {
 		store:      cfg.Store,
 		hostRoutes: cfg.HostRoutes,
 		defaults:   map[string][]PoolSet{LocalSpace: DefaultLocalPools, GlobalSpace: DefaultGlobalPools},
+		fault:      cfg.Fault,
 		log:        cfg.Log,
 		pools:      map[string]*pool{},
 	}
@@ -116,7 +131,7 @@ func (a *Allocator) load() error {
 		if err != nil {
 			return err
 		}
-		return tx.ForEach(bucketBits, func(key string, v []byte) error {
+		err = tx.ForEach(bucketBits, func(key string, v []byte) error {
 			pk, ci, err := parseChunkKey(key)
 			if err != nil {
 				return err
@@ -127,6 +142,20 @@ func (a *Allocator) load() error {
 				return nil
 			}
 			return p.bits.loadChunk(ci, v)
+		})
+		if err != nil {
+			return err
+		}
+		return tx.ForEach(bucketMACs, func(key string, v []byte) error {
+			i := strings.LastIndexByte(key, '@')
+			if i < 0 || len(v) != 8 {
+				return fmt.Errorf("malformed MAC record %q", key)
+			}
+			if p := a.pools[key[:i]]; p != nil {
+				off := binary.BigEndian.Uint64(v)
+				p.macs[key[i+1:]], p.byOff[off] = off, key[i+1:]
+			}
+			return nil
 		})
 	})
 }
@@ -152,6 +181,7 @@ func newPool(rec poolRecord) (*pool, error) {
 		p.lo, p.hi = max(rlo, p.first), min(rlo+lastOffset(p.rng), p.last)
 	}
 	p.bits = newBitmap(lastOffset(subnet))
+	p.macs, p.byOff = map[string]uint64{}, map[uint64]string{}
 	return p, nil
 }
 
@@ -193,7 +223,9 @@ func parsePoolID(id string) (space string, subnet netip.Prefix, err error) {
 
 // GetCapabilities implements api.Ipam.
 func (a *Allocator) GetCapabilities() (*api.CapabilitiesResponse, error) {
-	return &api.CapabilitiesResponse{RequiresMACAddress: false}, nil
+	// With RequiresMACAddress, libnetwork sends each endpoint's MAC along
+	// with RequestAddress, which makes a retried request idempotent.
+	return &api.CapabilitiesResponse{RequiresMACAddress: true}, nil
 }
 
 // GetDefaultAddressSpaces implements api.Ipam.
@@ -272,6 +304,7 @@ func (a *Allocator) RequestPool(req *api.RequestPoolRequest) (*api.RequestPoolRe
 		return nil, fmt.Errorf("save pool %s: %w", p.id(), err)
 	}
 	a.pools[p.key] = p
+	a.fault.At(fault.RequestPoolSaved)
 	a.log.WithFields(logrus.Fields{"pool": p.id()}).Info("pool allocated")
 	return &api.RequestPoolResponse{PoolID: p.id(), Pool: subnet.String()}, nil
 }
@@ -341,12 +374,18 @@ func (a *Allocator) ReleasePool(req *api.ReleasePoolRequest) error {
 				return err
 			}
 		}
+		for mac := range p.macs {
+			if err := tx.Delete(bucketMACs, key+"@"+mac); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("release pool %s: %w", req.PoolID, err)
 	}
 	delete(a.pools, key)
+	a.fault.At(fault.ReleasePoolSaved)
 	a.log.WithFields(logrus.Fields{"pool": req.PoolID}).Info("pool released")
 	return nil
 }
@@ -409,6 +448,13 @@ func (a *Allocator) RequestAddress(req *api.RequestAddressRequest) (*api.Request
 	if err != nil {
 		return nil, err
 	}
+	mac := req.Options[OptMACAddress]
+	if off, ok := p.macs[mac]; ok && mac != "" && p.bits.isSet(off) && (!want.IsValid() || addrAt(p.subnet, off) == want) {
+		// The same endpoint asks again: its first answer was lost.
+		addr := netip.PrefixFrom(addrAt(p.subnet, off), p.subnet.Bits())
+		a.log.WithFields(logrus.Fields{"pool": p.id(), "address": addr, "mac": mac}).Info("repeated request answered with the same address")
+		return &api.RequestAddressResponse{Address: addr.String()}, nil
+	}
 	var off uint64
 	if want.IsValid() {
 		if off, err = p.offsetIn(want); err != nil {
@@ -428,10 +474,17 @@ func (a *Allocator) RequestAddress(req *api.RequestAddressRequest) (*api.Request
 		}
 	}
 	p.bits.set(off)
-	if err := a.saveChunk(p, off); err != nil {
+	if err := a.save(p, off, mac); err != nil {
 		p.bits.clear(off)
 		return nil, err
 	}
+	if mac != "" {
+		if old, ok := p.macs[mac]; ok {
+			delete(p.byOff, old)
+		}
+		p.macs[mac], p.byOff[off] = off, mac
+	}
+	a.fault.At(fault.RequestAddressSaved)
 	addr := netip.PrefixFrom(addrAt(p.subnet, off), p.subnet.Bits())
 	a.log.WithFields(logrus.Fields{"pool": p.id(), "address": addr, "type": req.Options[OptRequestAddressType]}).Debug("address allocated")
 	return &api.RequestAddressResponse{Address: addr.String()}, nil
@@ -461,23 +514,45 @@ func (a *Allocator) ReleaseAddress(req *api.ReleaseAddressRequest) error {
 	if !p.bits.clear(off) {
 		return nil
 	}
-	if err := a.saveChunk(p, off); err != nil {
+	if err := a.save(p, off, ""); err != nil {
 		p.bits.set(off)
 		return err
 	}
+	if mac, ok := p.byOff[off]; ok {
+		delete(p.macs, mac)
+		delete(p.byOff, off)
+	}
+	a.fault.At(fault.ReleaseAddressSaved)
 	a.log.WithFields(logrus.Fields{"pool": p.id(), "address": addr}).Debug("address released")
 	return nil
 }
 
-// saveChunk writes the chunk holding off. Caller holds a.mu.
-func (a *Allocator) saveChunk(p *pool, off uint64) error {
+// save writes, in one transaction, the chunk holding off and the MAC record
+// of the allocation: mac's record when an address is allocated for it, and
+// the removal of off's record when it is released (mac ""). Caller holds
+// a.mu; the maps are updated by the caller once save succeeded.
+func (a *Allocator) save(p *pool, off uint64, mac string) error {
 	ci := off >> chunkShift
 	data := p.bits.chunkData(ci)
 	err := a.store.Update(func(tx store.Tx) error {
+		var err error
 		if data == nil {
-			return tx.Delete(bucketBits, chunkKey(p.key, ci))
+			err = tx.Delete(bucketBits, chunkKey(p.key, ci))
+		} else {
+			err = tx.Put(bucketBits, chunkKey(p.key, ci), data)
 		}
-		return tx.Put(bucketBits, chunkKey(p.key, ci), data)
+		if err != nil {
+			return err
+		}
+		if mac != "" {
+			var v [8]byte
+			binary.BigEndian.PutUint64(v[:], off)
+			return tx.Put(bucketMACs, p.key+"@"+mac, v[:])
+		}
+		if old, ok := p.byOff[off]; ok && !p.bits.isSet(off) {
+			return tx.Delete(bucketMACs, p.key+"@"+old)
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("save allocations of %s: %w", p.id(), err)

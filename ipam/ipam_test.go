@@ -318,3 +318,53 @@ func TestBitmapNextFreeBounds(t *testing.T) {
 		t.Errorf("top of /64: %d %v", got, ok)
 	}
 }
+
+func TestRetriedRequestWithMACGetsTheSameAddress(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := store.OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newTestAllocator(t, s)
+	if caps, _ := a.GetCapabilities(); !caps.RequiresMACAddress {
+		t.Fatal("RequiresMACAddress is off: dockerd would not send MACs")
+	}
+	id := mustPool(t, a, api.RequestPoolRequest{Pool: "10.9.0.0/24"}).PoolID
+	macA := map[string]string{OptMACAddress: "02:aa:00:00:00:01"}
+	macB := map[string]string{OptMACAddress: "02:aa:00:00:00:02"}
+	first := mustAddr(t, a, id, "", macA)
+	if again := mustAddr(t, a, id, "", macA); again != first {
+		t.Errorf("retry got %s, first answer was %s", again, first)
+	}
+	other := mustAddr(t, a, id, "", macB)
+	if other == first {
+		t.Errorf("another endpoint got the same address %s", other)
+	}
+	// A static address retried with the same MAC is not "in use".
+	static := map[string]string{OptMACAddress: "02:aa:00:00:00:03"}
+	mustAddr(t, a, id, "10.9.0.50", static)
+	mustAddr(t, a, id, "10.9.0.50", static)
+	s.Close()
+
+	// The mapping survives a restart.
+	s2, err := store.OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	b := newTestAllocator(t, s2)
+	if again := mustAddr(t, b, id, "", macA); again != first {
+		t.Errorf("retry after restart got %s, want %s", again, first)
+	}
+	// Released, the address and its MAC record go; the MAC then gets the
+	// lowest free address like anyone.
+	if err := b.ReleaseAddress(&api.ReleaseAddressRequest{PoolID: id, Address: first}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(b.pools[poolKey(LocalSpace, netip.MustParsePrefix("10.9.0.0/24"))].macs); n != 2 {
+		t.Errorf("%d MAC records after a release, want 2", n)
+	}
+	if got := mustAddr(t, b, id, "", macB); got != other {
+		t.Errorf("B's retry = %s, want %s", got, other)
+	}
+}

@@ -242,6 +242,35 @@ func (l *Links) AddVeth(cfg VethConfig) (err error) {
 	return nil
 }
 
+// EnsurePort makes a host veth a port of bridge again, up and with hairpin
+// mode (ip link set NAME master BRIDGE up; bridge link set dev NAME hairpin
+// on). It is how a veth that survived while its bridge was re-created (after
+// `ip link del` of the bridge) is re-attached.
+func (l *Links) EnsurePort(name, bridge string) error {
+	link, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(name) })
+	if err != nil {
+		return fmt.Errorf("look up %q: %w", name, err)
+	}
+	br, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(bridge) })
+	if err != nil {
+		return fmt.Errorf("look up bridge %q: %w", bridge, err)
+	}
+	if link.Attrs().MasterIndex != br.Attrs().Index {
+		if err := l.h.LinkSetMaster(link, br); err != nil {
+			return fmt.Errorf("attach %q to %q: %w", name, bridge, err)
+		}
+		if err := l.h.LinkSetHairpin(link, true); err != nil {
+			return fmt.Errorf("set hairpin mode on %q: %w", name, err)
+		}
+	}
+	if link.Attrs().Flags&net.FlagUp == 0 {
+		if err := l.h.LinkSetUp(link); err != nil {
+			return fmt.Errorf("set %q up: %w", name, err)
+		}
+	}
+	return nil
+}
+
 // ListLinkNames returns the names of links whose name starts with prefix
 // (ip -o link show | grep PREFIX).
 func (l *Links) ListLinkNames(prefix string) ([]string, error) {

@@ -134,6 +134,24 @@ func TestVethLifecycle(t *testing.T) {
 	if peer.Attrs().HardwareAddr.String() != mac.String() || peer.Attrs().MTU != 1450 {
 		t.Errorf("peer: mac=%s mtu=%d", peer.Attrs().HardwareAddr, peer.Attrs().MTU)
 	}
+	// Re-created bridge: the surviving veth is re-attached.
+	if err := l.DeleteLink("tbr1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.EnsureBridge(BridgeConfig{Name: "tbr1", MTU: 1450}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.EnsurePort("tvh0", "tbr1"); err != nil {
+		t.Fatal(err)
+	}
+	host, _ = netlink.LinkByName("tvh0")
+	br, _ = netlink.LinkByName("tbr1")
+	if host.Attrs().MasterIndex != br.Attrs().Index {
+		t.Error("EnsurePort did not re-attach the veth")
+	}
+	if pi, err := netlink.LinkGetProtinfo(host); err != nil || !pi.Hairpin {
+		t.Errorf("hairpin after EnsurePort: %+v, %v", pi, err)
+	}
 	names, err := l.ListLinkNames("tv")
 	if err != nil || !slices.Equal(names, []string{"tvc0", "tvh0"}) && !slices.Equal(names, []string{"tvh0", "tvc0"}) {
 		t.Errorf("ListLinkNames = %v, %v", names, err)

@@ -61,6 +61,9 @@ type Extras struct {
 	Health func() error
 	// Status answers /mynet.Status with what `mynet status` prints.
 	Status func() any
+	// Reconcile answers /mynet.Reconcile: it repairs the kernel now and
+	// reports what it did.
+	Reconcile func() (any, error)
 }
 
 // NewHandler builds the mux.
@@ -119,6 +122,9 @@ func NewHandler(drv NetworkDriver, alloc ipam.Ipam, extras Extras, log *logrus.E
 	})
 	if extras.Status != nil {
 		h.handle("/mynet.Status", func([]byte) (any, error) { return extras.Status(), nil })
+	}
+	if extras.Reconcile != nil {
+		h.handle("/mynet.Reconcile", func([]byte) (any, error) { return extras.Reconcile() })
 	}
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, errdefs.NotFound("mynet does not implement %s", r.URL.Path))

@@ -402,7 +402,7 @@ func TestRestoreRebuildsAfterReboot(t *testing.T) {
 		}
 	}
 	s2 := newStack(t, dir)
-	if err := s2.drv.Restore(); err != nil {
+	if _, err := s2.drv.Restore(); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _ := s2.links.LinkExists("mn-1111111111aa"); !ok {

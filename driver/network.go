@@ -1,0 +1,231 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/docker/go-plugins-helpers/network"
+	"github.com/sirupsen/logrus"
+
+	"github.com/mynet/mynet/errdefs"
+	"github.com/mynet/mynet/internal/fault"
+	"github.com/mynet/mynet/store"
+)
+
+// step is one undoable part of building a network. A step that fails must
+// leave nothing behind itself; its undo is for when a later step fails.
+type step struct {
+	name string
+	do   func() (undo func(), err error)
+}
+
+// runSteps runs steps in order; when one fails, it undoes the ones that
+// succeeded, last first, and returns the failure.
+func runSteps(log *logrus.Entry, steps []step) error {
+	var undos []func()
+	for _, s := range steps {
+		undo, err := s.do()
+		if err != nil {
+			for i := len(undos) - 1; i >= 0; i-- {
+				undos[i]()
+			}
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		if undo != nil {
+			undos = append(undos, undo)
+		}
+		log.WithField("step", s.name).Debug("done")
+	}
+	return nil
+}
+
+func (d *Driver) putNetwork(n *netState) error {
+	return d.store.Update(func(tx store.Tx) error { return store.PutJSON(tx, bucketNetworks, n.Config.ID, n) })
+}
+
+// CreateNetwork implements network.Driver. The network is recorded as
+// "creating" before the kernel is touched and as in service after, so a
+// crash in between is rolled back at the next start; a failed step undoes
+// the ones before it.
+func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
+	cfg, err := parseNetworkConfig(req)
+	if err != nil {
+		return err
+	}
+	d.opsMu.RLock()
+	defer d.opsMu.RUnlock()
+	log := d.log.WithFields(logrus.Fields{"network": short(cfg.ID), "bridge": cfg.BridgeName, "subnet": cfg.Subnet})
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old, ok := d.networks[cfg.ID]; ok {
+		if old.Config.same(cfg) && old.Phase == "" {
+			log.Info("network already exists, as requested")
+			return nil
+		}
+		return errdefs.Conflict("network %s already exists with another configuration", short(cfg.ID))
+	}
+	for _, other := range d.networks {
+		if err := cfg.conflicts(&other.Config); err != nil {
+			return err
+		}
+	}
+	exists, bridge, err := d.links.IsBridge(cfg.BridgeName)
+	switch {
+	case err != nil:
+		return err
+	case exists && !bridge:
+		return errdefs.Invalid("option %s: %s exists and is not a bridge", OptBridgeName, cfg.BridgeName)
+	case exists && !cfg.UserBridge:
+		log.Warn("reusing a leftover bridge with this network's name")
+	}
+	state := &netState{Config: *cfg, CreatedBridge: !cfg.UserBridge || !exists, Phase: phaseCreating}
+
+	err = runSteps(log, []step{
+		{"record intent", func() (func(), error) {
+			if err := d.putNetwork(state); err != nil {
+				return nil, err
+			}
+			d.fault.At(fault.CreateNetworkIntent)
+			return func() {
+				_ = d.store.Update(func(tx store.Tx) error { return tx.Delete(bucketNetworks, cfg.ID) })
+			}, nil
+		}},
+		{"enable forwarding", func() (func(), error) {
+			if cfg.Internal {
+				return nil, nil
+			}
+			if err := d.sysctl("net/ipv4/ip_forward", "1"); err != nil {
+				return nil, err
+			}
+			if cfg.Subnet6.IsValid() {
+				return nil, d.sysctl("net/ipv6/conf/all/forwarding", "1")
+			}
+			return nil, nil
+		}},
+		{"check IPv6 firewall", func() (func(), error) {
+			if cfg.Subnet6.IsValid() && !d.fw.HasIPv6() {
+				return nil, errdefs.Invalid("IPv6 networks need ip6tables, which this host lacks")
+			}
+			return nil, nil
+		}},
+		{"set up bridge " + cfg.BridgeName, func() (func(), error) {
+			if _, err := d.links.EnsureBridge(bridgeConfig(cfg)); err != nil {
+				return nil, err
+			}
+			d.setBridgeSysctls(cfg)
+			d.fault.At(fault.CreateNetworkBridge)
+			return func() { d.teardownBridge(state) }, nil
+		}},
+		{"program iptables", func() (func(), error) {
+			if err := d.fw.EnsureBase(); err != nil {
+				return nil, err
+			}
+			if err := d.fw.AddNetwork(firewallNetwork(cfg)); err != nil {
+				// The batch is atomic per table, so one table may have been
+				// written before another failed: remove whatever is tagged.
+				_ = d.fw.RemoveNetwork(cfg.ID)
+				return nil, err
+			}
+			d.fault.At(fault.CreateNetworkFirewall)
+			return func() { _ = d.fw.RemoveNetwork(cfg.ID) }, nil
+		}},
+		{"save network", func() (func(), error) {
+			state.Phase = ""
+			if err := d.putNetwork(state); err != nil {
+				state.Phase = phaseCreating
+				return nil, err
+			}
+			d.fault.At(fault.CreateNetworkSaved)
+			return nil, nil
+		}},
+	})
+	if err != nil {
+		log.WithError(err).Warn("create network failed; undone")
+		return fmt.Errorf("create network %s: %w", short(cfg.ID), err)
+	}
+	d.networks[cfg.ID] = state
+	log.WithField("created_bridge", state.CreatedBridge).Info("network created")
+	return nil
+}
+
+// teardownBridge removes the bridge if mynet created it, else only mynet's
+// addresses from it.
+func (d *Driver) teardownBridge(n *netState) error {
+	if n.CreatedBridge {
+		return d.links.DeleteLink(n.Config.BridgeName)
+	}
+	return d.links.RemoveAddrs(n.Config.BridgeName, bridgeAddrs(&n.Config))
+}
+
+// teardownNetwork removes a network's kernel objects: its endpoints' veths
+// and host ports, its rules, and its bridge (or mynet's addresses on a
+// bridge it adopted). Missing objects are not errors.
+func (d *Driver) teardownNetwork(n *netState, endpoints []*Endpoint) error {
+	var errs []error
+	for _, ep := range endpoints {
+		d.releasePorts(ep.Ports)
+		if err := d.links.DeleteLink(ep.HostVeth); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := d.fw.RemoveNetwork(n.Config.ID); err != nil {
+		errs = append(errs, err)
+	}
+	if err := d.teardownBridge(n); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// DeleteNetwork implements network.Driver. The network is marked "deleting"
+// first, so a crash midway is finished at the next start. An unknown
+// network is not an error: dockerd never retries a failed delete and
+// forgets the network anyway, so the driver removes what it can and always
+// forgets it too; what it could not remove, Reconcile collects later.
+func (d *Driver) DeleteNetwork(req *network.DeleteNetworkRequest) error {
+	if err := validID("network", req.NetworkID); err != nil {
+		return err
+	}
+	d.opsMu.RLock()
+	defer d.opsMu.RUnlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, ok := d.networks[req.NetworkID]
+	if !ok {
+		d.log.WithField("network", short(req.NetworkID)).Debug("delete of unknown network ignored")
+		return nil
+	}
+	log := d.log.WithFields(logrus.Fields{"network": short(n.Config.ID), "bridge": n.Config.BridgeName})
+	var endpoints []*Endpoint
+	for _, ep := range d.endpoints {
+		if ep.NetworkID == n.Config.ID {
+			endpoints = append(endpoints, ep)
+		}
+	}
+	n.Phase = phaseDeleting
+	if err := d.putNetwork(n); err != nil {
+		n.Phase = ""
+		return fmt.Errorf("delete network %s: %w", short(n.Config.ID), err)
+	}
+	d.fault.At(fault.DeleteNetworkMarked)
+	kernelErr := d.teardownNetwork(n, endpoints)
+	d.fault.At(fault.DeleteNetworkKernel)
+	storeErr := d.store.Update(func(tx store.Tx) error {
+		for _, ep := range endpoints {
+			if err := tx.Delete(bucketEndpoints, ep.ID); err != nil {
+				return err
+			}
+		}
+		return tx.Delete(bucketNetworks, n.Config.ID)
+	})
+	delete(d.networks, n.Config.ID)
+	for _, ep := range endpoints {
+		delete(d.endpoints, ep.ID)
+	}
+	if err := errors.Join(kernelErr, storeErr); err != nil {
+		log.WithError(err).Warn("network deleted, but some cleanup failed; reconcile will retry")
+		return fmt.Errorf("delete network %s: %w", short(n.Config.ID), err)
+	}
+	log.Info("network deleted")
+	return nil
+}

@@ -1,0 +1,209 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/mynet/mynet/firewall"
+	"github.com/mynet/mynet/store"
+)
+
+// Report says what a Reconcile found and repaired.
+type Report struct {
+	Networks          int      `json:"networks"`
+	Endpoints         int      `json:"endpoints"`
+	InterruptedCalls  []string `json:"interrupted_calls,omitempty"` // creates and deletes a crash cut short, now finished
+	BridgesRestored   []string `json:"bridges_restored,omitempty"`  // bridges that were missing
+	PortsReattached   []string `json:"ports_reattached,omitempty"`  // surviving veths put back on their bridge
+	StaleEndpoints    []string `json:"stale_endpoints,omitempty"`   // endpoints whose veth is gone; kept until Docker deletes them
+	OrphanLinksRemove []string `json:"orphan_links_removed,omitempty"`
+	Firewall          firewall.Report
+}
+
+// Changed reports whether anything was repaired.
+func (r Report) Changed() bool {
+	return len(r.InterruptedCalls)+len(r.BridgesRestored)+len(r.PortsReattached)+len(r.OrphanLinksRemove) > 0 ||
+		r.Firewall.Changed()
+}
+
+// Names of the links mynet makes: bridges it names itself and both veth ends.
+var ownLink = regexp.MustCompile(`^(mn-|` + HostVethPrefix + `|` + PeerVethPrefix + `)[0-9A-Za-z]{12}$`)
+
+// Restore brings the kernel back to what the store says before the daemon
+// answers its first call: calls a crash cut short are finished, then
+// Reconcile rebuilds bridges, rules and veth attachments and removes
+// leftovers, and the published ports get their host port reservations back.
+// It is what makes a host reboot, a kill -9 or an `iptables -F` harmless.
+func (d *Driver) Restore() (Report, error) {
+	d.opsMu.Lock()
+	var interrupted []string
+	var errs []error
+	d.mu.Lock()
+	for id, n := range d.networks {
+		if n.Phase == "" {
+			continue
+		}
+		// A create or delete that crashed: either way the network goes;
+		// dockerd retries a create it saw fail, and forgot a failed delete.
+		var eps []*Endpoint
+		for _, ep := range d.endpoints {
+			if ep.NetworkID == id {
+				eps = append(eps, ep)
+			}
+		}
+		if err := d.teardownNetwork(n, eps); err != nil {
+			errs = append(errs, err)
+		}
+		err := d.store.Update(func(tx store.Tx) error {
+			for _, ep := range eps {
+				if err := tx.Delete(bucketEndpoints, ep.ID); err != nil {
+					return err
+				}
+			}
+			return tx.Delete(bucketNetworks, id)
+		})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, ep := range eps {
+			delete(d.endpoints, ep.ID)
+		}
+		delete(d.networks, id)
+		interrupted = append(interrupted, n.Phase+" "+short(id))
+	}
+	d.mu.Unlock()
+	d.opsMu.Unlock()
+
+	rep, err := d.Reconcile()
+	rep.InterruptedCalls = interrupted
+	errs = append(errs, err)
+
+	d.mu.Lock()
+	for _, ep := range d.endpoints {
+		n := d.networks[ep.NetworkID]
+		if n == nil || len(ep.Ports) == 0 {
+			continue
+		}
+		if err := d.reservePorts(&n.Config, ep); err != nil {
+			errs = append(errs, fmt.Errorf("endpoint %s: %w", short(ep.ID), err))
+		}
+	}
+	d.mu.Unlock()
+	d.log.WithField("networks", rep.Networks).WithField("endpoints", rep.Endpoints).
+		WithField("interrupted", len(interrupted)).Info("restored state")
+	return rep, errors.Join(errs...)
+}
+
+// Reconcile compares the store with the kernel and repairs the difference:
+// missing bridges and their addresses come back, surviving veths of stored
+// endpoints are put back on their bridge, links named like mynet's that
+// belong to no stored network or endpoint are deleted, and the firewall is
+// reconciled (chains, jumps, every network's and endpoint's rules, orphan
+// rules). It waits for calls in progress and holds new ones off while it
+// runs. It never touches IPAM: addresses are Docker's to release.
+func (d *Driver) Reconcile() (Report, error) {
+	d.opsMu.Lock()
+	defer d.opsMu.Unlock()
+	d.mu.Lock()
+	nets := make([]*netState, 0, len(d.networks))
+	for _, n := range d.networks {
+		cp := *n
+		nets = append(nets, &cp)
+	}
+	eps := make([]Endpoint, 0, len(d.endpoints))
+	for _, ep := range d.endpoints {
+		eps = append(eps, *ep)
+	}
+	d.mu.Unlock()
+
+	rep := Report{Networks: len(nets), Endpoints: len(eps)}
+	var errs []error
+	present, err := d.links.ListLinkNames("mn")
+	if err != nil {
+		return rep, err
+	}
+	byNet := map[string]*netState{}
+	for _, n := range nets {
+		byNet[n.Config.ID] = n
+		if !slices.Contains(present, n.Config.BridgeName) {
+			rep.BridgesRestored = append(rep.BridgesRestored, n.Config.BridgeName)
+		}
+		if _, err := d.links.EnsureBridge(bridgeConfig(&n.Config)); err != nil {
+			errs = append(errs, fmt.Errorf("network %s: %w", short(n.Config.ID), err))
+			continue
+		}
+		d.setBridgeSysctls(&n.Config)
+	}
+	mine := map[string]bool{}
+	for _, n := range nets {
+		mine[n.Config.BridgeName] = true
+	}
+	states := map[string]*firewall.State{}
+	for _, n := range nets {
+		states[n.Config.ID] = &firewall.State{Network: firewallNetwork(&n.Config)}
+	}
+	for _, ep := range eps {
+		mine[ep.HostVeth], mine[ep.PeerVeth] = true, true
+		n := byNet[ep.NetworkID]
+		if n == nil {
+			continue
+		}
+		states[ep.NetworkID].Endpoints = append(states[ep.NetworkID].Endpoints, firewallEndpoint(&ep, ep.Ports))
+		if !slices.Contains(present, ep.HostVeth) {
+			rep.StaleEndpoints = append(rep.StaleEndpoints, short(ep.ID))
+			continue
+		}
+		if !slices.Contains(rep.BridgesRestored, n.Config.BridgeName) {
+			continue
+		}
+		if err := d.links.EnsurePort(ep.HostVeth, n.Config.BridgeName); err != nil {
+			errs = append(errs, fmt.Errorf("endpoint %s: %w", short(ep.ID), err))
+			continue
+		}
+		rep.PortsReattached = append(rep.PortsReattached, ep.HostVeth)
+	}
+	for _, name := range present {
+		if ownLink.MatchString(name) && !mine[name] {
+			if err := d.links.DeleteLink(name); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			rep.OrphanLinksRemove = append(rep.OrphanLinksRemove, name)
+		}
+	}
+	var fwStates []firewall.State
+	for _, n := range nets {
+		fwStates = append(fwStates, *states[n.Config.ID])
+	}
+	rep.Firewall, err = d.fw.Reconcile(fwStates)
+	errs = append(errs, err)
+
+	if rep.Changed() {
+		d.log.WithField("report", rep.summary()).Warn("reconcile repaired the kernel state")
+	}
+	return rep, errors.Join(errs...)
+}
+
+func (r Report) summary() string {
+	var parts []string
+	add := func(what string, items []string) {
+		if len(items) > 0 {
+			parts = append(parts, fmt.Sprintf("%s: %s", what, strings.Join(items, " ")))
+		}
+	}
+	add("interrupted calls finished", r.InterruptedCalls)
+	add("bridges restored", r.BridgesRestored)
+	add("veths reattached", r.PortsReattached)
+	add("orphan links removed", r.OrphanLinksRemove)
+	add("stale endpoints", r.StaleEndpoints)
+	if r.Firewall.BaseFixed {
+		parts = append(parts, "iptables chains and jumps reinstalled")
+	}
+	add("rules rewritten", r.Firewall.Reapplied)
+	add("orphan rules removed", r.Firewall.OrphansFound)
+	return strings.Join(parts, "; ")
+}
