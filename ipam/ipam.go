@@ -65,10 +65,16 @@ var _ api.Ipam = (*Allocator)(nil)
 
 // poolRecord is a pool as persisted.
 type poolRecord struct {
-	Space  string `json:"space"`
-	Subnet string `json:"subnet"`
-	Range  string `json:"range,omitempty"`
+	Space   string `json:"space"`
+	Subnet  string `json:"subnet"`
+	Range   string `json:"range,omitempty"`
+	V6      bool   `json:"v6,omitempty"`
+	Default bool   `json:"default,omitempty"` // picked from the default sets (no --subnet)
 }
+
+// gatewayKey stands in for a MAC: a pool has one gateway, so a repeated
+// gateway request is a retry.
+const gatewayKey = "gateway"
 
 type pool struct {
 	rec    poolRecord
@@ -285,6 +291,13 @@ func (a *Allocator) RequestPool(req *api.RequestPoolRequest) (*api.RequestPoolRe
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if p := a.unusedTwin(space, subnet, rng, req.V6); p != nil {
+		// dockerd retries a call whose answer it lost; until the first
+		// address is taken from the pool, an identical request is that retry.
+		a.log.WithFields(logrus.Fields{"pool": p.id()}).Info("repeated RequestPool answered with the same pool")
+		return &api.RequestPoolResponse{PoolID: p.id(), Pool: p.rec.Subnet}, nil
+	}
+	rec := poolRecord{Space: space, Range: "", V6: req.V6, Default: !subnet.IsValid()}
 	if !subnet.IsValid() {
 		if subnet, err = a.pickDefault(space); err != nil {
 			return nil, err
@@ -292,7 +305,7 @@ func (a *Allocator) RequestPool(req *api.RequestPoolRequest) (*api.RequestPoolRe
 	} else if other := a.overlapping(space, subnet); other != nil {
 		return nil, errdefs.Conflict("subnet %s overlaps pool %s, which is already in use", subnet, other.subnet)
 	}
-	rec := poolRecord{Space: space, Subnet: subnet.String()}
+	rec.Subnet = subnet.String()
 	if rng.IsValid() {
 		rec.Range = rng.String()
 	}
@@ -307,6 +320,21 @@ func (a *Allocator) RequestPool(req *api.RequestPoolRequest) (*api.RequestPoolRe
 	a.fault.At(fault.RequestPoolSaved)
 	a.log.WithFields(logrus.Fields{"pool": p.id()}).Info("pool allocated")
 	return &api.RequestPoolResponse{PoolID: p.id(), Pool: subnet.String()}, nil
+}
+
+// unusedTwin returns a pool no address was ever taken from that an
+// identical RequestPool created: the same space, family and range, and the
+// same subnet, or any default one when none is asked for. Caller holds a.mu.
+func (a *Allocator) unusedTwin(space string, subnet, rng netip.Prefix, v6 bool) *pool {
+	for _, p := range a.pools {
+		if p.rec.Space != space || p.rec.V6 != v6 || p.rng != rng || p.bits.used > 0 || len(p.macs) > 0 {
+			continue
+		}
+		if subnet.IsValid() && p.subnet == subnet || !subnet.IsValid() && p.rec.Default {
+			return p
+		}
+	}
+	return nil
 }
 
 // overlapping returns a pool of space that overlaps subnet. Caller holds a.mu.
@@ -449,6 +477,9 @@ func (a *Allocator) RequestAddress(req *api.RequestAddressRequest) (*api.Request
 		return nil, err
 	}
 	mac := req.Options[OptMACAddress]
+	if req.Options[OptRequestAddressType] == GatewayAddressType {
+		mac = gatewayKey
+	}
 	if off, ok := p.macs[mac]; ok && mac != "" && p.bits.isSet(off) && (!want.IsValid() || addrAt(p.subnet, off) == want) {
 		// The same endpoint asks again: its first answer was lost.
 		addr := netip.PrefixFrom(addrAt(p.subnet, off), p.subnet.Bits())

@@ -40,6 +40,15 @@ func mustPool(t *testing.T, a *Allocator, req api.RequestPoolRequest) *api.Reque
 	return res
 }
 
+// createNetworkPool does what dockerd does for a network: a pool, then
+// its gateway.
+func createNetworkPool(t *testing.T, a *Allocator, req api.RequestPoolRequest) *api.RequestPoolResponse {
+	t.Helper()
+	res := mustPool(t, a, req)
+	mustAddr(t, a, res.PoolID, "", map[string]string{OptRequestAddressType: GatewayAddressType})
+	return res
+}
+
 func mustAddr(t *testing.T, a *Allocator, poolID, addr string, opts map[string]string) string {
 	t.Helper()
 	res, err := a.RequestAddress(&api.RequestAddressRequest{PoolID: poolID, Address: addr, Options: opts})
@@ -58,7 +67,7 @@ func TestRequestPoolExplicitAndDefault(t *testing.T) {
 	// Defaults skip routed subnets (docker0's 172.17/16) but not the default route.
 	var got []string
 	for range 3 {
-		got = append(got, mustPool(t, a, api.RequestPoolRequest{}).Pool)
+		got = append(got, createNetworkPool(t, a, api.RequestPoolRequest{}).Pool)
 	}
 	want := []string{"172.18.0.0/16", "172.19.0.0/16", "172.20.0.0/16"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -79,7 +88,7 @@ func TestRequestPoolDefaultsSkipRoutedAndExhaust(t *testing.T) {
 	}
 	var got []string
 	for range 3 {
-		got = append(got, mustPool(t, a, api.RequestPoolRequest{}).Pool)
+		got = append(got, createNetworkPool(t, a, api.RequestPoolRequest{}).Pool)
 	}
 	if want := "[192.168.0.0/24 192.168.2.0/24 192.168.3.0/24]"; fmt.Sprint(got) != want {
 		t.Errorf("got %v, want %v", got, want)
@@ -92,7 +101,7 @@ func TestRequestPoolDefaultsSkipRoutedAndExhaust(t *testing.T) {
 
 func TestRequestPoolErrors(t *testing.T) {
 	a := newTestAllocator(t, store.NewMemory())
-	mustPool(t, a, api.RequestPoolRequest{Pool: "10.1.0.0/16"})
+	createNetworkPool(t, a, api.RequestPoolRequest{Pool: "10.1.0.0/16"})
 	tests := []struct {
 		name     string
 		req      api.RequestPoolRequest
@@ -366,5 +375,32 @@ func TestRetriedRequestWithMACGetsTheSameAddress(t *testing.T) {
 	}
 	if got := mustAddr(t, b, id, "", macB); got != other {
 		t.Errorf("B's retry = %s, want %s", got, other)
+	}
+}
+
+func TestRetriedPoolAndGatewayRequests(t *testing.T) {
+	a := newTestAllocator(t, store.NewMemory())
+	first := mustPool(t, a, api.RequestPoolRequest{Pool: "10.30.0.0/24"})
+	// The answer was lost and dockerd asks again: the same pool.
+	if again := mustPool(t, a, api.RequestPoolRequest{Pool: "10.30.0.0/24"}); again.PoolID != first.PoolID {
+		t.Errorf("retried RequestPool = %+v, want %+v", again, first)
+	}
+	gw := map[string]string{OptRequestAddressType: GatewayAddressType}
+	g1 := mustAddr(t, a, first.PoolID, "", gw)
+	if g2 := mustAddr(t, a, first.PoolID, "", gw); g2 != g1 {
+		t.Errorf("retried gateway request = %s, want %s", g2, g1)
+	}
+	// Once an address is taken, the same subnet again is another network.
+	if _, err := a.RequestPool(&api.RequestPoolRequest{Pool: "10.30.0.0/24"}); !errdefs.IsConflict(err) {
+		t.Errorf("second network on a used subnet: %v", err)
+	}
+	// Default pools: an unused one is reused by the retry; a used one is not.
+	d1 := mustPool(t, a, api.RequestPoolRequest{})
+	if d2 := mustPool(t, a, api.RequestPoolRequest{}); d2.PoolID != d1.PoolID {
+		t.Errorf("retried default RequestPool = %s, want %s", d2.PoolID, d1.PoolID)
+	}
+	mustAddr(t, a, d1.PoolID, "", gw)
+	if d3 := mustPool(t, a, api.RequestPoolRequest{}); d3.PoolID == d1.PoolID {
+		t.Errorf("a used default pool was handed out again: %s", d3.PoolID)
 	}
 }
