@@ -49,6 +49,7 @@ test-unit:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseNetworkConfig -fuzztime $(FUZZTIME) ./driver
+	$(GO) test -run '^$$' -fuzz FuzzParsePortMap -fuzztime $(FUZZTIME) ./driver
 	$(GO) test -run '^$$' -fuzz FuzzDecodeRequests -fuzztime $(FUZZTIME) ./plugin
 
 e2e: deps

@@ -75,10 +75,14 @@ func validID(what, id string) error {
 }
 
 // validateIfName accepts interface names the kernel takes that are also
-// safe on an iptables command line: letters, digits, '_', '.' and '-'.
+// safe on an iptables command line: letters, digits, '_', '.' and '-', and
+// starting with a letter or digit (a leading '-' would read as an option).
 func validateIfName(key, name string, maxLen int) error {
 	if err := netutil.ValidateName(name); err != nil {
 		return errdefs.Invalid("option %s: %v", key, err)
+	}
+	if c := name[0]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+		return errdefs.Invalid("option %s: %q must start with a letter or digit", key, name)
 	}
 	if len(name) > maxLen {
 		return errdefs.Invalid("option %s: %q is %d bytes, at most %d are allowed", key, name, len(name), maxLen)

@@ -82,6 +82,8 @@ func TestParseNetworkConfigRejects(t *testing.T) {
 		{"bridge name 16 bytes", map[string]any{OptBridgeName: "sixteen-bytes-xx"}, nil, OptBridgeName},
 		{"bridge name with space", map[string]any{OptBridgeName: "br 0"}, nil, OptBridgeName},
 		{"bridge name path", map[string]any{OptBridgeName: "../x"}, nil, OptBridgeName},
+		{"bridge name like an option", map[string]any{OptBridgeName: "--flush"}, nil, OptBridgeName},
+		{"prefix like an option", map[string]any{OptContainerPrefix: "-j"}, nil, OptContainerPrefix},
 		{"bridge name empty", map[string]any{OptBridgeName: ""}, nil, OptBridgeName},
 		{"bridge name not a string", map[string]any{OptBridgeName: 7.0}, nil, OptBridgeName},
 		{"icc not bool", map[string]any{OptEnableICC: "maybe"}, nil, OptEnableICC},
@@ -131,12 +133,14 @@ func TestParseNetworkConfigRejects(t *testing.T) {
 func FuzzParseNetworkConfig(f *testing.F) {
 	f.Add("mybr", "true", "1500", "10.0.0.0/24", "10.0.0.1")
 	f.Add("a b", "nope", "abc", "garbage", "")
+	f.Add("--flush", "false", "0", "10.0.0.0/8", "10.0.0.1/8")
 	f.Fuzz(func(t *testing.T, bridge, icc, mtu, pool, gw string) {
 		cfg, err := parseNetworkConfig(createReq(map[string]any{OptBridgeName: bridge, OptEnableICC: icc, OptMTU: mtu}, pool, gw))
 		if err != nil {
 			return
 		}
-		if len(cfg.BridgeName) > 15 || strings.ContainsAny(cfg.BridgeName, " /:") || !cfg.Subnet.Contains(cfg.Gateway.Addr()) {
+		if len(cfg.BridgeName) > 15 || strings.ContainsAny(cfg.BridgeName, " /:\"'!") || strings.HasPrefix(cfg.BridgeName, "-") ||
+			!cfg.Subnet.Contains(cfg.Gateway.Addr()) {
 			t.Errorf("accepted a config that cannot be built: %+v", cfg)
 		}
 	})

@@ -1,7 +1,9 @@
 package driver
 
 import (
+	"encoding/json"
 	"errors"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -186,4 +188,31 @@ func TestInternalNetworkPublishesNothing(t *testing.T) {
 	if h.ports.count() != 0 || len(h.fw.endpoints) != 0 {
 		t.Error("an internal network published a port")
 	}
+}
+
+func FuzzParsePortMap(f *testing.F) {
+	f.Add([]byte(`[{"Proto":6,"IP":"","Port":80,"HostIP":"","HostPort":8080,"HostPortEnd":8080}]`))
+	f.Add([]byte(`[{"Proto":17,"Port":53,"HostIP":"::1","HostPort":0}]`))
+	f.Add([]byte(`"x"`))
+	cfg := defaultConfig(netID)
+	ep := &Endpoint{Address: netip.MustParsePrefix("10.1.0.2/24"), AddressIPv6: netip.MustParsePrefix("fd00::2/64")}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var v any
+		if json.Unmarshal(raw, &v) != nil {
+			return
+		}
+		reqs, err := parsePortMap(map[string]any{optPortMap: v}, cfg, ep)
+		if err != nil {
+			if !errdefs.IsInvalid(err) {
+				t.Errorf("error of the wrong kind: %v", err)
+			}
+			return
+		}
+		for _, r := range reqs {
+			if r.proto != "tcp" && r.proto != "udp" && r.proto != "sctp" || r.containerPort == 0 ||
+				!r.containerIP.IsValid() || !r.hostIP.IsValid() || r.hostIP.Is4() != r.containerIP.Is4() || r.last < r.first {
+				t.Errorf("accepted a binding that cannot be programmed: %+v", r)
+			}
+		}
+	})
 }

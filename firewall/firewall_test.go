@@ -267,6 +267,7 @@ func TestValidateRejectsInjection(t *testing.T) {
 	}{
 		{"space in bridge", func(n *Network) { n.Bridge = "br0 -j ACCEPT" }},
 		{"long bridge", func(n *Network) { n.Bridge = "sixteen-bytes-xx" }},
+		{"bridge like an option", func(n *Network) { n.Bridge = "--flush" }},
 		{"quote in id", func(n *Network) { n.ID = `a"b` }},
 		{"empty id", func(n *Network) { n.ID = "" }},
 		{"v6 subnet as v4", func(n *Network) { n.Subnet = netip.MustParsePrefix("fd00::/64") }},

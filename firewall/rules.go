@@ -116,8 +116,11 @@ func short(id string) string {
 	return id
 }
 
+// safeToken accepts a value for an iptables command line: not empty, not
+// starting with '-' (it would read as an option), no quote, space, '!' or
+// separator.
 func safeToken(s string) bool {
-	return s != "" && !strings.ContainsAny(s, " \t\n\"'!/:\\")
+	return s != "" && s[0] != '-' && !strings.ContainsAny(s, " \t\n\"'!/:\\")
 }
 
 // Validate checks what the rules are built from, so no value can smuggle
