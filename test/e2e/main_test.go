@@ -34,6 +34,9 @@ var (
 	daemon     *mynetDaemon
 )
 
+// reconcileInterval is short in the tests, so that repairs are seen soon.
+const reconcileInterval = 2 * time.Second
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -96,7 +99,7 @@ func (d *mynetDaemon) start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(d.bin, "--socket", socketPath, "--state-dir", d.stateDir, "--log-level", "debug")
+	cmd := exec.Command(d.bin, "--socket", socketPath, "--state-dir", d.stateDir, "--log-level", "debug", "--reconcile-interval", reconcileInterval.String())
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -113,6 +116,9 @@ func (d *mynetDaemon) start() error {
 	}
 	return fmt.Errorf("mynet did not listen on %s within 5s", socketPath)
 }
+
+// hup asks the daemon to reconcile now.
+func (d *mynetDaemon) hup() error { return d.cmd.Process.Signal(syscall.SIGHUP) }
 
 // kill9 kills the daemon the hard way, as a crash would.
 func (d *mynetDaemon) kill9() error {
