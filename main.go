@@ -42,6 +42,8 @@ type config struct {
 	// ReconcileEvery is how often the daemon re-checks the kernel against
 	// its state (0: only at start and on SIGHUP).
 	ReconcileEvery time.Duration
+	// IPTables is the iptables backend: auto, nft, legacy or system.
+	IPTables string
 }
 
 // stateFile is the bbolt file inside --state-dir.
@@ -77,8 +79,15 @@ func parseConfigFlags(fs *flag.FlagSet, args []string, getenv func(string) strin
 		"debug, info, warn or error (env MYNET_LOG_LEVEL or LOG_LEVEL)")
 	every := fs.String("reconcile-interval", env("10s", "MYNET_RECONCILE_INTERVAL"),
 		"how often to re-check bridges, veths and iptables against the state and repair them; 0 disables (env MYNET_RECONCILE_INTERVAL)")
+	backend := fs.String("iptables-backend", env(firewall.BackendAuto, "MYNET_IPTABLES_BACKEND"),
+		"iptables binaries to run: auto (the backend the host's rules are in), nft, legacy or system (env MYNET_IPTABLES_BACKEND)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	switch *backend {
+	case firewall.BackendAuto, firewall.BackendNFT, firewall.BackendLegacy, firewall.BackendSystem:
+	default:
+		return nil, fmt.Errorf("--iptables-backend: %q is not auto, nft, legacy or system", *backend)
 	}
 	interval, err := time.ParseDuration(*every)
 	if err != nil || interval < 0 {
@@ -94,7 +103,7 @@ func parseConfigFlags(fs *flag.FlagSet, args []string, getenv func(string) strin
 	if !filepath.IsAbs(*socket) || !filepath.IsAbs(*stateDir) {
 		return nil, errors.New("--socket and --state-dir must be absolute paths")
 	}
-	return &config{Socket: *socket, StateDir: *stateDir, LogLevel: lvl, ReconcileEvery: interval}, nil
+	return &config{Socket: *socket, StateDir: *stateDir, LogLevel: lvl, ReconcileEvery: interval, IPTables: *backend}, nil
 }
 
 func main() {
@@ -158,7 +167,7 @@ func run(ctx context.Context, cfg *config, log *logrus.Entry) error {
 		return err
 	}
 	defer links.Close()
-	fw, err := firewall.New(log.WithField("part", "firewall"))
+	fw, err := firewall.New(log.WithField("part", "firewall"), cfg.IPTables)
 	if err != nil {
 		l.Close()
 		return err

@@ -17,15 +17,18 @@ func TestParseConfig(t *testing.T) {
 		want    config
 		wantErr bool
 	}{
-		{"defaults", nil, nil, config{"/run/docker/plugins/mynet.sock", "/var/lib/mynet", logrus.InfoLevel, 10 * time.Second}, false},
+		{"defaults", nil, nil, config{"/run/docker/plugins/mynet.sock", "/var/lib/mynet", logrus.InfoLevel, 10 * time.Second, "auto"}, false},
 		{"env", nil, map[string]string{"MYNET_SOCKET": "/tmp/a.sock", "MYNET_STATE_DIR": "/tmp/st", "MYNET_LOG_LEVEL": "debug"},
-			config{"/tmp/a.sock", "/tmp/st", logrus.DebugLevel, 10 * time.Second}, false},
-		{"LOG_LEVEL alias", nil, map[string]string{"LOG_LEVEL": "warn"}, config{"/run/docker/plugins/mynet.sock", "/var/lib/mynet", logrus.WarnLevel, 10 * time.Second}, false},
+			config{"/tmp/a.sock", "/tmp/st", logrus.DebugLevel, 10 * time.Second, "auto"}, false},
+		{"LOG_LEVEL alias", nil, map[string]string{"LOG_LEVEL": "warn"}, config{"/run/docker/plugins/mynet.sock", "/var/lib/mynet", logrus.WarnLevel, 10 * time.Second, "auto"}, false},
 		{"flags beat env", []string{"--socket", "/x/b.sock", "--log-level", "error"}, map[string]string{"MYNET_SOCKET": "/tmp/a.sock"},
-			config{"/x/b.sock", "/var/lib/mynet", logrus.ErrorLevel, 10 * time.Second}, false},
+			config{"/x/b.sock", "/var/lib/mynet", logrus.ErrorLevel, 10 * time.Second, "auto"}, false},
 		{"reconcile interval", []string{"--reconcile-interval", "0"}, map[string]string{"MYNET_RECONCILE_INTERVAL": "3s"},
-			config{"/run/docker/plugins/mynet.sock", "/var/lib/mynet", logrus.InfoLevel, 0}, false},
+			config{"/run/docker/plugins/mynet.sock", "/var/lib/mynet", logrus.InfoLevel, 0, "auto"}, false},
 		{"bad interval", []string{"--reconcile-interval", "soon"}, nil, config{}, true},
+		{"iptables backend", []string{"--iptables-backend", "legacy"}, nil,
+			config{"/run/docker/plugins/mynet.sock", "/var/lib/mynet", logrus.InfoLevel, 10 * time.Second, "legacy"}, false},
+		{"bad backend", nil, map[string]string{"MYNET_IPTABLES_BACKEND": "ebtables"}, config{}, true},
 		{"bad level", []string{"--log-level", "loud"}, nil, config{}, true},
 		{"relative socket", []string{"--socket", "mynet.sock"}, nil, config{}, true},
 		{"stray argument", []string{"start"}, nil, config{}, true},

@@ -102,6 +102,20 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 			}
 			return nil, nil
 		}},
+		{"let iptables see bridged traffic", func() (func(), error) {
+			// enable_icc=false drops traffic between ports of the bridge in
+			// iptables, which sees it only with br_netfilter on.
+			if cfg.ICC {
+				return nil, nil
+			}
+			if err := d.sysctl("net/bridge/bridge-nf-call-iptables", "1"); err != nil {
+				return nil, err
+			}
+			if cfg.Subnet6.IsValid() {
+				return nil, d.sysctl("net/bridge/bridge-nf-call-ip6tables", "1")
+			}
+			return nil, nil
+		}},
 		{"check IPv6 firewall", func() (func(), error) {
 			if cfg.Subnet6.IsValid() && !d.fw.HasIPv6() {
 				return nil, errdefs.Invalid("IPv6 networks need ip6tables, which this host lacks")

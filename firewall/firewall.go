@@ -37,18 +37,29 @@ type Firewall struct {
 	mu sync.Mutex // serializes our read-modify-write cycles on the rulesets
 }
 
-// New returns a Firewall that drives the host's iptables binaries. The
-// backend (nf_tables or legacy) is whatever `iptables` is on this host, the
-// same one dockerd uses; go-iptables finds and identifies it.
-func New(log *logrus.Entry) (*Firewall, error) {
+// Backends: which iptables binaries mynet runs.
+const (
+	BackendAuto   = "auto"   // the one the host's rules are in (see ChooseBackend)
+	BackendNFT    = "nft"    // iptables-nft (nf_tables)
+	BackendLegacy = "legacy" // iptables-legacy (x_tables)
+	BackendSystem = "system" // plain `iptables`, whatever the host's alternatives say
+)
+
+// New returns a Firewall that drives iptables with the given backend.
+// Mixing backends breaks rules on both sides, so mynet must use the one
+// dockerd uses; "auto" finds it.
+func New(log *logrus.Entry, backend string) (*Firewall, error) {
 	if log == nil {
 		log = logrus.NewEntry(logrus.StandardLogger())
 	}
-	v4, err := newExecBackend(IPv4, log)
+	if backend == "" || backend == BackendAuto {
+		backend = ChooseBackend(log)
+	}
+	v4, err := newExecBackend(IPv4, backend, log)
 	if err != nil {
 		return nil, err
 	}
-	v6, err := newExecBackend(IPv6, log)
+	v6, err := newExecBackend(IPv6, backend, log)
 	if err != nil {
 		log.WithError(err).Warn("no usable ip6tables; IPv6 networks cannot be created")
 		v6 = nil
@@ -56,18 +67,59 @@ func New(log *logrus.Entry) (*Firewall, error) {
 	return newFirewall(v4, v6, log), nil
 }
 
-func newExecBackend(f Family, log *logrus.Entry) (*backend, error) {
+// ChooseBackend picks the backend whose tables hold rules, as
+// Kubernetes' iptables-wrapper does: when both iptables-nft and
+// iptables-legacy exist, the one with more rules is the one in use (dockerd
+// has put its rules there); with none anywhere, or only plain iptables, the
+// host's default.
+func ChooseBackend(log *logrus.Entry) string {
+	count := func(cmd string) int {
+		path, err := exec.LookPath(cmd)
+		if err != nil {
+			return -1
+		}
+		out, err := exec.Command(path).Output()
+		if err != nil {
+			return -1
+		}
+		return strings.Count(string(out), "\n-A ")
+	}
+	nft, legacy := count("iptables-nft-save"), count("iptables-legacy-save")
+	choice := BackendSystem
+	switch {
+	case nft < 0 || legacy < 0:
+	case legacy > nft:
+		choice = BackendLegacy
+	case nft > legacy:
+		choice = BackendNFT
+	}
+	log.WithFields(logrus.Fields{"backend": choice, "nft_rules": nft, "legacy_rules": legacy}).Info("iptables backend chosen")
+	return choice
+}
+
+func newExecBackend(f Family, kind string, log *logrus.Entry) (*backend, error) {
+	cmd := "iptables"
+	if f == IPv6 {
+		cmd = "ip6tables"
+	}
+	switch kind {
+	case BackendNFT, BackendLegacy:
+		cmd += "-" + kind
+	case BackendSystem:
+	default:
+		return nil, fmt.Errorf("unknown iptables backend %q (want auto, nft, legacy or system)", kind)
+	}
+	bin, err := exec.LookPath(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cmd, err)
+	}
 	proto := iptables.ProtocolIPv4
 	if f == IPv6 {
 		proto = iptables.ProtocolIPv6
 	}
-	ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Timeout(10))
+	ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Path(bin), iptables.Timeout(10))
 	if err != nil {
-		return nil, fmt.Errorf("%s iptables: %w", f, err)
-	}
-	cmd := "iptables"
-	if f == IPv6 {
-		cmd = "ip6tables"
+		return nil, fmt.Errorf("%s: %w", cmd, err)
 	}
 	save, err := exec.LookPath(cmd + "-save")
 	if err != nil {
@@ -78,7 +130,7 @@ func newExecBackend(f Family, log *logrus.Entry) (*backend, error) {
 		return nil, fmt.Errorf("%s-restore: %w", cmd, err)
 	}
 	v1, v2, v3 := ipt.GetIptablesVersion()
-	log.WithFields(logrus.Fields{"family": f.String(), "version": fmt.Sprintf("%d.%d.%d", v1, v2, v3)}).Debug("iptables found")
+	log.WithFields(logrus.Fields{"family": f.String(), "binary": bin, "version": fmt.Sprintf("%d.%d.%d", v1, v2, v3)}).Debug("iptables found")
 	return &backend{family: f, batch: execBatcher{save: save, restore: restore}}, nil
 }
 

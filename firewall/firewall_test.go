@@ -77,7 +77,7 @@ func newReal(t *testing.T) *Firewall {
 	t.Helper()
 	reset(t)
 	t.Cleanup(func() { reset(t) })
-	f, err := New(nil)
+	f, err := New(nil, BackendAuto)
 	if err != nil {
 		t.Fatal(err)
 	}

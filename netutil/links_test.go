@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -211,5 +212,12 @@ func TestEnsureSysctlInOwnNamespace(t *testing.T) {
 	}
 	if v, err := Sysctl("net/ipv4/ip_forward"); err != nil || v != "1" {
 		t.Errorf("ip_forward = %q, %v", v, err)
+	}
+}
+
+func TestEnsureSysctlErrorsAreClear(t *testing.T) {
+	err := EnsureSysctl("net/bridge/no-such-knob", "1")
+	if err == nil || !strings.Contains(err.Error(), "br_netfilter") {
+		t.Errorf("missing bridge sysctl: %v", err)
 	}
 }

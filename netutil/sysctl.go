@@ -1,10 +1,13 @@
 package netutil
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // procSys is the root of the sysctl tree.
@@ -24,12 +27,19 @@ func Sysctl(name string) (string, error) {
 // NAME=VALUE). Inside a managed plugin /proc/sys is read-only; then a sysctl
 // that already has the value is fine and one that has not is a clear error.
 func EnsureSysctl(name, value string) error {
+	dotted := strings.ReplaceAll(name, "/", ".")
 	cur, err := Sysctl(name)
+	if errors.Is(err, fs.ErrNotExist) && strings.HasPrefix(name, "net/bridge/") {
+		return fmt.Errorf("%s does not exist: load the br_netfilter module on the host (modprobe br_netfilter)", dotted)
+	}
 	if err == nil && cur == value {
 		return nil
 	}
 	if err := os.WriteFile(filepath.Join(procSys, name), []byte(value), 0o644); err != nil {
-		return fmt.Errorf("set sysctl %s=%s (it is %q): %w", name, value, cur, err)
+		if errors.Is(err, syscall.EROFS) || errors.Is(err, fs.ErrPermission) {
+			return fmt.Errorf("%s is %q and mynet cannot set it (/proc/sys is read-only here, as inside a managed plugin): set it on the host with sysctl -w %s=%s", dotted, cur, dotted, value)
+		}
+		return fmt.Errorf("set sysctl %s=%s (it is %q): %w", dotted, value, cur, err)
 	}
 	return nil
 }

@@ -45,7 +45,7 @@ func newStack(t *testing.T, dir string) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fw, err := firewall.New(nil)
+	fw, err := firewall.New(nil, firewall.BackendAuto)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +308,7 @@ func TestFailedCreateIsRolledBackInTheKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer links.Close()
-	fw, err := firewall.New(nil)
+	fw, err := firewall.New(nil, firewall.BackendAuto)
 	if err != nil {
 		t.Fatal(err)
 	}
