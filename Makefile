@@ -11,7 +11,11 @@ PKGS        = $(shell $(GO) list ./... | grep -v /test/e2e)
 
 export PATH := $(dir $(GO)):$(GOBIN):$(PATH)
 
-.PHONY: all build run test deps lint unit fuzz e2e test-unit clean
+PLUGIN      ?= mynet:latest
+DOCKER      ?= /usr/bin/docker
+
+.PHONY: all build run test deps lint unit fuzz e2e e2e-plugin test-unit clean install \
+        plugin plugin-enable plugin-disable plugin-remove plugin-upgrade plugin-push
 
 all: build
 
@@ -24,8 +28,9 @@ run: build
 	./bin/mynet $(ARGS)
 
 # The whole suite: host setup, lint, unit + kernel integration tests,
-# short fuzzing, and the end-to-end tests through a real dockerd.
-test: deps lint unit fuzz e2e
+# short fuzzing, and the end-to-end tests through a real dockerd, against
+# the plain daemon and then against the managed plugin.
+test: deps lint unit fuzz e2e e2e-plugin
 
 # Installs docker.io, iptables and busybox-static when missing, starts dockerd
 # when it is not running, and builds the local busybox test image.
@@ -55,5 +60,47 @@ fuzz:
 e2e: deps
 	$(GO) test -count=1 -v -timeout 20m ./test/e2e
 
+# The end-to-end suite again, against the managed plugin $(PLUGIN), built
+# anew from this tree.
+e2e-plugin: deps
+	-$(DOCKER) plugin disable -f $(PLUGIN) 2>/dev/null
+	-$(DOCKER) plugin rm -f $(PLUGIN) 2>/dev/null
+	$(MAKE) plugin
+	MYNET_E2E_PLUGIN=$(PLUGIN) $(GO) test -count=1 -v -timeout 30m ./test/e2e
+
+# Managed plugin: build (no registry needed), enable, disable, remove.
+plugin:
+	bash packaging/build-plugin.sh $(PLUGIN) $(VERSION)
+
+plugin-enable:
+	mkdir -p /var/lib/mynet && touch /run/xtables.lock
+	$(DOCKER) plugin enable $(PLUGIN)
+
+plugin-disable:
+	$(DOCKER) plugin disable $(PLUGIN)
+
+plugin-remove:
+	-$(DOCKER) plugin disable $(PLUGIN)
+	$(DOCKER) plugin rm $(PLUGIN)
+
+# Replace the installed plugin by one built from this tree, keeping networks
+# (their state is on the host, in the plugin's state mount).
+plugin-upgrade:
+	$(DOCKER) plugin disable -f $(PLUGIN)
+	$(DOCKER) plugin rm -f $(PLUGIN)
+	$(MAKE) plugin
+	$(MAKE) plugin-enable
+
+# Push to a registry: PLUGIN=registry.example/you/mynet:1.0 make plugin plugin-push
+plugin-push:
+	$(DOCKER) plugin push $(PLUGIN)
+
+# Plain daemon under systemd: binary, unit, docs.
+install: build
+	install -m 0755 bin/mynet /usr/local/bin/mynet
+	install -m 0644 packaging/mynet.service /etc/systemd/system/mynet.service
+	install -D -m 0644 README.md /usr/local/share/doc/mynet/README.md
+	@echo "now: systemctl daemon-reload && systemctl enable --now mynet"
+
 clean:
-	rm -rf bin
+	rm -rf bin dist

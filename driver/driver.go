@@ -30,6 +30,8 @@ type linksAPI interface {
 	IsBridge(name string) (exists, bridge bool, err error)
 	EnsurePort(name, bridge string) error
 	ListLinkNames(prefix string) ([]string, error)
+	SetRouteLocalnet(name string) error
+	SetBridgeNetfilter(name string) error
 }
 
 // firewallAPI is the part of firewall.Firewall the driver uses.
@@ -186,13 +188,13 @@ func firewallNetwork(cfg *NetworkConfig) firewall.Network {
 
 // setBridgeSysctls lets published ports be reached on 127.0.0.1: packets
 // from a loopback source may then be routed out of the bridge (Docker does
-// the same without its userland proxy). Failing that is not fatal: inside a
-// managed plugin /proc/sys is read-only, and only loopback access is lost.
+// the same without its userland proxy). It is set through netlink, which
+// works in a managed plugin too; failing it only loses loopback access.
 func (d *Driver) setBridgeSysctls(cfg *NetworkConfig) {
 	if cfg.Internal || cfg.Routed(4) {
 		return
 	}
-	if err := d.sysctl("net/ipv4/conf/"+cfg.BridgeName+"/route_localnet", "1"); err != nil {
+	if err := d.links.SetRouteLocalnet(cfg.BridgeName); err != nil {
 		d.log.WithError(err).WithField("bridge", cfg.BridgeName).Warn("published ports will not answer on 127.0.0.1")
 	}
 }

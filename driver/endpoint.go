@@ -102,9 +102,10 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 		return nil, err
 	}
 	log := d.log.WithFields(logrus.Fields{"network": short(ep.NetworkID), "endpoint": short(ep.ID), "veth": ep.HostVeth, "address": ep.Address})
-	d.opsMu.RLock()
-	defer d.opsMu.RUnlock()
-	unlock := d.epLocks.lock(ep.ID)
+	unlock, err := d.lockEndpoint(ep.ID)
+	if err != nil {
+		return nil, err
+	}
 	defer unlock()
 
 	d.mu.Lock()
@@ -144,6 +145,20 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 	return createResponse(ep), nil
 }
 
+// lockEndpoint validates an endpoint ID and serializes the mutating call on
+// it: the ops lock shared (see Reconcile), then the endpoint's own lock.
+func (d *Driver) lockEndpoint(id string) (unlock func(), err error) {
+	if err := validID("endpoint", id); err != nil {
+		return nil, err
+	}
+	d.opsMu.RLock()
+	epUnlock := d.epLocks.lock(id)
+	return func() {
+		epUnlock()
+		d.opsMu.RUnlock()
+	}, nil
+}
+
 // endpoint returns a copy of a stored endpoint and its network's config.
 func (d *Driver) endpoint(networkID, endpointID string) (Endpoint, NetworkConfig, error) {
 	if err := validID("network", networkID); err != nil {
@@ -170,12 +185,10 @@ func (d *Driver) endpoint(networkID, endpointID string) (Endpoint, NetworkConfig
 // mynet's that no record claims, which Reconcile removes. Deleting an
 // unknown endpoint succeeds, so a repeated call is harmless.
 func (d *Driver) DeleteEndpoint(req *network.DeleteEndpointRequest) error {
-	if err := validID("endpoint", req.EndpointID); err != nil {
+	unlock, err := d.lockEndpoint(req.EndpointID)
+	if err != nil {
 		return err
 	}
-	d.opsMu.RLock()
-	defer d.opsMu.RUnlock()
-	unlock := d.epLocks.lock(req.EndpointID)
 	defer unlock()
 	d.mu.Lock()
 	ep, ok := d.endpoints[req.EndpointID]

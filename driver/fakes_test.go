@@ -14,11 +14,12 @@ import (
 
 // fakeLinks is an in-memory kernel for unit tests: links by name.
 type fakeLinks struct {
-	mu     sync.Mutex
-	links  map[string]string                // name -> kind ("bridge", "veth", "other")
-	addrs  map[string]map[netip.Prefix]bool // name -> addresses
-	peers  map[string]string                // veth end -> other end
-	failOn map[string]error                 // method -> error to return
+	mu       sync.Mutex
+	links    map[string]string                // name -> kind ("bridge", "veth", "other")
+	addrs    map[string]map[netip.Prefix]bool // name -> addresses
+	peers    map[string]string                // veth end -> other end
+	failOn   map[string]error                 // method -> error to return
+	settings map[string]bool                  // bridge/setting -> on
 }
 
 var _ linksAPI = (*fakeLinks)(nil)
@@ -122,6 +123,23 @@ func (f *fakeLinks) ListLinkNames(prefix string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+func (f *fakeLinks) SetRouteLocalnet(name string) error { return f.setting(name, "route_localnet") }
+
+func (f *fakeLinks) SetBridgeNetfilter(name string) error { return f.setting(name, "nf_call_iptables") }
+
+func (f *fakeLinks) setting(name, what string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.links[name] != "bridge" {
+		return fmt.Errorf("%s: no bridge %q", what, name)
+	}
+	if f.settings == nil {
+		f.settings = map[string]bool{}
+	}
+	f.settings[name+"/"+what] = true
+	return nil
 }
 
 func (f *fakeLinks) count() int {

@@ -102,20 +102,7 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 			}
 			return nil, nil
 		}},
-		{"let iptables see bridged traffic", func() (func(), error) {
-			// enable_icc=false drops traffic between ports of the bridge in
-			// iptables, which sees it only with br_netfilter on.
-			if cfg.ICC {
-				return nil, nil
-			}
-			if err := d.sysctl("net/bridge/bridge-nf-call-iptables", "1"); err != nil {
-				return nil, err
-			}
-			if cfg.Subnet6.IsValid() {
-				return nil, d.sysctl("net/bridge/bridge-nf-call-ip6tables", "1")
-			}
-			return nil, nil
-		}},
+
 		{"check IPv6 firewall", func() (func(), error) {
 			if cfg.Subnet6.IsValid() && !d.fw.HasIPv6() {
 				return nil, errdefs.Invalid("IPv6 networks need ip6tables, which this host lacks")
@@ -127,6 +114,14 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 				return nil, err
 			}
 			d.setBridgeSysctls(cfg)
+			// enable_icc=false drops traffic between ports of the bridge in
+			// iptables, which sees it only when the bridge passes it there.
+			if !cfg.ICC {
+				if err := d.links.SetBridgeNetfilter(cfg.BridgeName); err != nil {
+					d.teardownBridge(state)
+					return nil, err
+				}
+			}
 			d.fault.At(fault.CreateNetworkBridge)
 			return func() { d.teardownBridge(state) }, nil
 		}},

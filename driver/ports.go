@@ -144,12 +144,10 @@ func parsePortMap(opts map[string]any, cfg *NetworkConfig, ep *Endpoint) ([]port
 // in one batch. In routed mode no host port is used: the container ports
 // are opened to routed traffic instead.
 func (d *Driver) ProgramExternalConnectivity(req *network.ProgramExternalConnectivityRequest) error {
-	if err := validID("endpoint", req.EndpointID); err != nil {
+	unlock, err := d.lockEndpoint(req.EndpointID)
+	if err != nil {
 		return err
 	}
-	d.opsMu.RLock()
-	defer d.opsMu.RUnlock()
-	unlock := d.epLocks.lock(req.EndpointID)
 	defer unlock()
 	ep, cfg, err := d.endpoint(req.NetworkID, req.EndpointID)
 	if err != nil {
@@ -211,12 +209,10 @@ func (d *Driver) ProgramExternalConnectivity(req *network.ProgramExternalConnect
 // RevokeExternalConnectivity implements network.Driver: the endpoint's
 // published ports are removed and their host ports released.
 func (d *Driver) RevokeExternalConnectivity(req *network.RevokeExternalConnectivityRequest) error {
-	if err := validID("endpoint", req.EndpointID); err != nil {
+	unlock, err := d.lockEndpoint(req.EndpointID)
+	if err != nil {
 		return err
 	}
-	d.opsMu.RLock()
-	defer d.opsMu.RUnlock()
-	unlock := d.epLocks.lock(req.EndpointID)
 	defer unlock()
 	ep, _, err := d.endpoint(req.NetworkID, req.EndpointID)
 	if errdefs.IsNotFound(err) {

@@ -137,6 +137,11 @@ func (d *Driver) Reconcile() (Report, error) {
 			continue
 		}
 		d.setBridgeSysctls(&n.Config)
+		if !n.Config.ICC {
+			if err := d.links.SetBridgeNetfilter(n.Config.BridgeName); err != nil {
+				errs = append(errs, err)
+			}
+		}
 	}
 	mine := map[string]bool{}
 	for _, n := range nets {

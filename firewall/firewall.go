@@ -178,6 +178,49 @@ func (f *Firewall) EnsureBase() error {
 	return nil
 }
 
+// RemoveBase takes mynet's chains and jumps away again (DOCKER-USER, which
+// is dockerd's, stays). It is for a daemon that stops with no network left,
+// so that uninstalling mynet leaves no rule behind. Rules of networks must
+// be gone first.
+func (f *Firewall) RemoveBase() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var errs []error
+	for _, b := range f.backends() {
+		saved, err := b.batch.Save()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rs := parseSave(saved)
+		var bt batch
+		for _, j := range baseJumps {
+			for _, r := range rs.table(j.table).rules[j.chain] {
+				if r == j.line {
+					bt.delete(j.table, r)
+				}
+			}
+		}
+		for _, tname := range []string{"filter", "nat"} {
+			t := rs.table(tname)
+			for _, c := range baseChains[tname] {
+				if c != DockerUser && t.chains[c] {
+					bt.line(tname, "-F "+c)
+				}
+			}
+			for _, c := range baseChains[tname] {
+				if c != DockerUser && t.chains[c] {
+					bt.line(tname, "-X "+c)
+				}
+			}
+		}
+		if err := bt.run(b.batch); err != nil {
+			errs = append(errs, fmt.Errorf("%s: remove mynet's chains: %w", b.family, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // staticChains have fixed contents, rewritten whenever they differ.
 var staticChains = map[string][]string{
 	ChainForward: {

@@ -412,3 +412,21 @@ func TestReconcileRepairsAndRemovesOrphans(t *testing.T) {
 		t.Errorf("after repair:\n%s\nwant\n%s", got, good)
 	}
 }
+
+func TestRemoveBaseLeavesNothingOfOurs(t *testing.T) {
+	f := newReal(t)
+	for range 2 {
+		if err := f.RemoveBase(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := dumpRules(t); strings.Contains(got, "MYNET") {
+		t.Errorf("after RemoveBase:\n%s", got)
+	}
+	if err := f.EnsureBase(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(dumpRules(t), "-A FORWARD -j MYNET-FORWARD") {
+		t.Error("EnsureBase after RemoveBase did not reinstall")
+	}
+}

@@ -3,6 +3,7 @@ package netutil
 import (
 	"net"
 	"net/netip"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -219,5 +220,38 @@ func TestEnsureSysctlErrorsAreClear(t *testing.T) {
 	err := EnsureSysctl("net/bridge/no-such-knob", "1")
 	if err == nil || !strings.Contains(err.Error(), "br_netfilter") {
 		t.Errorf("missing bridge sysctl: %v", err)
+	}
+}
+
+func TestBridgeSettingsThroughNetlink(t *testing.T) {
+	l := newLinks(t)
+	t.Cleanup(func() { _ = l.DeleteLink("tbr3") })
+	if _, err := l.EnsureBridge(BridgeConfig{Name: "tbr3"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetRouteLocalnet("tbr3"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := Sysctl("net/ipv4/conf/tbr3/route_localnet"); err != nil || v != "1" {
+		t.Errorf("route_localnet = %q, %v", v, err)
+	}
+	if err := l.SetBridgeNetfilter("tbr3"); err != nil {
+		t.Fatal(err)
+	}
+	link, err := netlink.LinkByName("tbr3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := link.(*netlink.Bridge); !ok {
+		t.Fatalf("tbr3 is a %s", link.Type())
+	}
+	out, err := exec.Command("ip", "-d", "link", "show", "tbr3").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"nf_call_iptables 1", "nf_call_ip6tables 1"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("bridge lacks %q:\n%s", want, out)
+		}
 	}
 }

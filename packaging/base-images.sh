@@ -42,23 +42,35 @@ if ! have mynet-build/runtime:local; then
     echo "base-images: the iptables package (both backends) must be installed on this host" >&2; exit 1; }
   dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
   busybox_into "$dir"
-  mkdir -p "$dir/usr/sbin" "$dir/etc" "$dir/tmp" "$dir/run"
+  mkdir -p "$dir/etc" "$dir/tmp" "$dir/run"
   files=("$(command -v xtables-nft-multi)" "$(command -v xtables-legacy-multi)")
   xtdir=$(dirname "$(find /usr/lib /lib -name libxt_comment.so -print -quit)")
   files+=("$xtdir"/*.so)
+  # Debian is merged-/usr: keep its lib -> usr/lib links, and copy every
+  # file to its resolved directory under the name it is asked for by.
+  for l in lib lib64; do
+    if [ -L "/$l" ]; then ln -s "$(readlink "/$l")" "$dir/$l"; fi
+  done
+  put() {
+    local d
+    d=$(readlink -f "$(dirname "$1")")
+    mkdir -p "$dir$d"
+    cp -L "$1" "$dir$d/$(basename "$1")"
+  }
   for f in "${files[@]}"; do
-    cp -aL --parents "$f" "$dir/"
-    ldd "$f" 2>/dev/null | awk '/=>/ {print $3} /^\t\// {print $1}' | while read -r lib; do
-      [ -n "$lib" ] && [ -e "$lib" ] && cp -aL --parents "$lib" "$dir/" || true
+    put "$f"
+    for lib in $(ldd "$f" 2>/dev/null | awk '/=>/ {print $3} /^[[:space:]]*\// {print $1}'); do
+      [ -e "$lib" ] && put "$lib"
     done
   done
+  sbin=$(readlink -f "$(dirname "$(command -v xtables-nft-multi)")")
   for fam in iptables ip6tables; do
     for be in nft legacy; do
       for suffix in "" -save -restore; do
-        ln -sf "xtables-$be-multi" "$dir/usr/sbin/$fam-$be$suffix"
+        ln -sf "xtables-$be-multi" "$dir$sbin/$fam-$be$suffix"
       done
     done
-    for suffix in "" -save -restore; do ln -sf "xtables-nft-multi" "$dir/usr/sbin/$fam$suffix"; done
+    for suffix in "" -save -restore; do ln -sf "xtables-nft-multi" "$dir$sbin/$fam$suffix"; done
   done
   cp /etc/protocols /etc/ethertypes "$dir/etc/" 2>/dev/null || true
   tar -C "$dir" -c . | "$DOCKER" import -c 'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin' - mynet-build/runtime:local >/dev/null

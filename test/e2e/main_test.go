@@ -3,9 +3,13 @@
 // containers from a local busybox image, real traffic between them and to an
 // "outside" host that is a network namespace the test makes itself.
 //
-// Run it through `make test` (or `make test-e2e`), which runs setup.sh
-// first: it installs and starts dockerd and builds the image. The tests need
-// root and fail, never skip, when dockerd is not there.
+// Run it through `make test` (or `make e2e`), which runs setup.sh first: it
+// installs and starts dockerd and builds the image. The tests need root and
+// fail, never skip, when dockerd is not there.
+//
+// With MYNET_E2E_PLUGIN=NAME (make e2e-plugin) the same suite runs against
+// the managed plugin NAME instead of a mynet process: "restarting mynet"
+// is then docker plugin disable -f and enable.
 package e2e
 
 import (
@@ -23,16 +27,29 @@ import (
 )
 
 const (
-	dockerBin  = "/usr/bin/docker" // the engine's own client
-	image      = "mynet-test/busybox:v2"
-	driverName = "mynet-e2e" // the socket's base name is the driver's name
-	prefix     = "mynet-e2e-"
+	dockerBin = "/usr/bin/docker" // the engine's own client
+	image     = "mynet-test/busybox:v2"
+	prefix    = "mynet-e2e-"
 )
 
 var (
-	socketPath = "/run/docker/plugins/" + driverName + ".sock"
-	daemon     *mynetDaemon
+	// driverName is the socket's base name (mynet-e2e) or the plugin's name.
+	driverName = "mynet-e2e"
+	socketPath = "/run/docker/plugins/mynet-e2e.sock"
+	pluginMode = false
+	daemon     controller
+	mynetBin   string // a mynet binary built from this tree, for mynet status
 )
+
+// controller starts and stops mynet, whichever way it runs.
+type controller interface {
+	start() error
+	kill9() error // as a crash would (plugin: disable -f)
+	stop() error
+	hup() error // reconcile now
+	stateDir() string
+	logs() []byte
+}
 
 // reconcileInterval is short in the tests, so that repairs are seen soon.
 const reconcileInterval = 2 * time.Second
@@ -63,16 +80,25 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e: build mynet:", err)
 		return 1
 	}
-	daemon = &mynetDaemon{bin: bin, stateDir: filepath.Join(tmp, "state"), logPath: filepath.Join(tmp, "mynet.log")}
+	mynetBin = bin
+	if name := os.Getenv("MYNET_E2E_PLUGIN"); name != "" {
+		pluginMode, driverName = true, name
+		p := &pluginDaemon{name: name, state: filepath.Join(tmp, "state")}
+		if err := p.configure(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			return 1
+		}
+		daemon = p
+	} else {
+		daemon = &mynetDaemon{bin: bin, state: filepath.Join(tmp, "state"), logPath: filepath.Join(tmp, "mynet.log")}
+	}
 	if err := daemon.start(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
 	code := m.Run()
 	if code != 0 {
-		if log, err := os.ReadFile(daemon.logPath); err == nil {
-			fmt.Fprintf(os.Stderr, "----- mynet log (last 8 KiB) -----\n%s\n", tail(log, 8192))
-		}
+		fmt.Fprintf(os.Stderr, "----- mynet log (last 8 KiB) -----\n%s\n", tail(daemon.logs(), 8192))
 	}
 	if err := daemon.stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: stop mynet:", err)
@@ -90,8 +116,15 @@ func tail(b []byte, n int) []byte {
 
 // mynetDaemon is the mynet process under test.
 type mynetDaemon struct {
-	bin, stateDir, logPath string
-	cmd                    *exec.Cmd
+	bin, state, logPath string
+	cmd                 *exec.Cmd
+}
+
+func (d *mynetDaemon) stateDir() string { return d.state }
+
+func (d *mynetDaemon) logs() []byte {
+	b, _ := os.ReadFile(d.logPath)
+	return b
 }
 
 func (d *mynetDaemon) start() error {
@@ -99,7 +132,7 @@ func (d *mynetDaemon) start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(d.bin, "--socket", socketPath, "--state-dir", d.stateDir, "--log-level", "debug", "--reconcile-interval", reconcileInterval.String())
+	cmd := exec.Command(d.bin, "--socket", socketPath, "--state-dir", d.state, "--log-level", "debug", "--reconcile-interval", reconcileInterval.String())
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -107,14 +140,18 @@ func (d *mynetDaemon) start() error {
 	}
 	logf.Close()
 	d.cmd = cmd
-	for range 100 {
+	return waitForSocket()
+}
+
+func waitForSocket() error {
+	for range 200 {
 		if c, err := net.DialTimeout("unix", socketPath, time.Second); err == nil {
 			c.Close()
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("mynet did not listen on %s within 5s", socketPath)
+	return fmt.Errorf("mynet did not listen on %s within 10s", socketPath)
 }
 
 // hup asks the daemon to reconcile now.
@@ -248,7 +285,7 @@ func vethCount(t *testing.T) int {
 func mynetPorts(t *testing.T, container, network string) []statusPort {
 	t.Helper()
 	epID := docker(t, "inspect", "-f", fmt.Sprintf("{{(index .NetworkSettings.Networks %q).EndpointID}}", network), container)
-	out, err := exec.Command(daemon.bin, "status", "--json", "--socket", socketPath, "--state-dir", daemon.stateDir).Output()
+	out, err := exec.Command(mynetBin, "status", "--json", "--socket", socketPath, "--state-dir", daemon.stateDir()).Output()
 	if err != nil {
 		t.Fatalf("mynet status: %v", err)
 	}
