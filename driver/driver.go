@@ -36,9 +36,8 @@ type linksAPI interface {
 
 // firewallAPI is the part of firewall.Firewall the driver uses.
 type firewallAPI interface {
-	EnsureBase() error
 	AddNetwork(firewall.Network) error
-	RemoveNetwork(networkID string) error
+	RemoveNetwork(firewall.Network) error
 	SetEndpoint(firewall.Network, firewall.Endpoint) error
 	HasIPv6() bool
 	Reconcile([]firewall.State) (firewall.Report, error)

@@ -208,13 +208,6 @@ func (f *fakeFirewall) SetEndpoint(n firewall.Network, e firewall.Endpoint) erro
 	return nil
 }
 
-func (f *fakeFirewall) EnsureBase() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.base = true
-	return nil
-}
-
 func (f *fakeFirewall) AddNetwork(n firewall.Network) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -225,9 +218,10 @@ func (f *fakeFirewall) AddNetwork(n firewall.Network) error {
 	return nil
 }
 
-func (f *fakeFirewall) RemoveNetwork(id string) error {
+func (f *fakeFirewall) RemoveNetwork(n firewall.Network) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	id := n.ID
 	delete(f.networks, id)
 	for k, e := range f.endpoints {
 		if e.NetworkID == id {

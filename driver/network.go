@@ -126,17 +126,15 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 			return func() { d.teardownBridge(state) }, nil
 		}},
 		{"program iptables", func() (func(), error) {
-			if err := d.fw.EnsureBase(); err != nil {
-				return nil, err
-			}
+			// AddNetwork also repairs mynet's chains and jumps in the same batch.
 			if err := d.fw.AddNetwork(firewallNetwork(cfg)); err != nil {
 				// The batch is atomic per table, so one table may have been
 				// written before another failed: remove whatever is tagged.
-				_ = d.fw.RemoveNetwork(cfg.ID)
+				_ = d.fw.RemoveNetwork(firewallNetwork(cfg))
 				return nil, err
 			}
 			d.fault.At(fault.CreateNetworkFirewall)
-			return func() { _ = d.fw.RemoveNetwork(cfg.ID) }, nil
+			return func() { _ = d.fw.RemoveNetwork(firewallNetwork(cfg)) }, nil
 		}},
 		{"save network", func() (func(), error) {
 			state.Phase = ""
@@ -177,7 +175,7 @@ func (d *Driver) teardownNetwork(n *netState, endpoints []*Endpoint) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := d.fw.RemoveNetwork(n.Config.ID); err != nil {
+	if err := d.fw.RemoveNetwork(firewallNetwork(&n.Config)); err != nil {
 		errs = append(errs, err)
 	}
 	if err := d.teardownBridge(n); err != nil {

@@ -166,11 +166,11 @@ func (f *Firewall) EnsureBase() error {
 		if err != nil {
 			return fmt.Errorf("%s: read ruleset: %w", b.family, err)
 		}
-		fix := baseFixes(parseSave(saved))
-		if fix == "" {
+		var bt batch
+		if !baseFixes(parseSave(saved), &bt) {
 			continue
 		}
-		if err := b.batch.Restore(fix); err != nil {
+		if err := bt.run(b.batch); err != nil {
 			return fmt.Errorf("%s: set up mynet's chains: %w", b.family, err)
 		}
 		f.log.WithField("family", b.family.String()).Info("mynet chains and jumps (re)installed")
@@ -303,39 +303,40 @@ func (rs ruleset) table(name string) *table {
 	return &table{chains: map[string]bool{}, rules: map[string][]string{}}
 }
 
-// baseFixes returns the iptables-restore input that brings the base layout
-// into place, or "" when it is.
-func baseFixes(rs ruleset) string {
-	var b strings.Builder
+// baseFixes adds to bt what brings the base layout into place, and
+// reports whether anything was needed.
+func baseFixes(rs ruleset, bt *batch) bool {
+	fixed := false
 	for _, tname := range []string{"filter", "nat"} {
 		t := rs.table(tname)
-		var decl, lines []string
 		for _, c := range baseChains[tname] {
 			want, static := staticChains[c]
 			switch {
 			case !t.chains[c]:
-				decl = append(decl, ":"+c+" - [0:0]")
-				lines = append(lines, want...)
+				bt.declare(tname, c)
+				for _, l := range want {
+					bt.line(tname, l)
+				}
+				fixed = true
 			case static && !slices.Equal(t.rules[c], want):
-				lines = append(lines, "-F "+c)
-				lines = append(lines, want...)
+				bt.line(tname, "-F "+c)
+				for _, l := range want {
+					bt.line(tname, l)
+				}
+				fixed = true
 			}
 		}
 		for _, j := range baseJumps {
 			if j.table != tname {
 				continue
 			}
-			lines = append(lines, jumpFix(t.rules[j.chain], j)...)
-		}
-		if len(decl)+len(lines) > 0 {
-			fmt.Fprintf(&b, "*%s\n", tname)
-			for _, l := range append(decl, lines...) {
-				b.WriteString(l + "\n")
+			for _, l := range jumpFix(t.rules[j.chain], j) {
+				bt.line(tname, l)
+				fixed = true
 			}
-			b.WriteString("COMMIT\n")
 		}
 	}
-	return b.String()
+	return fixed
 }
 
 // jumpFix returns the lines that make j appear exactly once, and first
@@ -383,7 +384,7 @@ func (f *Firewall) AddNetwork(n Network) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, b := range f.backends() {
+	for _, b := range f.families(n) {
 		if err := f.apply(b, exactTag(Tag(n.ID)), n.Rules(b.family)); err != nil {
 			return err
 		}
@@ -391,15 +392,28 @@ func (f *Firewall) AddNetwork(n Network) error {
 	return nil
 }
 
+// families are the backends of the families a network has a subnet in:
+// an IPv4-only network never touches ip6tables.
+func (f *Firewall) families(n Network) []*backend {
+	var out []*backend
+	for _, b := range f.backends() {
+		if n.subnet(b.family).IsValid() {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
 // RemoveNetwork deletes every rule of the network and of its endpoints, in
-// every family. A network without rules is not an error.
-func (f *Firewall) RemoveNetwork(networkID string) error {
+// the families it has. A network without rules is not an error; rules left
+// anywhere else are Reconcile's to find.
+func (f *Firewall) RemoveNetwork(n Network) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	net := Tag(networkID)
+	net := Tag(n.ID)
 	match := func(tag string) bool { return tag == net || strings.HasPrefix(tag, net+":") }
 	var errs []error
-	for _, b := range f.backends() {
+	for _, b := range f.families(n) {
 		errs = append(errs, f.apply(b, match, nil))
 	}
 	return errors.Join(errs...)
@@ -413,7 +427,7 @@ func (f *Firewall) SetEndpoint(n Network, e Endpoint) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, b := range f.backends() {
+	for _, b := range f.families(n) {
 		if err := f.apply(b, exactTag(EndpointTag(e.NetworkID, e.EndpointID)), e.Rules(n, b.family)); err != nil {
 			return err
 		}
@@ -424,14 +438,19 @@ func (f *Firewall) SetEndpoint(n Network, e Endpoint) error {
 func exactTag(tag string) func(string) bool { return func(t string) bool { return t == tag } }
 
 // apply deletes the rules whose tag matches and adds the given ones, in one
-// restore. Caller holds f.mu.
+// restore, which also repairs the base layout if it needs it: one
+// iptables-save and one iptables-restore in all. Caller holds f.mu.
 func (f *Firewall) apply(b *backend, match func(tag string) bool, add []Rule) error {
 	saved, err := b.batch.Save()
 	if err != nil {
 		return fmt.Errorf("%s: read ruleset: %w", b.family, err)
 	}
 	var bt batch
-	for tname, t := range parseSave(saved) {
+	rs := parseSave(saved)
+	if len(add) > 0 && baseFixes(rs, &bt) {
+		f.log.WithField("family", b.family.String()).Info("mynet chains and jumps (re)installed")
+	}
+	for tname, t := range rs {
 		for _, lines := range t.rules {
 			for _, l := range lines {
 				if tag, ok := commentTag(l); ok && match(tag) {
@@ -447,20 +466,33 @@ func (f *Firewall) apply(b *backend, match func(tag string) bool, add []Rule) er
 	return nil
 }
 
-// batch collects the lines of one iptables-restore run, per table.
+// batch collects the lines of one iptables-restore run, per table: chain
+// declarations first, then commands in order.
 type batch struct {
 	order  []string
+	decls  map[string][]string
 	tables map[string][]string
 }
 
-func (bt *batch) line(table, line string) {
+func (bt *batch) touch(table string) {
 	if bt.tables == nil {
-		bt.tables = map[string][]string{}
+		bt.tables, bt.decls = map[string][]string{}, map[string][]string{}
 	}
 	if _, ok := bt.tables[table]; !ok {
 		bt.order = append(bt.order, table)
+		bt.tables[table] = nil
 	}
+}
+
+func (bt *batch) line(table, line string) {
+	bt.touch(table)
 	bt.tables[table] = append(bt.tables[table], line)
+}
+
+// declare creates a chain (which, with --noflush, must not exist yet).
+func (bt *batch) declare(table, chain string) {
+	bt.touch(table)
+	bt.decls[table] = append(bt.decls[table], ":"+chain+" - [0:0]")
 }
 
 // delete deletes a rule given as iptables-save prints it.
@@ -491,7 +523,11 @@ func (bt *batch) run(b batcher) error {
 	slices.Sort(order) // deterministic: filter before nat
 	var sb strings.Builder
 	for _, t := range order {
-		fmt.Fprintf(&sb, "*%s\n%s\nCOMMIT\n", t, strings.Join(bt.tables[t], "\n"))
+		fmt.Fprintf(&sb, "*%s\n", t)
+		for _, l := range append(slices.Clone(bt.decls[t]), bt.tables[t]...) {
+			sb.WriteString(l + "\n")
+		}
+		sb.WriteString("COMMIT\n")
 	}
 	return b.Restore(sb.String())
 }
@@ -529,12 +565,9 @@ func (f *Firewall) Reconcile(states []State) (Report, error) {
 			return rep, fmt.Errorf("%s: read ruleset: %w", b.family, err)
 		}
 		rs := parseSave(saved)
-		fix := baseFixes(rs)
-		if fix != "" {
+		var bt batch
+		if baseFixes(rs, &bt) {
 			rep.BaseFixed = true
-			if err := b.batch.Restore(fix); err != nil {
-				return rep, fmt.Errorf("%s: set up mynet's chains: %w", b.family, err)
-			}
 		}
 		// What is there, per tag, in save order; and what should be.
 		have := map[string][]string{}
@@ -559,7 +592,6 @@ func (f *Firewall) Reconcile(states []State) (Report, error) {
 				want[EndpointTag(e.NetworkID, e.EndpointID)] = e.Rules(st.Network, b.family)
 			}
 		}
-		var bt batch
 		for _, tag := range slices.Sorted(maps.Keys(have)) {
 			if _, ok := want[tag]; !ok {
 				rep.OrphansFound = append(rep.OrphansFound, tag)

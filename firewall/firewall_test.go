@@ -186,8 +186,8 @@ func TestAddIsIdempotentAndRemoveLeavesOnlyBase(t *testing.T) {
 	if strings.Contains(dumpRules(t), "e1e1e1e1e1e1") {
 		t.Error("endpoint rules left after SetEndpoint without ports")
 	}
-	for _, id := range []string{a.ID, b.ID, a.ID} {
-		if err := f.RemoveNetwork(id); err != nil {
+	for _, n := range []Network{a, b, a} { // the second removal of a finds nothing
+		if err := f.RemoveNetwork(n); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -319,7 +319,7 @@ COMMIT
 COMMIT
 `}
 	f := newFirewall(&backend{family: IPv4, batch: fb}, nil, nil)
-	if err := f.RemoveNetwork("abc"); err != nil {
+	if err := f.RemoveNetwork(testNetwork("abc", "x", "10.0.0.0/24")); err != nil {
 		t.Fatal(err)
 	}
 	want := `*filter
@@ -333,7 +333,7 @@ COMMIT
 		t.Errorf("restores = %q\nwant one: %q", fb.restores, want)
 	}
 	fb.restores = nil
-	if err := f.RemoveNetwork("zzz"); err != nil || len(fb.restores) != 0 {
+	if err := f.RemoveNetwork(testNetwork("zzz", "z", "10.9.0.0/24")); err != nil || len(fb.restores) != 0 {
 		t.Errorf("removing an unknown network ran %d restores, err %v", len(fb.restores), err)
 	}
 }
@@ -345,8 +345,9 @@ func TestBaseFixesNothingWhenInPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fix := baseFixes(parseSave(saved)); fix != "" {
-		t.Errorf("base in place, yet fixes proposed:\n%s", fix)
+	var bt batch
+	if baseFixes(parseSave(saved), &bt) {
+		t.Errorf("base in place, yet fixes proposed: %v", bt.tables)
 	}
 }
 
