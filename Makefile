@@ -14,7 +14,7 @@ export PATH := $(dir $(GO)):$(GOBIN):$(PATH)
 PLUGIN      ?= mynet:latest
 DOCKER      ?= /usr/bin/docker
 
-.PHONY: all build run test deps lint unit fuzz e2e e2e-plugin test-unit clean install \
+.PHONY: all build run test deps lint unit fuzz e2e e2e-plugin test-unit clean install bench \
         plugin plugin-enable plugin-disable plugin-remove plugin-upgrade plugin-push
 
 all: build
@@ -59,6 +59,11 @@ fuzz:
 
 e2e: deps
 	$(GO) test -count=1 -v -timeout 20m ./test/e2e
+
+# mynet against Docker's bridge, side by side; writes docs/benchmarks.md.
+# BENCH_ARGS=-rounds=5 -containers=60 -networks=60 for a quicker run.
+bench: deps
+	$(GO) run ./bench $(BENCH_ARGS)
 
 # The end-to-end suite again, against the managed plugin $(PLUGIN), built
 # anew from this tree.

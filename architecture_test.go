@@ -24,6 +24,8 @@ var allowedInternal = map[string][]string{
 	"hostport":        {},
 	"internal/nstest": {},
 	"internal/fault":  {},
+	"bench":           {},
+	"bench/rr":        {},
 	"ipam":            {"errdefs", "store", "internal/fault"},
 	"driver":          {"errdefs", "store", "netutil", "firewall", "hostport", "internal/fault"},
 	"plugin":          {"errdefs"},

@@ -218,6 +218,7 @@ func run(ctx context.Context, cfg *config, log *logrus.Entry) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
+	drv.Close()
 	if len(drv.Networks()) == 0 {
 		// Nothing to protect: leave no rule behind (an uninstall ends here).
 		if err := fw.RemoveBase(); err != nil {

@@ -83,6 +83,9 @@ type Driver struct {
 	// opsMu is held shared by every mutating call and exclusively by
 	// Reconcile, so a reconcile never sees a call half done.
 	opsMu sync.RWMutex
+	// background counts kernel deletions still running after their call
+	// answered (see later); Close waits for them.
+	background sync.WaitGroup
 
 	mu        sync.Mutex // guards networks and endpoints; see doc.go
 	networks  map[string]*netState
@@ -230,6 +233,24 @@ func (d *Driver) Networks() []NetworkConfig {
 	}
 	return out
 }
+
+// later deletes a link in the background. Deleting a bridge or a veth
+// waits for the kernel's RCU grace periods (tens of milliseconds), which
+// dockerd need not wait for: the link's name derives from a unique ID, so
+// nothing can want it again, and if mynet dies first, the next start removes
+// it as a link no record claims.
+func (d *Driver) later(name string) {
+	d.background.Add(1)
+	go func() {
+		defer d.background.Done()
+		if err := d.links.DeleteLink(name); err != nil {
+			d.log.WithError(err).WithField("link", name).Warn("could not delete link; reconcile will retry")
+		}
+	}()
+}
+
+// Close waits for background deletions to finish.
+func (d *Driver) Close() { d.background.Wait() }
 
 // keyedMutex serializes work per key without one global lock.
 type keyedMutex struct {

@@ -81,6 +81,7 @@ func TestNetworkAndEndpointLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	h.d.Close() // wait for the background deletions
 	if h.links.count() != 1 {
 		t.Errorf("links after DeleteEndpoint = %v", h.links.links)
 	}
@@ -89,6 +90,7 @@ func TestNetworkAndEndpointLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	h.d.Close() // wait for the background deletions
 	if h.links.count() != 0 || len(h.fw.networks) != 0 {
 		t.Errorf("left behind: links=%v fw=%v", h.links.links, h.fw.networks)
 	}
@@ -196,6 +198,7 @@ func TestUserBridgeIsKeptOnDelete(t *testing.T) {
 	if err := h.d.DeleteNetwork(&network.DeleteNetworkRequest{NetworkID: netID}); err != nil {
 		t.Fatal(err)
 	}
+	h.d.Close() // wait for the background deletions
 	if h.links.links["userbr"] != "bridge" || len(h.links.addrs["userbr"]) != 0 {
 		t.Errorf("user bridge after delete: kind=%q addrs=%v", h.links.links["userbr"], h.links.addrs["userbr"])
 	}
@@ -327,6 +330,7 @@ func TestConcurrentEndpoints(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+	h.d.Close() // wait for the background deletions
 	if len(h.d.Endpoints()) != 0 || h.links.count() != 1 {
 		t.Errorf("left: %d endpoints, links %v", len(h.d.Endpoints()), h.links.links)
 	}

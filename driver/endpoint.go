@@ -212,9 +212,7 @@ func (d *Driver) DeleteEndpoint(req *network.DeleteEndpointRequest) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := d.links.DeleteLink(ep.HostVeth); err != nil {
-		errs = append(errs, err)
-	}
+	d.later(ep.HostVeth)
 	d.fault.At(fault.DeleteEndpointKernel)
 	if err := errors.Join(errs...); err != nil {
 		log.WithError(err).Warn("endpoint deleted, but some cleanup failed; reconcile will retry")

@@ -164,21 +164,31 @@ func (d *Driver) teardownBridge(n *netState) error {
 	return d.links.RemoveAddrs(n.Config.BridgeName, bridgeAddrs(&n.Config))
 }
 
+// teardownBridgeLater is teardownBridge with the deletion of a bridge mynet
+// named itself moved to the background (see later). A bridge the user named
+// may be wanted again at once, so it is handled before returning.
+func (d *Driver) teardownBridgeLater(n *netState) error {
+	if n.CreatedBridge && !n.Config.UserBridge {
+		d.later(n.Config.BridgeName)
+		return nil
+	}
+	return d.teardownBridge(n)
+}
+
 // teardownNetwork removes a network's kernel objects: its endpoints' veths
 // and host ports, its rules, and its bridge (or mynet's addresses on a
-// bridge it adopted). Missing objects are not errors.
+// bridge it adopted); the links of its own naming go in the background.
+// Missing objects are not errors.
 func (d *Driver) teardownNetwork(n *netState, endpoints []*Endpoint) error {
 	var errs []error
 	for _, ep := range endpoints {
 		d.releasePorts(ep.Ports)
-		if err := d.links.DeleteLink(ep.HostVeth); err != nil {
-			errs = append(errs, err)
-		}
+		d.later(ep.HostVeth)
 	}
 	if err := d.fw.RemoveNetwork(firewallNetwork(&n.Config)); err != nil {
 		errs = append(errs, err)
 	}
-	if err := d.teardownBridge(n); err != nil {
+	if err := d.teardownBridgeLater(n); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

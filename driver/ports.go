@@ -157,6 +157,9 @@ func (d *Driver) ProgramExternalConnectivity(req *network.ProgramExternalConnect
 	if err != nil {
 		return err
 	}
+	if len(reqs) == 0 && len(ep.Ports) == 0 {
+		return nil // nothing to publish, as for most containers
+	}
 	log := d.log.WithFields(logrus.Fields{"network": short(ep.NetworkID), "endpoint": short(ep.ID)})
 	if cfg.Internal {
 		if len(reqs) > 0 {

@@ -42,6 +42,7 @@ func TestRestoreFinishesInterruptedCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	d2.Close() // wait for the background deletions
 	if len(rep.InterruptedCalls) != 2 || len(d2.Networks()) != 0 {
 		t.Errorf("report %+v, networks left %v", rep, d2.Networks())
 	}
@@ -69,6 +70,7 @@ func TestReconcileRemovesOrphansAndReportsStaleEndpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.d.Close()
 	slices.Sort(rep.OrphanLinksRemove)
 	if want := []string{"mn-999999999999", "mnc999999999999", "mnh999999999999"}; !slices.Equal(rep.OrphanLinksRemove, want) {
 		t.Errorf("orphans removed = %v, want %v", rep.OrphanLinksRemove, want)

@@ -245,8 +245,21 @@ func ip(t *testing.T, args ...string) string {
 }
 
 // kernelLeftovers lists links and iptables rules that still belong to the
-// network with this ID.
+// network with this ID, allowing mynet up to 3 s to finish deleting links
+// in the background.
 func kernelLeftovers(t *testing.T, networkID string) []string {
+	t.Helper()
+	var left []string
+	for range 30 {
+		if left = kernelLeftoversNow(t, networkID); len(left) == 0 {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return left
+}
+
+func kernelLeftoversNow(t *testing.T, networkID string) []string {
 	t.Helper()
 	var left []string
 	links, err := exec.Command("ip", "-o", "link", "show").Output()
@@ -268,6 +281,19 @@ func kernelLeftovers(t *testing.T, networkID string) []string {
 		}
 	}
 	return left
+}
+
+// vethCountSettles reports whether mynet's host-side veths come back to
+// want within 3 s (links are deleted in the background).
+func vethCountSettles(t *testing.T, want int) bool {
+	t.Helper()
+	for range 30 {
+		if vethCount(t) == want {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
 }
 
 // vethCount counts mynet's host-side veths.

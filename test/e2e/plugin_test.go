@@ -151,7 +151,7 @@ func TestPluginLifecycle(t *testing.T) {
 			docker(t, "rm", "-f", prefix+c)
 		}
 		docker(t, "network", "rm", n)
-		docker(t, "plugin", "disable", p.name)
+		docker(t, "plugin", "disable", p.name) // mynet waits for its background deletions when it stops
 		docker(t, "plugin", "rm", p.name)
 		links, _ := exec.Command("ip", "-o", "link", "show").Output()
 		for _, l := range strings.Split(string(links), "\n") {

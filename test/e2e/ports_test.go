@@ -155,8 +155,8 @@ func TestPortConflictIsClearAndClean(t *testing.T) {
 	if n := dnatRules(t, 18098) + dnatRules(t, 18099); n != 0 {
 		t.Errorf("%d DNAT rules left", n)
 	}
-	if got := vethCount(t); got != before {
-		t.Errorf("veths: %d before, %d after", before, got)
+	if !vethCountSettles(t, before) {
+		t.Errorf("veths: %d before, %d after", before, vethCount(t))
 	}
 	l2, err := net.Listen("tcp4", "0.0.0.0:18098")
 	if err != nil {

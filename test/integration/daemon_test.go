@@ -26,7 +26,7 @@ var (
 )
 
 // mynetBinary builds the daemon once per test run.
-func mynetBinary(t *testing.T) string {
+func mynetBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "mynet-integration-")
@@ -49,7 +49,7 @@ func mynetBinary(t *testing.T) string {
 // daemon is a mynet process in the test's network namespace, spoken to the
 // way dockerd speaks to it.
 type daemon struct {
-	t        *testing.T
+	t        testing.TB
 	bin      string
 	dir      string // state dir and socket
 	fault    string // MYNET_FAULT of the next start
@@ -59,7 +59,7 @@ type daemon struct {
 	log      bytes.Buffer
 }
 
-func newDaemon(t *testing.T) *daemon {
+func newDaemon(t testing.TB) *daemon {
 	t.Helper()
 	d := &daemon{t: t, bin: mynetBinary(t), dir: t.TempDir()}
 	d.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{

@@ -248,6 +248,7 @@ func TestNetworkAndEndpointInTheKernel(t *testing.T) {
 	if err := s.drv.DeleteNetwork(&network.DeleteNetworkRequest{NetworkID: netID}); err != nil {
 		t.Fatal(err)
 	}
+	s.drv.Close() // wait for the background deletions
 	if got := linkNames(t); !slices.Equal(got, before) {
 		t.Errorf("links after teardown = %v, want %v", got, before)
 	}
@@ -326,6 +327,7 @@ func TestFailedCreateIsRolledBackInTheKernel(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "injected") {
 			t.Fatalf("err = %v", err)
 		}
+		drv.Close()
 		if got := linkNames(t); !slices.Equal(got, before) {
 			t.Errorf("%v: links after rollback = %v, want %v", generic, got, before)
 		}
@@ -352,6 +354,7 @@ func TestUserNamedBridgeMynetCreatedIsRemoved(t *testing.T) {
 	if err := s.drv.DeleteNetwork(&network.DeleteNetworkRequest{NetworkID: netID}); err != nil {
 		t.Fatal(err)
 	}
+	s.drv.Close() // wait for the background deletions
 	if got := linkNames(t); !slices.Equal(got, before) {
 		t.Errorf("links = %v, want %v", got, before)
 	}

@@ -1,0 +1,430 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type workloads struct {
+	o         options
+	r         *report
+	daemonPid int
+	one       map[string][2]float64 // mynet's one-network data plane (Gbit/s, us), for workload 5
+}
+
+// drivers are compared in this order in every round.
+var drivers = []string{"bridge", driver}
+
+func netName(drv, suffix string) string {
+	if drv == "bridge" {
+		return prefix + "b-" + suffix
+	}
+	return prefix + "m-" + suffix
+}
+
+// subnet gives each driver's networks their own range: bridge 10.240+, mynet 10.248+.
+func subnet(drv string, i int) string {
+	base := 240
+	if drv != "bridge" {
+		base = 248
+	}
+	return fmt.Sprintf("10.%d.%d.0/24", base+i/256, i%256)
+}
+
+// 1. docker network create and rm latency.
+func (w *workloads) networkLatency() error {
+	create, rm := map[string][]float64{}, map[string][]float64{}
+	for i := range w.o.rounds {
+		for _, d := range drivers {
+			n := netName(d, "lat")
+			c, err := timed("network", "create", "-d", d, "--subnet", subnet(d, i), n)
+			if err != nil {
+				return err
+			}
+			r, err := timed("network", "rm", n)
+			if err != nil {
+				return err
+			}
+			create[d], rm[d] = append(create[d], c), append(rm[d], r)
+		}
+	}
+	w.r.add("1. docker network create", "ms", create[driver], create["bridge"], "target: ratio <= 0.5")
+	w.r.add("1. docker network rm", "ms", rm[driver], rm["bridge"], "target: ratio <= 0.5")
+	return nil
+}
+
+// 2. Attach cost: docker run --rm true on a network minus the same on none,
+// and the start (run -d) and rm -f phases.
+func (w *workloads) attachCost() error {
+	for _, d := range drivers {
+		if _, err := docker("network", "create", "-d", d, "--subnet", subnet(d, 1), netName(d, "att")); err != nil {
+			return err
+		}
+	}
+	run, none, start, rmf := map[string][]float64{}, []float64{}, map[string][]float64{}, map[string][]float64{}
+	for range w.o.rounds {
+		x, err := timed("run", "--rm", "--network", "none", toolImage, "true")
+		if err != nil {
+			return err
+		}
+		none = append(none, x)
+		for _, d := range drivers {
+			x, err := timed("run", "--rm", "--network", netName(d, "att"), toolImage, "true")
+			if err != nil {
+				return err
+			}
+			run[d] = append(run[d], x)
+			c := prefix + "att"
+			s, err := timed("run", "-d", "--name", c, "--network", netName(d, "att"), toolImage, "sleep", "600")
+			if err != nil {
+				return err
+			}
+			r, err := timed("rm", "-f", c)
+			if err != nil {
+				return err
+			}
+			start[d], rmf[d] = append(start[d], s), append(rmf[d], r)
+		}
+	}
+	minus := func(v []float64, base float64) []float64 {
+		out := make([]float64, len(v))
+		for i := range v {
+			out[i] = v[i] - base
+		}
+		return out
+	}
+	w.r.add("2. attach cost: docker run --rm true minus --network none", "ms",
+		minus(run[driver], median(none)), minus(run["bridge"], median(none)), fmt.Sprintf("none: %s ms; target: ratio <= 1.0", stat(none)))
+	w.r.add("2. docker run -d (start phase)", "ms", start[driver], start["bridge"], "")
+	w.r.add("2. docker rm -f (removal phase)", "ms", rmf[driver], rmf["bridge"], "")
+	for _, d := range drivers {
+		if _, err := docker("network", "rm", netName(d, "att")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// 3. docker network connect / disconnect on a running container.
+func (w *workloads) connectDisconnect() error {
+	c := prefix + "conn"
+	if _, err := docker("run", "-d", "--name", c, toolImage, "sleep", "3600"); err != nil {
+		return err
+	}
+	defer docker("rm", "-f", c)
+	for _, d := range drivers {
+		if _, err := docker("network", "create", "-d", d, "--subnet", subnet(d, 2), netName(d, "conn")); err != nil {
+			return err
+		}
+	}
+	con, dis := map[string][]float64{}, map[string][]float64{}
+	for range w.o.rounds {
+		for _, d := range drivers {
+			x, err := timed("network", "connect", netName(d, "conn"), c)
+			if err != nil {
+				return err
+			}
+			y, err := timed("network", "disconnect", netName(d, "conn"), c)
+			if err != nil {
+				return err
+			}
+			con[d], dis[d] = append(con[d], x), append(dis[d], y)
+		}
+	}
+	w.r.add("3. docker network connect", "ms", con[driver], con["bridge"], "target: ratio <= 1.0")
+	w.r.add("3. docker network disconnect", "ms", dis[driver], dis["bridge"], "target: ratio <= 1.0")
+	for _, d := range drivers {
+		if _, err := docker("network", "rm", netName(d, "conn")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// 4. Many containers on one network: start and removal of the first and
+// the last 50, for cost that must not grow with endpoints.
+func (w *workloads) manyContainers() error {
+	n := w.o.containers
+	q := min(50, n/2)
+	starts, rms := map[string][]float64{}, map[string][]float64{}
+	for _, d := range drivers {
+		net := netName(d, "many")
+		if _, err := docker("network", "create", "-d", d, "--subnet", fmt.Sprintf("10.%d.0.0/16", map[bool]int{true: 236, false: 237}[d == "bridge"]), net); err != nil {
+			return err
+		}
+		for i := range n {
+			x, err := timed("run", "-d", "--name", fmt.Sprintf("%smany-%d", prefix, i), "--network", net, toolImage, "sleep", "3600")
+			if err != nil {
+				return err
+			}
+			starts[d] = append(starts[d], x)
+		}
+		for i := range n {
+			x, err := timed("rm", "-f", fmt.Sprintf("%smany-%d", prefix, i))
+			if err != nil {
+				return err
+			}
+			rms[d] = append(rms[d], x)
+		}
+		if _, err := docker("network", "rm", net); err != nil {
+			return err
+		}
+	}
+	w.r.add(fmt.Sprintf("4. start of the first %d of %d containers", q, n), "ms", starts[driver][:q], starts["bridge"][:q], "")
+	w.r.add(fmt.Sprintf("4. start of the last %d of %d containers", q, n), "ms", starts[driver][n-q:], starts["bridge"][n-q:], "target: flat (vs the first)")
+	w.r.add(fmt.Sprintf("4. removal of the first %d containers", q), "ms", rms[driver][:q], rms["bridge"][:q], "")
+	w.r.add(fmt.Sprintf("4. removal of the last %d containers", q), "ms", rms[driver][n-q:], rms["bridge"][n-q:], "target: flat (vs the first)")
+	return nil
+}
+
+// pair starts an iperf3+rr server and a client container on a network,
+// both pinned to CPU 0, and returns throughput (Gbit/s) and round trip (us).
+func (w *workloads) pair(network string) (float64, float64, error) {
+	srv, cli := prefix+"srv", prefix+"cli"
+	defer docker("rm", "-f", srv, cli)
+	if _, err := docker("run", "-d", "--name", srv, "--cpuset-cpus", "0", "--network", network, toolImage,
+		"sh", "-c", "rr serve 7000 & exec iperf3 -s"); err != nil {
+		return 0, 0, err
+	}
+	ip, err := docker("inspect", "-f", fmt.Sprintf("{{(index .NetworkSettings.Networks %q).IPAddress}}", network), srv)
+	if err != nil {
+		return 0, 0, err
+	}
+	if _, err := docker("run", "-d", "--name", cli, "--cpuset-cpus", "0", "--network", network, toolImage, "sleep", "3600"); err != nil {
+		return 0, 0, err
+	}
+	return measure(func(args ...string) (string, error) { return docker(append([]string{"exec", cli}, args...)...) }, ip, w.o.seconds)
+}
+
+var bpsRe = regexp.MustCompile(`"bits_per_second":\s*([0-9.e+]+)`)
+
+// measure runs iperf3 and rr from a client (exec) against ip.
+func measure(exec func(args ...string) (string, error), ip string, seconds int) (float64, float64, error) {
+	var out string
+	var err error
+	for range 25 { // the server may still be starting
+		// iperf3 -J can exit 0 with an "error" in its JSON (server not up yet).
+		if out, err = exec("iperf3", "-c", ip, "-t", strconv.Itoa(seconds), "-J"); err == nil && !strings.Contains(out, `"error":`) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	m := bpsRe.FindAllStringSubmatch(out, -1)
+	if len(m) == 0 {
+		return 0, 0, fmt.Errorf("no throughput in iperf3 output: %.300q", out)
+	}
+	bps, _ := strconv.ParseFloat(m[len(m)-1][1], 64) // the receiver's summary comes last
+	rtt, err := exec("rr", "ping", ip+":7000", "20000")
+	if err != nil {
+		return 0, 0, err
+	}
+	us, _ := strconv.ParseFloat(strings.TrimSpace(rtt), 64)
+	return bps / 1e9, us, nil
+}
+
+// floor measures the same between two bare namespaces on a bare bridge.
+func (w *workloads) floor() (float64, float64, error) {
+	cmds := [][]string{
+		{"ip", "netns", "add", "mnbench-a"}, {"ip", "netns", "add", "mnbench-b"},
+		{"ip", "link", "add", "mnbench-br", "type", "bridge"}, {"ip", "link", "set", "mnbench-br", "up"},
+		// br_netfilter sends bridged traffic through FORWARD, whose policy
+		// dockerd sets to DROP: the floor needs one accept, as any bridge does.
+		{"iptables", "-I", "FORWARD", "-i", "mnbench-br", "-o", "mnbench-br", "-j", "ACCEPT"},
+	}
+	for i, ns := range []string{"mnbench-a", "mnbench-b"} {
+		h, p := fmt.Sprintf("mnbench-h%d", i), fmt.Sprintf("mnbench-p%d", i)
+		cmds = append(cmds,
+			[]string{"ip", "link", "add", h, "type", "veth", "peer", "name", p},
+			[]string{"ip", "link", "set", h, "master", "mnbench-br", "up"},
+			[]string{"ip", "link", "set", p, "netns", ns},
+			[]string{"ip", "-n", ns, "addr", "add", fmt.Sprintf("192.0.2.%d/24", i+1), "dev", p},
+			[]string{"ip", "-n", ns, "link", "set", p, "up"},
+			[]string{"ip", "-n", ns, "link", "set", "lo", "up"},
+		)
+	}
+	for _, c := range cmds {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			return 0, 0, fmt.Errorf("%v: %v %s", c, err, out)
+		}
+	}
+	// iperf3 -1 serves one test and exits; rr is stopped by its handle.
+	ipf := exec.Command("ip", "netns", "exec", "mnbench-a", "taskset", "-c", "0", "iperf3", "-s", "-1")
+	rrs := exec.Command("ip", "netns", "exec", "mnbench-a", "taskset", "-c", "0", rrPath(), "serve", "7000")
+	var srvLog strings.Builder
+	for _, c := range []*exec.Cmd{ipf, rrs} {
+		c.Stdout, c.Stderr = &srvLog, &srvLog
+		if err := c.Start(); err != nil {
+			return 0, 0, err
+		}
+		defer func() { _ = c.Process.Kill(); _ = c.Wait() }()
+	}
+	t, r, err := measure(func(args ...string) (string, error) {
+		full := append([]string{"netns", "exec", "mnbench-b", "taskset", "-c", "0"}, args...)
+		if args[0] == "rr" {
+			full[len(full)-len(args)] = rrPath()
+		}
+		out, err := exec.Command("ip", full...).Output()
+		return string(out), err
+	}, "192.0.2.1", w.o.seconds)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w (servers said: %q)", err, srvLog.String())
+	}
+	return t, r, nil
+}
+
+// rrPath is rr built for the host, beside the bench's temporary files.
+func rrPath() string { return "/tmp/mynet-bench-rr" }
+
+// 6. Data plane between two containers on one network, and the floor.
+func (w *workloads) dataPlane() error {
+	if out, err := exec.Command("go", "build", "-o", rrPath(), "./bench/rr").CombinedOutput(); err != nil {
+		return fmt.Errorf("build rr: %v %s", err, out)
+	}
+	for _, d := range drivers {
+		if _, err := docker("network", "create", "-d", d, "--subnet", subnet(d, 3), netName(d, "dp")); err != nil {
+			return err
+		}
+	}
+	tput, rtt := map[string][]float64{}, map[string][]float64{}
+	for range 3 {
+		for _, d := range drivers {
+			t, r, err := w.pair(netName(d, "dp"))
+			if err != nil {
+				return err
+			}
+			tput[d], rtt[d] = append(tput[d], t), append(rtt[d], r)
+		}
+	}
+	ft, fr, err := w.floor()
+	cleanup()
+	if err != nil {
+		return err
+	}
+	w.one = map[string][2]float64{driver: {median(tput[driver]), median(rtt[driver])}}
+	w.r.add("6. TCP throughput, two containers on one network (one CPU)", "Gbit/s", tput[driver], tput["bridge"],
+		fmt.Sprintf("floor (bare namespaces on a bare bridge): %s; target: ratio >= 0.97", num(ft)))
+	w.r.add("6. TCP request/response round trip (median of 20000)", "us", rtt[driver], rtt["bridge"],
+		fmt.Sprintf("floor: %s", num(fr)))
+	return nil
+}
+
+// 5. Many networks: create latency as N grows, iptables lines per network,
+// and the data plane of the first network with the others present.
+func (w *workloads) manyNetworks() error {
+	n := w.o.networks
+	lines := func() int {
+		out, _ := exec.Command("iptables-save").Output()
+		return strings.Count(string(out), "\n-A ")
+	}
+	create := map[string][]float64{}
+	perNet := map[string][]float64{}
+	for _, d := range drivers {
+		before := lines()
+		for i := range n {
+			x, err := timed("network", "create", "-d", d, "--subnet", subnet(d, 10+i), netName(d, fmt.Sprintf("n%d", i)))
+			if err != nil {
+				return err
+			}
+			create[d] = append(create[d], x)
+		}
+		perNet[d] = []float64{float64(lines()-before) / float64(n)}
+	}
+	q := min(20, n/2)
+	w.r.add(fmt.Sprintf("5. network create, the first %d of %d", q, n), "ms", create[driver][:q], create["bridge"][:q], "")
+	w.r.add(fmt.Sprintf("5. network create, the last %d of %d", q, n), "ms", create[driver][n-q:], create["bridge"][n-q:], "target: flat (vs the first)")
+	w.r.add("5. iptables rules per network", "rules", perNet[driver], perNet["bridge"], "")
+	tput, rtt := map[string][]float64{}, map[string][]float64{}
+	for _, d := range drivers {
+		t, r, err := w.pair(netName(d, "n0"))
+		if err != nil {
+			return err
+		}
+		tput[d], rtt[d] = []float64{t}, []float64{r}
+	}
+	note := ""
+	if one, ok := w.one[driver]; ok {
+		note = fmt.Sprintf("mynet with one network: %s Gbit/s, %s us; target: within 5%%", num(one[0]), num(one[1]))
+	}
+	w.r.add(fmt.Sprintf("5. TCP throughput on the first of %d networks", n), "Gbit/s", tput[driver], tput["bridge"], note)
+	w.r.add(fmt.Sprintf("5. round trip on the first of %d networks", n), "us", rtt[driver], rtt["bridge"], "")
+	for _, d := range drivers {
+		for i := range n {
+			if _, err := docker("network", "rm", netName(d, fmt.Sprintf("n%d", i))); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// goBench runs a Go benchmark and returns its metrics by name, per line.
+func goBench(pkg, name, benchtime string) (map[string]map[string]float64, error) {
+	out, err := exec.Command("go", "test", "-run", "^$", "-bench", name, "-benchtime", benchtime, pkg).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("go test -bench %s %s: %v\n%s", name, pkg, err, out)
+	}
+	res := map[string]map[string]float64{}
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		m := map[string]float64{}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err == nil {
+				m[f[i+1]] = v
+			}
+		}
+		res[strings.TrimSuffix(f[0], "-2")] = m
+	}
+	return res, nil
+}
+
+// 7. Plugin-side cost without dockerd, and the kernel floor.
+func (w *workloads) pluginSide() error {
+	res, err := goBench("./test/integration", "BenchmarkPluginAttach", "300x")
+	if err != nil {
+		return err
+	}
+	m := res["BenchmarkPluginAttach"]
+	for _, c := range []string{"CreateEndpoint", "Join", "Leave", "DeleteEndpoint", "attach"} {
+		w.r.addText(fmt.Sprintf("7. plugin-side %s, p50 / p99", c), "ms", num(m[c+"-p50-ms"])+" / "+num(m[c+"-p99-ms"]),
+			map[bool]string{true: "CreateEndpoint+Join; target: p99 < 5 ms", false: ""}[c == "attach"])
+	}
+	w.r.addText("7. daemon CPU per attach+detach", "us", num(m["cpu-us/attach+detach"]), "")
+	w.r.addText("7. kernel floor: veth pair on a bridge, created and deleted, p50", "ms", num(m["kernel-floor-p50-ms"]), "")
+	return nil
+}
+
+// 8. IPAM latency in /24, /16 and /8 pools, and a full pool's footprint.
+func (w *workloads) ipam() error {
+	res, err := goBench("./ipam", "BenchmarkRequestReleaseAddress|BenchmarkPoolFootprint", "500x")
+	if err != nil {
+		return err
+	}
+	for _, size := range []string{"24", "16", "8"} {
+		for _, fill := range []string{"0", "50", "99"} {
+			m := res[fmt.Sprintf("BenchmarkRequestReleaseAddress/slash%s/full%s", size, fill)]
+			note := ""
+			if size == "8" && fill == "99" {
+				note = "target: p99 < 1000 us"
+			}
+			w.r.addText(fmt.Sprintf("8. RequestAddress in a /%s, %s%% full, p50 / p99 (durable)", size, fill), "us",
+				num(m["request-p50-us"])+" / "+num(m["request-p99-us"]), note)
+		}
+		f := res[fmt.Sprintf("BenchmarkPoolFootprint/slash%s/full100", size)]
+		w.r.addText(fmt.Sprintf("8. a full /%s pool: heap / state file", size), "MiB", num(f["heap-MiB/pool"])+" / "+num(f["file-MiB"]),
+			map[bool]string{true: "target: a few MiB", false: ""}[size == "8"])
+	}
+	return nil
+}

@@ -1,0 +1,105 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mynet/mynet/netutil"
+)
+
+// BenchmarkPluginAttach plays dockerd attaching and detaching a container
+// (CreateEndpoint, Join, Leave, DeleteEndpoint) against a live daemon over
+// its socket, and reports p50/p99 of each call, the daemon's CPU per
+// attach+detach, and the kernel floor: a bare veth pair attached to a bridge
+// and deleted again, through the same netlink code, in this process.
+func BenchmarkPluginAttach(b *testing.B) {
+	d := newDaemon(b)
+	d.start()
+	d.call("/NetworkDriver.CreateNetwork", map[string]any{"NetworkID": crashNet,
+		"IPv4Data": []map[string]any{{"Pool": "10.80.0.0/16", "Gateway": "10.80.0.1/16"}}})
+	calls := []string{"CreateEndpoint", "Join", "Leave", "DeleteEndpoint"}
+	lat := map[string][]time.Duration{}
+	cpu0 := cpuTicks(b, d.cmd.Process.Pid)
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		ep := fmt.Sprintf("%012x%052d", i, 0)
+		addr := fmt.Sprintf("10.80.%d.%d/16", 1+i/250, 1+i%250)
+		i++
+		bodies := []map[string]any{
+			{"NetworkID": crashNet, "EndpointID": ep, "Interface": map[string]string{"Address": addr}},
+			{"NetworkID": crashNet, "EndpointID": ep, "SandboxKey": "/x"},
+			{"NetworkID": crashNet, "EndpointID": ep},
+			{"NetworkID": crashNet, "EndpointID": ep},
+		}
+		for j, c := range calls {
+			start := time.Now()
+			d.call("/NetworkDriver."+c, bodies[j])
+			lat[c] = append(lat[c], time.Since(start))
+		}
+	}
+	b.StopTimer()
+	ticks := cpuTicks(b, d.cmd.Process.Pid) - cpu0
+	var attach []time.Duration
+	for k := range lat["Join"] {
+		attach = append(attach, lat["CreateEndpoint"][k]+lat["Join"][k])
+	}
+	for _, c := range calls {
+		b.ReportMetric(ms(pct(lat[c], 50)), c+"-p50-ms")
+		b.ReportMetric(ms(pct(lat[c], 99)), c+"-p99-ms")
+	}
+	b.ReportMetric(ms(pct(attach, 50)), "attach-p50-ms")
+	b.ReportMetric(ms(pct(attach, 99)), "attach-p99-ms")
+	b.ReportMetric(float64(ticks)*1e6/100/float64(i), "cpu-us/attach+detach")
+
+	// The floor: what the kernel needs for the same veth work.
+	links, err := netutil.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer links.Close()
+	if _, err := links.EnsureBridge(netutil.BridgeConfig{Name: "tbrfloor"}); err != nil {
+		b.Fatal(err)
+	}
+	defer links.DeleteLink("tbrfloor")
+	var floor []time.Duration
+	for range min(i, 200) {
+		start := time.Now()
+		if err := links.AddVeth(netutil.VethConfig{HostName: "tvfh", PeerName: "tvfc", Bridge: "tbrfloor", Hairpin: true}); err != nil {
+			b.Fatal(err)
+		}
+		if err := links.DeleteLink("tvfh"); err != nil {
+			b.Fatal(err)
+		}
+		floor = append(floor, time.Since(start))
+	}
+	b.ReportMetric(ms(pct(floor, 50)), "kernel-floor-p50-ms")
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, len(s)*p/100)]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// cpuTicks is a process's user+system time in clock ticks (1/100 s).
+func cpuTicks(tb testing.TB, pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + s
+}
