@@ -40,6 +40,23 @@ func newHarness(t *testing.T, st store.Store) *harness {
 	return h
 }
 
+// restarted closes the store at path as a dying daemon would and starts a
+// driver on it again, over a fresh kernel (as after a reboot), restored.
+func restarted(t *testing.T, st *store.Bolt, path string) *harness {
+	t.Helper()
+	st.Close()
+	st2, err := store.OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st2.Close() })
+	h := newHarness(t, st2)
+	if _, err := h.d.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 func endpointReq(ep, addr, mac string) *network.CreateEndpointRequest {
 	return &network.CreateEndpointRequest{NetworkID: netID, EndpointID: ep, Interface: &network.EndpointInterface{Address: addr, MacAddress: mac}}
 }
@@ -278,17 +295,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	if _, err := h.d.CreateEndpoint(endpointReq(epID, "10.1.0.2/24", "")); err != nil {
 		t.Fatal(err)
 	}
-	st.Close()
-
-	st2, err := store.OpenBolt(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st2.Close()
-	h2 := newHarness(t, st2) // a fresh kernel: as after a reboot
-	if _, err := h2.d.Restore(); err != nil {
-		t.Fatal(err)
-	}
+	h2 := restarted(t, st, path)
 	if h2.links.links["mn-0123456789ab"] != "bridge" || h2.fw.networks[netID].Bridge == "" || !h2.fw.base {
 		t.Errorf("restore did not rebuild the network: links=%v fw=%v", h2.links.links, h2.fw.networks)
 	}

@@ -150,16 +150,7 @@ func TestPublishedPortsSurviveRestartAndDelete(t *testing.T) {
 	if err := program(h, portmap(binding("tcp", "", 80, 8080, 8080))); err != nil {
 		t.Fatal(err)
 	}
-	st.Close()
-	st2, err := store.OpenBolt(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st2.Close()
-	h2 := newHarness(t, st2)
-	if _, err := h2.d.Restore(); err != nil {
-		t.Fatal(err)
-	}
+	h2 := restarted(t, st, path)
 	if h2.ports.count() != 1 || len(h2.fw.endpoints[epID].Ports) != 1 {
 		t.Errorf("after restart: %d reservations, rules %v", h2.ports.count(), h2.fw.endpoints)
 	}
