@@ -40,7 +40,9 @@ deps:
 lint: $(STATICCHECK)
 	@out=$$(gofmt -l .) && test -z "$$out" || { echo "gofmt needed (or failed):"; echo "$$out"; exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags e2eplugin ./test/e2e
 	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags e2eplugin ./test/e2e
 
 $(STATICCHECK):
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
@@ -71,7 +73,7 @@ e2e-plugin: deps
 	-$(DOCKER) plugin disable -f $(PLUGIN) 2>/dev/null
 	-$(DOCKER) plugin rm -f $(PLUGIN) 2>/dev/null
 	$(MAKE) plugin
-	MYNET_E2E_PLUGIN=$(PLUGIN) $(GO) test -count=1 -v -timeout 30m ./test/e2e
+	MYNET_E2E_PLUGIN=$(PLUGIN) $(GO) test -tags e2eplugin -count=1 -v -timeout 30m ./test/e2e
 
 # Managed plugin: build (no registry needed), enable, disable, remove.
 plugin:

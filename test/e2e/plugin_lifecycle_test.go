@@ -1,0 +1,95 @@
+//go:build e2eplugin
+
+package e2e
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// The managed plugin's own life: disable and enable, an upgrade, and its
+// removal, with networks and containers around.
+func TestPluginLifecycle(t *testing.T) {
+	if !pluginMode {
+		t.Fatal("built with -tags e2eplugin but MYNET_E2E_PLUGIN is not set: run make e2e-plugin")
+	}
+	p := daemon.(*pluginDaemon)
+	makeOutside(t)
+	n := prefix + "plug"
+	createNetwork(t, n, "-d", driverName, "--ipam-driver", driverName, "--subnet", "10.230.0.0/24")
+	runContainer(t, prefix+"plug1", n, "sleep", "600")
+	ip1 := containerIP(t, prefix+"plug1", n)
+
+	t.Run("disable and enable", func(t *testing.T) {
+		if err := p.kill9(); err != nil {
+			t.Fatal(err)
+		}
+		// The data plane is the kernel's: the container keeps its network.
+		if err := pingOK(prefix+"plug1", outsideIP); err != nil {
+			t.Errorf("while the plugin is disabled: %v", err)
+		}
+		if err := p.start(); err != nil {
+			t.Fatal(err)
+		}
+		runContainer(t, prefix+"plug2", n, "sleep", "600")
+		if ip2 := containerIP(t, prefix+"plug2", n); ip2 == ip1 {
+			t.Errorf("address %s handed out twice across disable/enable", ip2)
+		}
+		if err := pingOK(prefix+"plug2", ip1); err != nil {
+			t.Error(err)
+		}
+	})
+
+	t.Run("upgrade", func(t *testing.T) {
+		// What make plugin-upgrade does: the plugin replaced by the one make
+		// plugin built (dist/plugin), on the same state directory.
+		if err := p.kill9(); err != nil {
+			t.Fatal(err)
+		}
+		docker(t, "plugin", "rm", "-f", p.name)
+		docker(t, "plugin", "create", p.name, "../../dist/plugin")
+		if err := p.configure(); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.start(); err != nil {
+			t.Fatal(err)
+		}
+		runContainer(t, prefix+"plug3", n, "sleep", "600")
+		if err := pingOK(prefix+"plug3", ip1); err != nil {
+			t.Errorf("after the upgrade: %v", err)
+		}
+		if err := pingOK(prefix+"plug1", outsideIP); err != nil {
+			t.Errorf("after the upgrade: %v", err)
+		}
+	})
+
+	t.Run("remove leaves nothing", func(t *testing.T) {
+		for _, c := range []string{"plug1", "plug2", "plug3"} {
+			docker(t, "rm", "-f", prefix+c)
+		}
+		docker(t, "network", "rm", n)
+		docker(t, "plugin", "disable", p.name) // mynet waits for its background deletions when it stops
+		docker(t, "plugin", "rm", p.name)
+		links, _ := exec.Command("ip", "-o", "link", "show").Output()
+		for _, l := range strings.Split(string(links), "\n") {
+			if f := strings.Fields(l); len(f) > 1 && (strings.HasPrefix(f[1], "mn-") || strings.HasPrefix(f[1], "mnh") || strings.HasPrefix(f[1], "mnc")) {
+				t.Errorf("link left: %s", l)
+			}
+		}
+		for _, cmd := range []string{"iptables-save", "ip6tables-save"} {
+			out, _ := exec.Command(cmd).Output()
+			if strings.Contains(string(out), "MYNET") || strings.Contains(string(out), "mynet:") {
+				t.Errorf("%s still has mynet's rules:\n%s", cmd, out)
+			}
+		}
+		// Put the plugin back for whatever runs next.
+		docker(t, "plugin", "create", p.name, "../../dist/plugin")
+		if err := p.configure(); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.start(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
