@@ -22,11 +22,13 @@ var _ Store = (*Bolt)(nil)
 // OpenBolt opens (or creates) the state file at path with mode 0600, creating
 // its directory with mode 0700. It fails fast when another process holds the
 // file, which is the case when a second mynet daemon uses the same state dir.
+// The freelist is not written at each commit (NoFreelistSync, as etcd does):
+// commits write less, and bbolt rebuilds the freelist when it opens the file.
 func OpenBolt(path string) (*Bolt, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("open state file %s: it is locked by another process (is another mynet daemon running with the same --state-dir?)", path)
