@@ -658,25 +658,6 @@ func commentTag(line string) (string, bool) {
 	return rest[:j], true
 }
 
-// Tags lists the mynet tags present in the rulesets (for reconciling).
-func (f *Firewall) Tags() (map[string]bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := map[string]bool{}
-	for _, b := range f.backends() {
-		saved, err := b.batch.Save()
-		if err != nil {
-			return nil, fmt.Errorf("%s: read ruleset: %w", b.family, err)
-		}
-		for _, line := range strings.Split(saved, "\n") {
-			if tag, ok := commentTag(line); ok && strings.HasPrefix(line, "-A ") {
-				out[tag] = true
-			}
-		}
-	}
-	return out, nil
-}
-
 type execBatcher struct{ save, restore string }
 
 func (e execBatcher) Save() (string, error) {
