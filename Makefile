@@ -4,7 +4,7 @@ GOBIN       ?= $(shell $(GO) env GOPATH)/bin
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 STATICCHECK := $(GOBIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
-FUZZTIME    ?= 5s
+FUZZN       ?= 100000
 # Packages that need no dockerd (unit tests, and kernel integration tests in
 # private network namespaces).
 PKGS        = $(shell $(GO) list ./... | grep -v /test/e2e)
@@ -55,9 +55,9 @@ test-unit:
 	$(GO) test -race -count=1 ./errdefs ./store ./ipam ./driver ./plugin .
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParseNetworkConfig -fuzztime $(FUZZTIME) ./driver
-	$(GO) test -run '^$$' -fuzz FuzzParsePortMap -fuzztime $(FUZZTIME) ./driver
-	$(GO) test -run '^$$' -fuzz FuzzDecodeRequests -fuzztime $(FUZZTIME) ./plugin
+	GO=$(GO) bash test/fuzz.sh ./driver FuzzParseNetworkConfig $(FUZZN)
+	GO=$(GO) bash test/fuzz.sh ./driver FuzzParsePortMap $(FUZZN)
+	GO=$(GO) bash test/fuzz.sh ./plugin FuzzDecodeRequests $(FUZZN)
 
 e2e: deps
 	$(GO) test -count=1 -v -timeout 20m ./test/e2e
