@@ -52,7 +52,7 @@ unit:
 
 # Pure-logic tests only: no root, no kernel (for a quick loop as a user).
 test-unit:
-	$(GO) test -race -count=1 ./errdefs ./store ./ipam ./driver ./plugin .
+	$(GO) test -race -count=1 ./internal/errdefs ./internal/store ./ipam ./driver ./plugin .
 
 fuzz:
 	GO=$(GO) bash test/fuzz.sh ./driver FuzzParseNetworkConfig $(FUZZN)
@@ -65,7 +65,7 @@ e2e: deps
 # mynet against Docker's bridge, side by side; writes docs/benchmarks.md.
 # BENCH_ARGS=-rounds=5 -containers=60 -networks=60 for a quicker run.
 bench: deps
-	$(GO) run ./bench $(BENCH_ARGS)
+	$(GO) run ./test/bench $(BENCH_ARGS)
 
 # The end-to-end suite again, against the managed plugin $(PLUGIN), built
 # anew from this tree.

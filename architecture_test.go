@@ -14,30 +14,38 @@ import (
 const module = "github.com/mynet/mynet/"
 
 // allowedInternal says which of mynet's packages each package may import:
-// data flows docker -> plugin -> driver/ipam -> store + netutil/firewall ->
-// kernel, and nothing imports anything above it.
+// data flows docker -> plugin -> driver/ipam -> the internal leaves ->
+// kernel, and nothing imports anything above it. main, internal/daemon
+// (the wiring) and internal/status (the status command) sit on top.
 var allowedInternal = map[string][]string{
-	"errdefs":         {},
-	"store":           {},
-	"netutil":         {},
-	"firewall":        {},
-	"hostport":        {},
-	"internal/nstest": {},
-	"internal/fault":  {},
-	"bench":           {},
-	"bench/rr":        {},
-	"ipam":            {"errdefs", "store", "internal/fault"},
-	"driver":          {"errdefs", "store", "netutil", "firewall", "hostport", "internal/fault"},
-	"plugin":          {"errdefs"},
-	".":               {"driver", "firewall", "hostport", "ipam", "netutil", "plugin", "store", "internal/fault"},
+	"internal/errdefs":  {},
+	"internal/ids":      {},
+	"internal/store":    {},
+	"internal/netutil":  {},
+	"internal/firewall": {"internal/ids"},
+	"internal/hostport": {},
+	"internal/metrics":  {},
+	"internal/nstest":   {},
+	"internal/fault":    {},
+	"test/bench":        {},
+	"test/bench/rr":     {},
+	"ipam":              {"internal/errdefs", "internal/store", "internal/fault"},
+	"driver":            {"internal/errdefs", "internal/ids", "internal/store", "internal/netutil", "internal/firewall", "internal/hostport", "internal/fault"},
+	"plugin":            {"internal/errdefs"},
+	"internal/status":   {"driver", "ipam", "plugin", "internal/firewall", "internal/ids", "internal/store"},
+	"internal/daemon": {"driver", "ipam", "plugin", "internal/status", "internal/metrics", "internal/firewall", "internal/netutil",
+		"internal/store", "internal/fault"},
+	".": {"internal/daemon", "internal/status", "internal/firewall", "internal/fault", "ipam"},
 }
 
 // kernelLibraries may each be imported by one package only.
 var kernelLibraries = map[string]string{
-	"github.com/vishvananda/netlink":           "netutil",
-	"github.com/vishvananda/netns":             "netutil",
-	"github.com/coreos/go-iptables":            "firewall",
+	"github.com/vishvananda/netlink":           "internal/netutil",
+	"github.com/vishvananda/netns":             "internal/netutil",
+	"github.com/coreos/go-iptables":            "internal/firewall",
 	"github.com/docker/go-plugins-helpers/sdk": "plugin",
+	"github.com/prometheus/client_golang":      "internal/metrics",
+	"github.com/coreos/go-systemd":             "internal/daemon",
 }
 
 // TestArchitecture enforces the layering of STYLE.md on every non-test file.
@@ -47,7 +55,7 @@ func TestArchitecture(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && path != "." || path == "test" || d.Name() == "bin") {
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && path != "." || path == "test/e2e" || path == "test/integration" || d.Name() == "bin" || d.Name() == "dist") {
 			return filepath.SkipDir
 		}
 		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {

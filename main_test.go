@@ -1,43 +1,58 @@
 package main
 
 import (
+	"bytes"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/sirupsen/logrus"
 )
 
-func TestParseConfig(t *testing.T) {
+func TestParseOptions(t *testing.T) {
 	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	def := func(edit func(o *options)) *options {
+		o := &options{LogLevel: logrus.InfoLevel, LogFormat: "text"}
+		o.Socket, o.StateDir, o.ReconcileEvery, o.IPTables, o.Config.Version = "/run/docker/plugins/mynet.sock", "/var/lib/mynet", 10*time.Second, "auto", version
+		if edit != nil {
+			edit(o)
+		}
+		return o
+	}
 	tests := []struct {
-		name    string
-		args    []string
-		env     map[string]string
-		want    config
-		wantErr bool
+		name string
+		args []string
+		env  map[string]string
+		want *options // nil: an error
 	}{
-		{"defaults", nil, nil, config{"/run/docker/plugins/mynet.sock", "/var/lib/mynet", logrus.InfoLevel, 10 * time.Second, "auto"}, false},
+		{"defaults", nil, nil, def(nil)},
 		{"env", nil, map[string]string{"MYNET_SOCKET": "/tmp/a.sock", "MYNET_STATE_DIR": "/tmp/st", "MYNET_LOG_LEVEL": "debug"},
-			config{"/tmp/a.sock", "/tmp/st", logrus.DebugLevel, 10 * time.Second, "auto"}, false},
-		{"LOG_LEVEL alias", nil, map[string]string{"LOG_LEVEL": "warn"}, config{"/run/docker/plugins/mynet.sock", "/var/lib/mynet", logrus.WarnLevel, 10 * time.Second, "auto"}, false},
+			def(func(o *options) { o.Socket, o.StateDir, o.LogLevel = "/tmp/a.sock", "/tmp/st", logrus.DebugLevel })},
+		{"LOG_LEVEL alias", nil, map[string]string{"LOG_LEVEL": "warn"}, def(func(o *options) { o.LogLevel = logrus.WarnLevel })},
 		{"flags beat env", []string{"--socket", "/x/b.sock", "--log-level", "error"}, map[string]string{"MYNET_SOCKET": "/tmp/a.sock"},
-			config{"/x/b.sock", "/var/lib/mynet", logrus.ErrorLevel, 10 * time.Second, "auto"}, false},
+			def(func(o *options) { o.Socket, o.LogLevel = "/x/b.sock", logrus.ErrorLevel })},
 		{"reconcile interval", []string{"--reconcile-interval", "0"}, map[string]string{"MYNET_RECONCILE_INTERVAL": "3s"},
-			config{"/run/docker/plugins/mynet.sock", "/var/lib/mynet", logrus.InfoLevel, 0, "auto"}, false},
-		{"bad interval", []string{"--reconcile-interval", "soon"}, nil, config{}, true},
-		{"iptables backend", []string{"--iptables-backend", "legacy"}, nil,
-			config{"/run/docker/plugins/mynet.sock", "/var/lib/mynet", logrus.InfoLevel, 10 * time.Second, "legacy"}, false},
-		{"bad backend", nil, map[string]string{"MYNET_IPTABLES_BACKEND": "ebtables"}, config{}, true},
-		{"bad level", []string{"--log-level", "loud"}, nil, config{}, true},
-		{"relative socket", []string{"--socket", "mynet.sock"}, nil, config{}, true},
-		{"stray argument", []string{"start"}, nil, config{}, true},
-		{"unknown flag", []string{"--nope"}, nil, config{}, true},
+			def(func(o *options) { o.ReconcileEvery = 0 })},
+		{"bad interval", []string{"--reconcile-interval", "soon"}, nil, nil},
+		{"iptables backend", []string{"--iptables-backend", "legacy"}, nil, def(func(o *options) { o.IPTables = "legacy" })},
+		{"bad backend", nil, map[string]string{"MYNET_IPTABLES_BACKEND": "ebtables"}, nil},
+		{"bad level", []string{"--log-level", "loud"}, nil, nil},
+		{"json logs", []string{"--log-format", "json"}, nil, def(func(o *options) { o.LogFormat = "json" })},
+		{"json logs from env", nil, map[string]string{"MYNET_LOG_FORMAT": "json"}, def(func(o *options) { o.LogFormat = "json" })},
+		{"bad log format", []string{"--log-format", "xml"}, nil, nil},
+		{"metrics", []string{"--metrics-addr", "127.0.0.1:9323"}, nil, def(func(o *options) { o.MetricsAddr = "127.0.0.1:9323" })},
+		{"metrics from env", nil, map[string]string{"MYNET_METRICS_ADDR": "127.0.0.1:9999"}, def(func(o *options) { o.MetricsAddr = "127.0.0.1:9999" })},
+		{"relative socket", []string{"--socket", "mynet.sock"}, nil, nil},
+		{"stray argument", []string{"start"}, nil, nil},
+		{"unknown flag", []string{"--nope"}, nil, nil},
+		{"bad pool", []string{"--default-address-pool", "base=10.0.0.0/8"}, nil, nil},
+		{"bad pool in env", nil, map[string]string{"MYNET_DEFAULT_ADDRESS_POOLS": "base=10.0.0.0/8,size=99"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseConfig(tt.args, env(tt.env), io.Discard)
-			if tt.wantErr {
+			got, err := parseOptions(tt.args, env(tt.env), io.Discard)
+			if tt.want == nil {
 				if err == nil {
 					t.Errorf("accepted: %+v", got)
 				}
@@ -46,9 +61,61 @@ func TestParseConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if *got != tt.want {
-				t.Errorf("got %+v, want %+v", *got, tt.want)
+			if got.Socket != tt.want.Socket || got.StateDir != tt.want.StateDir || got.LogLevel != tt.want.LogLevel ||
+				got.LogFormat != tt.want.LogFormat || got.ReconcileEvery != tt.want.ReconcileEvery || got.IPTables != tt.want.IPTables ||
+				got.MetricsAddr != tt.want.MetricsAddr || got.Config.Version != tt.want.Config.Version || len(got.LocalPools) != 0 {
+				t.Errorf("got %+v, want %+v", *got, *tt.want)
 			}
 		})
+	}
+}
+
+// --default-address-pool takes dockerd's syntax, repeated; the environment
+// variable holds several, space-separated, and the flags win over it.
+func TestDefaultAddressPools(t *testing.T) {
+	env := map[string]string{"MYNET_DEFAULT_ADDRESS_POOLS": "base=10.50.0.0/16,size=24 base=10.51.0.0/16,size=20"}
+	o, err := parseOptions(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := (*poolFlags)(&o.LocalPools).String(); got != "base=10.50.0.0/16,size=24 base=10.51.0.0/16,size=20" {
+		t.Errorf("pools from env = %s", got)
+	}
+	o, err = parseOptions([]string{"--default-address-pool", "base=10.60.0.0/16,size=24"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := (*poolFlags)(&o.LocalPools).String(); got != "base=10.60.0.0/16,size=24" {
+		t.Errorf("pools from the flag = %s", got)
+	}
+}
+
+// The command line as a user types it: exit codes and what is printed.
+func TestCommandLine(t *testing.T) {
+	tests := []struct {
+		args       []string
+		code       int
+		out, noOut string // stdout contains out; stderr does not contain noOut twice
+	}{
+		{[]string{"--version"}, 0, "mynet " + version, ""},
+		{[]string{"-v"}, 0, "mynet " + version, ""},
+		{[]string{"version"}, 0, "mynet " + version, ""},
+		{[]string{"--nope"}, 2, "", "flag provided but not defined"},
+		{[]string{"-h"}, 0, "", ""},
+		{[]string{"status", "-h"}, 0, "", ""},
+		{[]string{"status", "--nope"}, 2, "", "flag provided but not defined"},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		code := runMain(tt.args, func(string) string { return "" }, &stdout, &stderr)
+		if code != tt.code {
+			t.Errorf("mynet %v: exit %d, want %d (stderr %q)", tt.args, code, tt.code, stderr.String())
+		}
+		if !strings.Contains(stdout.String(), tt.out) {
+			t.Errorf("mynet %v printed %q, want %q", tt.args, stdout.String(), tt.out)
+		}
+		if tt.noOut != "" && strings.Count(stderr.String(), tt.noOut) != 1 {
+			t.Errorf("mynet %v: stderr says %q %d times, want once:\n%s", tt.args, tt.noOut, strings.Count(stderr.String(), tt.noOut), stderr.String())
+		}
 	}
 }

@@ -8,11 +8,11 @@ import (
 	"github.com/docker/go-plugins-helpers/network"
 	"github.com/sirupsen/logrus"
 
-	"github.com/mynet/mynet/firewall"
-	"github.com/mynet/mynet/hostport"
 	"github.com/mynet/mynet/internal/fault"
-	"github.com/mynet/mynet/netutil"
-	"github.com/mynet/mynet/store"
+	"github.com/mynet/mynet/internal/firewall"
+	"github.com/mynet/mynet/internal/hostport"
+	"github.com/mynet/mynet/internal/netutil"
+	"github.com/mynet/mynet/internal/store"
 )
 
 const (
@@ -232,6 +232,25 @@ func (d *Driver) Networks() []NetworkConfig {
 		out = append(out, n.Config)
 	}
 	return out
+}
+
+// OwnsLink reports whether name is the bridge of a network or the
+// host-side veth of an endpoint mynet holds: the links whose loss a
+// reconcile can repair or must record.
+func (d *Driver) OwnsLink(name string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, n := range d.networks {
+		if n.Config.BridgeName == name {
+			return true
+		}
+	}
+	for _, ep := range d.endpoints {
+		if ep.HostVeth == name {
+			return true
+		}
+	}
+	return false
 }
 
 // later deletes a link in the background. Deleting a bridge or a veth

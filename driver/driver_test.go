@@ -10,8 +10,8 @@ import (
 
 	"github.com/docker/go-plugins-helpers/network"
 
-	"github.com/mynet/mynet/errdefs"
-	"github.com/mynet/mynet/store"
+	"github.com/mynet/mynet/internal/errdefs"
+	"github.com/mynet/mynet/internal/store"
 )
 
 type harness struct {

@@ -9,10 +9,11 @@ import (
 	"github.com/docker/go-plugins-helpers/network"
 	"github.com/sirupsen/logrus"
 
-	"github.com/mynet/mynet/errdefs"
+	"github.com/mynet/mynet/internal/errdefs"
 	"github.com/mynet/mynet/internal/fault"
-	"github.com/mynet/mynet/netutil"
-	"github.com/mynet/mynet/store"
+	"github.com/mynet/mynet/internal/ids"
+	"github.com/mynet/mynet/internal/netutil"
+	"github.com/mynet/mynet/internal/store"
 )
 
 // Veth names: prefix plus the first 12 hex digits of the endpoint ID.
@@ -38,7 +39,7 @@ func (d *Driver) endpointRequest(req *network.CreateEndpointRequest) (*Endpoint,
 		return nil, nil, err
 	}
 	if req.Interface == nil || req.Interface.Address == "" {
-		return nil, nil, errdefs.Invalid("endpoint %s has no IPv4 address; mynet networks need one", short(req.EndpointID))
+		return nil, nil, errdefs.Invalid("endpoint %s has no IPv4 address; mynet networks need one", ids.Short(req.EndpointID))
 	}
 	addr, err := netip.ParsePrefix(req.Interface.Address)
 	if err != nil || !addr.Addr().Is4() {
@@ -58,7 +59,7 @@ func (d *Driver) endpointRequest(req *network.CreateEndpointRequest) (*Endpoint,
 	}
 	d.mu.Unlock()
 	if !ok {
-		return nil, nil, errdefs.NotFound("network %s not found", short(req.NetworkID))
+		return nil, nil, errdefs.NotFound("network %s not found", ids.Short(req.NetworkID))
 	}
 	if !cfg.Subnet.Contains(addr.Addr()) {
 		return nil, nil, errdefs.Invalid("endpoint address %s is outside the network's subnet %s", addr, cfg.Subnet)
@@ -101,7 +102,7 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 	if err != nil {
 		return nil, err
 	}
-	log := d.log.WithFields(logrus.Fields{"network": short(ep.NetworkID), "endpoint": short(ep.ID), "veth": ep.HostVeth, "address": ep.Address})
+	log := d.log.WithFields(logrus.Fields{"network": ids.Short(ep.NetworkID), "endpoint": ids.Short(ep.ID), "veth": ep.HostVeth, "address": ep.Address})
 	unlock, err := d.lockEndpoint(ep.ID)
 	if err != nil {
 		return nil, err
@@ -116,7 +117,7 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 			log.Info("endpoint already exists, as requested")
 			return createResponse(old), nil
 		}
-		return nil, errdefs.Conflict("endpoint %s already exists with another configuration", short(ep.ID))
+		return nil, errdefs.Conflict("endpoint %s already exists with another configuration", ids.Short(ep.ID))
 	}
 
 	// A veth of this name without a record is what a crashed earlier attempt
@@ -133,12 +134,12 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 	if err := d.links.AddVeth(netutil.VethConfig{
 		HostName: ep.HostVeth, PeerName: ep.PeerVeth, PeerMAC: mac, MTU: cfg.MTU, Bridge: cfg.BridgeName, Hairpin: true,
 	}); err != nil {
-		return nil, fmt.Errorf("create endpoint %s: %w", short(ep.ID), err)
+		return nil, fmt.Errorf("create endpoint %s: %w", ids.Short(ep.ID), err)
 	}
 	d.fault.At(fault.CreateEndpointVeth)
 	if err := d.saveEndpoint(ep); err != nil {
 		_ = d.links.DeleteLink(ep.HostVeth)
-		return nil, fmt.Errorf("create endpoint %s: %w", short(ep.ID), err)
+		return nil, fmt.Errorf("create endpoint %s: %w", ids.Short(ep.ID), err)
 	}
 	d.fault.At(fault.CreateEndpointSaved)
 	log.WithField("mac", ep.MAC).Info("endpoint created")
@@ -171,11 +172,11 @@ func (d *Driver) endpoint(networkID, endpointID string) (Endpoint, NetworkConfig
 	defer d.mu.Unlock()
 	ep, ok := d.endpoints[endpointID]
 	if !ok || ep.NetworkID != networkID {
-		return Endpoint{}, NetworkConfig{}, errdefs.NotFound("endpoint %s not found in network %s", short(endpointID), short(networkID))
+		return Endpoint{}, NetworkConfig{}, errdefs.NotFound("endpoint %s not found in network %s", ids.Short(endpointID), ids.Short(networkID))
 	}
 	n, ok := d.networks[networkID]
 	if !ok {
-		return Endpoint{}, NetworkConfig{}, errdefs.NotFound("network %s not found", short(networkID))
+		return Endpoint{}, NetworkConfig{}, errdefs.NotFound("network %s not found", ids.Short(networkID))
 	}
 	return *ep, n.Config, nil
 }
@@ -194,12 +195,12 @@ func (d *Driver) DeleteEndpoint(req *network.DeleteEndpointRequest) error {
 	ep, ok := d.endpoints[req.EndpointID]
 	d.mu.Unlock()
 	if !ok {
-		d.log.WithField("endpoint", short(req.EndpointID)).Debug("delete of unknown endpoint ignored")
+		d.log.WithField("endpoint", ids.Short(req.EndpointID)).Debug("delete of unknown endpoint ignored")
 		return nil
 	}
-	log := d.log.WithFields(logrus.Fields{"network": short(ep.NetworkID), "endpoint": short(ep.ID), "veth": ep.HostVeth})
+	log := d.log.WithFields(logrus.Fields{"network": ids.Short(ep.NetworkID), "endpoint": ids.Short(ep.ID), "veth": ep.HostVeth})
 	if err := d.store.Update(func(tx store.Tx) error { return tx.Delete(bucketEndpoints, ep.ID) }); err != nil {
-		return fmt.Errorf("delete endpoint %s: %w", short(ep.ID), err)
+		return fmt.Errorf("delete endpoint %s: %w", ids.Short(ep.ID), err)
 	}
 	d.mu.Lock()
 	delete(d.endpoints, ep.ID)
@@ -216,7 +217,7 @@ func (d *Driver) DeleteEndpoint(req *network.DeleteEndpointRequest) error {
 	d.fault.At(fault.DeleteEndpointKernel)
 	if err := errors.Join(errs...); err != nil {
 		log.WithError(err).Warn("endpoint deleted, but some cleanup failed; reconcile will retry")
-		return fmt.Errorf("delete endpoint %s: %w", short(ep.ID), err)
+		return fmt.Errorf("delete endpoint %s: %w", ids.Short(ep.ID), err)
 	}
 	log.Info("endpoint deleted")
 	return nil
@@ -263,7 +264,7 @@ func (d *Driver) Join(req *network.JoinRequest) (*network.JoinResponse, error) {
 			res.GatewayIPv6 = cfg.Gateway6.Addr().String()
 		}
 	}
-	d.log.WithFields(logrus.Fields{"network": short(ep.NetworkID), "endpoint": short(ep.ID), "sandbox": req.SandboxKey}).Info("endpoint joined")
+	d.log.WithFields(logrus.Fields{"network": ids.Short(ep.NetworkID), "endpoint": ids.Short(ep.ID), "sandbox": req.SandboxKey}).Info("endpoint joined")
 	return res, nil
 }
 
@@ -276,7 +277,7 @@ func (d *Driver) Leave(req *network.LeaveRequest) error {
 		}
 		return err
 	}
-	d.log.WithFields(logrus.Fields{"network": short(req.NetworkID), "endpoint": short(req.EndpointID)}).Info("endpoint left")
+	d.log.WithFields(logrus.Fields{"network": ids.Short(req.NetworkID), "endpoint": ids.Short(req.EndpointID)}).Info("endpoint left")
 	return nil
 }
 

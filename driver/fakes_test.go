@@ -7,9 +7,9 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/mynet/mynet/firewall"
-	"github.com/mynet/mynet/hostport"
-	"github.com/mynet/mynet/netutil"
+	"github.com/mynet/mynet/internal/firewall"
+	"github.com/mynet/mynet/internal/hostport"
+	"github.com/mynet/mynet/internal/netutil"
 )
 
 // fakeLinks is an in-memory kernel for unit tests: links by name.

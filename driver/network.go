@@ -7,9 +7,10 @@ import (
 	"github.com/docker/go-plugins-helpers/network"
 	"github.com/sirupsen/logrus"
 
-	"github.com/mynet/mynet/errdefs"
+	"github.com/mynet/mynet/internal/errdefs"
 	"github.com/mynet/mynet/internal/fault"
-	"github.com/mynet/mynet/store"
+	"github.com/mynet/mynet/internal/ids"
+	"github.com/mynet/mynet/internal/store"
 )
 
 // step is one undoable part of building a network. A step that fails must
@@ -54,7 +55,7 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 	}
 	d.opsMu.RLock()
 	defer d.opsMu.RUnlock()
-	log := d.log.WithFields(logrus.Fields{"network": short(cfg.ID), "bridge": cfg.BridgeName, "subnet": cfg.Subnet})
+	log := d.log.WithFields(logrus.Fields{"network": ids.Short(cfg.ID), "bridge": cfg.BridgeName, "subnet": cfg.Subnet})
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if old, ok := d.networks[cfg.ID]; ok {
@@ -62,7 +63,7 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 			log.Info("network already exists, as requested")
 			return nil
 		}
-		return errdefs.Conflict("network %s already exists with another configuration", short(cfg.ID))
+		return errdefs.Conflict("network %s already exists with another configuration", ids.Short(cfg.ID))
 	}
 	for _, other := range d.networks {
 		if err := cfg.conflicts(&other.Config); err != nil {
@@ -148,7 +149,7 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 	})
 	if err != nil {
 		log.WithError(err).Warn("create network failed; undone")
-		return fmt.Errorf("create network %s: %w", short(cfg.ID), err)
+		return fmt.Errorf("create network %s: %w", ids.Short(cfg.ID), err)
 	}
 	d.networks[cfg.ID] = state
 	log.WithField("created_bridge", state.CreatedBridge).Info("network created")
@@ -209,10 +210,10 @@ func (d *Driver) DeleteNetwork(req *network.DeleteNetworkRequest) error {
 	defer d.mu.Unlock()
 	n, ok := d.networks[req.NetworkID]
 	if !ok {
-		d.log.WithField("network", short(req.NetworkID)).Debug("delete of unknown network ignored")
+		d.log.WithField("network", ids.Short(req.NetworkID)).Debug("delete of unknown network ignored")
 		return nil
 	}
-	log := d.log.WithFields(logrus.Fields{"network": short(n.Config.ID), "bridge": n.Config.BridgeName})
+	log := d.log.WithFields(logrus.Fields{"network": ids.Short(n.Config.ID), "bridge": n.Config.BridgeName})
 	var endpoints []*Endpoint
 	for _, ep := range d.endpoints {
 		if ep.NetworkID == n.Config.ID {
@@ -222,7 +223,7 @@ func (d *Driver) DeleteNetwork(req *network.DeleteNetworkRequest) error {
 	n.Phase = phaseDeleting
 	if err := d.putNetwork(n); err != nil {
 		n.Phase = ""
-		return fmt.Errorf("delete network %s: %w", short(n.Config.ID), err)
+		return fmt.Errorf("delete network %s: %w", ids.Short(n.Config.ID), err)
 	}
 	d.fault.At(fault.DeleteNetworkMarked)
 	kernelErr := d.teardownNetwork(n, endpoints)
@@ -241,7 +242,7 @@ func (d *Driver) DeleteNetwork(req *network.DeleteNetworkRequest) error {
 	}
 	if err := errors.Join(kernelErr, storeErr); err != nil {
 		log.WithError(err).Warn("network deleted, but some cleanup failed; reconcile will retry")
-		return fmt.Errorf("delete network %s: %w", short(n.Config.ID), err)
+		return fmt.Errorf("delete network %s: %w", ids.Short(n.Config.ID), err)
 	}
 	log.Info("network deleted")
 	return nil

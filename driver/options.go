@@ -8,8 +8,9 @@ import (
 
 	"github.com/docker/go-plugins-helpers/network"
 
-	"github.com/mynet/mynet/errdefs"
-	"github.com/mynet/mynet/netutil"
+	"github.com/mynet/mynet/internal/errdefs"
+	"github.com/mynet/mynet/internal/ids"
+	"github.com/mynet/mynet/internal/netutil"
 )
 
 // Option keys, as Docker's bridge driver names them.
@@ -359,22 +360,15 @@ func parseMTU(key string, v any) (int, error) {
 // conflicts reports why cfg cannot coexist with an existing network.
 func (cfg *NetworkConfig) conflicts(other *NetworkConfig) error {
 	if cfg.Subnet.Overlaps(other.Subnet) {
-		return errdefs.Conflict("subnet %s overlaps subnet %s of mynet network %s", cfg.Subnet, other.Subnet, short(other.ID))
+		return errdefs.Conflict("subnet %s overlaps subnet %s of mynet network %s", cfg.Subnet, other.Subnet, ids.Short(other.ID))
 	}
 	if cfg.Subnet6.IsValid() && other.Subnet6.IsValid() && cfg.Subnet6.Overlaps(other.Subnet6) {
-		return errdefs.Conflict("IPv6 subnet %s overlaps subnet %s of mynet network %s", cfg.Subnet6, other.Subnet6, short(other.ID))
+		return errdefs.Conflict("IPv6 subnet %s overlaps subnet %s of mynet network %s", cfg.Subnet6, other.Subnet6, ids.Short(other.ID))
 	}
 	if cfg.BridgeName == other.BridgeName {
-		return errdefs.Conflict("bridge %s is already used by mynet network %s", cfg.BridgeName, short(other.ID))
+		return errdefs.Conflict("bridge %s is already used by mynet network %s", cfg.BridgeName, ids.Short(other.ID))
 	}
 	return nil
-}
-
-func short(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }
 
 // same reports whether two configs describe the same network, so a repeated

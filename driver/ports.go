@@ -10,11 +10,12 @@ import (
 	"github.com/docker/go-plugins-helpers/network"
 	"github.com/sirupsen/logrus"
 
-	"github.com/mynet/mynet/errdefs"
-	"github.com/mynet/mynet/firewall"
-	"github.com/mynet/mynet/hostport"
+	"github.com/mynet/mynet/internal/errdefs"
 	"github.com/mynet/mynet/internal/fault"
-	"github.com/mynet/mynet/store"
+	"github.com/mynet/mynet/internal/firewall"
+	"github.com/mynet/mynet/internal/hostport"
+	"github.com/mynet/mynet/internal/ids"
+	"github.com/mynet/mynet/internal/store"
 )
 
 const optPortMap = "com.docker.network.portmap"
@@ -160,7 +161,7 @@ func (d *Driver) ProgramExternalConnectivity(req *network.ProgramExternalConnect
 	if len(reqs) == 0 && len(ep.Ports) == 0 {
 		return nil // nothing to publish, as for most containers
 	}
-	log := d.log.WithFields(logrus.Fields{"network": short(ep.NetworkID), "endpoint": short(ep.ID)})
+	log := d.log.WithFields(logrus.Fields{"network": ids.Short(ep.NetworkID), "endpoint": ids.Short(ep.ID)})
 	if cfg.Internal {
 		if len(reqs) > 0 {
 			log.Info("ports are not published on an internal network")
@@ -183,7 +184,7 @@ func (d *Driver) ProgramExternalConnectivity(req *network.ProgramExternalConnect
 			port, err := d.ports.Reserve(r.proto, r.hostIP, r.first, r.last)
 			if err != nil {
 				d.releasePorts(mapped)
-				return errdefs.Conflict("cannot publish %s port %d of endpoint %s: %v", r.proto, r.containerPort, short(ep.ID), err)
+				return errdefs.Conflict("cannot publish %s port %d of endpoint %s: %v", r.proto, r.containerPort, ids.Short(ep.ID), err)
 			}
 			m.HostPort = port
 		}
@@ -193,7 +194,7 @@ func (d *Driver) ProgramExternalConnectivity(req *network.ProgramExternalConnect
 	if err := d.fw.SetEndpoint(firewallNetwork(&cfg), firewallEndpoint(&ep, mapped)); err != nil {
 		d.releasePorts(mapped)
 		_ = d.fw.SetEndpoint(firewallNetwork(&cfg), firewallEndpoint(&ep, nil))
-		return fmt.Errorf("publish ports of endpoint %s: %w", short(ep.ID), err)
+		return fmt.Errorf("publish ports of endpoint %s: %w", ids.Short(ep.ID), err)
 	}
 	d.fault.At(fault.ProgramFirewall)
 	ep.Ports = mapped
@@ -232,7 +233,7 @@ func (d *Driver) RevokeExternalConnectivity(req *network.RevokeExternalConnectiv
 	if err := d.saveEndpoint(&ep); err != nil {
 		return err
 	}
-	d.log.WithFields(logrus.Fields{"network": short(ep.NetworkID), "endpoint": short(ep.ID)}).Info("ports revoked")
+	d.log.WithFields(logrus.Fields{"network": ids.Short(ep.NetworkID), "endpoint": ids.Short(ep.ID)}).Info("ports revoked")
 	return nil
 }
 
@@ -244,7 +245,7 @@ func (d *Driver) unpublish(ep *Endpoint) error {
 	if n != nil {
 		cfg := n.Config
 		if err := d.fw.SetEndpoint(firewallNetwork(&cfg), firewallEndpoint(ep, nil)); err != nil {
-			return fmt.Errorf("remove port rules of endpoint %s: %w", short(ep.ID), err)
+			return fmt.Errorf("remove port rules of endpoint %s: %w", ids.Short(ep.ID), err)
 		}
 	}
 	d.releasePorts(ep.Ports)
@@ -280,7 +281,7 @@ func (d *Driver) reservePorts(cfg *NetworkConfig, ep *Endpoint) error {
 // saveEndpoint writes an endpoint to the store and the map.
 func (d *Driver) saveEndpoint(ep *Endpoint) error {
 	if err := d.store.Update(func(tx store.Tx) error { return store.PutJSON(tx, bucketEndpoints, ep.ID, ep) }); err != nil {
-		return fmt.Errorf("save endpoint %s: %w", short(ep.ID), err)
+		return fmt.Errorf("save endpoint %s: %w", ids.Short(ep.ID), err)
 	}
 	cp := *ep
 	cp.Ports = slices.Clone(ep.Ports)

@@ -7,8 +7,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/mynet/mynet/firewall"
-	"github.com/mynet/mynet/store"
+	"github.com/mynet/mynet/internal/firewall"
+	"github.com/mynet/mynet/internal/ids"
+	"github.com/mynet/mynet/internal/store"
 )
 
 // Report says what a Reconcile found and repaired.
@@ -73,7 +74,7 @@ func (d *Driver) Restore() (Report, error) {
 			delete(d.endpoints, ep.ID)
 		}
 		delete(d.networks, id)
-		interrupted = append(interrupted, n.Phase+" "+short(id))
+		interrupted = append(interrupted, n.Phase+" "+ids.Short(id))
 	}
 	d.mu.Unlock()
 	d.opsMu.Unlock()
@@ -89,7 +90,7 @@ func (d *Driver) Restore() (Report, error) {
 			continue
 		}
 		if err := d.reservePorts(&n.Config, ep); err != nil {
-			errs = append(errs, fmt.Errorf("endpoint %s: %w", short(ep.ID), err))
+			errs = append(errs, fmt.Errorf("endpoint %s: %w", ids.Short(ep.ID), err))
 		}
 	}
 	d.mu.Unlock()
@@ -133,7 +134,7 @@ func (d *Driver) Reconcile() (Report, error) {
 			rep.BridgesRestored = append(rep.BridgesRestored, n.Config.BridgeName)
 		}
 		if _, err := d.links.EnsureBridge(bridgeConfig(&n.Config)); err != nil {
-			errs = append(errs, fmt.Errorf("network %s: %w", short(n.Config.ID), err))
+			errs = append(errs, fmt.Errorf("network %s: %w", ids.Short(n.Config.ID), err))
 			continue
 		}
 		d.setBridgeSysctls(&n.Config)
@@ -159,14 +160,14 @@ func (d *Driver) Reconcile() (Report, error) {
 		}
 		states[ep.NetworkID].Endpoints = append(states[ep.NetworkID].Endpoints, firewallEndpoint(&ep, ep.Ports))
 		if !slices.Contains(present, ep.HostVeth) {
-			rep.StaleEndpoints = append(rep.StaleEndpoints, short(ep.ID))
+			rep.StaleEndpoints = append(rep.StaleEndpoints, ids.Short(ep.ID))
 			continue
 		}
 		if !slices.Contains(rep.BridgesRestored, n.Config.BridgeName) {
 			continue
 		}
 		if err := d.links.EnsurePort(ep.HostVeth, n.Config.BridgeName); err != nil {
-			errs = append(errs, fmt.Errorf("endpoint %s: %w", short(ep.ID), err))
+			errs = append(errs, fmt.Errorf("endpoint %s: %w", ids.Short(ep.ID), err))
 			continue
 		}
 		rep.PortsReattached = append(rep.PortsReattached, ep.HostVeth)
@@ -191,6 +192,23 @@ func (d *Driver) Reconcile() (Report, error) {
 		d.log.WithField("report", rep.summary()).Warn("reconcile repaired the kernel state")
 	}
 	return rep, errors.Join(errs...)
+}
+
+// Repairs counts what was repaired, by kind, for metrics.
+func (r Report) Repairs() map[string]int {
+	base := 0
+	if r.Firewall.BaseFixed {
+		base = 1
+	}
+	return map[string]int{
+		"interrupted_call": len(r.InterruptedCalls),
+		"bridge_restored":  len(r.BridgesRestored),
+		"veth_reattached":  len(r.PortsReattached),
+		"orphan_link":      len(r.OrphanLinksRemove),
+		"iptables_base":    base,
+		"iptables_rules":   len(r.Firewall.Reapplied),
+		"iptables_orphan":  len(r.Firewall.OrphansFound),
+	}
 }
 
 func (r Report) summary() string {

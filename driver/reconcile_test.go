@@ -7,7 +7,7 @@ import (
 
 	"github.com/docker/go-plugins-helpers/network"
 
-	"github.com/mynet/mynet/store"
+	"github.com/mynet/mynet/internal/store"
 )
 
 // A create and a delete that crashed midway leave records in "creating"

@@ -12,7 +12,7 @@ import (
 
 	api "github.com/docker/go-plugins-helpers/ipam"
 
-	"github.com/mynet/mynet/store"
+	"github.com/mynet/mynet/internal/store"
 )
 
 func filledPool(b *testing.B, size, fill int) (*Allocator, string, *store.Bolt, string) {

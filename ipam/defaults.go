@@ -3,6 +3,8 @@ package ipam
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 )
 
 // PoolSet is a range of equally sized subnets that pools without --subnet
@@ -56,4 +58,44 @@ func (s PoolSet) each(fn func(netip.Prefix) bool) {
 			return
 		}
 	}
+}
+
+// ParsePoolSet reads one pool set in dockerd's --default-address-pool
+// syntax: "base=10.10.0.0/16,size=24". Only IPv4 sets are taken, as
+// Docker's default pools are.
+func ParsePoolSet(s string) (PoolSet, error) {
+	var set PoolSet
+	var haveBase, haveSize bool
+	for _, field := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(field), "=")
+		if !ok {
+			return set, fmt.Errorf("%q: want base=CIDR,size=N", s)
+		}
+		switch strings.ToLower(k) {
+		case "base":
+			p, err := netip.ParsePrefix(v)
+			if err != nil {
+				return set, fmt.Errorf("%q: base: %w", s, err)
+			}
+			if !p.Addr().Is4() {
+				return set, fmt.Errorf("%q: base must be an IPv4 prefix", s)
+			}
+			set.Base, haveBase = p, true
+		case "size":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return set, fmt.Errorf("%q: size %q is not a number", s, v)
+			}
+			set.Size, haveSize = n, true
+		default:
+			return set, fmt.Errorf("%q: unknown field %q (want base and size)", s, k)
+		}
+	}
+	if !haveBase || !haveSize {
+		return set, fmt.Errorf("%q: want both base=CIDR and size=N", s)
+	}
+	if err := set.validate(); err != nil {
+		return set, err
+	}
+	return set, nil
 }

@@ -10,9 +10,9 @@ import (
 	api "github.com/docker/go-plugins-helpers/ipam"
 	"github.com/sirupsen/logrus"
 
-	"github.com/mynet/mynet/errdefs"
+	"github.com/mynet/mynet/internal/errdefs"
 	"github.com/mynet/mynet/internal/fault"
-	"github.com/mynet/mynet/store"
+	"github.com/mynet/mynet/internal/store"
 )
 
 // Address spaces, as Docker names them.
@@ -593,10 +593,21 @@ func (a *Allocator) save(p *pool, off uint64, mac string) error {
 
 // PoolInfo describes a pool for status output.
 type PoolInfo struct {
-	ID        string
-	Subnet    string
-	Range     string
-	Allocated uint64
+	ID        string `json:"id"`
+	Subnet    string `json:"subnet"`
+	Range     string `json:"range,omitempty"`
+	Allocated uint64 `json:"allocated"`
+	// Size is how many addresses the pool can ever hand out, capped at
+	// 2^63 for large IPv6 pools.
+	Size uint64 `json:"size"`
+}
+
+// size is the number of offsets from first to last, capped at 2^63.
+func (p *pool) size() uint64 {
+	if n := p.last - p.first + 1; n > 0 && n <= 1<<63 {
+		return n
+	}
+	return 1 << 63
 }
 
 // Pools lists the pools with their number of allocated addresses.
@@ -605,7 +616,7 @@ func (a *Allocator) Pools() []PoolInfo {
 	defer a.mu.Unlock()
 	out := make([]PoolInfo, 0, len(a.pools))
 	for _, p := range a.pools {
-		out = append(out, PoolInfo{ID: p.id(), Subnet: p.rec.Subnet, Range: p.rec.Range, Allocated: p.bits.used})
+		out = append(out, PoolInfo{ID: p.id(), Subnet: p.rec.Subnet, Range: p.rec.Range, Allocated: p.bits.used, Size: p.size()})
 	}
 	return out
 }

@@ -8,8 +8,8 @@ import (
 
 	api "github.com/docker/go-plugins-helpers/ipam"
 
-	"github.com/mynet/mynet/errdefs"
-	"github.com/mynet/mynet/store"
+	"github.com/mynet/mynet/internal/errdefs"
+	"github.com/mynet/mynet/internal/store"
 )
 
 func newTestAllocator(t *testing.T, s store.Store, routes ...string) *Allocator {

@@ -14,7 +14,7 @@ import (
 	"github.com/docker/go-plugins-helpers/sdk"
 	"github.com/sirupsen/logrus"
 
-	"github.com/mynet/mynet/errdefs"
+	"github.com/mynet/mynet/internal/errdefs"
 )
 
 // MaxBodyBytes caps a request body; Docker's requests are a few KiB.
@@ -50,25 +50,33 @@ type gwAllocCheckResponse struct {
 
 // Handler serves the plugin API for a network driver and an IPAM driver.
 type Handler struct {
-	mux    *http.ServeMux
-	log    *logrus.Entry
-	routes map[string]bool
+	mux     *http.ServeMux
+	log     *logrus.Entry
+	routes  map[string]bool
+	observe func(call string, status int, kind string, took time.Duration)
 }
 
-// Extras are mynet's own routes beside Docker's.
+// Extras are mynet's own routes beside Docker's, and what the handler
+// reports about each call.
 type Extras struct {
-	// Health answers /mynet.Health: nil error means healthy.
-	Health func() error
+	// Health answers /mynet.Health with a report; a non-nil error means
+	// unhealthy, answered with 503 and the report (which should carry the
+	// error in its Err field, Docker's error form).
+	Health func() (report any, err error)
 	// Status answers /mynet.Status with what `mynet status` prints.
 	Status func() any
 	// Reconcile answers /mynet.Reconcile: it repairs the kernel now and
 	// reports what it did.
 	Reconcile func() (any, error)
+	// Observe, when set, is told of every answered call: its path without
+	// the leading slash, the HTTP status, the error kind ("" on success,
+	// see errdefs.Kind) and how long it took.
+	Observe func(call string, status int, kind string, took time.Duration)
 }
 
 // NewHandler builds the mux.
 func NewHandler(drv NetworkDriver, alloc ipam.Ipam, extras Extras, log *logrus.Entry) *Handler {
-	h := &Handler{mux: http.NewServeMux(), log: log, routes: map[string]bool{}}
+	h := &Handler{mux: http.NewServeMux(), log: log, routes: map[string]bool{}, observe: extras.Observe}
 	if h.log == nil {
 		h.log = logrus.NewEntry(logrus.StandardLogger())
 	}
@@ -112,14 +120,22 @@ func NewHandler(drv NetworkDriver, alloc ipam.Ipam, extras Extras, log *logrus.E
 	route(h, "/IpamDriver.RequestAddress", func(req *ipam.RequestAddressRequest) (any, error) { return alloc.RequestAddress(req) })
 	route(h, "/IpamDriver.ReleaseAddress", func(req *ipam.ReleaseAddressRequest) (any, error) { return empty(alloc.ReleaseAddress(req)) })
 
-	h.handle("/mynet.Health", func([]byte) (any, error) {
-		if extras.Health != nil {
-			if err := extras.Health(); err != nil {
-				return nil, err
+	if extras.Health != nil {
+		h.routes["/mynet.Health"] = true
+		h.mux.HandleFunc("/mynet.Health", func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			report, err := extras.Health()
+			status := http.StatusOK
+			if err != nil {
+				status = http.StatusServiceUnavailable
+				h.log.WithError(err).Warn("health check: unhealthy")
 			}
-		}
-		return map[string]string{"Status": "ok"}, nil
-	})
+			w.Header().Set("Content-Type", sdk.DefaultContentTypeV1_1)
+			w.WriteHeader(status)
+			_ = json.NewEncoder(w).Encode(report)
+			h.done("mynet.Health", status, errdefs.Kind(err), start)
+		})
+	}
 	if extras.Status != nil {
 		h.handle("/mynet.Status", func([]byte) (any, error) { return extras.Status(), nil })
 	}
@@ -184,6 +200,7 @@ func (h *Handler) handle(path string, fn func([]byte) (any, error)) {
 			res, err = fn(body)
 		}
 		log := h.log.WithFields(logrus.Fields{"call": path, "duration": time.Since(start).Round(time.Microsecond)})
+		defer func() { h.done(path[1:], errdefs.HTTPStatus(err), errdefs.Kind(err), start) }()
 		if err != nil {
 			log.WithError(err).Warn("call failed")
 			h.writeError(w, r, err)
@@ -195,6 +212,13 @@ func (h *Handler) handle(path string, fn func([]byte) (any, error)) {
 			log.WithError(err).Warn("write response")
 		}
 	})
+}
+
+// done reports an answered call to the observer.
+func (h *Handler) done(call string, status int, kind string, start time.Time) {
+	if h.observe != nil {
+		h.observe(call, status, kind, time.Since(start))
+	}
 }
 
 // errorBody is Docker's error form. libnetwork's plugin client reads Err on

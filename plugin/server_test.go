@@ -4,18 +4,23 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/docker/go-plugins-helpers/ipam"
 	"github.com/docker/go-plugins-helpers/network"
 
-	"github.com/mynet/mynet/errdefs"
+	"github.com/mynet/mynet/internal/errdefs"
 )
 
 // fakeDriver answers every NetworkDriver call; IDs starting with "missing"
@@ -122,6 +127,37 @@ func (fakeIpam) ReleaseAddress(*ipam.ReleaseAddressRequest) error { return nil }
 
 // serve runs the handler on a real unix socket, as dockerd sees it.
 func serve(t *testing.T) (*http.Client, *fakeDriver) {
+	c, drv, _ := serveWith(t, Extras{})
+	return c, drv
+}
+
+// fakeExtras answers health from a switch and records observed calls.
+type fakeExtras struct {
+	mu       sync.Mutex
+	sick     error
+	observed []string // "call status kind"
+}
+
+func (f *fakeExtras) extras() Extras {
+	return Extras{
+		Status: func() any { return map[string]int{"Networks": 0} },
+		Health: func() (any, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.sick != nil {
+				return map[string]string{"Status": "unhealthy", "Err": f.sick.Error()}, f.sick
+			}
+			return map[string]string{"Status": "ok"}, nil
+		},
+		Observe: func(call string, status int, kind string, took time.Duration) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.observed = append(f.observed, fmt.Sprintf("%s %d %s", call, status, kind))
+		},
+	}
+}
+
+func serveWith(t *testing.T, extras Extras) (*http.Client, *fakeDriver, *fakeExtras) {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "mynet.sock")
 	l, err := Listen(sock)
@@ -129,13 +165,17 @@ func serve(t *testing.T) (*http.Client, *fakeDriver) {
 		t.Fatal(err)
 	}
 	drv := &fakeDriver{}
-	srv := &http.Server{Handler: NewHandler(drv, fakeIpam{}, Extras{Status: func() any { return map[string]int{"Networks": 0} }}, nil)}
+	fx := &fakeExtras{}
+	if extras.Status == nil {
+		extras = fx.extras()
+	}
+	srv := &http.Server{Handler: NewHandler(drv, fakeIpam{}, extras, nil)}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 	}}}
-	return client, drv
+	return client, drv, fx
 }
 
 func post(t *testing.T, c *http.Client, path string, body []byte) (int, map[string]any) {
@@ -175,6 +215,33 @@ func TestActivateAndCapabilities(t *testing.T) {
 	code, out = post(t, c, "/mynet.Status", nil)
 	if code != 200 || out["Networks"] != 0.0 {
 		t.Errorf("Status = %d %v", code, out)
+	}
+}
+
+// Health answers 503 with the report while the daemon is unhealthy, and
+// every call, failed or not, reaches the observer with its status and kind.
+func TestHealthCanFailAndCallsAreObserved(t *testing.T) {
+	c, _, fx := serveWith(t, Extras{})
+	if code, out := post(t, c, "/mynet.Health", nil); code != 200 || out["Status"] != "ok" {
+		t.Errorf("healthy: Health = %d %v", code, out)
+	}
+	fx.mu.Lock()
+	fx.sick = errors.New("state file not writable")
+	fx.mu.Unlock()
+	if code, out := post(t, c, "/mynet.Health", nil); code != 503 || out["Err"] != "state file not writable" {
+		t.Errorf("unhealthy: Health = %d %v, want 503 with Err", code, out)
+	}
+	post(t, c, "/NetworkDriver.CreateNetwork", []byte(`{"NetworkID":"n1","Options":{},"IPv4Data":[{"Pool":"10.0.0.0/24","Gateway":"10.0.0.1/24"}]}`))
+	post(t, c, "/NetworkDriver.DeleteNetwork", []byte(`{`))
+	post(t, c, "/NetworkDriver.Nope", []byte(`{}`))
+	fx.mu.Lock()
+	defer fx.mu.Unlock()
+	want := []string{
+		"mynet.Health 200 ", "mynet.Health 503 internal",
+		"NetworkDriver.CreateNetwork 200 ", "NetworkDriver.DeleteNetwork 400 invalid",
+	}
+	if !slices.Equal(fx.observed, want) {
+		t.Errorf("observed %q, want %q (unknown paths are not observed)", fx.observed, want)
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mynet/mynet/netutil"
+	"github.com/mynet/mynet/internal/netutil"
 )
 
 // BenchmarkPluginAttach plays dockerd attaching and detaching a container

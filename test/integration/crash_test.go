@@ -75,7 +75,7 @@ func lifecycle(t *testing.T, d *daemon, c *crashCounts) {
 	st := d.call("/mynet.Status", map[string]any{})
 	for _, p := range list(st["pools"]) {
 		pm := p.(map[string]any)
-		c.check(t, pm["Allocated"] == 0.0, "pool %v still has %v addresses allocated after all were released", pm["ID"], pm["Allocated"])
+		c.check(t, pm["allocated"] == 0.0, "pool %v still has %v addresses allocated after all were released", pm["id"], pm["allocated"])
 	}
 	d.call("/IpamDriver.ReleasePool", map[string]any{"PoolID": poolID})
 }

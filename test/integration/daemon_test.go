@@ -51,12 +51,33 @@ func mynetBinary(t testing.TB) string {
 type daemon struct {
 	t        testing.TB
 	bin      string
-	dir      string // state dir and socket
-	fault    string // MYNET_FAULT of the next start
+	dir      string   // state dir and socket
+	fault    string   // MYNET_FAULT of the next start
+	args     []string // extra flags
+	env      []string // extra environment
 	cmd      *exec.Cmd
 	client   *http.Client
 	restarts int
-	log      bytes.Buffer
+	log      syncBuffer
+}
+
+// syncBuffer is the daemon's output: written by os/exec's copying
+// goroutine while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func newDaemon(t testing.TB) *daemon {
@@ -75,8 +96,8 @@ func (d *daemon) socket() string { return filepath.Join(d.dir, "mynet.sock") }
 
 func (d *daemon) start() {
 	d.t.Helper()
-	cmd := exec.Command(d.bin, "--socket", d.socket(), "--state-dir", d.dir, "--log-level", "debug", "--reconcile-interval", "0")
-	cmd.Env = append(os.Environ(), "MYNET_FAULT="+d.fault)
+	cmd := exec.Command(d.bin, append([]string{"--socket", d.socket(), "--state-dir", d.dir, "--log-level", "debug", "--reconcile-interval", "0"}, d.args...)...)
+	cmd.Env = append(append(os.Environ(), "MYNET_FAULT="+d.fault), d.env...)
 	cmd.Stdout, cmd.Stderr = &d.log, &d.log
 	if err := cmd.Start(); err != nil {
 		d.t.Fatal(err)

@@ -14,11 +14,11 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/mynet/mynet/driver"
-	"github.com/mynet/mynet/firewall"
+	"github.com/mynet/mynet/internal/firewall"
+	"github.com/mynet/mynet/internal/netutil"
 	"github.com/mynet/mynet/internal/nstest"
+	"github.com/mynet/mynet/internal/store"
 	"github.com/mynet/mynet/ipam"
-	"github.com/mynet/mynet/netutil"
-	"github.com/mynet/mynet/store"
 )
 
 func TestMain(m *testing.M) { nstest.Main(m) }
@@ -45,7 +45,7 @@ func newStack(t *testing.T, dir string) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fw, err := firewall.New(nil, firewall.BackendAuto)
+	fw, err := firewall.New(firewall.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +309,7 @@ func TestFailedCreateIsRolledBackInTheKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer links.Close()
-	fw, err := firewall.New(nil, firewall.BackendAuto)
+	fw, err := firewall.New(firewall.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds mynet-bench/tools:1, the benchmark's container image, from this
 # host without a registry: busybox, iperf3 (Debian's, with its libraries)
-# and rr (bench/rr, a TCP request/response timer). Made once.
+# and rr (test/bench/rr, a TCP request/response timer). Made once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DOCKER=${DOCKER:-/usr/bin/docker}
@@ -18,7 +18,7 @@ put() { local d; d=$(readlink -f "$(dirname "$1")"); mkdir -p "$dir$d"; cp -L "$
 bin=$(command -v iperf3)
 put "$bin"
 for lib in $(ldd "$bin" | awk '/=>/ {print $3} /^[[:space:]]*\// {print $1}'); do [ -e "$lib" ] && put "$lib"; done
-(cd bench/rr && CGO_ENABLED=0 "$GO" build -trimpath -o "$dir/bin/rr" .)
+(cd test/bench/rr && CGO_ENABLED=0 "$GO" build -trimpath -o "$dir/bin/rr" .)
 echo 'root:x:0:0:root:/root:/bin/sh' >"$dir/etc/passwd"
 tar -C "$dir" -c . | "$DOCKER" import -c "ENV PATH=$(dirname "$(readlink -f "$bin")"):/bin" -c 'CMD ["/bin/sh"]' - "$IMAGE" >/dev/null
 echo "bench: built $IMAGE" >&2

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/sirupsen/logrus"
@@ -26,12 +27,17 @@ type batcher interface {
 type backend struct {
 	family Family
 	batch  batcher
+	// ipt runs single iptables commands: the health check's look at the
+	// chains. Batches of changes go through iptables-restore instead (see
+	// doc.go). Nil in tests that fake the batcher.
+	ipt *iptables.IPTables
 }
 
 // Firewall programs mynet's rules for IPv4 and, where the host has
 // ip6tables, IPv6.
 type Firewall struct {
 	v4, v6 *backend // v6 is nil when the host has no ip6tables
+	kind   string   // the backend in use: nft, legacy or system
 	log    *logrus.Entry
 
 	mu sync.Mutex // serializes our read-modify-write cycles on the rulesets
@@ -45,26 +51,40 @@ const (
 	BackendSystem = "system" // plain `iptables`, whatever the host's alternatives say
 )
 
-// New returns a Firewall that drives iptables with the given backend.
+// Config is what a Firewall is built from.
+type Config struct {
+	// Backend is auto (the default), nft, legacy or system.
+	Backend string
+	// Observe, when set, is told the duration of every iptables-save
+	// ("save") and iptables-restore ("restore") run, per family.
+	Observe func(family, op string, took time.Duration)
+	Log     *logrus.Entry
+}
+
+// New returns a Firewall that drives iptables with the configured backend.
 // Mixing backends breaks rules on both sides, so mynet must use the one
 // dockerd uses; "auto" finds it.
-func New(log *logrus.Entry, backend string) (*Firewall, error) {
+func New(cfg Config) (*Firewall, error) {
+	log := cfg.Log
 	if log == nil {
 		log = logrus.NewEntry(logrus.StandardLogger())
 	}
-	if backend == "" || backend == BackendAuto {
-		backend = ChooseBackend(log)
+	kind := cfg.Backend
+	if kind == "" || kind == BackendAuto {
+		kind = ChooseBackend(log)
 	}
-	v4, err := newExecBackend(IPv4, backend, log)
+	v4, err := newExecBackend(IPv4, kind, cfg.Observe, log)
 	if err != nil {
 		return nil, err
 	}
-	v6, err := newExecBackend(IPv6, backend, log)
+	v6, err := newExecBackend(IPv6, kind, cfg.Observe, log)
 	if err != nil {
 		log.WithError(err).Warn("no usable ip6tables; IPv6 networks cannot be created")
 		v6 = nil
 	}
-	return newFirewall(v4, v6, log), nil
+	f := newFirewall(v4, v6, log)
+	f.kind = kind
+	return f, nil
 }
 
 // ChooseBackend picks the backend whose tables hold rules, as
@@ -97,7 +117,7 @@ func ChooseBackend(log *logrus.Entry) string {
 	return choice
 }
 
-func newExecBackend(f Family, kind string, log *logrus.Entry) (*backend, error) {
+func newExecBackend(f Family, kind string, observe func(family, op string, took time.Duration), log *logrus.Entry) (*backend, error) {
 	cmd := "iptables"
 	if f == IPv6 {
 		cmd = "ip6tables"
@@ -131,7 +151,11 @@ func newExecBackend(f Family, kind string, log *logrus.Entry) (*backend, error) 
 	}
 	v1, v2, v3 := ipt.GetIptablesVersion()
 	log.WithFields(logrus.Fields{"family": f.String(), "binary": bin, "version": fmt.Sprintf("%d.%d.%d", v1, v2, v3)}).Debug("iptables found")
-	return &backend{family: f, batch: execBatcher{save: save, restore: restore}}, nil
+	var b batcher = execBatcher{save: save, restore: restore}
+	if observe != nil {
+		b = timedBatcher{b: b, family: f.String(), observe: observe}
+	}
+	return &backend{family: f, batch: b, ipt: ipt}, nil
 }
 
 func newFirewall(v4, v6 *backend, log *logrus.Entry) *Firewall {
@@ -679,4 +703,57 @@ func (e execBatcher) Restore(input string) error {
 		return fmt.Errorf("%s: %w: %s", e.restore, err, strings.TrimSpace(errb.String()))
 	}
 	return nil
+}
+
+// timedBatcher tells an observer how long each save and restore took.
+type timedBatcher struct {
+	b       batcher
+	family  string
+	observe func(family, op string, took time.Duration)
+}
+
+func (t timedBatcher) Save() (string, error) {
+	start := time.Now()
+	out, err := t.b.Save()
+	t.observe(t.family, "save", time.Since(start))
+	return out, err
+}
+
+func (t timedBatcher) Restore(input string) error {
+	start := time.Now()
+	err := t.b.Restore(input)
+	t.observe(t.family, "restore", time.Since(start))
+	return err
+}
+
+// Health is what Check found.
+type Health struct {
+	Backend string `json:"backend"` // nft, legacy or system
+	Version string `json:"version"` // of the IPv4 iptables
+	IPv6    bool   `json:"ipv6"`
+	// BaseInstalled says whether mynet's chains are in place (they are not
+	// before the first network, nor after the last one is gone).
+	BaseInstalled bool `json:"base_installed"`
+}
+
+// Check runs iptables once per family to see that the backend answers and
+// whether mynet's chains are there. An error means iptables cannot be run
+// or read: no network can be created or repaired until it is fixed.
+func (f *Firewall) Check() (Health, error) {
+	h := Health{Backend: f.kind, IPv6: f.v6 != nil, BaseInstalled: true}
+	for _, b := range f.backends() {
+		if b.ipt == nil {
+			continue
+		}
+		if b.family == IPv4 {
+			v1, v2, v3 := b.ipt.GetIptablesVersion()
+			h.Version = fmt.Sprintf("%d.%d.%d", v1, v2, v3)
+		}
+		ok, err := b.ipt.ChainExists("filter", ChainForward)
+		if err != nil {
+			return h, fmt.Errorf("%s: iptables does not answer: %w", b.family, err)
+		}
+		h.BaseInstalled = h.BaseInstalled && ok
+	}
+	return h, nil
 }

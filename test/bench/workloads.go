@@ -286,7 +286,7 @@ func rrPath() string { return "/tmp/mynet-bench-rr" }
 
 // 6. Data plane between two containers on one network, and the floor.
 func (w *workloads) dataPlane() error {
-	if out, err := exec.Command("go", "build", "-o", rrPath(), "./bench/rr").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", rrPath(), "./test/bench/rr").CombinedOutput(); err != nil {
 		return fmt.Errorf("build rr: %v %s", err, out)
 	}
 	for _, d := range drivers {

@@ -128,7 +128,7 @@ func run(o options) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root")
 	}
-	for _, cmd := range [][]string{{"bash", "test/e2e/setup.sh"}, {"bash", "bench/image.sh"}} {
+	for _, cmd := range [][]string{{"bash", "test/e2e/setup.sh"}, {"bash", "test/bench/image.sh"}} {
 		if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
 			return fmt.Errorf("%v: %v\n%s", cmd, err, out)
 		}

@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/mynet/mynet/internal/nstest"
 )
@@ -75,9 +77,17 @@ func reset(t *testing.T) {
 
 func newReal(t *testing.T) *Firewall {
 	t.Helper()
+	f, _ := newRealObserved(t)
+	return f
+}
+
+// newRealObserved also returns the log of batches the firewall ran.
+func newRealObserved(t *testing.T) (*Firewall, *batchLog) {
+	t.Helper()
 	reset(t)
 	t.Cleanup(func() { reset(t) })
-	f, err := New(nil, BackendAuto)
+	runs := &batchLog{}
+	f, err := New(Config{Observe: runs.observe})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +97,58 @@ func newReal(t *testing.T) *Firewall {
 	if err := f.EnsureBase(); err != nil {
 		t.Fatal(err)
 	}
-	return f
+	return f, runs
+}
+
+// batchLog records what Config.Observe is told.
+type batchLog struct {
+	mu   sync.Mutex
+	runs []string // "IPv4 save", ...
+}
+
+func (b *batchLog) observe(family, op string, took time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if took <= 0 {
+		op += " (no duration)"
+	}
+	b.runs = append(b.runs, family+" "+op)
+}
+
+func (b *batchLog) count(run string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, r := range b.runs {
+		if r == run {
+			n++
+		}
+	}
+	return n
+}
+
+// TestCheckAndObservedBatches: Check reads the chains through go-iptables,
+// and every save and restore is timed for the metrics.
+func TestCheckAndObservedBatches(t *testing.T) {
+	f, runs := newRealObserved(t)
+	h, err := f.Check()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h.BaseInstalled || !h.IPv6 || h.Version == "" || h.Version == "0.0.0" {
+		t.Errorf("Check after EnsureBase = %+v, want base installed, IPv6 and a version", h)
+	}
+	for _, run := range []string{"IPv4 save", "IPv4 restore", "IPv6 save", "IPv6 restore"} {
+		if runs.count(run) != 1 {
+			t.Errorf("EnsureBase ran %q %d times, want 1 (all: %v)", run, runs.count(run), runs.runs)
+		}
+	}
+	if err := f.RemoveBase(); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := f.Check(); err != nil || h.BaseInstalled {
+		t.Errorf("Check after RemoveBase = %+v, %v; want no base and no error", h, err)
+	}
 }
 
 func testNetwork(id, bridge, subnet string) Network {

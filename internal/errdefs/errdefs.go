@@ -79,3 +79,20 @@ func HTTPStatus(err error) int {
 		return http.StatusInternalServerError
 	}
 }
+
+// Kind names an error's kind for metrics and logs: "invalid", "not_found",
+// "conflict" or "internal" (any other error); "" for nil.
+func Kind(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case IsInvalid(err):
+		return "invalid"
+	case IsNotFound(err):
+		return "not_found"
+	case IsConflict(err):
+		return "conflict"
+	default:
+		return "internal"
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/mynet/mynet/internal/ids"
 )
 
 // Our chains.
@@ -102,18 +104,11 @@ func (r Rule) String() string {
 }
 
 // Tag returns the comment that marks the rules of the network with this ID.
-func Tag(networkID string) string { return tagPrefix + short(networkID) }
+func Tag(networkID string) string { return tagPrefix + ids.Short(networkID) }
 
 // EndpointTag returns the comment that marks an endpoint's rules.
 func EndpointTag(networkID, endpointID string) string {
-	return tagPrefix + short(networkID) + ":" + short(endpointID)
-}
-
-func short(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
+	return tagPrefix + ids.Short(networkID) + ":" + ids.Short(endpointID)
 }
 
 // safeToken accepts a value for an iptables command line: not empty, not

@@ -1,0 +1,248 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/activation"
+	sd "github.com/coreos/go-systemd/v22/daemon"
+	"github.com/sirupsen/logrus"
+
+	"github.com/mynet/mynet/driver"
+	"github.com/mynet/mynet/internal/fault"
+	"github.com/mynet/mynet/internal/firewall"
+	"github.com/mynet/mynet/internal/metrics"
+	"github.com/mynet/mynet/internal/netutil"
+	"github.com/mynet/mynet/internal/status"
+	"github.com/mynet/mynet/internal/store"
+	"github.com/mynet/mynet/ipam"
+	"github.com/mynet/mynet/plugin"
+)
+
+// Config is the daemon's configuration, from flags and environment.
+type Config struct {
+	Socket   string
+	StateDir string
+	// ReconcileEvery is how often the daemon re-checks the kernel against
+	// its state (0: only at start, on SIGHUP, on /mynet.Reconcile and on
+	// link events).
+	ReconcileEvery time.Duration
+	// IPTables is the iptables backend: auto, nft, legacy or system.
+	IPTables string
+	// MetricsAddr, when set, is the TCP address /metrics is served on.
+	MetricsAddr string
+	// LocalPools replace Docker's default local address pools (nil: Docker's).
+	LocalPools []ipam.PoolSet
+	Version    string
+	// Fault is the test-only crash hook; nil in production.
+	Fault fault.Hook
+}
+
+// Daemon is mynet with every part built, ready to Run.
+type Daemon struct {
+	cfg     Config
+	log     *logrus.Entry
+	started time.Time
+
+	store   *store.Bolt
+	links   *netutil.Links
+	fw      *firewall.Firewall
+	alloc   *ipam.Allocator
+	drv     *driver.Driver
+	metrics *metrics.Metrics // nil unless cfg.MetricsAddr is set
+	rec     *reconciler
+}
+
+// New opens the state file and builds the parts. It changes nothing in the
+// kernel: Run restores the networks.
+func New(cfg Config, log *logrus.Entry) (_ *Daemon, err error) {
+	d := &Daemon{cfg: cfg, log: log, started: time.Now()}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	if cfg.MetricsAddr != "" {
+		d.metrics = metrics.New(cfg.Version, d.snapshot)
+	}
+	if d.store, err = store.OpenBolt(d.stateFile()); err != nil {
+		return nil, err
+	}
+	if d.links, err = netutil.New(); err != nil {
+		return nil, err
+	}
+	fwCfg := firewall.Config{Backend: cfg.IPTables, Log: log.WithField("part", "firewall")}
+	if d.metrics != nil {
+		fwCfg.Observe = d.metrics.ObserveBatch
+	}
+	if d.fw, err = firewall.New(fwCfg); err != nil {
+		return nil, err
+	}
+	d.alloc, err = ipam.New(ipam.Config{
+		Store: d.store, HostRoutes: d.links.Routes, LocalPools: cfg.LocalPools, Fault: cfg.Fault, Log: log.WithField("part", "ipam"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.drv, err = driver.New(driver.Config{
+		Store: d.store, Links: d.links, Firewall: d.fw, EnsureSysctl: netutil.EnsureSysctl, Fault: cfg.Fault, Log: log.WithField("part", "driver"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.rec = newReconciler(d.drv.Reconcile, d.metrics, log.WithField("part", "reconcile"))
+	return d, nil
+}
+
+func (d *Daemon) stateFile() string { return filepath.Join(d.cfg.StateDir, status.StateFile) }
+
+// close releases what New opened, in reverse.
+func (d *Daemon) close() {
+	if d.links != nil {
+		d.links.Close()
+	}
+	if d.store != nil {
+		d.store.Close()
+	}
+}
+
+// Listen returns the socket to serve on: the one systemd passed (socket
+// activation, mynet.socket) or a new one at cfg.Socket. owned says whether
+// the daemon made the socket file and so removes it when it stops.
+func Listen(cfg Config) (l net.Listener, owned bool, err error) {
+	passed, err := activation.Listeners()
+	if err != nil {
+		return nil, false, fmt.Errorf("sockets passed by systemd: %w", err)
+	}
+	for _, p := range passed {
+		if p != nil && p.Addr().Network() == "unix" {
+			return p, false, nil
+		}
+	}
+	if len(passed) > 0 {
+		return nil, false, errors.New("systemd passed sockets, but none is a unix stream socket")
+	}
+	l, err = plugin.Listen(cfg.Socket)
+	return l, err == nil, err
+}
+
+// Run restores the networks, serves Docker on l until ctx ends, and shuts
+// down. Shutting down touches no bridge, veth or rule: containers keep their
+// networking. systemd is told READY=1 once state is restored and l is being
+// served, and STOPPING=1 when the daemon begins to stop.
+func (d *Daemon) Run(ctx context.Context, l net.Listener) error {
+	defer d.close()
+	log := d.log
+	log.WithFields(logrus.Fields{"version": d.cfg.Version, "socket": l.Addr().String(), "state_dir": d.cfg.StateDir}).Info("mynet starting")
+	// Networks come back before the first call is answered; connections that
+	// arrive meanwhile wait in the listen backlog.
+	rep, err := d.drv.Restore()
+	d.rec.record(triggerStart, rep, err)
+	if err != nil {
+		log.WithError(err).Error("some networks could not be restored; they may lack connectivity")
+	}
+
+	srv := &http.Server{
+		Handler: plugin.NewHandler(d.drv, d.alloc, plugin.Extras{
+			Status:    func() any { h := d.Health(); return status.Build("daemon", d.drv, d.alloc, &h) },
+			Health:    func() (any, error) { h := d.Health(); return h, healthErr(h) },
+			Reconcile: func() (any, error) { return d.rec.run(triggerAPI) },
+			Observe:   d.metrics.ObserveCall,
+		}, log.WithField("part", "plugin")),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	served := make(chan error, 2)
+	go func() { served <- srv.Serve(l) }()
+	var metricsSrv *http.Server
+	if d.metrics != nil {
+		if metricsSrv, err = d.serveMetrics(served); err != nil {
+			_ = srv.Close()
+			d.drv.Close()
+			return err
+		}
+	}
+	if err := netutil.WatchLinks(ctx, d.onLinkEvent, func(err error) {
+		log.WithError(err).Warn("link events lost; reconciling")
+		d.rec.kick(triggerLink)
+	}); err != nil {
+		log.WithError(err).Warn("no link events: deleted bridges wait for the periodic reconcile")
+	}
+	go d.rec.loop(ctx, d.cfg.ReconcileEvery)
+	if _, err := sd.SdNotify(false, sd.SdNotifyReady); err != nil {
+		log.WithError(err).Warn("could not tell systemd the daemon is ready")
+	}
+	log.Info("mynet ready")
+
+	select {
+	case err := <-served:
+		_ = srv.Close()
+		d.drv.Close()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	_, _ = sd.SdNotify(false, sd.SdNotifyStopping)
+	log.Info("shutting down; container networking is left as it is")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if metricsSrv != nil {
+		_ = metricsSrv.Shutdown(shutdownCtx)
+	}
+	err = srv.Shutdown(shutdownCtx)
+	d.drv.Close()
+	if len(d.drv.Networks()) == 0 {
+		// Nothing to protect: leave no rule behind (an uninstall ends here).
+		if err := d.fw.RemoveBase(); err != nil {
+			log.WithError(err).Warn("could not remove mynet's iptables chains")
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// serveMetrics listens on cfg.MetricsAddr; a failure to listen is the
+// daemon's failure to start (the operator asked for metrics).
+func (d *Daemon) serveMetrics(served chan<- error) (*http.Server, error) {
+	ml, err := net.Listen("tcp", d.cfg.MetricsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", d.metrics.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ml); !errors.Is(err, http.ErrServerClosed) {
+			served <- fmt.Errorf("metrics: %w", err)
+		}
+	}()
+	d.log.WithField("addr", ml.Addr().String()).Info("serving metrics on /metrics")
+	return srv, nil
+}
+
+// onLinkEvent asks for a reconcile when a bridge or veth of ours goes away,
+// so the repair is at once instead of at the next tick.
+func (d *Daemon) onLinkEvent(ev netutil.LinkEvent) {
+	if ev.Deleted && d.drv.OwnsLink(ev.Name) {
+		d.log.WithField("link", ev.Name).Info("a link of ours was deleted; reconciling now")
+		d.rec.kick(triggerLink)
+	}
+}
+
+// snapshot is what the metrics' gauges show.
+func (d *Daemon) snapshot() metrics.Snapshot {
+	s := metrics.Snapshot{Networks: len(d.drv.Networks())}
+	for _, ep := range d.drv.Endpoints() {
+		s.Endpoints++
+		s.PublishedPorts += len(ep.Ports)
+	}
+	for _, p := range d.alloc.Pools() {
+		s.Pools = append(s.Pools, metrics.Pool{ID: p.ID, Allocated: p.Allocated, Size: p.Size})
+	}
+	return s
+}

@@ -1,0 +1,16 @@
+// Package daemon wires mynet together and runs it: it opens the state file,
+// builds the firewall, netlink handle, IPAM and driver, restores the
+// networks, serves Docker's plugin API on one unix socket (its own or one
+// systemd passed), and keeps the kernel repaired.
+//
+// Repairs come from four triggers, all through one reconciler that records
+// the last result for /mynet.Health and the metrics: the start (Restore), a
+// timer (--reconcile-interval, the backstop), SIGHUP or /mynet.Reconcile,
+// and netlink link events: a bridge or host veth of ours that is deleted
+// triggers a run within milliseconds. Events only speed repairs up; a lost
+// event (the kernel's buffer overflowed) also triggers a full run.
+//
+// main parses flags into a Config and calls New, Listen and Run; the
+// integration tests run the same binary. Nothing here touches the kernel
+// itself: that is internal/netutil's and internal/firewall's.
+package daemon

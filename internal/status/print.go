@@ -1,0 +1,116 @@
+package status
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mynet/mynet/driver"
+	"github.com/mynet/mynet/internal/ids"
+)
+
+// Print writes the report as tables.
+func Print(w io.Writer, r Report) {
+	fmt.Fprintf(w, "source: %s", r.Source)
+	if r.Socket != "" {
+		fmt.Fprintf(w, " on %s", r.Socket)
+	}
+	fmt.Fprintln(w)
+	if h := r.Health; h != nil {
+		printHealth(w, h)
+	}
+	fmt.Fprintf(w, "\nNETWORKS\n")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tBRIDGE\tSUBNET\tGATEWAY\tIPV6\tENDPOINTS\tOPTIONS")
+	for _, n := range r.Networks {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", ids.Short(n.ID), n.BridgeName, n.Subnet,
+			orDash(n.Gateway.Addr().String(), n.Gateway.IsValid()),
+			orDash(n.Subnet6.String(), n.Subnet6.IsValid()), n.Endpoints, strings.Join(options(n.NetworkConfig), ","))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nENDPOINTS\n")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNETWORK\tVETH\tADDRESS\tMAC\tPORTS")
+	for _, e := range r.Endpoints {
+		addr := e.Address.String()
+		if e.AddressIPv6.IsValid() {
+			addr += " " + e.AddressIPv6.String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ids.Short(e.ID), ids.Short(e.NetworkID), e.HostVeth, addr, e.MAC, e.PortsText)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nIPAM POOLS\n")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "POOL\tALLOCATED\tSIZE")
+	for _, p := range r.Pools {
+		fmt.Fprintf(tw, "%s\t%d\t%d\n", p.ID, p.Allocated, p.Size)
+	}
+	tw.Flush()
+}
+
+func printHealth(w io.Writer, h *Health) {
+	fmt.Fprintf(w, "health: %s (mynet %s, up since %s)\n", h.Status, h.Version, h.Started.Format(time.RFC3339))
+	for _, p := range h.Problems {
+		fmt.Fprintf(w, "  problem: %s\n", p)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	state := "writable"
+	if !h.StateFile.Writable {
+		state = "NOT WRITABLE: " + h.StateFile.Error
+	}
+	fmt.Fprintf(tw, "  state file\t%s\t%s\n", h.StateFile.Path, state)
+	ipt := fmt.Sprintf("%s %s", h.IPTables.Backend, h.IPTables.Version)
+	switch {
+	case !h.IPTables.Reachable:
+		ipt += ", NOT REACHABLE: " + h.IPTables.Error
+	case h.IPTables.BaseInstalled:
+		ipt += ", mynet's chains installed"
+	default:
+		ipt += ", mynet's chains not installed (no network yet)"
+	}
+	if h.IPTables.IPv6 {
+		ipt += ", IPv6"
+	}
+	fmt.Fprintf(tw, "  iptables\t%s\n", ipt)
+	rec := "not run yet"
+	if !h.Reconcile.Time.IsZero() {
+		rec = fmt.Sprintf("%s (%s): ", h.Reconcile.Time.Format(time.RFC3339), h.Reconcile.Trigger)
+		if h.Reconcile.OK {
+			rec += fmt.Sprintf("ok, %d repaired", h.Reconcile.Repaired)
+		} else {
+			rec += "FAILED: " + h.Reconcile.Error
+		}
+	}
+	fmt.Fprintf(tw, "  last reconcile\t%s\n", rec)
+	fmt.Fprintf(tw, "  holds\t%d networks, %d endpoints\n", h.Networks, h.Endpoints)
+	tw.Flush()
+}
+
+func options(n driver.NetworkConfig) []string {
+	var opts []string
+	if !n.ICC {
+		opts = append(opts, "icc=off")
+	}
+	if !n.Masquerade {
+		opts = append(opts, "masquerade=off")
+	}
+	if n.Internal {
+		opts = append(opts, "internal")
+	}
+	if n.MTU != 0 {
+		opts = append(opts, fmt.Sprintf("mtu=%d", n.MTU))
+	}
+	if n.GatewayMode4 == driver.GatewayRouted {
+		opts = append(opts, "gateway_mode_ipv4=routed")
+	}
+	return opts
+}
+
+func orDash(s string, ok bool) string {
+	if !ok {
+		return "-"
+	}
+	return s
+}
