@@ -11,10 +11,14 @@ PKGS        = $(shell $(GO) list ./... | grep -v /test/e2e)
 
 export PATH := $(dir $(GO)):$(GOBIN):$(PATH)
 
+# The managed plugin's name for users (make plugin, plugin-enable, ...).
 PLUGIN      ?= mynet:latest
+# The tests' own plugin: built, used and removed by make e2e-plugin, so a
+# user's $(PLUGIN) is never touched.
+E2E_PLUGIN  ?= mynet-e2e-plugin:latest
 DOCKER      ?= /usr/bin/docker
 
-.PHONY: all build run test deps lint unit fuzz e2e e2e-plugin test-unit clean install bench \
+.PHONY: all build run host-deps test deps lint unit fuzz e2e e2e-plugin test-unit clean install bench \
         plugin plugin-enable plugin-disable plugin-remove plugin-upgrade plugin-push
 
 all: build
@@ -22,23 +26,29 @@ all: build
 build:
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/mynet .
 
-# Build and run the daemon in the foreground on Docker's plugin directory.
-# Stop it with Ctrl-C (networks and containers keep working meanwhile).
-run: build
+# Install what the daemon needs (docker.io, iptables) when missing, start
+# dockerd when it is not running, then build and run the daemon in the
+# foreground on Docker's plugin directory. Stop it with Ctrl-C (networks and
+# containers keep working meanwhile).
+run: host-deps build
 	./bin/mynet $(ARGS)
+
+host-deps:
+	bash packaging/host-deps.sh
 
 # The whole suite: host setup, lint, unit + kernel integration tests,
 # short fuzzing, and the end-to-end tests through a real dockerd, against
 # the plain daemon and then against the managed plugin.
 test: deps lint unit fuzz e2e e2e-plugin
 
-# Installs docker.io, iptables and busybox-static when missing, starts dockerd
-# when it is not running, and builds the local busybox test image.
+# host-deps plus the tests' tools (busybox-static, iproute2, curl), and the
+# local busybox test image.
 deps:
 	bash test/e2e/setup.sh
 
 lint: $(STATICCHECK)
 	@out=$$(gofmt -l .) && test -z "$$out" || { echo "gofmt needed (or failed):"; echo "$$out"; exit 1; }
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) vet -tags e2eplugin ./test/e2e
 	$(STATICCHECK) ./...
@@ -52,7 +62,7 @@ unit:
 
 # Pure-logic tests only: no root, no kernel (for a quick loop as a user).
 test-unit:
-	$(GO) test -race -count=1 ./internal/errdefs ./internal/store ./ipam ./driver ./plugin .
+	$(GO) test -race -count=1 ./internal/errdefs ./internal/ids ./internal/metrics ./internal/status ./internal/store ./ipam ./driver ./plugin .
 
 fuzz:
 	GO=$(GO) bash test/fuzz.sh ./driver FuzzParseNetworkConfig $(FUZZN)
@@ -67,20 +77,16 @@ e2e: deps
 bench: deps
 	$(GO) run ./test/bench $(BENCH_ARGS)
 
-# The end-to-end suite again, against the managed plugin $(PLUGIN), built
-# anew from this tree.
+# The end-to-end suite again, against the managed plugin $(E2E_PLUGIN),
+# which the suite builds from this tree and removes at the end.
 e2e-plugin: deps
-	-$(DOCKER) plugin disable -f $(PLUGIN) 2>/dev/null
-	-$(DOCKER) plugin rm -f $(PLUGIN) 2>/dev/null
-	$(MAKE) plugin
-	MYNET_E2E_PLUGIN=$(PLUGIN) $(GO) test -tags e2eplugin -count=1 -v -timeout 30m ./test/e2e
+	MYNET_E2E_PLUGIN=$(E2E_PLUGIN) $(GO) test -tags e2eplugin -count=1 -v -timeout 30m ./test/e2e
 
 # Managed plugin: build (no registry needed), enable, disable, remove.
 plugin:
 	bash packaging/build-plugin.sh $(PLUGIN) $(VERSION)
 
 plugin-enable:
-	mkdir -p /var/lib/mynet && touch /run/xtables.lock
 	$(DOCKER) plugin enable $(PLUGIN)
 
 plugin-disable:
@@ -102,12 +108,13 @@ plugin-upgrade:
 plugin-push:
 	$(DOCKER) plugin push $(PLUGIN)
 
-# Plain daemon under systemd: binary, unit, docs.
+# Plain daemon under systemd: binary, units, docs.
 install: build
 	install -m 0755 bin/mynet /usr/local/bin/mynet
 	install -m 0644 packaging/mynet.service /etc/systemd/system/mynet.service
+	install -m 0644 packaging/mynet.socket /etc/systemd/system/mynet.socket
 	install -D -m 0644 README.md /usr/local/share/doc/mynet/README.md
-	@echo "now: systemctl daemon-reload && systemctl enable --now mynet"
+	@echo "now: systemctl daemon-reload && systemctl enable --now mynet (or mynet.socket, to start it on first use)"
 
 clean:
 	rm -rf bin dist

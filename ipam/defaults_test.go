@@ -40,8 +40,6 @@ func TestParsePoolSet(t *testing.T) {
 	}
 }
 
-
-
 // Pools given as dockerd's --default-address-pool replace Docker's.
 func TestConfiguredDefaultPools(t *testing.T) {
 	set, err := ParsePoolSet("base=10.77.0.0/16,size=24")

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Makes the two base images the Dockerfile needs from what this host has,
 # so `make plugin` works without any registry:
-#   mynet-build/go:local       Go from /usr/local/go, busybox as the shell,
+#   mynet-build/go:local-<go.sum hash>
+#                              Go from /usr/local/go, busybox as the shell,
 #                              and an offline module proxy built from the
-#                              host's module cache (filled by go mod download)
+#                              host's module cache (filled by go mod download);
+#                              tagged by go.sum, so a new dependency makes a
+#                              new image
 #   mynet-build/runtime:local  both iptables backends (xtables-nft-multi and
 #                              xtables-legacy-multi) with their libraries and
 #                              extensions, and busybox
@@ -13,6 +16,7 @@ cd "$(dirname "$0")/.."
 DOCKER=${DOCKER:-/usr/bin/docker}
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 force=${1:-}
+GO_IMAGE=mynet-build/go:local-$(sha256sum go.sum | cut -c1-12)
 
 have() { [ "$force" != --force ] && "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
 
@@ -22,8 +26,8 @@ busybox_into() { # busybox as /bin/sh and friends
   for app in sh mkdir rm cp ls cat; do ln -sf busybox "$1/bin/$app"; done
 }
 
-if ! have mynet-build/go:local; then
-  echo "base-images: making mynet-build/go:local" >&2
+if ! have "$GO_IMAGE"; then
+  echo "base-images: making $GO_IMAGE" >&2
   "$GO" mod download
   dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
   busybox_into "$dir"
@@ -32,7 +36,7 @@ if ! have mynet-build/go:local; then
   cp -a "$("$GO" env GOMODCACHE)/cache/download/." "$dir/goproxy/"
   tar -C "$dir" -c . | "$DOCKER" import \
     -c 'ENV PATH=/usr/local/go/bin:/bin HOME=/root GOPATH=/root/go GOPROXY=file:///goproxy GOSUMDB=off GOTOOLCHAIN=local GOFLAGS=-mod=mod' \
-    - mynet-build/go:local >/dev/null
+    - "$GO_IMAGE" >/dev/null
   rm -rf "$dir"; trap - EXIT
 fi
 

@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 DOCKER=${DOCKER:-/usr/bin/docker}
 name=${1:-mynet:latest}
 version=${2:-dev}
-GO_IMAGE=${GO_IMAGE:-mynet-build/go:local}
+LOCAL_GO_IMAGE=mynet-build/go:local-$(sha256sum go.sum | cut -c1-12) # made by base-images.sh
+GO_IMAGE=${GO_IMAGE:-$LOCAL_GO_IMAGE}
 RUNTIME_IMAGE=${RUNTIME_IMAGE:-mynet-build/runtime:local}
-if [ "$GO_IMAGE" = mynet-build/go:local ] || [ "$RUNTIME_IMAGE" = mynet-build/runtime:local ]; then
+if [ "$GO_IMAGE" = "$LOCAL_GO_IMAGE" ] || [ "$RUNTIME_IMAGE" = mynet-build/runtime:local ]; then
   bash packaging/base-images.sh
 fi
 image=mynet-build/plugin-rootfs:$version
@@ -22,10 +23,10 @@ mkdir -p "$dir/rootfs"
 cid=$("$DOCKER" create "$image")
 trap '"$DOCKER" rm -f "$cid" >/dev/null' EXIT
 "$DOCKER" export "$cid" | tar -x -C "$dir/rootfs"
-cp packaging/config.json "$dir/"
+cp config.json "$dir/"
 if "$DOCKER" plugin inspect "$name" >/dev/null 2>&1; then
   echo "build-plugin: $name exists; remove it first (make plugin-remove), or upgrade it (see README)" >&2
   exit 1
 fi
 "$DOCKER" plugin create "$name" "$dir" >/dev/null
-echo "build-plugin: created $name (disabled); enable it with make plugin-enable" >&2
+echo "build-plugin: created $name (disabled); enable it with: docker plugin enable $name" >&2

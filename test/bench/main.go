@@ -170,7 +170,7 @@ func run(o options) error {
 	}{
 		{"1", w.networkLatency}, {"2", w.attachCost}, {"3", w.connectDisconnect},
 		{"4", w.manyContainers}, {"6", w.dataPlane}, {"5", w.manyNetworks},
-		{"7", w.pluginSide}, {"8", w.ipam},
+		{"7", w.pluginSide}, {"8", w.ipam}, {"9", w.repairTime},
 	}
 	for _, x := range all {
 		if o.only != "" && !slices.Contains(strings.Split(o.only, ","), x.n) {
@@ -240,10 +240,10 @@ func document(o options, r *report) string {
 	}
 	ver, _ := docker("version", "--format", "{{.Server.Version}}")
 	mem := sh("sh", "-c", "free -h | awk '/Mem/ {print $2}'")
-	fmt.Fprintf(&sb, "# Benchmarks\n\nLast run of `make bench` (`go run ./bench`), %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&sb, "# Benchmarks\n\nLast run of `make bench` (`go run ./test/bench`), %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&sb, "Machine: %s cores, %s memory, kernel %s, Docker Engine %s, %s, mynet %s.\n\n",
 		sh("nproc"), mem, sh("uname", "-r"), ver, sh("iptables", "--version"), sh("git", "describe", "--always", "--dirty"))
-	fmt.Fprintf(&sb, "Command: `sudo make bench` (defaults: %d rounds, %d containers, %d networks, iperf3 %d s). "+
+	fmt.Fprintf(&sb, "Command: `make bench` (defaults: %d rounds, %d containers, %d networks, iperf3 %d s). "+
 		"Runs are interleaved bridge/mynet so machine drift hits both; the ratio is mynet's median over bridge's. "+
 		"The benchmark reports and never asserts.\n\n", o.rounds, o.containers, o.networks, o.seconds)
 	sb.WriteString(r.markdown())

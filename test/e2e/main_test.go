@@ -8,8 +8,15 @@
 // fail, never skip, when dockerd is not there.
 //
 // With MYNET_E2E_PLUGIN=NAME (make e2e-plugin) the same suite runs against
-// the managed plugin NAME instead of a mynet process: "restarting mynet"
-// is then docker plugin disable -f and enable.
+// the managed plugin NAME instead of a mynet process: the suite builds it
+// from this tree (packaging/build-plugin.sh), "restarting mynet" is docker
+// plugin disable -f and enable, and the plugin is removed at the end. NAME is
+// the tests' own (mynet-e2e-plugin:latest in the Makefile), never the name
+// users install.
+//
+// The suite leaves the host as it found it: docker plugin ls, docker network
+// ls and the host's links are compared before and after, and a difference
+// fails the run.
 package e2e
 
 import (
@@ -39,6 +46,9 @@ var (
 	pluginMode = false
 	daemon     controller
 	mynetBin   string // a mynet binary built from this tree, for mynet status
+	// metricsAddr is where mynet serves metrics in the tests: a free
+	// loopback port chosen at start.
+	metricsAddr string
 )
 
 // controller starts and stops mynet, whichever way it runs.
@@ -46,7 +56,8 @@ type controller interface {
 	start() error
 	kill9() error // as a crash would (plugin: disable -f)
 	stop() error
-	hup() error // reconcile now
+	remove() error // stop for good, removing what start made (the plugin)
+	hup() error    // reconcile now
 	stateDir() string
 	logs() []byte
 }
@@ -81,10 +92,19 @@ func run(m *testing.M) int {
 		return 1
 	}
 	mynetBin = bin
+	if metricsAddr, err = freeLoopbackAddr(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	before, err := takeHostSnapshot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
 	if name := os.Getenv("MYNET_E2E_PLUGIN"); name != "" {
 		pluginMode, driverName = true, name
-		p := &pluginDaemon{name: name, state: filepath.Join(tmp, "state")}
-		if err := p.configure(); err != nil {
+		p := &pluginDaemon{name: name, stateSource: filepath.Join(tmp, "plugin-state")}
+		if err := p.install(); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e:", err)
 			return 1
 		}
@@ -92,19 +112,36 @@ func run(m *testing.M) int {
 	} else {
 		daemon = &mynetDaemon{bin: bin, state: filepath.Join(tmp, "state"), logPath: filepath.Join(tmp, "mynet.log")}
 	}
+	code := 0
 	if err := daemon.start(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
+		code = 1
+	} else {
+		code = m.Run()
 	}
-	code := m.Run()
 	if code != 0 {
 		fmt.Fprintf(os.Stderr, "----- mynet log (last 8 KiB) -----\n%s\n", tail(daemon.logs(), 8192))
 	}
-	if err := daemon.stop(); err != nil {
+	if err := daemon.remove(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: stop mynet:", err)
 		code = 1
 	}
+	if diff := before.settlesTo(); diff != "" {
+		fmt.Fprintf(os.Stderr, "e2e: FAIL: the suite left the host changed:\n%s", diff)
+		code = 1
+	} else {
+		fmt.Fprintln(os.Stderr, "e2e: the host is as before the suite: same plugins, networks and links")
+	}
 	return code
+}
+
+func freeLoopbackAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
 
 func tail(b []byte, n int) []byte {
@@ -132,7 +169,8 @@ func (d *mynetDaemon) start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(d.bin, "--socket", socketPath, "--state-dir", d.state, "--log-level", "debug", "--reconcile-interval", reconcileInterval.String())
+	cmd := exec.Command(d.bin, "--socket", socketPath, "--state-dir", d.state, "--log-level", "debug",
+		"--reconcile-interval", reconcileInterval.String(), "--metrics-addr", metricsAddr)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -165,6 +203,8 @@ func (d *mynetDaemon) kill9() error {
 	_ = d.cmd.Wait()
 	return nil
 }
+
+func (d *mynetDaemon) remove() error { return d.stop() }
 
 func (d *mynetDaemon) stop() error {
 	if d.cmd == nil || d.cmd.ProcessState != nil {

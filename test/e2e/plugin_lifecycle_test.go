@@ -3,7 +3,9 @@
 package e2e
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -42,8 +44,8 @@ func TestPluginLifecycle(t *testing.T) {
 	})
 
 	t.Run("upgrade", func(t *testing.T) {
-		// What make plugin-upgrade does: the plugin replaced by the one make
-		// plugin built (dist/plugin), on the same state directory.
+		// What make plugin-upgrade does: the plugin replaced by the one
+		// build-plugin.sh built (dist/plugin), on the same state directory.
 		if err := p.kill9(); err != nil {
 			t.Fatal(err)
 		}
@@ -83,13 +85,34 @@ func TestPluginLifecycle(t *testing.T) {
 				t.Errorf("%s still has mynet's rules:\n%s", cmd, out)
 			}
 		}
-		// Put the plugin back for whatever runs next.
+	})
+
+	// A fresh host: neither the state directory nor the iptables lock
+	// exists, and `docker plugin install` enables at once, with no step
+	// before it. (The state mount's source is the tests' own directory,
+	// standing in for /var/lib; its mynet/ is what a fresh host lacks.)
+	t.Run("enable on a fresh host", func(t *testing.T) {
+		if err := os.RemoveAll(p.stateDir()); err != nil {
+			t.Fatal(err)
+		}
+		if err := removeXtablesLock(); err != nil {
+			t.Fatal(err)
+		}
 		docker(t, "plugin", "create", p.name, "../../dist/plugin")
 		if err := p.configure(); err != nil {
 			t.Fatal(err)
 		}
 		if err := p.start(); err != nil {
-			t.Fatal(err)
+			t.Fatalf("enable on a fresh host: %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(p.stateDir(), "mynet.db")); err != nil {
+			t.Errorf("the plugin made no state file in the host's directory: %v", err)
+		}
+		fresh := prefix + "fresh"
+		createNetwork(t, fresh, "-d", driverName, "--ipam-driver", driverName, "--subnet", "10.231.0.0/24")
+		runContainer(t, prefix+"fresh1", fresh, "sleep", "600")
+		if err := pingOK(prefix+"fresh1", outsideIP); err != nil {
+			t.Errorf("a container on the fresh host's network: %v", err)
 		}
 	})
 }

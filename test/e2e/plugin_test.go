@@ -1,43 +1,86 @@
 package e2e
 
 import (
-	"context"
+	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/mynet/mynet/plugin"
 )
 
-// pluginDaemon is mynet as the managed plugin name.
+// xtablesLock is the host's iptables lock, which the plugin shares.
+const xtablesLock = "/run/xtables.lock"
+
+// pluginDaemon is mynet as the managed plugin name, which the suite builds
+// and removes itself.
 type pluginDaemon struct {
-	name  string
-	state string // host directory of the plugin's state mount
+	name string
+	// stateSource is the host directory given as the plugin's state mount
+	// (state.source); the plugin keeps its state in mynet/ inside it.
+	stateSource string
 }
 
-func (p *pluginDaemon) stateDir() string { return p.state }
+func (p *pluginDaemon) stateDir() string { return filepath.Join(p.stateSource, "mynet") }
 
-// configure points the (disabled) plugin at a fresh state directory and
-// sets the tests' settings.
+// install builds the plugin from this tree under the tests' own name,
+// replacing a leftover of an earlier, interrupted run of the suite.
+func (p *pluginDaemon) install() error {
+	_ = p.remove()
+	cmd := exec.Command("bash", "../../packaging/build-plugin.sh", p.name, "e2e")
+	cmd.Dir = "."
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("build the plugin %s: %w", p.name, err)
+	}
+	return p.configure()
+}
+
+// configure points the (disabled) plugin at the tests' state directory and
+// sets the tests' settings. It makes no directory or file on the host: the
+// plugin must enable on a host where its state and the iptables lock do
+// not exist yet.
 func (p *pluginDaemon) configure() error {
 	if out, err := tryDocker("plugin", "inspect", "-f", "{{.Enabled}}", p.name); err != nil {
-		return fmt.Errorf("plugin %s is not installed (make plugin): %v", p.name, err)
+		return fmt.Errorf("plugin %s is not installed: %v", p.name, err)
 	} else if out == "true" {
 		if _, err := tryDocker("plugin", "disable", "-f", p.name); err != nil {
 			return err
 		}
 	}
-	if err := os.MkdirAll(p.state, 0o700); err != nil {
+	// The mount's source is a directory that exists, as /var/lib does on
+	// every host; mynet/ inside it does not yet.
+	if err := os.MkdirAll(p.stateSource, 0o700); err != nil {
 		return err
 	}
-	if f, err := os.OpenFile("/run/xtables.lock", os.O_CREATE, 0o600); err == nil {
-		f.Close()
-	}
-	_, err := tryDocker("plugin", "set", p.name, "state.source="+p.state, "LOG_LEVEL=debug",
-		"MYNET_RECONCILE_INTERVAL="+reconcileInterval.String())
+	_, err := tryDocker("plugin", "set", p.name, "state.source="+p.stateSource, "LOG_LEVEL=debug",
+		"MYNET_RECONCILE_INTERVAL="+reconcileInterval.String(), "MYNET_METRICS_ADDR="+metricsAddr)
 	return err
+}
+
+// removeXtablesLock deletes the host's iptables lock file as a fresh host
+// lacks it, but only while nobody holds it (iptables holds it for
+// milliseconds; whoever runs it next makes it again).
+func removeXtablesLock() error {
+	f, err := os.OpenFile(xtablesLock, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for range 100 {
+		if err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+			return os.Remove(xtablesLock)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s stayed locked for 5 s: %w", xtablesLock, err)
 }
 
 func (p *pluginDaemon) start() error {
@@ -59,21 +102,19 @@ func (p *pluginDaemon) kill9() error {
 
 func (p *pluginDaemon) stop() error { return p.kill9() }
 
+// remove disables and removes the plugin; an absent plugin is no error.
+func (p *pluginDaemon) remove() error {
+	if _, err := tryDocker("plugin", "inspect", p.name); err != nil {
+		return nil
+	}
+	_, _ = tryDocker("plugin", "disable", "-f", p.name)
+	_, err := tryDocker("plugin", "rm", "-f", p.name)
+	return err
+}
+
 // hup asks the plugin to reconcile now, on its socket.
 func (p *pluginDaemon) hup() error {
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", socketPath)
-		}}}
-	res, err := client.Post("http://mynet/mynet.Reconcile", "application/json", strings.NewReader("{}"))
-	if err != nil {
-		return err
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("reconcile: %s", res.Status)
-	}
-	return nil
+	return plugin.NewClient(socketPath, 30*time.Second).Call("/mynet.Reconcile", struct{}{}, nil)
 }
 
 // logs are in dockerd's log, one line per plugin line.
