@@ -61,8 +61,10 @@ unit:
 	$(GO) test -race -count=1 $(PKGS)
 
 # Pure-logic tests only: no root, no kernel (for a quick loop as a user).
+# Every package but the integration and e2e suites, without the tests that
+# change the kernel (named TestKernel*; make unit runs them, as root).
 test-unit:
-	$(GO) test -race -count=1 ./internal/errdefs ./internal/ids ./internal/metrics ./internal/status ./internal/store ./ipam ./driver ./plugin .
+	$(GO) test -race -count=1 -skip '^TestKernel' $(shell $(GO) list ./... | grep -v -e /test/e2e -e /test/integration)
 
 fuzz:
 	GO=$(GO) bash test/fuzz.sh ./driver FuzzParseNetworkConfig $(FUZZN)

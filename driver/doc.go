@@ -16,6 +16,12 @@
 // Docker moves into the sandbox and renames eth0, eth1, ...) plus the first
 // 12 hex digits of the endpoint ID. All fit the kernel's 15 bytes.
 //
+// Files. options.go parses and validates; network.go builds and removes
+// networks, and owns setupBridge, the one place a bridge is set up (the
+// create and Reconcile's rebuild both use it); endpoint.go the endpoints and
+// their records; ports.go published ports; reconcile.go Restore and
+// Reconcile; keyed_mutex.go the per-endpoint lock.
+//
 // Locking. Driver.mu guards the maps of networks and endpoints and is held
 // for the whole of CreateNetwork and DeleteNetwork (rare, and they must check
 // and claim subnets and bridge names atomically). Endpoint calls take it only

@@ -84,7 +84,7 @@ type Driver struct {
 	// Reconcile, so a reconcile never sees a call half done.
 	opsMu sync.RWMutex
 	// background counts kernel deletions still running after their call
-	// answered (see later); Close waits for them.
+	// answered (see deleteLinkInBackground); Close waits for them.
 	background sync.WaitGroup
 
 	mu        sync.Mutex // guards networks and endpoints; see doc.go
@@ -253,12 +253,13 @@ func (d *Driver) OwnsLink(name string) bool {
 	return false
 }
 
-// later deletes a link in the background. Deleting a bridge or a veth
+// deleteLinkInBackground deletes a link (ip link del NAME) after the call
+// that wants it gone has answered. Deleting a bridge or a veth
 // waits for the kernel's RCU grace periods (tens of milliseconds), which
 // dockerd need not wait for: the link's name derives from a unique ID, so
 // nothing can want it again, and if mynet dies first, the next start removes
 // it as a link no record claims.
-func (d *Driver) later(name string) {
+func (d *Driver) deleteLinkInBackground(name string) {
 	d.background.Add(1)
 	go func() {
 		defer d.background.Done()
@@ -270,37 +271,3 @@ func (d *Driver) later(name string) {
 
 // Close waits for background deletions to finish.
 func (d *Driver) Close() { d.background.Wait() }
-
-// keyedMutex serializes work per key without one global lock.
-type keyedMutex struct {
-	mu    sync.Mutex // guards locks
-	locks map[string]*keyedEntry
-}
-
-type keyedEntry struct {
-	mu   sync.Mutex
-	refs int
-}
-
-func (k *keyedMutex) lock(key string) (unlock func()) {
-	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = map[string]*keyedEntry{}
-	}
-	e := k.locks[key]
-	if e == nil {
-		e = &keyedEntry{}
-		k.locks[key] = e
-	}
-	e.refs++
-	k.mu.Unlock()
-	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
-		k.mu.Lock()
-		if e.refs--; e.refs == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
-}

@@ -342,3 +342,34 @@ func TestConcurrentEndpoints(t *testing.T) {
 		t.Errorf("left: %d endpoints, links %v", len(h.d.Endpoints()), h.links.links)
 	}
 }
+
+// enable_icc=false needs the bridge to hand its traffic to iptables; ICC on
+// does not touch the setting. Both the create and the rebuild by Reconcile
+// (one bridge setup) make the same decision.
+func TestICCOffSetsBridgeNetfilter(t *testing.T) {
+	for _, icc := range []string{"true", "false"} {
+		h := newHarness(t, store.NewMemory())
+		if err := h.d.CreateNetwork(createReq(map[string]any{OptEnableICC: icc}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
+			t.Fatal(err)
+		}
+		want := icc == "false"
+		if got := h.links.settings["mn-0123456789ab/nf_call_iptables"]; got != want {
+			t.Errorf("icc=%s: bridge netfilter set = %v, want %v", icc, got, want)
+		}
+		if !h.links.settings["mn-0123456789ab/route_localnet"] {
+			t.Errorf("icc=%s: route_localnet not set on the bridge", icc)
+		}
+		// The bridge is deleted by hand; Reconcile rebuilds it the same way.
+		if err := h.links.DeleteLink("mn-0123456789ab"); err != nil {
+			t.Fatal(err)
+		}
+		h.links.settings = nil
+		rep, err := h.d.Reconcile()
+		if err != nil || len(rep.BridgesRestored) != 1 {
+			t.Fatalf("icc=%s: Reconcile = %+v, %v", icc, rep, err)
+		}
+		if got := h.links.settings["mn-0123456789ab/nf_call_iptables"]; got != want {
+			t.Errorf("icc=%s: after the rebuild, bridge netfilter set = %v, want %v", icc, got, want)
+		}
+	}
+}

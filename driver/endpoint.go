@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/docker/go-plugins-helpers/network"
 	"github.com/sirupsen/logrus"
@@ -213,7 +214,7 @@ func (d *Driver) DeleteEndpoint(req *network.DeleteEndpointRequest) error {
 			errs = append(errs, err)
 		}
 	}
-	d.later(ep.HostVeth)
+	d.deleteLinkInBackground(ep.HostVeth)
 	d.fault.At(fault.DeleteEndpointKernel)
 	if err := errors.Join(errs...); err != nil {
 		log.WithError(err).Warn("endpoint deleted, but some cleanup failed; reconcile will retry")
@@ -290,4 +291,17 @@ func (d *Driver) Endpoints() []Endpoint {
 		out = append(out, *ep)
 	}
 	return out
+}
+
+// saveEndpoint writes an endpoint to the store and the map.
+func (d *Driver) saveEndpoint(ep *Endpoint) error {
+	if err := d.store.Update(func(tx store.Tx) error { return store.PutJSON(tx, bucketEndpoints, ep.ID, ep) }); err != nil {
+		return fmt.Errorf("save endpoint %s: %w", ids.Short(ep.ID), err)
+	}
+	cp := *ep
+	cp.Ports = slices.Clone(ep.Ports)
+	d.mu.Lock()
+	d.endpoints[ep.ID] = &cp
+	d.mu.Unlock()
+	return nil
 }

@@ -111,17 +111,9 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 			return nil, nil
 		}},
 		{"set up bridge " + cfg.BridgeName, func() (func(), error) {
-			if _, err := d.links.EnsureBridge(bridgeConfig(cfg)); err != nil {
+			if err := d.setupBridge(cfg); err != nil {
+				_ = d.teardownBridge(state)
 				return nil, err
-			}
-			d.setBridgeSysctls(cfg)
-			// enable_icc=false drops traffic between ports of the bridge in
-			// iptables, which sees it only when the bridge passes it there.
-			if !cfg.ICC {
-				if err := d.links.SetBridgeNetfilter(cfg.BridgeName); err != nil {
-					d.teardownBridge(state)
-					return nil, err
-				}
 			}
 			d.fault.At(fault.CreateNetworkBridge)
 			return func() { d.teardownBridge(state) }, nil
@@ -156,6 +148,59 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 	return nil
 }
 
+// setupBridge makes the network's bridge as its config says, accepting one
+// that exists and fits (ip link add NAME type bridge; ip addr add GW dev
+// NAME; ip link set NAME up), with the per-bridge settings that go with it.
+// CreateNetwork and Reconcile both build bridges here. On error the caller
+// tears down what it owns.
+func (d *Driver) setupBridge(cfg *NetworkConfig) error {
+	if _, err := d.links.EnsureBridge(bridgeConfig(cfg)); err != nil {
+		return err
+	}
+	d.setBridgeSysctls(cfg)
+	// enable_icc=false drops traffic between ports of the bridge in
+	// iptables, which sees it only when the bridge passes it there.
+	if !cfg.ICC {
+		if err := d.links.SetBridgeNetfilter(cfg.BridgeName); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// networkEndpoints lists the endpoints of a network. Caller holds d.mu.
+func (d *Driver) networkEndpoints(networkID string) []*Endpoint {
+	var eps []*Endpoint
+	for _, ep := range d.endpoints {
+		if ep.NetworkID == networkID {
+			eps = append(eps, ep)
+		}
+	}
+	return eps
+}
+
+// deleteNetworkRecords deletes a network and its endpoints from the store
+// in one transaction.
+func (d *Driver) deleteNetworkRecords(networkID string, eps []*Endpoint) error {
+	return d.store.Update(func(tx store.Tx) error {
+		for _, ep := range eps {
+			if err := tx.Delete(bucketEndpoints, ep.ID); err != nil {
+				return err
+			}
+		}
+		return tx.Delete(bucketNetworks, networkID)
+	})
+}
+
+// dropNetwork forgets a network and its endpoints in memory. Caller holds
+// d.mu.
+func (d *Driver) dropNetwork(networkID string, eps []*Endpoint) {
+	for _, ep := range eps {
+		delete(d.endpoints, ep.ID)
+	}
+	delete(d.networks, networkID)
+}
+
 // teardownBridge removes the bridge if mynet created it, else only mynet's
 // addresses from it.
 func (d *Driver) teardownBridge(n *netState) error {
@@ -166,11 +211,11 @@ func (d *Driver) teardownBridge(n *netState) error {
 }
 
 // teardownBridgeLater is teardownBridge with the deletion of a bridge mynet
-// named itself moved to the background (see later). A bridge the user named
+// named itself moved to the background (see deleteLinkInBackground). A bridge the user named
 // may be wanted again at once, so it is handled before returning.
 func (d *Driver) teardownBridgeLater(n *netState) error {
 	if n.CreatedBridge && !n.Config.UserBridge {
-		d.later(n.Config.BridgeName)
+		d.deleteLinkInBackground(n.Config.BridgeName)
 		return nil
 	}
 	return d.teardownBridge(n)
@@ -184,7 +229,7 @@ func (d *Driver) teardownNetwork(n *netState, endpoints []*Endpoint) error {
 	var errs []error
 	for _, ep := range endpoints {
 		d.releasePorts(ep.Ports)
-		d.later(ep.HostVeth)
+		d.deleteLinkInBackground(ep.HostVeth)
 	}
 	if err := d.fw.RemoveNetwork(firewallNetwork(&n.Config)); err != nil {
 		errs = append(errs, err)
@@ -214,12 +259,7 @@ func (d *Driver) DeleteNetwork(req *network.DeleteNetworkRequest) error {
 		return nil
 	}
 	log := d.log.WithFields(logrus.Fields{"network": ids.Short(n.Config.ID), "bridge": n.Config.BridgeName})
-	var endpoints []*Endpoint
-	for _, ep := range d.endpoints {
-		if ep.NetworkID == n.Config.ID {
-			endpoints = append(endpoints, ep)
-		}
-	}
+	endpoints := d.networkEndpoints(n.Config.ID)
 	n.Phase = phaseDeleting
 	if err := d.putNetwork(n); err != nil {
 		n.Phase = ""
@@ -228,22 +268,23 @@ func (d *Driver) DeleteNetwork(req *network.DeleteNetworkRequest) error {
 	d.fault.At(fault.DeleteNetworkMarked)
 	kernelErr := d.teardownNetwork(n, endpoints)
 	d.fault.At(fault.DeleteNetworkKernel)
-	storeErr := d.store.Update(func(tx store.Tx) error {
-		for _, ep := range endpoints {
-			if err := tx.Delete(bucketEndpoints, ep.ID); err != nil {
-				return err
-			}
-		}
-		return tx.Delete(bucketNetworks, n.Config.ID)
-	})
-	delete(d.networks, n.Config.ID)
-	for _, ep := range endpoints {
-		delete(d.endpoints, ep.ID)
-	}
+	storeErr := d.deleteNetworkRecords(n.Config.ID, endpoints)
+	d.dropNetwork(n.Config.ID, endpoints)
 	if err := errors.Join(kernelErr, storeErr); err != nil {
 		log.WithError(err).Warn("network deleted, but some cleanup failed; reconcile will retry")
 		return fmt.Errorf("delete network %s: %w", ids.Short(n.Config.ID), err)
 	}
 	log.Info("network deleted")
 	return nil
+}
+
+// GwAllocCheck answers Docker 28's question, before it allocates addresses,
+// whether the network needs gateway addresses. It also validates the
+// options, so a bad one fails before anything is allocated.
+func (d *Driver) GwAllocCheck(opts map[string]any) (skipIPv4, skipIPv6 bool, err error) {
+	cfg := defaultConfig("")
+	if _, err := parseOptions(cfg, opts); err != nil {
+		return false, false, err
+	}
+	return skipGateway4(cfg), false, nil
 }

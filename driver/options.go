@@ -1,10 +1,11 @@
 package driver
 
 import (
-	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/mynet/mynet/internal/netaddr"
 
 	"github.com/docker/go-plugins-helpers/network"
 
@@ -136,7 +137,7 @@ func parseNetworkConfig(req *network.CreateNetworkRequest) (*NetworkConfig, erro
 	case d.Gateway == "":
 		return nil, errdefs.Invalid("no IPv4 gateway was given for subnet %s", cfg.Subnet)
 	default:
-		gw, err := parseAddrOrPrefix(d.Gateway)
+		gw, err := netaddr.Parse(d.Gateway)
 		if err != nil || !cfg.Subnet.Contains(gw) {
 			return nil, errdefs.Invalid("gateway %q is not an address in subnet %s", d.Gateway, cfg.Subnet)
 		}
@@ -153,7 +154,7 @@ func parseNetworkConfig(req *network.CreateNetworkRequest) (*NetworkConfig, erro
 			return nil, errdefs.Invalid("invalid IPv6 subnet %q", d6.Pool)
 		}
 		cfg.Subnet6 = subnet6.Masked()
-		gw6, err := parseAddrOrPrefix(d6.Gateway)
+		gw6, err := netaddr.Parse(d6.Gateway)
 		if err != nil || !cfg.Subnet6.Contains(gw6) {
 			return nil, errdefs.Invalid("IPv6 gateway %q is not an address in subnet %s", d6.Gateway, cfg.Subnet6)
 		}
@@ -264,17 +265,6 @@ func (cfg *NetworkConfig) Routed(f int) bool {
 // as with Docker 28's bridge driver.
 func skipGateway4(cfg *NetworkConfig) bool { return cfg.Internal && cfg.InhibitIPv4 }
 
-// GwAllocCheck answers Docker 28's question, before it allocates addresses,
-// whether the network needs gateway addresses. It also validates the
-// options, so a bad one fails before anything is allocated.
-func (d *Driver) GwAllocCheck(opts map[string]any) (skipIPv4, skipIPv6 bool, err error) {
-	cfg := defaultConfig("")
-	if _, err := parseOptions(cfg, opts); err != nil {
-		return false, false, err
-	}
-	return skipGateway4(cfg), false, nil
-}
-
 func parseIP(key string, v any) (netip.Addr, error) {
 	s, err := parseString(key, v)
 	if err != nil {
@@ -297,13 +287,6 @@ func parseGatewayMode(key string, v any) (string, error) {
 		return s, nil
 	}
 	return "", errdefs.Invalid("option %s: unknown gateway mode %q (want %s or %s)", key, s, GatewayNAT, GatewayRouted)
-}
-
-func parseAddrOrPrefix(s string) (netip.Addr, error) {
-	if p, err := netip.ParsePrefix(s); err == nil {
-		return p.Addr(), nil
-	}
-	return netip.ParseAddr(s)
 }
 
 // Docker passes -o values as strings; API clients may send JSON booleans
@@ -372,5 +355,6 @@ func (cfg *NetworkConfig) conflicts(other *NetworkConfig) error {
 }
 
 // same reports whether two configs describe the same network, so a repeated
-// CreateNetwork can succeed.
-func (cfg *NetworkConfig) same(o *NetworkConfig) bool { return fmt.Sprint(*cfg) == fmt.Sprint(*o) }
+// CreateNetwork can succeed. Every field is comparable (the compiler checks
+// it here), so this is field-by-field equality.
+func (cfg *NetworkConfig) same(o *NetworkConfig) bool { return *cfg == *o }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 
 	"github.com/docker/go-plugins-helpers/network"
@@ -15,7 +14,6 @@ import (
 	"github.com/mynet/mynet/internal/firewall"
 	"github.com/mynet/mynet/internal/hostport"
 	"github.com/mynet/mynet/internal/ids"
-	"github.com/mynet/mynet/internal/store"
 )
 
 const optPortMap = "com.docker.network.portmap"
@@ -275,19 +273,6 @@ func (d *Driver) reservePorts(cfg *NetworkConfig, ep *Endpoint) error {
 	if len(failed) > 0 {
 		return fmt.Errorf("host ports taken while mynet was down (still forwarded, but unreserved): %s", strings.Join(failed, ", "))
 	}
-	return nil
-}
-
-// saveEndpoint writes an endpoint to the store and the map.
-func (d *Driver) saveEndpoint(ep *Endpoint) error {
-	if err := d.store.Update(func(tx store.Tx) error { return store.PutJSON(tx, bucketEndpoints, ep.ID, ep) }); err != nil {
-		return fmt.Errorf("save endpoint %s: %w", ids.Short(ep.ID), err)
-	}
-	cp := *ep
-	cp.Ports = slices.Clone(ep.Ports)
-	d.mu.Lock()
-	d.endpoints[ep.ID] = &cp
-	d.mu.Unlock()
 	return nil
 }
 

@@ -9,24 +9,23 @@ import (
 
 	"github.com/mynet/mynet/internal/firewall"
 	"github.com/mynet/mynet/internal/ids"
-	"github.com/mynet/mynet/internal/store"
 )
 
 // Report says what a Reconcile found and repaired.
 type Report struct {
-	Networks          int      `json:"networks"`
-	Endpoints         int      `json:"endpoints"`
-	InterruptedCalls  []string `json:"interrupted_calls,omitempty"` // creates and deletes a crash cut short, now finished
-	BridgesRestored   []string `json:"bridges_restored,omitempty"`  // bridges that were missing
-	PortsReattached   []string `json:"ports_reattached,omitempty"`  // surviving veths put back on their bridge
-	StaleEndpoints    []string `json:"stale_endpoints,omitempty"`   // endpoints whose veth is gone; kept until Docker deletes them
-	OrphanLinksRemove []string `json:"orphan_links_removed,omitempty"`
-	Firewall          firewall.Report
+	Networks          int             `json:"networks"`
+	Endpoints         int             `json:"endpoints"`
+	InterruptedCalls  []string        `json:"interrupted_calls,omitempty"` // creates and deletes a crash cut short, now finished
+	BridgesRestored   []string        `json:"bridges_restored,omitempty"`  // bridges that were missing
+	VethsReattached   []string        `json:"veths_reattached,omitempty"`  // surviving veths put back on their bridge
+	StaleEndpoints    []string        `json:"stale_endpoints,omitempty"`   // endpoints whose veth is gone; kept until Docker deletes them
+	OrphanLinksRemove []string        `json:"orphan_links_removed,omitempty"`
+	Firewall          firewall.Report `json:"firewall"`
 }
 
 // Changed reports whether anything was repaired.
 func (r Report) Changed() bool {
-	return len(r.InterruptedCalls)+len(r.BridgesRestored)+len(r.PortsReattached)+len(r.OrphanLinksRemove) > 0 ||
+	return len(r.InterruptedCalls)+len(r.BridgesRestored)+len(r.VethsReattached)+len(r.OrphanLinksRemove) > 0 ||
 		r.Firewall.Changed()
 }
 
@@ -49,31 +48,15 @@ func (d *Driver) Restore() (Report, error) {
 		}
 		// A create or delete that crashed: either way the network goes;
 		// dockerd retries a create it saw fail, and forgot a failed delete.
-		var eps []*Endpoint
-		for _, ep := range d.endpoints {
-			if ep.NetworkID == id {
-				eps = append(eps, ep)
-			}
-		}
+		eps := d.networkEndpoints(id)
 		if err := d.teardownNetwork(n, eps); err != nil {
 			errs = append(errs, err)
 		}
-		err := d.store.Update(func(tx store.Tx) error {
-			for _, ep := range eps {
-				if err := tx.Delete(bucketEndpoints, ep.ID); err != nil {
-					return err
-				}
-			}
-			return tx.Delete(bucketNetworks, id)
-		})
-		if err != nil {
+		if err := d.deleteNetworkRecords(id, eps); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		for _, ep := range eps {
-			delete(d.endpoints, ep.ID)
-		}
-		delete(d.networks, id)
+		d.dropNetwork(id, eps)
 		interrupted = append(interrupted, n.Phase+" "+ids.Short(id))
 	}
 	d.mu.Unlock()
@@ -133,15 +116,9 @@ func (d *Driver) Reconcile() (Report, error) {
 		if !slices.Contains(present, n.Config.BridgeName) {
 			rep.BridgesRestored = append(rep.BridgesRestored, n.Config.BridgeName)
 		}
-		if _, err := d.links.EnsureBridge(bridgeConfig(&n.Config)); err != nil {
+		if err := d.setupBridge(&n.Config); err != nil {
 			errs = append(errs, fmt.Errorf("network %s: %w", ids.Short(n.Config.ID), err))
 			continue
-		}
-		d.setBridgeSysctls(&n.Config)
-		if !n.Config.ICC {
-			if err := d.links.SetBridgeNetfilter(n.Config.BridgeName); err != nil {
-				errs = append(errs, err)
-			}
 		}
 	}
 	mine := map[string]bool{}
@@ -170,7 +147,7 @@ func (d *Driver) Reconcile() (Report, error) {
 			errs = append(errs, fmt.Errorf("endpoint %s: %w", ids.Short(ep.ID), err))
 			continue
 		}
-		rep.PortsReattached = append(rep.PortsReattached, ep.HostVeth)
+		rep.VethsReattached = append(rep.VethsReattached, ep.HostVeth)
 	}
 	for _, name := range present {
 		if ownLink.MatchString(name) && !mine[name] {
@@ -203,7 +180,7 @@ func (r Report) Repairs() map[string]int {
 	return map[string]int{
 		"interrupted_call": len(r.InterruptedCalls),
 		"bridge_restored":  len(r.BridgesRestored),
-		"veth_reattached":  len(r.PortsReattached),
+		"veth_reattached":  len(r.VethsReattached),
 		"orphan_link":      len(r.OrphanLinksRemove),
 		"iptables_base":    base,
 		"iptables_rules":   len(r.Firewall.Reapplied),
@@ -220,7 +197,7 @@ func (r Report) summary() string {
 	}
 	add("interrupted calls finished", r.InterruptedCalls)
 	add("bridges restored", r.BridgesRestored)
-	add("veths reattached", r.PortsReattached)
+	add("veths reattached", r.VethsReattached)
 	add("orphan links removed", r.OrphanLinksRemove)
 	add("stale endpoints", r.StaleEndpoints)
 	if r.Firewall.BaseFixed {

@@ -15,4 +15,9 @@
 // hands an address out twice. The allocator hands out the lowest free
 // address, as Docker's does; the network address (and, for IPv4 subnets
 // larger than /31, the broadcast address) are never handed out.
+//
+// Files. ipam.go is the API (the calls Docker makes and Pools); pool.go the
+// pool records, subnet parsing and the choice of a default pool; persist.go
+// loading and saving the chunks; bitmap.go the allocator; defaults.go the
+// default pool sets (Docker's, or --default-address-pool).
 package ipam

@@ -10,4 +10,9 @@
 // reads), with a status from the error's kind: 400 for bad input (including
 // malformed or oversized JSON), 404 for unknown objects or routes, 409 for
 // conflicts, 500 otherwise. Docker shows the message to the CLI user.
+//
+// Beside Docker's calls the socket serves mynet's own: /mynet.Health (503
+// with the report while unhealthy), /mynet.Status and /mynet.Reconcile, and
+// every answered call is reported to an observer (the metrics). Client is
+// the other side, for `mynet status` and the tests.
 package plugin

@@ -1,12 +1,9 @@
 package plugin
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -126,7 +123,7 @@ func (fakeIpam) RequestAddress(r *ipam.RequestAddressRequest) (*ipam.RequestAddr
 func (fakeIpam) ReleaseAddress(*ipam.ReleaseAddressRequest) error { return nil }
 
 // serve runs the handler on a real unix socket, as dockerd sees it.
-func serve(t *testing.T) (*http.Client, *fakeDriver) {
+func serve(t *testing.T) (*Client, *fakeDriver) {
 	c, drv, _ := serveWith(t, Extras{})
 	return c, drv
 }
@@ -157,7 +154,7 @@ func (f *fakeExtras) extras() Extras {
 	}
 }
 
-func serveWith(t *testing.T, extras Extras) (*http.Client, *fakeDriver, *fakeExtras) {
+func serveWith(t *testing.T, extras Extras) (*Client, *fakeDriver, *fakeExtras) {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "mynet.sock")
 	l, err := Listen(sock)
@@ -172,25 +169,20 @@ func serveWith(t *testing.T, extras Extras) (*http.Client, *fakeDriver, *fakeExt
 	srv := &http.Server{Handler: NewHandler(drv, fakeIpam{}, extras, nil)}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
-	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-	}}}
-	return client, drv, fx
+	return NewClient(sock, 10*time.Second), drv, fx
 }
 
-func post(t *testing.T, c *http.Client, path string, body []byte) (int, map[string]any) {
+func post(t *testing.T, c *Client, path string, body []byte) (int, map[string]any) {
 	t.Helper()
-	res, err := c.Post("http://plugin"+path, "application/vnd.docker.plugins.v1.2+json", bytes.NewReader(body))
+	code, raw, err := c.Post(path, body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
 	var out map[string]any
 	if err := json.Unmarshal(raw, &out); err != nil {
-		t.Fatalf("%s answered non-JSON %q (status %d)", path, raw, res.StatusCode)
+		t.Fatalf("%s answered non-JSON %q (status %d)", path, raw, code)
 	}
-	return res.StatusCode, out
+	return code, out
 }
 
 func TestActivateAndCapabilities(t *testing.T) {
@@ -387,4 +379,20 @@ func FuzzDecodeRequests(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The client decodes answers and turns Docker's error form into an error.
+func TestClientCall(t *testing.T) {
+	c, _ := serve(t)
+	var caps map[string]any
+	if err := c.Call("/NetworkDriver.GetCapabilities", struct{}{}, &caps); err != nil || caps["Scope"] != "local" {
+		t.Errorf("Call GetCapabilities = %v, %v", caps, err)
+	}
+	err := c.Call("/NetworkDriver.DeleteNetwork", []byte(`{`), nil)
+	if err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), "malformed request") {
+		t.Errorf("Call with a bad body = %v, want the 400 and its Err", err)
+	}
+	if err := NewClient(filepath.Join(t.TempDir(), "none.sock"), time.Second).Call("/Plugin.Activate", nil, nil); err == nil {
+		t.Error("Call to a socket nobody serves succeeded")
+	}
 }

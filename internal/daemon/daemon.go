@@ -64,7 +64,7 @@ func New(cfg Config, log *logrus.Entry) (_ *Daemon, err error) {
 	d := &Daemon{cfg: cfg, log: log, started: time.Now()}
 	defer func() {
 		if err != nil {
-			d.close()
+			d.Close()
 		}
 	}()
 	if cfg.MetricsAddr != "" {
@@ -101,13 +101,26 @@ func New(cfg Config, log *logrus.Entry) (_ *Daemon, err error) {
 
 func (d *Daemon) stateFile() string { return filepath.Join(d.cfg.StateDir, status.StateFile) }
 
-// close releases what New opened, in reverse.
-func (d *Daemon) close() {
+// Driver is the daemon's NetworkDriver (for the integration tests, which
+// call it directly on the wiring main uses).
+func (d *Daemon) Driver() *driver.Driver { return d.drv }
+
+// IPAM is the daemon's IpamDriver.
+func (d *Daemon) IPAM() *ipam.Allocator { return d.alloc }
+
+// Close waits for background deletions and releases what New opened, in
+// reverse. Run calls it; calling it again does nothing.
+func (d *Daemon) Close() {
+	if d.drv != nil {
+		d.drv.Close()
+	}
 	if d.links != nil {
 		d.links.Close()
+		d.links = nil
 	}
 	if d.store != nil {
 		d.store.Close()
+		d.store = nil
 	}
 }
 
@@ -136,7 +149,7 @@ func Listen(cfg Config) (l net.Listener, owned bool, err error) {
 // networking. systemd is told READY=1 once state is restored and l is being
 // served, and STOPPING=1 when the daemon begins to stop.
 func (d *Daemon) Run(ctx context.Context, l net.Listener) error {
-	defer d.close()
+	defer d.Close()
 	log := d.log
 	log.WithFields(logrus.Fields{"version": d.cfg.Version, "socket": l.Addr().String(), "state_dir": d.cfg.StateDir}).Info("mynet starting")
 	// Networks come back before the first call is answered; connections that

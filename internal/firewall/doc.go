@@ -1,25 +1,37 @@
-// Package firewall is mynet's only importer of go-iptables: it owns mynet's
-// iptables chains and the rules each network needs.
+// Package firewall is mynet's only runner of iptables and only importer of
+// go-iptables: it owns mynet's iptables chains and the rules each network
+// and endpoint needs, in both families.
 //
-// Layout. mynet keeps its rules in chains of its own and adds exactly one
-// jump to each built-in chain it uses:
+// Layout. mynet keeps its rules in chains of its own and adds five jumps to
+// chains that are not its own (base.go):
 //
+//	filter DOCKER-USER  -> MYNET-ISOLATION    (first: the drop-only guard between networks)
 //	filter FORWARD      -> MYNET-FORWARD      (accepts for mynet bridges)
-//	nat    POSTROUTING  -> MYNET-POSTROUTING  (masquerade of mynet subnets)
+//	nat    PREROUTING   -> MYNET-DNAT         (published ports, local destinations)
+//	nat    OUTPUT       -> MYNET-DNAT         (the same for the host's own traffic)
+//	nat    POSTROUTING  -> MYNET-POSTROUTING  (masquerade or SNAT of mynet subnets)
 //
 // The FORWARD jump goes right after Docker's DOCKER-USER jump when there is
 // one (so rules users put in DOCKER-USER still apply to mynet's containers),
-// else first. Docker's own rules match only Docker's bridges, so where dockerd
-// later re-inserts its jumps does not matter to mynet's traffic; and since
-// dockerd sets FORWARD's policy to DROP, these accept rules are what lets a
-// mynet container's traffic cross the host at all.
+// else first; the guard is first in DOCKER-USER, which Docker evaluates
+// before its own rules and never flushes. Since dockerd sets FORWARD's
+// policy to DROP, these accepts are what let a mynet container's traffic
+// cross the host at all.
 //
-// Every rule of a network carries the comment "mynet:<first 12 hex of the
-// network ID>". That tag is how a network's rules are found again: AddNetwork
-// replaces whatever rules carry the tag, RemoveNetwork deletes them all, and a
-// later reconcile can spot rules whose network is gone.
+// Tags. Every rule of a network carries the comment "mynet:<first 12 hex of
+// the network ID>", every rule of an endpoint "mynet:<network>:<endpoint>".
+// The tag is how rules are found again: AddNetwork and SetEndpoint replace
+// whatever carries their tag, RemoveNetwork deletes the network's and its
+// endpoints', and Reconcile (reconcile.go) rewrites tags whose rules differ
+// from what the driver's state wants and deletes tags nothing wants.
 //
-// Cost. A network's rules change in one iptables-save (to read) and one
-// iptables-restore --noflush (to write, atomically per table), however many
-// rules it has, instead of one iptables process per rule.
+// Cost, and why batches go through iptables-restore. Every change is one
+// read-modify-write cycle per family, written once (backend.edit in
+// ruleset.go): one iptables-save to read, and one iptables-restore --noflush
+// that applies all of the change atomically per table, however many rules
+// it has. go-iptables runs one iptables process per rule and cannot make a
+// change atomic, so it is used where one command is the right size: the
+// health check's look at mynet's chains (Check, backend.go) and the
+// version. The backend (nft or legacy) is the one dockerd's rules are in
+// (ChooseBackend): mixing them breaks rules on both sides.
 package firewall

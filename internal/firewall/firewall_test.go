@@ -84,6 +84,7 @@ func newReal(t *testing.T) *Firewall {
 // newRealObserved also returns the log of batches the firewall ran.
 func newRealObserved(t *testing.T) (*Firewall, *batchLog) {
 	t.Helper()
+	nstest.Require(t)
 	reset(t)
 	t.Cleanup(func() { reset(t) })
 	runs := &batchLog{}
@@ -94,7 +95,7 @@ func newRealObserved(t *testing.T) (*Firewall, *batchLog) {
 	if !f.HasIPv6() {
 		t.Fatal("no ip6tables in the test namespace")
 	}
-	if err := f.EnsureBase(); err != nil {
+	if _, err := f.Reconcile(nil); err != nil { // puts the base in place
 		t.Fatal(err)
 	}
 	return f, runs
@@ -129,18 +130,18 @@ func (b *batchLog) count(run string) int {
 
 // TestCheckAndObservedBatches: Check reads the chains through go-iptables,
 // and every save and restore is timed for the metrics.
-func TestCheckAndObservedBatches(t *testing.T) {
+func TestKernelCheckAndObservedBatches(t *testing.T) {
 	f, runs := newRealObserved(t)
 	h, err := f.Check()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !h.BaseInstalled || !h.IPv6 || h.Version == "" || h.Version == "0.0.0" {
-		t.Errorf("Check after EnsureBase = %+v, want base installed, IPv6 and a version", h)
+		t.Errorf("Check after the first Reconcile = %+v, want base installed, IPv6 and a version", h)
 	}
 	for _, run := range []string{"IPv4 save", "IPv4 restore", "IPv6 save", "IPv6 restore"} {
 		if runs.count(run) != 1 {
-			t.Errorf("EnsureBase ran %q %d times, want 1 (all: %v)", run, runs.count(run), runs.runs)
+			t.Errorf("the first Reconcile ran %q %d times, want 1 (all: %v)", run, runs.count(run), runs.runs)
 		}
 	}
 	if err := f.RemoveBase(); err != nil {
@@ -165,7 +166,7 @@ var testPorts = []PortBinding{
 // TestGoldenRulesets compares the complete IPv4 and IPv6 rulesets of a
 // network with one published endpoint, for each option combination, with
 // golden iptables-save output.
-func TestGoldenRulesets(t *testing.T) {
+func TestKernelGoldenRulesets(t *testing.T) {
 	tests := []struct {
 		name   string
 		modify func(*Network)
@@ -196,7 +197,7 @@ func TestGoldenRulesets(t *testing.T) {
 	}
 }
 
-func TestAddIsIdempotentAndRemoveLeavesOnlyBase(t *testing.T) {
+func TestKernelAddIsIdempotentAndRemoveLeavesOnlyBase(t *testing.T) {
 	f := newReal(t)
 	base := dumpRules(t)
 	golden(t, "base", base)
@@ -253,7 +254,7 @@ func TestAddIsIdempotentAndRemoveLeavesOnlyBase(t *testing.T) {
 	}
 }
 
-func TestEnsureBaseRepairsAfterDockerRestartAndFlush(t *testing.T) {
+func TestKernelReconcileRepairsBaseAfterDockerRestartAndFlush(t *testing.T) {
 	f := newReal(t)
 	n := testNetwork("cccccccccccc33", "brc", "10.3.0.0/24")
 	if err := f.AddNetwork(n); err != nil {
@@ -268,8 +269,9 @@ func TestEnsureBaseRepairsAfterDockerRestartAndFlush(t *testing.T) {
 	ipt(t, "iptables", "-I", "FORWARD", "1", "-j", "DOCKER-USER")
 	// ... and someone damages a fixed chain of ours.
 	ipt(t, "iptables", "-F", ChainAccept)
+	states := []State{{Network: n}}
 	for range 2 {
-		if err := f.EnsureBase(); err != nil {
+		if _, err := f.Reconcile(states); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -284,7 +286,7 @@ func TestEnsureBaseRepairsAfterDockerRestartAndFlush(t *testing.T) {
 	// Whatever dockerd inserts into FORWARD, the guard runs first, from
 	// DOCKER-USER, ahead of any user rule.
 	ipt(t, "iptables", "-I", "DOCKER-USER", "1", "-s", "192.0.2.0/24", "-j", "DROP")
-	if err := f.EnsureBase(); err != nil {
+	if _, err := f.Reconcile(states); err != nil {
 		t.Fatal(err)
 	}
 	out, _ = exec.Command("iptables", "-S", "DOCKER-USER").Output()
@@ -294,16 +296,13 @@ func TestEnsureBaseRepairsAfterDockerRestartAndFlush(t *testing.T) {
 	if out, _ := exec.Command("iptables", "-S", ChainAccept).Output(); !strings.Contains(string(out), "CONNMARK") {
 		t.Errorf("MYNET-ACCEPT not repaired:\n%s", out)
 	}
-	// A full flush (iptables -F) loses every rule; EnsureBase brings the
-	// jumps back and AddNetwork the network's rules.
+	// A full flush (iptables -F) loses every rule; one Reconcile brings the
+	// jumps and the network's rules back.
 	for _, table := range []string{"filter", "nat"} {
 		ipt(t, "iptables", "-t", table, "-F")
 	}
-	if err := f.EnsureBase(); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.AddNetwork(n); err != nil {
-		t.Fatal(err)
+	if rep, err := f.Reconcile(states); err != nil || !rep.BaseFixed || len(rep.Reapplied) != 1 {
+		t.Fatalf("Reconcile after a flush = %+v, %v; want the base and the network's rules repaired", rep, err)
 	}
 	got := dumpRules(t)
 	for _, line := range append(append(staticChains[ChainForward], staticChains[ChainAccept]...), staticChains[ChainIsolation]...) {
@@ -395,7 +394,7 @@ COMMIT
 	}
 }
 
-func TestBaseFixesNothingWhenInPlace(t *testing.T) {
+func TestKernelBaseFixesNothingWhenInPlace(t *testing.T) {
 	f := newReal(t)
 	b := f.backends()[0]
 	saved, err := b.batch.Save()
@@ -408,7 +407,7 @@ func TestBaseFixesNothingWhenInPlace(t *testing.T) {
 	}
 }
 
-func TestReconcileRepairsAndRemovesOrphans(t *testing.T) {
+func TestKernelReconcileRepairsAndRemovesOrphans(t *testing.T) {
 	f := newReal(t)
 	a := testNetwork("aaaaaaaaaaaa11", "bra", "10.1.0.0/24")
 	a.Subnet6 = netip.MustParsePrefix("fd00:1::/64")
@@ -471,7 +470,7 @@ func TestReconcileRepairsAndRemovesOrphans(t *testing.T) {
 	}
 }
 
-func TestRemoveBaseLeavesNothingOfOurs(t *testing.T) {
+func TestKernelRemoveBaseLeavesNothingOfOurs(t *testing.T) {
 	f := newReal(t)
 	for range 2 {
 		if err := f.RemoveBase(); err != nil {
@@ -481,10 +480,10 @@ func TestRemoveBaseLeavesNothingOfOurs(t *testing.T) {
 	if got := dumpRules(t); strings.Contains(got, "MYNET") {
 		t.Errorf("after RemoveBase:\n%s", got)
 	}
-	if err := f.EnsureBase(); err != nil {
+	if _, err := f.Reconcile(nil); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(dumpRules(t), "-A FORWARD -j MYNET-FORWARD") {
-		t.Error("EnsureBase after RemoveBase did not reinstall")
+		t.Error("Reconcile after RemoveBase did not reinstall")
 	}
 }

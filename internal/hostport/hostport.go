@@ -86,14 +86,6 @@ func (r *Reserver) Release(k Key) {
 	}
 }
 
-// Held reports whether k is held.
-func (r *Reserver) Held(k Key) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, ok := r.held[k]
-	return ok
-}
-
 func network(proto string, ip netip.Addr) string {
 	if ip.Is4() {
 		return proto + "4"

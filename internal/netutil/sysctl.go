@@ -29,9 +29,6 @@ func Sysctl(name string) (string, error) {
 func EnsureSysctl(name, value string) error {
 	dotted := strings.ReplaceAll(name, "/", ".")
 	cur, err := Sysctl(name)
-	if errors.Is(err, fs.ErrNotExist) && strings.HasPrefix(name, "net/bridge/") {
-		return fmt.Errorf("%s does not exist: load the br_netfilter module on the host (modprobe br_netfilter)", dotted)
-	}
 	if err == nil && cur == value {
 		return nil
 	}

@@ -8,6 +8,9 @@
 // records themselves.
 //
 // Two implementations live here: Bolt, an embedded bbolt file (the default),
-// and Memory, a map for unit tests of pure logic. A distributed
-// implementation (etcd) will satisfy the same interface.
+// and Memory, a map for unit tests of pure logic. The store is host-local by
+// design: state shared between hosts (multi-host networks) needs claims,
+// leases and watches, which a different package and interface will offer;
+// stretching this one over a distributed store would let each host's
+// allocator hand out the same addresses.
 package store

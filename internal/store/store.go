@@ -34,18 +34,6 @@ type Tx interface {
 	ForEach(bucket string, fn func(key string, value []byte) error) error
 }
 
-// GetJSON reads key from bucket and decodes it into v.
-func GetJSON(tx Tx, bucket, key string, v any) error {
-	b, err := tx.Get(bucket, key)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("decode %s/%s: %w", bucket, key, err)
-	}
-	return nil
-}
-
 // PutJSON encodes v and stores it under key in bucket.
 func PutJSON(tx Tx, bucket, key string, v any) error {
 	b, err := json.Marshal(v)

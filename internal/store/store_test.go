@@ -92,12 +92,18 @@ func TestJSONRoundTrip(t *testing.T) {
 	if err := s.Update(func(tx Tx) error { return PutJSON(tx, "b", "k", rec{"x"}) }); err != nil {
 		t.Fatal(err)
 	}
-	var got rec
-	if err := s.View(func(tx Tx) error { return GetJSON(tx, "b", "k", &got) }); err != nil {
+	var got []string
+	err := s.View(func(tx Tx) error {
+		return ForEachJSON(tx, "b", func(k string, r *rec) error {
+			got = append(got, k+"="+r.Name)
+			return nil
+		})
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Name != "x" {
-		t.Errorf("got %+v", got)
+	if len(got) != 1 || got[0] != "k=x" {
+		t.Errorf("got %v, want [k=x]", got)
 	}
 }
 

@@ -3,7 +3,7 @@
 # host without a registry: busybox, iperf3 (Debian's, with its libraries)
 # and rr (test/bench/rr, a TCP request/response timer). Made once.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 DOCKER=${DOCKER:-/usr/bin/docker}
 IMAGE=mynet-bench/tools:1
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}

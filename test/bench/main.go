@@ -18,10 +18,11 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mynet/mynet/test/dockercli"
 )
 
 const (
-	dockerBin = "/usr/bin/docker"
 	driver    = "mynet-bench" // the bench daemon's socket name
 	toolImage = "mynet-bench/tools:1"
 	prefix    = "mynet-bench-"
@@ -199,13 +200,11 @@ func tail(s string, n int) string {
 
 // docker runs the docker CLI and returns its stdout.
 func docker(args ...string) (string, error) {
-	var out, errb bytes.Buffer
-	cmd := exec.Command(dockerBin, args...)
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	out, err := dockercli.Run(args...)
+	if err != nil {
+		return "", fmt.Errorf("docker %s: %w", strings.Join(args, " "), err)
 	}
-	return strings.TrimSpace(out.String()), nil
+	return out, nil
 }
 
 // timed runs the docker CLI and returns its duration in milliseconds.

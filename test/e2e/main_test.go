@@ -20,7 +20,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -31,10 +30,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mynet/mynet/test/dockercli"
 )
 
 const (
-	dockerBin = "/usr/bin/docker" // the engine's own client
+	dockerBin = dockercli.Bin
 	image     = "mynet-test/busybox:v2"
 	prefix    = "mynet-e2e-"
 )
@@ -237,15 +238,8 @@ func docker(t *testing.T, args ...string) string {
 	return out
 }
 
-func tryDocker(args ...string) (string, error) {
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(dockerBin, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return strings.TrimSpace(stdout.String()), fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
-	}
-	return strings.TrimSpace(stdout.String()), nil
-}
+// tryDocker runs the docker CLI; the error carries what docker printed.
+func tryDocker(args ...string) (string, error) { return dockercli.Run(args...) }
 
 // createNetwork makes a network and removes it, by name, when the test ends.
 func createNetwork(t *testing.T, name string, args ...string) string {

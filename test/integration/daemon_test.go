@@ -2,11 +2,9 @@ package integration
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mynet/mynet/plugin"
 )
 
 var (
@@ -56,7 +56,7 @@ type daemon struct {
 	args     []string // extra flags
 	env      []string // extra environment
 	cmd      *exec.Cmd
-	client   *http.Client
+	client   *plugin.Client
 	restarts int
 	log      syncBuffer
 }
@@ -83,11 +83,7 @@ func (s *syncBuffer) String() string {
 func newDaemon(t testing.TB) *daemon {
 	t.Helper()
 	d := &daemon{t: t, bin: mynetBinary(t), dir: t.TempDir()}
-	d.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", d.socket())
-		}}}
+	d.client = plugin.NewClient(d.socket(), 30*time.Second)
 	t.Cleanup(d.stop)
 	return d
 }
@@ -156,20 +152,15 @@ var errTransport = errors.New("transport failure")
 
 // raw posts body to path and returns the status and decoded answer.
 func (d *daemon) raw(path string, body []byte) (int, map[string]any, error) {
-	res, err := d.client.Post("http://mynet"+path, "application/json", bytes.NewReader(body))
-	if err != nil {
-		return 0, nil, fmt.Errorf("%w: %v", errTransport, err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
+	code, b, err := d.client.Post(path, body)
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w: %v", errTransport, err)
 	}
 	var out map[string]any
 	if err := json.Unmarshal(b, &out); err != nil {
-		return res.StatusCode, nil, fmt.Errorf("answer is not JSON: %q", b)
+		return code, nil, fmt.Errorf("answer is not JSON: %q", b)
 	}
-	return res.StatusCode, out, nil
+	return code, out, nil
 }
 
 // forgotten are the calls dockerd does not retry: it forgets the object.

@@ -9,6 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sirupsen/logrus"
+
+	wiring "github.com/mynet/mynet/internal/daemon"
+
 	ipamapi "github.com/docker/go-plugins-helpers/ipam"
 	"github.com/docker/go-plugins-helpers/network"
 	"github.com/vishvananda/netlink"
@@ -28,8 +32,10 @@ const (
 	epID  = "aaaaaaaaaa11bbbbbbbbbb22cccccccccc33dddddddddd44eeeeeeeeee55ffff"
 )
 
+// stack is the daemon's parts as main wires them (daemon.New), called
+// directly, plus a netlink handle of the test's own for fixtures.
 type stack struct {
-	st    *store.Bolt
+	d     *wiring.Daemon
 	links *netutil.Links
 	drv   *driver.Driver
 	alloc *ipam.Allocator
@@ -37,35 +43,26 @@ type stack struct {
 
 func newStack(t *testing.T, dir string) *stack {
 	t.Helper()
-	st, err := store.OpenBolt(filepath.Join(dir, "mynet.db"))
+	d, err := wiring.New(wiring.Config{StateDir: dir, IPTables: firewall.BackendAuto, Version: "test"}, logrus.NewEntry(logrus.StandardLogger()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	links, err := netutil.New()
 	if err != nil {
+		d.Close()
 		t.Fatal(err)
 	}
-	fw, err := firewall.New(firewall.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	alloc, err := ipam.New(ipam.Config{Store: st, HostRoutes: links.Routes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	drv, err := driver.New(driver.Config{Store: st, Links: links, Firewall: fw, EnsureSysctl: netutil.EnsureSysctl})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &stack{st: st, links: links, drv: drv, alloc: alloc}
-	t.Cleanup(s.close)
+	s := &stack{d: d, links: links, drv: d.Driver(), alloc: d.IPAM()}
+	t.Cleanup(func() {
+		s.close()
+		links.Close()
+	})
 	return s
 }
 
-func (s *stack) close() {
-	s.links.Close()
-	s.st.Close()
-}
+// close stops the daemon's parts as a dying daemon would (the kernel state
+// stays).
+func (s *stack) close() { s.d.Close() }
 
 func saveLines(t *testing.T) []string {
 	t.Helper()

@@ -1,0 +1,160 @@
+package firewall
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// RemoveBase takes mynet's chains and jumps away again (DOCKER-USER, which
+// is dockerd's, stays). It is for a daemon that stops with no network left,
+// so that uninstalling mynet leaves no rule behind. Rules of networks must
+// be gone first. (Putting the base in place is part of every change and of
+// Reconcile: see baseFixes.)
+func (f *Firewall) RemoveBase() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var errs []error
+	for _, b := range f.backends() {
+		errs = append(errs, b.edit("remove mynet's chains", func(rs ruleset, bt *batch) error {
+			for _, j := range baseJumps {
+				for _, r := range rs.table(j.table).rules[j.chain] {
+					if r == j.line {
+						bt.delete(j.table, r)
+					}
+				}
+			}
+			for _, tname := range []string{"filter", "nat"} {
+				t := rs.table(tname)
+				for _, op := range []string{"-F ", "-X "} {
+					for _, c := range baseChains[tname] {
+						if c != DockerUser && t.chains[c] {
+							bt.line(tname, op+c)
+						}
+					}
+				}
+			}
+			return nil
+		}))
+	}
+	return errors.Join(errs...)
+}
+
+// staticChains have fixed contents, rewritten whenever they differ.
+var staticChains = map[string][]string{
+	ChainForward: {
+		"-A " + ChainForward + " -m connmark --mark " + ConnMark + "/" + ConnMark + " -j ACCEPT",
+		"-A " + ChainForward + " -j " + ChainIsolation,
+		"-A " + ChainForward + " -j " + ChainBridges,
+	},
+	ChainIsolation: {
+		"-A " + ChainIsolation + " -m connmark --mark " + ConnMark + "/" + ConnMark + " -j RETURN",
+		"-A " + ChainIsolation + " -j " + ChainIngress,
+		"-A " + ChainIsolation + " -j " + ChainEgress,
+	},
+	ChainAccept: {
+		"-A " + ChainAccept + " -j CONNMARK --set-xmark " + ConnMark + "/" + ConnMark,
+		"-A " + ChainAccept + " -j ACCEPT",
+	},
+}
+
+// jump is a rule of ours in a chain that is not ours.
+type jump struct {
+	table, chain, line string
+	first              bool   // must be first, not just present
+	after              string // with first: may follow this rule, when it is first
+}
+
+// DockerUser is Docker's chain for rules that must precede its own.
+const DockerUser = "DOCKER-USER"
+
+var baseJumps = []jump{
+	{"filter", DockerUser, "-A " + DockerUser + " -j " + ChainIsolation, true, ""},
+	{"filter", "FORWARD", "-A FORWARD -j " + ChainForward, true, "-A FORWARD -j " + DockerUser},
+	{"nat", "PREROUTING", "-A PREROUTING -m addrtype --dst-type LOCAL -j " + ChainDNAT, false, ""},
+	{"nat", "OUTPUT", "-A OUTPUT -m addrtype --dst-type LOCAL -j " + ChainDNAT, false, ""},
+	{"nat", "POSTROUTING", "-A POSTROUTING -j " + ChainPostrouting, false, ""},
+}
+
+// baseChains are made when missing. DOCKER-USER is dockerd's: mynet creates
+// it only so that the guard is in place before dockerd starts, which then
+// adopts the chain as it is.
+var baseChains = map[string][]string{
+	"filter": {ChainForward, ChainIsolation, ChainIngress, ChainEgress, ChainBridges, ChainAccept, DockerUser},
+	"nat":    {ChainDNAT, ChainPostrouting},
+}
+
+// baseFixes adds to bt what brings mynet's chains, their fixed rules and
+// the jumps to them into place, and reports whether anything was needed:
+// the guard (MYNET-ISOLATION) first in DOCKER-USER, which it creates when
+// dockerd has not (yet), and the FORWARD jump first, or right after
+// Docker's DOCKER-USER jump. It is how mynet recovers from `iptables -F`,
+// or from a dockerd restart that put its own jumps above mynet's.
+func baseFixes(rs ruleset, bt *batch) bool {
+	fixed := false
+	for _, tname := range []string{"filter", "nat"} {
+		t := rs.table(tname)
+		for _, c := range baseChains[tname] {
+			want, static := staticChains[c]
+			switch {
+			case !t.chains[c]:
+				bt.declare(tname, c)
+				for _, l := range want {
+					bt.line(tname, l)
+				}
+				fixed = true
+			case static && !slices.Equal(t.rules[c], want):
+				bt.line(tname, "-F "+c)
+				for _, l := range want {
+					bt.line(tname, l)
+				}
+				fixed = true
+			}
+		}
+		for _, j := range baseJumps {
+			if j.table != tname {
+				continue
+			}
+			for _, l := range jumpFix(t.rules[j.chain], j) {
+				bt.line(tname, l)
+				fixed = true
+			}
+		}
+	}
+	return fixed
+}
+
+// jumpFix returns the lines that make j appear exactly once, and first
+// (or right after j.after) when it must.
+func jumpFix(rules []string, j jump) []string {
+	count := 0
+	for _, r := range rules {
+		if r == j.line {
+			count++
+		}
+	}
+	if !j.first {
+		if count == 0 {
+			return []string{j.line}
+		}
+		return nil
+	}
+	want := 0
+	if len(rules) > 0 && j.after != "" && rules[0] == j.after {
+		want = 1
+	}
+	if count == 1 && len(rules) > want && rules[want] == j.line {
+		return nil
+	}
+	var out []string
+	for range count {
+		out = append(out, "-D"+strings.TrimPrefix(j.line, "-A"))
+	}
+	rest := slices.DeleteFunc(slices.Clone(rules), func(r string) bool { return r == j.line })
+	pos := 1
+	if len(rest) > 0 && j.after != "" && rest[0] == j.after {
+		pos = 2
+	}
+	return append(out, fmt.Sprintf("-I %s %d%s", j.chain, pos, strings.TrimPrefix(j.line, "-A "+j.chain)))
+}

@@ -1,0 +1,198 @@
+package ipam
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/mynet/mynet/internal/netaddr"
+
+	"github.com/mynet/mynet/internal/errdefs"
+)
+
+// poolRecord is a pool as persisted.
+type poolRecord struct {
+	Space   string `json:"space"`
+	Subnet  string `json:"subnet"`
+	Range   string `json:"range,omitempty"`
+	V6      bool   `json:"v6,omitempty"`
+	Default bool   `json:"default,omitempty"` // picked from the default sets (no --subnet)
+}
+
+// gatewayKey stands in for a MAC: a pool has one gateway, so a repeated
+// gateway request is a retry.
+const gatewayKey = "gateway"
+
+type pool struct {
+	rec    poolRecord
+	key    string
+	subnet netip.Prefix
+	rng    netip.Prefix // zero when the pool has no sub-range
+	lo, hi uint64       // offsets the allocator picks from
+	first  uint64       // lowest offset that may ever be handed out
+	last   uint64       // highest offset that may ever be handed out
+	bits   *bitmap
+	// macs maps an endpoint's MAC to the offset allocated for it, and byOff
+	// back, so that dockerd's retry of a RequestAddress whose answer was
+	// lost (the daemon crashed, say) gets the same address, not a second.
+	macs  map[string]uint64
+	byOff map[uint64]string
+}
+
+func newPool(rec poolRecord) (*pool, error) {
+	subnet, err := netip.ParsePrefix(rec.Subnet)
+	if err != nil {
+		return nil, err
+	}
+	p := &pool{rec: rec, subnet: subnet, key: poolKey(rec.Space, subnet)}
+	p.last = lastOffset(subnet)
+	if subnet.Addr().Is4() && subnet.Bits() <= 30 {
+		p.first, p.last = 1, p.last-1 // network and broadcast addresses
+	} else if subnet.Addr().Is6() && subnet.Bits() <= 126 {
+		p.first = 1 // the subnet-router anycast address
+	}
+	p.lo, p.hi = p.first, p.last
+	if rec.Range != "" {
+		if p.rng, err = netip.ParsePrefix(rec.Range); err != nil {
+			return nil, err
+		}
+		rlo, _ := offsetOf(subnet, p.rng.Addr())
+		p.lo, p.hi = max(rlo, p.first), min(rlo+lastOffset(p.rng), p.last)
+	}
+	p.bits = newBitmap(lastOffset(subnet))
+	p.macs, p.byOff = map[string]uint64{}, map[uint64]string{}
+	return p, nil
+}
+
+func poolKey(space string, subnet netip.Prefix) string { return space + "/" + subnet.String() }
+
+func (p *pool) id() string {
+	if p.rng.IsValid() {
+		return p.key + "/" + p.rng.String()
+	}
+	return p.key
+}
+
+// parsePoolID splits "space/subnet[/range]" and finds the pool's key.
+func parsePoolID(id string) (space string, subnet netip.Prefix, err error) {
+	parts := strings.Split(id, "/")
+	if len(parts) != 3 && len(parts) != 5 {
+		return "", netip.Prefix{}, errdefs.Invalid("malformed pool ID %q", id)
+	}
+	subnet, err = netip.ParsePrefix(parts[1] + "/" + parts[2])
+	if err != nil {
+		return "", netip.Prefix{}, errdefs.Invalid("malformed pool ID %q: %v", id, err)
+	}
+	return parts[0], subnet, nil
+}
+
+// parseSubnet reads a CIDR from the user and returns its network prefix.
+func parseSubnet(what, s string, v6 bool) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, errdefs.Invalid("invalid %s %q: %v", what, s, err)
+	}
+	p = p.Masked()
+	if p.Addr().Is6() != v6 {
+		fam := "IPv4"
+		if v6 {
+			fam = "IPv6"
+		}
+		return netip.Prefix{}, errdefs.Invalid("%s %s is not an %s subnet", what, p, fam)
+	}
+	if p.Bits() >= p.Addr().BitLen()-1 {
+		return netip.Prefix{}, errdefs.Invalid("%s %s is too small to hold a gateway and an endpoint", what, p)
+	}
+	return p, nil
+}
+
+// unusedTwin returns a pool no address was ever taken from that an
+// identical RequestPool created: the same space, family and range, and the
+// same subnet, or any default one when none is asked for. Caller holds a.mu.
+func (a *Allocator) unusedTwin(space string, subnet, rng netip.Prefix, v6 bool) *pool {
+	for _, p := range a.pools {
+		if p.rec.Space != space || p.rec.V6 != v6 || p.rng != rng || p.bits.used > 0 || len(p.macs) > 0 {
+			continue
+		}
+		if subnet.IsValid() && p.subnet == subnet || !subnet.IsValid() && p.rec.Default {
+			return p
+		}
+	}
+	return nil
+}
+
+// overlapping returns a pool of space that overlaps subnet. Caller holds a.mu.
+func (a *Allocator) overlapping(space string, subnet netip.Prefix) *pool {
+	for _, p := range a.pools {
+		if p.rec.Space == space && p.subnet.Overlaps(subnet) {
+			return p
+		}
+	}
+	return nil
+}
+
+// pickDefault returns the first default subnet of space that no pool and no
+// host route overlaps. Caller holds a.mu.
+func (a *Allocator) pickDefault(space string) (netip.Prefix, error) {
+	var routes []netip.Prefix
+	if a.hostRoutes != nil {
+		var err error
+		if routes, err = a.hostRoutes(); err != nil {
+			return netip.Prefix{}, fmt.Errorf("list host routes: %w", err)
+		}
+	}
+	var found netip.Prefix
+	for _, set := range a.defaults[space] {
+		set.each(func(cand netip.Prefix) bool {
+			if a.overlapping(space, cand) != nil {
+				return true
+			}
+			for _, r := range routes {
+				if r.Bits() > 0 && r.Overlaps(cand) {
+					return true
+				}
+			}
+			found = cand
+			return false
+		})
+		if found.IsValid() {
+			return found, nil
+		}
+	}
+	return netip.Prefix{}, errdefs.Conflict("all default address pools of %s are in use: give the network a --subnet", space)
+}
+
+// parseAddr reads an address given bare or in CIDR form.
+func parseAddr(s string) (netip.Addr, error) {
+	a, err := netaddr.Parse(s)
+	if err != nil {
+		return netip.Addr{}, errdefs.Invalid("invalid IP address %q", s)
+	}
+	return a, nil
+}
+
+// offsetIn checks that addr may be handed out from p and returns its offset.
+func (p *pool) offsetIn(addr netip.Addr) (uint64, error) {
+	if !p.subnet.Contains(addr) {
+		return 0, errdefs.Invalid("address %s is not in subnet %s", addr, p.subnet)
+	}
+	off, ok := offsetOf(p.subnet, addr)
+	if !ok || off < p.first || off > p.last {
+		if off == 0 {
+			return 0, errdefs.Invalid("address %s is the network address of %s", addr, p.subnet)
+		}
+		if addr.Is4() {
+			return 0, errdefs.Invalid("address %s is the broadcast address of %s", addr, p.subnet)
+		}
+		return 0, errdefs.Invalid("address %s is beyond the allocatable part of %s", addr, p.subnet)
+	}
+	return off, nil
+}
+
+// size is the number of offsets from first to last, capped at 2^63.
+func (p *pool) size() uint64 {
+	if n := p.last - p.first + 1; n > 0 && n <= 1<<63 {
+		return n
+	}
+	return 1 << 63
+}
