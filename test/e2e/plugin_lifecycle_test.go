@@ -3,11 +3,15 @@
 package e2e
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // The managed plugin's own life: disable and enable, an upgrade, and its
@@ -115,4 +119,28 @@ func TestPluginLifecycle(t *testing.T) {
 			t.Errorf("a container on the fresh host's network: %v", err)
 		}
 	})
+}
+
+// xtablesLock is the host's iptables lock, which the plugin shares.
+const xtablesLock = "/run/xtables.lock"
+
+// removeXtablesLock deletes the host's iptables lock file as a fresh host
+// lacks it, but only while nobody holds it (iptables holds it for
+// milliseconds; whoever runs it next makes it again).
+func removeXtablesLock() error {
+	f, err := os.OpenFile(xtablesLock, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for range 100 {
+		if err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+			return os.Remove(xtablesLock)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s stayed locked for 5 s: %w", xtablesLock, err)
 }

@@ -1,20 +1,15 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/mynet/mynet/plugin"
 )
-
-// xtablesLock is the host's iptables lock, which the plugin shares.
-const xtablesLock = "/run/xtables.lock"
 
 // pluginDaemon is mynet as the managed plugin name, which the suite builds
 // and removes itself.
@@ -60,27 +55,6 @@ func (p *pluginDaemon) configure() error {
 	_, err := tryDocker("plugin", "set", p.name, "state.source="+p.stateSource, "LOG_LEVEL=debug",
 		"MYNET_RECONCILE_INTERVAL="+reconcileInterval.String(), "MYNET_METRICS_ADDR="+metricsAddr)
 	return err
-}
-
-// removeXtablesLock deletes the host's iptables lock file as a fresh host
-// lacks it, but only while nobody holds it (iptables holds it for
-// milliseconds; whoever runs it next makes it again).
-func removeXtablesLock() error {
-	f, err := os.OpenFile(xtablesLock, os.O_RDWR, 0)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	for range 100 {
-		if err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
-			return os.Remove(xtablesLock)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("%s stayed locked for 5 s: %w", xtablesLock, err)
 }
 
 func (p *pluginDaemon) start() error {
