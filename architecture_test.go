@@ -26,10 +26,13 @@ var allowedInternal = map[string][]string{
 	"internal/firewall": {"internal/ids"},
 	"internal/hostport": {},
 	"internal/metrics":  {},
+	"internal/cluster":  {},
 	"internal/nstest":   {},
 	"internal/fault":    {},
 	"test/bench":        {"test/dockercli"},
 	"test/dockercli":    {},
+	"test/etcd":         {},
+	"test/etcdtest":     {},
 	"test/bench/rr":     {},
 	"ipam":              {"internal/errdefs", "internal/netaddr", "internal/store", "internal/fault"},
 	"driver":            {"internal/errdefs", "internal/ids", "internal/netaddr", "internal/store", "internal/netutil", "internal/firewall", "internal/hostport", "internal/fault"},
@@ -48,6 +51,10 @@ var kernelLibraries = map[string]string{
 	"github.com/docker/go-plugins-helpers/sdk": "plugin",
 	"github.com/prometheus/client_golang":      "internal/metrics",
 	"github.com/coreos/go-systemd":             "internal/daemon",
+	"go.etcd.io/etcd/client":                   "internal/cluster",
+	"go.etcd.io/etcd/api":                      "internal/cluster",
+	// The server is for tests only: the daemon never links it.
+	"go.etcd.io/etcd/server": "test/etcd",
 }
 
 // TestArchitecture enforces the layering of STYLE.md on every non-test file.

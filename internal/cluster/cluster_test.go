@@ -1,0 +1,255 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// hosts are Clients of one store, as three daemons would be.
+func hosts(t *testing.T, mem *Memory, n int) []*Client {
+	t.Helper()
+	var out []*Client
+	for i := range n {
+		out = append(out, NewWithStore(mem, Config{Node: fmt.Sprintf("host%d", i+1),
+			Advertise: netip.AddrFrom4([4]byte{198, 18, 0, byte(i + 11)}), CallTimeout: time.Second}))
+	}
+	return out
+}
+
+var (
+	blueNet = netip.MustParsePrefix("10.40.0.0/16")
+	blueGW  = netip.MustParseAddr("10.40.0.1")
+)
+
+func TestEnsureNetworkIsSharedAndChecked(t *testing.T) {
+	h := hosts(t, NewMemory(), 2)
+	a, err := h[0].EnsureNetwork("blue", blueNet, netip.Addr{})
+	if err != nil || a.Subnet != blueNet || a.Gateway != blueGW || a.VNI < minVNI {
+		t.Fatalf("first host: %+v, %v", a, err)
+	}
+	b, err := h[1].EnsureNetwork("blue", blueNet, blueGW)
+	if err != nil || b != a {
+		t.Errorf("second host: %+v, %v; want the first host's %+v", b, err, a)
+	}
+	if _, err := h[1].EnsureNetwork("blue", netip.Prefix{}, netip.Addr{}); err != nil {
+		t.Errorf("a later host may leave the subnet to the cluster: %v", err)
+	}
+	_, err = h[1].EnsureNetwork("blue", netip.MustParsePrefix("10.41.0.0/16"), netip.Addr{})
+	if !IsConflict(err) || !strings.Contains(err.Error(), "--subnet 10.40.0.0/16") {
+		t.Errorf("another subnet: %v, want a conflict that says which subnet to use", err)
+	}
+	_, err = h[1].EnsureNetwork("blue", blueNet, netip.MustParseAddr("10.40.0.254"))
+	if !IsConflict(err) || !strings.Contains(err.Error(), "--gateway 10.40.0.1") {
+		t.Errorf("another gateway: %v", err)
+	}
+	if _, err := h[0].EnsureNetwork("green", netip.Prefix{}, netip.Addr{}); !IsConflict(err) {
+		t.Errorf("a new network without a subnet: %v", err)
+	}
+	g, err := h[0].EnsureNetwork("green", netip.MustParsePrefix("10.42.0.0/16"), netip.Addr{})
+	if err != nil || g.VNI == a.VNI {
+		t.Errorf("second network %+v, %v: its VNI must differ from %d", g, err, a.VNI)
+	}
+	if _, err := h[0].EnsureNetwork("bad/name", blueNet, netip.Addr{}); !IsConflict(err) {
+		t.Errorf("a name with '/': %v", err)
+	}
+}
+
+// Hosts racing to create one network agree on one VNI and leave no stray
+// VNI claim.
+func TestEnsureNetworkRace(t *testing.T) {
+	mem := NewMemory()
+	h := hosts(t, mem, 8)
+	specs := make([]NetworkSpec, len(h))
+	var wg sync.WaitGroup
+	for i, c := range h {
+		wg.Go(func() {
+			var err error
+			if specs[i], err = c.EnsureNetwork("blue", blueNet, netip.Addr{}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, s := range specs[1:] {
+		if s != specs[0] {
+			t.Errorf("hosts disagree: %+v vs %+v", s, specs[0])
+		}
+	}
+	pairs, _, _ := mem.kv.list(context.Background(), Prefix+"vnis/")
+	if len(pairs) != 1 {
+		t.Errorf("VNI claims left: %v, want exactly one", pairs)
+	}
+}
+
+func TestAddressClaims(t *testing.T) {
+	h := hosts(t, NewMemory(), 3)
+	ip := netip.MustParseAddr("10.40.0.7")
+	// A race for one --ip has exactly one winner.
+	wins := make(chan string, 30)
+	var wg sync.WaitGroup
+	for _, c := range h {
+		for range 10 {
+			wg.Go(func() {
+				ok, _, err := c.ClaimAddress("blue", ip, "02:00:00:00:00:"+c.Node()[4:])
+				if err != nil {
+					t.Error(err)
+				}
+				if ok {
+					wins <- c.Node()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(wins)
+	var winners []string
+	for w := range wins {
+		winners = append(winners, w)
+	}
+	// The same host retrying the same claim wins again (idempotent), so
+	// all winners are one host.
+	for _, w := range winners {
+		if w != winners[0] {
+			t.Fatalf("two hosts won %s: %v", ip, winners)
+		}
+	}
+	winner := map[string]*Client{}
+	for _, c := range h {
+		winner[c.Node()] = c
+	}
+	w := winner[winners[0]]
+	loser := h[0]
+	if loser == w {
+		loser = h[1]
+	}
+	ok, holder, err := loser.ClaimAddress("blue", ip, "x")
+	if ok || err != nil || holder != w.Node() {
+		t.Errorf("a loser's claim: %v %q %v; want refused, held by %s", ok, holder, err, w.Node())
+	}
+	// A loser cannot release the winner's claim; the winner can.
+	if err := loser.ReleaseAddress("blue", ip, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if claimed, _ := w.Claimed("blue"); claimed[ip] != w.Node() {
+		t.Errorf("claims after a stranger's release: %v", claimed)
+	}
+	if err := w.ReleaseAddress("blue", ip, "02:00:00:00:00:"+w.Node()[4:]); err != nil {
+		t.Fatal(err)
+	}
+	if claimed, _ := w.Claimed("blue"); len(claimed) != 0 {
+		t.Errorf("claims after the holder's release: %v", claimed)
+	}
+}
+
+func TestEndpointsWatchAndLeases(t *testing.T) {
+	mem := NewMemory()
+	h := hosts(t, mem, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	lease, _, err := h[0].Register(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h[1].Register(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	_, rev, err := h[1].Endpoints("blue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type change struct {
+		ip      string
+		deleted bool
+	}
+	seen := make(chan change, 10)
+	watchErr := make(chan error, 1)
+	go func() {
+		watchErr <- h[1].WatchEndpoints(ctx, "blue", rev, func(ep Endpoint, deleted bool) {
+			seen <- change{ep.IP.String() + "@" + ep.Node + "/" + ep.VTEP.String(), deleted}
+		})
+	}()
+	ep := Endpoint{Network: "blue", IP: netip.MustParseAddr("10.40.0.2"), MAC: "02:42:0a:28:00:02"}
+	if err := h[0].PublishEndpoint(ep); err != nil {
+		t.Fatal(err)
+	}
+	want := change{"10.40.0.2@host1/198.18.0.11", false}
+	if got := <-seen; got != want {
+		t.Errorf("watch saw %+v, want %+v", got, want)
+	}
+	eps, _, _ := h[1].Endpoints("blue")
+	if len(eps) != 1 || eps[0].MAC != ep.MAC || eps[0].Node != "host1" {
+		t.Errorf("list = %+v", eps)
+	}
+	// A restart within the TTL reuses the lease.
+	if again, _, err := h[0].Register(ctx, lease); err != nil || again != lease {
+		t.Errorf("re-register with a live lease: %d, %v; want %d", again, err, lease)
+	}
+	// The host goes silent past its TTL: its endpoint goes with its lease.
+	mem.Expire(lease)
+	if got := <-seen; got.deleted != true || !strings.HasPrefix(got.ip, "10.40.0.2@host1") {
+		t.Errorf("after the lease expired the watch saw %+v, want the endpoint withdrawn", got)
+	}
+	if nodes, _ := h[1].Nodes(); len(nodes) != 1 || nodes[0].Name != "host2" {
+		t.Errorf("nodes after host1's lease expired: %+v", nodes)
+	}
+	// Compaction ends the watch with ErrCompacted: the watcher resyncs.
+	mem.Compact()
+	if err := <-watchErr; !errors.Is(err, ErrCompacted) {
+		t.Errorf("watch after compaction: %v, want ErrCompacted", err)
+	}
+	if err := h[1].WatchEndpoints(ctx, "blue", rev, func(Endpoint, bool) {}); !errors.Is(err, ErrCompacted) {
+		t.Errorf("watch from a compacted revision: %v", err)
+	}
+}
+
+// etcd unreachable: calls fail with ErrUnavailable within the call
+// timeout, and work again when it is back.
+func TestUnavailable(t *testing.T) {
+	mem := NewMemory()
+	h := hosts(t, mem, 1)
+	mem.SetDown(errors.New("connection refused"))
+	_, _, err := h[0].ClaimAddress("blue", netip.MustParseAddr("10.40.0.9"), "m")
+	if !errors.Is(err, ErrUnavailable) || IsConflict(err) {
+		t.Errorf("claim while down: %v, want ErrUnavailable", err)
+	}
+	mem.SetDown(nil)
+	if ok, _, err := h[0].ClaimAddress("blue", netip.MustParseAddr("10.40.0.9"), "m"); !ok || err != nil {
+		t.Errorf("claim after recovery: %v %v", ok, err)
+	}
+}
+
+// Forget removes a dead host's claims and endpoints, more than one
+// transaction's worth, and nobody else's.
+func TestForget(t *testing.T) {
+	mem := NewMemory()
+	h := hosts(t, mem, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, _, err := h[0].Register(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 300 {
+		ip := netip.AddrFrom4([4]byte{10, 40, byte(1 + i/250), byte(1 + i%250)})
+		if ok, _, err := h[0].ClaimAddress("blue", ip, "m"); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	}
+	_ = h[0].PublishEndpoint(Endpoint{Network: "blue", IP: netip.MustParseAddr("10.40.1.1"), MAC: "m"})
+	if ok, _, _ := h[1].ClaimAddress("blue", netip.MustParseAddr("10.40.9.9"), "n"); !ok {
+		t.Fatal("host2's claim")
+	}
+	n, err := h[1].Forget("host1")
+	if err != nil || n != 302 {
+		t.Errorf("Forget = %d, %v; want 302 keys (300 addresses, an endpoint, the node)", n, err)
+	}
+	claimed, _ := h[1].Claimed("blue")
+	if len(claimed) != 1 || claimed[netip.MustParseAddr("10.40.9.9")] != "host2" {
+		t.Errorf("claims after forget: %d, want host2's only", len(claimed))
+	}
+}

@@ -1,0 +1,31 @@
+// Package cluster is mynet's shared state for multi-host networks, and the
+// only importer of the etcd client. The host-local store (internal/store)
+// is not stretched over etcd: a bitmap per host would hand out the same
+// addresses on two hosts. Instead every decision that must be unique across
+// hosts is one etcd transaction:
+//
+//   - a cluster network's configuration (subnet, gateway, VNI) is created if
+//     absent and checked by every later host; its VNI is claimed
+//     cluster-wide (vnis/<vni>), and a host that lost the race to create
+//     the configuration gives its VNI claim back;
+//   - an address is claimed with create-if-absent on its own key, so of
+//     hosts racing for one --ip exactly one wins, and released with
+//     compare-and-delete, so no host releases another's;
+//   - each host registers under a lease (TTL) that it keeps alive and whose
+//     ID it keeps in its own state, so a restart within the TTL reuses it;
+//     its endpoints (IP, MAC, underlay address) are published under that
+//     lease and vanish for the peers when the host is gone longer;
+//   - peers list a network's endpoints at a revision and watch from the
+//     next one; a compacted revision is ErrCompacted, and the watcher lists
+//     again (a resync). Nothing is removed because a watch failed.
+//
+// An address a dead host claimed stays claimed until Forget. Every call is
+// bounded by CallTimeout (5 s): with etcd down, calls fail with
+// ErrUnavailable well inside Docker's 30 s, while the data plane, which is
+// the kernel's, keeps flowing. The key layout is in cluster.go and
+// docs/multihost.md.
+//
+// Memory is an in-memory store with the same semantics for unit tests;
+// test/etcdtest runs a real etcd (the embedded server, test/etcd) as a
+// process of its own for the rest.
+package cluster

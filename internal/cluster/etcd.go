@@ -1,0 +1,202 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// etcdKV is kv on a real etcd.
+type etcdKV struct {
+	c *clientv3.Client
+}
+
+var _ kv = (*etcdKV)(nil)
+
+// TLS names the client certificate files for etcd; all empty: plain TCP.
+type TLS struct {
+	CA, Cert, Key string
+}
+
+func dialEtcd(endpoints []string, t TLS, dialTimeout time.Duration) (*etcdKV, error) {
+	var tlsCfg *tls.Config
+	if t.CA != "" || t.Cert != "" || t.Key != "" {
+		info := transport.TLSInfo{TrustedCAFile: t.CA, CertFile: t.Cert, KeyFile: t.Key}
+		var err error
+		if tlsCfg, err = info.ClientConfig(); err != nil {
+			return nil, fmt.Errorf("etcd TLS: %w", err)
+		}
+	}
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:            endpoints,
+		DialTimeout:          dialTimeout,
+		DialKeepAliveTime:    2 * time.Second,
+		DialKeepAliveTimeout: 2 * time.Second,
+		TLS:                  tlsCfg,
+		Logger:               zap.NewNop(),
+		AutoSyncInterval:     0,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd client for %v: %w", endpoints, err)
+	}
+	return &etcdKV{c: c}, nil
+}
+
+func leaseOpts(lease int64) []clientv3.OpOption {
+	if lease == 0 {
+		return nil
+	}
+	return []clientv3.OpOption{clientv3.WithLease(clientv3.LeaseID(lease))}
+}
+
+func (e *etcdKV) create(ctx context.Context, key string, value []byte, lease int64) (bool, []byte, error) {
+	res, err := e.c.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(value), leaseOpts(lease)...)).
+		Else(clientv3.OpGet(key)).
+		Commit()
+	if err != nil {
+		return false, nil, err
+	}
+	if res.Succeeded {
+		return true, nil, nil
+	}
+	if kvs := res.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		return false, kvs[0].Value, nil
+	}
+	return false, nil, nil
+}
+
+func (e *etcdKV) put(ctx context.Context, key string, value []byte, lease int64) error {
+	_, err := e.c.Put(ctx, key, string(value), leaseOpts(lease)...)
+	return err
+}
+
+func (e *etcdKV) deleteIf(ctx context.Context, key string, value []byte) (bool, error) {
+	res, err := e.c.Txn(ctx).
+		If(clientv3.Compare(clientv3.Value(key), "=", string(value))).
+		Then(clientv3.OpDelete(key)).
+		Commit()
+	if err != nil {
+		return false, err
+	}
+	return res.Succeeded, nil
+}
+
+func (e *etcdKV) deleteKeys(ctx context.Context, keys []string) error {
+	for len(keys) > 0 {
+		n := min(len(keys), maxOps)
+		ops := make([]clientv3.Op, n)
+		for i, k := range keys[:n] {
+			ops[i] = clientv3.OpDelete(k)
+		}
+		if _, err := e.c.Txn(ctx).Then(ops...).Commit(); err != nil {
+			return err
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
+
+func (e *etcdKV) get(ctx context.Context, key string) ([]byte, bool, error) {
+	res, err := e.c.Get(ctx, key)
+	if err != nil || len(res.Kvs) == 0 {
+		return nil, false, err
+	}
+	return res.Kvs[0].Value, true, nil
+}
+
+func (e *etcdKV) list(ctx context.Context, prefix string) ([]pair, int64, error) {
+	res, err := e.c.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]pair, len(res.Kvs))
+	for i, k := range res.Kvs {
+		out[i] = pair{Key: string(k.Key), Value: k.Value}
+	}
+	return out, res.Header.Revision, nil
+}
+
+func (e *etcdKV) watch(ctx context.Context, prefix string, rev int64) <-chan watchBatch {
+	out := make(chan watchBatch, 16)
+	go func() {
+		defer close(out)
+		// RequireLeader: a member cut off from its cluster ends the watch
+		// instead of going silent.
+		wc := e.c.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+		for res := range wc {
+			if res.CompactRevision != 0 || errors.Is(res.Err(), rpctypes.ErrCompacted) {
+				out <- watchBatch{Err: ErrCompacted}
+				return
+			}
+			if err := res.Err(); err != nil {
+				out <- watchBatch{Err: err}
+				return
+			}
+			b := watchBatch{Rev: res.Header.Revision}
+			for _, ev := range res.Events {
+				b.Events = append(b.Events, event{Key: string(ev.Kv.Key), Value: ev.Kv.Value, Delete: ev.Type == clientv3.EventTypeDelete})
+			}
+			select {
+			case out <- b:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if ctx.Err() == nil {
+			out <- watchBatch{Err: errors.New("watch ended")}
+		}
+	}()
+	return out
+}
+
+func (e *etcdKV) grant(ctx context.Context, ttl time.Duration) (int64, error) {
+	res, err := e.c.Grant(ctx, int64(max(ttl/time.Second, 1)))
+	if err != nil {
+		return 0, err
+	}
+	return int64(res.ID), nil
+}
+
+func (e *etcdKV) keepAlive(ctx context.Context, lease int64) (<-chan struct{}, error) {
+	ka, err := e.c.KeepAlive(ctx, clientv3.LeaseID(lease))
+	if err != nil {
+		return nil, err
+	}
+	lost := make(chan struct{})
+	go func() {
+		defer close(lost)
+		for range ka {
+		}
+	}()
+	return lost, nil
+}
+
+func (e *etcdKV) leaseTTL(ctx context.Context, lease int64) (time.Duration, error) {
+	res, err := e.c.TimeToLive(ctx, clientv3.LeaseID(lease))
+	if err != nil {
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	return time.Duration(res.TTL) * time.Second, nil
+}
+
+func (e *etcdKV) revoke(ctx context.Context, lease int64) error {
+	_, err := e.c.Revoke(ctx, clientv3.LeaseID(lease))
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return nil
+	}
+	return err
+}
+
+func (e *etcdKV) close() error { return e.c.Close() }

@@ -1,0 +1,203 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mynet/mynet/test/etcdtest"
+)
+
+// etcdHosts are Clients of a real etcd, one per simulated host.
+func etcdHosts(t *testing.T, e *etcdtest.Etcd, n int, ttl time.Duration) []*Client {
+	t.Helper()
+	var out []*Client
+	for i := range n {
+		c, err := New(Config{Endpoints: []string{e.URL()}, Node: fmt.Sprintf("host%d", i+1),
+			Advertise: netip.AddrFrom4([4]byte{198, 18, 0, byte(i + 11)}), TTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		out = append(out, c)
+	}
+	return out
+}
+
+// claimNext claims the lowest free address from 10.40.0.2 up, as a host's
+// allocator does.
+func claimNext(c *Client, owner string) (netip.Addr, error) {
+	for ip := netip.MustParseAddr("10.40.0.2"); blueNet.Contains(ip); ip = ip.Next() {
+		ok, _, err := c.ClaimAddress("blue", ip, owner)
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		if ok {
+			return ip, nil
+		}
+	}
+	return netip.Addr{}, errors.New("full")
+}
+
+// 3 hosts x 50 concurrent allocations get 150 distinct addresses from a
+// real etcd, and a race for one address has one winner.
+func TestEtcdConcurrentClaims(t *testing.T) {
+	e := etcdtest.Start(t, etcdtest.Options{})
+	h := etcdHosts(t, e, 3, 10*time.Second)
+	var mu sync.Mutex
+	got := map[netip.Addr]string{}
+	var wg sync.WaitGroup
+	for _, c := range h {
+		for i := range 50 {
+			wg.Go(func() {
+				owner := fmt.Sprintf("%s-%d", c.Node(), i)
+				ip, err := claimNext(c, owner)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if prev, dup := got[ip]; dup {
+					t.Errorf("%s handed out twice: %s and %s", ip, prev, owner)
+				}
+				got[ip] = owner
+			})
+		}
+	}
+	wg.Wait()
+	if len(got) != 150 {
+		t.Errorf("%d distinct addresses, want 150", len(got))
+	}
+	ip := netip.MustParseAddr("10.40.9.9")
+	wins := make(chan string, 3)
+	for _, c := range h {
+		wg.Go(func() {
+			if ok, _, err := c.ClaimAddress("blue", ip, "static"); err == nil && ok {
+				wins <- c.Node()
+			}
+		})
+	}
+	wg.Wait()
+	close(wins)
+	if n := len(wins); n != 1 {
+		t.Errorf("%d hosts won the race for %s, want 1", n, ip)
+	}
+}
+
+// Leases, watches and compaction on a real etcd: a host that stops
+// renewing loses its endpoints after the TTL, a restart within it keeps
+// them, and a compacted watch says so.
+func TestEtcdLeasesAndWatch(t *testing.T) {
+	e := etcdtest.Start(t, etcdtest.Options{})
+	h := etcdHosts(t, e, 2, 2*time.Second)
+	ctx1, stop1 := context.WithCancel(context.Background())
+	lease, _, err := h[0].Register(ctx1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h[0].PublishEndpoint(Endpoint{Network: "blue", IP: netip.MustParseAddr("10.40.0.2"), MAC: "02:42:0a:28:00:02"}); err != nil {
+		t.Fatal(err)
+	}
+	eps, rev, err := h[1].Endpoints("blue")
+	if err != nil || len(eps) != 1 || eps[0].VTEP != netip.MustParseAddr("198.18.0.11") {
+		t.Fatalf("endpoints = %+v, %v", eps, err)
+	}
+	// A restart within the TTL: the old keepalive stops, the new process
+	// reuses the lease.
+	stop1()
+	ctx2, stop2 := context.WithCancel(context.Background())
+	defer stop2()
+	if again, _, err := h[0].Register(ctx2, lease); err != nil || again != lease {
+		t.Fatalf("re-register: %d, %v; want lease %d reused", again, err, lease)
+	}
+	time.Sleep(3 * time.Second) // past the TTL: the reused lease is kept alive
+	if eps, _, _ := h[1].Endpoints("blue"); len(eps) != 1 {
+		t.Fatalf("after a restart within the TTL the endpoint is gone: %+v", eps)
+	}
+	// The host dies: past the TTL its endpoint is withdrawn.
+	deleted := make(chan Endpoint, 1)
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	go func() {
+		_ = h[1].WatchEndpoints(watchCtx, "blue", rev, func(ep Endpoint, del bool) {
+			if del {
+				deleted <- ep
+			}
+		})
+	}()
+	stop2()
+	select {
+	case ep := <-deleted:
+		if ep.Node != "host1" || ep.IP != netip.MustParseAddr("10.40.0.2") {
+			t.Errorf("withdrawn %+v", ep)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the endpoint of a host silent past its TTL was not withdrawn")
+	}
+	// Compaction past a watcher's revision: it must resync.
+	ek := h[1].kv.(*etcdKV)
+	res, err := ek.c.Get(context.Background(), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ek.c.Compact(context.Background(), res.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	ctx3, stop3 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop3()
+	if err := h[1].WatchEndpoints(ctx3, "blue", rev, func(Endpoint, bool) {}); !errors.Is(err, ErrCompacted) {
+		t.Errorf("watch from a compacted revision: %v, want ErrCompacted", err)
+	}
+}
+
+// etcd frozen or killed: calls fail within the call timeout with
+// ErrUnavailable, and everything works again when it returns, with its data.
+func TestEtcdDownAndBack(t *testing.T) {
+	e := etcdtest.Start(t, etcdtest.Options{})
+	h := etcdHosts(t, e, 1, 10*time.Second)
+	c := h[0]
+	if ok, _, err := c.ClaimAddress("blue", netip.MustParseAddr("10.40.0.2"), "a"); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	for _, down := range []struct {
+		name        string
+		fail, recov func()
+	}{
+		{"SIGSTOP", e.Stop, e.Resume},
+		{"killed", e.Kill, e.Restart},
+	} {
+		down.fail()
+		start := time.Now()
+		_, _, err := c.ClaimAddress("blue", netip.MustParseAddr("10.40.0.3"), "b")
+		took := time.Since(start)
+		if !errors.Is(err, ErrUnavailable) {
+			t.Errorf("%s: claim = %v, want ErrUnavailable", down.name, err)
+		}
+		if took > 8*time.Second {
+			t.Errorf("%s: the failing call took %v; Docker waits 30 s and the bound is the 5 s call timeout", down.name, took)
+		}
+		down.recov()
+		var ok bool
+		for range 50 {
+			if ok, _, err = c.ClaimAddress("blue", netip.MustParseAddr("10.40.0.3"), "b"); err == nil {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if !ok || err != nil {
+			t.Errorf("%s: claim after recovery: %v %v", down.name, ok, err)
+		}
+		claimed, err := c.Claimed("blue")
+		if err != nil || claimed[netip.MustParseAddr("10.40.0.2")] != "host1" {
+			t.Errorf("%s: the earlier claim did not survive: %v %v", down.name, claimed, err)
+		}
+		if err := c.ReleaseAddress("blue", netip.MustParseAddr("10.40.0.3"), "b"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

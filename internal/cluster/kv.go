@@ -1,0 +1,64 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// maxOps is etcd's default limit of operations in one transaction
+// (--max-txn-ops); deletes of many keys go in batches of at most this.
+const maxOps = 128
+
+// ErrCompacted says a watch's start revision was compacted away: the
+// watcher must list again (a resync) and watch from the list's revision.
+var ErrCompacted = errors.New("watch revision compacted: resync")
+
+// pair is one key with its value.
+type pair struct {
+	Key   string
+	Value []byte
+}
+
+// event is one change a watch saw; Value is nil for a delete.
+type event struct {
+	Key    string
+	Value  []byte
+	Delete bool
+}
+
+// watchBatch is what a watch delivers: events up to Rev, or an error
+// (ErrCompacted, or the watch ended).
+type watchBatch struct {
+	Events []event
+	Rev    int64
+	Err    error
+}
+
+// kv is what the cluster layer needs from its store: etcd (etcdKV) or, for
+// unit tests, memory (memKV). Every call honours ctx's deadline.
+type kv interface {
+	// create puts key=value only if key is absent; when it exists, it
+	// returns false and the value there.
+	create(ctx context.Context, key string, value []byte, lease int64) (bool, []byte, error)
+	// put writes key=value, under lease when it is not 0.
+	put(ctx context.Context, key string, value []byte, lease int64) error
+	// deleteIf deletes key only while it holds value.
+	deleteIf(ctx context.Context, key string, value []byte) (bool, error)
+	// deleteKeys deletes keys, in transactions of at most maxOps.
+	deleteKeys(ctx context.Context, keys []string) error
+	get(ctx context.Context, key string) ([]byte, bool, error)
+	// list returns the keys under prefix, in key order, at one revision.
+	list(ctx context.Context, prefix string) ([]pair, int64, error)
+	// watch delivers the changes under prefix after revision rev until ctx
+	// ends; a batch with Err is the last.
+	watch(ctx context.Context, prefix string, rev int64) <-chan watchBatch
+	grant(ctx context.Context, ttl time.Duration) (int64, error)
+	// keepAlive keeps lease alive until ctx ends; the channel closes when
+	// the lease is lost (expired, revoked) or keeping it alive failed.
+	keepAlive(ctx context.Context, lease int64) (<-chan struct{}, error)
+	// leaseTTL is the lease's remaining time; <= 0 when it is gone.
+	leaseTTL(ctx context.Context, lease int64) (time.Duration, error)
+	revoke(ctx context.Context, lease int64) error
+	close() error
+}

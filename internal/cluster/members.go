@@ -1,0 +1,196 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"net/netip"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+)
+
+// NodeInfo is a host's record.
+type NodeInfo struct {
+	Name string     `json:"name"`
+	Addr netip.Addr `json:"addr"`
+}
+
+func nodeKey(node string) string { return Prefix + "nodes/" + node }
+
+// Register puts this host's record under a lease and keeps the lease alive
+// until ctx ends. A previous lease (a restart's, from the host's own state)
+// that is still alive is reused, so peers see no churn. It returns the
+// lease in use and a channel closed when the lease is lost (etcd expired it
+// while this host was cut off): then register again and re-publish.
+func (c *Client) Register(ctx context.Context, previous int64) (int64, <-chan struct{}, error) {
+	var lease int64
+	err := c.call("register node "+c.cfg.Node, func(cctx context.Context) error {
+		if previous != 0 {
+			if ttl, err := c.kv.leaseTTL(cctx, previous); err != nil {
+				return err
+			} else if ttl > 0 {
+				lease = previous
+			}
+		}
+		if lease == 0 {
+			var err error
+			if lease, err = c.kv.grant(cctx, c.cfg.TTL); err != nil {
+				return err
+			}
+		}
+		b, _ := json.Marshal(NodeInfo{Name: c.cfg.Node, Addr: c.cfg.Advertise})
+		return c.kv.put(cctx, nodeKey(c.cfg.Node), b, lease)
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	lost, err := c.kv.keepAlive(ctx, lease)
+	if err != nil {
+		return 0, nil, err
+	}
+	c.mu.Lock()
+	c.lease = lease
+	c.mu.Unlock()
+	c.log.WithFields(logrus.Fields{"lease": lease, "reused": lease == previous}).Info("registered in the cluster")
+	return lease, lost, nil
+}
+
+func (c *Client) currentLease() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lease
+}
+
+// Nodes lists the hosts whose lease is alive.
+func (c *Client) Nodes() ([]NodeInfo, error) {
+	var out []NodeInfo
+	err := c.call("list nodes", func(ctx context.Context) error {
+		pairs, _, err := c.kv.list(ctx, Prefix+"nodes/")
+		for _, p := range pairs {
+			var n NodeInfo
+			if json.Unmarshal(p.Value, &n) == nil {
+				out = append(out, n)
+			}
+		}
+		return err
+	})
+	return out, err
+}
+
+// Endpoint is a container's address on a cluster network, published by its
+// host so the others can reach it over VXLAN.
+type Endpoint struct {
+	Network string     `json:"-"`
+	Node    string     `json:"node"`
+	IP      netip.Addr `json:"ip"`
+	MAC     string     `json:"mac"`
+	VTEP    netip.Addr `json:"vtep"` // the host's underlay address
+}
+
+func endpointKey(net, node string, ip netip.Addr) string {
+	return networkKey(net) + "endpoints/" + node + "/" + ip.String()
+}
+
+// PublishEndpoint announces one of this host's endpoints under the node's
+// lease (Register first).
+func (c *Client) PublishEndpoint(ep Endpoint) error {
+	ep.Node, ep.VTEP = c.cfg.Node, c.cfg.Advertise
+	b, _ := json.Marshal(ep)
+	return c.call("publish endpoint "+ep.IP.String(), func(ctx context.Context) error {
+		return c.kv.put(ctx, endpointKey(ep.Network, ep.Node, ep.IP), b, c.currentLease())
+	})
+}
+
+// UnpublishEndpoint withdraws one of this host's endpoints.
+func (c *Client) UnpublishEndpoint(net string, ip netip.Addr) error {
+	return c.call("withdraw endpoint "+ip.String(), func(ctx context.Context) error {
+		return c.kv.deleteKeys(ctx, []string{endpointKey(net, c.cfg.Node, ip)})
+	})
+}
+
+// parseEndpoint reads an endpoint key; ok is false for other keys.
+func parseEndpoint(net, key string, value []byte) (Endpoint, bool) {
+	rest, ok := strings.CutPrefix(key, networkKey(net)+"endpoints/")
+	if !ok {
+		return Endpoint{}, false
+	}
+	node, ipText, ok := strings.Cut(rest, "/")
+	if !ok {
+		return Endpoint{}, false
+	}
+	ip, err := netip.ParseAddr(ipText)
+	if err != nil {
+		return Endpoint{}, false
+	}
+	ep := Endpoint{Network: net, Node: node, IP: ip}
+	if value != nil {
+		_ = json.Unmarshal(value, &ep)
+		ep.Network, ep.Node, ep.IP = net, node, ip
+	}
+	return ep, true
+}
+
+// Endpoints lists every host's endpoints of the network at one revision,
+// from which WatchEndpoints continues.
+func (c *Client) Endpoints(net string) ([]Endpoint, int64, error) {
+	var out []Endpoint
+	var rev int64
+	err := c.call("list endpoints of cluster network "+net, func(ctx context.Context) error {
+		pairs, r, err := c.kv.list(ctx, networkKey(net)+"endpoints/")
+		rev = r
+		for _, p := range pairs {
+			if ep, ok := parseEndpoint(net, p.Key, p.Value); ok {
+				out = append(out, ep)
+			}
+		}
+		return err
+	})
+	return out, rev, err
+}
+
+// WatchEndpoints calls fn for every endpoint published (deleted false) or
+// withdrawn (deleted true; only Network, Node and IP are set) after rev,
+// until ctx ends or the watch fails; it returns the error, ErrCompacted when
+// the caller must list again.
+func (c *Client) WatchEndpoints(ctx context.Context, net string, rev int64, fn func(ep Endpoint, deleted bool)) error {
+	for b := range c.kv.watch(ctx, networkKey(net)+"endpoints/", rev) {
+		if b.Err != nil {
+			return b.Err
+		}
+		for _, ev := range b.Events {
+			if ep, ok := parseEndpoint(net, ev.Key, ev.Value); ok {
+				fn(ep, ev.Delete)
+			}
+		}
+	}
+	return ctx.Err()
+}
+
+// Forget removes a dead host for good: its record, its endpoints and every
+// address it claimed, in every network (in transactions of at most 128
+// operations). It returns how many keys went.
+func (c *Client) Forget(node string) (int, error) {
+	var keys []string
+	err := c.call("forget node "+node, func(ctx context.Context) error {
+		pairs, _, err := c.kv.list(ctx, Prefix+"networks/")
+		if err != nil {
+			return err
+		}
+		for _, p := range pairs {
+			rest := strings.TrimPrefix(p.Key, Prefix+"networks/")
+			_, tail, _ := strings.Cut(rest, "/")
+			switch {
+			case strings.HasPrefix(tail, "endpoints/"+node+"/"):
+				keys = append(keys, p.Key)
+			case strings.HasPrefix(tail, "addrs/"):
+				var a addrClaim
+				if json.Unmarshal(p.Value, &a) == nil && a.Node == node {
+					keys = append(keys, p.Key)
+				}
+			}
+		}
+		keys = append(keys, nodeKey(node))
+		return c.kv.deleteKeys(ctx, keys)
+	})
+	return len(keys), err
+}

@@ -1,0 +1,70 @@
+// Command etcd is a one-member etcd server for mynet's multi-host tests,
+// from go.etcd.io/etcd/server/v3/embed: the tests start it as a process of
+// its own (in a network namespace of their own where they want one), so
+// they can stop it with SIGSTOP, kill it and start it again on the same
+// data. The mynet daemon never links the server; only this test tool does.
+//
+//	etcd -data-dir DIR -client http://198.18.0.1:2379 -peer http://198.18.0.1:2380
+//
+// It prints "ready" on stdout once it serves clients, and stops on SIGTERM.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+func main() {
+	dir := flag.String("data-dir", "", "data directory (kept across restarts)")
+	client := flag.String("client", "http://127.0.0.1:2379", "client URL to listen on")
+	peer := flag.String("peer", "http://127.0.0.1:2380", "peer URL to listen on")
+	flag.Parse()
+	if err := run(*dir, *client, *peer); err != nil {
+		fmt.Fprintln(os.Stderr, "etcd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(dir, client, peer string) error {
+	cu, err := url.Parse(client)
+	if err != nil {
+		return err
+	}
+	pu, err := url.Parse(peer)
+	if err != nil {
+		return err
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = "mynet-test"
+	cfg.Dir = dir
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.InitialCluster = cfg.Name + "=" + pu.String()
+	cfg.LogLevel = "error"
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("not ready after 30 s")
+	}
+	fmt.Println("ready")
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case <-stop:
+		return nil
+	case err := <-e.Err():
+		return err
+	}
+}
