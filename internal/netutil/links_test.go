@@ -258,3 +258,71 @@ func TestKernelBridgeSettingsThroughNetlink(t *testing.T) {
 		}
 	}
 }
+
+// A cluster network's VXLAN device: made on its bridge, entries for remote
+// containers programmed, listed and removed, and a stale device with
+// another VNI replaced.
+func TestKernelVXLANDeviceAndRemotes(t *testing.T) {
+	l := newLinks(t)
+	t.Cleanup(func() { _ = l.DeleteLink("tvx0"); _ = l.DeleteLink("tbrvx") })
+	if _, err := l.EnsureBridge(BridgeConfig{Name: "tbrvx", MTU: 1450}); err != nil {
+		t.Fatal(err)
+	}
+	// The underlay: an address on a link of this namespace.
+	if _, err := l.EnsureBridge(BridgeConfig{Name: "tbrul", Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.0.11/24")}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.DeleteLink("tbrul") })
+	local, mtu, err := l.Underlay("198.18.0.11")
+	if err != nil || local != netip.MustParseAddr("198.18.0.11") || mtu != 1500 {
+		t.Fatalf("Underlay(address) = %v %d %v", local, mtu, err)
+	}
+	if byName, _, err := l.Underlay("tbrul"); err != nil || byName != local {
+		t.Errorf("Underlay(link name) = %v %v", byName, err)
+	}
+	if _, _, err := l.Underlay("203.0.113.9"); err == nil {
+		t.Error("an address of no link was accepted as the underlay")
+	}
+	cfg := VXLANConfig{Name: "tvx0", VNI: 4242, Local: local, Bridge: "tbrvx", MTU: 1450}
+	for range 2 { // idempotent
+		if err := l.EnsureVXLAN(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := Remote{IP: netip.MustParseAddr("10.40.0.5"), MAC: net.HardwareAddr{0x02, 0x42, 10, 40, 0, 5}, VTEP: netip.MustParseAddr("198.18.0.12")}
+	if err := l.SetRemote("tvx0", r); err != nil {
+		t.Fatal(err)
+	}
+	// The address moved to another host: the entry follows.
+	r.VTEP = netip.MustParseAddr("198.18.0.13")
+	if err := l.SetRemote("tvx0", r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.Remotes("tvx0")
+	if err != nil || len(got) != 1 || got[0].IP != r.IP || got[0].MAC.String() != r.MAC.String() || got[0].VTEP != r.VTEP {
+		t.Fatalf("Remotes = %+v, %v; want %+v", got, err, r)
+	}
+	out, _ := exec.Command("ip", "-d", "link", "show", "tvx0").Output()
+	for _, want := range []string{"vxlan id 4242", "local 198.18.0.11", "dstport 4789", "nolearning", "proxy", "master tbrvx", "mtu 1450"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("ip -d link show tvx0 lacks %q:\n%s", want, out)
+		}
+	}
+	if err := l.DelRemote("tvx0", r); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := l.Remotes("tvx0"); len(got) != 0 {
+		t.Errorf("after DelRemote: %+v", got)
+	}
+	if err := l.DelRemote("tvx0", r); err != nil {
+		t.Errorf("DelRemote of what is gone: %v", err)
+	}
+	// A leftover device with another VNI (a crash, a collision) is replaced.
+	cfg.VNI = 4343
+	if err := l.EnsureVXLAN(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := exec.Command("ip", "-d", "link", "show", "tvx0").Output(); !strings.Contains(string(out), "vxlan id 4343") {
+		t.Errorf("stale device not replaced:\n%s", out)
+	}
+}

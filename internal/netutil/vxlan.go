@@ -1,0 +1,213 @@
+package netutil
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// VXLANOverhead is what VXLAN over IPv4 adds to a frame: outer IPv4 (20),
+// UDP (8), VXLAN (8) and the inner Ethernet header (14).
+const VXLANOverhead = 50
+
+// VXLANPort is the IANA port for VXLAN.
+const VXLANPort = 4789
+
+// VXLANConfig is one cluster network's VXLAN device.
+type VXLANConfig struct {
+	Name   string
+	VNI    uint32
+	Local  netip.Addr // this host's underlay address, the tunnel's source
+	Bridge string     // the network's bridge, which the device joins
+	MTU    int
+}
+
+// EnsureVXLAN makes the VXLAN device exist as cfg says, a port of its
+// bridge and up (ip link add NAME type vxlan id VNI local LOCAL dstport 4789
+// nolearning proxy; ip link set NAME master BRIDGE mtu MTU up). Learning is
+// off: mynet programs every remote MAC itself (SetRemote), and proxy ARP
+// answers the containers' ARP from those entries. A device of that name with
+// another VNI or source, left by a crash or a collision, is replaced.
+func (l *Links) EnsureVXLAN(cfg VXLANConfig) error {
+	br, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(cfg.Bridge) })
+	if err != nil {
+		return fmt.Errorf("bridge %q of VXLAN device %q: %w", cfg.Bridge, cfg.Name, err)
+	}
+	link, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(cfg.Name) })
+	switch {
+	case err == nil:
+		v, ok := link.(*netlink.Vxlan)
+		if !ok || v.VxlanId != int(cfg.VNI) || !v.SrcAddr.Equal(net.IP(cfg.Local.AsSlice())) || v.Learning || !v.Proxy {
+			if err := l.h.LinkDel(link); err != nil {
+				return fmt.Errorf("replace stale VXLAN device %q: %w", cfg.Name, err)
+			}
+			link = nil
+		}
+	case isNotFound(err):
+		link = nil
+	default:
+		return fmt.Errorf("look up link %q: %w", cfg.Name, err)
+	}
+	if link == nil {
+		v := &netlink.Vxlan{
+			LinkAttrs: netlink.LinkAttrs{Name: cfg.Name, MTU: cfg.MTU, TxQLen: -1},
+			VxlanId:   int(cfg.VNI), SrcAddr: net.IP(cfg.Local.AsSlice()), Port: VXLANPort,
+			Learning: false, Proxy: true,
+		}
+		if err := l.h.LinkAdd(v); err != nil {
+			return fmt.Errorf("create VXLAN device %q (VNI %d): %w", cfg.Name, cfg.VNI, err)
+		}
+		if link, err = l.h.LinkByName(cfg.Name); err != nil {
+			return fmt.Errorf("look up new VXLAN device %q: %w", cfg.Name, err)
+		}
+	}
+	if cfg.MTU > 0 && link.Attrs().MTU != cfg.MTU {
+		if err := l.h.LinkSetMTU(link, cfg.MTU); err != nil {
+			return fmt.Errorf("set MTU of %q: %w", cfg.Name, err)
+		}
+	}
+	if link.Attrs().MasterIndex != br.Attrs().Index {
+		if err := l.h.LinkSetMasterByIndex(link, br.Attrs().Index); err != nil {
+			return fmt.Errorf("attach %q to bridge %q: %w", cfg.Name, cfg.Bridge, err)
+		}
+	}
+	if err := l.h.LinkSetUp(link); err != nil {
+		return fmt.Errorf("set %q up: %w", cfg.Name, err)
+	}
+	return nil
+}
+
+// Remote is a container on another host, as the VXLAN device must know it.
+type Remote struct {
+	IP   netip.Addr // the container's address
+	MAC  net.HardwareAddr
+	VTEP netip.Addr // its host's underlay address
+}
+
+func (l *Links) vxlanIndex(name string) (int, error) {
+	link, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(name) })
+	if err != nil {
+		return 0, fmt.Errorf("VXLAN device %q: %w", name, err)
+	}
+	return link.Attrs().Index, nil
+}
+
+// SetRemote programs one remote container on the device: its MAC goes to
+// its host (bridge fdb replace MAC dev NAME dst VTEP self permanent), and
+// its address answers ARP with that MAC (ip neigh replace IP lladdr MAC dev
+// NAME nud permanent). Both replace whatever was there, so an address that
+// moved to another container or host is followed.
+func (l *Links) SetRemote(name string, r Remote) error {
+	idx, err := l.vxlanIndex(name)
+	if err != nil {
+		return err
+	}
+	fdb := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, State: netlink.NUD_PERMANENT,
+		Flags: netlink.NTF_SELF, HardwareAddr: r.MAC, IP: net.IP(r.VTEP.AsSlice())}
+	if err := l.h.NeighSet(fdb); err != nil {
+		return fmt.Errorf("fdb entry %s -> %s on %q: %w", r.MAC, r.VTEP, name, err)
+	}
+	nb := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_INET, State: netlink.NUD_PERMANENT,
+		HardwareAddr: r.MAC, IP: net.IP(r.IP.AsSlice())}
+	if err := l.h.NeighSet(nb); err != nil {
+		return fmt.Errorf("neighbour %s -> %s on %q: %w", r.IP, r.MAC, name, err)
+	}
+	return nil
+}
+
+// DelRemote removes a remote container's entries (bridge fdb del; ip neigh
+// del); entries already gone are not an error.
+func (l *Links) DelRemote(name string, r Remote) error {
+	idx, err := l.vxlanIndex(name)
+	if isNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	nb := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_INET, IP: net.IP(r.IP.AsSlice())}
+	if err := l.h.NeighDel(nb); err != nil && !isGone(err) {
+		return fmt.Errorf("delete neighbour %s on %q: %w", r.IP, name, err)
+	}
+	fdb := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF,
+		HardwareAddr: r.MAC, IP: net.IP(r.VTEP.AsSlice())}
+	if err := l.h.NeighDel(fdb); err != nil && !isGone(err) {
+		return fmt.Errorf("delete fdb entry %s on %q: %w", r.MAC, name, err)
+	}
+	return nil
+}
+
+func isGone(err error) bool { return isNotFound(err) || err == unix.ENOENT }
+
+// Remotes lists what the device has programmed: the permanent neighbour
+// entries, each with the VTEP its MAC's fdb entry points to (ip neigh show
+// dev NAME nud permanent; bridge fdb show dev NAME).
+func (l *Links) Remotes(name string) ([]Remote, error) {
+	idx, err := l.vxlanIndex(name)
+	if err != nil {
+		return nil, err
+	}
+	fdbs, err := retry(func() ([]netlink.Neigh, error) { return l.h.NeighList(idx, unix.AF_BRIDGE) })
+	if err != nil {
+		return nil, fmt.Errorf("list fdb of %q: %w", name, err)
+	}
+	vtep := map[string]netip.Addr{}
+	for _, f := range fdbs {
+		if a, ok := netip.AddrFromSlice(f.IP); ok && f.HardwareAddr != nil {
+			vtep[f.HardwareAddr.String()] = a.Unmap()
+		}
+	}
+	neighs, err := retry(func() ([]netlink.Neigh, error) { return l.h.NeighList(idx, unix.AF_INET) })
+	if err != nil {
+		return nil, fmt.Errorf("list neighbours of %q: %w", name, err)
+	}
+	var out []Remote
+	for _, n := range neighs {
+		if n.State&netlink.NUD_PERMANENT == 0 || n.HardwareAddr == nil {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(n.IP)
+		if !ok {
+			continue
+		}
+		out = append(out, Remote{IP: ip.Unmap(), MAC: n.HardwareAddr, VTEP: vtep[n.HardwareAddr.String()]})
+	}
+	return out, nil
+}
+
+// Underlay finds this host's underlay: addr may be an IPv4 address on one
+// of its links or a link's name (its first IPv4 address). It returns the
+// address and the MTU of the link that holds it.
+func (l *Links) Underlay(addr string) (netip.Addr, int, error) {
+	if ip, err := netip.ParseAddr(addr); err == nil {
+		links, err := retry(func() ([]netlink.Link, error) { return l.h.LinkList() })
+		if err != nil {
+			return netip.Addr{}, 0, err
+		}
+		for _, link := range links {
+			addrs, err := l.h.AddrList(link, unix.AF_INET)
+			if err != nil {
+				continue
+			}
+			for _, a := range addrs {
+				if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == ip.Unmap() {
+					return ip.Unmap(), link.Attrs().MTU, nil
+				}
+			}
+		}
+		return netip.Addr{}, 0, fmt.Errorf("no link of this host has the address %s", addr)
+	}
+	link, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(addr) })
+	if err != nil {
+		return netip.Addr{}, 0, fmt.Errorf("%q is neither an address nor a link of this host: %w", addr, err)
+	}
+	addrs, err := l.h.AddrList(link, unix.AF_INET)
+	if err != nil || len(addrs) == 0 {
+		return netip.Addr{}, 0, fmt.Errorf("link %q has no IPv4 address", addr)
+	}
+	ip, _ := netip.AddrFromSlice(addrs[0].IP)
+	return ip.Unmap(), link.Attrs().MTU, nil
+}
