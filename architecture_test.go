@@ -34,7 +34,7 @@ var allowedInternal = map[string][]string{
 	"test/etcd":         {},
 	"test/etcdtest":     {},
 	"test/bench/rr":     {},
-	"ipam":              {"internal/errdefs", "internal/netaddr", "internal/store", "internal/fault"},
+	"ipam":              {"internal/cluster", "internal/errdefs", "internal/netaddr", "internal/store", "internal/fault"},
 	"driver":            {"internal/errdefs", "internal/ids", "internal/netaddr", "internal/store", "internal/netutil", "internal/firewall", "internal/hostport", "internal/fault"},
 	"plugin":            {"internal/errdefs"},
 	"internal/status":   {"driver", "ipam", "plugin", "internal/firewall", "internal/ids", "internal/store"},

@@ -42,6 +42,9 @@ type Config struct {
 	HostRoutes func() ([]netip.Prefix, error)
 	// LocalPools and GlobalPools override DefaultLocalPools/DefaultGlobalPools.
 	LocalPools, GlobalPools []PoolSet
+	// Cluster claims the addresses of cluster networks' pools across hosts;
+	// nil without --cluster-store.
+	Cluster clusterAPI
 	// Fault is the test-only crash hook (internal/fault); nil in production.
 	Fault fault.Hook
 	Log   *logrus.Entry
@@ -52,6 +55,7 @@ type Allocator struct {
 	store      store.Store
 	hostRoutes func() ([]netip.Prefix, error)
 	defaults   map[string][]PoolSet
+	cluster    clusterAPI
 	fault      fault.Hook
 	log        *logrus.Entry
 
@@ -67,6 +71,7 @@ func New(cfg Config) (*Allocator, error) {
 		store:      cfg.Store,
 		hostRoutes: cfg.HostRoutes,
 		defaults:   map[string][]PoolSet{LocalSpace: DefaultLocalPools, GlobalSpace: DefaultGlobalPools},
+		cluster:    cfg.Cluster,
 		fault:      cfg.Fault,
 		log:        cfg.Log,
 		pools:      map[string]*pool{},
@@ -135,15 +140,29 @@ func (a *Allocator) RequestPool(req *api.RequestPoolRequest) (*api.RequestPoolRe
 		}
 	}
 
+	var clusterRec *poolRecord
+	if name := req.Options[OptCluster]; name != "" {
+		if space != LocalSpace {
+			return nil, errdefs.Invalid("cluster network %s: pools of cluster networks are in %s", name, LocalSpace)
+		}
+		rec, err := a.clusterPool(name, subnet, rng, req.V6)
+		if err != nil {
+			return nil, err
+		}
+		subnet, clusterRec = netip.MustParsePrefix(rec.Subnet), &rec
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if p := a.unusedTwin(space, subnet, rng, req.V6); p != nil {
+	if p := a.unusedTwin(space, subnet, rng, req.V6); p != nil && (clusterRec == nil) == (p.rec.Cluster == "") {
 		// dockerd retries a call whose answer it lost; until the first
 		// address is taken from the pool, an identical request is that retry.
 		a.log.WithFields(logrus.Fields{"pool": p.id()}).Info("repeated RequestPool answered with the same pool")
 		return &api.RequestPoolResponse{PoolID: p.id(), Pool: p.rec.Subnet}, nil
 	}
 	rec := poolRecord{Space: space, Range: "", V6: req.V6, Default: !subnet.IsValid()}
+	if clusterRec != nil {
+		rec = *clusterRec
+	}
 	if !subnet.IsValid() {
 		if subnet, err = a.pickDefault(space); err != nil {
 			return nil, err
@@ -203,6 +222,12 @@ func (a *Allocator) ReleasePool(req *api.ReleasePoolRequest) error {
 		return fmt.Errorf("release pool %s: %w", req.PoolID, err)
 	}
 	delete(a.pools, key)
+	if p.rec.Cluster != "" {
+		// The cluster's config goes with the last host's last address.
+		if _, err := a.cluster.DeleteNetwork(p.rec.Cluster); err != nil {
+			a.log.WithError(err).WithField("cluster_network", p.rec.Cluster).Warn("could not check whether the cluster network can go; it stays")
+		}
+	}
 	a.fault.At(fault.ReleasePoolSaved)
 	a.log.WithFields(logrus.Fields{"pool": req.PoolID}).Info("pool released")
 	return nil
@@ -246,6 +271,16 @@ func (a *Allocator) RequestAddress(req *api.RequestAddressRequest) (*api.Request
 		a.log.WithFields(logrus.Fields{"pool": p.id(), "address": addr, "mac": mac}).Info("repeated request answered with the same address")
 		return &api.RequestAddressResponse{Address: addr.String()}, nil
 	}
+	cluster := p.rec.Cluster != ""
+	if cluster && mac == gatewayKey {
+		// Every host carries the cluster's gateway on its bridge: it is not
+		// claimed, and no other gateway is taken.
+		gw, _ := netip.ParseAddr(p.rec.Gateway)
+		if want.IsValid() && want != gw {
+			return nil, errdefs.Invalid("cluster network %s has gateway %s: create it with --gateway %s (or none)", p.rec.Cluster, gw, gw)
+		}
+		want = gw
+	}
 	var off uint64
 	if want.IsValid() {
 		if off, err = p.offsetIn(want); err != nil {
@@ -256,7 +291,7 @@ func (a *Allocator) RequestAddress(req *api.RequestAddressRequest) (*api.Request
 		}
 	} else {
 		var ok bool
-		if off, ok = p.bits.nextFree(p.lo, p.hi); !ok {
+		if off, ok = p.nextFreeHere(p.lo, p.hi); !ok {
 			where := p.subnet.String()
 			if p.rng.IsValid() {
 				where = "IP range " + p.rng.String()
@@ -264,9 +299,18 @@ func (a *Allocator) RequestAddress(req *api.RequestAddressRequest) (*api.Request
 			return nil, errdefs.Conflict("no free address left in %s", where)
 		}
 	}
+	if cluster && mac != gatewayKey {
+		if off, err = a.claimInCluster(p, off, mac, want.IsValid()); err != nil {
+			return nil, err
+		}
+	}
 	p.bits.set(off)
 	if err := a.save(p, off, mac); err != nil {
 		p.bits.clear(off)
+		if cluster && mac != gatewayKey {
+			addr := addrAt(p.subnet, off)
+			_ = a.cluster.ReleaseAddress(p.rec.Cluster, addr, clusterOwner(mac, addr))
+		}
 		return nil, err
 	}
 	if mac != "" {
@@ -302,9 +346,18 @@ func (a *Allocator) ReleaseAddress(req *api.ReleaseAddressRequest) error {
 		return errdefs.Invalid("address %s is not in subnet %s", addr, p.subnet)
 	}
 	off, _ := offsetOf(p.subnet, addr)
-	if !p.bits.clear(off) {
+	if !p.bits.isSet(off) {
 		return nil
 	}
+	if p.rec.Cluster != "" && p.byOff[off] != gatewayKey {
+		// The claim goes first: an address released here but still claimed
+		// would be lost to every host, one claimed nowhere but set here is
+		// only this host's until the next release.
+		if err := a.cluster.ReleaseAddress(p.rec.Cluster, addr, clusterOwner(p.byOff[off], addr)); err != nil {
+			return clusterErr(err)
+		}
+	}
+	p.bits.clear(off)
 	if err := a.save(p, off, ""); err != nil {
 		p.bits.set(off)
 		return err

@@ -17,6 +17,11 @@ type poolRecord struct {
 	Range   string `json:"range,omitempty"`
 	V6      bool   `json:"v6,omitempty"`
 	Default bool   `json:"default,omitempty"` // picked from the default sets (no --subnet)
+	// Cluster names the cluster network whose pool this is; Gateway and VNI
+	// are the cluster's, kept here so a restart with etcd down still knows.
+	Cluster string `json:"cluster,omitempty"`
+	Gateway string `json:"gateway,omitempty"`
+	VNI     uint32 `json:"vni,omitempty"`
 }
 
 // gatewayKey stands in for a MAC: a pool has one gateway, so a repeated
@@ -37,6 +42,9 @@ type pool struct {
 	// lost (the daemon crashed, say) gets the same address, not a second.
 	macs  map[string]uint64
 	byOff map[uint64]string
+	// elsewhere marks offsets another host holds (cluster pools), learnt
+	// when a claim fails; in memory only, as the other host may release it.
+	elsewhere map[uint64]bool
 }
 
 func newPool(rec poolRecord) (*pool, error) {
@@ -60,7 +68,7 @@ func newPool(rec poolRecord) (*pool, error) {
 		p.lo, p.hi = max(rlo, p.first), min(rlo+lastOffset(p.rng), p.last)
 	}
 	p.bits = newBitmap(lastOffset(subnet))
-	p.macs, p.byOff = map[string]uint64{}, map[uint64]string{}
+	p.macs, p.byOff, p.elsewhere = map[string]uint64{}, map[uint64]string{}, map[uint64]bool{}
 	return p, nil
 }
 

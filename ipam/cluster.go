@@ -1,0 +1,137 @@
+package ipam
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/mynet/mynet/internal/cluster"
+	"github.com/mynet/mynet/internal/errdefs"
+)
+
+// OptCluster is the IPAM option (--ipam-opt mynet.cluster=NAME) that makes
+// a pool a cluster network's: its addresses are claimed cluster-wide.
+const OptCluster = "mynet.cluster"
+
+// clusterAPI is the part of cluster.Client the allocator uses.
+type clusterAPI interface {
+	EnsureNetwork(name string, subnet netip.Prefix, gateway netip.Addr) (cluster.NetworkSpec, error)
+	ClaimAddress(net string, ip netip.Addr, owner string) (ok bool, holder string, err error)
+	ReleaseAddress(net string, ip netip.Addr, owner string) error
+	DeleteNetwork(name string) (bool, error)
+}
+
+var _ clusterAPI = (*cluster.Client)(nil)
+
+// ClusterNetwork is what the driver learns from the allocator about a
+// cluster network's pool.
+type ClusterNetwork struct {
+	Name    string
+	Gateway netip.Addr
+	VNI     uint32
+}
+
+// ClusterOf reports whether subnet in space is a cluster network's pool,
+// and which: the driver's way to learn that a network is a cluster
+// network, since Docker gives it only the subnet.
+func (a *Allocator) ClusterOf(space string, subnet netip.Prefix) (ClusterNetwork, bool) {
+	if space == "" {
+		space = LocalSpace
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := a.pools[poolKey(space, subnet.Masked())]
+	if p == nil || p.rec.Cluster == "" {
+		return ClusterNetwork{}, false
+	}
+	gw, _ := netip.ParseAddr(p.rec.Gateway)
+	return ClusterNetwork{Name: p.rec.Cluster, Gateway: gw, VNI: p.rec.VNI}, true
+}
+
+// clusterErr turns the cluster's answers into the plugin's error kinds: a
+// refusal (another subnet, a taken address) is the caller's to fix; a store
+// that does not answer is the operator's.
+func clusterErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case cluster.IsConflict(err):
+		return errdefs.Invalid("%v", err)
+	case errors.Is(err, cluster.ErrUnavailable):
+		return fmt.Errorf("%w; cluster networks cannot change until it is back (local networks are not affected)", err)
+	default:
+		return err
+	}
+}
+
+// clusterPool fills in a cluster network's record from the cluster: the
+// first host's subnet (or this one's, if it is the first) and the shared
+// gateway and VNI.
+func (a *Allocator) clusterPool(name string, subnet, rng netip.Prefix, v6 bool) (poolRecord, error) {
+	if a.cluster == nil {
+		return poolRecord{}, errdefs.Invalid("--ipam-opt %s=%s: this mynet runs without --cluster-store, so it has no cluster networks", OptCluster, name)
+	}
+	if v6 || rng.IsValid() {
+		return poolRecord{}, errdefs.Invalid("cluster network %s: IPv6 and --ip-range are not supported on cluster networks", name)
+	}
+	spec, err := a.cluster.EnsureNetwork(name, subnet, netip.Addr{})
+	if err != nil {
+		return poolRecord{}, clusterErr(err)
+	}
+	return poolRecord{Space: LocalSpace, Subnet: spec.Subnet.String(), Cluster: name, Gateway: spec.Gateway.String(), VNI: spec.VNI}, nil
+}
+
+// clusterOwner is what a claim is recorded under: the endpoint's MAC, or
+// the address itself when Docker sent none.
+func clusterOwner(mac string, addr netip.Addr) string {
+	if mac != "" {
+		return mac
+	}
+	return addr.String()
+}
+
+// claimInCluster claims the address at off for this host. For an address
+// picked by the allocator (want is false) that another host holds, the
+// offset is marked taken in memory and the next free one tried. Caller
+// holds a.mu: allocations of one host go to etcd one at a time, each one
+// transaction, which keeps the bitmap and the claims in step.
+func (a *Allocator) claimInCluster(p *pool, off uint64, mac string, want bool) (uint64, error) {
+	for {
+		addr := addrAt(p.subnet, off)
+		ok, holder, err := a.cluster.ClaimAddress(p.rec.Cluster, addr, clusterOwner(mac, addr))
+		if err != nil {
+			return 0, clusterErr(err)
+		}
+		if ok {
+			return off, nil
+		}
+		if want {
+			return 0, errdefs.Conflict("address %s of cluster network %s is in use on host %s", addr, p.rec.Cluster, holder)
+		}
+		p.elsewhere[off] = true
+		next, found := p.nextFreeHere(off+1, p.hi)
+		if !found {
+			return 0, errdefs.Conflict("no free address left in cluster network %s", p.rec.Cluster)
+		}
+		a.log.WithFields(logrus.Fields{"pool": p.id(), "address": addr, "holder": holder}).Debug("address taken on another host; trying the next")
+		off = next
+	}
+}
+
+// nextFreeHere is the next offset from lo that is free in the bitmap and
+// not known to be held by another host.
+func (p *pool) nextFreeHere(lo, hi uint64) (uint64, bool) {
+	for lo <= hi {
+		off, ok := p.bits.nextFree(lo, hi)
+		if !ok {
+			return 0, false
+		}
+		if !p.elsewhere[off] {
+			return off, true
+		}
+		lo = off + 1
+	}
+	return 0, false
+}
