@@ -32,6 +32,10 @@ type linksAPI interface {
 	ListLinkNames(prefix string) ([]string, error)
 	SetRouteLocalnet(name string) error
 	SetBridgeNetfilter(name string) error
+	EnsureVXLAN(netutil.VXLANConfig) error
+	SetRemote(name string, r netutil.Remote) error
+	DelRemote(name string, r netutil.Remote) error
+	Remotes(name string) ([]netutil.Remote, error)
 }
 
 // firewallAPI is the part of firewall.Firewall the driver uses.
@@ -64,6 +68,9 @@ type Config struct {
 	EnsureSysctl func(name, value string) error
 	// Ports reserves published host ports; nil uses a new hostport.Reserver.
 	Ports portsAPI
+	// Cluster is what cluster networks need; its zero value (no
+	// --cluster-store) has none.
+	Cluster ClusterConfig
 	// Fault is the test-only crash hook (internal/fault); nil in production.
 	Fault fault.Hook
 	Log   *logrus.Entry
@@ -87,9 +94,13 @@ type Driver struct {
 	// answered (see deleteLinkInBackground); Close waits for them.
 	background sync.WaitGroup
 
-	mu        sync.Mutex // guards networks and endpoints; see doc.go
+	cluster ClusterConfig
+
+	mu        sync.Mutex // guards networks, endpoints, peers and syncs; see doc.go
 	networks  map[string]*netState
 	endpoints map[string]*Endpoint
+	peers     map[string]map[netip.Addr]Peer // cluster networks' remote endpoints, by network ID
+	syncs     map[string]*peerSync           // cluster networks' watches, by network ID
 }
 
 var _ network.Driver = (*Driver)(nil)
@@ -137,8 +148,11 @@ func New(cfg Config) (*Driver, error) {
 		ports:     cfg.Ports,
 		fault:     cfg.Fault,
 		log:       cfg.Log,
+		cluster:   cfg.Cluster,
 		networks:  map[string]*netState{},
 		endpoints: map[string]*Endpoint{},
+		peers:     map[string]map[netip.Addr]Peer{},
+		syncs:     map[string]*peerSync{},
 	}
 	if d.log == nil {
 		d.log = logrus.NewEntry(logrus.StandardLogger())
@@ -153,10 +167,13 @@ func New(cfg Config) (*Driver, error) {
 		}); err != nil {
 			return err
 		}
-		return store.ForEachJSON(tx, bucketEndpoints, func(k string, ep *Endpoint) error {
+		if err := store.ForEachJSON(tx, bucketEndpoints, func(k string, ep *Endpoint) error {
 			d.endpoints[k] = ep
 			return nil
-		})
+		}); err != nil {
+			return err
+		}
+		return d.loadPeers(tx)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load networks: %w", err)
@@ -269,5 +286,17 @@ func (d *Driver) deleteLinkInBackground(name string) {
 	}()
 }
 
-// Close waits for background deletions to finish.
-func (d *Driver) Close() { d.background.Wait() }
+// Close stops following the cluster and waits for background deletions to
+// finish.
+func (d *Driver) Close() {
+	d.mu.Lock()
+	var nets []string
+	for id := range d.syncs {
+		nets = append(nets, id)
+	}
+	d.mu.Unlock()
+	for _, id := range nets {
+		d.stopPeerSync(id)
+	}
+	d.background.Wait()
+}

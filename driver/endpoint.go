@@ -138,8 +138,20 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 		return nil, fmt.Errorf("create endpoint %s: %w", ids.Short(ep.ID), err)
 	}
 	d.fault.At(fault.CreateEndpointVeth)
+	if cfg.Cluster != "" {
+		// One etcd write, under this host's lease: the other hosts learn the
+		// endpoint from their watch. A record without an endpoint (a crash
+		// before the save) is withdrawn by the next list.
+		if err := d.publish(cfg, ep); err != nil {
+			_ = d.links.DeleteLink(ep.HostVeth)
+			return nil, fmt.Errorf("create endpoint %s: %w", ids.Short(ep.ID), err)
+		}
+	}
 	if err := d.saveEndpoint(ep); err != nil {
 		_ = d.links.DeleteLink(ep.HostVeth)
+		if cfg.Cluster != "" {
+			_ = d.cluster.Client.UnpublishEndpoint(cfg.Cluster, ep.Address.Addr())
+		}
 		return nil, fmt.Errorf("create endpoint %s: %w", ids.Short(ep.ID), err)
 	}
 	d.fault.At(fault.CreateEndpointSaved)
@@ -215,6 +227,12 @@ func (d *Driver) DeleteEndpoint(req *network.DeleteEndpointRequest) error {
 		}
 	}
 	d.deleteLinkInBackground(ep.HostVeth)
+	if cluster := d.clusterNameOf(ep.NetworkID); cluster != "" {
+		// A record left by a failure here is withdrawn by the next list.
+		if err := d.cluster.Client.UnpublishEndpoint(cluster, ep.Address.Addr()); err != nil {
+			log.WithError(err).Warn("could not withdraw the endpoint from the cluster; the next resync will")
+		}
+	}
 	d.fault.At(fault.DeleteEndpointKernel)
 	if err := errors.Join(errs...); err != nil {
 		log.WithError(err).Warn("endpoint deleted, but some cleanup failed; reconcile will retry")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 
@@ -15,11 +16,13 @@ import (
 // fakeLinks is an in-memory kernel for unit tests: links by name.
 type fakeLinks struct {
 	mu       sync.Mutex
-	links    map[string]string                // name -> kind ("bridge", "veth", "other")
-	addrs    map[string]map[netip.Prefix]bool // name -> addresses
-	peers    map[string]string                // veth end -> other end
-	failOn   map[string]error                 // method -> error to return
-	settings map[string]bool                  // bridge/setting -> on
+	links    map[string]string                        // name -> kind ("bridge", "veth", "other")
+	addrs    map[string]map[netip.Prefix]bool         // name -> addresses
+	peers    map[string]string                        // veth end -> other end
+	failOn   map[string]error                         // method -> error to return
+	settings map[string]bool                          // bridge/setting -> on
+	remotes  map[string]map[netip.Addr]netutil.Remote // VXLAN device -> programmed remotes
+	vxlans   []netutil.VXLANConfig                    // every EnsureVXLAN call
 }
 
 var _ linksAPI = (*fakeLinks)(nil)
@@ -272,4 +275,63 @@ func (f *fakePorts) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.held)
+}
+
+func (f *fakeLinks) EnsureVXLAN(cfg netutil.VXLANConfig) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.links[cfg.Bridge] != "bridge" {
+		return fmt.Errorf("no bridge %q for %q", cfg.Bridge, cfg.Name)
+	}
+	if f.links[cfg.Name] != "vxlan" {
+		f.links[cfg.Name] = "vxlan"
+		if f.remotes == nil {
+			f.remotes = map[string]map[netip.Addr]netutil.Remote{}
+		}
+		f.remotes[cfg.Name] = map[netip.Addr]netutil.Remote{}
+	}
+	f.vxlans = append(f.vxlans, cfg)
+	return nil
+}
+
+func (f *fakeLinks) SetRemote(name string, r netutil.Remote) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.links[name] != "vxlan" {
+		return fmt.Errorf("no VXLAN device %q", name)
+	}
+	f.remotes[name][r.IP] = r
+	return nil
+}
+
+func (f *fakeLinks) DelRemote(name string, r netutil.Remote) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.remotes[name], r.IP)
+	return nil
+}
+
+func (f *fakeLinks) Remotes(name string) ([]netutil.Remote, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.links[name] != "vxlan" {
+		return nil, fmt.Errorf("no VXLAN device %q", name)
+	}
+	var out []netutil.Remote
+	for _, r := range f.remotes[name] {
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// remoteIPs lists what a VXLAN device has programmed, as "IP@VTEP".
+func (f *fakeLinks) remoteIPs(name string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for ip, r := range f.remotes[name] {
+		out = append(out, ip.String()+"@"+r.VTEP.String())
+	}
+	slices.Sort(out)
+	return out
 }

@@ -53,6 +53,9 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 	if err != nil {
 		return err
 	}
+	if err := d.resolveCluster(cfg, req.IPv4Data[0].AddressSpace); err != nil {
+		return err
+	}
 	d.opsMu.RLock()
 	defer d.opsMu.RUnlock()
 	log := d.log.WithFields(logrus.Fields{"network": ids.Short(cfg.ID), "bridge": cfg.BridgeName, "subnet": cfg.Subnet})
@@ -144,7 +147,10 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 		return fmt.Errorf("create network %s: %w", ids.Short(cfg.ID), err)
 	}
 	d.networks[cfg.ID] = state
-	log.WithField("created_bridge", state.CreatedBridge).Info("network created")
+	if cfg.Cluster != "" {
+		d.startPeerSync(*cfg)
+	}
+	log.WithFields(logrus.Fields{"created_bridge": state.CreatedBridge, "cluster_network": cfg.Cluster}).Info("network created")
 	return nil
 }
 
@@ -156,6 +162,12 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 func (d *Driver) setupBridge(cfg *NetworkConfig) error {
 	if _, err := d.links.EnsureBridge(bridgeConfig(cfg)); err != nil {
 		return err
+	}
+	if cfg.Cluster != "" {
+		// A cluster network's bridge has its VXLAN device as a port.
+		if err := d.links.EnsureVXLAN(cfg.vxlanConfig(d.cluster.Underlay)); err != nil {
+			return err
+		}
 	}
 	d.setBridgeSysctls(cfg)
 	// enable_icc=false drops traffic between ports of the bridge in
@@ -188,6 +200,9 @@ func (d *Driver) deleteNetworkRecords(networkID string, eps []*Endpoint) error {
 				return err
 			}
 		}
+		if err := tx.Delete(bucketPeers, networkID); err != nil {
+			return err
+		}
 		return tx.Delete(bucketNetworks, networkID)
 	})
 }
@@ -199,11 +214,17 @@ func (d *Driver) dropNetwork(networkID string, eps []*Endpoint) {
 		delete(d.endpoints, ep.ID)
 	}
 	delete(d.networks, networkID)
+	delete(d.peers, networkID)
 }
 
 // teardownBridge removes the bridge if mynet created it, else only mynet's
 // addresses from it.
 func (d *Driver) teardownBridge(n *netState) error {
+	if n.Config.VXLAN != "" {
+		if err := d.links.DeleteLink(n.Config.VXLAN); err != nil {
+			return err
+		}
+	}
 	if n.CreatedBridge {
 		return d.links.DeleteLink(n.Config.BridgeName)
 	}
@@ -215,6 +236,9 @@ func (d *Driver) teardownBridge(n *netState) error {
 // may be wanted again at once, so it is handled before returning.
 func (d *Driver) teardownBridgeLater(n *netState) error {
 	if n.CreatedBridge && !n.Config.UserBridge {
+		if n.Config.VXLAN != "" {
+			d.deleteLinkInBackground(n.Config.VXLAN)
+		}
 		d.deleteLinkInBackground(n.Config.BridgeName)
 		return nil
 	}
@@ -249,6 +273,8 @@ func (d *Driver) DeleteNetwork(req *network.DeleteNetworkRequest) error {
 	if err := validID("network", req.NetworkID); err != nil {
 		return err
 	}
+	// A cluster network's watch stops first: it takes d.mu itself.
+	d.stopPeerSync(req.NetworkID)
 	d.opsMu.RLock()
 	defer d.opsMu.RUnlock()
 	d.mu.Lock()

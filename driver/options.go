@@ -60,6 +60,11 @@ type NetworkConfig struct {
 	SNATSource      netip.Addr   `json:"snat_source"`  // host_ipv4: SNAT instead of MASQUERADE
 	GatewayMode4    string       `json:"gateway_mode4"`
 	GatewayMode6    string       `json:"gateway_mode6"`
+	// Cluster networks (multi-host): the cluster network's name, its VNI and
+	// the VXLAN device on the bridge; all empty for a local network.
+	Cluster string `json:"cluster,omitempty"`
+	VNI     uint32 `json:"vni,omitempty"`
+	VXLAN   string `json:"vxlan,omitempty"`
 }
 
 // validID accepts Docker's object IDs (hex), and nothing that could reach a
@@ -237,6 +242,8 @@ func parseOptions(cfg *NetworkConfig, opts map[string]any) (ipv6 bool, err error
 			cfg.GatewayMode4, err = parseGatewayMode(key, v)
 		case OptGatewayMode6:
 			cfg.GatewayMode6, err = parseGatewayMode(key, v)
+		case OptCluster:
+			cfg.Cluster, err = parseString(key, v)
 		case OptDefaultBridge:
 			var on bool
 			if on, err = parseBool(key, v); err == nil && on {

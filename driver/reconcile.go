@@ -20,17 +20,18 @@ type Report struct {
 	VethsReattached   []string        `json:"veths_reattached,omitempty"`  // surviving veths put back on their bridge
 	StaleEndpoints    []string        `json:"stale_endpoints,omitempty"`   // endpoints whose veth is gone; kept until Docker deletes them
 	OrphanLinksRemove []string        `json:"orphan_links_removed,omitempty"`
+	PeersReprogrammed []string        `json:"peers_reprogrammed,omitempty"` // cluster networks: VXLAN entries rewritten
 	Firewall          firewall.Report `json:"firewall"`
 }
 
 // Changed reports whether anything was repaired.
 func (r Report) Changed() bool {
-	return len(r.InterruptedCalls)+len(r.BridgesRestored)+len(r.VethsReattached)+len(r.OrphanLinksRemove) > 0 ||
+	return len(r.InterruptedCalls)+len(r.BridgesRestored)+len(r.VethsReattached)+len(r.OrphanLinksRemove)+len(r.PeersReprogrammed) > 0 ||
 		r.Firewall.Changed()
 }
 
 // Names of the links mynet makes: bridges it names itself and both veth ends.
-var ownLink = regexp.MustCompile(`^(mn-|` + HostVethPrefix + `|` + PeerVethPrefix + `)[0-9A-Za-z]{12}$`)
+var ownLink = regexp.MustCompile(`^(mn-|` + HostVethPrefix + `|` + PeerVethPrefix + `|` + VXLANPrefix + `)[0-9A-Za-z]{12}$`)
 
 // Restore brings the kernel back to what the store says before the daemon
 // answers its first call: calls a crash cut short are finished, then
@@ -111,6 +112,7 @@ func (d *Driver) Reconcile() (Report, error) {
 		return rep, err
 	}
 	byNet := map[string]*netState{}
+	broken := map[string]bool{} // networks whose bridge could not be set up
 	for _, n := range nets {
 		byNet[n.Config.ID] = n
 		if !slices.Contains(present, n.Config.BridgeName) {
@@ -118,12 +120,16 @@ func (d *Driver) Reconcile() (Report, error) {
 		}
 		if err := d.setupBridge(&n.Config); err != nil {
 			errs = append(errs, fmt.Errorf("network %s: %w", ids.Short(n.Config.ID), err))
+			broken[n.Config.ID] = true
 			continue
 		}
 	}
 	mine := map[string]bool{}
 	for _, n := range nets {
 		mine[n.Config.BridgeName] = true
+		if n.Config.VXLAN != "" {
+			mine[n.Config.VXLAN] = true
+		}
 	}
 	states := map[string]*firewall.State{}
 	for _, n := range nets {
@@ -156,6 +162,21 @@ func (d *Driver) Reconcile() (Report, error) {
 				continue
 			}
 			rep.OrphanLinksRemove = append(rep.OrphanLinksRemove, name)
+		}
+	}
+	for _, n := range nets {
+		if n.Config.VXLAN == "" || broken[n.Config.ID] {
+			continue
+		}
+		d.mu.Lock()
+		want := d.peers[n.Config.ID]
+		d.mu.Unlock()
+		fixed, err := d.programPeers(&n.Config, want)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("network %s: remote endpoints: %w", ids.Short(n.Config.ID), err))
+		}
+		if fixed > 0 {
+			rep.PeersReprogrammed = append(rep.PeersReprogrammed, fmt.Sprintf("%s:%d", n.Config.VXLAN, fixed))
 		}
 	}
 	var fwStates []firewall.State
@@ -199,6 +220,7 @@ func (r Report) summary() string {
 	add("bridges restored", r.BridgesRestored)
 	add("veths reattached", r.VethsReattached)
 	add("orphan links removed", r.OrphanLinksRemove)
+	add("remote endpoints reprogrammed", r.PeersReprogrammed)
 	add("stale endpoints", r.StaleEndpoints)
 	if r.Firewall.BaseFixed {
 		parts = append(parts, "iptables chains and jumps reinstalled")

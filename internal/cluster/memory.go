@@ -71,6 +71,28 @@ func (m *Memory) Compact() {
 	}
 }
 
+// Wipe loses every key and lease, as an etcd whose data was deleted and
+// that was started afresh.
+func (m *Memory) Wipe() {
+	m.kv.mu.Lock()
+	defer m.kv.mu.Unlock()
+	var keys []string
+	for k := range m.kv.data {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		m.kv.commit(event{Key: k, Delete: true})
+	}
+	m.kv.leases = map[int64]bool{}
+	m.kv.compacted, m.kv.history = m.kv.rev, nil
+	for w := range m.kv.watchers {
+		w.ch <- watchBatch{Err: ErrCompacted}
+		close(w.ch)
+		delete(m.kv.watchers, w)
+	}
+}
+
 // SetDown makes every call fail (err != nil) or work again (nil).
 func (m *Memory) SetDown(err error) {
 	m.kv.mu.Lock()

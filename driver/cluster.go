@@ -1,0 +1,373 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/mynet/mynet/internal/cluster"
+	"github.com/mynet/mynet/internal/errdefs"
+	"github.com/mynet/mynet/internal/ids"
+	"github.com/mynet/mynet/internal/netutil"
+	"github.com/mynet/mynet/internal/store"
+)
+
+// OptCluster is the network option (-o mynet.cluster=NAME) that, when
+// given, must name the same cluster network as the IPAM option.
+const OptCluster = "mynet.cluster"
+
+// VXLANPrefix names a cluster network's VXLAN device, with the first 12
+// hex digits of the network ID.
+const VXLANPrefix = "mnv"
+
+const bucketPeers = "cluster-peers" // network ID -> the remote endpoints last known
+
+// clusterAPI is the part of cluster.Client the driver uses.
+type clusterAPI interface {
+	Node() string
+	PublishEndpoint(ep cluster.Endpoint) error
+	UnpublishEndpoint(net string, ip netip.Addr) error
+	Endpoints(net string) ([]cluster.Endpoint, int64, error)
+	WatchEndpoints(ctx context.Context, net string, rev int64, fn func(ep cluster.Endpoint, deleted bool)) error
+}
+
+var _ clusterAPI = (*cluster.Client)(nil)
+
+// ClusterNet is what the IPAM knows of a cluster network's pool.
+type ClusterNet struct {
+	Name string
+	VNI  uint32
+}
+
+// ClusterConfig is what cluster networks need of the host.
+type ClusterConfig struct {
+	Client clusterAPI
+	// Of tells which subnets are cluster networks' pools: the IPAM's
+	// ClusterOf, since Docker tells the driver only the subnet.
+	Of func(space string, subnet netip.Prefix) (ClusterNet, bool)
+	// Underlay is this host's underlay address (the VXLAN source) and the
+	// MTU of its link.
+	Underlay    netip.Addr
+	UnderlayMTU int
+}
+
+// Peer is a remote endpoint as programmed on a VXLAN device.
+type Peer struct {
+	Node string     `json:"node"`
+	IP   netip.Addr `json:"ip"`
+	MAC  string     `json:"mac"`
+	VTEP netip.Addr `json:"vtep"`
+}
+
+func (p Peer) remote() netutil.Remote {
+	mac, _ := net.ParseMAC(p.MAC)
+	return netutil.Remote{IP: p.IP, MAC: mac, VTEP: p.VTEP}
+}
+
+// resolveCluster makes cfg a cluster network's when its pool is one, and
+// checks what a cluster network needs, before anything is touched.
+func (d *Driver) resolveCluster(cfg *NetworkConfig, space string) error {
+	requested := cfg.Cluster
+	var cn ClusterNet
+	var ok bool
+	if d.cluster.Of != nil {
+		cn, ok = d.cluster.Of(space, cfg.Subnet)
+	}
+	switch {
+	case !ok && requested == "":
+		return nil
+	case !ok && d.cluster.Client == nil:
+		return errdefs.Invalid("option %s=%s: this mynet runs without --cluster-store, so it has no cluster networks", OptCluster, requested)
+	case !ok:
+		return errdefs.Invalid("option %s=%s: a cluster network needs mynet's IPAM: add --ipam-driver mynet --ipam-opt %s=%s", OptCluster, requested, OptCluster, requested)
+	case requested != "" && requested != cn.Name:
+		return errdefs.Invalid("option %s=%s does not match the IPAM's --ipam-opt %s=%s", OptCluster, requested, OptCluster, cn.Name)
+	}
+	cfg.Cluster, cfg.VNI, cfg.VXLAN = cn.Name, cn.VNI, VXLANPrefix+cfg.ID[:12]
+	limit := d.cluster.UnderlayMTU - netutil.VXLANOverhead
+	switch {
+	case cfg.MTU == 0:
+		cfg.MTU = limit
+	case cfg.MTU > limit:
+		return errdefs.Invalid("option %s: %d does not fit in VXLAN over the underlay's MTU %d (at most %d)", OptMTU, cfg.MTU, d.cluster.UnderlayMTU, limit)
+	}
+	if cfg.Subnet6.IsValid() {
+		return errdefs.Invalid("cluster network %s: IPv6 is not supported on cluster networks", cn.Name)
+	}
+	return nil
+}
+
+func (cfg *NetworkConfig) vxlanConfig(local netip.Addr) netutil.VXLANConfig {
+	return netutil.VXLANConfig{Name: cfg.VXLAN, VNI: cfg.VNI, Local: local, Bridge: cfg.BridgeName, MTU: cfg.MTU}
+}
+
+// clusterNameOf is the cluster network's name of a network ("" for a local
+// one).
+func (d *Driver) clusterNameOf(networkID string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if n := d.networks[networkID]; n != nil {
+		return n.Config.Cluster
+	}
+	return ""
+}
+
+// publish announces a local endpoint of a cluster network.
+func (d *Driver) publish(cfg *NetworkConfig, ep *Endpoint) error {
+	return d.cluster.Client.PublishEndpoint(cluster.Endpoint{Network: cfg.Cluster, IP: ep.Address.Addr(), MAC: ep.MAC})
+}
+
+// peerSync follows one cluster network's remote endpoints.
+type peerSync struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startPeerSync follows the cluster network's endpoints until
+// stopPeerSync: list at a revision, program the difference both ways
+// (remote entries on the VXLAN device; this host's own records in etcd),
+// watch from the next revision, and on any failure list again after a
+// pause. Entries are removed only by a list or an explicit event, never
+// because a watch failed. Caller holds d.mu.
+func (d *Driver) startPeerSync(cfg NetworkConfig) {
+	if d.cluster.Client == nil || d.syncs[cfg.ID] != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &peerSync{cancel: cancel, done: make(chan struct{})}
+	d.syncs[cfg.ID] = s
+	log := d.log.WithFields(logrus.Fields{"network": ids.Short(cfg.ID), "cluster_network": cfg.Cluster})
+	go func() {
+		defer close(s.done)
+		pause := time.Duration(0)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(pause):
+			}
+			pause = time.Second
+			eps, rev, err := d.cluster.Client.Endpoints(cfg.Cluster)
+			if err != nil {
+				log.WithError(err).Warn("cannot list the cluster's endpoints; traffic to known peers keeps flowing, retrying")
+				continue
+			}
+			d.syncPeers(&cfg, eps, log)
+			err = d.cluster.Client.WatchEndpoints(ctx, cfg.Cluster, rev, func(ep cluster.Endpoint, deleted bool) {
+				d.peerEvent(&cfg, ep, deleted, log)
+			})
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, cluster.ErrCompacted) {
+				pause = 0
+			}
+			log.WithError(err).Info("endpoint watch ended; listing again")
+		}
+	}()
+}
+
+// stopPeerSync ends a network's sync and waits for it. Caller must not
+// hold d.mu.
+func (d *Driver) stopPeerSync(networkID string) {
+	d.mu.Lock()
+	s := d.syncs[networkID]
+	delete(d.syncs, networkID)
+	d.mu.Unlock()
+	if s != nil {
+		s.cancel()
+		<-s.done
+	}
+}
+
+// localByIP finds this host's endpoint of a network by address.
+func (d *Driver) localByIP(networkID string, ip netip.Addr) *Endpoint {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, ep := range d.endpoints {
+		if ep.NetworkID == networkID && ep.Address.Addr() == ip {
+			cp := *ep
+			return &cp
+		}
+	}
+	return nil
+}
+
+// syncPeers makes the VXLAN device and this host's records match a full
+// list of the cluster network's endpoints.
+func (d *Driver) syncPeers(cfg *NetworkConfig, eps []cluster.Endpoint, log *logrus.Entry) {
+	self := d.cluster.Client.Node()
+	want := map[netip.Addr]Peer{}
+	published := map[netip.Addr]bool{}
+	for _, ep := range eps {
+		if ep.Node == self {
+			published[ep.IP] = true
+			if d.localByIP(cfg.ID, ep.IP) == nil {
+				// A record of ours no endpoint claims (a crash between the
+				// two): withdraw it.
+				if err := d.cluster.Client.UnpublishEndpoint(cfg.Cluster, ep.IP); err != nil {
+					log.WithError(err).Warn("could not withdraw a stale endpoint record")
+				}
+			}
+			continue
+		}
+		want[ep.IP] = Peer{Node: ep.Node, IP: ep.IP, MAC: ep.MAC, VTEP: ep.VTEP}
+	}
+	d.mu.Lock()
+	var mine []*Endpoint
+	for _, ep := range d.endpoints {
+		if ep.NetworkID == cfg.ID && !published[ep.Address.Addr()] {
+			cp := *ep
+			mine = append(mine, &cp)
+		}
+	}
+	d.mu.Unlock()
+	for _, ep := range mine {
+		// Ours but not in etcd: its data was wiped, or our lease lapsed.
+		if err := d.publish(cfg, ep); err != nil {
+			log.WithError(err).Warn("could not re-publish an endpoint")
+		}
+	}
+	d.setPeers(cfg, want, log)
+}
+
+// peerEvent applies one watched change.
+func (d *Driver) peerEvent(cfg *NetworkConfig, ep cluster.Endpoint, deleted bool, log *logrus.Entry) {
+	if ep.Node == d.cluster.Client.Node() {
+		if deleted {
+			if local := d.localByIP(cfg.ID, ep.IP); local != nil {
+				if err := d.publish(cfg, local); err != nil {
+					log.WithError(err).Warn("our endpoint's record vanished and could not be re-published")
+				}
+			}
+		}
+		return
+	}
+	d.mu.Lock()
+	want := map[netip.Addr]Peer{}
+	for ip, p := range d.peers[cfg.ID] {
+		want[ip] = p
+	}
+	d.mu.Unlock()
+	if deleted {
+		// Only the host that had the address removes it: after a release on
+		// one host and a claim on another, the first one's delete may come
+		// late.
+		if p, ok := want[ep.IP]; ok && p.Node == ep.Node {
+			delete(want, ep.IP)
+		}
+	} else {
+		want[ep.IP] = Peer{Node: ep.Node, IP: ep.IP, MAC: ep.MAC, VTEP: ep.VTEP}
+	}
+	d.setPeers(cfg, want, log)
+}
+
+// setPeers programs the device to hold exactly want (reading back what it
+// has, so an entry deleted by hand comes back), remembers want in memory
+// and in the store, so a reboot while etcd is down still restores cross-host
+// traffic.
+func (d *Driver) setPeers(cfg *NetworkConfig, want map[netip.Addr]Peer, log *logrus.Entry) {
+	if _, err := d.programPeers(cfg, want); err != nil {
+		log.WithError(err).Warn("could not program every remote endpoint; reconcile will retry")
+	}
+	list := make([]Peer, 0, len(want))
+	for _, p := range want {
+		list = append(list, p)
+	}
+	d.mu.Lock()
+	_, live := d.networks[cfg.ID]
+	if live {
+		d.peers[cfg.ID] = want
+	}
+	d.mu.Unlock()
+	if !live {
+		return
+	}
+	if err := d.store.Update(func(tx store.Tx) error { return store.PutJSON(tx, bucketPeers, cfg.ID, list) }); err != nil {
+		log.WithError(err).Warn("could not save the remote endpoints")
+	}
+}
+
+// programPeers makes the VXLAN device's entries exactly want and says how
+// many it had to change.
+func (d *Driver) programPeers(cfg *NetworkConfig, want map[netip.Addr]Peer) (int, error) {
+	have, err := d.links.Remotes(cfg.VXLAN)
+	if err != nil {
+		return 0, err
+	}
+	var errs []error
+	fixed := 0
+	got := map[netip.Addr]netutil.Remote{}
+	for _, r := range have {
+		got[r.IP] = r
+		if _, ok := want[r.IP]; !ok {
+			fixed++
+			errs = append(errs, d.links.DelRemote(cfg.VXLAN, r))
+		}
+	}
+	for ip, p := range want {
+		if r, ok := got[ip]; ok && r.MAC.String() == p.MAC && r.VTEP == p.VTEP {
+			continue
+		}
+		fixed++
+		errs = append(errs, d.links.SetRemote(cfg.VXLAN, p.remote()))
+	}
+	return fixed, errors.Join(errs...)
+}
+
+// loadPeers reads the remote endpoints last known for each network.
+func (d *Driver) loadPeers(tx store.Tx) error {
+	return store.ForEachJSON(tx, bucketPeers, func(id string, list *[]Peer) error {
+		m := map[netip.Addr]Peer{}
+		for _, p := range *list {
+			m[p.IP] = p
+		}
+		d.peers[id] = m
+		return nil
+	})
+}
+
+// StartCluster starts following every cluster network's peers (after
+// Restore, which programmed the last known ones).
+func (d *Driver) StartCluster() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, n := range d.networks {
+		if n.Config.Cluster != "" && n.Phase == "" {
+			d.startPeerSync(n.Config)
+		}
+	}
+}
+
+// ResyncCluster makes every cluster network list its endpoints again at
+// once (after this host registered anew, say).
+func (d *Driver) ResyncCluster() {
+	d.mu.Lock()
+	var nets []string
+	for id := range d.syncs {
+		nets = append(nets, id)
+	}
+	d.mu.Unlock()
+	for _, id := range nets {
+		d.stopPeerSync(id)
+	}
+	d.StartCluster()
+}
+
+// RemotePeers lists the remote endpoints each cluster network knows, by
+// network ID, for mynet status.
+func (d *Driver) RemotePeers() map[string][]Peer {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[string][]Peer{}
+	for id, m := range d.peers {
+		for _, p := range m {
+			out[id] = append(out[id], p)
+		}
+	}
+	return out
+}

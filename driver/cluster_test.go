@@ -1,0 +1,185 @@
+package driver
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/go-plugins-helpers/network"
+
+	"github.com/mynet/mynet/internal/cluster"
+	"github.com/mynet/mynet/internal/errdefs"
+	"github.com/mynet/mynet/internal/store"
+)
+
+// clusterHost is one host's driver on a fake kernel, sharing a cluster
+// store with the others.
+type clusterHost struct {
+	*harness
+	client *cluster.Client
+	vtep   netip.Addr
+}
+
+var blueSubnet = netip.MustParsePrefix("10.40.0.0/16")
+
+func newClusterHosts(t *testing.T, n int) ([]*clusterHost, *cluster.Memory) {
+	t.Helper()
+	mem := cluster.NewMemory()
+	var out []*clusterHost
+	for i := range n {
+		vtep := netip.AddrFrom4([4]byte{198, 18, 0, byte(11 + i)})
+		c := cluster.NewWithStore(mem, cluster.Config{Node: fmt.Sprintf("host%d", i+1), Advertise: vtep})
+		if _, _, err := c.Register(t.Context(), 0); err != nil {
+			t.Fatal(err)
+		}
+		h := &harness{links: newFakeLinks(), fw: newFakeFirewall(), ports: newFakePorts(), st: store.NewMemory(), sysctl: map[string]string{}}
+		d, err := New(Config{Store: h.st, Links: h.links, Firewall: h.fw, Ports: h.ports, EnsureSysctl: func(string, string) error { return nil },
+			Cluster: ClusterConfig{Client: c, Underlay: vtep, UnderlayMTU: 1500,
+				Of: func(space string, subnet netip.Prefix) (ClusterNet, bool) {
+					return ClusterNet{Name: "blue", VNI: 4711}, subnet == blueSubnet
+				}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(d.Close)
+		h.d = d
+		out = append(out, &clusterHost{harness: h, client: c, vtep: vtep})
+	}
+	return out, mem
+}
+
+func eventuallyTrue(t *testing.T, what string, fn func() bool) {
+	t.Helper()
+	for range 200 {
+		if fn() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("%s: not within 2 s", what)
+}
+
+const vxlanName = "mnv0123456789ab"
+
+func TestClusterNetworkAcrossHosts(t *testing.T) {
+	h, mem := newClusterHosts(t, 3)
+	for _, x := range h {
+		if err := x.d.CreateNetwork(createReq(map[string]any{}, "10.40.0.0/16", "10.40.0.1/16")); err != nil {
+			t.Fatal(err)
+		}
+		if x.links.links[vxlanName] != "vxlan" {
+			t.Fatalf("no VXLAN device: %v", x.links.links)
+		}
+		v := x.links.vxlans[len(x.links.vxlans)-1]
+		if v.VNI != 4711 || v.Local != x.vtep || v.Bridge != "mn-0123456789ab" || v.MTU != 1450 {
+			t.Errorf("VXLAN device %+v, want VNI 4711 from %s on the bridge, MTU 1450", v, x.vtep)
+		}
+	}
+	// One endpoint per host: each host learns the other two.
+	for i, x := range h {
+		ep := fmt.Sprintf("%02d", i) + epID[2:]
+		if _, err := x.d.CreateEndpoint(endpointReq(ep, fmt.Sprintf("10.40.0.%d/16", 10+i), "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, x := range h {
+		var want []string
+		for j, y := range h {
+			if j != i {
+				want = append(want, fmt.Sprintf("10.40.0.%d@%s", 10+j, y.vtep))
+			}
+		}
+		eventuallyTrue(t, fmt.Sprintf("host%d learns the others", i+1), func() bool { return slices.Equal(x.links.remoteIPs(vxlanName), want) })
+	}
+	// Host 1 releases 10.40.0.10; host 2 reuses it: host 3 follows the
+	// address to host 2, and host 1's late delete does not remove it.
+	if err := h[0].d.DeleteEndpoint(&network.DeleteEndpointRequest{NetworkID: netID, EndpointID: "00" + epID[2:]}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h[1].d.CreateEndpoint(endpointReq("aa"+epID[2:], "10.40.0.10/16", "")); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyTrue(t, "host3 follows the moved address", func() bool {
+		return slices.Contains(h[2].links.remoteIPs(vxlanName), "10.40.0.10@"+h[1].vtep.String())
+	})
+	// An entry deleted by hand is repaired by Reconcile.
+	_ = h[2].links.DelRemote(vxlanName, h[2].links.remotes[vxlanName][netip.MustParseAddr("10.40.0.11")])
+	rep, err := h[2].d.Reconcile()
+	if err != nil || len(rep.PeersReprogrammed) != 1 {
+		t.Errorf("Reconcile = %+v, %v; want the entry reprogrammed", rep, err)
+	}
+	if !slices.Contains(h[2].links.remoteIPs(vxlanName), "10.40.0.11@"+h[1].vtep.String()) {
+		t.Errorf("entry not repaired: %v", h[2].links.remoteIPs(vxlanName))
+	}
+	// A compaction ends the watches: the hosts list again and keep their
+	// peers.
+	mem.Compact()
+	time.Sleep(50 * time.Millisecond)
+	if !slices.Contains(h[0].links.remoteIPs(vxlanName), "10.40.0.11@"+h[1].vtep.String()) {
+		t.Errorf("after a compaction host1 lost host2's endpoint: %v", h[0].links.remoteIPs(vxlanName))
+	}
+	// etcd's data is wiped, leases too: the hosts register again (the
+	// daemon does when its lease is lost), re-publish their endpoints at
+	// the next list, and the peers come back. Until then the entries stay:
+	// nothing is removed because a watch failed.
+	mem.Wipe()
+	if got := h[0].links.remoteIPs(vxlanName); len(got) != 3 {
+		t.Errorf("right after the wipe host1 has %v; a failed watch must not remove entries", got)
+	}
+	for _, x := range h {
+		if _, _, err := x.client.Register(t.Context(), 0); err != nil {
+			t.Fatal(err)
+		}
+		x.d.ResyncCluster()
+	}
+	eventuallyTrue(t, "endpoints re-published after the wipe", func() bool {
+		eps, _, _ := h[2].client.Endpoints("blue")
+		return len(eps) == 3
+	})
+	eventuallyTrue(t, "host1 knows host2's endpoints after the wipe", func() bool {
+		return slices.Equal(h[0].links.remoteIPs(vxlanName), []string{"10.40.0.10@" + h[1].vtep.String(), "10.40.0.11@" + h[1].vtep.String(), "10.40.0.12@" + h[2].vtep.String()})
+	})
+	// Deleting the network stops its sync and removes the device.
+	for _, x := range h {
+		x.d.Close() // background deletions
+	}
+	if err := h[2].d.DeleteNetwork(&network.DeleteNetworkRequest{NetworkID: netID}); err != nil {
+		t.Fatal(err)
+	}
+	h[2].d.Close()
+	if _, ok := h[2].links.links[vxlanName]; ok {
+		t.Error("VXLAN device left after DeleteNetwork")
+	}
+}
+
+func TestClusterNetworkRefusals(t *testing.T) {
+	h, _ := newClusterHosts(t, 1)
+	tests := []struct {
+		name    string
+		generic map[string]any
+		subnet  string
+		mention string
+	}{
+		{"option without the IPAM's", map[string]any{OptCluster: "blue"}, "10.50.0.0/16", "--ipam-driver mynet --ipam-opt mynet.cluster=blue"},
+		{"option naming another cluster network", map[string]any{OptCluster: "red"}, "10.40.0.0/16", "does not match"},
+		{"MTU too large for VXLAN", map[string]any{OptMTU: "1500"}, "10.40.0.0/16", "at most 1450"},
+	}
+	for _, tt := range tests {
+		err := h[0].d.CreateNetwork(createReq(tt.generic, tt.subnet, strings.TrimSuffix(tt.subnet, "0/16")+"1/16"))
+		if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), tt.mention) {
+			t.Errorf("%s: %v, want an invalid-input error that says %q", tt.name, err, tt.mention)
+		}
+		if n := h[0].links.count(); n != 0 {
+			t.Errorf("%s: %d links left", tt.name, n)
+		}
+	}
+	// Without --cluster-store the option is refused too.
+	plain := newHarness(t, store.NewMemory())
+	err := plain.d.CreateNetwork(createReq(map[string]any{OptCluster: "blue"}, "10.40.0.0/16", "10.40.0.1/16"))
+	if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "--cluster-store") {
+		t.Errorf("without a cluster: %v", err)
+	}
+}
