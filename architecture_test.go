@@ -35,7 +35,7 @@ var allowedInternal = map[string][]string{
 	"test/etcdtest":     {},
 	"test/bench/rr":     {},
 	"ipam":              {"internal/cluster", "internal/errdefs", "internal/netaddr", "internal/store", "internal/fault"},
-	"driver":            {"internal/errdefs", "internal/ids", "internal/netaddr", "internal/store", "internal/netutil", "internal/firewall", "internal/hostport", "internal/fault"},
+	"driver":            {"internal/cluster", "internal/errdefs", "internal/ids", "internal/netaddr", "internal/store", "internal/netutil", "internal/firewall", "internal/hostport", "internal/fault"},
 	"plugin":            {"internal/errdefs"},
 	"internal/status":   {"driver", "ipam", "plugin", "internal/firewall", "internal/ids", "internal/store"},
 	"internal/daemon": {"driver", "ipam", "plugin", "internal/status", "internal/metrics", "internal/firewall", "internal/netutil",
