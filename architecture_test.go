@@ -38,9 +38,9 @@ var allowedInternal = map[string][]string{
 	"driver":            {"internal/cluster", "internal/errdefs", "internal/ids", "internal/netaddr", "internal/store", "internal/netutil", "internal/firewall", "internal/hostport", "internal/fault"},
 	"plugin":            {"internal/errdefs"},
 	"internal/status":   {"driver", "ipam", "plugin", "internal/firewall", "internal/ids", "internal/store"},
-	"internal/daemon": {"driver", "ipam", "plugin", "internal/status", "internal/metrics", "internal/firewall", "internal/netutil",
+	"internal/daemon": {"driver", "ipam", "plugin", "internal/cluster", "internal/status", "internal/metrics", "internal/firewall", "internal/netutil",
 		"internal/store", "internal/fault"},
-	".": {"internal/daemon", "internal/status", "internal/firewall", "internal/fault", "ipam"},
+	".": {"internal/cluster", "internal/daemon", "internal/status", "internal/firewall", "internal/fault", "ipam"},
 }
 
 // kernelLibraries may each be imported by one package only.

@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/mynet/mynet/internal/cluster"
 	"github.com/mynet/mynet/internal/daemon"
 	"github.com/mynet/mynet/internal/fault"
 	"github.com/mynet/mynet/internal/firewall"
@@ -99,6 +101,16 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	var pools poolFlags
 	fs.Var(&pools, "default-address-pool",
 		"a pool for networks created without --subnet, in dockerd's syntax base=CIDR,size=N; repeat for more; replaces Docker's defaults (env MYNET_DEFAULT_ADDRESS_POOLS, space-separated)")
+	store := fs.String("cluster-store", env("", "MYNET_CLUSTER_STORE"),
+		"etcd://HOST:PORT[,HOST:PORT...]: join a cluster whose shared state is in this etcd, for multi-host networks (env MYNET_CLUSTER_STORE)")
+	fs.StringVar(&o.Cluster.Advertise, "cluster-advertise", env("", "MYNET_CLUSTER_ADVERTISE"),
+		"this host's underlay address, or the name of the link that has it; VXLAN peers send to it (env MYNET_CLUSTER_ADVERTISE)")
+	fs.StringVar(&o.Cluster.Node, "node-name", env(hostname(), "MYNET_NODE_NAME"), "this host's name in the cluster (env MYNET_NODE_NAME)")
+	fs.StringVar(&o.Cluster.TLS.CA, "cluster-ca", env("", "MYNET_CLUSTER_CA"), "CA certificate of etcd's TLS (env MYNET_CLUSTER_CA)")
+	fs.StringVar(&o.Cluster.TLS.Cert, "cluster-cert", env("", "MYNET_CLUSTER_CERT"), "client certificate for etcd (env MYNET_CLUSTER_CERT)")
+	fs.StringVar(&o.Cluster.TLS.Key, "cluster-key", env("", "MYNET_CLUSTER_KEY"), "client key for etcd (env MYNET_CLUSTER_KEY)")
+	ttl := fs.String("cluster-ttl", env("15s", "MYNET_CLUSTER_TTL"),
+		"how long this host may be silent before its peers count it as gone (env MYNET_CLUSTER_TTL)")
 	fs.BoolVar(&o.Version, "version", false, "print the version and exit")
 	fs.BoolVar(&o.Version, "v", false, "short for --version")
 	if err := fs.Parse(args); err != nil {
@@ -131,6 +143,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return nil, fmt.Errorf("--reconcile-interval: %q is not a duration such as 10s", *every)
 	}
 	o.ReconcileEvery = interval
+	if err := parseCluster(o, *store, *ttl); err != nil {
+		return nil, err
+	}
 	if o.LogLevel, err = logrus.ParseLevel(*level); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
@@ -144,6 +159,95 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	return o, nil
 }
 
+// parseCluster checks the cluster flags: all or none.
+func parseCluster(o *options, store, ttl string) error {
+	if store == "" {
+		if o.Cluster.Advertise != "" {
+			return errors.New("--cluster-advertise needs --cluster-store")
+		}
+		return nil
+	}
+	scheme := "http://"
+	if o.Cluster.TLS != (cluster.TLS{}) {
+		scheme = "https://"
+	}
+	rest, ok := strings.CutPrefix(store, "etcd://")
+	if !ok {
+		return fmt.Errorf("--cluster-store: %q does not start with etcd://", store)
+	}
+	for _, hp := range strings.Split(rest, ",") {
+		if _, _, err := net.SplitHostPort(hp); err != nil {
+			return fmt.Errorf("--cluster-store: %q is not HOST:PORT", hp)
+		}
+		o.Cluster.Store = append(o.Cluster.Store, scheme+hp)
+	}
+	if o.Cluster.Advertise == "" {
+		return errors.New("--cluster-store needs --cluster-advertise: this host's underlay address (or its link's name)")
+	}
+	if err := cluster.ValidName(o.Cluster.Node); err != nil {
+		return fmt.Errorf("--node-name: %w", err)
+	}
+	d, err := time.ParseDuration(ttl)
+	if err != nil || d < 2*time.Second {
+		return fmt.Errorf("--cluster-ttl: %q is not a duration of at least 2s", ttl)
+	}
+	o.Cluster.TTL = d
+	return nil
+}
+
+// runCluster is `mynet cluster forget NODE`: it removes a dead host's
+// records and the addresses it claimed, for good.
+func runCluster(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("mynet cluster", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: mynet cluster forget NODE [--cluster-store etcd://HOST:PORT] [--cluster-ca F --cluster-cert F --cluster-key F]\n\n"+
+			"Removes a host that is gone for good: its record, its endpoints and every address it claimed.\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	o := &options{}
+	store := fs.String("cluster-store", getenv("MYNET_CLUSTER_STORE"), "etcd://HOST:PORT[,...] (env MYNET_CLUSTER_STORE)")
+	fs.StringVar(&o.Cluster.TLS.CA, "cluster-ca", getenv("MYNET_CLUSTER_CA"), "CA certificate of etcd's TLS")
+	fs.StringVar(&o.Cluster.TLS.Cert, "cluster-cert", getenv("MYNET_CLUSTER_CERT"), "client certificate for etcd")
+	fs.StringVar(&o.Cluster.TLS.Key, "cluster-key", getenv("MYNET_CLUSTER_KEY"), "client key for etcd")
+	if len(args) == 0 || args[0] != "forget" {
+		fs.Usage()
+		return status.UsageError{Err: errors.New("want: mynet cluster forget NODE")}
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return status.UsageError{Err: err}
+	}
+	if fs.NArg() != 1 {
+		return errors.New("name the one host to forget: mynet cluster forget NODE")
+	}
+	o.Cluster.Advertise, o.Cluster.Node = "-", fs.Arg(0)
+	if err := parseCluster(o, *store, "15s"); err != nil {
+		return err
+	}
+	if len(o.Cluster.Store) == 0 {
+		return errors.New("--cluster-store (or MYNET_CLUSTER_STORE) is needed")
+	}
+	c, err := cluster.New(cluster.Config{Endpoints: o.Cluster.Store, TLS: o.Cluster.TLS, Node: "mynet-cli"})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	n, err := c.Forget(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "forgot %s: %d records removed\n", fs.Arg(0), n)
+	return nil
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
+
 func main() {
 	os.Exit(runMain(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
@@ -154,6 +258,18 @@ func runMain(args []string, getenv func(string) string, stdout, stderr io.Writer
 		switch args[0] {
 		case "version":
 			fmt.Fprintln(stdout, "mynet", version)
+			return 0
+		case "cluster":
+			err := runCluster(args[1:], getenv, stdout, stderr)
+			switch {
+			case errors.Is(err, flag.ErrHelp):
+				return 0
+			case errors.As(err, new(status.UsageError)):
+				return 2
+			case err != nil:
+				fmt.Fprintln(stderr, "mynet cluster:", err)
+				return 1
+			}
 			return 0
 		case "status":
 			err := status.Command{Getenv: getenv, Stdout: stdout, Stderr: stderr}.Run(args[1:])

@@ -271,8 +271,22 @@ func (d *Driver) peerEvent(cfg *NetworkConfig, ep cluster.Endpoint, deleted bool
 // and in the store, so a reboot while etcd is down still restores cross-host
 // traffic.
 func (d *Driver) setPeers(cfg *NetworkConfig, want map[netip.Addr]Peer, log *logrus.Entry) {
+	d.mu.Lock()
+	old := d.peers[cfg.ID]
+	d.mu.Unlock()
 	if _, err := d.programPeers(cfg, want); err != nil {
 		log.WithError(err).Warn("could not program every remote endpoint; reconcile will retry")
+	}
+	// A new or moved remote address is announced to this host's
+	// containers: one that talked to the address before has its old MAC
+	// cached, and would keep sending there.
+	for ip, p := range want {
+		if o, ok := old[ip]; ok && o.MAC == p.MAC {
+			continue
+		}
+		if err := d.links.AnnounceARP(cfg.BridgeName, ip, p.remote().MAC); err != nil {
+			log.WithError(err).WithField("address", ip).Debug("could not announce a remote address")
+		}
 	}
 	list := make([]Peer, 0, len(want))
 	for _, p := range want {

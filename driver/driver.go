@@ -2,6 +2,7 @@ package driver
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"sync"
 
@@ -36,6 +37,7 @@ type linksAPI interface {
 	SetRemote(name string, r netutil.Remote) error
 	DelRemote(name string, r netutil.Remote) error
 	Remotes(name string) ([]netutil.Remote, error)
+	AnnounceARP(bridge string, ip netip.Addr, mac net.HardwareAddr) error
 }
 
 // firewallAPI is the part of firewall.Firewall the driver uses.

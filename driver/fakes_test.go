@@ -3,6 +3,7 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -15,14 +16,15 @@ import (
 
 // fakeLinks is an in-memory kernel for unit tests: links by name.
 type fakeLinks struct {
-	mu       sync.Mutex
-	links    map[string]string                        // name -> kind ("bridge", "veth", "other")
-	addrs    map[string]map[netip.Prefix]bool         // name -> addresses
-	peers    map[string]string                        // veth end -> other end
-	failOn   map[string]error                         // method -> error to return
-	settings map[string]bool                          // bridge/setting -> on
-	remotes  map[string]map[netip.Addr]netutil.Remote // VXLAN device -> programmed remotes
-	vxlans   []netutil.VXLANConfig                    // every EnsureVXLAN call
+	mu        sync.Mutex
+	links     map[string]string                        // name -> kind ("bridge", "veth", "other")
+	addrs     map[string]map[netip.Prefix]bool         // name -> addresses
+	peers     map[string]string                        // veth end -> other end
+	failOn    map[string]error                         // method -> error to return
+	settings  map[string]bool                          // bridge/setting -> on
+	remotes   map[string]map[netip.Addr]netutil.Remote // VXLAN device -> programmed remotes
+	vxlans    []netutil.VXLANConfig                    // every EnsureVXLAN call
+	announced []string                                 // AnnounceARP calls, "IP@MAC"
 }
 
 var _ linksAPI = (*fakeLinks)(nil)
@@ -334,4 +336,11 @@ func (f *fakeLinks) remoteIPs(name string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+func (f *fakeLinks) AnnounceARP(bridge string, ip netip.Addr, mac net.HardwareAddr) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.announced = append(f.announced, ip.String()+"@"+mac.String())
+	return nil
 }

@@ -210,11 +210,15 @@ func (c *Client) ensureNetwork(ctx context.Context, name string, subnet netip.Pr
 		c.log.WithFields(logrus.Fields{"network": name, "subnet": subnet, "vni": vni}).Info("cluster network created")
 		return want, nil
 	}
-	// Another host created it first: give our VNI back and take theirs.
-	_, _ = c.kv.deleteIf(ctx, vniKey(vni), []byte(name))
+	// Another host created it first: take its VNI, and give ours back
+	// unless it is the same one (hosts racing for one network mostly pick
+	// the same VNI, and then the claim is the winner's too).
 	var have NetworkSpec
 	if err := json.Unmarshal(existing, &have); err != nil {
 		return NetworkSpec{}, fmt.Errorf("decode %s: %w", cfgKey, err)
+	}
+	if have.VNI != vni {
+		_, _ = c.kv.deleteIf(ctx, vniKey(vni), []byte(name))
 	}
 	return check(have)
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"strings"
 
@@ -94,10 +95,14 @@ func endpointKey(net, node string, ip netip.Addr) string {
 // PublishEndpoint announces one of this host's endpoints under the node's
 // lease (Register first).
 func (c *Client) PublishEndpoint(ep Endpoint) error {
+	lease := c.currentLease()
+	if lease == 0 {
+		return fmt.Errorf("publish endpoint %s: %w (this host is not registered in the cluster yet)", ep.IP, ErrUnavailable)
+	}
 	ep.Node, ep.VTEP = c.cfg.Node, c.cfg.Advertise
 	b, _ := json.Marshal(ep)
 	return c.call("publish endpoint "+ep.IP.String(), func(ctx context.Context) error {
-		return c.kv.put(ctx, endpointKey(ep.Network, ep.Node, ep.IP), b, c.currentLease())
+		return c.kv.put(ctx, endpointKey(ep.Network, ep.Node, ep.IP), b, lease)
 	})
 }
 

@@ -64,40 +64,40 @@ func (m *Memory) Compact() {
 	m.kv.mu.Lock()
 	defer m.kv.mu.Unlock()
 	m.kv.compacted, m.kv.history = m.kv.rev, nil
-	for w := range m.kv.watchers {
-		w.ch <- watchBatch{Err: ErrCompacted}
-		close(w.ch)
-		delete(m.kv.watchers, w)
-	}
+	m.kv.endWatches(ErrCompacted)
 }
 
 // Wipe loses every key and lease, as an etcd whose data was deleted and
-// that was started afresh.
+// that was started afresh: no events, the watches end.
 func (m *Memory) Wipe() {
 	m.kv.mu.Lock()
 	defer m.kv.mu.Unlock()
-	var keys []string
-	for k := range m.kv.data {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		m.kv.commit(event{Key: k, Delete: true})
-	}
-	m.kv.leases = map[int64]bool{}
+	m.kv.data, m.kv.leases = map[string]memVal{}, map[int64]bool{}
 	m.kv.compacted, m.kv.history = m.kv.rev, nil
-	for w := range m.kv.watchers {
-		w.ch <- watchBatch{Err: ErrCompacted}
+	m.kv.endWatches(errors.New("connection to etcd lost"))
+}
+
+// endWatches ends every watch with err. Caller holds mu.
+func (m *memKV) endWatches(err error) {
+	for w := range m.watchers {
+		select {
+		case w.ch <- watchBatch{Err: err}:
+		default:
+		}
 		close(w.ch)
-		delete(m.kv.watchers, w)
+		delete(m.watchers, w)
 	}
 }
 
-// SetDown makes every call fail (err != nil) or work again (nil).
+// SetDown makes every call fail and every watch end (err != nil), or
+// calls work again (nil).
 func (m *Memory) SetDown(err error) {
 	m.kv.mu.Lock()
 	defer m.kv.mu.Unlock()
 	m.kv.down = err
+	if err != nil {
+		m.kv.endWatches(err)
+	}
 }
 
 func (m *memKV) check(ctx context.Context) error {

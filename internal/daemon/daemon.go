@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mynet/mynet/driver"
+	"github.com/mynet/mynet/internal/cluster"
 	"github.com/mynet/mynet/internal/fault"
 	"github.com/mynet/mynet/internal/firewall"
 	"github.com/mynet/mynet/internal/metrics"
@@ -39,6 +40,8 @@ type Config struct {
 	// LocalPools replace Docker's default local address pools (nil: Docker's).
 	LocalPools []ipam.PoolSet
 	Version    string
+	// Cluster makes this host part of a cluster (multi-host networks).
+	Cluster ClusterConfig
 	// Fault is the test-only crash hook; nil in production.
 	Fault fault.Hook
 }
@@ -56,6 +59,8 @@ type Daemon struct {
 	drv     *driver.Driver
 	metrics *metrics.Metrics // nil unless cfg.MetricsAddr is set
 	rec     *reconciler
+
+	clusterClient *cluster.Client // nil without --cluster-store
 }
 
 // New opens the state file and builds the parts. It changes nothing in the
@@ -83,14 +88,25 @@ func New(cfg Config, log *logrus.Entry) (_ *Daemon, err error) {
 	if d.fw, err = firewall.New(fwCfg); err != nil {
 		return nil, err
 	}
-	d.alloc, err = ipam.New(ipam.Config{
+	ipamCfg := ipam.Config{
 		Store: d.store, HostRoutes: d.links.Routes, LocalPools: cfg.LocalPools, Fault: cfg.Fault, Log: log.WithField("part", "ipam"),
-	})
-	if err != nil {
+	}
+	var clusterCfg driver.ClusterConfig
+	if len(cfg.Cluster.Store) > 0 {
+		if d.clusterClient, clusterCfg, err = d.setupCluster(); err != nil {
+			return nil, err
+		}
+		ipamCfg.Cluster = d.clusterClient
+	}
+	if d.alloc, err = ipam.New(ipamCfg); err != nil {
 		return nil, err
 	}
+	if d.clusterClient != nil {
+		clusterCfg.Of = clusterOf(d.alloc)
+	}
 	d.drv, err = driver.New(driver.Config{
-		Store: d.store, Links: d.links, Firewall: d.fw, EnsureSysctl: netutil.EnsureSysctl, Fault: cfg.Fault, Log: log.WithField("part", "driver"),
+		Store: d.store, Links: d.links, Firewall: d.fw, EnsureSysctl: netutil.EnsureSysctl, Cluster: clusterCfg,
+		Fault: cfg.Fault, Log: log.WithField("part", "driver"),
 	})
 	if err != nil {
 		return nil, err
@@ -113,6 +129,10 @@ func (d *Daemon) IPAM() *ipam.Allocator { return d.alloc }
 func (d *Daemon) Close() {
 	if d.drv != nil {
 		d.drv.Close()
+	}
+	if d.clusterClient != nil {
+		_ = d.clusterClient.Close()
+		d.clusterClient = nil
 	}
 	if d.links != nil {
 		d.links.Close()
@@ -186,6 +206,10 @@ func (d *Daemon) Run(ctx context.Context, l net.Listener) error {
 		log.WithError(err).Warn("no link events: deleted bridges wait for the periodic reconcile")
 	}
 	go d.rec.loop(ctx, d.cfg.ReconcileEvery)
+	if d.clusterClient != nil {
+		d.drv.StartCluster()
+		go d.membership(ctx)
+	}
 	if _, err := sd.SdNotify(false, sd.SdNotifyReady); err != nil {
 		log.WithError(err).Warn("could not tell systemd the daemon is ready")
 	}

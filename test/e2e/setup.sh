@@ -15,7 +15,7 @@ GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 log() { echo "setup: $*" >&2; }
 
 # dockerd and iptables as `make run` has them, plus the tests' own tools.
-bash "$HERE/../../packaging/host-deps.sh" busybox-static iproute2 curl
+bash "$HERE/../../packaging/host-deps.sh" busybox-static iproute2 curl iputils-ping
 [ -x /bin/busybox ] || { log "busybox-static installed no /bin/busybox"; exit 1; }
 
 if ! "$DOCKER" image inspect "$IMAGE" >/dev/null 2>&1; then

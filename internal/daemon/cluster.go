@@ -1,0 +1,98 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/mynet/mynet/driver"
+	"github.com/mynet/mynet/internal/cluster"
+	"github.com/mynet/mynet/internal/store"
+	"github.com/mynet/mynet/ipam"
+)
+
+// ClusterConfig is the multi-host part of the configuration; Store empty
+// means a single-host daemon.
+type ClusterConfig struct {
+	// Store lists etcd's client URLs (from --cluster-store etcd://...).
+	Store []string
+	// Advertise is this host's underlay address or the name of its link.
+	Advertise string
+	Node      string
+	TLS       cluster.TLS
+	TTL       time.Duration
+}
+
+const (
+	bucketCluster = "cluster"
+	keyLease      = "lease"
+)
+
+// setupCluster connects to etcd and says what the IPAM and the driver need.
+// It does not wait for etcd: a daemon whose store is down starts, serves
+// its local networks, and joins when the store answers.
+func (d *Daemon) setupCluster() (*cluster.Client, driver.ClusterConfig, error) {
+	cc := d.cfg.Cluster
+	local, mtu, err := d.links.Underlay(cc.Advertise)
+	if err != nil {
+		return nil, driver.ClusterConfig{}, fmt.Errorf("--cluster-advertise: %w", err)
+	}
+	c, err := cluster.New(cluster.Config{Endpoints: cc.Store, TLS: cc.TLS, Node: cc.Node, Advertise: local, TTL: cc.TTL,
+		Log: d.log.WithField("part", "cluster")})
+	if err != nil {
+		return nil, driver.ClusterConfig{}, err
+	}
+	return c, driver.ClusterConfig{Client: c, Underlay: local, UnderlayMTU: mtu}, nil
+}
+
+// clusterOf adapts the IPAM's knowledge of cluster pools for the driver.
+func clusterOf(alloc *ipam.Allocator) func(string, netip.Prefix) (driver.ClusterNet, bool) {
+	return func(space string, subnet netip.Prefix) (driver.ClusterNet, bool) {
+		cn, ok := alloc.ClusterOf(space, subnet)
+		return driver.ClusterNet{Name: cn.Name, VNI: cn.VNI}, ok
+	}
+}
+
+// membership registers this host (reusing the lease its last run kept, so
+// a restart within the TTL causes no churn), keeps it alive, and registers
+// again whenever the lease is lost, after which every cluster network lists
+// its endpoints again and re-publishes this host's.
+func (d *Daemon) membership(ctx context.Context) {
+	var saved int64
+	_ = d.store.View(func(tx store.Tx) error {
+		b, err := tx.Get(bucketCluster, keyLease)
+		if err == nil && b != nil {
+			_ = json.Unmarshal(b, &saved)
+		}
+		return nil
+	})
+	for ctx.Err() == nil {
+		lease, lost, err := d.clusterClient.Register(ctx, saved)
+		if err != nil {
+			d.log.WithError(err).Warn("cannot register in the cluster; local networks and known peers are not affected, retrying")
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		if lease != saved {
+			saved = lease
+			b, _ := json.Marshal(lease)
+			if err := d.store.Update(func(tx store.Tx) error { return tx.Put(bucketCluster, keyLease, b) }); err != nil {
+				d.log.WithError(err).Warn("could not save the cluster lease; a restart will register anew")
+			}
+		}
+		// List again now that this host's records can be (re)published.
+		d.drv.ResyncCluster()
+		select {
+		case <-ctx.Done():
+			return
+		case <-lost:
+			d.log.Warn("cluster lease lost; registering again")
+		}
+	}
+}

@@ -1,0 +1,115 @@
+package multihost
+
+import (
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Three hosts, one cluster network: every container reaches every other
+// across hosts, full-size packets with DF set pass (the MTU is right), and
+// an address released on one host and reused on another is reached there.
+func TestAllPairsAcrossThreeHosts(t *testing.T) {
+	w := newWorld(t, 3)
+	var nets []*clusterNet
+	for i, h := range w.hosts {
+		subnet := "10.40.0.0/16"
+		if i > 0 {
+			subnet = "" // later hosts take the cluster's subnet
+		}
+		n := h.createNetwork("blue", subnet)
+		if n.gw != "10.40.0.1/16" {
+			t.Errorf("%s: gateway %s, want the cluster's 10.40.0.1/16", h.name, n.gw)
+		}
+		nets = append(nets, n)
+	}
+	var cs []*container
+	for _, n := range nets {
+		cs = append(cs, n.run(""), n.run(""))
+	}
+	seen := map[netip.Addr]bool{}
+	for _, c := range cs {
+		if seen[c.ip.Addr()] {
+			t.Fatalf("%s handed out twice", c.ip)
+		}
+		seen[c.ip.Addr()] = true
+	}
+	for _, a := range cs {
+		for _, b := range cs {
+			if a == b {
+				continue
+			}
+			eventually(t, fmt.Sprintf("%s -> %s", a.ip, b.ip), func() error { return a.ping(b.ip.Addr(), 0) })
+		}
+	}
+	// The bridge's MTU is the underlay's (1500) minus VXLAN's 50: a 1450
+	// byte packet (1422 of payload) with DF passes between hosts.
+	if err := cs[0].ping(cs[2].ip.Addr(), 1422); err != nil {
+		t.Errorf("a full-size packet with DF set across hosts: %v", err)
+	}
+	out, _ := exec.Command("ip", "-n", w.hosts[0].ns, "link", "show", "mn-"+nets[0].id[:12]).Output()
+	if !strings.Contains(string(out), "mtu 1450") {
+		t.Errorf("bridge MTU on host1:\n%s", out)
+	}
+
+	// Released on host1, reused on host2: host3 reaches the new holder.
+	moved := cs[0].ip.Addr()
+	cs[0].remove()
+	reused := nets[1].run(moved.String())
+	if reused.ip.Addr() != moved {
+		t.Fatalf("host2 got %s, want the released %s", reused.ip, moved)
+	}
+	eventually(t, "host3 reaches the address now on host2", func() error { return cs[4].ping(moved, 0) })
+}
+
+// 3 hosts x 50 concurrent endpoints get distinct addresses, and a race of
+// three hosts for one --ip has exactly one winner.
+func TestConcurrentEndpointsAcrossHosts(t *testing.T) {
+	w := newWorld(t, 3)
+	var nets []*clusterNet
+	for _, h := range w.hosts {
+		nets = append(nets, h.createNetwork("green", "10.44.0.0/16"))
+	}
+	var mu sync.Mutex
+	addrs := map[netip.Addr]string{}
+	var wg sync.WaitGroup
+	for _, n := range nets {
+		for range 50 {
+			wg.Go(func() {
+				c, err := n.tryRun("")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if prev, dup := addrs[c.ip.Addr()]; dup {
+					t.Errorf("%s given to %s and %s", c.ip, prev, n.h.name)
+				}
+				addrs[c.ip.Addr()] = n.h.name
+			})
+		}
+	}
+	wg.Wait()
+	if len(addrs) != 150 {
+		t.Errorf("%d distinct addresses, want 150", len(addrs))
+	}
+	wins := make(chan string, 3)
+	for _, n := range nets {
+		wg.Go(func() {
+			if _, err := n.tryRun("10.44.200.200"); err == nil {
+				wins <- n.h.name
+			} else if !strings.Contains(err.Error(), "in use on host") {
+				t.Errorf("%s: the loser's error does not say who has it: %v", n.h.name, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(wins)
+	if len(wins) != 1 {
+		t.Errorf("%d hosts won the race for 10.44.200.200, want 1", len(wins))
+	}
+}
