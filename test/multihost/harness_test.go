@@ -226,8 +226,10 @@ type clusterNet struct {
 // --ipam-opt mynet.cluster=NAME [--subnet SUBNET] NAME` on one host.
 func (h *host) createNetwork(name, subnet string) *clusterNet {
 	h.w.t.Helper()
-	id := fmt.Sprintf("%s%02d%s", strings.Repeat("c", 10), h.n, strings.Repeat("0", 52))
-	id = id[:52] + fmt.Sprintf("%012x", len(name)*1000+h.n)
+	epSeq.Lock()
+	epSeq.n++
+	id := fmt.Sprintf("c%09x%02d%s", epSeq.n, h.n, strings.Repeat("0", 52))
+	epSeq.Unlock()
 	pool := h.call("/IpamDriver.RequestPool", map[string]any{"AddressSpace": "LocalDefault", "Pool": subnet,
 		"Options": map[string]string{"mynet.cluster": name}})
 	n := &clusterNet{h: h, id: id, poolID: pool["PoolID"].(string)}
@@ -342,4 +344,29 @@ func eventually(t *testing.T, what string, fn func() error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// remotes lists the VXLAN device's permanent neighbours on a host, as
+// "IP lladdr MAC".
+func (n *clusterNet) remotes() string {
+	out, _ := exec.Command("ip", "-n", n.h.ns, "neigh", "show", "dev", "mnv"+n.id[:12], "nud", "permanent").Output()
+	return string(out)
+}
+
+// waitFor polls cond for up to limit.
+func waitFor(limit time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return cond()
+}
+
+// restart starts a killed daemon again on its state.
+func (h *host) restart(extra ...string) {
+	h.kill()
+	h.start(extra...)
 }
