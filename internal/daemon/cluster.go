@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/mynet/mynet/driver"
 	"github.com/mynet/mynet/internal/cluster"
+	"github.com/mynet/mynet/internal/status"
 	"github.com/mynet/mynet/internal/store"
 	"github.com/mynet/mynet/ipam"
 )
@@ -95,4 +98,41 @@ func (d *Daemon) membership(ctx context.Context) {
 			d.log.Warn("cluster lease lost; registering again")
 		}
 	}
+}
+
+// clusterStatus is what mynet status shows of the cluster.
+func (d *Daemon) clusterStatus() *status.Cluster {
+	if d.clusterClient == nil {
+		return nil
+	}
+	c := &status.Cluster{Node: d.cfg.Cluster.Node, Advertise: d.cfg.Cluster.Advertise, Store: d.cfg.Cluster.Store,
+		Remote: map[string][]driver.Peer{}}
+	for id, peers := range d.drv.RemotePeers() {
+		slices.SortFunc(peers, func(a, b driver.Peer) int { return a.IP.Compare(b.IP) })
+		c.Remote[id] = peers
+	}
+	alive := map[string]string{}
+	nodes, err := d.clusterClient.Nodes()
+	c.Reachable = err == nil
+	if err != nil {
+		c.Error = err.Error()
+	}
+	for _, n := range nodes {
+		alive[n.Name] = n.Addr.String()
+	}
+	seen := map[string]bool{}
+	for name, addr := range alive {
+		c.Peers = append(c.Peers, status.Peer{Name: name, Addr: addr, Alive: true})
+		seen[name] = true
+	}
+	for _, peers := range c.Remote {
+		for _, p := range peers {
+			if !seen[p.Node] {
+				seen[p.Node] = true
+				c.Peers = append(c.Peers, status.Peer{Name: p.Node, Addr: p.VTEP.String(), Alive: false})
+			}
+		}
+	}
+	slices.SortFunc(c.Peers, func(a, b status.Peer) int { return strings.Compare(a.Name, b.Name) })
+	return c
 }

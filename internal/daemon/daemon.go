@@ -182,7 +182,12 @@ func (d *Daemon) Run(ctx context.Context, l net.Listener) error {
 
 	srv := &http.Server{
 		Handler: plugin.NewHandler(d.drv, d.alloc, plugin.Extras{
-			Status:    func() any { h := d.Health(); return status.Build("daemon", d.drv, d.alloc, &h) },
+			Status: func() any {
+				h := d.Health()
+				r := status.Build("daemon", d.drv, d.alloc, &h)
+				r.Cluster = d.clusterStatus()
+				return r
+			},
 			Health:    func() (any, error) { h := d.Health(); return h, healthErr(h) },
 			Reconcile: func() (any, error) { return d.rec.run(triggerAPI) },
 			Observe:   d.metrics.ObserveCall,

@@ -3,6 +3,7 @@ package status
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -41,6 +42,9 @@ func Print(w io.Writer, r Report) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ids.Short(e.ID), ids.Short(e.NetworkID), e.HostVeth, addr, e.MAC, e.PortsText)
 	}
 	tw.Flush()
+	if c := r.Cluster; c != nil {
+		printCluster(w, c)
+	}
 	fmt.Fprintf(w, "\nIPAM POOLS\n")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "POOL\tALLOCATED\tSIZE")
@@ -88,6 +92,34 @@ func printHealth(w io.Writer, h *Health) {
 	tw.Flush()
 }
 
+func printCluster(w io.Writer, c *Cluster) {
+	state := "reachable"
+	if !c.Reachable {
+		state = "UNREACHABLE: " + c.Error
+	}
+	fmt.Fprintf(w, "\nCLUSTER\nnode %s (%s), store %s: %s\n", c.Node, c.Advertise, strings.Join(c.Store, ","), state)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tADDRESS\tALIVE")
+	for _, p := range c.Peers {
+		fmt.Fprintf(tw, "%s\t%s\t%v\n", p.Name, p.Addr, p.Alive)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nREMOTE ENDPOINTS\n")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NETWORK\tADDRESS\tMAC\tHOST\tVTEP")
+	nets := make([]string, 0, len(c.Remote))
+	for id := range c.Remote {
+		nets = append(nets, id)
+	}
+	sort.Strings(nets)
+	for _, id := range nets {
+		for _, p := range c.Remote[id] {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ids.Short(id), p.IP, p.MAC, p.Node, p.VTEP)
+		}
+	}
+	tw.Flush()
+}
+
 func options(n driver.NetworkConfig) []string {
 	var opts []string
 	if !n.ICC {
@@ -104,6 +136,9 @@ func options(n driver.NetworkConfig) []string {
 	}
 	if n.GatewayMode4 == driver.GatewayRouted {
 		opts = append(opts, "gateway_mode_ipv4=routed")
+	}
+	if n.Cluster != "" {
+		opts = append(opts, fmt.Sprintf("cluster=%s,vni=%d", n.Cluster, n.VNI))
 	}
 	return opts
 }

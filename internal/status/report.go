@@ -18,6 +18,27 @@ type Report struct {
 	Networks  []Network       `json:"networks"`
 	Endpoints []Endpoint      `json:"endpoints"`
 	Pools     []ipam.PoolInfo `json:"pools"`
+	Cluster   *Cluster        `json:"cluster,omitempty"` // nil on a single-host daemon
+}
+
+// Cluster is this host's view of its cluster.
+type Cluster struct {
+	Node      string   `json:"node"`
+	Advertise string   `json:"advertise"`
+	Store     []string `json:"store"`
+	Reachable bool     `json:"reachable"`
+	Error     string   `json:"error,omitempty"`
+	Peers     []Peer   `json:"peers"`
+	// Remote lists, per network ID, the other hosts' endpoints this host
+	// has programmed.
+	Remote map[string][]driver.Peer `json:"remote_endpoints"`
+}
+
+// Peer is another host of the cluster.
+type Peer struct {
+	Name  string `json:"name"`
+	Addr  string `json:"addr"`
+	Alive bool   `json:"alive"` // its lease is alive in etcd
 }
 
 // Network is a network with its endpoint count.

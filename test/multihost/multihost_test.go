@@ -55,6 +55,21 @@ func TestAllPairsAcrossThreeHosts(t *testing.T) {
 		t.Errorf("bridge MTU on host1:\n%s", out)
 	}
 
+	// mynet status on host1 shows the cluster: three live hosts and the
+	// four endpoints of the other two.
+	out, err := exec.Command(binary(t), "status", "--socket", w.hosts[0].socket()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mynet status: %v\n%s", err, out)
+	}
+	for _, want := range []string{"CLUSTER", "node host1 (198.18.0.11)", "host2  198.18.0.12  true", "host3  198.18.0.13  true", "REMOTE ENDPOINTS", "cluster=blue"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("mynet status lacks %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(string(out), " host2 ") + strings.Count(string(out), " host3 "); n < 4 {
+		t.Errorf("mynet status lists %d remote endpoints, want 4:\n%s", n, out)
+	}
+
 	// Released on host1, reused on host2: host3 reaches the new holder.
 	moved := cs[0].ip.Addr()
 	cs[0].remove()
