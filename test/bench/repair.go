@@ -68,3 +68,26 @@ func reachable(addr string, limit time.Duration) (time.Duration, error) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// 10. Multi-host (cluster networks over VXLAN): test/multihost's
+// BenchmarkCrossHost, two hosts in namespaces with a real etcd, against a
+// bare VXLAN pair between the same namespaces.
+func (w *workloads) multiHost() error {
+	res, err := goBench("./test/multihost", "BenchmarkCrossHost", "1x")
+	if err != nil {
+		return err
+	}
+	m := res["BenchmarkCrossHost"]
+	if m == nil {
+		return fmt.Errorf("BenchmarkCrossHost reported nothing")
+	}
+	w.r.addText("10. cross-host TCP throughput (floor: bare VXLAN pair)", "Gbit/s",
+		fmt.Sprintf("%s (floor %s, %.2fx)", num(m["cross-Gbit/s"]), num(m["floor-Gbit/s"]), m["cross-Gbit/s"]/m["floor-Gbit/s"]), "target >= 0.95x the floor")
+	w.r.addText("10. cross-host TCP round trip (floor: bare VXLAN pair)", "us",
+		fmt.Sprintf("%s (floor %s, %.2fx)", num(m["cross-rtt-us"]), num(m["floor-rtt-us"]), m["floor-rtt-us"]/m["cross-rtt-us"]), "target >= 0.95x the floor (floor/mynet)")
+	w.r.addText("10. Join on one host -> first reply from another, p50 / p99", "ms",
+		num(m["join-first-reply-p50-ms"])+" / "+num(m["join-first-reply-p99-ms"]), "target p99 < 100; includes moving and configuring the veth as dockerd does")
+	w.r.addText("10. CreateEndpoint in a cluster network, p50 / p99", "ms",
+		num(m["create-endpoint-p50-ms"])+" / "+num(m["create-endpoint-p99-ms"]), "target p99 < 10")
+	return nil
+}

@@ -39,7 +39,7 @@ var (
 	buildErr  error
 )
 
-func binary(t *testing.T) string {
+func binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "mynet-multihost-")
@@ -59,7 +59,7 @@ func binary(t *testing.T) string {
 }
 
 // run runs a command and fails the test on error.
-func run(t *testing.T, name string, args ...string) string {
+func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
@@ -70,7 +70,7 @@ func run(t *testing.T, name string, args ...string) string {
 
 // world is one test's namespaces: the underlay, etcd and the hosts.
 type world struct {
-	t     *testing.T
+	t     testing.TB
 	tag   string // names every namespace of this test
 	etcd  *etcdtest.Etcd
 	hosts []*host
@@ -106,7 +106,7 @@ func (s *syncBuffer) String() string {
 }
 
 // newWorld makes the underlay, etcd and n hosts, each running mynet.
-func newWorld(t *testing.T, n int, extra ...string) *world {
+func newWorld(t testing.TB, n int, extra ...string) *world {
 	t.Helper()
 	w := &world{t: t, tag: fmt.Sprintf("mnmh%d", os.Getpid()%100000)}
 	ul := w.tag + "-ul"
@@ -330,7 +330,7 @@ func (c *container) ping(ip netip.Addr, size int) error {
 }
 
 // eventually retries fn for up to 10 s.
-func eventually(t *testing.T, what string, fn func() error) {
+func eventually(t testing.TB, what string, fn func() error) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -1,0 +1,138 @@
+package multihost
+
+import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkCrossHost is make bench's multi-host workload (run it with
+// -benchtime 1x): throughput and round trip between containers on two
+// hosts against a bare VXLAN pair between the same two namespaces (the
+// floor), the time from an endpoint's Join on one host to its first reply
+// to the other, and the plugin-side CreateEndpoint in a cluster network
+// (one etcd transaction). It reports; it asserts nothing about speed.
+func BenchmarkCrossHost(b *testing.B) {
+	for range b.N {
+		w := newWorld(b, 2)
+		a, c := w.hosts[0].createNetwork("blue", "10.40.0.0/16"), w.hosts[1].createNetwork("blue", "")
+		ca, cb := a.run(""), c.run("")
+		eventually(b, "cross-host ping", func() error { return ca.ping(cb.ip.Addr(), 0) })
+
+		// The floor: a bare VXLAN pair, same namespaces, same MTU.
+		for i, h := range w.hosts {
+			other := w.hosts[1-i]
+			run(b, "ip", "-n", h.ns, "link", "add", "fl0", "type", "vxlan", "id", "99", "local", h.addr, "dstport", "4790")
+			run(b, "bridge", "-n", h.ns, "fdb", "append", "00:00:00:00:00:00", "dev", "fl0", "dst", other.addr)
+			run(b, "ip", "-n", h.ns, "link", "set", "fl0", "mtu", "1450", "up")
+			run(b, "ip", "-n", h.ns, "addr", "add", fmt.Sprintf("10.99.0.%d/24", i+1), "dev", "fl0")
+		}
+		rr := buildRR(b)
+		gbps, floorGbps := iperf(b, ca.ns, cb.ns, cb.ip.Addr().String()), iperf(b, w.hosts[0].ns, w.hosts[1].ns, "10.99.0.2")
+		rtt, floorRTT := rrTime(b, rr, ca.ns, cb.ns, cb.ip.Addr().String()), rrTime(b, rr, w.hosts[0].ns, w.hosts[1].ns, "10.99.0.2")
+		b.ReportMetric(gbps, "cross-Gbit/s")
+		b.ReportMetric(floorGbps, "floor-Gbit/s")
+		b.ReportMetric(rtt, "cross-rtt-us")
+		b.ReportMetric(floorRTT, "floor-rtt-us")
+
+		// Join on host 2 to the first reply to host 1's container.
+		var firstReply []float64
+		for range 20 {
+			start := time.Now()
+			nc := c.run("")
+			for ca.ping(nc.ip.Addr(), 0) != nil && time.Since(start) < 10*time.Second {
+			}
+			firstReply = append(firstReply, float64(time.Since(start).Microseconds())/1000)
+		}
+		p50, p99 := pct(firstReply)
+		b.ReportMetric(p50, "join-first-reply-p50-ms")
+		b.ReportMetric(p99, "join-first-reply-p99-ms")
+
+		// CreateEndpoint alone, in a cluster network.
+		var create []float64
+		h := w.hosts[0]
+		for i := range 100 {
+			mac := fmt.Sprintf("02:00:0b:00:%02x:%02x", i/256, i%256)
+			addr := h.call("/IpamDriver.RequestAddress", map[string]any{"PoolID": a.poolID,
+				"Options": map[string]string{"com.docker.network.endpoint.macaddress": mac}})["Address"].(string)
+			ep := fmt.Sprintf("b%011x%s", i, strings.Repeat("0", 52))
+			start := time.Now()
+			h.call("/NetworkDriver.CreateEndpoint", map[string]any{"NetworkID": a.id, "EndpointID": ep,
+				"Interface": map[string]string{"Address": addr, "MacAddress": mac}})
+			create = append(create, float64(time.Since(start).Microseconds())/1000)
+			h.call("/NetworkDriver.DeleteEndpoint", map[string]any{"NetworkID": a.id, "EndpointID": ep})
+			h.call("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": a.poolID, "Address": strings.Split(addr, "/")[0]})
+		}
+		p50, p99 = pct(create)
+		b.ReportMetric(p50, "create-endpoint-p50-ms")
+		b.ReportMetric(p99, "create-endpoint-p99-ms")
+	}
+}
+
+func pct(v []float64) (p50, p99 float64) {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2], s[min(len(s)-1, len(s)*99/100)]
+}
+
+func buildRR(b testing.TB) string {
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "rr")
+	if out, err := exec.Command("go", "build", "-o", bin, "../bench/rr").CombinedOutput(); err != nil {
+		b.Fatalf("build rr: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// background runs a server in a namespace until the benchmark ends.
+func background(b testing.TB, ns string, args ...string) {
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	time.Sleep(300 * time.Millisecond)
+}
+
+// iperf is the TCP throughput from client to server, in Gbit/s.
+func iperf(b testing.TB, client, server, addr string) float64 {
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		b.Fatal("iperf3 is not installed (make bench installs it)")
+	}
+	background(b, server, "iperf3", "-s", "-1", "-B", addr)
+	out, err := exec.Command("ip", "netns", "exec", client, "iperf3", "-c", addr, "-t", "3", "-J").Output()
+	if err != nil {
+		b.Fatalf("iperf3 to %s: %v\n%s", addr, err, out)
+	}
+	var res struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		b.Fatal(err)
+	}
+	return res.End.SumReceived.BitsPerSecond / 1e9
+}
+
+// rrTime is the median TCP request/response round trip, in microseconds.
+func rrTime(b testing.TB, rr, client, server, addr string) float64 {
+	background(b, server, rr, "serve", "7777")
+	out, err := exec.Command("ip", "netns", "exec", client, rr, "ping", addr+":7777", "5000").CombinedOutput()
+	if err != nil {
+		b.Fatalf("rr to %s: %v\n%s", addr, err, out)
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	if err != nil {
+		b.Fatalf("rr printed %q", out)
+	}
+	return v
+}
