@@ -33,6 +33,7 @@ var allowedInternal = map[string][]string{
 	"test/dockercli":    {},
 	"test/etcd":         {},
 	"test/etcdtest":     {},
+	"test/mhtest":       {"plugin", "test/etcdtest"},
 	"test/bench/rr":     {},
 	"ipam":              {"internal/cluster", "internal/errdefs", "internal/netaddr", "internal/store", "internal/fault"},
 	"driver":            {"internal/cluster", "internal/errdefs", "internal/ids", "internal/netaddr", "internal/store", "internal/netutil", "internal/firewall", "internal/hostport", "internal/fault"},

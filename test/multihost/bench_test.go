@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mynet/mynet/test/mhtest"
 )
 
 // BenchmarkCrossHost is make bench's multi-host workload (run it with
@@ -20,22 +22,22 @@ import (
 // (one etcd transaction). It reports; it asserts nothing about speed.
 func BenchmarkCrossHost(b *testing.B) {
 	for range b.N {
-		w := newWorld(b, 2)
-		a, c := w.hosts[0].createNetwork("blue", "10.40.0.0/16"), w.hosts[1].createNetwork("blue", "")
-		ca, cb := a.run(""), c.run("")
-		eventually(b, "cross-host ping", func() error { return ca.ping(cb.ip.Addr(), 0) })
+		w := mhtest.NewWorld(b, 2)
+		a, c := w.Hosts[0].CreateNetwork("blue", "10.40.0.0/16"), w.Hosts[1].CreateNetwork("blue", "")
+		ca, cb := a.Run(""), c.Run("")
+		mhtest.Eventually(b, "cross-host ping", func() error { return ca.Ping(cb.IP.Addr(), 0) })
 
 		// The floor: a bare VXLAN pair, same namespaces, same MTU.
-		for i, h := range w.hosts {
-			other := w.hosts[1-i]
-			run(b, "ip", "-n", h.ns, "link", "add", "fl0", "type", "vxlan", "id", "99", "local", h.addr, "dstport", "4790")
-			run(b, "bridge", "-n", h.ns, "fdb", "append", "00:00:00:00:00:00", "dev", "fl0", "dst", other.addr)
-			run(b, "ip", "-n", h.ns, "link", "set", "fl0", "mtu", "1450", "up")
-			run(b, "ip", "-n", h.ns, "addr", "add", fmt.Sprintf("10.99.0.%d/24", i+1), "dev", "fl0")
+		for i, h := range w.Hosts {
+			other := w.Hosts[1-i]
+			mhtest.Run(b, "ip", "-n", h.NS, "link", "add", "fl0", "type", "vxlan", "id", "99", "local", h.Addr, "dstport", "4790")
+			mhtest.Run(b, "bridge", "-n", h.NS, "fdb", "append", "00:00:00:00:00:00", "dev", "fl0", "dst", other.Addr)
+			mhtest.Run(b, "ip", "-n", h.NS, "link", "set", "fl0", "mtu", "1450", "up")
+			mhtest.Run(b, "ip", "-n", h.NS, "addr", "add", fmt.Sprintf("10.99.0.%d/24", i+1), "dev", "fl0")
 		}
 		rr := buildRR(b)
-		gbps, floorGbps := iperf(b, ca.ns, cb.ns, cb.ip.Addr().String()), iperf(b, w.hosts[0].ns, w.hosts[1].ns, "10.99.0.2")
-		rtt, floorRTT := rrTime(b, rr, ca.ns, cb.ns, cb.ip.Addr().String()), rrTime(b, rr, w.hosts[0].ns, w.hosts[1].ns, "10.99.0.2")
+		gbps, floorGbps := iperf(b, ca.NS, cb.NS, cb.IP.Addr().String()), iperf(b, w.Hosts[0].NS, w.Hosts[1].NS, "10.99.0.2")
+		rtt, floorRTT := rrTime(b, rr, ca.NS, cb.NS, cb.IP.Addr().String()), rrTime(b, rr, w.Hosts[0].NS, w.Hosts[1].NS, "10.99.0.2")
 		b.ReportMetric(gbps, "cross-Gbit/s")
 		b.ReportMetric(floorGbps, "floor-Gbit/s")
 		b.ReportMetric(rtt, "cross-rtt-us")
@@ -45,8 +47,8 @@ func BenchmarkCrossHost(b *testing.B) {
 		var firstReply []float64
 		for range 20 {
 			start := time.Now()
-			nc := c.run("")
-			for ca.ping(nc.ip.Addr(), 0) != nil && time.Since(start) < 10*time.Second {
+			nc := c.Run("")
+			for ca.Ping(nc.IP.Addr(), 0) != nil && time.Since(start) < 10*time.Second {
 			}
 			firstReply = append(firstReply, float64(time.Since(start).Microseconds())/1000)
 		}
@@ -56,18 +58,18 @@ func BenchmarkCrossHost(b *testing.B) {
 
 		// CreateEndpoint alone, in a cluster network.
 		var create []float64
-		h := w.hosts[0]
+		h := w.Hosts[0]
 		for i := range 100 {
 			mac := fmt.Sprintf("02:00:0b:00:%02x:%02x", i/256, i%256)
-			addr := h.call("/IpamDriver.RequestAddress", map[string]any{"PoolID": a.poolID,
+			addr := h.Call("/IpamDriver.RequestAddress", map[string]any{"PoolID": a.PoolID,
 				"Options": map[string]string{"com.docker.network.endpoint.macaddress": mac}})["Address"].(string)
 			ep := fmt.Sprintf("b%011x%s", i, strings.Repeat("0", 52))
 			start := time.Now()
-			h.call("/NetworkDriver.CreateEndpoint", map[string]any{"NetworkID": a.id, "EndpointID": ep,
+			h.Call("/NetworkDriver.CreateEndpoint", map[string]any{"NetworkID": a.ID, "EndpointID": ep,
 				"Interface": map[string]string{"Address": addr, "MacAddress": mac}})
 			create = append(create, float64(time.Since(start).Microseconds())/1000)
-			h.call("/NetworkDriver.DeleteEndpoint", map[string]any{"NetworkID": a.id, "EndpointID": ep})
-			h.call("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": a.poolID, "Address": strings.Split(addr, "/")[0]})
+			h.Call("/NetworkDriver.DeleteEndpoint", map[string]any{"NetworkID": a.ID, "EndpointID": ep})
+			h.Call("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": a.PoolID, "Address": strings.Split(addr, "/")[0]})
 		}
 		p50, p99 = pct(create)
 		b.ReportMetric(p50, "create-endpoint-p50-ms")

@@ -1,0 +1,366 @@
+// Package mhtest runs mynet on several "hosts" at once, for the multi-host
+// tests (test/multihost) and the e2e test that makes the machine's dockerd
+// one of the hosts: each host is a network namespace with its own mynet
+// daemon, socket and state directory, joined to the others by an underlay
+// bridge in a namespace of its own (198.18.0.0/24), with a real etcd
+// (test/etcd) in another. Tests play Docker's part over each socket and then
+// do what dockerd does with the container end of a veth: move it into a
+// "container" namespace and configure it. Nothing here touches the
+// machine's own namespace but /run/netns (and, with AttachHost, one veth of
+// the test's own), and every namespace is deleted by name at the end.
+package mhtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mynet/mynet/plugin"
+	"github.com/mynet/mynet/test/etcdtest"
+)
+
+var (
+	buildOnce sync.Once
+	mynetBin  string
+	buildErr  error
+)
+
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "mynet-multihost-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		mynetBin = filepath.Join(dir, "mynet")
+		if out, err := exec.Command("go", "build", "-o", mynetBin, "../..").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build mynet: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return mynetBin
+}
+
+// run runs a command and fails the test on error.
+func Run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// world is one test's namespaces: the underlay, etcd and the hosts.
+type World struct {
+	t     testing.TB
+	tag   string // names every namespace of this test
+	Etcd  *etcdtest.Etcd
+	Hosts []*Host
+}
+
+// host is one simulated Docker host.
+type Host struct {
+	w        *World
+	n        int
+	Name, NS string
+	Addr     string // underlay address
+	dir      string // state dir and socket
+	cmd      *exec.Cmd
+	log      *syncBuffer
+	client   *plugin.Client
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// NewWorld makes the underlay, etcd and n hosts, each running mynet.
+func NewWorld(t testing.TB, n int, extra ...string) *World {
+	t.Helper()
+	w := &World{t: t, tag: fmt.Sprintf("mnmh%d", os.Getpid()%100000)}
+	ul := w.tag + "-ul"
+	t.Cleanup(func() {
+		for _, h := range w.Hosts {
+			h.Kill()
+		}
+		out, _ := exec.Command("ip", "netns", "list").Output()
+		for _, l := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(f[0], w.tag+"-") {
+				_ = exec.Command("ip", "netns", "del", f[0]).Run()
+			}
+		}
+	})
+	Run(t, "ip", "netns", "add", ul)
+	Run(t, "ip", "-n", ul, "link", "add", "ul0", "type", "bridge")
+	Run(t, "ip", "-n", ul, "link", "set", "ul0", "up")
+	w.attach("etcd", "198.18.0.1")
+	w.Etcd = etcdtest.Start(t, etcdtest.Options{IP: "198.18.0.1", Netns: w.tag + "-etcd"})
+	for i := range n {
+		h := &Host{w: w, n: i + 1, Name: fmt.Sprintf("host%d", i+1), NS: fmt.Sprintf("%s-h%d", w.tag, i+1),
+			Addr: fmt.Sprintf("198.18.0.%d", 11+i), dir: t.TempDir(), log: &syncBuffer{}}
+		w.attach(fmt.Sprintf("h%d", i+1), h.Addr)
+		h.client = plugin.NewClient(h.Socket(), 30*time.Second)
+		h.start(extra...)
+		w.Hosts = append(w.Hosts, h)
+	}
+	return w
+}
+
+// attach makes namespace tag-NAME with a link to the underlay at addr.
+func (w *World) attach(name, addr string) {
+	t := w.t
+	ns := w.tag + "-" + name
+	Run(t, "ip", "netns", "add", ns)
+	Run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	Run(t, "ip", "link", "add", "mnmhtmp0", "netns", ns, "type", "veth", "peer", "name", "ul-"+name, "netns", w.tag+"-ul")
+	Run(t, "ip", "-n", ns, "link", "set", "mnmhtmp0", "name", "eth0")
+	Run(t, "ip", "-n", ns, "addr", "add", addr+"/24", "dev", "eth0")
+	Run(t, "ip", "-n", ns, "link", "set", "eth0", "up")
+	Run(t, "ip", "-n", w.tag+"-ul", "link", "set", "ul-"+name, "master", "ul0", "up")
+}
+
+func (h *Host) Socket() string { return filepath.Join(h.dir, "mynet.sock") }
+
+func (h *Host) start(extra ...string) {
+	t := h.w.t
+	t.Helper()
+	args := append([]string{"netns", "exec", h.NS, Binary(t), "--socket", h.Socket(), "--state-dir", h.dir,
+		"--log-level", "debug", "--reconcile-interval", "0",
+		"--cluster-store", "etcd://198.18.0.1:2379", "--cluster-advertise", h.Addr, "--node-name", h.Name, "--cluster-ttl", "3s"}, extra...)
+	cmd := exec.Command("ip", args...)
+	cmd.Stdout, cmd.Stderr = h.log, h.log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h.cmd = cmd
+	for range 200 {
+		if code, _, err := h.client.Post("/Plugin.Activate", []byte("{}")); err == nil && code == 200 {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("%s: mynet did not answer\n%s", h.Name, h.log.String())
+}
+
+// kill stops the daemon as a crash would.
+func (h *Host) Kill() {
+	if h.cmd != nil {
+		_ = h.cmd.Process.Kill()
+		_ = h.cmd.Wait()
+		h.cmd = nil
+	}
+}
+
+// call plays dockerd and fails the test on an error answer.
+func (h *Host) Call(path string, req any) map[string]any {
+	t := h.w.t
+	t.Helper()
+	out, err := h.Try(path, req)
+	if err != nil {
+		t.Fatalf("%s %s: %v\nlog:\n%s", h.Name, path, err, Tail(h.log.String(), 3000))
+	}
+	return out
+}
+
+func (h *Host) Try(path string, req any) (map[string]any, error) {
+	code, raw, err := h.client.Post(path, req)
+	if err != nil {
+		return nil, err
+	}
+	var out map[string]any
+	_ = json.Unmarshal(raw, &out)
+	if code != 200 {
+		return out, fmt.Errorf("status %d: %v", code, out["Err"])
+	}
+	return out, nil
+}
+
+func Tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// clusterNet is a cluster network as one host's dockerd created it.
+type ClusterNet struct {
+	Host   *Host
+	ID     string // this host's Docker network ID
+	PoolID string
+	GW     string
+}
+
+// createNetwork plays `docker network create -d mynet --ipam-driver mynet
+// --ipam-opt mynet.cluster=NAME [--subnet SUBNET] NAME` on one host.
+func (h *Host) CreateNetwork(name, subnet string) *ClusterNet {
+	h.w.t.Helper()
+	epSeq.Lock()
+	epSeq.n++
+	id := fmt.Sprintf("c%09x%02d%s", epSeq.n, h.n, strings.Repeat("0", 52))
+	epSeq.Unlock()
+	pool := h.Call("/IpamDriver.RequestPool", map[string]any{"AddressSpace": "LocalDefault", "Pool": subnet,
+		"Options": map[string]string{"mynet.cluster": name}})
+	n := &ClusterNet{Host: h, ID: id, PoolID: pool["PoolID"].(string)}
+	n.GW = h.Call("/IpamDriver.RequestAddress", map[string]any{"PoolID": n.PoolID,
+		"Options": map[string]string{"RequestAddressType": "com.docker.network.gateway"}})["Address"].(string)
+	h.Call("/NetworkDriver.CreateNetwork", map[string]any{"NetworkID": id, "Options": map[string]any{},
+		"IPv4Data": []map[string]any{{"AddressSpace": "LocalDefault", "Pool": pool["Pool"], "Gateway": n.GW}}})
+	return n
+}
+
+// container is a "container" namespace on a host, attached to a network.
+type Container struct {
+	Net  *ClusterNet
+	NS   string
+	epID string
+	IP   netip.Prefix
+}
+
+var epSeq struct {
+	sync.Mutex
+	n int
+}
+
+// run plays `docker run --network NET`: an address, the endpoint, Join, and
+// the veth's container end moved into a namespace and configured.
+func (n *ClusterNet) Run(static string) *Container {
+	h := n.Host
+	t := h.w.t
+	t.Helper()
+	c, err := n.TryRun(static)
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", h.Name, err, Tail(h.log.String(), 3000))
+	}
+	return c
+}
+
+func (n *ClusterNet) TryRun(static string) (*Container, error) {
+	h := n.Host
+	epSeq.Lock()
+	epSeq.n++
+	seq := epSeq.n
+	epSeq.Unlock()
+	epID := fmt.Sprintf("e%011x%s", seq, strings.Repeat("0", 52))
+	mac := fmt.Sprintf("02:00:%02x:00:%02x:%02x", h.n, seq/256, seq%256)
+	res, err := h.Try("/IpamDriver.RequestAddress", map[string]any{"PoolID": n.PoolID, "Address": static,
+		"Options": map[string]string{"com.docker.network.endpoint.macaddress": mac}})
+	if err != nil {
+		return nil, err
+	}
+	addr := netip.MustParsePrefix(res["Address"].(string))
+	if _, err := h.Try("/NetworkDriver.CreateEndpoint", map[string]any{"NetworkID": n.ID, "EndpointID": epID,
+		"Interface": map[string]string{"Address": addr.String(), "MacAddress": mac}}); err != nil {
+		return nil, err
+	}
+	if _, err := h.Try("/NetworkDriver.Join", map[string]any{"NetworkID": n.ID, "EndpointID": epID, "SandboxKey": "/x"}); err != nil {
+		return nil, err
+	}
+	c := &Container{Net: n, NS: fmt.Sprintf("%s-c%d", h.w.tag, seq), epID: epID, IP: addr}
+	peer := "mnc" + epID[:12]
+	for _, args := range [][]string{
+		{"netns", "add", c.NS},
+		{"-n", h.NS, "link", "set", peer, "netns", c.NS},
+		{"-n", c.NS, "link", "set", peer, "name", "eth0"},
+		{"-n", c.NS, "addr", "add", addr.String(), "dev", "eth0"},
+		{"-n", c.NS, "link", "set", "eth0", "up"},
+		{"-n", c.NS, "link", "set", "lo", "up"},
+		{"-n", c.NS, "route", "add", "default", "via", strings.Split(n.GW, "/")[0]},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return c, nil
+}
+
+// remove plays `docker rm -f`: Leave, DeleteEndpoint, ReleaseAddress, and
+// the namespace goes.
+func (c *Container) Remove() {
+	h := c.Net.Host
+	h.Call("/NetworkDriver.Leave", map[string]any{"NetworkID": c.Net.ID, "EndpointID": c.epID})
+	_ = exec.Command("ip", "netns", "del", c.NS).Run()
+	h.Call("/NetworkDriver.DeleteEndpoint", map[string]any{"NetworkID": c.Net.ID, "EndpointID": c.epID})
+	h.Call("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": c.Net.PoolID, "Address": c.IP.Addr().String()})
+}
+
+// ping sends one echo from the container to ip; size > 0 sets the payload
+// and forbids fragmentation.
+func (c *Container) Ping(ip netip.Addr, size int) error {
+	args := []string{"netns", "exec", c.NS, "ping", "-c", "1", "-W", "2"}
+	if size > 0 {
+		args = append(args, "-M", "do", "-s", fmt.Sprint(size))
+	}
+	out, err := exec.Command("ip", append(args, ip.String())...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ping %s from %s: %v\n%s", ip, c.IP, err, out)
+	}
+	return nil
+}
+
+// eventually retries fn for up to 10 s.
+func Eventually(t testing.TB, what string, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s: %v", what, err)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// remotes lists the VXLAN device's permanent neighbours on a host, as
+// "IP lladdr MAC".
+func (n *ClusterNet) Remotes() string {
+	out, _ := exec.Command("ip", "-n", n.Host.NS, "neigh", "show", "dev", "mnv"+n.ID[:12], "nud", "permanent").Output()
+	return string(out)
+}
+
+// waitFor polls cond for up to limit.
+func WaitFor(limit time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return cond()
+}
+
+// restart starts a killed daemon again on its state.
+func (h *Host) Restart(extra ...string) {
+	h.Kill()
+	h.start(extra...)
+}
