@@ -2,7 +2,9 @@ package netutil
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -18,11 +20,44 @@ type LinkEvent struct {
 
 // WatchLinks calls fn for every link change in the namespace the calling
 // process is in (`ip monitor link`), from a goroutine of its own, until ctx
-// ends. It returns once the subscription is in place, so a change made after
-// it returns is seen. If the kernel drops events (the socket's buffer
-// overflowed) or the subscription fails, onError is called, and the caller
-// should fall back on a full check: events are a fast path, not the truth.
+// ends. It returns once the first subscription is in place, so a change
+// made after it returns is seen. When the subscription fails (the kernel
+// dropped events, the socket errored), onError is called, the caller
+// should fall back on a full check, and WatchLinks subscribes again after a
+// pause that grows to 30 s while it keeps failing: events are a fast path,
+// not the truth.
 func WatchLinks(ctx context.Context, fn func(LinkEvent), onError func(error)) error {
+	updates, done, err := subscribeLinks(onError)
+	if err != nil {
+		return err
+	}
+	go func() {
+		pause := 100 * time.Millisecond
+		for {
+			lost := forward(ctx, updates, fn)
+			close(done)
+			if !lost {
+				return
+			}
+			onError(errors.New("link event subscription ended"))
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(pause):
+				}
+				pause = min(2*pause, 30*time.Second)
+				if updates, done, err = subscribeLinks(onError); err == nil {
+					break
+				}
+				onError(err)
+			}
+		}
+	}()
+	return nil
+}
+
+func subscribeLinks(onError func(error)) (chan netlink.LinkUpdate, chan struct{}, error) {
 	updates := make(chan netlink.LinkUpdate, 256)
 	done := make(chan struct{})
 	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
@@ -31,22 +66,23 @@ func WatchLinks(ctx context.Context, fn func(LinkEvent), onError func(error)) er
 	})
 	if err != nil {
 		close(done)
-		return fmt.Errorf("subscribe to link events: %w", err)
+		return nil, nil, fmt.Errorf("subscribe to link events: %w", err)
 	}
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case u, ok := <-updates:
-				if !ok {
-					onError(fmt.Errorf("link event subscription closed"))
-					return
-				}
-				fn(LinkEvent{Name: u.Attrs().Name, Deleted: u.Header.Type == unix.RTM_DELLINK, Master: u.Attrs().MasterIndex})
+	return updates, done, nil
+}
+
+// forward passes events on until ctx ends (false) or the subscription
+// closes its channel (true).
+func forward(ctx context.Context, updates <-chan netlink.LinkUpdate, fn func(LinkEvent)) (lost bool) {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case u, ok := <-updates:
+			if !ok {
+				return true
 			}
+			fn(LinkEvent{Name: u.Attrs().Name, Deleted: u.Header.Type == unix.RTM_DELLINK, Master: u.Attrs().MasterIndex})
 		}
-	}()
-	return nil
+	}
 }

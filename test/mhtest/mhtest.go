@@ -364,3 +364,17 @@ func (h *Host) Restart(extra ...string) {
 	h.Kill()
 	h.start(extra...)
 }
+
+// AttachHost connects the machine's own network namespace to the underlay
+// at addr (a veth of the test's own, removed at the end), so a mynet daemon
+// under the machine's dockerd can be one of the hosts.
+func (w *World) AttachHost(addr string) {
+	t := w.t
+	t.Helper()
+	link := w.tag + "r"
+	Run(t, "ip", "link", "add", link, "type", "veth", "peer", "name", "ul-root", "netns", w.tag+"-ul")
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", link).Run() })
+	Run(t, "ip", "addr", "add", addr+"/24", "dev", link)
+	Run(t, "ip", "link", "set", link, "up")
+	Run(t, "ip", "-n", w.tag+"-ul", "link", "set", "ul-root", "master", "ul0", "up")
+}

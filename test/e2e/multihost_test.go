@@ -1,0 +1,83 @@
+//go:build !e2eplugin
+
+package e2e
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/mynet/mynet/test/mhtest"
+)
+
+// The machine's own dockerd is one host of a cluster, a namespace with its
+// own mynet the other: a real container on a cluster network and the other
+// host's container reach each other over VXLAN. (Built into the plain
+// pass only: the second mynet is a process in both passes.)
+func TestDockerdIsOneOfTheHosts(t *testing.T) {
+	w := mhtest.NewWorld(t, 1)
+	const rootAddr = "198.18.0.100"
+	w.AttachHost(rootAddr)
+	sock := "/run/docker/plugins/mynet-e2e-mh.sock"
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "mynet.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(mynetBin, "--socket", sock, "--state-dir", filepath.Join(dir, "state"), "--log-level", "debug",
+		"--cluster-store", "etcd://198.18.0.1:2379", "--cluster-advertise", rootAddr, "--node-name", "e2e-dockerd", "--cluster-ttl", "3s")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		_ = os.Remove(sock)
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("mynet (cluster) log:\n%s", tail(b, 4000))
+		}
+	})
+	eventually(t, "the cluster daemon listens", func() error {
+		_, err := os.Stat(sock)
+		return err
+	})
+	n := prefix + "mh"
+	drv := "mynet-e2e-mh"
+	createNetwork(t, n, "-d", drv, "--ipam-driver", drv, "--ipam-opt", "mynet.cluster=e2e", "--subnet", "10.46.0.0/16")
+	runContainer(t, prefix+"mh1", n, "sleep", "600")
+	dockerIP := containerIP(t, prefix+"mh1", n)
+
+	other := w.Hosts[0].CreateNetwork("e2e", "")
+	c := other.Run("")
+	eventually(t, "the docker container reaches the other host's", func() error {
+		out, err := tryDocker("exec", prefix+"mh1", "ping", "-c", "1", "-W", "2", c.IP.Addr().String())
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	if err := c.Ping(mustAddr(t, dockerIP), 0); err != nil {
+		t.Errorf("the other host's container does not reach the docker container: %v", err)
+	}
+	if mtu := docker(t, "exec", prefix+"mh1", "cat", "/sys/class/net/eth0/mtu"); strings.TrimSpace(mtu) != "1450" {
+		t.Errorf("MTU in the docker container %s, want 1450 (the underlay's 1500 minus VXLAN's 50)", mtu)
+	}
+}
+
+func mustAddr(t *testing.T, s string) netip.Addr {
+	t.Helper()
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		t.Fatalf("container address %q: %v", s, err)
+	}
+	return a
+}
