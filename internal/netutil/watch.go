@@ -27,6 +27,12 @@ type LinkEvent struct {
 // pause that grows to 30 s while it keeps failing: events are a fast path,
 // not the truth.
 func WatchLinks(ctx context.Context, fn func(LinkEvent), onError func(error)) error {
+	report := onError
+	onError = func(err error) {
+		if ctx.Err() == nil { // closing the subscription at the end is no loss
+			report(err)
+		}
+	}
 	updates, done, err := subscribeLinks(onError)
 	if err != nil {
 		return err
