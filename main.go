@@ -159,6 +159,20 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	return o, nil
 }
 
+// commandExit is a subcommand's exit code: 0 for success or -h, 2 for a
+// usage error (already printed with the usage), 1 for a failure, printed.
+func commandExit(name string, err error, stderr io.Writer) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, new(status.UsageError)):
+		return 2
+	default:
+		fmt.Fprintln(stderr, name+":", err)
+		return 1
+	}
+}
+
 // parseCluster checks the cluster flags: all or none.
 func parseCluster(o *options, store, ttl string) error {
 	if store == "" {
@@ -260,29 +274,9 @@ func runMain(args []string, getenv func(string) string, stdout, stderr io.Writer
 			fmt.Fprintln(stdout, "mynet", version)
 			return 0
 		case "cluster":
-			err := runCluster(args[1:], getenv, stdout, stderr)
-			switch {
-			case errors.Is(err, flag.ErrHelp):
-				return 0
-			case errors.As(err, new(status.UsageError)):
-				return 2
-			case err != nil:
-				fmt.Fprintln(stderr, "mynet cluster:", err)
-				return 1
-			}
-			return 0
+			return commandExit("mynet cluster", runCluster(args[1:], getenv, stdout, stderr), stderr)
 		case "status":
-			err := status.Command{Getenv: getenv, Stdout: stdout, Stderr: stderr}.Run(args[1:])
-			switch {
-			case errors.Is(err, flag.ErrHelp):
-				return 0
-			case errors.As(err, new(status.UsageError)):
-				return 2
-			case err != nil:
-				fmt.Fprintln(stderr, "mynet status:", err)
-				return 1
-			}
-			return 0
+			return commandExit("mynet status", status.Command{Getenv: getenv, Stdout: stdout, Stderr: stderr}.Run(args[1:]), stderr)
 		}
 	}
 	o, err := parseOptions(args, getenv, stderr)

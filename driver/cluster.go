@@ -360,6 +360,12 @@ func (d *Driver) StartCluster() {
 // ResyncCluster makes every cluster network list its endpoints again at
 // once (after this host registered anew, say).
 func (d *Driver) ResyncCluster() {
+	d.stopPeerSyncs()
+	d.StartCluster()
+}
+
+// stopPeerSyncs ends every network's sync and waits for them.
+func (d *Driver) stopPeerSyncs() {
 	d.mu.Lock()
 	var nets []string
 	for id := range d.syncs {
@@ -369,7 +375,6 @@ func (d *Driver) ResyncCluster() {
 	for _, id := range nets {
 		d.stopPeerSync(id)
 	}
-	d.StartCluster()
 }
 
 // RemotePeers lists the remote endpoints each cluster network knows, by

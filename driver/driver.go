@@ -291,14 +291,6 @@ func (d *Driver) deleteLinkInBackground(name string) {
 // Close stops following the cluster and waits for background deletions to
 // finish.
 func (d *Driver) Close() {
-	d.mu.Lock()
-	var nets []string
-	for id := range d.syncs {
-		nets = append(nets, id)
-	}
-	d.mu.Unlock()
-	for _, id := range nets {
-		d.stopPeerSync(id)
-	}
+	d.stopPeerSyncs()
 	d.background.Wait()
 }

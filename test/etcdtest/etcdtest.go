@@ -6,47 +6,19 @@ package etcdtest
 
 import (
 	"bufio"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mynet/mynet/test/testbin"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// binary builds test/etcd once per test process.
-func binary() (string, error) {
-	buildOnce.Do(func() {
-		gomod, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			buildErr = fmt.Errorf("go env GOMOD: %w", err)
-			return
-		}
-		root := filepath.Dir(strings.TrimSpace(string(gomod)))
-		dir, err := os.MkdirTemp("", "mynet-etcdtest-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "etcd")
-		cmd := exec.Command("go", "build", "-o", binPath, "./test/etcd")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("build test/etcd: %v\n%s", err, out)
-		}
-	})
-	return binPath, buildErr
-}
+// binary is test/etcd, built once per test process.
+func binary() (string, error) { return testbin.Build("./test/etcd") }
 
 // Etcd is one running (or stopped) etcd.
 type Etcd struct {

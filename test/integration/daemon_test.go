@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,40 +10,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mynet/mynet/test/testbin"
+
 	"github.com/mynet/mynet/plugin"
 )
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
-
-// mynetBinary builds the daemon once per test run.
-func mynetBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "mynet-integration-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "mynet")
-		out, err := exec.Command("go", "build", "-o", builtBin, "../..").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return builtBin
-}
+// mynetBinary is the daemon built from this tree, once per test run.
+func mynetBinary(t testing.TB) string { return testbin.Mynet(t) }
 
 // daemon is a mynet process in the test's network namespace, spoken to the
 // way dockerd speaks to it.
@@ -58,26 +34,7 @@ type daemon struct {
 	cmd      *exec.Cmd
 	client   *plugin.Client
 	restarts int
-	log      syncBuffer
-}
-
-// syncBuffer is the daemon's output: written by os/exec's copying
-// goroutine while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	log      testbin.Log
 }
 
 func newDaemon(t testing.TB) *daemon {
