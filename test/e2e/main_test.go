@@ -31,6 +31,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mynet/mynet/test/mhtest"
+
 	"github.com/mynet/mynet/test/dockercli"
 )
 
@@ -392,16 +394,5 @@ func dnatRules(t *testing.T, hostPort int) int {
 // moment to listen).
 func eventually(t *testing.T, what string, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("%s: %v", what, err)
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	mhtest.Eventually(t, what, fn)
 }
