@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -199,5 +200,40 @@ func TestEtcdDownAndBack(t *testing.T) {
 		if err := c.ReleaseAddress("blue", netip.MustParseAddr("10.40.0.3"), "b"); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkEtcdWrites times the two writes a cluster endpoint costs on a
+// real one-member etcd: the address claim (RequestAddress) and the endpoint
+// record (CreateEndpoint).
+func BenchmarkEtcdWrites(b *testing.B) {
+	e := etcdtest.Start(b, etcdtest.Options{})
+	c, err := New(Config{Endpoints: []string{e.URL()}, Node: "host1", Advertise: netip.MustParseAddr("198.18.0.11"), TTL: 10 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	if _, _, err := c.Register(b.Context(), 0); err != nil {
+		b.Fatal(err)
+	}
+	var claim, publish []time.Duration
+	ip := netip.MustParseAddr("10.40.0.2")
+	for b.Loop() {
+		start := time.Now()
+		if ok, _, err := c.ClaimAddress("blue", ip, "m"); !ok || err != nil {
+			b.Fatal(ok, err)
+		}
+		claim = append(claim, time.Since(start))
+		start = time.Now()
+		if err := c.PublishEndpoint(Endpoint{Network: "blue", IP: ip, MAC: "02:42:0a:28:00:02"}); err != nil {
+			b.Fatal(err)
+		}
+		publish = append(publish, time.Since(start))
+		ip = ip.Next()
+	}
+	for name, d := range map[string][]time.Duration{"claim": claim, "publish": publish} {
+		slices.Sort(d)
+		b.ReportMetric(float64(d[len(d)/2].Microseconds())/1000, name+"-p50-ms")
+		b.ReportMetric(float64(d[len(d)*99/100].Microseconds())/1000, name+"-p99-ms")
 	}
 }

@@ -152,4 +152,43 @@ func TestIsolationAndTeardown(t *testing.T) {
 			t.Errorf("%s: tagged rules left", h.Name)
 		}
 	}
+	// No key is left in etcd either: the cluster network can be made again
+	// with another subnet, which etcd refuses while its config (kept until
+	// the last claimed address is gone) remains.
+	again := w.Hosts[1].CreateNetwork("blue", "10.47.0.0/16")
+	if again.GW != "10.47.0.1/16" {
+		t.Errorf("blue re-created with gateway %s, want 10.47.0.1/16: the old config is still in etcd", again.GW)
+	}
+}
+
+// One host cut off from etcd (the others are not): traffic with it keeps
+// flowing, its new cluster endpoints fail within the bound with a clear
+// error, and it recovers by itself when it can reach etcd again.
+func TestOneHostCutOffFromEtcd(t *testing.T) {
+	w := mhtest.NewWorld(t, 2, "--cluster-ttl", "10s")
+	a, b := w.Hosts[0].CreateNetwork("blue", "10.40.0.0/16"), w.Hosts[1].CreateNetwork("blue", "")
+	ca, cb := a.Run(""), b.Run("")
+	mhtest.Eventually(t, "cross-host ping", func() error { return ca.Ping(cb.IP.Addr(), 0) })
+	cut := []string{"-n", w.Hosts[1].NS, "route", "add", "blackhole", "198.18.0.1/32"}
+	mhtest.Run(t, "ip", cut...)
+	start := time.Now()
+	_, err := b.TryRun("")
+	if err == nil || !strings.Contains(err.Error(), "unreachable") {
+		t.Errorf("a new endpoint on the cut-off host: %v, want a clear 'unreachable' error", err)
+	}
+	if took := time.Since(start); took > 12*time.Second {
+		t.Errorf("the failing call took %v, far past the 5 s bound", took)
+	}
+	if err := ca.Ping(cb.IP.Addr(), 0); err != nil {
+		t.Errorf("traffic with the cut-off host stopped: %v", err)
+	}
+	if _, err := a.TryRun(""); err != nil {
+		t.Errorf("the host that still reaches etcd cannot add endpoints: %v", err)
+	}
+	mhtest.Run(t, "ip", "-n", w.Hosts[1].NS, "route", "del", "blackhole", "198.18.0.1/32")
+	var again *mhtest.Container
+	if !mhtest.WaitFor(20*time.Second, func() bool { var err error; again, err = b.TryRun(""); return err == nil }) {
+		t.Fatal("the host did not recover after it could reach etcd again")
+	}
+	mhtest.Eventually(t, "its new endpoint reached from the other host", func() error { return ca.Ping(again.IP.Addr(), 0) })
 }
