@@ -23,36 +23,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mynet/mynet/test/testbin"
+
 	"github.com/mynet/mynet/plugin"
 	"github.com/mynet/mynet/test/etcdtest"
 )
 
-var (
-	buildOnce sync.Once
-	mynetBin  string
-	buildErr  error
-)
+// Binary is the mynet daemon built from this tree.
+func Binary(t testing.TB) string { return testbin.Mynet(t) }
 
-func Binary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "mynet-multihost-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		mynetBin = filepath.Join(dir, "mynet")
-		if out, err := exec.Command("go", "build", "-o", mynetBin, "../..").CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("build mynet: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return mynetBin
-}
-
-// run runs a command and fails the test on error.
+// Run runs a command and fails the test on error.
 func Run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
@@ -78,25 +58,8 @@ type Host struct {
 	Addr     string // underlay address
 	dir      string // state dir and socket
 	cmd      *exec.Cmd
-	log      *syncBuffer
+	log      *testbin.Log
 	client   *plugin.Client
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // NewWorld makes the underlay, etcd and n hosts, each running mynet.
@@ -122,7 +85,7 @@ func NewWorld(t testing.TB, n int, extra ...string) *World {
 	w.Etcd = etcdtest.Start(t, etcdtest.Options{IP: "198.18.0.1", Netns: w.tag + "-etcd"})
 	for i := range n {
 		h := &Host{w: w, n: i + 1, Name: fmt.Sprintf("host%d", i+1), NS: fmt.Sprintf("%s-h%d", w.tag, i+1),
-			Addr: fmt.Sprintf("198.18.0.%d", 11+i), dir: t.TempDir(), log: &syncBuffer{}}
+			Addr: fmt.Sprintf("198.18.0.%d", 11+i), dir: t.TempDir(), log: &testbin.Log{}}
 		w.attach(fmt.Sprintf("h%d", i+1), h.Addr)
 		h.client = plugin.NewClient(h.Socket(), 30*time.Second)
 		h.start(extra...)
