@@ -181,19 +181,9 @@ func parseCluster(o *options, store, ttl string) error {
 		}
 		return nil
 	}
-	scheme := "http://"
-	if o.Cluster.TLS != (cluster.TLS{}) {
-		scheme = "https://"
-	}
-	rest, ok := strings.CutPrefix(store, "etcd://")
-	if !ok {
-		return fmt.Errorf("--cluster-store: %q does not start with etcd://", store)
-	}
-	for _, hp := range strings.Split(rest, ",") {
-		if _, _, err := net.SplitHostPort(hp); err != nil {
-			return fmt.Errorf("--cluster-store: %q is not HOST:PORT", hp)
-		}
-		o.Cluster.Store = append(o.Cluster.Store, scheme+hp)
+	var err error
+	if o.Cluster.Store, err = storeURLs(store, o.Cluster.TLS); err != nil {
+		return err
 	}
 	if o.Cluster.Advertise == "" {
 		return errors.New("--cluster-store needs --cluster-advertise: this host's underlay address (or its link's name)")
@@ -207,6 +197,27 @@ func parseCluster(o *options, store, ttl string) error {
 	}
 	o.Cluster.TTL = d
 	return nil
+}
+
+// storeURLs turns --cluster-store etcd://HOST:PORT[,HOST:PORT...] into
+// etcd's client URLs, https when TLS files are given.
+func storeURLs(store string, tls cluster.TLS) ([]string, error) {
+	scheme := "http://"
+	if tls != (cluster.TLS{}) {
+		scheme = "https://"
+	}
+	rest, ok := strings.CutPrefix(store, "etcd://")
+	if !ok {
+		return nil, fmt.Errorf("--cluster-store: %q does not start with etcd://", store)
+	}
+	var urls []string
+	for _, hp := range strings.Split(rest, ",") {
+		if _, _, err := net.SplitHostPort(hp); err != nil {
+			return nil, fmt.Errorf("--cluster-store: %q is not HOST:PORT", hp)
+		}
+		urls = append(urls, scheme+hp)
+	}
+	return urls, nil
 }
 
 // runCluster is `mynet cluster forget NODE`: it removes a dead host's
@@ -237,14 +248,14 @@ func runCluster(args []string, getenv func(string) string, stdout, stderr io.Wri
 	if fs.NArg() != 1 {
 		return errors.New("name the one host to forget: mynet cluster forget NODE")
 	}
-	o.Cluster.Advertise, o.Cluster.Node = "-", fs.Arg(0)
-	if err := parseCluster(o, *store, "15s"); err != nil {
-		return err
-	}
-	if len(o.Cluster.Store) == 0 {
+	if *store == "" {
 		return errors.New("--cluster-store (or MYNET_CLUSTER_STORE) is needed")
 	}
-	c, err := cluster.New(cluster.Config{Endpoints: o.Cluster.Store, TLS: o.Cluster.TLS, Node: "mynet-cli"})
+	urls, err := storeURLs(*store, o.Cluster.TLS)
+	if err != nil {
+		return err
+	}
+	c, err := cluster.New(cluster.Config{Endpoints: urls, TLS: o.Cluster.TLS, Node: "mynet-cli"})
 	if err != nil {
 		return err
 	}

@@ -104,6 +104,10 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"-h"}, 0, "", ""},
 		{[]string{"status", "-h"}, 0, "", ""},
 		{[]string{"status", "--nope"}, 2, "", "flag provided but not defined"},
+		{[]string{"cluster", "forget", "host3"}, 1, "", "--cluster-store (or MYNET_CLUSTER_STORE) is needed"},
+		{[]string{"cluster", "forget", "--cluster-store", "http://x:1", "host3"}, 1, "", "does not start with etcd://"},
+		{[]string{"--cluster-store", "etcd://10.0.0.5:2379"}, 2, "", "needs --cluster-advertise"},
+		{[]string{"--cluster-store", "etcd://10.0.0.5", "--cluster-advertise", "eth1"}, 2, "", "is not HOST:PORT"},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer
