@@ -197,6 +197,14 @@ func (d *Driver) localByIP(networkID string, ip netip.Addr) *Endpoint {
 	return nil
 }
 
+// beingCreated tells whether CreateEndpoint is at work on a cluster
+// endpoint of this address: its record may be in etcd before it is saved.
+func (d *Driver) beingCreated(networkID string, ip netip.Addr) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.creating[ip] == networkID
+}
+
 // syncPeers makes the VXLAN device and this host's records match a full
 // list of the cluster network's endpoints.
 func (d *Driver) syncPeers(cfg *NetworkConfig, eps []cluster.Endpoint, log *logrus.Entry) {
@@ -206,7 +214,7 @@ func (d *Driver) syncPeers(cfg *NetworkConfig, eps []cluster.Endpoint, log *logr
 	for _, ep := range eps {
 		if ep.Node == self {
 			published[ep.IP] = true
-			if d.localByIP(cfg.ID, ep.IP) == nil {
+			if d.localByIP(cfg.ID, ep.IP) == nil && !d.beingCreated(cfg.ID, ep.IP) {
 				// A record of ours no endpoint claims (a crash between the
 				// two): withdraw it.
 				if err := d.cluster.Client.UnpublishEndpoint(cfg.Cluster, ep.IP); err != nil {

@@ -188,3 +188,36 @@ func TestClusterNetworkRefusals(t *testing.T) {
 		t.Errorf("without a cluster: %v", err)
 	}
 }
+
+// With etcd down a cluster CreateEndpoint fails and leaves nothing: no veth,
+// no local record, no etcd record; a failed local save withdraws the
+// record already written.
+func TestClusterCreateEndpointFailures(t *testing.T) {
+	h, mem := newClusterHosts(t, 1)
+	x := h[0]
+	if err := x.d.CreateNetwork(createReq(map[string]any{}, "10.40.0.0/16", "10.40.0.1/16")); err != nil {
+		t.Fatal(err)
+	}
+	links := x.links.count()
+	mem.SetDown(errors.New("connection refused"))
+	if _, err := x.d.CreateEndpoint(endpointReq(epID, "10.40.0.10/16", "")); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("CreateEndpoint with etcd down = %v, want the store's error", err)
+	}
+	mem.SetDown(nil)
+	if n := x.links.count(); n != links {
+		t.Errorf("%d links after the failed create, want %d", n, links)
+	}
+	if len(x.d.Endpoints()) != 0 {
+		t.Errorf("endpoint kept: %+v", x.d.Endpoints())
+	}
+	if eps, _, err := x.client.Endpoints("blue"); err != nil || len(eps) != 0 {
+		t.Errorf("etcd records after the failed create: %v, %v", eps, err)
+	}
+	// The create works once etcd is back, and its record is there.
+	if _, err := x.d.CreateEndpoint(endpointReq(epID, "10.40.0.10/16", "")); err != nil {
+		t.Fatal(err)
+	}
+	if eps, _, err := x.client.Endpoints("blue"); err != nil || len(eps) != 1 {
+		t.Errorf("etcd records after the create: %v, %v", eps, err)
+	}
+}

@@ -103,6 +103,7 @@ type Driver struct {
 	endpoints map[string]*Endpoint
 	peers     map[string]map[netip.Addr]Peer // cluster networks' remote endpoints, by network ID
 	syncs     map[string]*peerSync           // cluster networks' watches, by network ID
+	creating  map[netip.Addr]string          // cluster endpoints being created: address -> network ID
 }
 
 var _ network.Driver = (*Driver)(nil)
@@ -155,6 +156,7 @@ func New(cfg Config) (*Driver, error) {
 		endpoints: map[string]*Endpoint{},
 		peers:     map[string]map[netip.Addr]Peer{},
 		syncs:     map[string]*peerSync{},
+		creating:  map[netip.Addr]string{},
 	}
 	if d.log == nil {
 		d.log = logrus.NewEntry(logrus.StandardLogger())

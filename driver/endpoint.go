@@ -131,28 +131,50 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 			return nil, err
 		}
 	}
+	// In a cluster network the endpoint's record goes to etcd (one write,
+	// under this host's lease; the other hosts learn it from their watch)
+	// while the veth and the local record are made: the two waits overlap.
+	// A record without an endpoint (a crash before the save) is withdrawn
+	// by the next list; an endpoint without a record is published by it.
+	published := func() error { return nil }
+	if cfg.Cluster != "" {
+		d.mu.Lock()
+		d.creating[ep.Address.Addr()] = ep.NetworkID
+		d.mu.Unlock()
+		defer func() {
+			d.mu.Lock()
+			delete(d.creating, ep.Address.Addr())
+			d.mu.Unlock()
+		}()
+		done := make(chan struct{})
+		var err error
+		go func() { err = d.publish(cfg, ep); close(done) }()
+		published = func() error { <-done; return err }
+	}
+	undo := func(err error) (*network.CreateEndpointResponse, error) {
+		_ = d.links.DeleteLink(ep.HostVeth)
+		if cfg.Cluster != "" && published() == nil {
+			_ = d.cluster.Client.UnpublishEndpoint(cfg.Cluster, ep.Address.Addr())
+		}
+		return nil, fmt.Errorf("create endpoint %s: %w", ids.Short(ep.ID), err)
+	}
 	mac, _ := net.ParseMAC(ep.MAC)
 	if err := d.links.AddVeth(netutil.VethConfig{
 		HostName: ep.HostVeth, PeerName: ep.PeerVeth, PeerMAC: mac, MTU: cfg.MTU, Bridge: cfg.BridgeName, Hairpin: true,
 	}); err != nil {
-		return nil, fmt.Errorf("create endpoint %s: %w", ids.Short(ep.ID), err)
+		return undo(err)
 	}
 	d.fault.At(fault.CreateEndpointVeth)
-	if cfg.Cluster != "" {
-		// One etcd write, under this host's lease: the other hosts learn the
-		// endpoint from their watch. A record without an endpoint (a crash
-		// before the save) is withdrawn by the next list.
-		if err := d.publish(cfg, ep); err != nil {
-			_ = d.links.DeleteLink(ep.HostVeth)
-			return nil, fmt.Errorf("create endpoint %s: %w", ids.Short(ep.ID), err)
-		}
-	}
 	if err := d.saveEndpoint(ep); err != nil {
-		_ = d.links.DeleteLink(ep.HostVeth)
-		if cfg.Cluster != "" {
-			_ = d.cluster.Client.UnpublishEndpoint(cfg.Cluster, ep.Address.Addr())
-		}
-		return nil, fmt.Errorf("create endpoint %s: %w", ids.Short(ep.ID), err)
+		return undo(err)
+	}
+	if err := published(); err != nil {
+		// Not published, so undo withdraws nothing.
+		_ = d.store.Update(func(tx store.Tx) error { return tx.Delete(bucketEndpoints, ep.ID) })
+		d.mu.Lock()
+		delete(d.endpoints, ep.ID)
+		d.mu.Unlock()
+		return undo(err)
 	}
 	d.fault.At(fault.CreateEndpointSaved)
 	log.WithField("mac", ep.MAC).Info("endpoint created")
