@@ -188,7 +188,7 @@ func New(cfg Config) (*Driver, error) {
 // bridgeAddrs are the gateway addresses mynet puts on the bridge.
 func bridgeAddrs(cfg *NetworkConfig) []netip.Prefix {
 	var addrs []netip.Prefix
-	if !cfg.InhibitIPv4 {
+	if !cfg.InhibitIPv4 && cfg.GatewayMode4 != GatewayIsolated {
 		addrs = append(addrs, cfg.Gateway)
 	}
 	if cfg.Gateway6.IsValid() {
@@ -198,7 +198,8 @@ func bridgeAddrs(cfg *NetworkConfig) []netip.Prefix {
 }
 
 func bridgeConfig(cfg *NetworkConfig) netutil.BridgeConfig {
-	return netutil.BridgeConfig{Name: cfg.BridgeName, MTU: cfg.MTU, Addrs: bridgeAddrs(cfg)}
+	return netutil.BridgeConfig{Name: cfg.BridgeName, MTU: cfg.MTU, Addrs: bridgeAddrs(cfg),
+		NoIPv6: cfg.Subnet6.IsValid() && cfg.GatewayMode6 == GatewayIsolated}
 }
 
 func firewallNetwork(cfg *NetworkConfig) firewall.Network {
@@ -206,6 +207,7 @@ func firewallNetwork(cfg *NetworkConfig) firewall.Network {
 		ID: cfg.ID, Bridge: cfg.BridgeName, Subnet: cfg.Subnet, Subnet6: cfg.Subnet6,
 		ICC: cfg.ICC, Masquerade: cfg.Masquerade, Internal: cfg.Internal,
 		SNATSource: cfg.SNATSource, Routed: cfg.Routed(4), Routed6: cfg.Routed(6),
+		Unprotected: cfg.Unprotected(4), Unprotected6: cfg.Unprotected(6),
 	}
 }
 

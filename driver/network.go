@@ -312,5 +312,5 @@ func (d *Driver) GwAllocCheck(opts map[string]any) (skipIPv4, skipIPv6 bool, err
 	if _, err := parseOptions(cfg, opts); err != nil {
 		return false, false, err
 	}
-	return skipGateway4(cfg), false, nil
+	return skipGateway4(cfg), skipGateway6(cfg), nil
 }

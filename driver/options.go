@@ -34,11 +34,16 @@ const (
 )
 
 // Gateway modes (Docker 28): nat publishes ports through DNAT and
-// masquerades; routed does neither and lets routed traffic reach published
-// container ports directly.
+// masquerades; nat-unprotected does the same and lets routed traffic reach
+// every container port directly; routed does neither NAT nor masquerade and
+// lets routed traffic reach published container ports directly; isolated
+// (internal networks only) puts no address of that family on the bridge,
+// so the host cannot reach the containers.
 const (
-	GatewayNAT    = "nat"
-	GatewayRouted = "routed"
+	GatewayNAT            = "nat"
+	GatewayNATUnprotected = "nat-unprotected"
+	GatewayRouted         = "routed"
+	GatewayIsolated       = "isolated"
 )
 
 // NetworkConfig is a network's validated configuration.
@@ -139,6 +144,8 @@ func parseNetworkConfig(req *network.CreateNetworkRequest) (*NetworkConfig, erro
 	switch {
 	case d.Gateway == "" && skipGateway4(cfg):
 		// Docker 28 allocates no gateway for it (GwAllocCheck); none is needed.
+	case skipGateway4(cfg) && cfg.GatewayMode4 == GatewayIsolated:
+		// Docker 20.10 allocates one anyway; an isolated bridge takes none.
 	case d.Gateway == "":
 		return nil, errdefs.Invalid("no IPv4 gateway was given for subnet %s", cfg.Subnet)
 	default:
@@ -159,11 +166,13 @@ func parseNetworkConfig(req *network.CreateNetworkRequest) (*NetworkConfig, erro
 			return nil, errdefs.Invalid("invalid IPv6 subnet %q", d6.Pool)
 		}
 		cfg.Subnet6 = subnet6.Masked()
-		gw6, err := netaddr.Parse(d6.Gateway)
-		if err != nil || !cfg.Subnet6.Contains(gw6) {
-			return nil, errdefs.Invalid("IPv6 gateway %q is not an address in subnet %s", d6.Gateway, cfg.Subnet6)
+		if !skipGateway6(cfg) {
+			gw6, err := netaddr.Parse(d6.Gateway)
+			if err != nil || !cfg.Subnet6.Contains(gw6) {
+				return nil, errdefs.Invalid("IPv6 gateway %q is not an address in subnet %s", d6.Gateway, cfg.Subnet6)
+			}
+			cfg.Gateway6 = netip.PrefixFrom(gw6, cfg.Subnet6.Bits())
 		}
-		cfg.Gateway6 = netip.PrefixFrom(gw6, cfg.Subnet6.Bits())
 	} else if len(req.IPv6Data) > 0 {
 		return nil, errdefs.Invalid("IPv6 subnets were given, but IPv6 is not enabled (--ipv6)")
 	}
@@ -255,6 +264,9 @@ func parseOptions(cfg *NetworkConfig, opts map[string]any) (ipv6 bool, err error
 		}
 	}
 
+	if (cfg.GatewayMode4 == GatewayIsolated || cfg.GatewayMode6 == GatewayIsolated) && !cfg.Internal {
+		return false, errdefs.Invalid("gateway mode %q can only be used for an internal network (add --internal)", GatewayIsolated)
+	}
 	return ipv6, nil
 }
 
@@ -267,10 +279,25 @@ func (cfg *NetworkConfig) Routed(f int) bool {
 	return cfg.GatewayMode4 == GatewayRouted
 }
 
-// skipGateway4 reports whether a network needs no IPv4 gateway address:
-// an internal network whose bridge gets no IPv4 address routes nowhere,
-// as with Docker 28's bridge driver.
-func skipGateway4(cfg *NetworkConfig) bool { return cfg.Internal && cfg.InhibitIPv4 }
+// Unprotected reports whether the network's family f (4 or 6) uses the
+// nat-unprotected gateway mode.
+func (cfg *NetworkConfig) Unprotected(f int) bool {
+	if f == 6 {
+		return cfg.GatewayMode6 == GatewayNATUnprotected
+	}
+	return cfg.GatewayMode4 == GatewayNATUnprotected
+}
+
+// skipGateway4 reports whether a network needs no IPv4 gateway address, as
+// with Docker 28's bridge driver: an isolated one, or an internal one whose
+// bridge gets no IPv4 address (it routes nowhere).
+func skipGateway4(cfg *NetworkConfig) bool {
+	return cfg.GatewayMode4 == GatewayIsolated || cfg.Internal && cfg.InhibitIPv4
+}
+
+// skipGateway6 reports whether a network needs no IPv6 gateway address: an
+// isolated one.
+func skipGateway6(cfg *NetworkConfig) bool { return cfg.GatewayMode6 == GatewayIsolated }
 
 func parseIP(key string, v any) (netip.Addr, error) {
 	s, err := parseString(key, v)
@@ -290,10 +317,11 @@ func parseGatewayMode(key string, v any) (string, error) {
 		return "", err
 	}
 	switch s {
-	case GatewayNAT, GatewayRouted:
+	case GatewayNAT, GatewayNATUnprotected, GatewayRouted, GatewayIsolated:
 		return s, nil
 	}
-	return "", errdefs.Invalid("option %s: unknown gateway mode %q (want %s or %s)", key, s, GatewayNAT, GatewayRouted)
+	return "", errdefs.Invalid("option %s: unknown gateway mode %q (want %s, %s, %s or %s)",
+		key, s, GatewayNAT, GatewayNATUnprotected, GatewayRouted, GatewayIsolated)
 }
 
 // Docker passes -o values as strings; API clients may send JSON booleans

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/docker/go-plugins-helpers/network"
+
+	"github.com/mynet/mynet/internal/store"
 )
 
 const (
@@ -69,6 +71,44 @@ func TestParseNetworkConfigParityOptions(t *testing.T) {
 	}
 }
 
+// Gateway modes nat-unprotected and isolated, as Docker 28's bridge takes
+// them: isolated only on an internal network, with no gateway address of
+// that family on the bridge (none needed in the request either).
+func TestGatewayModes(t *testing.T) {
+	req := createReq(map[string]any{OptGatewayMode4: "nat-unprotected", OptGatewayMode6: "nat-unprotected"}, "10.1.0.0/24", "10.1.0.1/24")
+	cfg, err := parseNetworkConfig(req)
+	if err != nil || !cfg.Unprotected(4) || !cfg.Unprotected(6) || cfg.Routed(4) {
+		t.Fatalf("nat-unprotected: %+v, %v", cfg, err)
+	}
+	if fw := firewallNetwork(cfg); !fw.Unprotected || !fw.Unprotected6 {
+		t.Errorf("firewall network %+v, want unprotected", fw)
+	}
+
+	req = createReq(map[string]any{OptGatewayMode4: "isolated", OptGatewayMode6: "isolated"}, "10.1.0.0/24", "")
+	req.Options[optInternal] = true
+	req.Options[optEnableIPv6] = true
+	req.IPv6Data = []*network.IPAMData{{Pool: "fd00:3::/64"}}
+	cfg, err = parseNetworkConfig(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := bridgeAddrs(cfg); len(got) != 0 {
+		t.Errorf("isolated bridge addresses = %v, want none", got)
+	}
+	if bc := bridgeConfig(cfg); !bc.NoIPv6 {
+		t.Errorf("isolated IPv6: bridge config %+v, want NoIPv6", bc)
+	}
+	// Docker 20.10 allocates an IPv4 gateway anyway; the bridge still takes none.
+	req.IPv4Data[0].Gateway = "10.1.0.1/24"
+	if cfg, err = parseNetworkConfig(req); err != nil || len(bridgeAddrs(cfg)) != 0 {
+		t.Errorf("isolated with a gateway from Docker: %v, %v", bridgeAddrs(cfg), err)
+	}
+	d := newHarness(t, store.NewMemory()).d
+	if v4, v6, err := d.GwAllocCheck(map[string]any{optInternal: true, optGeneric: map[string]any{OptGatewayMode4: "isolated", OptGatewayMode6: "isolated"}}); err != nil || !v4 || !v6 {
+		t.Errorf("GwAllocCheck(isolated) = %v, %v, %v; want both skipped", v4, v6, err)
+	}
+}
+
 func TestParseNetworkConfigRejects(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -93,7 +133,9 @@ func TestParseNetworkConfigRejects(t *testing.T) {
 		{"host_ipv4 is IPv6", map[string]any{OptHostIPv4: "fd00::1"}, nil, OptHostIPv4},
 		{"host_ipv4 unspecified", map[string]any{OptHostIPv4: "0.0.0.0"}, nil, OptHostIPv4},
 		{"unknown gateway mode", map[string]any{OptGatewayMode4: "bridged"}, nil, OptGatewayMode4},
-		{"unknown gateway mode v6", map[string]any{OptGatewayMode6: "isolated"}, nil, OptGatewayMode6},
+		{"unknown gateway mode v6", map[string]any{OptGatewayMode6: "nat-protected"}, nil, OptGatewayMode6},
+		{"isolated, not internal", map[string]any{OptGatewayMode4: "isolated"}, nil, "--internal"},
+		{"isolated v6, not internal", map[string]any{OptGatewayMode6: "isolated"}, nil, "--internal"},
 		{"default bridge", map[string]any{OptDefaultBridge: "true"}, nil, OptDefaultBridge},
 		{"inhibit not bool", map[string]any{OptInhibitIPv4: "sometimes"}, nil, OptInhibitIPv4},
 		{"ipv4 off", map[string]any{}, func(r *network.CreateNetworkRequest) { r.Options[optEnableIPv4] = false }, "IPv4"},

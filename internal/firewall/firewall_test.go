@@ -179,6 +179,10 @@ func TestKernelGoldenRulesets(t *testing.T) {
 		{"routed", func(n *Network) { n.Routed = true }},
 		{"dual_stack", func(n *Network) { n.Subnet6 = netip.MustParsePrefix("fd00:42::/64") }},
 		{"dual_stack_routed6", func(n *Network) { n.Subnet6 = netip.MustParsePrefix("fd00:42::/64"); n.Routed6 = true }},
+		{"nat_unprotected", func(n *Network) {
+			n.Subnet6 = netip.MustParsePrefix("fd00:42::/64")
+			n.Unprotected, n.Unprotected6 = true, true
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

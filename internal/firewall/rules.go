@@ -63,6 +63,10 @@ type Network struct {
 	SNATSource netip.Addr
 	Routed     bool // IPv4 gateway mode "routed": no NAT, direct access to published ports
 	Routed6    bool // the same for IPv6
+	// Unprotected (gateway mode "nat-unprotected"): NAT as usual, and
+	// routed traffic reaches every container port directly.
+	Unprotected  bool
+	Unprotected6 bool // the same for IPv6
 }
 
 // PortBinding is one published port of an endpoint.
@@ -177,6 +181,13 @@ func (n Network) routed(f Family) bool {
 	return n.Routed
 }
 
+func (n Network) unprotected(f Family) bool {
+	if f == IPv6 {
+		return n.Unprotected6
+	}
+	return n.Unprotected
+}
+
 // DockerBridges are the interfaces of Docker's own bridge networks (docker0
 // and the br-<id> of user-defined ones), which mynet networks are isolated
 // from in both directions.
@@ -210,10 +221,15 @@ func (n Network) Rules(f Family) []Rule {
 		// Routed: no NAT; hosts that route to the subnet reach published
 		// ports (endpoint rules) and ping, nothing else.
 		rules = append(rules, in("-o", br, "-p", f.icmp(), "-j", "RETURN"))
+	case n.unprotected(f):
+		// Everything that is routed to the bridge enters it.
+		rules = append(rules, in("-o", br, "-j", "RETURN"))
 	default:
 		rules = append(rules, in("-o", br, "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN"))
 	}
-	rules = append(rules, in("-o", br, "-j", "DROP"))
+	if n.Internal || !n.unprotected(f) {
+		rules = append(rules, in("-o", br, "-j", "DROP"))
+	}
 	if n.Internal {
 		rules = append(rules, out("-i", br, "!", "-o", br, "-j", "DROP"))
 	} else {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -98,6 +99,10 @@ type BridgeConfig struct {
 	Name  string
 	MTU   int            // 0 leaves the kernel's default
 	Addrs []netip.Prefix // gateway addresses, e.g. 172.18.0.1/16
+	// NoIPv6 keeps every IPv6 address off the bridge, the kernel's
+	// link-local one too (ip link set NAME addrgenmode none; gateway mode
+	// isolated), so the host has no IPv6 path to the bridge's hosts.
+	NoIPv6 bool
 }
 
 // EnsureBridge makes the bridge exist with its addresses and up, in this
@@ -142,6 +147,11 @@ func (l *Links) EnsureBridge(cfg BridgeConfig) (created bool, err error) {
 			if err := l.h.LinkSetMTU(link, cfg.MTU); err != nil {
 				return false, fmt.Errorf("set MTU of bridge %q: %w", cfg.Name, err)
 			}
+		}
+	}
+	if cfg.NoIPv6 {
+		if err := l.noIPv6(link); err != nil {
+			return created, err
 		}
 	}
 	for _, a := range cfg.Addrs {
@@ -326,4 +336,22 @@ func ipNetToPrefix(n *net.IPNet) (netip.Prefix, bool) {
 	}
 	ones, _ := n.Mask.Size()
 	return netip.PrefixFrom(addr.Unmap(), ones).Masked(), true
+}
+
+// noIPv6 stops the kernel from giving the link a link-local address and
+// removes the IPv6 addresses it has.
+func (l *Links) noIPv6(link netlink.Link) error {
+	if err := l.h.LinkSetIP6AddrGenMode(link, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
+		return fmt.Errorf("set addrgenmode none on %q: %w", link.Attrs().Name, err)
+	}
+	addrs, err := l.h.AddrList(link, netlink.FAMILY_V6)
+	if err != nil {
+		return fmt.Errorf("list IPv6 addresses of %q: %w", link.Attrs().Name, err)
+	}
+	for _, a := range addrs {
+		if err := l.h.AddrDel(link, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return fmt.Errorf("remove %s from %q: %w", a.IPNet, link.Attrs().Name, err)
+		}
+	}
+	return nil
 }

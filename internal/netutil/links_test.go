@@ -326,3 +326,27 @@ func TestKernelVXLANDeviceAndRemotes(t *testing.T) {
 		t.Errorf("stale device not replaced:\n%s", out)
 	}
 }
+
+// NoIPv6 (gateway mode isolated): the bridge carries no IPv6 address, not
+// even the kernel's link-local one, and it comes up with a port on it.
+func TestKernelEnsureBridgeWithoutIPv6(t *testing.T) {
+	l := newLinks(t)
+	t.Cleanup(func() { _ = l.DeleteLink("tbr6"); _ = l.DeleteLink("tv6h") })
+	if _, err := l.EnsureBridge(BridgeConfig{Name: "tbr6", NoIPv6: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AddVeth(VethConfig{HostName: "tv6h", PeerName: "tv6c", Bridge: "tbr6"}); err != nil {
+		t.Fatal(err)
+	}
+	// Reconcile adopts it again: still none.
+	if _, err := l.EnsureBridge(BridgeConfig{Name: "tbr6", NoIPv6: true}); err != nil {
+		t.Fatal(err)
+	}
+	link, err := netlink.LinkByName("tbr6")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if addrs, err := netlink.AddrList(link, netlink.FAMILY_V6); err != nil || len(addrs) != 0 {
+		t.Errorf("IPv6 addresses on the bridge: %v, %v", addrs, err)
+	}
+}
