@@ -18,7 +18,7 @@ PLUGIN      ?= mynet:latest
 E2E_PLUGIN  ?= mynet-e2e-plugin:latest
 DOCKER      ?= /usr/bin/docker
 
-.PHONY: all build run host-deps test deps lint unit fuzz e2e e2e-plugin test-unit clean install bench \
+.PHONY: all build run host-deps test deps lint unit fuzz e2e e2e-plugin e2e-engine29 engine29 test-unit clean install bench \
         plugin plugin-enable plugin-disable plugin-remove plugin-upgrade plugin-push
 
 all: build
@@ -38,8 +38,9 @@ host-deps:
 
 # The whole suite: host setup, lint, unit + kernel integration tests,
 # short fuzzing, and the end-to-end tests through a real dockerd, against
-# the plain daemon and then against the managed plugin.
-test: deps lint unit fuzz e2e e2e-plugin
+# the plain daemon and then against the managed plugin: first the host's
+# Debian dockerd (20.10), then Docker Engine 29 (built once, cached).
+test: deps lint unit fuzz e2e e2e-plugin e2e-engine29
 
 # host-deps plus the tests' tools (busybox-static, iproute2, curl), and the
 # local busybox test image.
@@ -83,6 +84,16 @@ bench: deps
 # which the suite builds from this tree and removes at the end.
 e2e-plugin: deps
 	MYNET_E2E_PLUGIN=$(E2E_PLUGIN) $(GO) test -tags e2eplugin -count=1 -v -timeout 30m ./test/e2e
+
+# The e2e suite (plain daemon and managed plugin) against Docker Engine 29,
+# run in a network namespace of its own (test/engine/engine.sh), then the
+# plain-daemon suite (parity tests included) with its nftables backend.
+e2e-engine29: deps
+	GO=$(GO) E2E_PLUGIN=$(E2E_PLUGIN) bash test/engine/e2e.sh
+
+# Build Engine 29's binaries (cached in /var/cache/mynet-engines).
+engine29:
+	GO=$(GO) bash test/engine/engine.sh build
 
 # Managed plugin: build (no registry needed), enable, disable, remove.
 plugin:

@@ -77,10 +77,12 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e: these tests need root (run make test as root)")
 		return 1
 	}
-	if out, err := exec.Command(dockerBin, "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: dockerd is not reachable (run test/e2e/setup.sh, or make test): %v\n%s", err, out)
+	out, err := exec.Command(dockerBin, "info", "--format", "{{.ServerVersion}}").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %s is not reachable (run test/e2e/setup.sh, or make test): %v\n%s", engine.name, err, out)
 		return 1
 	}
+	fmt.Fprintf(os.Stderr, "e2e: against %s, version %s", engine.name, out)
 	tmp, err := os.MkdirTemp("", "mynet-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -124,6 +126,7 @@ func run(m *testing.M) int {
 	}
 	if code != 0 {
 		fmt.Fprintf(os.Stderr, "----- mynet log (last 8 KiB) -----\n%s\n", tail(daemon.logs(), 8192))
+		fmt.Fprintf(os.Stderr, "e2e: FAIL against %s\n", engine.name)
 	}
 	if err := daemon.remove(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: stop mynet:", err)

@@ -93,7 +93,7 @@ func (p *pluginDaemon) hup() error {
 
 // logs are in dockerd's log, one line per plugin line.
 func (p *pluginDaemon) logs() []byte {
-	b, _ := os.ReadFile("/var/log/mynet-test-dockerd.log")
+	b, _ := os.ReadFile(engine.log)
 	var keep []string
 	for _, l := range strings.Split(string(b), "\n") {
 		if strings.Contains(l, "plugin=") {

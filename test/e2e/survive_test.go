@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -212,35 +210,5 @@ func TestDockerdRestartKeepsRestartAlwaysContainer(t *testing.T) {
 	out, _ := exec.Command("iptables", "-S", "DOCKER-USER").Output()
 	if !strings.HasPrefix(strings.SplitN(string(out), "\n", 3)[1], "-A DOCKER-USER -j MYNET-ISOLATION") {
 		t.Errorf("guard not first in DOCKER-USER after the dockerd restart:\n%s", out)
-	}
-}
-
-// restartDockerd stops dockerd (by the PID in its pidfile) and starts it
-// again with the tests' setup script.
-func restartDockerd(t *testing.T) {
-	t.Helper()
-	b, err := os.ReadFile("/var/run/docker.pid")
-	if err != nil {
-		t.Fatalf("dockerd pidfile: %v", err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := os.FindProcess(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = p.Signal(os.Interrupt)
-	deadline := time.Now().Add(30 * time.Second)
-	for exec.Command("kill", "-0", strconv.Itoa(pid)).Run() == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("dockerd did not stop within 30s")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	out, err := exec.Command("bash", "setup.sh").CombinedOutput()
-	if err != nil {
-		t.Fatalf("restart dockerd: %v\n%s", err, out)
 	}
 }

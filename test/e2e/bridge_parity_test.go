@@ -1,0 +1,145 @@
+package e2e
+
+import (
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// The TestParity* tests run one scenario on Docker's own bridge driver and
+// on mynet, on the engine under test, and expect the same outcome from both
+// (and the outcome Docker documents, so that both being wrong fails too).
+// make test runs them against each engine, and against Engine 29 with its
+// nftables firewall backend as well.
+
+// engineMajor is the major version of the engine under test.
+func engineMajor(t *testing.T) int {
+	t.Helper()
+	v := docker(t, "version", "--format", "{{.Server.Version}}")
+	major, err := strconv.Atoi(strings.SplitN(v, ".", 2)[0])
+	if err != nil {
+		t.Fatalf("engine version %q: %v", v, err)
+	}
+	return major
+}
+
+// needGatewayModes stops a test on an engine whose bridge has no gateway
+// modes (20.10): there is nothing to be at parity with. make test runs it
+// against Engine 29.
+func needGatewayModes(t *testing.T) {
+	t.Helper()
+	if engineMajor(t) < 28 {
+		t.Skipf("the bridge driver of %s has no gateway modes; this test runs against Engine 29", engine.name)
+	}
+}
+
+// drivers are the two sides of a parity test.
+func parityDrivers() []string { return []string{"bridge", driverName} }
+
+// directAccess is what a host that routes to a network's subnet (the
+// outside namespace) reaches of a container with port 80 published and
+// port 81 not.
+type directAccess struct {
+	Published, Unpublished, Ping bool
+}
+
+func (a directAccess) String() string {
+	return fmt.Sprintf("published port %v, unpublished port %v, ping %v", a.Published, a.Unpublished, a.Ping)
+}
+
+func TestParityGatewayModes(t *testing.T) {
+	needGatewayModes(t)
+	makeOutside(t)
+	// What Docker documents for each mode, seen from a routing host.
+	want := map[string]directAccess{
+		"nat":             {},
+		"nat-unprotected": {Published: true, Unpublished: true, Ping: true},
+		"routed":          {Published: true, Ping: true},
+	}
+	i := 0
+	for _, mode := range []string{"nat", "nat-unprotected", "routed"} {
+		got := map[string]directAccess{}
+		for _, drv := range parityDrivers() {
+			i++
+			subnet := fmt.Sprintf("10.231.%d.0/24", i)
+			n := fmt.Sprintf("%sgw-%s-%d", prefix, mode, i)
+			createNetwork(t, n, "-d", drv, "--subnet", subnet, "-o", "com.docker.network.bridge.gateway_mode_ipv4="+mode)
+			ip(t, "-n", outsideNS, "route", "add", subnet, "via", "198.51.100.1")
+			web := n + "-web"
+			docker(t, "run", "-d", "--name", web, "--network", n, "-p", fmt.Sprintf("%d:80", 18200+i), image,
+				"sh", "-c", "httpd -p 80 -h /var/www && httpd -f -p 81 -h /var/www")
+			t.Cleanup(func() { _, _ = tryDocker("rm", "-f", web) })
+			ctr := containerIP(t, web, n)
+			// The container's own view first, so that a miss below is the
+			// firewall's and not a server still starting.
+			eventually(t, "httpd in "+web, func() error {
+				_, err := tryDocker("exec", web, "sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 127.0.0.1 81")
+				return err
+			})
+			var a directAccess
+			_, err := httpGetFrom(outsideNS, ctr+":80")
+			a.Published = err == nil
+			_, err = httpGetFrom(outsideNS, ctr+":81")
+			a.Unpublished = err == nil
+			a.Ping = exec.Command("ip", "netns", "exec", outsideNS, "/bin/busybox", "ping", "-c", "1", "-W", "1", ctr).Run() == nil
+			got[drv] = a
+		}
+		t.Logf("gateway mode %s: bridge {%v}, mynet {%v}", mode, got["bridge"], got[driverName])
+		if got["bridge"] != got[driverName] || got[driverName] != want[mode] {
+			t.Errorf("gateway mode %s, from a host routing to the subnet:\n  Docker's bridge: %v\n  mynet:           %v\n  documented:      %v",
+				mode, got["bridge"], got[driverName], want[mode])
+		}
+	}
+}
+
+// isolatedView is what an isolated internal network looks like.
+type isolatedView struct {
+	BridgeAddrs  string // the bridge's global addresses
+	HostReaches  bool   // the host pings a container
+	PeersReach   bool   // containers ping each other
+	DefaultRoute bool   // a container has a default route
+}
+
+func TestParityIsolatedGatewayMode(t *testing.T) {
+	needGatewayModes(t)
+	// Refused without --internal, by both.
+	for _, drv := range parityDrivers() {
+		n := prefix + "iso-refused"
+		if out, err := tryDocker("network", "create", "-d", drv, "--subnet", "10.232.9.0/24",
+			"-o", "com.docker.network.bridge.gateway_mode_ipv4=isolated", n); err == nil {
+			_, _ = tryDocker("network", "rm", n)
+			t.Errorf("%s: isolated without --internal was accepted: %s", drv, out)
+		} else if !strings.Contains(err.Error(), "internal") {
+			t.Errorf("%s: the refusal does not say --internal: %v", drv, err)
+		}
+	}
+	got := map[string]isolatedView{}
+	for i, drv := range parityDrivers() {
+		n := fmt.Sprintf("%siso-%d", prefix, i)
+		id := createNetwork(t, n, "-d", drv, "--internal", "--ipv6", "--subnet", fmt.Sprintf("10.232.%d.0/24", i),
+			"--subnet", fmt.Sprintf("fd00:232:%d::/64", i),
+			"-o", "com.docker.network.bridge.gateway_mode_ipv4=isolated", "-o", "com.docker.network.bridge.gateway_mode_ipv6=isolated")
+		bridge := "br-" + id[:12]
+		if drv != "bridge" {
+			bridge = "mn-" + id[:12]
+		}
+		a, b := n+"-a", n+"-b"
+		runContainer(t, a, n, "sleep", "600")
+		runContainer(t, b, n, "sleep", "600")
+		ipA := containerIP(t, a, n)
+		var v isolatedView
+		v.BridgeAddrs = strings.Join(strings.Fields(ip(t, "-br", "addr", "show", "dev", bridge))[2:], " ")
+		v.HostReaches = exec.Command("ping", "-c", "1", "-W", "1", ipA).Run() == nil
+		v.PeersReach = canPing(b, ipA)
+		out, _ := tryDocker("exec", a, "ip", "route")
+		v.DefaultRoute = strings.Contains(out, "default")
+		got[drv] = v
+	}
+	t.Logf("isolated: bridge %+v, mynet %+v", got["bridge"], got[driverName])
+	want := isolatedView{PeersReach: true}
+	if got["bridge"] != got[driverName] || got[driverName] != want {
+		t.Errorf("isolated internal network:\n  Docker's bridge: %+v\n  mynet:           %+v\n  documented:      %+v", got["bridge"], got[driverName], want)
+	}
+}

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Docker Engine 29 for mynet's tests, beside (never instead of) the host's
+# own dockerd.
+#
+#   engine.sh build              build the binaries once, cached by version
+#   engine.sh start [ARGS...]    start dockerd ARGS in the engine's namespace
+#   engine.sh restart            stop it and start it again with the same ARGS
+#   engine.sh run CMD [ARGS...]  run CMD in the engine's namespace, with
+#                                DOCKER_HOST and the MYNET_E2E_* settings
+#   engine.sh stop               stop it and remove all it made
+#
+# Build: dockerd and docker-proxy from github.com/moby/moby/v2 (the Engine
+# with API 1.56), containerd and its runc shim from containerd/v2, runc from
+# opencontainers/runc with seccomp (Debian's runc 1.1 fails under Engine 29:
+# "namespace time does not exist"). Nothing but the Go module proxy and
+# Debian's libseccomp-dev is needed. The binaries go to $ENGINE_CACHE, keyed
+# by the three versions, so a second run costs nothing.
+#
+# Run: the engine lives in its own network namespace ($NS), with its own data
+# root, exec root, socket, pidfile and log, so it never mixes with the host's
+# dockerd: its bridges, iptables or nftables rules and FORWARD policy are in
+# that namespace only, and the host looks the same after `stop`. Its mount
+# namespace has a sysfs of its own network namespace and the host's cgroups.
+# dockerd starts and supervises its own containerd. Tests run in the same
+# namespace (`run`), where loopback, the bridges and the containers are the
+# engine's.
+set -euo pipefail
+
+MOBY_VERSION=v2.0.0-beta.24
+CONTAINERD_VERSION=v2.3.5
+RUNC_VERSION=v1.3.3
+ENGINE_VERSION=29.0.0-moby.${MOBY_VERSION#v}
+NAME=engine29
+ENGINE_CACHE=${ENGINE_CACHE:-/var/cache/mynet-engines}
+BIN=$ENGINE_CACHE/$NAME-moby-$MOBY_VERSION-containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION
+NS=mynet-e2e-$NAME
+RUN=/run/mynet-e2e-$NAME
+DATA=/var/lib/mynet-e2e-$NAME
+LOG=/var/log/mynet-e2e-$NAME.log
+SOCK=$RUN/docker.sock
+PIDFILE=$RUN/docker.pid
+DOCKER=/usr/bin/docker
+GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
+HERE=$(cd "$(dirname "$0")" && pwd)
+
+log() { echo "engine: $*" >&2; }
+
+build() {
+  if [ -x "$BIN/dockerd" ] && [ -x "$BIN/runc" ] && [ -x "$BIN/containerd" ] &&
+     [ -x "$BIN/containerd-shim-runc-v2" ] && [ -x "$BIN/docker-proxy" ]; then
+    return
+  fi
+  dpkg-query -W -f='${Status}' libseccomp-dev 2>/dev/null | grep -q 'install ok installed' || {
+    log "installing libseccomp-dev (runc's seccomp)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libseccomp-dev >/dev/null ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libseccomp-dev >/dev/null; }
+  }
+  local tmp start=$SECONDS
+  mkdir -p "$ENGINE_CACHE"
+  tmp=$(mktemp -d "$ENGINE_CACHE/.build-XXXXXX")
+  trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' RETURN
+  log "building Engine 29 into $BIN (about 5 minutes on 2 cores)"
+  GOBIN=$tmp/bin CGO_ENABLED=0 "$GO" install -trimpath \
+    -ldflags "-X github.com/moby/moby/v2/dockerversion.Version=$ENGINE_VERSION" \
+    "github.com/moby/moby/v2/cmd/dockerd@$MOBY_VERSION" "github.com/moby/moby/v2/cmd/docker-proxy@$MOBY_VERSION"
+  GOBIN=$tmp/bin CGO_ENABLED=0 "$GO" install -trimpath \
+    -ldflags "-X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" \
+    "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
+    "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION"
+  # runc's go.mod replaces opencontainers/selinux by a copy in its tree
+  # that the module zip leaves out, so go install refuses it: build its
+  # source as the main module, with that replacement dropped.
+  local src
+  src=$("$GO" mod download -json "github.com/opencontainers/runc@$RUNC_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  cp -r "$src" "$tmp/runc" && chmod -R u+w "$tmp/runc"
+  (cd "$tmp/runc" && "$GO" mod edit -dropreplace github.com/opencontainers/selinux &&
+    CGO_ENABLED=1 "$GO" build -mod=mod -trimpath -tags seccomp -ldflags "-X main.version=${RUNC_VERSION#v}" -o "$tmp/bin/runc" .)
+  rm -rf "$BIN" && mv "$tmp/bin" "$BIN"
+  log "built in $((SECONDS - start)) s: $(ls "$BIN" | tr '\n' ' ')"
+}
+
+running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+
+# inns runs a command in the engine's network namespace, in a mount
+# namespace of its own whose /sys belongs to that network namespace.
+inns() {
+  nsenter --net="/run/netns/$NS" unshare --mount --propagation slave -- bash -c '
+    set -e
+    cg=$(mktemp -d)
+    mount --rbind /sys/fs/cgroup "$cg"
+    umount -l /sys
+    mount -t sysfs sysfs /sys
+    mount --rbind "$cg" /sys/fs/cgroup
+    umount -l "$cg" && rmdir "$cg"
+    exec "$@"' inns "$@"
+}
+
+start_dockerd() {
+  # The FORWARD policy and the bridges dockerd makes are the namespace's.
+  mkdir -p "$RUN" "$DATA"
+  : >"$RUN/args"
+  [ $# -eq 0 ] || printf '%s\n' "$@" >"$RUN/args"
+  log "starting Engine $ENGINE_VERSION in netns $NS ${*:+with $*} (log: $LOG)"
+  setsid bash -c "$(declare -f inns); NS=$NS; PATH=$BIN:\$PATH; export PATH; inns dockerd \
+    --data-root $DATA --exec-root $RUN/exec --pidfile $PIDFILE -H unix://$SOCK \"\$@\"" dockerd "$@" \
+    >>"$LOG" 2>&1 </dev/null &
+  for _ in $(seq 1 120); do
+    DOCKER_HOST=unix://$SOCK "$DOCKER" info >/dev/null 2>&1 && return
+    sleep 0.5
+  done
+  log "dockerd did not come up; last lines of its log:"
+  tail -n 30 "$LOG" >&2
+  return 1
+}
+
+stop_dockerd() {
+  running || return 0
+  local pid
+  pid=$(cat "$PIDFILE")
+  kill "$pid"
+  for _ in $(seq 1 120); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.25
+  done
+  log "dockerd $pid did not stop within 30 s"
+  return 1
+}
+
+start() {
+  build
+  if running; then
+    log "already running (pid $(cat "$PIDFILE")); stop it first"
+    return 1
+  fi
+  [ -e "/run/netns/$NS" ] || ip netns add "$NS"
+  ip -n "$NS" link set lo up
+  case " $* " in
+    *" --firewall-backend=nftables "*)
+      # With nftables dockerd leaves forwarding to the host (and refuses
+      # IPv6 networks without it), as the host's firewall owner would.
+      ip netns exec "$NS" sh -c 'echo 1 >/proc/sys/net/ipv4/ip_forward &&
+        echo 1 >/proc/sys/net/ipv6/conf/all/forwarding && echo 1 >/proc/sys/net/ipv6/conf/default/forwarding' ;;
+  esac
+  : >"$LOG"
+  start_dockerd "$@"
+  # The tests' busybox image, in this engine too.
+  DOCKER_HOST=unix://$SOCK MYNET_E2E_SKIP_HOST_DEPS=1 bash "$HERE/../e2e/setup.sh"
+}
+
+restart() {
+  local args=()
+  local a
+  if [ -f "$RUN/args" ]; then
+    while IFS= read -r a; do [ -z "$a" ] || args+=("$a"); done <"$RUN/args"
+  fi
+  stop_dockerd
+  start_dockerd ${args[@]+"${args[@]}"}
+}
+
+stop() {
+  stop_dockerd
+  # What dockerd left in its namespace goes with it.
+  [ -e "/run/netns/$NS" ] && ip netns del "$NS"
+  rm -rf "$RUN" "$DATA"
+}
+
+run() {
+  running || { log "not running (engine.sh start)"; return 1; }
+  DOCKER_HOST=unix://$SOCK \
+    MYNET_E2E_ENGINE="Engine $ENGINE_VERSION $(tr '\n' ' ' <"$RUN/args")" \
+    MYNET_E2E_DOCKERD_LOG=$LOG \
+    MYNET_E2E_RESTART_DOCKERD="bash $HERE/engine.sh restart" \
+    inns "$@"
+}
+
+case ${1:-} in
+  build) build; echo "$BIN" ;;
+  start) shift; start "$@" ;;
+  restart) restart ;;
+  run) shift; run "$@" ;;
+  stop) stop ;;
+  *) echo "usage: $0 build | start [DOCKERD-ARGS...] | restart | run CMD... | stop" >&2; exit 2 ;;
+esac
