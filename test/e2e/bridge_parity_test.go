@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The TestParity* tests run one scenario on Docker's own bridge driver and
@@ -141,5 +142,51 @@ func TestParityIsolatedGatewayMode(t *testing.T) {
 	want := isolatedView{PeersReach: true}
 	if got["bridge"] != got[driverName] || got[driverName] != want {
 		t.Errorf("isolated internal network:\n  Docker's bridge: %+v\n  mynet:           %+v\n  documented:      %+v", got["bridge"], got[driverName], want)
+	}
+}
+
+// An address moves to a new container (new MAC): a neighbour that had the
+// old MAC cached follows at once if the engine advertises addresses after
+// Join (Engine 28 and later do it for every driver, with the network's
+// com.docker.network.advertise_addr_nmsgs and _ms; 20.10 does not, for
+// either driver).
+func TestParityAddressAdvertisedAfterJoin(t *testing.T) {
+	follows := engineMajor(t) >= 28
+	got := map[string]bool{}
+	for i, drv := range parityDrivers() {
+		n := fmt.Sprintf("%sadv-%d", prefix, i)
+		subnet := fmt.Sprintf("10.233.%d.0/24", i)
+		addr := fmt.Sprintf("10.233.%d.10", i)
+		createNetwork(t, n, "-d", drv, "--subnet", subnet,
+			"-o", "com.docker.network.advertise_addr_nmsgs=3", "-o", "com.docker.network.advertise_addr_ms=200")
+		watcher, old, moved := n+"-watch", n+"-old", n+"-new"
+		runContainer(t, watcher, n, "sleep", "600")
+		// Explicit MACs: mynet's default MAC comes from the address, so it
+		// would not change when the address moves.
+		docker(t, "run", "-d", "--name", old, "--network", n, "--ip", addr, "--mac-address", fmt.Sprintf("02:00:00:e9:%02x:11", i), image, "sleep", "600")
+		t.Cleanup(func() { _, _ = tryDocker("rm", "-f", old) })
+		if !canPing(watcher, addr) {
+			t.Fatalf("%s: the watcher cannot reach %s", drv, addr)
+		}
+		docker(t, "rm", "-f", old)
+		mac := fmt.Sprintf("02:00:00:e9:%02x:22", i)
+		docker(t, "run", "-d", "--name", moved, "--network", n, "--ip", addr, "--mac-address", mac, image, "sleep", "600")
+		t.Cleanup(func() { _, _ = tryDocker("rm", "-f", moved) })
+		// The watcher sends nothing meanwhile: only an advertisement can
+		// change its entry.
+		var entry string
+		for range 15 {
+			entry, _ = tryDocker("exec", watcher, "ip", "neigh", "show", addr)
+			if strings.Contains(entry, mac) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		got[drv] = strings.Contains(entry, mac)
+		t.Logf("%s: the watcher's entry for %s: %q (new MAC %s)", drv, addr, entry, mac)
+	}
+	if got["bridge"] != got[driverName] || got[driverName] != follows {
+		t.Errorf("the neighbour follows the moved address within 3 s: Docker's bridge %v, mynet %v, expected on %s: %v",
+			got["bridge"], got[driverName], engine.name, follows)
 	}
 }
