@@ -206,7 +206,8 @@ func firewallNetwork(cfg *NetworkConfig) firewall.Network {
 	return firewall.Network{
 		ID: cfg.ID, Bridge: cfg.BridgeName, Subnet: cfg.Subnet, Subnet6: cfg.Subnet6,
 		ICC: cfg.ICC, Masquerade: cfg.Masquerade, Internal: cfg.Internal,
-		SNATSource: cfg.SNATSource, Routed: cfg.Routed(4), Routed6: cfg.Routed(6),
+		SNATSource: cfg.SNATSource, SNATSource6: cfg.SNATSource6, Trusted: cfg.Trusted(),
+		Routed: cfg.Routed(4), Routed6: cfg.Routed(6),
 		Unprotected: cfg.Unprotected(4), Unprotected6: cfg.Unprotected(6),
 	}
 }

@@ -27,6 +27,8 @@ const (
 	OptHostBinding     = "com.docker.network.bridge.host_binding_ipv4"
 	OptInhibitIPv4     = "com.docker.network.bridge.inhibit_ipv4"
 	OptHostIPv4        = "com.docker.network.host_ipv4"
+	OptHostIPv6        = "com.docker.network.host_ipv6"
+	OptTrustedIfaces   = "com.docker.network.bridge.trusted_host_interfaces"
 	OptGatewayMode4    = "com.docker.network.bridge.gateway_mode_ipv4"
 	OptGatewayMode6    = "com.docker.network.bridge.gateway_mode_ipv6"
 	OptDefaultBridge   = "com.docker.network.bridge.default_bridge"
@@ -60,9 +62,11 @@ type NetworkConfig struct {
 	ContainerPrefix string       `json:"container_prefix"`
 	Subnet6         netip.Prefix `json:"subnet6"`
 	Gateway6        netip.Prefix `json:"gateway6"`
-	HostBinding     netip.Addr   `json:"host_binding"` // default host address of published ports; zero: all
-	InhibitIPv4     bool         `json:"inhibit_ipv4"` // no IPv4 address on the bridge
-	SNATSource      netip.Addr   `json:"snat_source"`  // host_ipv4: SNAT instead of MASQUERADE
+	HostBinding     netip.Addr   `json:"host_binding"`             // default host address of published ports; zero: all
+	InhibitIPv4     bool         `json:"inhibit_ipv4"`             // no IPv4 address on the bridge
+	SNATSource      netip.Addr   `json:"snat_source"`              // host_ipv4: SNAT instead of MASQUERADE
+	SNATSource6     netip.Addr   `json:"snat_source6"`             // host_ipv6: the same for IPv6
+	TrustedIfaces   string       `json:"trusted_ifaces,omitempty"` // trusted_host_interfaces, ':'-separated
 	GatewayMode4    string       `json:"gateway_mode4"`
 	GatewayMode6    string       `json:"gateway_mode6"`
 	// Cluster networks (multi-host): the cluster network's name, its VNI and
@@ -245,6 +249,13 @@ func parseOptions(cfg *NetworkConfig, opts map[string]any) (ipv6 bool, err error
 			if err == nil && (!cfg.SNATSource.Is4() || cfg.SNATSource.IsUnspecified()) {
 				err = errdefs.Invalid("option %s: %s is not a usable IPv4 address", key, cfg.SNATSource)
 			}
+		case OptHostIPv6:
+			cfg.SNATSource6, err = parseIP(key, v)
+			if err == nil && (!cfg.SNATSource6.Is6() || cfg.SNATSource6.IsUnspecified()) {
+				err = errdefs.Invalid("option %s: %s is not a usable IPv6 address", key, cfg.SNATSource6)
+			}
+		case OptTrustedIfaces:
+			cfg.TrustedIfaces, err = parseTrustedIfaces(key, v)
 		case OptInhibitIPv4:
 			cfg.InhibitIPv4, err = parseBool(key, v)
 		case OptGatewayMode4:
@@ -309,6 +320,31 @@ func parseIP(key string, v any) (netip.Addr, error) {
 		return netip.Addr{}, errdefs.Invalid("option %s: %q is not an IP address", key, s)
 	}
 	return a.Unmap(), nil
+}
+
+// parseTrustedIfaces takes Docker's ':'-separated interface list (empty
+// names skipped, as Docker does) and returns it in the same form, each name
+// checked.
+func parseTrustedIfaces(key string, v any) (string, error) {
+	s, err := parseString(key, v)
+	if err != nil {
+		return "", err
+	}
+	names := strings.FieldsFunc(s, func(r rune) bool { return r == ':' })
+	for _, n := range names {
+		if err := validateIfName(key, n, netutil.MaxNameLen); err != nil {
+			return "", err
+		}
+	}
+	return strings.Join(names, ":"), nil
+}
+
+// Trusted returns the trusted host interfaces.
+func (cfg *NetworkConfig) Trusted() []string {
+	if cfg.TrustedIfaces == "" {
+		return nil
+	}
+	return strings.Split(cfg.TrustedIfaces, ":")
 }
 
 func parseGatewayMode(key string, v any) (string, error) {

@@ -109,6 +109,17 @@ func TestGatewayModes(t *testing.T) {
 	}
 }
 
+func TestHostIPv6AndTrustedInterfaces(t *testing.T) {
+	cfg, err := parseNetworkConfig(createReq(map[string]any{OptHostIPv6: "2001:db8::7", OptTrustedIfaces: "eth0::wg0:"}, "10.1.0.0/24", "10.1.0.1/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw := firewallNetwork(cfg)
+	if fw.SNATSource6.String() != "2001:db8::7" || strings.Join(fw.Trusted, ",") != "eth0,wg0" {
+		t.Errorf("firewall network %+v, want SNAT source 2001:db8::7 and trusted eth0, wg0", fw)
+	}
+}
+
 func TestParseNetworkConfigRejects(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -132,6 +143,10 @@ func TestParseNetworkConfigRejects(t *testing.T) {
 		{"host binding not an IP", map[string]any{OptHostBinding: "localhost"}, nil, OptHostBinding},
 		{"host_ipv4 is IPv6", map[string]any{OptHostIPv4: "fd00::1"}, nil, OptHostIPv4},
 		{"host_ipv4 unspecified", map[string]any{OptHostIPv4: "0.0.0.0"}, nil, OptHostIPv4},
+		{"host_ipv6 is IPv4", map[string]any{OptHostIPv6: "192.0.2.1"}, nil, OptHostIPv6},
+		{"host_ipv6 unspecified", map[string]any{OptHostIPv6: "::"}, nil, OptHostIPv6},
+		{"trusted interface like an option", map[string]any{OptTrustedIfaces: "eth0:-j"}, nil, OptTrustedIfaces},
+		{"trusted interface too long", map[string]any{OptTrustedIfaces: "averyverylonginterface"}, nil, OptTrustedIfaces},
 		{"unknown gateway mode", map[string]any{OptGatewayMode4: "bridged"}, nil, OptGatewayMode4},
 		{"unknown gateway mode v6", map[string]any{OptGatewayMode6: "nat-protected"}, nil, OptGatewayMode6},
 		{"isolated, not internal", map[string]any{OptGatewayMode4: "isolated"}, nil, "--internal"},

@@ -179,6 +179,11 @@ func TestKernelGoldenRulesets(t *testing.T) {
 		{"routed", func(n *Network) { n.Routed = true }},
 		{"dual_stack", func(n *Network) { n.Subnet6 = netip.MustParsePrefix("fd00:42::/64") }},
 		{"dual_stack_routed6", func(n *Network) { n.Subnet6 = netip.MustParsePrefix("fd00:42::/64"); n.Routed6 = true }},
+		{"trusted_host_ipv6", func(n *Network) {
+			n.Subnet6 = netip.MustParsePrefix("fd00:42::/64")
+			n.SNATSource6 = netip.MustParseAddr("2001:db8::10")
+			n.Trusted = []string{"eth9", "wg0"}
+		}},
 		{"nat_unprotected", func(n *Network) {
 			n.Subnet6 = netip.MustParsePrefix("fd00:42::/64")
 			n.Unprotected, n.Unprotected6 = true, true

@@ -61,8 +61,14 @@ type Network struct {
 	// SNATSource, when valid, replaces MASQUERADE with SNAT to this IPv4
 	// address (com.docker.network.host_ipv4).
 	SNATSource netip.Addr
-	Routed     bool // IPv4 gateway mode "routed": no NAT, direct access to published ports
-	Routed6    bool // the same for IPv6
+	// SNATSource6 is the same for IPv6 (com.docker.network.host_ipv6).
+	SNATSource6 netip.Addr
+	// Trusted are host interfaces whose traffic may reach published ports
+	// on the containers' own addresses in nat mode, as the host itself may
+	// (com.docker.network.bridge.trusted_host_interfaces).
+	Trusted []string
+	Routed  bool // IPv4 gateway mode "routed": no NAT, direct access to published ports
+	Routed6 bool // the same for IPv6
 	// Unprotected (gateway mode "nat-unprotected"): NAT as usual, and
 	// routed traffic reaches every container port directly.
 	Unprotected  bool
@@ -142,6 +148,14 @@ func (n Network) Validate() error {
 	}
 	if n.SNATSource.IsValid() && !n.SNATSource.Is4() {
 		return fmt.Errorf("invalid SNAT source %v", n.SNATSource)
+	}
+	if n.SNATSource6.IsValid() && (!n.SNATSource6.Is6() || n.SNATSource6.Is4In6()) {
+		return fmt.Errorf("invalid IPv6 SNAT source %v", n.SNATSource6)
+	}
+	for _, t := range n.Trusted {
+		if !safeToken(t) || len(t) > 15 {
+			return fmt.Errorf("invalid trusted interface name %q", t)
+		}
 	}
 	return nil
 }
@@ -247,6 +261,8 @@ func (n Network) Rules(f Family) []Rule {
 		case !n.Masquerade:
 		case f == IPv4 && n.SNATSource.IsValid():
 			rules = append(rules, post("-s", subnet.String(), "!", "-o", br, "-j", "SNAT", "--to-source", n.SNATSource.String()))
+		case f == IPv6 && n.SNATSource6.IsValid():
+			rules = append(rules, post("-s", subnet.String(), "!", "-o", br, "-j", "SNAT", "--to-source", n.SNATSource6.String()))
 		default:
 			rules = append(rules, post("-s", subnet.String(), "!", "-o", br, "-j", "MASQUERADE"))
 		}
@@ -262,7 +278,8 @@ func (n Network) Rules(f Family) []Rule {
 }
 
 // Rules returns an endpoint's rules for one family: a DNAT per published
-// port (NAT mode), or an accept per published port (routed mode).
+// port (NAT mode; with an accept per trusted interface), or an accept per
+// published port (routed mode).
 func (e Endpoint) Rules(n Network, f Family) []Rule {
 	if n.Internal || !n.subnet(f).IsValid() {
 		return nil
@@ -280,6 +297,16 @@ func (e Endpoint) Rules(n Network, f Family) []Rule {
 			r.First = true
 			rules = append(rules, r)
 			continue
+		}
+		if !n.unprotected(f) {
+			// nat: routed traffic does not reach container addresses,
+			// but from a trusted interface it reaches published ports.
+			for _, t := range n.Trusted {
+				r := rule("filter", ChainIngress, tag, "-i", t, "-d", hostPrefix(p.ContainerIP), "-o", n.Bridge,
+					"-p", p.Proto, "-m", p.Proto, "--dport", port, "-j", "RETURN")
+				r.First = true
+				rules = append(rules, r)
+			}
 		}
 		spec := []string{}
 		if p.HostIP.IsValid() && !p.HostIP.IsUnspecified() {

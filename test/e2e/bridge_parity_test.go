@@ -190,3 +190,84 @@ func TestParityAddressAdvertisedAfterJoin(t *testing.T) {
 			got["bridge"], got[driverName], engine.name, follows)
 	}
 }
+
+// trusted_host_interfaces (nat mode): from a trusted interface a routing
+// host reaches published ports on the container's own address; unpublished
+// ones stay closed.
+func TestParityTrustedHostInterfaces(t *testing.T) {
+	needGatewayModes(t)
+	makeOutside(t)
+	got := map[string]directAccess{}
+	for i, drv := range parityDrivers() {
+		subnet := fmt.Sprintf("10.234.%d.0/24", i)
+		n := fmt.Sprintf("%strusted-%d", prefix, i)
+		createNetwork(t, n, "-d", drv, "--subnet", subnet, "-o", "com.docker.network.bridge.trusted_host_interfaces=lo:"+outsideHost)
+		ip(t, "-n", outsideNS, "route", "add", subnet, "via", "198.51.100.1")
+		web := n + "-web"
+		docker(t, "run", "-d", "--name", web, "--network", n, "-p", fmt.Sprintf("%d:80", 18300+i), image,
+			"sh", "-c", "httpd -p 80 -h /var/www && httpd -f -p 81 -h /var/www")
+		t.Cleanup(func() { _, _ = tryDocker("rm", "-f", web) })
+		ctr := containerIP(t, web, n)
+		var a directAccess
+		a.Published = eventuallyOK(func() error { _, err := httpGetFrom(outsideNS, ctr+":80"); return err })
+		_, err := httpGetFrom(outsideNS, ctr+":81")
+		a.Unpublished = err == nil
+		a.Ping = exec.Command("ip", "netns", "exec", outsideNS, "/bin/busybox", "ping", "-c", "1", "-W", "1", ctr).Run() == nil
+		got[drv] = a
+	}
+	t.Logf("trusted interface: bridge {%v}, mynet {%v}", got["bridge"], got[driverName])
+	if want := (directAccess{Published: true}); got["bridge"] != got[driverName] || got[driverName] != want {
+		t.Errorf("from a trusted interface:\n  Docker's bridge: %v\n  mynet:           %v\n  documented:      %v", got["bridge"], got[driverName], want)
+	}
+}
+
+// eventuallyOK retries fn for up to 5 s and reports whether it succeeded.
+func eventuallyOK(fn func() error) bool {
+	for range 25 {
+		if fn() == nil {
+			return true
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return false
+}
+
+// com.docker.network.host_ipv6: the outside sees that address as the
+// source of IPv6 traffic, and answers only pings from it.
+func TestParityHostIPv6(t *testing.T) {
+	needGatewayModes(t)
+	makeOutside(t)
+	ip(t, "addr", "add", "fd00:5100::1/64", "dev", outsideHost, "nodad")
+	// The SNAT address is outside the link's prefix, so that source address
+	// selection (longest match) never picks it for masquerade.
+	ip(t, "addr", "add", "fd00:5101::3/128", "dev", outsideHost, "nodad")
+	ip(t, "-n", outsideNS, "addr", "add", "fd00:5100::2/64", "dev", outsidePeer, "nodad")
+	ip(t, "-n", outsideNS, "route", "add", "fd00:5101::3/128", "dev", outsidePeer)
+	for _, rule := range [][]string{
+		{"-A", "INPUT", "-p", "ipv6-icmp", "--icmpv6-type", "echo-request", "-s", "fd00:5101::3", "-j", "ACCEPT"},
+		{"-A", "INPUT", "-p", "ipv6-icmp", "--icmpv6-type", "echo-request", "-j", "DROP"},
+	} {
+		ip(t, append([]string{"netns", "exec", outsideNS, "ip6tables"}, rule...)...)
+	}
+	got := map[string][2]bool{} // answered with host_ipv6, answered without (the control)
+	for i, drv := range parityDrivers() {
+		var r [2]bool
+		for j, opt := range []string{"com.docker.network.host_ipv6=fd00:5101::3", ""} {
+			n := fmt.Sprintf("%shost6-%d-%d", prefix, i, j)
+			args := []string{"-d", drv, "--ipv6", "--subnet", fmt.Sprintf("10.235.%d.0/24", 2*i+j), "--subnet", fmt.Sprintf("fd00:235:%d::/64", 2*i+j)}
+			if opt != "" {
+				args = append(args, "-o", opt)
+			}
+			createNetwork(t, n, args...)
+			// Retried: a new bridge's IPv6 gateway address is tentative
+			// (DAD) for a second or two, on both drivers.
+			_, err := runOnce(n, "sh", "-c", "for i in 1 2 3 4 5 6; do ping -6 -c 1 -W 1 fd00:5100::2 && exit 0; sleep 0.5; done; exit 1")
+			r[j] = err == nil
+		}
+		got[drv] = r
+	}
+	t.Logf("host_ipv6 (answered with it, without it): bridge %v, mynet %v", got["bridge"], got[driverName])
+	if want := [2]bool{true, false}; got["bridge"] != got[driverName] || got[driverName] != want {
+		t.Errorf("ping6 to a host that answers only the host_ipv6 address: Docker's bridge %v, mynet %v, want %v", got["bridge"], got[driverName], want)
+	}
+}
