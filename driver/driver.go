@@ -188,7 +188,7 @@ func New(cfg Config) (*Driver, error) {
 // bridgeAddrs are the gateway addresses mynet puts on the bridge.
 func bridgeAddrs(cfg *NetworkConfig) []netip.Prefix {
 	var addrs []netip.Prefix
-	if !cfg.InhibitIPv4 && cfg.GatewayMode4 != GatewayIsolated {
+	if cfg.Gateway.IsValid() && !cfg.InhibitIPv4 && cfg.GatewayMode4 != GatewayIsolated {
 		addrs = append(addrs, cfg.Gateway)
 	}
 	if cfg.Gateway6.IsValid() {

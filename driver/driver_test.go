@@ -3,6 +3,7 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -371,5 +372,55 @@ func TestICCOffSetsBridgeNetfilter(t *testing.T) {
 		if got := h.links.settings["mn-0123456789ab/nf_call_iptables"]; got != want {
 			t.Errorf("icc=%s: after the rebuild, bridge netfilter set = %v, want %v", icc, got, want)
 		}
+	}
+}
+
+// IPv6-only networks (EnableIPv4: false, Engine 28 and later): no IPv4
+// anywhere, an IPv6 gateway on the bridge and in Join, a random MAC, and
+// ports published on IPv6 only.
+func TestIPv6OnlyNetwork(t *testing.T) {
+	h := newHarness(t, store.NewMemory())
+	req := &network.CreateNetworkRequest{NetworkID: netID,
+		Options:  map[string]any{optGeneric: map[string]any{}, optEnableIPv4: false, optEnableIPv6: true},
+		IPv6Data: []*network.IPAMData{{AddressSpace: "LocalDefault", Pool: "fd00:6::/64", Gateway: "fd00:6::1/64"}}}
+	if err := h.d.CreateNetwork(req); err != nil {
+		t.Fatal(err)
+	}
+	n := h.fw.networks[netID]
+	if n.Subnet.IsValid() || n.Subnet6.String() != "fd00:6::/64" {
+		t.Errorf("firewall network %+v, want IPv6 only", n)
+	}
+	if got := h.links.addrs["mn-0123456789ab"]; len(got) != 1 || !got[netip.MustParsePrefix("fd00:6::1/64")] {
+		t.Errorf("bridge addresses %v, want the IPv6 gateway only", got)
+	}
+	if _, err := h.d.CreateEndpoint(endpointReq(epID, "10.1.0.2/24", "")); err == nil {
+		t.Error("an IPv4 endpoint address was accepted on an IPv6-only network")
+	}
+	res, err := h.d.CreateEndpoint(&network.CreateEndpointRequest{NetworkID: netID, EndpointID: epID,
+		Interface: &network.EndpointInterface{AddressIPv6: "fd00:6::2/64"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Interface == nil || res.Interface.MacAddress == "" {
+		t.Errorf("no MAC in %+v", res)
+	}
+	j, err := h.d.Join(&network.JoinRequest{NetworkID: netID, EndpointID: epID, SandboxKey: "/x"})
+	if err != nil || j.Gateway != "" || j.GatewayIPv6 != "fd00:6::1" {
+		t.Errorf("Join = %+v, %v; want only the IPv6 gateway", j, err)
+	}
+	if err := program(h, portmap(binding("tcp", "", 80, 8080, 8080))); err != nil {
+		t.Fatal(err)
+	}
+	ports := h.fw.endpoints[epID].Ports
+	if len(ports) != 1 || !ports[0].ContainerIP.Is6() {
+		t.Errorf("published %+v, want one IPv6 binding", ports)
+	}
+	if err := program(h, portmap(binding("tcp", "192.0.2.1", 80, 8081, 8081))); err == nil || !strings.Contains(err.Error(), "no IPv4 address") {
+		t.Errorf("an IPv4 host address on an IPv6-only container: %v", err)
+	}
+	// Without IPv6 it is refused: a network needs one family.
+	bad := &network.CreateNetworkRequest{NetworkID: "aaaaaaaaaaaa" + netID[12:], Options: map[string]any{optEnableIPv4: false}}
+	if err := h.d.CreateNetwork(bad); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "IPv6") {
+		t.Errorf("no IPv4 and no IPv6: %v", err)
 	}
 }

@@ -39,14 +39,16 @@ func (d *Driver) endpointRequest(req *network.CreateEndpointRequest) (*Endpoint,
 	if err := validID("endpoint", req.EndpointID); err != nil {
 		return nil, nil, err
 	}
-	if req.Interface == nil || req.Interface.Address == "" {
-		return nil, nil, errdefs.Invalid("endpoint %s has no IPv4 address; mynet networks need one", ids.Short(req.EndpointID))
+	if req.Interface == nil {
+		return nil, nil, errdefs.Invalid("endpoint %s has no interface data", ids.Short(req.EndpointID))
 	}
-	addr, err := netip.ParsePrefix(req.Interface.Address)
-	if err != nil || !addr.Addr().Is4() {
-		return nil, nil, errdefs.Invalid("invalid endpoint address %q", req.Interface.Address)
+	var addr, addr6 netip.Prefix
+	var err error
+	if req.Interface.Address != "" {
+		if addr, err = netip.ParsePrefix(req.Interface.Address); err != nil || !addr.Addr().Is4() {
+			return nil, nil, errdefs.Invalid("invalid endpoint address %q", req.Interface.Address)
+		}
 	}
-	var addr6 netip.Prefix
 	if req.Interface.AddressIPv6 != "" {
 		if addr6, err = netip.ParsePrefix(req.Interface.AddressIPv6); err != nil || !addr6.Addr().Is6() {
 			return nil, nil, errdefs.Invalid("invalid endpoint IPv6 address %q", req.Interface.AddressIPv6)
@@ -62,7 +64,14 @@ func (d *Driver) endpointRequest(req *network.CreateEndpointRequest) (*Endpoint,
 	if !ok {
 		return nil, nil, errdefs.NotFound("network %s not found", ids.Short(req.NetworkID))
 	}
-	if !cfg.Subnet.Contains(addr.Addr()) {
+	switch {
+	case cfg.NoIPv4 && addr.IsValid():
+		return nil, nil, errdefs.Invalid("endpoint address %s on a network without IPv4", addr)
+	case cfg.NoIPv4 && !addr6.IsValid():
+		return nil, nil, errdefs.Invalid("endpoint %s has no IPv6 address; this network has IPv6 only", ids.Short(req.EndpointID))
+	case !cfg.NoIPv4 && !addr.IsValid():
+		return nil, nil, errdefs.Invalid("endpoint %s has no IPv4 address; the network needs one", ids.Short(req.EndpointID))
+	case !cfg.NoIPv4 && !cfg.Subnet.Contains(addr.Addr()):
 		return nil, nil, errdefs.Invalid("endpoint address %s is outside the network's subnet %s", addr, cfg.Subnet)
 	}
 	if addr6.IsValid() && (!cfg.Subnet6.IsValid() || !cfg.Subnet6.Contains(addr6.Addr())) {
@@ -82,8 +91,11 @@ func (d *Driver) endpointRequest(req *network.CreateEndpointRequest) (*Endpoint,
 			return nil, nil, errdefs.Invalid("invalid MAC address %q", m)
 		}
 		ep.MAC, ep.MACFromDocker = mac.String(), true
-	} else {
+	} else if addr.IsValid() {
 		ep.MAC = macFromIP(addr.Addr()).String()
+	} else {
+		// IPv6-only: a random MAC, as Docker's bridge gives every endpoint.
+		ep.MAC = netutil.RandomMAC().String()
 	}
 	return ep, &cfg, nil
 }
@@ -300,7 +312,9 @@ func (d *Driver) Join(req *network.JoinRequest) (*network.JoinResponse, error) {
 	}
 	if !cfg.Internal {
 		// Like Docker's bridge: an internal network gives no default route.
-		res.Gateway = cfg.Gateway.Addr().String()
+		if cfg.Gateway.IsValid() {
+			res.Gateway = cfg.Gateway.Addr().String()
+		}
 		if cfg.Gateway6.IsValid() && ep.AddressIPv6.IsValid() {
 			res.GatewayIPv6 = cfg.Gateway6.Addr().String()
 		}

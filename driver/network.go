@@ -53,8 +53,11 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 	if err != nil {
 		return err
 	}
-	if err := d.resolveCluster(cfg, req.IPv4Data[0].AddressSpace); err != nil {
-		return err
+	if !cfg.NoIPv4 {
+		// Cluster networks are IPv4 (an IPv6-only one was refused above).
+		if err := d.resolveCluster(cfg, req.IPv4Data[0].AddressSpace); err != nil {
+			return err
+		}
 	}
 	d.opsMu.RLock()
 	defer d.opsMu.RUnlock()

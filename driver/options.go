@@ -67,6 +67,7 @@ type NetworkConfig struct {
 	SNATSource      netip.Addr   `json:"snat_source"`              // host_ipv4: SNAT instead of MASQUERADE
 	SNATSource6     netip.Addr   `json:"snat_source6"`             // host_ipv6: the same for IPv6
 	TrustedIfaces   string       `json:"trusted_ifaces,omitempty"` // trusted_host_interfaces, ':'-separated
+	NoIPv4          bool         `json:"no_ipv4,omitempty"`        // IPv6-only (EnableIPv4: false)
 	GatewayMode4    string       `json:"gateway_mode4"`
 	GatewayMode6    string       `json:"gateway_mode6"`
 	// Cluster networks (multi-host): the cluster network's name, its VNI and
@@ -129,20 +130,35 @@ func parseNetworkConfig(req *network.CreateNetworkRequest) (*NetworkConfig, erro
 		cfg.BridgeName = DefaultBridgeName(cfg.ID)
 	}
 
-	switch len(req.IPv4Data) {
+	if cfg.NoIPv4 {
+		if len(req.IPv4Data) > 0 {
+			return nil, errdefs.Invalid("IPv4 subnets were given, but IPv4 is disabled")
+		}
+	} else if err := parseIPv4Data(cfg, req.IPv4Data); err != nil {
+		return nil, err
+	}
+	if err := parseIPv6Data(cfg, ipv6, req.IPv6Data); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// parseIPv4Data takes the network's one IPv4 subnet and gateway.
+func parseIPv4Data(cfg *NetworkConfig, data []*network.IPAMData) error {
+	switch len(data) {
 	case 0:
-		return nil, errdefs.Invalid("mynet needs an IPv4 subnet for the network")
+		return errdefs.Invalid("mynet needs an IPv4 subnet for the network (or IPv4 disabled, with IPv6)")
 	case 1:
 	default:
-		return nil, errdefs.Invalid("mynet supports one IPv4 subnet per network, got %d", len(req.IPv4Data))
+		return errdefs.Invalid("mynet supports one IPv4 subnet per network, got %d", len(data))
 	}
-	d := req.IPv4Data[0]
+	d := data[0]
 	if d == nil {
-		return nil, errdefs.Invalid("IPv4 data is empty")
+		return errdefs.Invalid("IPv4 data is empty")
 	}
 	subnet, err := netip.ParsePrefix(d.Pool)
 	if err != nil || !subnet.Addr().Is4() {
-		return nil, errdefs.Invalid("invalid IPv4 subnet %q", d.Pool)
+		return errdefs.Invalid("invalid IPv4 subnet %q", d.Pool)
 	}
 	cfg.Subnet = subnet.Masked()
 	switch {
@@ -151,36 +167,42 @@ func parseNetworkConfig(req *network.CreateNetworkRequest) (*NetworkConfig, erro
 	case skipGateway4(cfg) && cfg.GatewayMode4 == GatewayIsolated:
 		// Docker 20.10 allocates one anyway; an isolated bridge takes none.
 	case d.Gateway == "":
-		return nil, errdefs.Invalid("no IPv4 gateway was given for subnet %s", cfg.Subnet)
+		return errdefs.Invalid("no IPv4 gateway was given for subnet %s", cfg.Subnet)
 	default:
 		gw, err := netaddr.Parse(d.Gateway)
 		if err != nil || !cfg.Subnet.Contains(gw) {
-			return nil, errdefs.Invalid("gateway %q is not an address in subnet %s", d.Gateway, cfg.Subnet)
+			return errdefs.Invalid("gateway %q is not an address in subnet %s", d.Gateway, cfg.Subnet)
 		}
 		cfg.Gateway = netip.PrefixFrom(gw, cfg.Subnet.Bits())
 	}
+	return nil
+}
 
-	if ipv6 {
-		if len(req.IPv6Data) != 1 || req.IPv6Data[0] == nil {
-			return nil, errdefs.Invalid("an IPv6 network needs exactly one IPv6 subnet, got %d", len(req.IPv6Data))
+// parseIPv6Data takes the network's IPv6 subnet and gateway, if IPv6 is on.
+func parseIPv6Data(cfg *NetworkConfig, ipv6 bool, data []*network.IPAMData) error {
+	if !ipv6 {
+		if len(data) > 0 {
+			return errdefs.Invalid("IPv6 subnets were given, but IPv6 is not enabled (--ipv6)")
 		}
-		d6 := req.IPv6Data[0]
-		subnet6, err := netip.ParsePrefix(d6.Pool)
-		if err != nil || !subnet6.Addr().Is6() || subnet6.Addr().Is4In6() {
-			return nil, errdefs.Invalid("invalid IPv6 subnet %q", d6.Pool)
-		}
-		cfg.Subnet6 = subnet6.Masked()
-		if !skipGateway6(cfg) {
-			gw6, err := netaddr.Parse(d6.Gateway)
-			if err != nil || !cfg.Subnet6.Contains(gw6) {
-				return nil, errdefs.Invalid("IPv6 gateway %q is not an address in subnet %s", d6.Gateway, cfg.Subnet6)
-			}
-			cfg.Gateway6 = netip.PrefixFrom(gw6, cfg.Subnet6.Bits())
-		}
-	} else if len(req.IPv6Data) > 0 {
-		return nil, errdefs.Invalid("IPv6 subnets were given, but IPv6 is not enabled (--ipv6)")
+		return nil
 	}
-	return cfg, nil
+	if len(data) != 1 || data[0] == nil {
+		return errdefs.Invalid("an IPv6 network needs exactly one IPv6 subnet, got %d", len(data))
+	}
+	d6 := data[0]
+	subnet6, err := netip.ParsePrefix(d6.Pool)
+	if err != nil || !subnet6.Addr().Is6() || subnet6.Addr().Is4In6() {
+		return errdefs.Invalid("invalid IPv6 subnet %q", d6.Pool)
+	}
+	cfg.Subnet6 = subnet6.Masked()
+	if !skipGateway6(cfg) {
+		gw6, err := netaddr.Parse(d6.Gateway)
+		if err != nil || !cfg.Subnet6.Contains(gw6) {
+			return errdefs.Invalid("IPv6 gateway %q is not an address in subnet %s", d6.Gateway, cfg.Subnet6)
+		}
+		cfg.Gateway6 = netip.PrefixFrom(gw6, cfg.Subnet6.Bits())
+	}
+	return nil
 }
 
 func defaultConfig(id string) *NetworkConfig {
@@ -199,11 +221,11 @@ func parseOptions(cfg *NetworkConfig, opts map[string]any) (ipv6 bool, err error
 		ipv6 = on
 	}
 	if v, ok := opts[optEnableIPv4]; ok {
-		if on, err := parseBool(optEnableIPv4, v); err != nil {
+		on, err := parseBool(optEnableIPv4, v)
+		if err != nil {
 			return false, err
-		} else if !on {
-			return false, errdefs.Invalid("mynet networks need IPv4 (--ipv4=false is not supported)")
 		}
+		cfg.NoIPv4 = !on
 	}
 	if v, ok := opts[optInternal]; ok {
 		on, err := parseBool(optInternal, v)
@@ -275,6 +297,12 @@ func parseOptions(cfg *NetworkConfig, opts map[string]any) (ipv6 bool, err error
 		}
 	}
 
+	if cfg.NoIPv4 && !ipv6 {
+		return false, errdefs.Invalid("a network without IPv4 needs IPv6 (--ipv6 and an IPv6 subnet)")
+	}
+	if cfg.NoIPv4 && cfg.Cluster != "" {
+		return false, errdefs.Invalid("cluster networks need IPv4 (option %s)", OptCluster)
+	}
 	if (cfg.GatewayMode4 == GatewayIsolated || cfg.GatewayMode6 == GatewayIsolated) && !cfg.Internal {
 		return false, errdefs.Invalid("gateway mode %q can only be used for an internal network (add --internal)", GatewayIsolated)
 	}

@@ -122,12 +122,16 @@ func parsePortMap(opts map[string]any, cfg *NetworkConfig, ep *Endpoint) ([]port
 		}
 		switch {
 		case !hostIP.IsValid(): // every host address, both families
-			add(netip.IPv4Unspecified(), ep.Address.Addr())
+			if ep.Address.IsValid() {
+				add(netip.IPv4Unspecified(), ep.Address.Addr())
+			}
 			if ep.AddressIPv6.IsValid() {
 				add(netip.IPv6Unspecified(), ep.AddressIPv6.Addr())
 			}
-		case hostIP.Is4():
+		case hostIP.Is4() && ep.Address.IsValid():
 			add(hostIP, ep.Address.Addr())
+		case hostIP.Is4():
+			return nil, errdefs.Invalid("cannot publish on IPv4 address %s: the container has no IPv4 address", hostIP)
 		case ep.AddressIPv6.IsValid():
 			add(hostIP, ep.AddressIPv6.Addr())
 		default:

@@ -3,6 +3,7 @@ package status
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -26,7 +27,7 @@ func Print(w io.Writer, r Report) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tBRIDGE\tSUBNET\tGATEWAY\tIPV6\tENDPOINTS\tOPTIONS")
 	for _, n := range r.Networks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", ids.Short(n.ID), n.BridgeName, n.Subnet,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", ids.Short(n.ID), n.BridgeName, orDash(n.Subnet.String(), n.Subnet.IsValid()),
 			orDash(n.Gateway.Addr().String(), n.Gateway.IsValid()),
 			orDash(n.Subnet6.String(), n.Subnet6.IsValid()), n.Endpoints, strings.Join(options(n.NetworkConfig), ","))
 	}
@@ -35,10 +36,13 @@ func Print(w io.Writer, r Report) {
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tNETWORK\tVETH\tADDRESS\tMAC\tPORTS")
 	for _, e := range r.Endpoints {
-		addr := e.Address.String()
-		if e.AddressIPv6.IsValid() {
-			addr += " " + e.AddressIPv6.String()
+		var addrs []string
+		for _, a := range []netip.Prefix{e.Address, e.AddressIPv6} {
+			if a.IsValid() {
+				addrs = append(addrs, a.String())
+			}
 		}
+		addr := strings.Join(addrs, " ")
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ids.Short(e.ID), ids.Short(e.NetworkID), e.HostVeth, addr, e.MAC, e.PortsText)
 	}
 	tw.Flush()
