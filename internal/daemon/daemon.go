@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
@@ -59,6 +60,8 @@ type Daemon struct {
 	drv     *driver.Driver
 	metrics *metrics.Metrics // nil unless cfg.MetricsAddr is set
 	rec     *reconciler
+	// seenBridges are others' bridges already reported by link events.
+	seenBridges bridgeSet
 
 	clusterClient *cluster.Client // nil without --cluster-store
 }
@@ -81,7 +84,15 @@ func New(cfg Config, log *logrus.Entry) (_ *Daemon, err error) {
 	if d.links, err = netutil.New(); err != nil {
 		return nil, err
 	}
-	fwCfg := firewall.Config{Backend: cfg.IPTables, Log: log.WithField("part", "firewall")}
+	fwLog := log.WithField("part", "firewall")
+	fwCfg := firewall.Config{Backend: cfg.IPTables, Log: fwLog, DockerNFTBridges: func() []string {
+		names, err := netutil.DockerNFTBridges()
+		if err != nil {
+			// Only bridges Docker names itself are known then.
+			fwLog.WithError(err).Debug("cannot read dockerd's nftables chains")
+		}
+		return names
+	}}
 	if d.metrics != nil {
 		fwCfg.Observe = d.metrics.ObserveBatch
 	}
@@ -270,10 +281,47 @@ func (d *Daemon) serveMetrics(served chan<- error) (*http.Server, error) {
 // onLinkEvent asks for a reconcile when a bridge or veth of ours goes away,
 // so the repair is at once instead of at the next tick.
 func (d *Daemon) onLinkEvent(ev netutil.LinkEvent) {
-	if ev.Deleted && d.drv.OwnsLink(ev.Name) {
+	if ev.Deleted {
+		d.seenBridges.forget(ev.Name)
+	}
+	switch {
+	case ev.Deleted && d.drv.OwnsLink(ev.Name):
 		d.log.WithField("link", ev.Name).Info("a link of ours was deleted; reconciling now")
 		d.rec.kick(triggerLink)
+	case ev.Bridge && !ev.Deleted && ev.Master == 0 && !d.drv.OwnsLink(ev.Name) && d.seenBridges.add(ev.Name):
+		// Someone else's new bridge, perhaps a Docker network's under a
+		// name of its user's: its rules, which say it is Docker's, follow
+		// the bridge by a moment. Reconcile then, to isolate it.
+		d.log.WithField("link", ev.Name).Debug("a new bridge; reconciling soon to learn whether it is Docker's")
+		time.AfterFunc(time.Second, func() { d.rec.kick(triggerLink) })
 	}
+}
+
+// bridgeSet remembers the bridges already seen, so that their many
+// RTM_NEWLINK events (ports, state) do not each schedule a reconcile.
+type bridgeSet struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (s *bridgeSet) forget(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.seen, name)
+}
+
+// add reports whether name is new.
+func (s *bridgeSet) add(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen == nil {
+		s.seen = map[string]bool{}
+	}
+	if s.seen[name] {
+		return false
+	}
+	s.seen[name] = true
+	return true
 }
 
 // snapshot is what the metrics' gauges show.

@@ -33,6 +33,8 @@ type Firewall struct {
 	v4, v6 *backend // v6 is nil when the host has no ip6tables
 	kind   string   // the backend in use: nft, legacy or system
 	log    *logrus.Entry
+	// nftBridges names the bridges of a dockerd on nftables (nil: none).
+	nftBridges func() []string
 
 	mu sync.Mutex // serializes our read-modify-write cycles on the rulesets
 }
@@ -45,6 +47,10 @@ type Config struct {
 	// ("save") and iptables-restore ("restore") run, per family.
 	Observe func(family, op string, took time.Duration)
 	Log     *logrus.Entry
+	// DockerNFTBridges, when set, names the bridges a dockerd with its
+	// nftables backend has rules for (netutil.DockerNFTBridges); those in
+	// iptables are read from the rulesets.
+	DockerNFTBridges func() []string
 }
 
 // New returns a Firewall that drives iptables with the configured backend.
@@ -70,6 +76,7 @@ func New(cfg Config) (*Firewall, error) {
 	}
 	f := newFirewall(v4, v6, log)
 	f.kind = kind
+	f.nftBridges = cfg.DockerNFTBridges
 	return f, nil
 }
 
@@ -102,7 +109,8 @@ func (f *Firewall) AddNetwork(n Network) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, b := range f.families(n) {
-		if err := f.apply(b, exactTag(Tag(n.ID)), n.Rules(b.family)); err != nil {
+		rules := func(rs ruleset) []Rule { return n.rules(b.family, f.dockerBridges(rs)) }
+		if err := f.apply(b, exactTag(Tag(n.ID)), rules); err != nil {
 			return err
 		}
 	}
@@ -145,7 +153,8 @@ func (f *Firewall) SetEndpoint(n Network, e Endpoint) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, b := range f.families(n) {
-		if err := f.apply(b, exactTag(EndpointTag(e.NetworkID, e.EndpointID)), e.Rules(n, b.family)); err != nil {
+		rules := func(ruleset) []Rule { return e.Rules(n, b.family) }
+		if err := f.apply(b, exactTag(EndpointTag(e.NetworkID, e.EndpointID)), rules); err != nil {
 			return err
 		}
 	}
@@ -157,8 +166,12 @@ func exactTag(tag string) func(string) bool { return func(t string) bool { retur
 // apply deletes the rules whose tag matches and adds the given ones, in one
 // restore, which also repairs the base layout if it needs it: one
 // iptables-save and one iptables-restore in all. Caller holds f.mu.
-func (f *Firewall) apply(b *backend, match func(tag string) bool, add []Rule) error {
+func (f *Firewall) apply(b *backend, match func(tag string) bool, rules func(ruleset) []Rule) error {
 	return b.edit("apply rules", func(rs ruleset, bt *batch) error {
+		var add []Rule
+		if rules != nil {
+			add = rules(rs)
+		}
 		if len(add) > 0 && baseFixes(rs, bt) {
 			f.log.WithField("family", b.family.String()).Info("mynet chains and jumps (re)installed")
 		}

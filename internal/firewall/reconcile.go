@@ -37,7 +37,7 @@ func (f *Firewall) Reconcile(states []State) (Report, error) {
 			if baseFixes(rs, bt) {
 				rep.BaseFixed = true
 			}
-			reconcileTags(rs, bt, wanted(states, b.family), &rep)
+			reconcileTags(rs, bt, wanted(states, b.family, f.dockerBridges(rs)), &rep)
 			return nil
 		})
 		if err != nil {
@@ -69,10 +69,10 @@ func sameRules(have []string, want []Rule) bool {
 }
 
 // wanted is every tag's rules in one family, as the states say.
-func wanted(states []State, f Family) map[string][]Rule {
+func wanted(states []State, f Family, docker []string) map[string][]Rule {
 	want := map[string][]Rule{}
 	for _, st := range states {
-		want[Tag(st.Network.ID)] = st.Network.Rules(f)
+		want[Tag(st.Network.ID)] = st.Network.rules(f, docker)
 		for _, e := range st.Endpoints {
 			want[EndpointTag(e.NetworkID, e.EndpointID)] = e.Rules(st.Network, f)
 		}

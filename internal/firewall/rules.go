@@ -202,14 +202,19 @@ func (n Network) unprotected(f Family) bool {
 	return n.Unprotected
 }
 
-// DockerBridges are the interfaces of Docker's own bridge networks (docker0
-// and the br-<id> of user-defined ones), which mynet networks are isolated
-// from in both directions.
-var DockerBridges = []string{"docker0", "br-+"}
+// DefaultDockerBridges are the interfaces of Docker's own bridge networks
+// that mynet knows without looking (docker0 and the br-<id> of user-defined
+// ones), which mynet networks are isolated from in both directions. Bridges
+// Docker names otherwise are learned from its rules (dockerbridges.go).
+var DefaultDockerBridges = []string{"docker0", "br-+"}
 
-// Rules returns the complete rule set of a network for one family, in order.
-// A family the network has no subnet in gets no rules.
-func (n Network) Rules(f Family) []Rule {
+// Rules returns the complete rule set of a network for one family, in order,
+// isolated from Docker's default-named bridges. A family the network has no
+// subnet in gets no rules.
+func (n Network) Rules(f Family) []Rule { return n.rules(f, DefaultDockerBridges) }
+
+// rules is Rules, isolated from the Docker bridges given.
+func (n Network) rules(f Family, docker []string) []Rule {
 	subnet := n.subnet(f)
 	if !subnet.IsValid() {
 		return nil
@@ -247,7 +252,7 @@ func (n Network) Rules(f Family) []Rule {
 	if n.Internal {
 		rules = append(rules, out("-i", br, "!", "-o", br, "-j", "DROP"))
 	} else {
-		for _, d := range DockerBridges {
+		for _, d := range docker {
 			rules = append(rules, out("-i", br, "-o", d, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP"))
 		}
 	}

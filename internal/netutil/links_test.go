@@ -350,3 +350,33 @@ func TestKernelEnsureBridgeWithoutIPv6(t *testing.T) {
 		t.Errorf("IPv6 addresses on the bridge: %v, %v", addrs, err)
 	}
 }
+
+// The bridges of a dockerd on nftables are read from its table's chains.
+func TestKernelDockerNFTBridges(t *testing.T) {
+	nstest.Require(t)
+	if got, err := DockerNFTBridges(); err != nil || len(got) != 0 {
+		t.Fatalf("with no docker table: %v, %v", got, err)
+	}
+	script := "add table ip docker-bridges\n" +
+		"add chain ip docker-bridges filter-forward-in__dockcustom0\n" +
+		"add chain ip docker-bridges filter-forward-out__dockcustom0\n" +
+		"add chain ip docker-bridges filter-FORWARD\n" +
+		"add table ip6 docker-bridges\n" +
+		"add chain ip6 docker-bridges filter-forward-in__br-0123456789ab\n" +
+		"add table ip other\n" +
+		"add chain ip other filter-forward-in__notdocker\n"
+	cmd := exec.Command("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		for _, tbl := range []string{"ip docker-bridges", "ip6 docker-bridges", "ip other"} {
+			_ = exec.Command("nft", append([]string{"delete", "table"}, strings.Fields(tbl)...)...).Run()
+		}
+	})
+	got, err := DockerNFTBridges()
+	if err != nil || !slices.Equal(got, []string{"br-0123456789ab", "dockcustom0"}) {
+		t.Errorf("DockerNFTBridges = %v, %v", got, err)
+	}
+}

@@ -16,6 +16,8 @@ type LinkEvent struct {
 	Deleted bool // RTM_DELLINK; otherwise RTM_NEWLINK (created or changed)
 	// Master is the ifindex of the bridge the link is a port of (0: none).
 	Master int
+	// Bridge says the link is a bridge.
+	Bridge bool
 }
 
 // WatchLinks calls fn for every link change in the namespace the calling
@@ -88,7 +90,8 @@ func forward(ctx context.Context, updates <-chan netlink.LinkUpdate, fn func(Lin
 			if !ok {
 				return true
 			}
-			fn(LinkEvent{Name: u.Attrs().Name, Deleted: u.Header.Type == unix.RTM_DELLINK, Master: u.Attrs().MasterIndex})
+			fn(LinkEvent{Name: u.Attrs().Name, Deleted: u.Header.Type == unix.RTM_DELLINK, Master: u.Attrs().MasterIndex,
+				Bridge: u.Type() == "bridge"})
 		}
 	}
 }
