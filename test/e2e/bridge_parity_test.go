@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -50,6 +51,33 @@ func (a directAccess) String() string {
 	return fmt.Sprintf("published port %v, unpublished port %v, ping %v", a.Published, a.Unpublished, a.Ping)
 }
 
+// probeDirect makes network n of driver drv with option opt, a container
+// serving port 80 (published on hostPort) and 81, and returns what the
+// outside namespace, routing to the subnet through the host, reaches.
+func probeDirect(t *testing.T, drv, n, subnet string, hostPort int, opt string) directAccess {
+	t.Helper()
+	createNetwork(t, n, "-d", drv, "--subnet", subnet, "-o", opt)
+	ip(t, "-n", outsideNS, "route", "add", subnet, "via", "198.51.100.1")
+	web := n + "-web"
+	docker(t, "run", "-d", "--name", web, "--network", n, "-p", fmt.Sprintf("%d:80", hostPort), image,
+		"sh", "-c", "httpd -p 80 -h /var/www && httpd -f -p 81 -h /var/www")
+	t.Cleanup(func() { _, _ = tryDocker("rm", "-f", web) })
+	ctr := containerIP(t, web, n)
+	// The container's own view first, so that a miss below is the
+	// firewall's and not a server still starting.
+	eventually(t, "httpd in "+web, func() error {
+		_, err := tryDocker("exec", web, "sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 127.0.0.1 81")
+		return err
+	})
+	var a directAccess
+	_, err := httpGetFrom(outsideNS, ctr+":80")
+	a.Published = err == nil
+	_, err = httpGetFrom(outsideNS, ctr+":81")
+	a.Unpublished = err == nil
+	a.Ping = exec.Command("ip", "netns", "exec", outsideNS, "/bin/busybox", "ping", "-c", "1", "-W", "1", ctr).Run() == nil
+	return a
+}
+
 func TestParityGatewayModes(t *testing.T) {
 	needGatewayModes(t)
 	makeOutside(t)
@@ -64,28 +92,8 @@ func TestParityGatewayModes(t *testing.T) {
 		got := map[string]directAccess{}
 		for _, drv := range parityDrivers() {
 			i++
-			subnet := fmt.Sprintf("10.231.%d.0/24", i)
 			n := fmt.Sprintf("%sgw-%s-%d", prefix, mode, i)
-			createNetwork(t, n, "-d", drv, "--subnet", subnet, "-o", "com.docker.network.bridge.gateway_mode_ipv4="+mode)
-			ip(t, "-n", outsideNS, "route", "add", subnet, "via", "198.51.100.1")
-			web := n + "-web"
-			docker(t, "run", "-d", "--name", web, "--network", n, "-p", fmt.Sprintf("%d:80", 18200+i), image,
-				"sh", "-c", "httpd -p 80 -h /var/www && httpd -f -p 81 -h /var/www")
-			t.Cleanup(func() { _, _ = tryDocker("rm", "-f", web) })
-			ctr := containerIP(t, web, n)
-			// The container's own view first, so that a miss below is the
-			// firewall's and not a server still starting.
-			eventually(t, "httpd in "+web, func() error {
-				_, err := tryDocker("exec", web, "sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 127.0.0.1 81")
-				return err
-			})
-			var a directAccess
-			_, err := httpGetFrom(outsideNS, ctr+":80")
-			a.Published = err == nil
-			_, err = httpGetFrom(outsideNS, ctr+":81")
-			a.Unpublished = err == nil
-			a.Ping = exec.Command("ip", "netns", "exec", outsideNS, "/bin/busybox", "ping", "-c", "1", "-W", "1", ctr).Run() == nil
-			got[drv] = a
+			got[drv] = probeDirect(t, drv, n, fmt.Sprintf("10.231.%d.0/24", i), 18200+i, "com.docker.network.bridge.gateway_mode_ipv4="+mode)
 		}
 		t.Logf("gateway mode %s: bridge {%v}, mynet {%v}", mode, got["bridge"], got[driverName])
 		if got["bridge"] != got[driverName] || got[driverName] != want[mode] {
@@ -199,37 +207,13 @@ func TestParityTrustedHostInterfaces(t *testing.T) {
 	makeOutside(t)
 	got := map[string]directAccess{}
 	for i, drv := range parityDrivers() {
-		subnet := fmt.Sprintf("10.234.%d.0/24", i)
 		n := fmt.Sprintf("%strusted-%d", prefix, i)
-		createNetwork(t, n, "-d", drv, "--subnet", subnet, "-o", "com.docker.network.bridge.trusted_host_interfaces=lo:"+outsideHost)
-		ip(t, "-n", outsideNS, "route", "add", subnet, "via", "198.51.100.1")
-		web := n + "-web"
-		docker(t, "run", "-d", "--name", web, "--network", n, "-p", fmt.Sprintf("%d:80", 18300+i), image,
-			"sh", "-c", "httpd -p 80 -h /var/www && httpd -f -p 81 -h /var/www")
-		t.Cleanup(func() { _, _ = tryDocker("rm", "-f", web) })
-		ctr := containerIP(t, web, n)
-		var a directAccess
-		a.Published = eventuallyOK(func() error { _, err := httpGetFrom(outsideNS, ctr+":80"); return err })
-		_, err := httpGetFrom(outsideNS, ctr+":81")
-		a.Unpublished = err == nil
-		a.Ping = exec.Command("ip", "netns", "exec", outsideNS, "/bin/busybox", "ping", "-c", "1", "-W", "1", ctr).Run() == nil
-		got[drv] = a
+		got[drv] = probeDirect(t, drv, n, fmt.Sprintf("10.234.%d.0/24", i), 18300+i, "com.docker.network.bridge.trusted_host_interfaces=lo:"+outsideHost)
 	}
 	t.Logf("trusted interface: bridge {%v}, mynet {%v}", got["bridge"], got[driverName])
 	if want := (directAccess{Published: true}); got["bridge"] != got[driverName] || got[driverName] != want {
 		t.Errorf("from a trusted interface:\n  Docker's bridge: %v\n  mynet:           %v\n  documented:      %v", got["bridge"], got[driverName], want)
 	}
-}
-
-// eventuallyOK retries fn for up to 5 s and reports whether it succeeded.
-func eventuallyOK(fn func() error) bool {
-	for range 25 {
-		if fn() == nil {
-			return true
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return false
 }
 
 // com.docker.network.host_ipv6: the outside sees that address as the
@@ -270,4 +254,57 @@ func TestParityHostIPv6(t *testing.T) {
 	if want := [2]bool{true, false}; got["bridge"] != got[driverName] || got[driverName] != want {
 		t.Errorf("ping6 to a host that answers only the host_ipv6 address: Docker's bridge %v, mynet %v, want %v", got["bridge"], got[driverName], want)
 	}
+}
+
+// ipv6OnlyView is what an IPv6-only network gives a container.
+type ipv6OnlyView struct {
+	IPv4          bool // the container has an IPv4 address on the network
+	IPv6          bool // it has one from the subnet
+	DefaultRoute6 bool // via the network's gateway
+	Peers         bool // containers ping each other over IPv6
+}
+
+// IPv6-only networks (EnableIPv4: false) through the API: the docker CLI
+// here has no --ipv4 flag.
+func TestParityIPv6OnlyNetwork(t *testing.T) {
+	needGatewayModes(t) // the API field came with Engine 28, as gateway modes
+	got := map[string]ipv6OnlyView{}
+	for i, drv := range parityDrivers() {
+		n := fmt.Sprintf("%sv6only-%d", prefix, i)
+		sub := fmt.Sprintf("fd00:236:%d::/64", i+1) // never :0:, which prints as ::
+		body := fmt.Sprintf(`{"Name":%q,"Driver":%q,"EnableIPv4":false,"EnableIPv6":true,"IPAM":{"Config":[{"Subnet":%q}]}}`, n, drv, sub)
+		if out, err := engineAPI("POST", "/networks/create", body); err != nil {
+			t.Fatalf("%s: create an IPv6-only network: %v\n%s", drv, err, out)
+		}
+		t.Cleanup(func() { _, _ = tryDocker("network", "rm", n) })
+		a, b := n+"-a", n+"-b"
+		runContainer(t, a, n, "sleep", "600")
+		runContainer(t, b, n, "sleep", "600")
+		var v ipv6OnlyView
+		addrs, _ := tryDocker("exec", a, "ip", "addr", "show", "eth0")
+		v.IPv4 = strings.Contains(addrs, "inet ")
+		ip6 := docker(t, "inspect", "-f", fmt.Sprintf("{{(index .NetworkSettings.Networks %q).GlobalIPv6Address}}", n), a)
+		v.IPv6 = strings.HasPrefix(ip6, fmt.Sprintf("fd00:236:%d::", i+1))
+		routes, _ := tryDocker("exec", a, "ip", "-6", "route", "show", "default")
+		v.DefaultRoute6 = strings.Contains(routes, fmt.Sprintf("via fd00:236:%d::1", i+1))
+		_, err := tryDocker("exec", b, "ping", "-6", "-c", "1", "-W", "2", ip6)
+		v.Peers = err == nil
+		got[drv] = v
+	}
+	t.Logf("IPv6-only: bridge %+v, mynet %+v", got["bridge"], got[driverName])
+	if want := (ipv6OnlyView{IPv6: true, DefaultRoute6: true, Peers: true}); got["bridge"] != got[driverName] || got[driverName] != want {
+		t.Errorf("IPv6-only network:\n  Docker's bridge: %+v\n  mynet:           %+v\n  documented:      %+v", got["bridge"], got[driverName], want)
+	}
+}
+
+// engineAPI calls the engine's API directly (curl on its socket), for what
+// the docker CLI here cannot say.
+func engineAPI(method, path, body string) (string, error) {
+	sock := strings.TrimPrefix(os.Getenv("DOCKER_HOST"), "unix://")
+	if sock == "" {
+		sock = "/var/run/docker.sock"
+	}
+	out, err := exec.Command("curl", "-sS", "--fail-with-body", "--unix-socket", sock, "-X", method,
+		"-H", "Content-Type: application/json", "-d", body, "http://engine"+path).CombinedOutput()
+	return string(out), err
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func canPing(from, to string) bool {
@@ -138,5 +139,30 @@ func TestStaticAndAuxAddresses(t *testing.T) {
 	}
 	if _, err := tryDocker("run", "--rm", "--network", n, "--ip", "10.221.0.2", image, "true"); err == nil {
 		t.Error("an aux address was handed to a container")
+	}
+}
+
+// A Docker bridge network whose bridge has a name of its user's choosing is
+// recognised as Docker's from dockerd's own rules (iptables or nftables),
+// and isolated from mynet's networks both ways, like docker0 and br-*.
+func TestIsolationFromCustomNamedDockerBridge(t *testing.T) {
+	a, d := prefix+"iso-custom-m", prefix+"iso-custom-d"
+	createNetwork(t, a, "-d", driverName, "--subnet", "10.237.0.0/24")
+	createNetwork(t, d, "-d", "bridge", "--subnet", "10.237.1.0/24", "-o", "com.docker.network.bridge.name=me2ecustom0")
+	runContainer(t, prefix+"cm1", a, "sleep", "600")
+	runContainer(t, prefix+"cd1", d, "sleep", "600")
+	ipM, ipD := containerIP(t, prefix+"cm1", a), containerIP(t, prefix+"cd1", d)
+	if err := daemon.hup(); err != nil { // learn it now, not at the next tick
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if canPing(prefix+"cm1", ipD) {
+		t.Errorf("a mynet container reached %s on the Docker bridge me2ecustom0", ipD)
+	}
+	if canPing(prefix+"cd1", ipM) {
+		t.Errorf("a container on the Docker bridge me2ecustom0 reached %s on mynet", ipM)
+	}
+	if !canPing(prefix+"cd1", "10.237.1.1") || !canPing(prefix+"cm1", "10.237.0.1") {
+		t.Error("a container cannot reach its own gateway (the control)")
 	}
 }
