@@ -75,10 +75,12 @@ fuzz:
 e2e: deps
 	$(GO) test -count=1 -v -timeout 20m ./test/e2e
 
-# mynet against Docker's bridge, side by side; writes docs/benchmarks.md.
+# mynet against Docker's bridge, side by side, on the host's dockerd and then
+# on Engine 29 (test/engine/bench.sh); writes docs/benchmarks.md.
 # BENCH_ARGS=-rounds=5 -containers=60 -networks=60 for a quicker run.
 bench: deps
 	$(GO) run ./test/bench $(BENCH_ARGS)
+	GO=$(GO) bash test/engine/bench.sh $(BENCH_ARGS)
 
 # The end-to-end suite again, against the managed plugin $(E2E_PLUGIN),
 # which the suite builds from this tree and removes at the end.

@@ -34,6 +34,7 @@ type options struct {
 	seconds                      int
 	out                          string
 	only                         string
+	append                       bool // add a section to out instead of writing it
 }
 
 func main() {
@@ -44,6 +45,7 @@ func main() {
 	flag.IntVar(&o.seconds, "seconds", 5, "seconds of each iperf3 run")
 	flag.StringVar(&o.out, "out", "docs/benchmarks.md", "where to write the report")
 	flag.StringVar(&o.only, "only", "", "comma-separated workload numbers to run (default all)")
+	flag.BoolVar(&o.append, "append", false, "append this run as a section of -out, named for the engine (make bench's second engine)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -183,12 +185,34 @@ func run(o options) error {
 			return fmt.Errorf("workload %s: %w", x.n, err)
 		}
 	}
-	doc := document(o, w.r)
 	fmt.Print(w.r.markdown())
-	if o.out != "" {
-		return os.WriteFile(o.out, []byte(doc), 0o644)
+	switch {
+	case o.out == "":
+		return nil
+	case o.append:
+		f, err := os.OpenFile(o.out, os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = f.WriteString(section(o, w.r))
+		return err
+	default:
+		return os.WriteFile(o.out, []byte(document(o, w.r)), 0o644)
 	}
-	return nil
+}
+
+// section is a run against a second engine, appended to the document.
+func section(o options, r *report) string {
+	ver, _ := docker("version", "--format", "{{.Server.Version}}")
+	only := "all workloads"
+	if o.only != "" {
+		only = "workloads " + o.only
+	}
+	return fmt.Sprintf("\n## Against Docker Engine %s\n\nSame machine, %s, %s UTC, in the engine's own namespace "+
+		"(`test/engine/engine.sh run go run ./test/bench -append ...`; %d rounds, %d containers, %d networks, iperf3 %d s). "+
+		"Docker's bridge here is Engine %s's.\n\n%s",
+		ver, only, time.Now().UTC().Format("2006-01-02 15:04"), o.rounds, o.containers, o.networks, o.seconds, ver, r.markdown())
 }
 
 func tail(s string, n int) string {
