@@ -195,3 +195,47 @@ func TestOneHostCutOffFromEtcd(t *testing.T) {
 	}
 	mhtest.Eventually(t, "its new endpoint reached from the other host", func() error { return ca.Ping(again.IP.Addr(), 0) })
 }
+
+// vxlanID is the VNI of a VXLAN device in a host's namespace.
+func vxlanID(t *testing.T, ns, dev string) string {
+	t.Helper()
+	f := strings.Fields(mhtest.Run(t, "ip", "-n", ns, "-d", "link", "show", dev))
+	for i := range f[:len(f)-1] {
+		if f[i] == "vxlan" && f[i+1] == "id" {
+			return f[i+2]
+		}
+	}
+	t.Fatalf("no VNI in ip -d link show %s", dev)
+	return ""
+}
+
+// What a crash leaves behind: a VXLAN device of an earlier network with the
+// cluster network's VNI (the kernel refuses a second device with that VNI)
+// is removed when the daemon starts again, and the network then comes up;
+// its own device, replaced by hand with a wrong VNI, is put right by the
+// next reconcile, and traffic returns.
+func TestLeftoverVXLANDevicesAfterACrash(t *testing.T) {
+	w := mhtest.NewWorld(t, 2)
+	a := w.Hosts[0].CreateNetwork("blue", "10.40.0.0/16")
+	vni := vxlanID(t, w.Hosts[0].NS, "mnv"+a.ID[:12])
+	h2 := w.Hosts[1]
+	h2.Kill()
+	mhtest.Run(t, "ip", "-n", h2.NS, "link", "add", "mnvdead00000000", "type", "vxlan", "id", vni,
+		"local", h2.Addr, "dstport", "4789", "nolearning")
+	h2.Restart()
+	if out, _ := exec.Command("ip", "-n", h2.NS, "link", "show", "mnvdead00000000").CombinedOutput(); !strings.Contains(string(out), "does not exist") {
+		t.Errorf("the leftover device with the cluster's VNI is still there: %s", out)
+	}
+	b := h2.CreateNetwork("blue", "")
+	ca, cb := a.Run(""), b.Run("")
+	mhtest.Eventually(t, "cross-host ping after the leftover went", func() error { return ca.Ping(cb.IP.Addr(), 0) })
+
+	dev := "mnv" + b.ID[:12]
+	mhtest.Run(t, "ip", "-n", h2.NS, "link", "del", dev)
+	mhtest.Run(t, "ip", "-n", h2.NS, "link", "add", dev, "type", "vxlan", "id", "999", "local", h2.Addr, "dstport", "4789")
+	h2.Call("/mynet.Reconcile", map[string]any{})
+	if got := vxlanID(t, h2.NS, dev); got != vni {
+		t.Errorf("after reconcile the device has VNI %s, want %s", got, vni)
+	}
+	mhtest.Eventually(t, "cross-host ping after the device was repaired", func() error { return ca.Ping(cb.IP.Addr(), 0) })
+}
