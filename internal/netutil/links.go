@@ -19,6 +19,11 @@ const MaxNameLen = unix.IFNAMSIZ - 1
 // Links manipulates links in one network namespace.
 type Links struct {
 	h *netlink.Handle
+	// del is for link deletions only. A handle's requests take turns on
+	// its socket, and a veth deletion waits ~15 ms for the kernel (RCU
+	// grace periods, device refcounts), so on the shared handle every
+	// create behind it would wait that long too.
+	del *netlink.Handle
 }
 
 // New returns Links for the calling process's network namespace.
@@ -27,11 +32,16 @@ func New() (*Links, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open netlink handle: %w", err)
 	}
-	return &Links{h: h}, nil
+	del, err := netlink.NewHandle()
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("open netlink handle: %w", err)
+	}
+	return &Links{h: h, del: del}, nil
 }
 
 // Close releases the netlink sockets.
-func (l *Links) Close() { l.h.Close() }
+func (l *Links) Close() { l.h.Close(); l.del.Close() }
 
 // retry repeats a netlink dump the kernel reported as interrupted by a
 // concurrent change, a few times, like CNI's netlinksafe.
@@ -196,7 +206,7 @@ func (l *Links) DeleteLink(name string) error {
 	if err != nil {
 		return fmt.Errorf("look up link %q: %w", name, err)
 	}
-	if err := l.h.LinkDel(link); err != nil && !isNotFound(err) {
+	if err := l.del.LinkDel(link); err != nil && !isNotFound(err) {
 		return fmt.Errorf("delete link %q: %w", name, err)
 	}
 	return nil

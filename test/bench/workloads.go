@@ -267,7 +267,11 @@ func (w *workloads) pluginSide() error {
 			map[bool]string{true: "CreateEndpoint+Join; target: p99 < 5 ms", false: ""}[c == "attach"])
 	}
 	w.r.addText("7. daemon CPU per attach+detach", "us", num(m["cpu-us/attach+detach"]), "")
+	w.r.addText("7. plugin-side CreateEndpoint with no veth removal running meanwhile, p50 / p99", "ms",
+		num(m["CreateEndpoint-alone-p50-ms"])+" / "+num(m["CreateEndpoint-alone-p99-ms"]), "100 in a row, deleted after")
 	w.r.addText("7. kernel floor: veth pair on a bridge, created and deleted, p50", "ms", num(m["kernel-floor-p50-ms"]), "")
+	w.r.addText("7. kernel floor: veth pair created (on the bridge, up), p50 / p99; deleted, p50", "ms",
+		num(m["kernel-veth-add-p50-ms"])+" / "+num(m["kernel-veth-add-p99-ms"])+"; "+num(m["kernel-veth-del-p50-ms"]), "")
 	return nil
 }
 
