@@ -17,7 +17,7 @@ func (f *Firewall) RemoveBase() error {
 	defer f.mu.Unlock()
 	var errs []error
 	for _, b := range f.backends() {
-		errs = append(errs, b.edit("remove mynet's chains", func(rs ruleset, bt *batch) error {
+		errs = append(errs, b.edit("remove mynet's chains", true, func(rs ruleset, bt *batch) error {
 			for _, j := range baseJumps {
 				for _, r := range rs.table(j.table).rules[j.chain] {
 					if r == j.line {

@@ -25,6 +25,9 @@ type backend struct {
 	// chains. Batches of changes go through iptables-restore instead (see
 	// doc.go). Nil in tests that fake the batcher.
 	ipt *iptables.IPTables
+	// cached is the ruleset as the last edit left it (see edit); nil: read
+	// it again.
+	cached ruleset
 }
 
 // Firewall programs mynet's rules for IPv4 and, where the host has
@@ -167,7 +170,7 @@ func exactTag(tag string) func(string) bool { return func(t string) bool { retur
 // restore, which also repairs the base layout if it needs it: one
 // iptables-save and one iptables-restore in all. Caller holds f.mu.
 func (f *Firewall) apply(b *backend, match func(tag string) bool, rules func(ruleset) []Rule) error {
-	return b.edit("apply rules", func(rs ruleset, bt *batch) error {
+	return b.edit("apply rules", false, func(rs ruleset, bt *batch) error {
 		var add []Rule
 		if rules != nil {
 			add = rules(rs)

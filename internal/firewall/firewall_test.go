@@ -2,6 +2,7 @@ package firewall
 
 import (
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -494,5 +495,51 @@ func TestKernelRemoveBaseLeavesNothingOfOurs(t *testing.T) {
 	}
 	if !strings.Contains(dumpRules(t), "-A FORWARD -j MYNET-FORWARD") {
 		t.Error("Reconcile after RemoveBase did not reinstall")
+	}
+}
+
+// Only the first change after a Reconcile reads the ruleset: later ones
+// work on what the last change left, so a network's create costs the same
+// with 2 networks on the host as with 200. A change that no longer fits
+// the kernel (someone flushed a chain of ours) is redone on a fresh read.
+func TestKernelChangesWorkOnTheLastRuleset(t *testing.T) {
+	f, runs := newRealObserved(t)
+	saves := func() int { return runs.count("IPv4 save") }
+	before := saves()
+	var nets []Network
+	for i := range 5 {
+		n := testNetwork(fmt.Sprintf("%012d", i+1), fmt.Sprintf("cbr%d", i), fmt.Sprintf("10.60.%d.0/24", i))
+		if err := f.AddNetwork(n); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.SetEndpoint(n, Endpoint{NetworkID: n.ID, EndpointID: "e1e1e1e1e1e1e1", Ports: testPorts[:1]}); err != nil {
+			t.Fatal(err)
+		}
+		nets = append(nets, n)
+	}
+	if got := saves() - before; got > 1 {
+		t.Errorf("5 networks and 5 endpoints read the IPv4 ruleset %d times, want at most once", got)
+	}
+	// Behind our back: the network's rules go from MYNET-INGRESS.
+	if out, err := exec.Command("iptables", "-F", ChainIngress).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	if err := f.RemoveNetwork(nets[0]); err != nil {
+		t.Fatalf("RemoveNetwork after an outside flush: %v", err)
+	}
+	if strings.Contains(dumpRules(t), Tag(nets[0].ID)+`"`) {
+		t.Errorf("rules of the removed network remain:\n%s", dumpRules(t))
+	}
+	// A Reconcile reads fresh and leaves exactly the wanted rules.
+	var states []State
+	for _, n := range nets[1:] {
+		states = append(states, State{Network: n, Endpoints: []Endpoint{{NetworkID: n.ID, EndpointID: "e1e1e1e1e1e1e1", Ports: testPorts[:1]}}})
+	}
+	if _, err := f.Reconcile(states); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.Reconcile(states)
+	if err != nil || rep.Changed() {
+		t.Errorf("a second Reconcile found %+v, %v; want nothing to repair", rep, err)
 	}
 }

@@ -33,7 +33,7 @@ func (f *Firewall) Reconcile(states []State) (Report, error) {
 	defer f.mu.Unlock()
 	var rep Report
 	for _, b := range f.backends() {
-		err := b.edit("reconcile rules", func(rs ruleset, bt *batch) error {
+		err := b.edit("reconcile rules", true, func(rs ruleset, bt *batch) error {
 			if baseFixes(rs, bt) {
 				rep.BaseFixed = true
 			}
