@@ -209,7 +209,7 @@ func section(o options, r *report) string {
 	if o.only != "" {
 		only = "workloads " + o.only
 	}
-	return fmt.Sprintf("\n## Against Docker Engine %s\n\nSame machine, %s, %s UTC, in the engine's own namespace "+
+	return fmt.Sprintf("\n## Against Docker Engine %s (%s)\n\nSame machine, %[2]s, %s UTC, in the engine's own namespace "+
 		"(`test/engine/engine.sh run go run ./test/bench -append ...`; %d rounds, %d containers, %d networks, iperf3 %d s). "+
 		"Docker's bridge here is Engine %s's.\n\n%s",
 		ver, only, time.Now().UTC().Format("2006-01-02 15:04"), o.rounds, o.containers, o.networks, o.seconds, ver, r.markdown())
