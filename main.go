@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -96,6 +97,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		"how often to re-check bridges, veths and iptables against the state and repair them; 0 disables the timer (env MYNET_RECONCILE_INTERVAL)")
 	fs.StringVar(&o.IPTables, "iptables-backend", env(firewall.BackendAuto, "MYNET_IPTABLES_BACKEND"),
 		"iptables binaries to run: auto (the backend the host's rules are in), nft, legacy or system (env MYNET_IPTABLES_BACKEND)")
+	group := fs.String("bridge-group", env(fmt.Sprintf("0x%x", firewall.DefaultBridgeGroup), "MYNET_BRIDGE_GROUP"),
+		"device group mynet puts its bridges in, which the rules all networks share match; change it only if another tool uses this group (env MYNET_BRIDGE_GROUP)")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", env("", "MYNET_METRICS_ADDR"),
 		"serve Prometheus metrics on http://ADDR/metrics, e.g. 127.0.0.1:9323; off when empty (env MYNET_METRICS_ADDR)")
 	var pools poolFlags
@@ -138,6 +141,11 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	default:
 		return nil, fmt.Errorf("--iptables-backend: %q is not auto, nft, legacy or system", o.IPTables)
 	}
+	g, err := strconv.ParseUint(*group, 0, 32)
+	if err != nil || g == 0 {
+		return nil, fmt.Errorf("--bridge-group: %q is not a device group from 1 to 4294967295 (such as 0x%x)", *group, firewall.DefaultBridgeGroup)
+	}
+	o.BridgeGroup = uint32(g)
 	interval, err := time.ParseDuration(*every)
 	if err != nil || interval < 0 {
 		return nil, fmt.Errorf("--reconcile-interval: %q is not a duration such as 10s", *every)

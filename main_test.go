@@ -15,6 +15,7 @@ func TestParseOptions(t *testing.T) {
 	def := func(edit func(o *options)) *options {
 		o := &options{LogLevel: logrus.InfoLevel, LogFormat: "text"}
 		o.Socket, o.StateDir, o.ReconcileEvery, o.IPTables, o.Config.Version = "/run/docker/plugins/mynet.sock", "/var/lib/mynet", 10*time.Second, "auto", version
+		o.BridgeGroup = 0x6d6e
 		if edit != nil {
 			edit(o)
 		}
@@ -37,6 +38,10 @@ func TestParseOptions(t *testing.T) {
 		{"bad interval", []string{"--reconcile-interval", "soon"}, nil, nil},
 		{"iptables backend", []string{"--iptables-backend", "legacy"}, nil, def(func(o *options) { o.IPTables = "legacy" })},
 		{"bad backend", nil, map[string]string{"MYNET_IPTABLES_BACKEND": "ebtables"}, nil},
+		{"bridge group", []string{"--bridge-group", "42"}, nil, def(func(o *options) { o.BridgeGroup = 42 })},
+		{"bridge group from env", nil, map[string]string{"MYNET_BRIDGE_GROUP": "0x10"}, def(func(o *options) { o.BridgeGroup = 16 })},
+		{"bridge group 0", []string{"--bridge-group", "0"}, nil, nil},
+		{"bad bridge group", []string{"--bridge-group", "0x1ffffffff"}, nil, nil},
 		{"bad level", []string{"--log-level", "loud"}, nil, nil},
 		{"json logs", []string{"--log-format", "json"}, nil, def(func(o *options) { o.LogFormat = "json" })},
 		{"json logs from env", nil, map[string]string{"MYNET_LOG_FORMAT": "json"}, def(func(o *options) { o.LogFormat = "json" })},
@@ -62,7 +67,7 @@ func TestParseOptions(t *testing.T) {
 				t.Fatal(err)
 			}
 			if got.Socket != tt.want.Socket || got.StateDir != tt.want.StateDir || got.LogLevel != tt.want.LogLevel ||
-				got.LogFormat != tt.want.LogFormat || got.ReconcileEvery != tt.want.ReconcileEvery || got.IPTables != tt.want.IPTables ||
+				got.LogFormat != tt.want.LogFormat || got.ReconcileEvery != tt.want.ReconcileEvery || got.IPTables != tt.want.IPTables || got.BridgeGroup != tt.want.BridgeGroup ||
 				got.MetricsAddr != tt.want.MetricsAddr || got.Config.Version != tt.want.Config.Version || len(got.LocalPools) != 0 {
 				t.Errorf("got %+v, want %+v", *got, *tt.want)
 			}

@@ -24,7 +24,7 @@ const (
 // linksAPI is the part of netutil.Links the driver uses.
 type linksAPI interface {
 	EnsureBridge(netutil.BridgeConfig) (bool, error)
-	RemoveAddrs(name string, addrs []netip.Prefix) error
+	ReleaseBridge(name string, addrs []netip.Prefix, group uint32) error
 	DeleteLink(name string) error
 	AddVeth(netutil.VethConfig) error
 	LinkExists(name string) (bool, error)
@@ -73,6 +73,9 @@ type Config struct {
 	// Cluster is what cluster networks need; its zero value (no
 	// --cluster-store) has none.
 	Cluster ClusterConfig
+	// BridgeGroup is the device group mynet's bridges go in, which the
+	// firewall's shared rules match; 0 means firewall.DefaultBridgeGroup.
+	BridgeGroup uint32
 	// Fault is the test-only crash hook (internal/fault); nil in production.
 	Fault fault.Hook
 	Log   *logrus.Entry
@@ -87,6 +90,7 @@ type Driver struct {
 	ports   portsAPI
 	fault   fault.Hook
 	log     *logrus.Entry
+	group   uint32     // of the bridges (Config.BridgeGroup)
 	epLocks keyedMutex // serializes calls on the same endpoint ID
 
 	// opsMu is held shared by every mutating call and exclusively by
@@ -151,6 +155,7 @@ func New(cfg Config) (*Driver, error) {
 		ports:     cfg.Ports,
 		fault:     cfg.Fault,
 		log:       cfg.Log,
+		group:     cfg.BridgeGroup,
 		cluster:   cfg.Cluster,
 		networks:  map[string]*netState{},
 		endpoints: map[string]*Endpoint{},
@@ -163,6 +168,9 @@ func New(cfg Config) (*Driver, error) {
 	}
 	if d.ports == nil {
 		d.ports = hostport.New()
+	}
+	if d.group == 0 {
+		d.group = firewall.DefaultBridgeGroup
 	}
 	err := d.store.View(func(tx store.Tx) error {
 		if err := store.ForEachJSON(tx, bucketNetworks, func(k string, n *netState) error {
@@ -197,9 +205,9 @@ func bridgeAddrs(cfg *NetworkConfig) []netip.Prefix {
 	return addrs
 }
 
-func bridgeConfig(cfg *NetworkConfig) netutil.BridgeConfig {
+func bridgeConfig(cfg *NetworkConfig, group uint32) netutil.BridgeConfig {
 	return netutil.BridgeConfig{Name: cfg.BridgeName, MTU: cfg.MTU, Addrs: bridgeAddrs(cfg),
-		NoIPv6: cfg.Subnet6.IsValid() && cfg.GatewayMode6 == GatewayIsolated}
+		NoIPv6: cfg.Subnet6.IsValid() && cfg.GatewayMode6 == GatewayIsolated, Group: group}
 }
 
 func firewallNetwork(cfg *NetworkConfig) firewall.Network {

@@ -53,7 +53,7 @@ func (f *fakeLinks) EnsureBridge(cfg netutil.BridgeConfig) (bool, error) {
 	return !ok, nil
 }
 
-func (f *fakeLinks) RemoveAddrs(name string, addrs []netip.Prefix) error {
+func (f *fakeLinks) ReleaseBridge(name string, addrs []netip.Prefix, _ uint32) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, a := range addrs {

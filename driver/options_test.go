@@ -95,7 +95,7 @@ func TestGatewayModes(t *testing.T) {
 	if got := bridgeAddrs(cfg); len(got) != 0 {
 		t.Errorf("isolated bridge addresses = %v, want none", got)
 	}
-	if bc := bridgeConfig(cfg); !bc.NoIPv6 {
+	if bc := bridgeConfig(cfg, 0); !bc.NoIPv6 {
 		t.Errorf("isolated IPv6: bridge config %+v, want NoIPv6", bc)
 	}
 	// Docker 20.10 allocates an IPv4 gateway anyway; the bridge still takes none.

@@ -36,6 +36,9 @@ type Config struct {
 	ReconcileEvery time.Duration
 	// IPTables is the iptables backend: auto, nft, legacy or system.
 	IPTables string
+	// BridgeGroup is the device group of mynet's bridges, which the
+	// firewall's shared rules match (0: firewall.DefaultBridgeGroup).
+	BridgeGroup uint32
 	// MetricsAddr, when set, is the TCP address /metrics is served on.
 	MetricsAddr string
 	// LocalPools replace Docker's default local address pools (nil: Docker's).
@@ -85,7 +88,7 @@ func New(cfg Config, log *logrus.Entry) (_ *Daemon, err error) {
 		return nil, err
 	}
 	fwLog := log.WithField("part", "firewall")
-	fwCfg := firewall.Config{Backend: cfg.IPTables, Log: fwLog, DockerNFTBridges: func() []string {
+	fwCfg := firewall.Config{Backend: cfg.IPTables, Log: fwLog, BridgeGroup: cfg.BridgeGroup, DockerNFTBridges: func() []string {
 		names, err := netutil.DockerNFTBridges()
 		if err != nil {
 			// Only bridges Docker names itself are known then.
@@ -117,7 +120,8 @@ func New(cfg Config, log *logrus.Entry) (_ *Daemon, err error) {
 	}
 	d.drv, err = driver.New(driver.Config{
 		Store: d.store, Links: d.links, Firewall: d.fw, EnsureSysctl: netutil.EnsureSysctl, Cluster: clusterCfg,
-		Fault: cfg.Fault, Log: log.WithField("part", "driver"),
+		BridgeGroup: cfg.BridgeGroup,
+		Fault:       cfg.Fault, Log: log.WithField("part", "driver"),
 	})
 	if err != nil {
 		return nil, err

@@ -41,22 +41,96 @@ func (f *Firewall) RemoveBase() error {
 	return errors.Join(errs...)
 }
 
+// DefaultBridgeGroup is the device group (ip link set BR group N) mynet
+// puts its bridges in unless told otherwise. The rules every network shares
+// match it (-m devgroup), so a network needs only the rules that name its
+// own bridge or subnet.
+const DefaultBridgeGroup = 0x6d6e
+
+// groupMatch matches packets that enter (src) or leave (dst) through a
+// device of the group, as iptables-save prints it.
+func groupMatch(dir string, group uint32) string {
+	return fmt.Sprintf("-m devgroup --%s-group 0x%x", dir, group)
+}
+
 // staticChains have fixed contents, rewritten whenever they differ.
-var staticChains = map[string][]string{
-	ChainForward: {
-		"-A " + ChainForward + " -m connmark --mark " + ConnMark + "/" + ConnMark + " -j ACCEPT",
-		"-A " + ChainForward + " -j " + ChainIsolation,
-		"-A " + ChainForward + " -j " + ChainBridges,
-	},
-	ChainIsolation: {
-		"-A " + ChainIsolation + " -m connmark --mark " + ConnMark + "/" + ConnMark + " -j RETURN",
-		"-A " + ChainIsolation + " -j " + ChainIngress,
-		"-A " + ChainIsolation + " -j " + ChainEgress,
-	},
-	ChainAccept: {
-		"-A " + ChainAccept + " -j CONNMARK --set-xmark " + ConnMark + "/" + ConnMark,
-		"-A " + ChainAccept + " -j ACCEPT",
-	},
+func staticChains(group uint32) map[string][]string {
+	return map[string][]string{
+		ChainForward: {
+			"-A " + ChainForward + " -m connmark --mark " + ConnMark + "/" + ConnMark + " -j ACCEPT",
+			"-A " + ChainForward + " -j " + ChainIsolation,
+			"-A " + ChainForward + " -j " + ChainBridges,
+		},
+		ChainIsolation: {
+			"-A " + ChainIsolation + " -m connmark --mark " + ConnMark + "/" + ConnMark + " -j RETURN",
+			"-A " + ChainIsolation + " -j " + ChainIngress,
+			"-A " + ChainIsolation + " -j " + ChainEgress,
+		},
+		// What the guard let through to or from a mynet bridge.
+		ChainBridges: {
+			"-A " + ChainBridges + " " + groupMatch("src", group) + " -j " + ChainAccept,
+			"-A " + ChainBridges + " " + groupMatch("dst", group) + " -j " + ChainAccept,
+		},
+		ChainAccept: {
+			"-A " + ChainAccept + " -j CONNMARK --set-xmark " + ConnMark + "/" + ConnMark,
+			"-A " + ChainAccept + " -j ACCEPT",
+		},
+	}
+}
+
+// BaseTag marks the rules every network shares that live in chains beside
+// the networks' own rules.
+const BaseTag = tagPrefix + "base"
+
+// sharedRules are the rules tagged BaseTag: no new connection from a mynet
+// bridge enters a Docker bridge unless it was DNATed to a published port,
+// and the host's own connections DNATed into a mynet bridge (published
+// ports reached on the host's addresses, loopback included) leave with the
+// bridge's address, so that the answers come back through the host.
+func sharedRules(group uint32, docker []string) []Rule {
+	var rules []Rule
+	for _, d := range docker {
+		// A mynet bridge the user named like a Docker one (br-...) is
+		// the networks' own rules' business, hence ! --dst-group.
+		rules = append(rules, rule("filter", ChainEgress, BaseTag, "-o", d,
+			"-m", "devgroup", "--src-group", fmt.Sprintf("0x%x", group), "!", "--dst-group", fmt.Sprintf("0x%x", group),
+			"-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP"))
+	}
+	return append(rules, rule("nat", ChainPostrouting, BaseTag, "-m", "devgroup", "--dst-group", fmt.Sprintf("0x%x", group),
+		"-m", "addrtype", "--src-type", "LOCAL", "-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE"))
+}
+
+// sharedFixes adds to bt what makes the BaseTag rules those wanted, and
+// reports whether anything was needed. With onlyMissing it leaves rules
+// that are there as they are (a network's change need not learn Docker's
+// bridges again; Reconcile does).
+func sharedFixes(rs ruleset, bt *batch, want func() []Rule, onlyMissing bool) bool {
+	var have []string
+	haveTable := map[string][]string{}
+	for tname, t := range rs {
+		for _, c := range []string{ChainEgress, ChainPostrouting} {
+			for _, l := range t.rules[c] {
+				if tag, ok := commentTag(l); ok && tag == BaseTag {
+					have = append(have, l)
+					haveTable[tname] = append(haveTable[tname], l)
+				}
+			}
+		}
+	}
+	if onlyMissing && len(have) > 0 {
+		return false
+	}
+	w := want()
+	if sameRules(have, w) {
+		return false
+	}
+	for tname, lines := range haveTable {
+		for _, l := range lines {
+			bt.delete(tname, l)
+		}
+	}
+	bt.add(w)
+	return true
 }
 
 // jump is a rule of ours in a chain that is not ours.
@@ -91,12 +165,13 @@ var baseChains = map[string][]string{
 // dockerd has not (yet), and the FORWARD jump first, or right after
 // Docker's DOCKER-USER jump. It is how mynet recovers from `iptables -F`,
 // or from a dockerd restart that put its own jumps above mynet's.
-func baseFixes(rs ruleset, bt *batch) bool {
+func baseFixes(rs ruleset, bt *batch, group uint32) bool {
 	fixed := false
+	static := staticChains(group)
 	for _, tname := range []string{"filter", "nat"} {
 		t := rs.table(tname)
 		for _, c := range baseChains[tname] {
-			want, static := staticChains[c]
+			want, static := static[c]
 			switch {
 			case !t.chains[c]:
 				bt.declare(tname, c)
@@ -109,6 +184,10 @@ func baseFixes(rs ruleset, bt *batch) bool {
 				for _, l := range want {
 					bt.line(tname, l)
 				}
+				// What the flush removes is not there for the rest of
+				// this edit to delete (networks' rules an older mynet
+				// kept in a chain now static, say).
+				t.rules[c] = nil
 				fixed = true
 			}
 		}

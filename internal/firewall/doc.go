@@ -18,8 +18,20 @@
 // policy to DROP, these accepts are what let a mynet container's traffic
 // cross the host at all.
 //
+// Shared rules. Every mynet bridge is in one device group (ip link set BR
+// group N, Config.BridgeGroup; the links side sets it), so what is the same
+// for every network matches the group (-m devgroup) once instead of naming
+// each bridge: MYNET-BRIDGES accepts what the guard let through from or to
+// the group, MYNET-EGRESS drops new connections from the group into
+// Docker's bridges (not DNATed to a published port), and MYNET-POSTROUTING
+// masquerades the host's own connections DNATed into the group. A network
+// in NAT mode then has three rules of its own: the guard's drop of what
+// enters its bridge from elsewhere (not DNATed), its masquerade, and its
+// hairpin masquerade; ICC off adds one.
+//
 // Tags. Every rule of a network carries the comment "mynet:<first 12 hex of
-// the network ID>", every rule of an endpoint "mynet:<network>:<endpoint>".
+// the network ID>", every rule of an endpoint "mynet:<network>:<endpoint>",
+// the shared rules in chains beside them "mynet:base".
 // The tag is how rules are found again: AddNetwork and SetEndpoint replace
 // whatever carries their tag, RemoveNetwork deletes the network's and its
 // endpoints', and Reconcile (reconcile.go) rewrites tags whose rules differ

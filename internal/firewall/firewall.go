@@ -38,6 +38,8 @@ type Firewall struct {
 	log    *logrus.Entry
 	// nftBridges names the bridges of a dockerd on nftables (nil: none).
 	nftBridges func() []string
+	// group is the device group of mynet's bridges (Config.BridgeGroup).
+	group uint32
 
 	mu sync.Mutex // serializes our read-modify-write cycles on the rulesets
 }
@@ -54,6 +56,9 @@ type Config struct {
 	// nftables backend has rules for (netutil.DockerNFTBridges); those in
 	// iptables are read from the rulesets.
 	DockerNFTBridges func() []string
+	// BridgeGroup is the device group mynet's bridges are in (the links
+	// side sets it); 0 means DefaultBridgeGroup.
+	BridgeGroup uint32
 }
 
 // New returns a Firewall that drives iptables with the configured backend.
@@ -77,18 +82,24 @@ func New(cfg Config) (*Firewall, error) {
 		log.WithError(err).Warn("no usable ip6tables; IPv6 networks cannot be created")
 		v6 = nil
 	}
-	f := newFirewall(v4, v6, log)
+	f := newFirewall(v4, v6, log, cfg.BridgeGroup)
 	f.kind = kind
 	f.nftBridges = cfg.DockerNFTBridges
 	return f, nil
 }
 
-func newFirewall(v4, v6 *backend, log *logrus.Entry) *Firewall {
+func newFirewall(v4, v6 *backend, log *logrus.Entry, group uint32) *Firewall {
 	if log == nil {
 		log = logrus.NewEntry(logrus.StandardLogger())
 	}
-	return &Firewall{v4: v4, v6: v6, log: log}
+	if group == 0 {
+		group = DefaultBridgeGroup
+	}
+	return &Firewall{v4: v4, v6: v6, log: log, group: group}
 }
+
+// BridgeGroup is the device group the rules expect mynet's bridges in.
+func (f *Firewall) BridgeGroup() uint32 { return f.group }
 
 // HasIPv6 reports whether IPv6 rules can be programmed.
 func (f *Firewall) HasIPv6() bool { return f.v6 != nil }
@@ -112,7 +123,7 @@ func (f *Firewall) AddNetwork(n Network) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, b := range f.families(n) {
-		rules := func(rs ruleset) []Rule { return n.rules(b.family, f.dockerBridges(rs)) }
+		rules := func(ruleset) []Rule { return n.Rules(b.family) }
 		if err := f.apply(b, exactTag(Tag(n.ID)), rules); err != nil {
 			return err
 		}
@@ -167,7 +178,8 @@ func (f *Firewall) SetEndpoint(n Network, e Endpoint) error {
 func exactTag(tag string) func(string) bool { return func(t string) bool { return t == tag } }
 
 // apply deletes the rules whose tag matches and adds the given ones, in one
-// restore, which also repairs the base layout if it needs it: one
+// restore, which also repairs the base layout if it needs it (the shared
+// rules only when they are missing: Reconcile keeps them current): one
 // iptables-save and one iptables-restore in all. Caller holds f.mu.
 func (f *Firewall) apply(b *backend, match func(tag string) bool, rules func(ruleset) []Rule) error {
 	return b.edit("apply rules", false, func(rs ruleset, bt *batch) error {
@@ -175,8 +187,12 @@ func (f *Firewall) apply(b *backend, match func(tag string) bool, rules func(rul
 		if rules != nil {
 			add = rules(rs)
 		}
-		if len(add) > 0 && baseFixes(rs, bt) {
-			f.log.WithField("family", b.family.String()).Info("mynet chains and jumps (re)installed")
+		if len(add) > 0 {
+			base := baseFixes(rs, bt, f.group)
+			shared := sharedFixes(rs, bt, func() []Rule { return sharedRules(f.group, f.dockerBridges(rs)) }, true)
+			if base || shared {
+				f.log.WithField("family", b.family.String()).Info("mynet chains and jumps (re)installed")
+			}
 		}
 		for tname, t := range rs {
 			for _, lines := range t.rules {

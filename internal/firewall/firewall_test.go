@@ -311,16 +311,17 @@ func TestKernelReconcileRepairsBaseAfterDockerRestartAndFlush(t *testing.T) {
 	for _, table := range []string{"filter", "nat"} {
 		ipt(t, "iptables", "-t", table, "-F")
 	}
-	if rep, err := f.Reconcile(states); err != nil || !rep.BaseFixed || len(rep.Reapplied) != 1 {
-		t.Fatalf("Reconcile after a flush = %+v, %v; want the base and the network's rules repaired", rep, err)
+	if rep, err := f.Reconcile(states); err != nil || !rep.BaseFixed || !slices.Equal(rep.Reapplied, []string{BaseTag, Tag(n.ID)}) {
+		t.Fatalf("Reconcile after a flush = %+v, %v; want the base, the shared and the network's rules repaired", rep, err)
 	}
 	got := dumpRules(t)
-	for _, line := range append(append(staticChains[ChainForward], staticChains[ChainAccept]...), staticChains[ChainIsolation]...) {
+	static := staticChains(DefaultBridgeGroup)
+	for _, line := range append(append(append(static[ChainForward], static[ChainAccept]...), static[ChainIsolation]...), static[ChainBridges]...) {
 		if !strings.Contains(got, line) {
 			t.Errorf("after flush, missing %q", line)
 		}
 	}
-	if !strings.Contains(got, "-A FORWARD -j MYNET-FORWARD") || !strings.Contains(got, `-A MYNET-BRIDGES -i brc -m comment --comment "mynet:cccccccccccc" -j MYNET-ACCEPT`) {
+	if !strings.Contains(got, "-A FORWARD -j MYNET-FORWARD") || !strings.Contains(got, `-A MYNET-INGRESS ! -i brc -o brc -m conntrack ! --ctstate DNAT -m comment --comment "mynet:cccccccccccc" -j DROP`) {
 		t.Errorf("after flush:\n%s", got)
 	}
 }
@@ -384,7 +385,7 @@ COMMIT
 -A MYNET-DNAT -p tcp -m tcp --dport 80 -m comment --comment "mynet:abc:ep1" -j DNAT --to-destination 10.0.0.2:80
 COMMIT
 `}
-	f := newFirewall(&backend{family: IPv4, batch: fb}, nil, nil)
+	f := newFirewall(&backend{family: IPv4, batch: fb}, nil, nil, 0)
 	if err := f.RemoveNetwork(testNetwork("abc", "x", "10.0.0.0/24")); err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +413,7 @@ func TestKernelBaseFixesNothingWhenInPlace(t *testing.T) {
 		t.Fatal(err)
 	}
 	var bt batch
-	if baseFixes(parseSave(saved), &bt) {
+	if baseFixes(parseSave(saved), &bt, DefaultBridgeGroup) {
 		t.Errorf("base in place, yet fixes proposed: %v", bt.tables)
 	}
 }
@@ -462,7 +463,7 @@ func TestKernelReconcileRepairsAndRemovesOrphans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.BaseFixed || len(rep.Reapplied) != 2 {
+	if !rep.BaseFixed || !slices.Equal(rep.Reapplied, []string{Tag(a.ID), EndpointTag(a.ID, epA.EndpointID), BaseTag}) {
 		t.Errorf("after flush: %+v", rep)
 	}
 	if got := dumpRules(t); got != good {

@@ -34,10 +34,12 @@ func (f *Firewall) Reconcile(states []State) (Report, error) {
 	var rep Report
 	for _, b := range f.backends() {
 		err := b.edit("reconcile rules", true, func(rs ruleset, bt *batch) error {
-			if baseFixes(rs, bt) {
+			if baseFixes(rs, bt, f.group) {
 				rep.BaseFixed = true
 			}
-			reconcileTags(rs, bt, wanted(states, b.family, f.dockerBridges(rs)), &rep)
+			want := wanted(states, b.family)
+			want[BaseTag] = sharedRules(f.group, f.dockerBridges(rs))
+			reconcileTags(rs, bt, want, &rep)
 			return nil
 		})
 		if err != nil {
@@ -68,11 +70,12 @@ func sameRules(have []string, want []Rule) bool {
 	return slices.Equal(h, w)
 }
 
-// wanted is every tag's rules in one family, as the states say.
-func wanted(states []State, f Family, docker []string) map[string][]Rule {
+// wanted is every network's and endpoint's rules in one family, as the
+// states say.
+func wanted(states []State, f Family) map[string][]Rule {
 	want := map[string][]Rule{}
 	for _, st := range states {
-		want[Tag(st.Network.ID)] = st.Network.rules(f, docker)
+		want[Tag(st.Network.ID)] = st.Network.Rules(f)
 		for _, e := range st.Endpoints {
 			want[EndpointTag(e.NetworkID, e.EndpointID)] = e.Rules(st.Network, f)
 		}
@@ -112,7 +115,12 @@ func reconcileTags(rs ruleset, bt *batch, want map[string][]Rule, rep *Report) {
 			drop(tag)
 		}
 	}
-	for _, tag := range slices.Sorted(maps.Keys(want)) {
+	// The shared rules go first, where a fresh base puts them.
+	tags := slices.Sorted(maps.Keys(want))
+	if i := slices.Index(tags, BaseTag); i > 0 {
+		tags = append([]string{BaseTag}, slices.Delete(tags, i, i+1)...)
+	}
+	for _, tag := range tags {
 		if sameRules(have[tag], want[tag]) {
 			continue
 		}

@@ -208,13 +208,13 @@ func (n Network) unprotected(f Family) bool {
 // Docker names otherwise are learned from its rules (dockerbridges.go).
 var DefaultDockerBridges = []string{"docker0", "br-+"}
 
-// Rules returns the complete rule set of a network for one family, in order,
-// isolated from Docker's default-named bridges. A family the network has no
-// subnet in gets no rules.
-func (n Network) Rules(f Family) []Rule { return n.rules(f, DefaultDockerBridges) }
-
-// rules is Rules, isolated from the Docker bridges given.
-func (n Network) rules(f Family, docker []string) []Rule {
+// Rules returns the rule set of a network for one family, in order. A
+// family the network has no subnet in gets no rules. What all networks
+// share (accepting what the guard lets through, isolation from Docker's
+// bridges, the host's own DNATed connections) matches the bridges' device
+// group instead (base.go), so a network in NAT mode has three rules: the
+// guard's drop into its bridge, its masquerade and its hairpin.
+func (n Network) Rules(f Family) []Rule {
 	subnet := n.subnet(f)
 	if !subnet.IsValid() {
 		return nil
@@ -223,63 +223,47 @@ func (n Network) rules(f Family, docker []string) []Rule {
 	br := n.Bridge
 	in := func(spec ...string) Rule { return rule("filter", ChainIngress, tag, spec...) }
 	out := func(spec ...string) Rule { return rule("filter", ChainEgress, tag, spec...) }
-	accept := func(spec ...string) Rule { return rule("filter", ChainBridges, tag, spec...) }
 	post := func(spec ...string) Rule { return rule("nat", ChainPostrouting, tag, spec...) }
 
 	// The guard (MYNET-INGRESS, MYNET-EGRESS) only drops or returns; what
-	// it lets through is accepted in MYNET-BRIDGES.
-	icc := "RETURN"
+	// it lets through to or from a mynet bridge MYNET-BRIDGES accepts.
+	var rules []Rule
 	if !n.ICC {
-		icc = "DROP"
+		rules = append(rules, in("-i", br, "-o", br, "-j", "DROP"))
 	}
-	rules := []Rule{in("-i", br, "-o", br, "-j", icc)}
+	// What enters the bridge from elsewhere; its own ports' traffic is the
+	// ICC rule's.
 	switch {
 	case n.Internal:
 		// Nothing enters or leaves the bridge; its containers only see each other.
+		rules = append(rules, in("!", "-i", br, "-o", br, "-j", "DROP"),
+			out("-i", br, "!", "-o", br, "-j", "DROP"))
+		return rules
 	case n.routed(f):
 		// Routed: no NAT; hosts that route to the subnet reach published
-		// ports (endpoint rules) and ping, nothing else.
-		rules = append(rules, in("-o", br, "-p", f.icmp(), "-j", "RETURN"))
+		// ports (the endpoints' RETURNs, first in the chain) and ping.
+		rules = append(rules, in("!", "-i", br, "-o", br, "!", "-p", f.icmp(), "-j", "DROP"))
+		return rules
 	case n.unprotected(f):
 		// Everything that is routed to the bridge enters it.
-		rules = append(rules, in("-o", br, "-j", "RETURN"))
 	default:
-		rules = append(rules, in("-o", br, "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN"))
-	}
-	if n.Internal || !n.unprotected(f) {
-		rules = append(rules, in("-o", br, "-j", "DROP"))
-	}
-	if n.Internal {
-		rules = append(rules, out("-i", br, "!", "-o", br, "-j", "DROP"))
-	} else {
-		for _, d := range docker {
-			rules = append(rules, out("-i", br, "-o", d, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP"))
-		}
-	}
-	rules = append(rules, accept("-i", br, "-j", ChainAccept), accept("-o", br, "-j", ChainAccept))
-	if n.Internal {
-		return rules
+		// NAT: only connections DNATed to a published port.
+		rules = append(rules, in("!", "-i", br, "-o", br, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP"))
 	}
 
-	if !n.routed(f) {
-		switch {
-		case !n.Masquerade:
-		case f == IPv4 && n.SNATSource.IsValid():
-			rules = append(rules, post("-s", subnet.String(), "!", "-o", br, "-j", "SNAT", "--to-source", n.SNATSource.String()))
-		case f == IPv6 && n.SNATSource6.IsValid():
-			rules = append(rules, post("-s", subnet.String(), "!", "-o", br, "-j", "SNAT", "--to-source", n.SNATSource6.String()))
-		default:
-			rules = append(rules, post("-s", subnet.String(), "!", "-o", br, "-j", "MASQUERADE"))
-		}
-		// Published ports reached from a container of the same network
-		// (hairpin) or from the host's loopback: answers must come back
-		// through the host, so the source becomes the bridge's address.
-		rules = append(rules,
-			post("-s", subnet.String(), "-o", br, "-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE"),
-			post("-o", br, "-m", "addrtype", "--src-type", "LOCAL", "-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE"),
-		)
+	switch {
+	case !n.Masquerade:
+	case f == IPv4 && n.SNATSource.IsValid():
+		rules = append(rules, post("-s", subnet.String(), "!", "-o", br, "-j", "SNAT", "--to-source", n.SNATSource.String()))
+	case f == IPv6 && n.SNATSource6.IsValid():
+		rules = append(rules, post("-s", subnet.String(), "!", "-o", br, "-j", "SNAT", "--to-source", n.SNATSource6.String()))
+	default:
+		rules = append(rules, post("-s", subnet.String(), "!", "-o", br, "-j", "MASQUERADE"))
 	}
-	return rules
+	// Published ports reached from a container of the same network
+	// (hairpin): answers must come back through the host, so the source
+	// becomes the bridge's address. (From the host itself: sharedRules.)
+	return append(rules, post("-s", subnet.String(), "-o", br, "-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE"))
 }
 
 // Rules returns an endpoint's rules for one family: a DNAT per published

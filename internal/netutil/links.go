@@ -113,6 +113,9 @@ type BridgeConfig struct {
 	// link-local one too (ip link set NAME addrgenmode none; gateway mode
 	// isolated), so the host has no IPv6 path to the bridge's hosts.
 	NoIPv6 bool
+	// Group is the bridge's device group (ip link set NAME group N), which
+	// the firewall's shared rules match; 0 leaves it as it is.
+	Group uint32
 }
 
 // EnsureBridge makes the bridge exist with its addresses and up, in this
@@ -164,6 +167,11 @@ func (l *Links) EnsureBridge(cfg BridgeConfig) (created bool, err error) {
 			return created, err
 		}
 	}
+	if cfg.Group != 0 && link.Attrs().Group != cfg.Group {
+		if err := l.h.LinkSetGroup(link, int(cfg.Group)); err != nil {
+			return created, fmt.Errorf("set device group of bridge %q: %w", cfg.Name, err)
+		}
+	}
 	for _, a := range cfg.Addrs {
 		addr := &netlink.Addr{IPNet: prefixToIPNet(a)}
 		if err := l.h.AddrReplace(link, addr); err != nil {
@@ -176,16 +184,22 @@ func (l *Links) EnsureBridge(cfg BridgeConfig) (created bool, err error) {
 	return created, nil
 }
 
-// RemoveAddrs deletes the given addresses from a link if present (ip addr del
-// ADDR dev NAME); a missing link or address is not an error. It is how an
-// adopted bridge is handed back as it was found.
-func (l *Links) RemoveAddrs(name string, addrs []netip.Prefix) error {
+// ReleaseBridge hands back a bridge mynet adopted as it was found: the
+// given addresses are deleted if present (ip addr del ADDR dev NAME), and
+// the device group goes back to the default when it is still group (ip
+// link set NAME group default). A missing link or address is not an error.
+func (l *Links) ReleaseBridge(name string, addrs []netip.Prefix, group uint32) error {
 	link, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(name) })
 	if isNotFound(err) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("look up link %q: %w", name, err)
+	}
+	if group != 0 && link.Attrs().Group == group {
+		if err := l.h.LinkSetGroup(link, 0); err != nil {
+			return fmt.Errorf("reset device group of %q: %w", name, err)
+		}
 	}
 	for _, a := range addrs {
 		err := l.h.AddrDel(link, &netlink.Addr{IPNet: prefixToIPNet(a)})

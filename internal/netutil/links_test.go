@@ -50,7 +50,7 @@ func addrsOf(t *testing.T, name string) []string {
 func TestKernelEnsureBridgeCreatesAndAdopts(t *testing.T) {
 	l := newLinks(t)
 	t.Cleanup(func() { _ = l.DeleteLink("tbr0") })
-	cfg := BridgeConfig{Name: "tbr0", MTU: 1400, Addrs: []netip.Prefix{netip.MustParsePrefix("10.77.0.1/24")}}
+	cfg := BridgeConfig{Name: "tbr0", MTU: 1400, Addrs: []netip.Prefix{netip.MustParsePrefix("10.77.0.1/24")}, Group: 0x6d6e}
 	created, err := l.EnsureBridge(cfg)
 	if err != nil || !created {
 		t.Fatalf("EnsureBridge = %v, %v; want created", created, err)
@@ -68,7 +68,14 @@ func TestKernelEnsureBridgeCreatesAndAdopts(t *testing.T) {
 	if got := addrsOf(t, "tbr0"); !slices.Equal(got, []string{"10.77.0.1/24"}) {
 		t.Errorf("addresses = %v", got)
 	}
-	// Again: accepted as it is, nothing duplicated.
+	if link.Attrs().Group != 0x6d6e {
+		t.Errorf("device group = %#x, want 0x6d6e", link.Attrs().Group)
+	}
+	// Again, after someone moved it to another group: accepted as it is,
+	// nothing duplicated, the group set back.
+	if err := netlink.LinkSetGroup(link, 7); err != nil {
+		t.Fatal(err)
+	}
 	created, err = l.EnsureBridge(cfg)
 	if err != nil || created {
 		t.Fatalf("second EnsureBridge = %v, %v; want adopted", created, err)
@@ -76,12 +83,28 @@ func TestKernelEnsureBridgeCreatesAndAdopts(t *testing.T) {
 	if got := addrsOf(t, "tbr0"); len(got) != 1 {
 		t.Errorf("addresses after second ensure = %v", got)
 	}
-	if err := l.RemoveAddrs("tbr0", cfg.Addrs); err != nil {
+	if g := groupOf(t, "tbr0"); g != 0x6d6e {
+		t.Errorf("device group after second ensure = %#x, want 0x6d6e", g)
+	}
+	// Handed back: no address of ours, the default group.
+	if err := l.ReleaseBridge("tbr0", cfg.Addrs, cfg.Group); err != nil {
 		t.Fatal(err)
 	}
 	if got := addrsOf(t, "tbr0"); len(got) != 0 {
-		t.Errorf("addresses after RemoveAddrs = %v", got)
+		t.Errorf("addresses after ReleaseBridge = %v", got)
 	}
+	if g := groupOf(t, "tbr0"); g != 0 {
+		t.Errorf("device group after ReleaseBridge = %#x, want 0", g)
+	}
+}
+
+func groupOf(t *testing.T, name string) uint32 {
+	t.Helper()
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return link.Attrs().Group
 }
 
 func TestKernelEnsureBridgeRefusesOtherLinkType(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mynet/mynet/internal/firewall"
 	"github.com/mynet/mynet/test/testbin"
 
 	"github.com/mynet/mynet/plugin"
@@ -169,7 +170,8 @@ func mynetLinks(t *testing.T) []string {
 	return out
 }
 
-// allTaggedRules lists mynet's tagged rules in both families.
+// allTaggedRules lists the rules of mynet's networks and endpoints in both
+// families (not the shared ones, which are part of the base).
 func allTaggedRules(t *testing.T) []string {
 	t.Helper()
 	var out []string
@@ -179,7 +181,7 @@ func allTaggedRules(t *testing.T) []string {
 			t.Fatal(err)
 		}
 		for _, l := range strings.Split(string(b), "\n") {
-			if strings.Contains(l, `--comment "mynet:`) {
+			if strings.Contains(l, `--comment "mynet:`) && !strings.Contains(l, `"`+firewall.BaseTag+`"`) {
 				out = append(out, l)
 			}
 		}

@@ -74,24 +74,27 @@ func saveLines(t *testing.T) []string {
 }
 
 // taggedRules returns the iptables-save lines whose mynet tag starts with
-// prefix (a network's tag, an endpoint's, or "mynet:" for all).
+// prefix (a network's tag, an endpoint's, or "mynet:" for all networks'
+// and endpoints'); the shared rules (firewall.BaseTag) are baseRules'.
 func taggedRules(t *testing.T, prefix string) []string {
 	t.Helper()
 	var rules []string
 	for _, l := range saveLines(t) {
-		if strings.HasPrefix(l, "-A") && strings.Contains(l, `--comment "`+prefix) {
+		if strings.HasPrefix(l, "-A") && strings.Contains(l, `--comment "`+prefix) && !strings.Contains(l, `"`+firewall.BaseTag+`"`) {
 			rules = append(rules, l)
 		}
 	}
 	return rules
 }
 
-// baseRules returns mynet's untagged rules: the jumps and fixed chains.
+// baseRules returns mynet's rules of no network: the jumps, the fixed
+// chains and the shared rules.
 func baseRules(t *testing.T) []string {
 	t.Helper()
 	var rules []string
 	for _, l := range saveLines(t) {
-		if strings.HasPrefix(l, "-A") && strings.Contains(l, "MYNET") && !strings.Contains(l, `--comment "mynet:`) {
+		if strings.HasPrefix(l, "-A") && strings.Contains(l, "MYNET") &&
+			(!strings.Contains(l, `--comment "mynet:`) || strings.Contains(l, `"`+firewall.BaseTag+`"`)) {
 			rules = append(rules, l)
 		}
 	}
@@ -154,16 +157,12 @@ func TestNetworkAndEndpointInTheKernel(t *testing.T) {
 	tag := `"mynet:1111111111aa"`
 	br0 := "mn-1111111111aa"
 	wantRules := []string{
-		`-A MYNET-BRIDGES -i ` + br0 + ` -m comment --comment ` + tag + ` -j MYNET-ACCEPT`,
-		`-A MYNET-BRIDGES -o ` + br0 + ` -m comment --comment ` + tag + ` -j MYNET-ACCEPT`,
-		`-A MYNET-EGRESS -i ` + br0 + ` -o docker0 -m conntrack ! --ctstate DNAT -m comment --comment ` + tag + ` -j DROP`,
-		`-A MYNET-EGRESS -i ` + br0 + ` -o br-+ -m conntrack ! --ctstate DNAT -m comment --comment ` + tag + ` -j DROP`,
-		`-A MYNET-INGRESS -i ` + br0 + ` -o ` + br0 + ` -m comment --comment ` + tag + ` -j RETURN`,
-		`-A MYNET-INGRESS -o ` + br0 + ` -m conntrack --ctstate DNAT -m comment --comment ` + tag + ` -j RETURN`,
-		`-A MYNET-INGRESS -o ` + br0 + ` -m comment --comment ` + tag + ` -j DROP`,
+		`-A MYNET-INGRESS ! -i ` + br0 + ` -o ` + br0 + ` -m conntrack ! --ctstate DNAT -m comment --comment ` + tag + ` -j DROP`,
 		`-A MYNET-POSTROUTING -s 10.123.0.0/24 ! -o ` + br0 + ` -m comment --comment ` + tag + ` -j MASQUERADE`,
 		`-A MYNET-POSTROUTING -s 10.123.0.0/24 -o ` + br0 + ` -m conntrack --ctstate DNAT -m comment --comment ` + tag + ` -j MASQUERADE`,
-		`-A MYNET-POSTROUTING -o ` + br0 + ` -m addrtype --src-type LOCAL -m conntrack --ctstate DNAT -m comment --comment ` + tag + ` -j MASQUERADE`,
+	}
+	if g := br.Attrs().Group; g != firewall.DefaultBridgeGroup {
+		t.Errorf("bridge device group = %#x, want %#x", g, firewall.DefaultBridgeGroup)
 	}
 	if got := taggedRules(t, "mynet:1111111111aa"); !slices.Equal(got, wantRules) {
 		t.Errorf("rules =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantRules, "\n"))
