@@ -544,3 +544,43 @@ func TestKernelChangesWorkOnTheLastRuleset(t *testing.T) {
 		t.Errorf("a second Reconcile found %+v, %v; want nothing to repair", rep, err)
 	}
 }
+
+// The rules of a mynet from before the shared rules (ten per network, the
+// accepts naming each bridge in MYNET-BRIDGES) become today's at the first
+// Reconcile, the one every daemon start runs: exactly the ruleset a new
+// install has for the same network and endpoint.
+func TestKernelReconcileConvertsTheRulesOfAnOlderMynet(t *testing.T) {
+	f := newReal(t)
+	reset(t)
+	old, err := os.ReadFile(filepath.Join("testdata", "before-devgroup.save"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v4, v6, ok := strings.Cut(strings.TrimPrefix(string(old), "# iptables-save\n"), "# ip6tables-save\n")
+	if !ok {
+		t.Fatal("testdata/before-devgroup.save: no ip6tables part")
+	}
+	for cmd, in := range map[string]string{"iptables-restore": v4, "ip6tables-restore": v6} {
+		c := exec.Command(cmd)
+		c.Stdin = strings.NewReader(in)
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v: %s", cmd, err, out)
+		}
+	}
+	n := testNetwork("0123456789abcdef0123", "mybr0", "10.42.0.0/16")
+	ep := Endpoint{NetworkID: n.ID, EndpointID: "fedcba9876543210", Ports: testPorts}
+	rep, err := f.Reconcile([]State{{Network: n, Endpoints: []Endpoint{ep}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.BaseFixed || !slices.Contains(rep.Reapplied, Tag(n.ID)) {
+		t.Errorf("Reconcile = %+v; want MYNET-BRIDGES and the network's rules rewritten", rep)
+	}
+	want, err := os.ReadFile(filepath.Join("testdata", "default.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dumpRules(t); got != string(want) {
+		t.Errorf("after Reconcile:\n%s\nwant (testdata/default.golden):\n%s", got, want)
+	}
+}
