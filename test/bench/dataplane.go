@@ -135,7 +135,6 @@ func (w *workloads) dataPlane() error {
 	if err != nil {
 		return err
 	}
-	w.one = map[string][2]float64{driver: {median(tput[driver]), median(rtt[driver])}}
 	w.r.add("6. TCP throughput, two containers on one network (one CPU)", "Gbit/s", tput[driver], tput["bridge"],
 		fmt.Sprintf("floor (bare namespaces on a bare bridge): %s; target: ratio >= 0.97", num(ft)))
 	w.r.add("6. TCP request/response round trip (median of 20000)", "us", rtt[driver], rtt["bridge"],

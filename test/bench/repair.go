@@ -85,6 +85,11 @@ func (w *workloads) multiHost() error {
 		fmt.Sprintf("%s (floor %s, %.2fx)", num(m["cross-Gbit/s"]), num(m["floor-Gbit/s"]), m["throughput-vs-floor"]), "target >= 0.95x the floor")
 	w.r.addText("10. cross-host TCP round trip (floor: bare VXLAN pair)", "us",
 		fmt.Sprintf("%s (floor %s, %.2fx)", num(m["cross-rtt-us"]), num(m["floor-rtt-us"]), m["rtt-floor-over-cross"]), "target >= 0.95x the floor (floor/mynet)")
+	w.r.addText("10. the same, hosts with bridge-nf-call-iptables=0: throughput", "Gbit/s",
+		fmt.Sprintf("%s (floor %s, %.2fx)", num(m["cross-Gbit/s-nf-off"]), num(m["floor-Gbit/s-nf-off"]), m["throughput-vs-floor-nf-off"]),
+		"bridged frames skip iptables (host-wide; see README, Performance)")
+	w.r.addText("10. the same, hosts with bridge-nf-call-iptables=0: round trip", "us",
+		fmt.Sprintf("%s (floor %s, %.2fx)", num(m["cross-rtt-us-nf-off"]), num(m["floor-rtt-us-nf-off"]), m["rtt-floor-over-cross-nf-off"]), "")
 	w.r.addText("10. Join on one host -> first reply from another, p50 / p99", "ms",
 		num(m["join-first-reply-p50-ms"])+" / "+num(m["join-first-reply-p99-ms"]), "target p99 < 100; includes moving and configuring the veth as dockerd does")
 	w.r.addText("10. CreateEndpoint in a cluster network, p50 / p99", "ms",

@@ -183,6 +183,12 @@ type ClusterNet struct {
 // --ipam-opt mynet.cluster=NAME [--subnet SUBNET] NAME` on one host.
 func (h *Host) CreateNetwork(name, subnet string) *ClusterNet {
 	h.w.t.Helper()
+	return h.CreateNetworkWith(name, subnet, nil)
+}
+
+// CreateNetworkWith is CreateNetwork with driver options (-o KEY=VALUE).
+func (h *Host) CreateNetworkWith(name, subnet string, opts map[string]string) *ClusterNet {
+	h.w.t.Helper()
 	epSeq.Lock()
 	epSeq.n++
 	id := fmt.Sprintf("c%09x%02d%s", epSeq.n, h.n, strings.Repeat("0", 52))
@@ -192,7 +198,11 @@ func (h *Host) CreateNetwork(name, subnet string) *ClusterNet {
 	n := &ClusterNet{Host: h, ID: id, PoolID: pool["PoolID"].(string)}
 	n.GW = h.Call("/IpamDriver.RequestAddress", map[string]any{"PoolID": n.PoolID,
 		"Options": map[string]string{"RequestAddressType": "com.docker.network.gateway"}})["Address"].(string)
-	h.Call("/NetworkDriver.CreateNetwork", map[string]any{"NetworkID": id, "Options": map[string]any{},
+	generic := map[string]any{}
+	for k, v := range opts {
+		generic[k] = v
+	}
+	h.Call("/NetworkDriver.CreateNetwork", map[string]any{"NetworkID": id, "Options": map[string]any{"com.docker.network.generic": generic},
 		"IPv4Data": []map[string]any{{"AddressSpace": "LocalDefault", "Pool": pool["Pool"], "Gateway": n.GW}}})
 	return n
 }
