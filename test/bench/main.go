@@ -270,6 +270,6 @@ func document(o options, r *report) string {
 		"Runs are interleaved bridge/mynet so machine drift hits both; the ratio is mynet's median over bridge's. "+
 		"The benchmark reports and never asserts.\n\n", o.rounds, o.containers, o.networks, o.seconds)
 	sb.WriteString(r.markdown())
-	sb.WriteString("\nEarlier figures and how they were made are in git history of this file.\n")
+	sb.WriteString("\nEarlier figures are in the git history of this file; what the figures are made of, measured by hand, is in [performance.md](performance.md).\n")
 	return sb.String()
 }
