@@ -6,7 +6,9 @@
 //
 //	etcd -data-dir DIR -client http://198.18.0.1:2379 -peer http://198.18.0.1:2380
 //
-// It prints "ready" on stdout once it serves clients, and stops on SIGTERM.
+// It prints "ready" on stdout once it serves clients, stops on SIGTERM, and
+// on SIGUSR1 compacts its history up to the current revision, printing
+// "compacted REV", so that watches from an older revision fail.
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/pkg/v3/traceutil"
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
@@ -61,10 +64,23 @@ func run(dir, client, peer string) error {
 	fmt.Println("ready")
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
-	select {
-	case <-stop:
-		return nil
-	case err := <-e.Err():
-		return err
+	compact := make(chan os.Signal, 1)
+	signal.Notify(compact, syscall.SIGUSR1)
+	for {
+		select {
+		case <-stop:
+			return nil
+		case err := <-e.Err():
+			return err
+		case <-compact:
+			kv := e.Server.KV()
+			rev := kv.Rev()
+			done, err := kv.Compact(traceutil.TODO(), rev)
+			if err != nil {
+				return fmt.Errorf("compact at %d: %w", rev, err)
+			}
+			<-done
+			fmt.Println("compacted", rev)
+		}
 	}
 }

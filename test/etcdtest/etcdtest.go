@@ -6,6 +6,7 @@ package etcdtest
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -30,6 +31,7 @@ type Etcd struct {
 	netns   string // run inside `ip netns exec NETNS` when set
 	cmd     *exec.Cmd
 	stopped bool
+	lines   chan string // the server's stdout after "ready"
 }
 
 // Options place the server; the zero value is loopback on free ports.
@@ -91,14 +93,25 @@ func (e *Etcd) start() {
 		e.t.Fatal(err)
 	}
 	ready := make(chan bool, 1)
+	lines := make(chan string, 16)
 	go func() {
 		sc := bufio.NewScanner(out)
+		seen := false
 		for sc.Scan() {
-			if sc.Text() == "ready" {
+			switch {
+			case !seen && sc.Text() == "ready":
+				seen = true
 				ready <- true
+			case seen:
+				select {
+				case lines <- sc.Text():
+				default: // nobody asked
+				}
 			}
 		}
-		ready <- false
+		if !seen {
+			ready <- false
+		}
 	}()
 	select {
 	case ok := <-ready:
@@ -110,6 +123,7 @@ func (e *Etcd) start() {
 		_ = cmd.Process.Kill()
 		e.t.Fatalf("etcd not ready in 30 s: %s", stderr.String())
 	}
+	e.lines = lines
 	e.cmd, e.stopped = cmd, false
 }
 
@@ -127,6 +141,28 @@ func (e *Etcd) signal(sig syscall.Signal) {
 	}
 	if err := e.cmd.Process.Signal(sig); err != nil {
 		e.t.Fatal(err)
+	}
+}
+
+// Compact compacts the server's history up to its current revision (a
+// watch from an older revision then fails, as after etcd's periodic
+// compaction) and returns that revision.
+func (e *Etcd) Compact() int64 {
+	e.t.Helper()
+	for len(e.lines) > 0 {
+		<-e.lines
+	}
+	e.signal(syscall.SIGUSR1)
+	select {
+	case l := <-e.lines:
+		var rev int64
+		if _, err := fmt.Sscanf(l, "compacted %d", &rev); err != nil {
+			e.t.Fatalf("etcd answered the compaction with %q", l)
+		}
+		return rev
+	case <-time.After(10 * time.Second):
+		e.t.Fatal("etcd did not compact within 10 s")
+		return 0
 	}
 }
 

@@ -109,6 +109,9 @@ func (w *World) attach(name, addr string) {
 
 func (h *Host) Socket() string { return filepath.Join(h.dir, "mynet.sock") }
 
+// Log is what the host's daemon logged so far (at debug level).
+func (h *Host) Log() string { return h.log.String() }
+
 func (h *Host) start(extra ...string) {
 	t := h.w.t
 	t.Helper()

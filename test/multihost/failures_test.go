@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mynet/mynet/internal/cluster"
 	"github.com/mynet/mynet/test/mhtest"
 )
 
@@ -277,5 +278,38 @@ func TestICCOffWithoutTheHostsBridgeNetfilter(t *testing.T) {
 	// Each still reaches its gateway: the network itself works.
 	if err := s1.Ping(netip.MustParsePrefix(shut[0].GW).Addr(), 0); err != nil {
 		t.Errorf("icc=false: the gateway does not answer: %v", err)
+	}
+}
+
+// A host whose watch falls behind etcd's compaction lists again and
+// converges: cut off from etcd long enough for its client to drop the
+// connection, it misses an endpoint added and one removed on another host;
+// the history is compacted meanwhile, so when it can reach etcd again its
+// watch cannot resume (ErrCompacted) and only a new list brings the
+// changes: the new endpoint is reached and the removed one's entries go.
+func TestWatchCompactionForcesAResync(t *testing.T) {
+	w := mhtest.NewWorld(t, 2, "--cluster-ttl", "30s")
+	a, b := w.Hosts[0].CreateNetwork("blue", "10.40.0.0/16"), w.Hosts[1].CreateNetwork("blue", "")
+	ca, gone, cb := a.Run(""), a.Run(""), b.Run("")
+	mhtest.Eventually(t, "cross-host ping", func() error { return cb.Ping(ca.IP.Addr(), 0) })
+	mhtest.Eventually(t, "the soon removed endpoint known", func() error { return cb.Ping(gone.IP.Addr(), 0) })
+	h := w.Hosts[1]
+	// Cut off, and its connections to etcd closed (as a timeout would, in
+	// time), so that its client must resume the watch on a new one.
+	mhtest.Run(t, "ip", "-n", h.NS, "route", "add", "blackhole", "198.18.0.1/32")
+	mhtest.Run(t, "ip", "netns", "exec", h.NS, "ss", "-K", "dst", "198.18.0.1", "dport", "=", "2379")
+	added := a.Run("")
+	gone.Remove()
+	rev := w.Etcd.Compact()
+	mhtest.Run(t, "ip", "-n", h.NS, "route", "del", "blackhole", "198.18.0.1/32")
+	mhtest.Eventually(t, "the endpoint added meanwhile reached after the resync", func() error { return cb.Ping(added.IP.Addr(), 0) })
+	mhtest.Eventually(t, "the removed endpoint's entries gone", func() error {
+		if r := b.Remotes(); strings.Contains(r, gone.IP.Addr().String()+" ") {
+			return fmt.Errorf("still there:\n%s", r)
+		}
+		return nil
+	})
+	if !strings.Contains(h.Log(), cluster.ErrCompacted.Error()) {
+		t.Errorf("the watch did not end on the compaction (at revision %d); the host's log:\n%s", rev, h.Log())
 	}
 }
