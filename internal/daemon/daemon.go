@@ -292,10 +292,12 @@ func (d *Daemon) onLinkEvent(ev netutil.LinkEvent) {
 	case ev.Deleted && d.drv.OwnsLink(ev.Name):
 		d.log.WithField("link", ev.Name).Info("a link of ours was deleted; reconciling now")
 		d.rec.kick(triggerLink)
-	case ev.Bridge && !ev.Deleted && ev.Master == 0 && !d.drv.OwnsLink(ev.Name) && d.seenBridges.add(ev.Name):
+	case ev.Bridge && !ev.Deleted && ev.Master == 0 && ev.Group != d.fw.BridgeGroup() && !d.drv.OwnsLink(ev.Name) && d.seenBridges.add(ev.Name):
 		// Someone else's new bridge, perhaps a Docker network's under a
 		// name of its user's: its rules, which say it is Docker's, follow
-		// the bridge by a moment. Reconcile then, to isolate it.
+		// the bridge by a moment. Reconcile then, to isolate it. (A bridge
+		// in mynet's group is one of ours, going down as its network is
+		// deleted, say.)
 		d.log.WithField("link", ev.Name).Debug("a new bridge; reconciling soon to learn whether it is Docker's")
 		time.AfterFunc(time.Second, func() { d.rec.kick(triggerLink) })
 	}

@@ -18,6 +18,8 @@ type LinkEvent struct {
 	Master int
 	// Bridge says the link is a bridge.
 	Bridge bool
+	// Group is the link's device group (ip link set NAME group N).
+	Group uint32
 }
 
 // WatchLinks calls fn for every link change in the namespace the calling
@@ -91,7 +93,7 @@ func forward(ctx context.Context, updates <-chan netlink.LinkUpdate, fn func(Lin
 				return true
 			}
 			fn(LinkEvent{Name: u.Attrs().Name, Deleted: u.Header.Type == unix.RTM_DELLINK, Master: u.Attrs().MasterIndex,
-				Bridge: u.Type() == "bridge"})
+				Bridge: u.Type() == "bridge", Group: u.Attrs().Group})
 		}
 	}
 }
