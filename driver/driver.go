@@ -47,6 +47,8 @@ type firewallAPI interface {
 	SetEndpoint(firewall.Network, firewall.Endpoint) error
 	HasIPv6() bool
 	Reconcile([]firewall.State) (firewall.Report, error)
+	// BridgeGroup is the device group the rules expect the bridges in.
+	BridgeGroup() uint32
 }
 
 // portsAPI is the part of hostport.Reserver the driver uses.
@@ -73,9 +75,6 @@ type Config struct {
 	// Cluster is what cluster networks need; its zero value (no
 	// --cluster-store) has none.
 	Cluster ClusterConfig
-	// BridgeGroup is the device group mynet's bridges go in, which the
-	// firewall's shared rules match; 0 means firewall.DefaultBridgeGroup.
-	BridgeGroup uint32
 	// Fault is the test-only crash hook (internal/fault); nil in production.
 	Fault fault.Hook
 	Log   *logrus.Entry
@@ -90,7 +89,6 @@ type Driver struct {
 	ports   portsAPI
 	fault   fault.Hook
 	log     *logrus.Entry
-	group   uint32     // of the bridges (Config.BridgeGroup)
 	epLocks keyedMutex // serializes calls on the same endpoint ID
 
 	// opsMu is held shared by every mutating call and exclusively by
@@ -155,7 +153,6 @@ func New(cfg Config) (*Driver, error) {
 		ports:     cfg.Ports,
 		fault:     cfg.Fault,
 		log:       cfg.Log,
-		group:     cfg.BridgeGroup,
 		cluster:   cfg.Cluster,
 		networks:  map[string]*netState{},
 		endpoints: map[string]*Endpoint{},
@@ -168,9 +165,6 @@ func New(cfg Config) (*Driver, error) {
 	}
 	if d.ports == nil {
 		d.ports = hostport.New()
-	}
-	if d.group == 0 {
-		d.group = firewall.DefaultBridgeGroup
 	}
 	err := d.store.View(func(tx store.Tx) error {
 		if err := store.ForEachJSON(tx, bucketNetworks, func(k string, n *netState) error {

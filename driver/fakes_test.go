@@ -171,6 +171,8 @@ func newFakeFirewall() *fakeFirewall {
 
 func (f *fakeFirewall) HasIPv6() bool { return true }
 
+func (f *fakeFirewall) BridgeGroup() uint32 { return firewall.DefaultBridgeGroup }
+
 // Reconcile makes the recorded rules exactly the given states.
 func (f *fakeFirewall) Reconcile(states []firewall.State) (firewall.Report, error) {
 	f.mu.Lock()

@@ -163,7 +163,7 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 // CreateNetwork and Reconcile both build bridges here. On error the caller
 // tears down what it owns.
 func (d *Driver) setupBridge(cfg *NetworkConfig) error {
-	if _, err := d.links.EnsureBridge(bridgeConfig(cfg, d.group)); err != nil {
+	if _, err := d.links.EnsureBridge(bridgeConfig(cfg, d.fw.BridgeGroup())); err != nil {
 		return err
 	}
 	if cfg.Cluster != "" {
@@ -231,7 +231,7 @@ func (d *Driver) teardownBridge(n *netState) error {
 	if n.CreatedBridge {
 		return d.links.DeleteLink(n.Config.BridgeName)
 	}
-	return d.links.ReleaseBridge(n.Config.BridgeName, bridgeAddrs(&n.Config), d.group)
+	return d.links.ReleaseBridge(n.Config.BridgeName, bridgeAddrs(&n.Config), d.fw.BridgeGroup())
 }
 
 // teardownBridgeLater is teardownBridge with the deletion of a bridge mynet

@@ -120,8 +120,7 @@ func New(cfg Config, log *logrus.Entry) (_ *Daemon, err error) {
 	}
 	d.drv, err = driver.New(driver.Config{
 		Store: d.store, Links: d.links, Firewall: d.fw, EnsureSysctl: netutil.EnsureSysctl, Cluster: clusterCfg,
-		BridgeGroup: cfg.BridgeGroup,
-		Fault:       cfg.Fault, Log: log.WithField("part", "driver"),
+		Fault: cfg.Fault, Log: log.WithField("part", "driver"),
 	})
 	if err != nil {
 		return nil, err

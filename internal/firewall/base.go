@@ -47,10 +47,13 @@ func (f *Firewall) RemoveBase() error {
 // own bridge or subnet.
 const DefaultBridgeGroup = 0x6d6e
 
+// hexGroup is a device group as iptables-save prints it.
+func hexGroup(group uint32) string { return fmt.Sprintf("0x%x", group) }
+
 // groupMatch matches packets that enter (src) or leave (dst) through a
-// device of the group, as iptables-save prints it.
+// device of the group.
 func groupMatch(dir string, group uint32) string {
-	return fmt.Sprintf("-m devgroup --%s-group 0x%x", dir, group)
+	return "-m devgroup --" + dir + "-group " + hexGroup(group)
 }
 
 // staticChains have fixed contents, rewritten whenever they differ.
@@ -93,43 +96,27 @@ func sharedRules(group uint32, docker []string) []Rule {
 		// A mynet bridge the user named like a Docker one (br-...) is
 		// the networks' own rules' business, hence ! --dst-group.
 		rules = append(rules, rule("filter", ChainEgress, BaseTag, "-o", d,
-			"-m", "devgroup", "--src-group", fmt.Sprintf("0x%x", group), "!", "--dst-group", fmt.Sprintf("0x%x", group),
+			"-m", "devgroup", "--src-group", hexGroup(group), "!", "--dst-group", hexGroup(group),
 			"-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP"))
 	}
-	return append(rules, rule("nat", ChainPostrouting, BaseTag, "-m", "devgroup", "--dst-group", fmt.Sprintf("0x%x", group),
+	return append(rules, rule("nat", ChainPostrouting, BaseTag, "-m", "devgroup", "--dst-group", hexGroup(group),
 		"-m", "addrtype", "--src-type", "LOCAL", "-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE"))
 }
 
-// sharedFixes adds to bt what makes the BaseTag rules those wanted, and
-// reports whether anything was needed. With onlyMissing it leaves rules
-// that are there as they are (a network's change need not learn Docker's
-// bridges again; Reconcile does).
-func sharedFixes(rs ruleset, bt *batch, want func() []Rule, onlyMissing bool) bool {
-	var have []string
-	haveTable := map[string][]string{}
-	for tname, t := range rs {
+// sharedMissing adds the BaseTag rules to bt when rs has none of them and
+// reports whether it did. A network's change only needs them there;
+// keeping them current (Docker's bridges come and go) is Reconcile's.
+func sharedMissing(rs ruleset, bt *batch, want func() []Rule) bool {
+	for _, t := range rs {
 		for _, c := range []string{ChainEgress, ChainPostrouting} {
 			for _, l := range t.rules[c] {
 				if tag, ok := commentTag(l); ok && tag == BaseTag {
-					have = append(have, l)
-					haveTable[tname] = append(haveTable[tname], l)
+					return false
 				}
 			}
 		}
 	}
-	if onlyMissing && len(have) > 0 {
-		return false
-	}
-	w := want()
-	if sameRules(have, w) {
-		return false
-	}
-	for tname, lines := range haveTable {
-		for _, l := range lines {
-			bt.delete(tname, l)
-		}
-	}
-	bt.add(w)
+	bt.add(want())
 	return true
 }
 

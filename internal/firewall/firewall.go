@@ -189,7 +189,7 @@ func (f *Firewall) apply(b *backend, match func(tag string) bool, rules func(rul
 		}
 		if len(add) > 0 {
 			base := baseFixes(rs, bt, f.group)
-			shared := sharedFixes(rs, bt, func() []Rule { return sharedRules(f.group, f.dockerBridges(rs)) }, true)
+			shared := sharedMissing(rs, bt, func() []Rule { return sharedRules(f.group, f.dockerBridges(rs)) })
 			if base || shared {
 				f.log.WithField("family", b.family.String()).Info("mynet chains and jumps (re)installed")
 			}
