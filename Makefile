@@ -4,6 +4,7 @@ GOBIN       ?= $(shell $(GO) env GOPATH)/bin
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 STATICCHECK := $(GOBIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
+SHELLCHECK  := /usr/bin/shellcheck
 FUZZN       ?= 100000
 # Packages that need no dockerd (unit tests, and kernel integration tests in
 # private network namespaces).
@@ -47,7 +48,12 @@ test: deps lint unit fuzz e2e e2e-plugin e2e-engine29
 deps:
 	bash test/e2e/setup.sh
 
-lint: $(STATICCHECK)
+lint: $(STATICCHECK) $(SHELLCHECK)
+	SHELLCHECK=$(SHELLCHECK) bash test/lint-shell.sh
+	@# The rule a machine without staticcheck takes, into a throwaway GOBIN
+	@# (from the warm build cache, seconds), so a broken install shows here.
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(MAKE) -s --no-print-directory GOBIN=$$tmp $$tmp/staticcheck && $$tmp/staticcheck -version
 	@out=$$(gofmt -l .) && test -z "$$out" || { echo "gofmt needed (or failed):"; echo "$$out"; exit 1; }
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
@@ -57,6 +63,9 @@ lint: $(STATICCHECK)
 
 $(STATICCHECK):
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+$(SHELLCHECK):
+	bash packaging/host-deps.sh --no-docker shellcheck
 
 unit:
 	$(GO) test -race -count=1 $(PKGS)

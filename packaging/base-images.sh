@@ -42,8 +42,9 @@ fi
 
 if ! have mynet-build/runtime:local; then
   echo "base-images: making mynet-build/runtime:local" >&2
-  command -v xtables-nft-multi >/dev/null && command -v xtables-legacy-multi >/dev/null || {
-    echo "base-images: the iptables package (both backends) must be installed on this host" >&2; exit 1; }
+  if ! { command -v xtables-nft-multi && command -v xtables-legacy-multi; } >/dev/null; then
+    echo "base-images: the iptables package (both backends) must be installed on this host" >&2; exit 1
+  fi
   dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
   busybox_into "$dir"
   mkdir -p "$dir/etc" "$dir/tmp" "$dir/run"

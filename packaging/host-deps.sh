@@ -5,7 +5,11 @@
 # systemd where systemd runs, otherwise in the background with its log in
 # $DOCKERD_LOG). Runs as root; safe to run again: every step checks first.
 # Used by `make run` and, with the test tools added, by `make test`.
+# --no-docker (first): only the packages named, neither Docker nor dockerd
+# (make lint's shellcheck).
 set -euo pipefail
+docker=yes
+if [ "${1:-}" = --no-docker ]; then docker=no; shift; fi
 
 DOCKER=/usr/bin/docker   # the engine's own client, not a newer one elsewhere on PATH
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/mynet-test-dockerd.log}
@@ -16,8 +20,10 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 need=()
-{ command -v dockerd >/dev/null 2>&1 && [ -x "$DOCKER" ]; } || need+=(docker.io)
-{ command -v iptables >/dev/null 2>&1 && command -v iptables-save >/dev/null 2>&1; } || need+=(iptables)
+if [ $docker = yes ]; then
+  { command -v dockerd >/dev/null 2>&1 && [ -x "$DOCKER" ]; } || need+=(docker.io)
+  { command -v iptables >/dev/null 2>&1 && command -v iptables-save >/dev/null 2>&1; } || need+=(iptables)
+fi
 for pkg in "$@"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
@@ -28,6 +34,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+[ $docker = yes ] || exit 0
 if ! "$DOCKER" info >/dev/null 2>&1; then
   if [ -d /run/systemd/system ] && systemctl list-unit-files docker.service >/dev/null 2>&1; then
     log "starting docker.service"

@@ -9,13 +9,15 @@ set -uo pipefail
 pkg=$1 target=$2 n=$3
 GO=${GO:-go}
 corpus="$pkg/testdata/fuzz/$target"
+# Inputs saved in the corpus (a failing one adds a file).
+saved() { find "$corpus" -maxdepth 1 -type f 2>/dev/null | wc -l; }
 for attempt in 1 2; do
-  before=$(ls "$corpus" 2>/dev/null | wc -l)
+  before=$(saved)
   out=$("$GO" test -run '^$' -fuzz "^$target\$" -fuzztime "${n}x" "$pkg" 2>&1)
   status=$?
   echo "$out"
   [ $status -eq 0 ] && exit 0
-  after=$(ls "$corpus" 2>/dev/null | wc -l)
+  after=$(saved)
   if [ "$attempt" = 1 ] && [ "$after" = "$before" ] && grep -q "context deadline exceeded" <<<"$out"; then
     echo "fuzz.sh: the fuzzing engine timed out a worker (no failing input saved); running $target again" >&2
     continue

@@ -45,20 +45,30 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 log() { echo "engine: $*" >&2; }
 
+have_build() {
+  [ -x "$BIN/dockerd" ] && [ -x "$BIN/runc" ] && [ -x "$BIN/containerd" ] &&
+    [ -x "$BIN/containerd-shim-runc-v2" ] && [ -x "$BIN/docker-proxy" ]
+}
+
 build() {
-  if [ -x "$BIN/dockerd" ] && [ -x "$BIN/runc" ] && [ -x "$BIN/containerd" ] &&
-     [ -x "$BIN/containerd-shim-runc-v2" ] && [ -x "$BIN/docker-proxy" ]; then
-    return
-  fi
+  have_build || build_into_cache
+}
+
+# build_into_cache is a subshell, not a function body in braces: its
+# temporary directory and the EXIT trap that removes it end with it. (A
+# RETURN trap set in a function is not local to it in bash: it fired again
+# each time a later function returned, after `local tmp` was gone, and
+# killed the script under set -u.)
+build_into_cache() (
   dpkg-query -W -f='${Status}' libseccomp-dev 2>/dev/null | grep -q 'install ok installed' || {
     log "installing libseccomp-dev (runc's seccomp)"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libseccomp-dev >/dev/null ||
       { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libseccomp-dev >/dev/null; }
   }
-  local tmp start=$SECONDS
+  start=$SECONDS
   mkdir -p "$ENGINE_CACHE"
   tmp=$(mktemp -d "$ENGINE_CACHE/.build-XXXXXX")
-  trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' RETURN
+  trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
   log "building Engine 29 into $BIN (about 5 minutes on 2 cores)"
   GOBIN=$tmp/bin CGO_ENABLED=0 "$GO" install -trimpath \
     -ldflags "-X github.com/moby/moby/v2/dockerversion.Version=$ENGINE_VERSION" \
@@ -70,20 +80,21 @@ build() {
   # runc's go.mod replaces opencontainers/selinux by a copy in its tree
   # that the module zip leaves out, so go install refuses it: build its
   # source as the main module, with that replacement dropped.
-  local src
   src=$("$GO" mod download -json "github.com/opencontainers/runc@$RUNC_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
   cp -r "$src" "$tmp/runc" && chmod -R u+w "$tmp/runc"
   (cd "$tmp/runc" && "$GO" mod edit -dropreplace github.com/opencontainers/selinux &&
     CGO_ENABLED=1 "$GO" build -mod=mod -trimpath -tags seccomp -ldflags "-X main.version=${RUNC_VERSION#v}" -o "$tmp/bin/runc" .)
   rm -rf "$BIN" && mv "$tmp/bin" "$BIN"
-  log "built in $((SECONDS - start)) s: $(ls "$BIN" | tr '\n' ' ')"
-}
+  have_build || { log "the build left no complete set of binaries in $BIN"; exit 1; }
+  log "built in $((SECONDS - start)) s: $(cd "$BIN" && echo *)"
+)
 
 running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 
 # inns runs a command in the engine's network namespace, in a mount
 # namespace of its own whose /sys belongs to that network namespace.
 inns() {
+  # shellcheck disable=SC2016 # the script's $cg and $@ are the inner bash's
   nsenter --net="/run/netns/$NS" unshare --mount --propagation slave -- bash -c '
     set -e
     cg=$(mktemp -d)
@@ -98,6 +109,7 @@ inns() {
 start_dockerd() {
   # The FORWARD policy and the bridges dockerd makes are the namespace's.
   mkdir -p "$RUN" "$DATA"
+  echo "$BIN" >"$RUN/bin"
   : >"$RUN/args"
   [ $# -eq 0 ] || printf '%s\n' "$@" >"$RUN/args"
   log "starting Engine $ENGINE_VERSION in netns $NS ${*:+with $*} (log: $LOG)"
@@ -150,6 +162,8 @@ start() {
 restart() {
   local args=()
   local a
+  # The binaries it was started from, even if that was another cache.
+  [ ! -f "$RUN/bin" ] || BIN=$(cat "$RUN/bin")
   if [ -f "$RUN/args" ]; then
     while IFS= read -r a; do [ -z "$a" ] || args+=("$a"); done <"$RUN/args"
   fi
