@@ -25,7 +25,7 @@ func (f *Firewall) RemoveBase() error {
 					}
 				}
 			}
-			for _, tname := range []string{"filter", "nat"} {
+			for _, tname := range baseTables {
 				t := rs.table(tname)
 				for _, op := range []string{"-F ", "-X "} {
 					for _, c := range baseChains[tname] {
@@ -136,7 +136,11 @@ var baseJumps = []jump{
 	{"nat", "PREROUTING", "-A PREROUTING -m addrtype --dst-type LOCAL -j " + ChainDNAT, false, ""},
 	{"nat", "OUTPUT", "-A OUTPUT -m addrtype --dst-type LOCAL -j " + ChainDNAT, false, ""},
 	{"nat", "POSTROUTING", "-A POSTROUTING -j " + ChainPostrouting, false, ""},
+	{"raw", "PREROUTING", "-A PREROUTING -j " + ChainLoopback, false, ""},
 }
+
+// baseTables are the tables mynet has chains in.
+var baseTables = []string{"filter", "nat", "raw"}
 
 // baseChains are made when missing. DOCKER-USER is dockerd's: mynet creates
 // it only so that the guard is in place before dockerd starts, which then
@@ -144,6 +148,7 @@ var baseJumps = []jump{
 var baseChains = map[string][]string{
 	"filter": {ChainForward, ChainIsolation, ChainIngress, ChainEgress, ChainBridges, ChainAccept, DockerUser},
 	"nat":    {ChainDNAT, ChainPostrouting},
+	"raw":    {ChainLoopback},
 }
 
 // baseFixes adds to bt what brings mynet's chains, their fixed rules and
@@ -155,7 +160,7 @@ var baseChains = map[string][]string{
 func baseFixes(rs ruleset, bt *batch, group uint32) bool {
 	fixed := false
 	static := staticChains(group)
-	for _, tname := range []string{"filter", "nat"} {
+	for _, tname := range baseTables {
 		t := rs.table(tname)
 		for _, c := range baseChains[tname] {
 			want, static := static[c]

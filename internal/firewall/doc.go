@@ -2,7 +2,7 @@
 // go-iptables: it owns mynet's iptables chains and the rules each network
 // and endpoint needs, in both families.
 //
-// Layout. mynet keeps its rules in chains of its own and adds five jumps to
+// Layout. mynet keeps its rules in chains of its own and adds six jumps to
 // chains that are not its own (base.go):
 //
 //	filter DOCKER-USER  -> MYNET-ISOLATION    (first: the drop-only guard between networks)
@@ -10,6 +10,14 @@
 //	nat    PREROUTING   -> MYNET-DNAT         (published ports, local destinations)
 //	nat    OUTPUT       -> MYNET-DNAT         (the same for the host's own traffic)
 //	nat    POSTROUTING  -> MYNET-POSTROUTING  (masquerade or SNAT of mynet subnets)
+//	raw    PREROUTING   -> MYNET-LOOPBACK     (ports published on 127.0.0.0/8 or ::1)
+//
+// A port published on a loopback address (-p 127.0.0.1:8080:80) is the
+// host's alone. Its DNAT matches any packet for that address and port, and
+// a host on the same segment that routes 127.0.0.0/8 here would reach the
+// container through it, so MYNET-LOOPBACK drops such packets unless they
+// come in on lo, before NAT sees them: one rule per binding, as Docker's
+// bridge has in raw PREROUTING.
 //
 // The FORWARD jump goes right after Docker's DOCKER-USER jump when there is
 // one (so rules users put in DOCKER-USER still apply to mynet's containers),

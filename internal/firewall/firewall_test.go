@@ -69,7 +69,7 @@ func ipt(t *testing.T, cmd string, args ...string) {
 func reset(t *testing.T) {
 	t.Helper()
 	for _, cmd := range []string{"iptables", "ip6tables"} {
-		for _, table := range []string{"filter", "nat"} {
+		for _, table := range baseTables {
 			ipt(t, cmd, "-t", table, "-F")
 			ipt(t, cmd, "-t", table, "-X")
 		}
@@ -582,5 +582,48 @@ func TestKernelReconcileConvertsTheRulesOfAnOlderMynet(t *testing.T) {
 	}
 	if got := dumpRules(t); got != string(want) {
 		t.Errorf("after Reconcile:\n%s\nwant (testdata/default.golden):\n%s", got, want)
+	}
+}
+
+// A port published on a loopback address gets a raw-table drop of what
+// arrives for it on any interface but lo (in both families); other
+// bindings, and routed networks, which have no DNAT, get none.
+func TestLoopbackBindingsAreDroppedFromElsewhere(t *testing.T) {
+	n := testNetwork("0123456789abcdef0123", "mybr0", "10.42.0.0/16")
+	n.Subnet6 = netip.MustParsePrefix("fd00:42::/64")
+	bind := func(host, ctr string, port uint16) PortBinding {
+		b := PortBinding{Proto: "tcp", HostPort: port, ContainerIP: netip.MustParseAddr(ctr), ContainerPort: 80}
+		if host != "" {
+			b.HostIP = netip.MustParseAddr(host)
+		}
+		return b
+	}
+	ep := Endpoint{NetworkID: n.ID, EndpointID: "fedcba9876543210", Ports: []PortBinding{
+		bind("127.0.0.2", "10.42.0.2", 8080),
+		bind("", "10.42.0.2", 8081),
+		bind("192.0.2.1", "10.42.0.2", 8082),
+		bind("::1", "fd00:42::2", 8083),
+	}}
+	raw := func(n Network, f Family) []string {
+		var out []string
+		for _, r := range ep.Rules(n, f) {
+			if r.Table == "raw" {
+				out = append(out, r.String())
+			}
+		}
+		return out
+	}
+	tag := EndpointTag(n.ID, ep.EndpointID)
+	want4 := []string{`-A MYNET-LOOPBACK -d 127.0.0.2/32 ! -i lo -p tcp -m tcp --dport 8080 -m comment --comment "` + tag + `" -j DROP`}
+	want6 := []string{`-A MYNET-LOOPBACK -d ::1/128 ! -i lo -p tcp -m tcp --dport 8083 -m comment --comment "` + tag + `" -j DROP`}
+	if got := raw(n, IPv4); !slices.Equal(got, want4) {
+		t.Errorf("IPv4 raw rules = %q, want %q", got, want4)
+	}
+	if got := raw(n, IPv6); !slices.Equal(got, want6) {
+		t.Errorf("IPv6 raw rules = %q, want %q", got, want6)
+	}
+	n.Routed, n.Routed6 = true, true
+	if got := append(raw(n, IPv4), raw(n, IPv6)...); len(got) != 0 {
+		t.Errorf("routed network: raw rules %q, want none", got)
 	}
 }

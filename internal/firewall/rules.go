@@ -19,6 +19,7 @@ const (
 	ChainAccept      = "MYNET-ACCEPT"      // filter: mark the connection ours, accept
 	ChainDNAT        = "MYNET-DNAT"        // nat, from PREROUTING and OUTPUT: published ports
 	ChainPostrouting = "MYNET-POSTROUTING" // nat, from POSTROUTING: masquerade, SNAT, hairpin
+	ChainLoopback    = "MYNET-LOOPBACK"    // raw, from PREROUTING: ports published on loopback addresses
 )
 
 // ConnMark is the conntrack mark bit mynet sets on connections it accepted.
@@ -267,8 +268,9 @@ func (n Network) Rules(f Family) []Rule {
 }
 
 // Rules returns an endpoint's rules for one family: a DNAT per published
-// port (NAT mode; with an accept per trusted interface), or an accept per
-// published port (routed mode).
+// port (NAT mode; with an accept per trusted interface, and a drop of what
+// arrives from elsewhere for a port published on a loopback address), or
+// an accept per published port (routed mode).
 func (e Endpoint) Rules(n Network, f Family) []Rule {
 	if n.Internal || !n.subnet(f).IsValid() {
 		return nil
@@ -305,9 +307,18 @@ func (e Endpoint) Rules(n Network, f Family) []Rule {
 		if f == IPv6 {
 			dest = "[" + p.ContainerIP.String() + "]:" + port
 		}
-		spec = append(spec, "-p", p.Proto, "-m", p.Proto, "--dport", strconv.Itoa(int(p.HostPort)),
+		hostPort := strconv.Itoa(int(p.HostPort))
+		spec = append(spec, "-p", p.Proto, "-m", p.Proto, "--dport", hostPort,
 			"-j", "DNAT", "--to-destination", dest)
 		rules = append(rules, rule("nat", ChainDNAT, tag, spec...))
+		if p.HostIP.IsLoopback() {
+			// A port published on a loopback address is the host's
+			// alone: the DNAT above would also take a packet for it that
+			// another host routed here, so such packets are dropped
+			// before NAT sees them (as Docker's bridge does).
+			rules = append(rules, rule("raw", ChainLoopback, tag, "-d", hostPrefix(p.HostIP), "!", "-i", "lo",
+				"-p", p.Proto, "-m", p.Proto, "--dport", hostPort, "-j", "DROP"))
+		}
 	}
 	return rules
 }
