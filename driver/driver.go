@@ -108,8 +108,6 @@ type Driver struct {
 	creating  map[netip.Addr]string          // cluster endpoints being created: address -> network ID
 }
 
-var _ network.Driver = (*Driver)(nil)
-
 // netState is a network as persisted.
 type netState struct {
 	Config NetworkConfig `json:"config"`
@@ -140,6 +138,10 @@ type Endpoint struct {
 	// MACFromDocker records whether Docker chose the MAC, so a repeated
 	// CreateEndpoint answers exactly as the first one did.
 	MACFromDocker bool `json:"mac_from_docker"`
+	// IfName is the container interface's exact name
+	// (com.docker.network.endpoint.ifname), or "" for the network's prefix
+	// and a number.
+	IfName string `json:"ifname,omitempty"`
 }
 
 // New builds a driver and loads its networks and endpoints from the store.

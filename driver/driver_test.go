@@ -3,6 +3,7 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -422,5 +423,92 @@ func TestIPv6OnlyNetwork(t *testing.T) {
 	bad := &network.CreateNetworkRequest{NetworkID: "aaaaaaaaaaaa" + netID[12:], Options: map[string]any{optEnableIPv4: false}}
 	if err := h.d.CreateNetwork(bad); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "IPv6") {
 		t.Errorf("no IPv4 and no IPv6: %v", err)
+	}
+}
+
+// com.docker.network.endpoint.ifname becomes Join's DstName, kept across a
+// restart; a bad name is refused by CreateEndpoint before any veth exists.
+func TestEndpointIfName(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	st, err := store.OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, st)
+	if err := h.d.CreateNetwork(createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []any{"", "-eth2", "eth 2", "averyveryverylongname", "eth2/x", 7} {
+		req := endpointReq(epID, "10.1.0.2/24", "")
+		req.Options = map[string]any{OptEndpointIfName: bad}
+		if _, err := h.d.CreateEndpoint(req); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), OptEndpointIfName) {
+			t.Errorf("ifname %#v: err = %v, want an invalid-option error naming the option", bad, err)
+		}
+		if n := h.links.count(); n != 1 {
+			t.Fatalf("ifname %#v: %d links after the refusal, want the bridge alone: %v", bad, n, h.links.links)
+		}
+	}
+	req := endpointReq(epID, "10.1.0.2/24", "")
+	req.Options = map[string]any{OptEndpointIfName: "eth2"}
+	if _, err := h.d.CreateEndpoint(req); err != nil {
+		t.Fatal(err)
+	}
+	// The same request again is the same endpoint; another name is not.
+	if _, err := h.d.CreateEndpoint(req); err != nil {
+		t.Errorf("repeated CreateEndpoint: %v", err)
+	}
+	other := endpointReq(epID, "10.1.0.2/24", "")
+	other.Options = map[string]any{OptEndpointIfName: "eth3"}
+	if _, err := h.d.CreateEndpoint(other); !errdefs.IsConflict(err) {
+		t.Errorf("CreateEndpoint with another ifname: %v, want a conflict", err)
+	}
+	h = restarted(t, st, path)
+	join, err := h.d.Join(&network.JoinRequest{NetworkID: netID, EndpointID: epID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := join.InterfaceName; got.DstName != "eth2" || got.DstPrefix != "eth" || got.SrcName != "mncfedcba987654" {
+		t.Errorf("Join's InterfaceName after a restart = %+v, want DstName eth2 beside the prefix", got)
+	}
+}
+
+// On a network an Engine 28 or later created (it sends enable_ipv4), an
+// endpoint without a MAC from Docker gets a random one, a new one each time
+// the address is used again; an older engine's network derives it from the
+// address, as that engine's bridge does.
+func TestEndpointMACFollowsTheEngine(t *testing.T) {
+	macs := func(engine28 bool) []string {
+		h := newHarness(t, store.NewMemory())
+		req := createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24")
+		if engine28 {
+			req.Options[optEnableIPv4] = true
+		}
+		if err := h.d.CreateNetwork(req); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for range 2 {
+			res, err := h.d.CreateEndpoint(endpointReq(epID, "10.1.0.2/24", ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, res.Interface.MacAddress)
+			if err := h.d.DeleteEndpoint(&network.DeleteEndpointRequest{NetworkID: netID, EndpointID: epID}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return out
+	}
+	if got := macs(false); got[0] != "02:42:0a:01:00:02" || got[1] != got[0] {
+		t.Errorf("20.10's network: MACs %v, want 02:42:0a:01:00:02 twice", got)
+	}
+	got := macs(true)
+	if got[0] == got[1] || got[0] == "02:42:0a:01:00:02" {
+		t.Errorf("Engine 28+'s network: MACs %v, want two different random ones", got)
+	}
+	for _, m := range got {
+		if hw, err := net.ParseMAC(m); err != nil || hw[0]&1 != 0 || hw[0]&2 == 0 {
+			t.Errorf("MAC %s is not a unicast, locally administered address", m)
+		}
 	}
 }

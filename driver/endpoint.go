@@ -10,6 +10,7 @@ import (
 	"github.com/docker/go-plugins-helpers/network"
 	"github.com/sirupsen/logrus"
 
+	"github.com/mynet/mynet/internal/engineapi"
 	"github.com/mynet/mynet/internal/errdefs"
 	"github.com/mynet/mynet/internal/fault"
 	"github.com/mynet/mynet/internal/ids"
@@ -23,9 +24,10 @@ const (
 	PeerVethPrefix = "mnc"
 )
 
-// macFromIP derives a MAC from an IPv4 address the way Docker's bridge
-// driver does (02:42 followed by the address), so the same container address
-// gets the same MAC under both drivers.
+// macFromIP derives a MAC from an IPv4 address the way the bridge driver of
+// Docker 20.10 does (02:42 followed by the address), so the same container
+// address gets the same MAC under both drivers (see RandomMACs for newer
+// engines).
 func macFromIP(ip netip.Addr) net.HardwareAddr {
 	b := ip.As4()
 	return net.HardwareAddr{0x02, 0x42, b[0], b[1], b[2], b[3]}
@@ -77,7 +79,12 @@ func (d *Driver) endpointRequest(req *network.CreateEndpointRequest) (*Endpoint,
 	if addr6.IsValid() && (!cfg.Subnet6.IsValid() || !cfg.Subnet6.Contains(addr6.Addr())) {
 		return nil, nil, errdefs.Invalid("endpoint IPv6 address %s is outside the network's IPv6 subnet %v", addr6, cfg.Subnet6)
 	}
+	ifname, err := endpointIfName(req.Options)
+	if err != nil {
+		return nil, nil, err
+	}
 	ep := &Endpoint{
+		IfName:      ifname,
 		ID:          req.EndpointID,
 		NetworkID:   req.NetworkID,
 		HostVeth:    HostVethPrefix + req.EndpointID[:12],
@@ -91,10 +98,10 @@ func (d *Driver) endpointRequest(req *network.CreateEndpointRequest) (*Endpoint,
 			return nil, nil, errdefs.Invalid("invalid MAC address %q", m)
 		}
 		ep.MAC, ep.MACFromDocker = mac.String(), true
-	} else if addr.IsValid() {
+	} else if addr.IsValid() && !cfg.RandomMACs {
 		ep.MAC = macFromIP(addr.Addr()).String()
 	} else {
-		// IPv6-only: a random MAC, as Docker's bridge gives every endpoint.
+		// As Engine 28's bridge and later (and every IPv6-only endpoint).
 		ep.MAC = netutil.RandomMAC().String()
 	}
 	return ep, &cfg, nil
@@ -126,7 +133,8 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 	old, exists := d.endpoints[ep.ID]
 	d.mu.Unlock()
 	if exists {
-		if old.NetworkID == ep.NetworkID && old.Address == ep.Address && old.AddressIPv6 == ep.AddressIPv6 && (!ep.MACFromDocker || old.MAC == ep.MAC) {
+		if old.NetworkID == ep.NetworkID && old.Address == ep.Address && old.AddressIPv6 == ep.AddressIPv6 && old.IfName == ep.IfName &&
+			(!ep.MACFromDocker || old.MAC == ep.MAC) {
 			log.Info("endpoint already exists, as requested")
 			return createResponse(old), nil
 		}
@@ -301,14 +309,15 @@ func (d *Driver) EndpointInfo(req *network.InfoRequest) (*network.InfoResponse, 
 }
 
 // Join implements network.Driver: Docker moves the container end of the veth
-// into the sandbox, names it with the prefix, and routes through the gateway.
-func (d *Driver) Join(req *network.JoinRequest) (*network.JoinResponse, error) {
+// into the sandbox, names it (the endpoint's ifname, else the prefix and a
+// number), and routes through the gateway.
+func (d *Driver) Join(req *network.JoinRequest) (*engineapi.JoinResponse, error) {
 	ep, cfg, err := d.endpoint(req.NetworkID, req.EndpointID)
 	if err != nil {
 		return nil, err
 	}
-	res := &network.JoinResponse{
-		InterfaceName: network.InterfaceName{SrcName: ep.PeerVeth, DstPrefix: cfg.ContainerPrefix},
+	res := &engineapi.JoinResponse{
+		InterfaceName: engineapi.InterfaceName{SrcName: ep.PeerVeth, DstPrefix: cfg.ContainerPrefix, DstName: ep.IfName},
 	}
 	if !cfg.Internal {
 		// Like Docker's bridge: an internal network gives no default route.

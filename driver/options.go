@@ -69,6 +69,13 @@ type NetworkConfig struct {
 	NoIPv4          bool         `json:"no_ipv4,omitempty"`        // IPv6-only (EnableIPv4: false)
 	GatewayMode4    string       `json:"gateway_mode4"`
 	GatewayMode6    string       `json:"gateway_mode6"`
+	// RandomMACs: an endpoint Docker gives no MAC gets a random one, as the
+	// bridge of Engine 28 and later does (so a container restarted with the
+	// same address gets a new MAC, and the engine's advertisements update
+	// its peers); otherwise one derived from its IPv4 address, as 20.10's.
+	// The engine's generation shows in what it sends: 28 and later send
+	// com.docker.network.enable_ipv4 with every CreateNetwork.
+	RandomMACs bool `json:"random_macs,omitempty"`
 	// Cluster networks (multi-host): the cluster network's name, its VNI and
 	// the VXLAN device on the bridge; all empty for a local network.
 	Cluster string `json:"cluster,omitempty"`
@@ -190,6 +197,7 @@ func parseOptions(cfg *NetworkConfig, opts map[string]any) (ipv6 bool, err error
 			return false, err
 		}
 		cfg.NoIPv4 = !on
+		cfg.RandomMACs = true
 	}
 	if v, ok := opts[optInternal]; ok {
 		on, err := parseBool(optInternal, v)

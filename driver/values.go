@@ -139,3 +139,25 @@ func parseMTU(key string, v any) (int, error) {
 	}
 	return n, nil
 }
+
+// OptEndpointIfName names the container's interface exactly (an endpoint
+// option: docker network connect --driver-opt, or docker run --network
+// name=N,driver-opt=...).
+const OptEndpointIfName = "com.docker.network.endpoint.ifname"
+
+// endpointIfName reads and checks an endpoint's ifname option; "" when it
+// is not set.
+func endpointIfName(opts map[string]any) (string, error) {
+	v, ok := opts[OptEndpointIfName]
+	if !ok {
+		return "", nil
+	}
+	name, err := parseString(OptEndpointIfName, v)
+	if err != nil {
+		return "", err
+	}
+	if err := validateIfName(OptEndpointIfName, name, netutil.MaxNameLen); err != nil {
+		return "", err
+	}
+	return name, nil
+}

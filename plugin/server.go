@@ -14,6 +14,7 @@ import (
 	"github.com/docker/go-plugins-helpers/sdk"
 	"github.com/sirupsen/logrus"
 
+	"github.com/mynet/mynet/internal/engineapi"
 	"github.com/mynet/mynet/internal/errdefs"
 )
 
@@ -33,10 +34,24 @@ type capabilities struct {
 }
 
 // NetworkDriver is what the plugin serves under /NetworkDriver.*:
-// go-plugins-helpers' interface plus Docker 28's GwAllocCheck.
+// go-plugins-helpers' interface as Engine 29 has it: Docker 28's
+// GwAllocCheck, and a Join that may name the container's interface.
 type NetworkDriver interface {
-	network.Driver
+	GetCapabilities() (*network.CapabilitiesResponse, error)
 	GwAllocCheck(options map[string]any) (skipIPv4, skipIPv6 bool, err error)
+	CreateNetwork(*network.CreateNetworkRequest) error
+	AllocateNetwork(*network.AllocateNetworkRequest) (*network.AllocateNetworkResponse, error)
+	DeleteNetwork(*network.DeleteNetworkRequest) error
+	FreeNetwork(*network.FreeNetworkRequest) error
+	CreateEndpoint(*network.CreateEndpointRequest) (*network.CreateEndpointResponse, error)
+	DeleteEndpoint(*network.DeleteEndpointRequest) error
+	EndpointInfo(*network.InfoRequest) (*network.InfoResponse, error)
+	Join(*network.JoinRequest) (*engineapi.JoinResponse, error)
+	Leave(*network.LeaveRequest) error
+	DiscoverNew(*network.DiscoveryNotification) error
+	DiscoverDelete(*network.DiscoveryNotification) error
+	ProgramExternalConnectivity(*network.ProgramExternalConnectivityRequest) error
+	RevokeExternalConnectivity(*network.RevokeExternalConnectivityRequest) error
 }
 
 type gwAllocCheckRequest struct {

@@ -17,6 +17,7 @@ import (
 	"github.com/docker/go-plugins-helpers/ipam"
 	"github.com/docker/go-plugins-helpers/network"
 
+	"github.com/mynet/mynet/internal/engineapi"
 	"github.com/mynet/mynet/internal/errdefs"
 )
 
@@ -77,11 +78,11 @@ func (f *fakeDriver) EndpointInfo(r *network.InfoRequest) (*network.InfoResponse
 	}
 	return &network.InfoResponse{Value: map[string]string{"mac": "02:42:00:00:00:01"}}, nil
 }
-func (f *fakeDriver) Join(r *network.JoinRequest) (*network.JoinResponse, error) {
+func (f *fakeDriver) Join(r *network.JoinRequest) (*engineapi.JoinResponse, error) {
 	if err := f.check("Join", r.NetworkID); err != nil {
 		return nil, err
 	}
-	return &network.JoinResponse{InterfaceName: network.InterfaceName{SrcName: "mncx", DstPrefix: "eth"}, Gateway: "10.0.0.1"}, nil
+	return &engineapi.JoinResponse{InterfaceName: engineapi.InterfaceName{SrcName: "mncx", DstPrefix: "eth"}, Gateway: "10.0.0.1"}, nil
 }
 func (f *fakeDriver) Leave(r *network.LeaveRequest) error { return f.check("Leave", r.NetworkID) }
 func (f *fakeDriver) DiscoverNew(*network.DiscoveryNotification) error {

@@ -27,13 +27,14 @@ func TestContainersTalkOnDefaultIPAMNetwork(t *testing.T) {
 	if strings.Count(out, " 0% packet loss") != 2 {
 		t.Errorf("pings lost packets:\n%s", out)
 	}
-	// The bridge carries the gateway; the container end is eth0 with the MAC
-	// mynet derived from the address.
+	// The bridge carries the gateway; the container end is eth0, with the
+	// MAC mynet derived from the address on 20.10 (as its bridge does; from
+	// Engine 28 on it is random: TestParityMACOfARestartedContainer).
 	if got := ip(t, "-o", "-4", "addr", "show", "dev", "mn-"+id[:12]); !strings.Contains(got, "10.201.0.1/24") {
 		t.Errorf("bridge address: %s", got)
 	}
 	mac := docker(t, "exec", prefix+"alpha", "cat", "/sys/class/net/eth0/address")
-	if want := macOf(alphaIP); mac != want {
+	if want := macOf(alphaIP); engineMajor(t) < 28 && mac != want {
 		t.Errorf("alpha's MAC %s, want %s", mac, want)
 	}
 
