@@ -328,14 +328,18 @@ func (d *Driver) Join(req *network.JoinRequest) (*engineapi.JoinResponse, error)
 			res.GatewayIPv6 = cfg.Gateway6.Addr().String()
 		}
 	}
+	if err := d.openRoutedPorts(req.Options, ep.NetworkID, ep.ID); err != nil {
+		return nil, err
+	}
 	d.log.WithFields(logrus.Fields{"network": ids.Short(ep.NetworkID), "endpoint": ids.Short(ep.ID), "sandbox": req.SandboxKey}).Info("endpoint joined")
 	return res, nil
 }
 
 // Leave implements network.Driver. Docker takes the interface back out of
-// the sandbox itself; nothing in the host changes until DeleteEndpoint.
+// the sandbox itself; the ports still open (a routed network's, which
+// Revoke keeps) close, and the rest waits for DeleteEndpoint.
 func (d *Driver) Leave(req *network.LeaveRequest) error {
-	if _, _, err := d.endpoint(req.NetworkID, req.EndpointID); err != nil {
+	if err := d.closePorts(req.NetworkID, req.EndpointID); err != nil {
 		if errdefs.IsNotFound(err) {
 			return nil // a repeated Leave
 		}

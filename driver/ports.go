@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/docker/go-plugins-helpers/network"
@@ -213,30 +214,114 @@ func (d *Driver) ProgramExternalConnectivity(req *network.ProgramExternalConnect
 }
 
 // RevokeExternalConnectivity implements network.Driver: the endpoint's
-// published ports are removed and their host ports released.
+// published ports are removed and their host ports released, but for those
+// of a family the network routes, which stay until Leave (openRoutedPorts).
 func (d *Driver) RevokeExternalConnectivity(req *network.RevokeExternalConnectivityRequest) error {
 	unlock, err := d.lockEndpoint(req.EndpointID)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	ep, _, err := d.endpoint(req.NetworkID, req.EndpointID)
+	ep, cfg, err := d.endpoint(req.NetworkID, req.EndpointID)
 	if errdefs.IsNotFound(err) {
 		return nil // a repeated revoke, or one after DeleteEndpoint
 	}
+	if err != nil {
+		return err
+	}
+	keep := routedPorts(&cfg, ep.Ports)
+	if len(keep) == len(ep.Ports) {
+		return nil
+	}
+	if err := d.fw.SetEndpoint(firewallNetwork(&cfg), firewallEndpoint(&ep, keep)); err != nil {
+		return fmt.Errorf("remove port rules of endpoint %s: %w", ids.Short(ep.ID), err)
+	}
+	d.releasePorts(slices.DeleteFunc(slices.Clone(ep.Ports), func(p PortMapping) bool { return slices.Contains(keep, p) }))
+	d.fault.At(fault.RevokeFirewall)
+	ep.Ports = keep
+	if err := d.saveEndpoint(&ep); err != nil {
+		return err
+	}
+	d.log.WithFields(logrus.Fields{"network": ids.Short(ep.NetworkID), "endpoint": ids.Short(ep.ID)}).Info("ports revoked")
+	return nil
+}
+
+// routedPorts are the mappings of the families the network routes: no host
+// port, the container port opened to routed traffic.
+func routedPorts(cfg *NetworkConfig, ports []PortMapping) []PortMapping {
+	var out []PortMapping
+	for _, p := range ports {
+		if cfg.Routed(family(p.ContainerIP)) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// openRoutedPorts opens, at Join, the container ports an endpoint publishes
+// in a family its network routes. Engine 29's bridge keeps those open for
+// every endpoint from Join to Leave, the container's gateway or not, while
+// the engine calls ProgramExternalConnectivity for the gateway endpoints
+// only: without this, a routed network that is not a container's gateway
+// network would stay closed to the hosts that route to it. An endpoint
+// that has ports already (a repeated Join) keeps them.
+func (d *Driver) openRoutedPorts(opts map[string]any, networkID, endpointID string) error {
+	unlock, err := d.lockEndpoint(endpointID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	ep, cfg, err := d.endpoint(networkID, endpointID)
+	if err != nil {
+		return err
+	}
+	if cfg.Internal || (!cfg.Routed(4) && !cfg.Routed(6)) || len(ep.Ports) > 0 {
+		return nil
+	}
+	reqs, err := parsePortMap(opts, &cfg, &ep)
+	if err != nil {
+		return err
+	}
+	var mapped []PortMapping
+	for _, r := range reqs {
+		if cfg.Routed(family(r.containerIP)) {
+			mapped = append(mapped, PortMapping{Proto: r.proto, HostIP: r.hostIP, HostPort: r.containerPort,
+				ContainerIP: r.containerIP, ContainerPort: r.containerPort})
+		}
+	}
+	if len(mapped) == 0 {
+		return nil
+	}
+	if err := d.fw.SetEndpoint(firewallNetwork(&cfg), firewallEndpoint(&ep, mapped)); err != nil {
+		_ = d.fw.SetEndpoint(firewallNetwork(&cfg), firewallEndpoint(&ep, nil))
+		return fmt.Errorf("open routed ports of endpoint %s: %w", ids.Short(ep.ID), err)
+	}
+	ep.Ports = mapped
+	if err := d.saveEndpoint(&ep); err != nil {
+		_ = d.fw.SetEndpoint(firewallNetwork(&cfg), firewallEndpoint(&ep, nil))
+		return err
+	}
+	d.log.WithFields(logrus.Fields{"network": ids.Short(ep.NetworkID), "endpoint": ids.Short(ep.ID), "ports": FormatPorts(mapped)}).
+		Info("routed ports opened")
+	return nil
+}
+
+// closePorts removes every port of an endpoint (Leave).
+func (d *Driver) closePorts(networkID, endpointID string) error {
+	unlock, err := d.lockEndpoint(endpointID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	ep, _, err := d.endpoint(networkID, endpointID)
 	if err != nil || len(ep.Ports) == 0 {
 		return err
 	}
 	if err := d.unpublish(&ep); err != nil {
 		return err
 	}
-	d.fault.At(fault.RevokeFirewall)
 	ep.Ports = nil
-	if err := d.saveEndpoint(&ep); err != nil {
-		return err
-	}
-	d.log.WithFields(logrus.Fields{"network": ids.Short(ep.NetworkID), "endpoint": ids.Short(ep.ID)}).Info("ports revoked")
-	return nil
+	return d.saveEndpoint(&ep)
 }
 
 // unpublish removes an endpoint's port rules and releases its host ports.

@@ -207,3 +207,55 @@ func FuzzParsePortMap(f *testing.F) {
 		}
 	})
 }
+
+// On a routed network the published container ports open at Join, gateway
+// endpoint or not (Engine 29 calls ProgramExternalConnectivity for the
+// gateway only), stay through a Revoke and close at Leave; a NAT network's
+// wait for ProgramExternalConnectivity and go at Revoke.
+func TestRoutedPortsOpenFromJoinToLeave(t *testing.T) {
+	opts := portmap(binding("tcp", "", 80, 8080, 8080))
+	join := func(h *harness) {
+		t.Helper()
+		if _, err := h.d.Join(&network.JoinRequest{NetworkID: netID, EndpointID: epID, Options: opts}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	revoke := func(h *harness) {
+		t.Helper()
+		if err := h.d.RevokeExternalConnectivity(&network.RevokeExternalConnectivityRequest{NetworkID: netID, EndpointID: epID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	routed := publishedHarness(t, store.NewMemory(), map[string]any{OptGatewayMode4: GatewayRouted})
+	join(routed)
+	if got := routed.fw.endpoints[epID].Ports; len(got) != 1 || got[0].ContainerPort != 80 || got[0].HostPort != 80 || routed.ports.count() != 0 {
+		t.Fatalf("routed network after Join: ports %+v, %d host ports reserved; want container port 80 open, none reserved", got, routed.ports.count())
+	}
+	revoke(routed)
+	if got := routed.fw.endpoints[epID].Ports; len(got) != 1 {
+		t.Errorf("routed network after Revoke: ports %+v, want them kept until Leave", got)
+	}
+	if err := routed.d.Leave(&network.LeaveRequest{NetworkID: netID, EndpointID: epID}); err != nil {
+		t.Fatal(err)
+	}
+	if got := routed.fw.endpoints[epID].Ports; len(got) != 0 {
+		t.Errorf("routed network after Leave: ports %+v, want none", got)
+	}
+	if ep, _, _ := routed.d.endpoint(netID, epID); len(ep.Ports) != 0 {
+		t.Errorf("routed network after Leave: the record keeps ports %+v", ep.Ports)
+	}
+
+	nat := publishedHarness(t, store.NewMemory(), map[string]any{})
+	join(nat)
+	if got := nat.fw.endpoints[epID].Ports; len(got) != 0 {
+		t.Errorf("NAT network after Join: ports %+v, want none before ProgramExternalConnectivity", got)
+	}
+	if err := program(nat, opts); err != nil {
+		t.Fatal(err)
+	}
+	revoke(nat)
+	if got := nat.fw.endpoints[epID].Ports; len(got) != 0 || nat.ports.count() != 0 {
+		t.Errorf("NAT network after Revoke: ports %+v, %d reserved; want none", got, nat.ports.count())
+	}
+}
