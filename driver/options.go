@@ -32,6 +32,8 @@ const (
 	OptGatewayMode6    = "com.docker.network.bridge.gateway_mode_ipv6"
 	OptDefaultBridge   = "com.docker.network.bridge.default_bridge"
 	optEnableIPv4      = "com.docker.network.enable_ipv4"
+	OptAdvertiseNMsgs  = "com.docker.network.advertise_addr_nmsgs"
+	OptAdvertiseMs     = "com.docker.network.advertise_addr_ms"
 )
 
 // Gateway modes (Docker 28): nat publishes ports through DNAT and
@@ -258,6 +260,11 @@ func parseOptions(cfg *NetworkConfig, opts map[string]any) (ipv6 bool, err error
 			cfg.GatewayMode6, err = parseGatewayMode(key, v)
 		case OptCluster:
 			cfg.Cluster, err = parseString(key, v)
+		case OptAdvertiseNMsgs, OptAdvertiseMs:
+			// The engine (28 and later) sends the advertisements itself, and
+			// refuses these before the driver sees them; for an engine that
+			// does not, the same values are refused in the same words.
+			err = checkAdvertiseOption(key, v)
 		case OptDefaultBridge:
 			var on bool
 			if on, err = parseBool(key, v); err == nil && on {

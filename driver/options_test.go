@@ -153,6 +153,12 @@ func TestParseNetworkConfigRejects(t *testing.T) {
 		{"isolated v6, not internal", map[string]any{OptGatewayMode6: "isolated"}, nil, "--internal"},
 		{"default bridge", map[string]any{OptDefaultBridge: "true"}, nil, OptDefaultBridge},
 		{"inhibit not bool", map[string]any{OptInhibitIPv4: "sometimes"}, nil, OptInhibitIPv4},
+		{"advertise nmsgs 4", map[string]any{OptAdvertiseNMsgs: "4"}, nil, OptAdvertiseNMsgs + " must be in the range 0 to 3"},
+		{"advertise nmsgs -1", map[string]any{OptAdvertiseNMsgs: "-1"}, nil, OptAdvertiseNMsgs + " must be in the range 0 to 3"},
+		{"advertise nmsgs word", map[string]any{OptAdvertiseNMsgs: "three"}, nil, `value for option ` + OptAdvertiseNMsgs + ` "three" must be an integer`},
+		{"advertise ms 99", map[string]any{OptAdvertiseMs: "99"}, nil, OptAdvertiseMs + " must be in the range 100 to 2000"},
+		{"advertise ms 2001", map[string]any{OptAdvertiseMs: "2001"}, nil, OptAdvertiseMs + " must be in the range 100 to 2000"},
+		{"advertise ms 1.5", map[string]any{OptAdvertiseMs: "1.5"}, nil, `value for option ` + OptAdvertiseMs + ` "1.5" must be integer milliseconds`},
 		{"ipv4 off", map[string]any{}, func(r *network.CreateNetworkRequest) { r.Options[optEnableIPv4] = false }, "IPv4"},
 		{"ipv6 data without ipv6", map[string]any{}, func(r *network.CreateNetworkRequest) {
 			r.IPv6Data = []*network.IPAMData{{Pool: "fd00::/64", Gateway: "fd00::1/64"}}

@@ -161,3 +161,25 @@ func endpointIfName(opts map[string]any) (string, error) {
 	}
 	return name, nil
 }
+
+// checkAdvertiseOption checks com.docker.network.advertise_addr_nmsgs (0 to
+// 3 messages) or _ms (100 to 2000 ms between them) with Engine 29's limits
+// and words.
+func checkAdvertiseOption(key string, v any) error {
+	s, err := parseString(key, v)
+	if err != nil {
+		return err
+	}
+	n, convErr := strconv.Atoi(s)
+	lo, hi, what := 0, 3, "an integer"
+	if key == OptAdvertiseMs {
+		lo, hi, what = 100, 2000, "integer milliseconds"
+	}
+	switch {
+	case convErr != nil:
+		return errdefs.Invalid("value for option %s %q must be %s", key, s, what)
+	case n < lo || n > hi:
+		return errdefs.Invalid("%s must be in the range %d to %d", key, lo, hi)
+	}
+	return nil
+}

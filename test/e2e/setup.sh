@@ -19,7 +19,7 @@ log() { echo "setup: $*" >&2; }
 # test/engine/engine.sh, which runs its own engine (DOCKER_HOST), has them
 # already and only wants the image.
 if [ -z "${MYNET_E2E_SKIP_HOST_DEPS:-}" ]; then
-  bash "$HERE/../../packaging/host-deps.sh" busybox-static iproute2 curl iputils-ping nftables shellcheck
+  bash "$HERE/../../packaging/host-deps.sh" busybox-static iproute2 curl iputils-ping nftables shellcheck tcpdump
 fi
 [ -x /bin/busybox ] || { log "busybox-static installed no /bin/busybox"; exit 1; }
 
