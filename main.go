@@ -229,13 +229,15 @@ func storeURLs(store string, tls cluster.TLS) ([]string, error) {
 }
 
 // runCluster is `mynet cluster forget NODE`: it removes a dead host's
-// records and the addresses it claimed, for good.
+// records and the addresses it claimed, for good. Flags may come before or
+// after the node name, as users type them.
 func runCluster(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mynet cluster", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: mynet cluster forget NODE [--cluster-store etcd://HOST:PORT] [--cluster-ca F --cluster-cert F --cluster-key F]\n\n"+
-			"Removes a host that is gone for good: its record, its endpoints and every address it claimed.\n\nflags:\n")
+		fmt.Fprintf(stderr, "usage: mynet cluster forget NODE [--force] [--cluster-store etcd://HOST:PORT] [--cluster-ca F --cluster-cert F --cluster-key F]\n\n"+
+			"Removes a host that is gone for good: its record, its endpoints and every address it claimed.\n"+
+			"A host whose lease is alive is refused unless --force.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	o := &options{}
@@ -243,17 +245,19 @@ func runCluster(args []string, getenv func(string) string, stdout, stderr io.Wri
 	fs.StringVar(&o.Cluster.TLS.CA, "cluster-ca", getenv("MYNET_CLUSTER_CA"), "CA certificate of etcd's TLS")
 	fs.StringVar(&o.Cluster.TLS.Cert, "cluster-cert", getenv("MYNET_CLUSTER_CERT"), "client certificate for etcd")
 	fs.StringVar(&o.Cluster.TLS.Key, "cluster-key", getenv("MYNET_CLUSTER_KEY"), "client key for etcd")
+	force := fs.Bool("force", false, "forget the host even though its lease is alive (only for a host known dead)")
 	if len(args) == 0 || args[0] != "forget" {
 		fs.Usage()
 		return status.UsageError{Err: errors.New("want: mynet cluster forget NODE")}
 	}
-	if err := fs.Parse(args[1:]); err != nil {
+	nodes, err := parseInterspersed(fs, args[1:])
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return status.UsageError{Err: err}
 	}
-	if fs.NArg() != 1 {
+	if len(nodes) != 1 {
 		return errors.New("name the one host to forget: mynet cluster forget NODE")
 	}
 	if *store == "" {
@@ -268,12 +272,32 @@ func runCluster(args []string, getenv func(string) string, stdout, stderr io.Wri
 		return err
 	}
 	defer c.Close()
-	n, err := c.Forget(fs.Arg(0))
+	n, err := c.Forget(nodes[0], *force)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "forgot %s: %d records removed\n", fs.Arg(0), n)
+	fmt.Fprintf(stdout, "forgot %s: %d records removed\n", nodes[0], n)
 	return nil
+}
+
+// parseInterspersed parses flags wherever they stand among the arguments
+// and returns the other arguments, in order (the flag package stops at the
+// first non-flag). "--" ends the flags.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		if len(args) > fs.NArg() && args[len(args)-fs.NArg()-1] == "--" {
+			return append(pos, fs.Args()...), nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
 
 func hostname() string {

@@ -111,6 +111,11 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"status", "--nope"}, 2, "", "flag provided but not defined"},
 		{[]string{"cluster", "forget", "host3"}, 1, "", "--cluster-store (or MYNET_CLUSTER_STORE) is needed"},
 		{[]string{"cluster", "forget", "--cluster-store", "http://x:1", "host3"}, 1, "", "does not start with etcd://"},
+		// Flags after the node name, as docs/multihost.md writes them.
+		{[]string{"cluster", "forget", "host3", "--cluster-store", "http://x:1"}, 1, "", "does not start with etcd://"},
+		{[]string{"cluster", "forget", "host3", "--force", "--cluster-store=http://x:1"}, 1, "", "does not start with etcd://"},
+		{[]string{"cluster", "forget", "host3", "host4", "--cluster-store", "etcd://x:1"}, 1, "", "name the one host to forget"},
+		{[]string{"cluster", "forget", "--", "-host3", "--cluster-store"}, 1, "", "name the one host to forget"},
 		{[]string{"--cluster-store", "etcd://10.0.0.5:2379"}, 2, "", "needs --cluster-advertise"},
 		{[]string{"--cluster-store", "etcd://10.0.0.5", "--cluster-advertise", "eth1"}, 2, "", "is not HOST:PORT"},
 	}

@@ -111,14 +111,27 @@ func (c *Client) call(what string, fn func(ctx context.Context) error) error {
 }
 
 // clusterError is an answer from the cluster (a conflict, a mismatch), as
-// opposed to a failure to reach it.
-type clusterError struct{ msg string }
+// opposed to a failure to reach it; kind, when set, is the sentinel it
+// matches with errors.Is.
+type clusterError struct {
+	msg  string
+	kind error
+}
 
 func (e *clusterError) Error() string { return e.msg }
+func (e *clusterError) Unwrap() error { return e.kind }
 
 func conflict(format string, args ...any) error {
 	return &clusterError{msg: fmt.Sprintf(format, args...)}
 }
+
+// ErrNodeNameInUse is Register's answer when another live host holds this
+// host's node name; ErrNodeAlive is Forget's when the host to forget is
+// still registered.
+var (
+	ErrNodeNameInUse = errors.New("node name in use by a live host")
+	ErrNodeAlive     = errors.New("node is alive")
+)
 
 // IsConflict reports whether err is the cluster's refusal rather than a
 // failure to reach it.

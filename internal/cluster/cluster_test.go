@@ -244,12 +244,64 @@ func TestForget(t *testing.T) {
 	if ok, _, _ := h[1].ClaimAddress("blue", netip.MustParseAddr("10.40.9.9"), "n"); !ok {
 		t.Fatal("host2's claim")
 	}
-	n, err := h[1].Forget("host1")
+	// host1's lease is alive: refused, nothing removed, unless forced.
+	if n, err := h[1].Forget("host1", false); !errors.Is(err, ErrNodeAlive) || !IsConflict(err) || n != 0 ||
+		!strings.Contains(err.Error(), "--force") {
+		t.Fatalf("Forget of a live host = %d, %v; want ErrNodeAlive saying how", n, err)
+	}
+	if claimed, _ := h[1].Claimed("blue"); len(claimed) != 301 {
+		t.Fatalf("claims after a refused forget: %d, want all 301", len(claimed))
+	}
+	n, err := h[1].Forget("host1", true)
 	if err != nil || n != 302 {
-		t.Errorf("Forget = %d, %v; want 302 keys (300 addresses, an endpoint, the node)", n, err)
+		t.Errorf("Forget --force = %d, %v; want 302 keys (300 addresses, an endpoint, the node)", n, err)
 	}
 	claimed, _ := h[1].Claimed("blue")
 	if len(claimed) != 1 || claimed[netip.MustParseAddr("10.40.9.9")] != "host2" {
 		t.Errorf("claims after forget: %d, want host2's only", len(claimed))
+	}
+}
+
+// A dead host (its lease expired) is forgotten without --force.
+func TestForgetADeadHost(t *testing.T) {
+	mem := NewMemory()
+	h := hosts(t, mem, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	lease, _, err := h[0].Register(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, err := h[0].ClaimAddress("blue", netip.MustParseAddr("10.40.0.5"), "m"); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	mem.kv.expire(lease)
+	if n, err := h[1].Forget("host1", false); err != nil || n != 2 {
+		t.Errorf("Forget of a dead host = %d, %v; want its claim and its (absent) record", n, err)
+	}
+}
+
+// Two hosts under one node name would withdraw each other's records: the
+// second to register is refused while the first's lease lives, and gets
+// the name once that lease is gone; a restart reusing its own lease is not
+// refused.
+func TestRegisterRefusesANodeNameInUse(t *testing.T) {
+	mem := NewMemory()
+	first, second := hosts(t, mem, 1)[0], hosts(t, mem, 1)[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	lease, _, err := first.Register(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := second.Register(ctx, 0); !errors.Is(err, ErrNodeNameInUse) || !strings.Contains(err.Error(), "--node-name") {
+		t.Fatalf("second host under the same name: %v, want ErrNodeNameInUse naming --node-name", err)
+	}
+	if again, _, err := first.Register(ctx, lease); err != nil || again != lease {
+		t.Errorf("restart with its own live lease = %d, %v; want lease %d reused", again, err, lease)
+	}
+	mem.kv.expire(lease)
+	if _, _, err := second.Register(ctx, 0); err != nil {
+		t.Errorf("after the first host's lease expired: %v", err)
 	}
 }

@@ -33,14 +33,28 @@ func (c *Client) Register(ctx context.Context, previous int64) (int64, <-chan st
 				lease = previous
 			}
 		}
-		if lease == 0 {
-			var err error
-			if lease, err = c.kv.grant(cctx, c.cfg.TTL); err != nil {
-				return err
-			}
-		}
 		b, _ := json.Marshal(NodeInfo{Name: c.cfg.Node, Addr: c.cfg.Advertise})
-		return c.kv.put(cctx, nodeKey(c.cfg.Node), b, lease)
+		if lease != 0 {
+			return c.kv.put(cctx, nodeKey(c.cfg.Node), b, lease)
+		}
+		// A new lease: the record must not exist. One that does is
+		// another live host's (a dead host's went with its lease), and
+		// two hosts under one name would withdraw each other's records.
+		var err error
+		if lease, err = c.kv.grant(cctx, c.cfg.TTL); err != nil {
+			return err
+		}
+		created, existing, err := c.kv.create(cctx, nodeKey(c.cfg.Node), b, lease)
+		if err != nil || created {
+			return err
+		}
+		_ = c.kv.revoke(cctx, lease)
+		lease = 0
+		var other NodeInfo
+		_ = json.Unmarshal(existing, &other)
+		return &clusterError{kind: ErrNodeNameInUse, msg: fmt.Sprintf(
+			"node name %q is in use by another live host (underlay address %s): give this host a --node-name of its own (the default is the hostname), or stop mynet on that host first",
+			c.cfg.Node, other.Addr)}
 	})
 	if err != nil {
 		return 0, nil, err
@@ -173,10 +187,23 @@ func (c *Client) WatchEndpoints(ctx context.Context, net string, rev int64, fn f
 
 // Forget removes a dead host for good: its record, its endpoints and every
 // address it claimed, in every network (in transactions of at most 128
-// operations). It returns how many keys went.
-func (c *Client) Forget(node string) (int, error) {
+// operations). It returns how many keys went. A host whose lease is alive
+// is refused (ErrNodeAlive): its containers use those addresses. force
+// forgets it all the same, for a host known dead whose lease has not run
+// out yet.
+func (c *Client) Forget(node string, force bool) (int, error) {
 	var keys []string
 	err := c.call("forget node "+node, func(ctx context.Context) error {
+		if b, alive, err := c.kv.get(ctx, nodeKey(node)); err != nil {
+			return err
+		} else if alive && !force {
+			var n NodeInfo
+			_ = json.Unmarshal(b, &n)
+			return &clusterError{kind: ErrNodeAlive, msg: fmt.Sprintf(
+				"host %s is alive (its mynet, at %s, holds its lease), and its containers use the addresses it claimed: "+
+					"stop mynet on it first (systemctl stop mynet, or docker plugin disable) and wait for its --cluster-ttl, "+
+					"or give --force if the host is known dead", node, n.Addr)}
+		}
 		pairs, _, err := c.kv.list(ctx, Prefix+"networks/")
 		if err != nil {
 			return err

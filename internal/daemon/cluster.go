@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -58,11 +59,16 @@ func clusterOf(alloc *ipam.Allocator) func(string, netip.Prefix) (driver.Cluster
 	}
 }
 
-// membership registers this host (reusing the lease its last run kept, so
-// a restart within the TTL causes no churn), keeps it alive, and registers
-// again whenever the lease is lost, after which every cluster network lists
-// its endpoints again and re-publishes this host's.
-func (d *Daemon) membership(ctx context.Context) {
+// registration is one Register's outcome.
+type registration struct {
+	lease int64
+	lost  <-chan struct{}
+	err   error
+}
+
+// register registers this host once, reusing the lease its last run kept
+// (so a restart within the TTL causes no churn), and saves the lease.
+func (d *Daemon) register(ctx context.Context) registration {
 	var saved int64
 	_ = d.store.View(func(tx store.Tx) error {
 		b, err := tx.Get(bucketCluster, keyLease)
@@ -71,32 +77,44 @@ func (d *Daemon) membership(ctx context.Context) {
 		}
 		return nil
 	})
+	lease, lost, err := d.clusterClient.Register(ctx, saved)
+	if err == nil && lease != saved {
+		b, _ := json.Marshal(lease)
+		if err := d.store.Update(func(tx store.Tx) error { return tx.Put(bucketCluster, keyLease, b) }); err != nil {
+			d.log.WithError(err).Warn("could not save the cluster lease; a restart will register anew")
+		}
+	}
+	return registration{lease: lease, lost: lost, err: err}
+}
+
+// membership keeps this host registered from its first registration on:
+// it registers again whenever the lease is lost, after which every cluster
+// network lists its endpoints again and re-publishes this host's.
+func (d *Daemon) membership(ctx context.Context, reg registration) {
 	for ctx.Err() == nil {
-		lease, lost, err := d.clusterClient.Register(ctx, saved)
-		if err != nil {
-			d.log.WithError(err).Warn("cannot register in the cluster; local networks and known peers are not affected, retrying")
+		if reg.err != nil {
+			if errors.Is(reg.err, cluster.ErrNodeNameInUse) {
+				d.log.WithError(reg.err).Error("cannot register in the cluster; retrying")
+			} else {
+				d.log.WithError(reg.err).Warn("cannot register in the cluster; local networks and known peers are not affected, retrying")
+			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(time.Second):
 			}
+			reg = d.register(ctx)
 			continue
-		}
-		if lease != saved {
-			saved = lease
-			b, _ := json.Marshal(lease)
-			if err := d.store.Update(func(tx store.Tx) error { return tx.Put(bucketCluster, keyLease, b) }); err != nil {
-				d.log.WithError(err).Warn("could not save the cluster lease; a restart will register anew")
-			}
 		}
 		// List again now that this host's records can be (re)published.
 		d.drv.ResyncCluster()
 		select {
 		case <-ctx.Done():
 			return
-		case <-lost:
+		case <-reg.lost:
 			d.log.Warn("cluster lease lost; registering again")
 		}
+		reg = d.register(ctx)
 	}
 }
 

@@ -226,8 +226,20 @@ func (d *Daemon) Run(ctx context.Context, l net.Listener) error {
 	}
 	go d.rec.loop(ctx, d.cfg.ReconcileEvery)
 	if d.clusterClient != nil {
+		// A node name another live host holds is refused at start: the two
+		// would withdraw each other's records. (With etcd unreachable the
+		// daemon starts and keeps trying; see membership.)
+		reg := d.register(ctx)
+		if errors.Is(reg.err, cluster.ErrNodeNameInUse) {
+			_ = srv.Close()
+			if metricsSrv != nil {
+				_ = metricsSrv.Close()
+			}
+			d.drv.Close()
+			return fmt.Errorf("cluster: %w", reg.err)
+		}
 		d.drv.StartCluster()
-		go d.membership(ctx)
+		go d.membership(ctx, reg)
 	}
 	if _, err := sd.SdNotify(false, sd.SdNotifyReady); err != nil {
 		log.WithError(err).Warn("could not tell systemd the daemon is ready")

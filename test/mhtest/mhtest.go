@@ -115,10 +115,7 @@ func (h *Host) Log() string { return h.log.String() }
 func (h *Host) start(extra ...string) {
 	t := h.w.t
 	t.Helper()
-	args := append([]string{"netns", "exec", h.NS, Binary(t), "--socket", h.Socket(), "--state-dir", h.dir,
-		"--log-level", "debug", "--reconcile-interval", "0",
-		"--cluster-store", "etcd://198.18.0.1:2379", "--cluster-advertise", h.Addr, "--node-name", h.Name, "--cluster-ttl", "3s"}, extra...)
-	cmd := exec.Command("ip", args...)
+	cmd := exec.Command("ip", daemonArgs(t, h.NS, h.dir, h.Addr, h.Name, extra...)...)
 	cmd.Stdout, cmd.Stderr = h.log, h.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -132,6 +129,41 @@ func (h *Host) start(extra ...string) {
 		time.Sleep(25 * time.Millisecond)
 	}
 	t.Fatalf("%s: mynet did not answer\n%s", h.Name, h.log.String())
+}
+
+// daemonArgs are ip's arguments that run a host's mynet in namespace ns,
+// with its state and socket in dir.
+func daemonArgs(t testing.TB, ns, dir, addr, node string, extra ...string) []string {
+	return append([]string{"netns", "exec", ns, Binary(t), "--socket", filepath.Join(dir, "mynet.sock"), "--state-dir", dir,
+		"--log-level", "debug", "--reconcile-interval", "0",
+		"--cluster-store", "etcd://198.18.0.1:2379", "--cluster-advertise", addr, "--node-name", node, "--cluster-ttl", "3s"}, extra...)
+}
+
+// RunDaemonAs runs a mynet in a namespace of its own on the underlay (at
+// addr) under node name node, as another host would, and returns what it
+// printed and how it ended: exited by itself within limit, or killed then
+// (running is true).
+func (w *World) RunDaemonAs(node, addr string, limit time.Duration) (out string, running bool, err error) {
+	t := w.t
+	t.Helper()
+	name := fmt.Sprintf("x%d", len(w.Hosts)+1)
+	w.attach(name, addr)
+	var log testbin.Log
+	cmd := exec.Command("ip", daemonArgs(t, w.tag+"-"+name, t.TempDir(), addr, node)...)
+	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(limit):
+		_ = cmd.Process.Kill()
+		err, running = <-done, true
+	}
+	return log.String(), running, err
 }
 
 // kill stops the daemon as a crash would.

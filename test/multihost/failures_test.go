@@ -313,3 +313,25 @@ func TestWatchCompactionForcesAResync(t *testing.T) {
 		t.Errorf("the watch did not end on the compaction (at revision %d); the host's log:\n%s", rev, h.Log())
 	}
 }
+
+// A second daemon under a node name a live host holds (the default is the
+// hostname, so two machines of one name do this) is refused at start: the
+// two would withdraw each other's records.
+func TestSecondDaemonWithTheSameNodeNameIsRefused(t *testing.T) {
+	w := mhtest.NewWorld(t, 2)
+	a, b := w.Hosts[0].CreateNetwork("blue", "10.40.0.0/16"), w.Hosts[1].CreateNetwork("blue", "")
+	ca, cb := a.Run(""), b.Run("")
+	mhtest.Eventually(t, "cross-host ping", func() error { return cb.Ping(ca.IP.Addr(), 0) })
+	out, running, err := w.RunDaemonAs(w.Hosts[0].Name, "198.18.0.31", 20*time.Second)
+	if running || err == nil || !strings.Contains(out, "is in use by another live host") || !strings.Contains(out, "--node-name") {
+		t.Fatalf("a second daemon named host1: still running %v, exit %v; want it refused naming --node-name:\n%s", running, err, mhtest.Tail(out, 2000))
+	}
+	// host1's records are untouched: host2 still has its endpoint, and
+	// traffic flows.
+	if want := ca.IP.Addr().String(); !strings.Contains(b.Remotes(), want) {
+		t.Errorf("after the refused start host2 lost host1's %s:\n%s", want, b.Remotes())
+	}
+	if err := cb.Ping(ca.IP.Addr(), 0); err != nil {
+		t.Errorf("after the refused start: %v", err)
+	}
+}
