@@ -86,6 +86,9 @@ func (d *Driver) resolveCluster(cfg *NetworkConfig, space string) error {
 		return errdefs.Invalid("option %s=%s: a cluster network needs mynet's IPAM: add --ipam-driver mynet --ipam-opt %s=%s", OptCluster, requested, OptCluster, requested)
 	case requested != "" && requested != cn.Name:
 		return errdefs.Invalid("option %s=%s does not match the IPAM's --ipam-opt %s=%s", OptCluster, requested, OptCluster, cn.Name)
+	case cn.VNI == 0:
+		// The IPAM makes a new cluster network at its gateway's request.
+		return errdefs.Invalid("cluster network %s has no configuration in the cluster yet (no gateway address was requested for it)", cn.Name)
 	}
 	cfg.Cluster, cfg.VNI, cfg.VXLAN = cn.Name, cn.VNI, VXLANPrefix+cfg.ID[:12]
 	limit := d.cluster.UnderlayMTU - netutil.VXLANOverhead

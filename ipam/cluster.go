@@ -9,6 +9,7 @@ import (
 
 	"github.com/mynet/mynet/internal/cluster"
 	"github.com/mynet/mynet/internal/errdefs"
+	"github.com/mynet/mynet/internal/store"
 )
 
 // OptCluster is the IPAM option (--ipam-opt mynet.cluster=NAME) that makes
@@ -17,6 +18,7 @@ const OptCluster = "mynet.cluster"
 
 // clusterAPI is the part of cluster.Client the allocator uses.
 type clusterAPI interface {
+	LookupNetwork(name string) (cluster.NetworkSpec, bool, error)
 	EnsureNetwork(name string, subnet netip.Prefix, gateway netip.Addr) (cluster.NetworkSpec, error)
 	ClaimAddress(net string, ip netip.Addr, owner string) (ok bool, holder string, err error)
 	ReleaseAddress(net string, ip netip.Addr, owner string) error
@@ -67,8 +69,10 @@ func clusterErr(err error) error {
 }
 
 // clusterPool fills in a cluster network's record from the cluster: the
-// first host's subnet (or this one's, if it is the first) and the shared
-// gateway and VNI.
+// first host's subnet and the shared gateway and VNI. For a network the
+// cluster does not have yet the record has this host's subnet and no VNI:
+// the configuration is made at the gateway's RequestAddress, which carries
+// the user's --gateway (ensureClusterNetwork).
 func (a *Allocator) clusterPool(name string, subnet, rng netip.Prefix, v6 bool) (poolRecord, error) {
 	if a.cluster == nil {
 		return poolRecord{}, errdefs.Invalid("--ipam-opt %s=%s: this mynet runs without --cluster-store, so it has no cluster networks", OptCluster, name)
@@ -76,11 +80,43 @@ func (a *Allocator) clusterPool(name string, subnet, rng netip.Prefix, v6 bool) 
 	if v6 || rng.IsValid() {
 		return poolRecord{}, errdefs.Invalid("cluster network %s: IPv6 and --ip-range are not supported on cluster networks", name)
 	}
-	spec, err := a.cluster.EnsureNetwork(name, subnet, netip.Addr{})
+	_, found, err := a.cluster.LookupNetwork(name)
+	if err != nil {
+		return poolRecord{}, clusterErr(err)
+	}
+	if !found {
+		if !subnet.IsValid() || !subnet.Addr().Is4() {
+			return poolRecord{}, errdefs.Invalid("cluster network %s does not exist yet: the first host must give its IPv4 --subnet", name)
+		}
+		return poolRecord{Space: LocalSpace, Subnet: subnet.Masked().String(), Cluster: name}, nil
+	}
+	spec, err := a.cluster.EnsureNetwork(name, subnet, netip.Addr{}) // checks the subnet
 	if err != nil {
 		return poolRecord{}, clusterErr(err)
 	}
 	return poolRecord{Space: LocalSpace, Subnet: spec.Subnet.String(), Cluster: name, Gateway: spec.Gateway.String(), VNI: spec.VNI}, nil
+}
+
+// ensureClusterNetwork gives a pool whose cluster network this host found
+// absent the cluster's configuration, creating it with gateway (zero: the
+// subnet's first address) if it is still absent; a host that lost the race
+// to create it gets the winner's, and a gateway that differs is refused.
+// Caller holds a.mu.
+func (a *Allocator) ensureClusterNetwork(p *pool, gateway netip.Addr) error {
+	if p.rec.VNI != 0 {
+		return nil
+	}
+	spec, err := a.cluster.EnsureNetwork(p.rec.Cluster, p.subnet, gateway)
+	if err != nil {
+		return clusterErr(err)
+	}
+	rec := p.rec
+	rec.Gateway, rec.VNI = spec.Gateway.String(), spec.VNI
+	if err := a.store.Update(func(tx store.Tx) error { return store.PutJSON(tx, bucketPools, p.key, rec) }); err != nil {
+		return fmt.Errorf("save pool %s: %w", p.id(), err)
+	}
+	p.rec = rec
+	return nil
 }
 
 // clusterOwner is what a claim is recorded under: the endpoint's MAC, or

@@ -86,10 +86,14 @@ func TestClusterPoolsShareAddresses(t *testing.T) {
 
 func TestClusterPoolErrors(t *testing.T) {
 	h, mem := clusterHosts(t, 2)
-	if _, err := h[0].RequestPool(clusterPoolReq("10.40.0.0/16")); err != nil {
+	// The first host makes the network (RequestPool, then the gateway, as
+	// dockerd asks).
+	res, err := h[0].RequestPool(clusterPoolReq("10.40.0.0/16"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	_, err := h[1].RequestPool(clusterPoolReq("10.41.0.0/16"))
+	mustAddr(t, h[0], res.PoolID, "", map[string]string{OptRequestAddressType: GatewayAddressType})
+	_, err = h[1].RequestPool(clusterPoolReq("10.41.0.0/16"))
 	if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "--subnet 10.40.0.0/16") {
 		t.Errorf("another subnet: %v", err)
 	}
@@ -105,5 +109,51 @@ func TestClusterPoolErrors(t *testing.T) {
 	// Local pools never wait on the cluster.
 	if _, err := h[1].RequestPool(&api.RequestPoolRequest{Pool: "10.50.0.0/24"}); err != nil {
 		t.Errorf("a local pool while the cluster is down: %v", err)
+	}
+}
+
+// The first host's own --gateway becomes the cluster network's: later hosts
+// get it, and one that asked for another is refused; of two hosts that both
+// found the network absent, the first gateway request wins.
+func TestClusterNetworkTakesTheFirstHostsGateway(t *testing.T) {
+	h, _ := clusterHosts(t, 3)
+	gatewayReq := func(a *Allocator, pool, addr string) (string, error) {
+		res, err := a.RequestAddress(&api.RequestAddressRequest{PoolID: pool, Address: addr,
+			Options: map[string]string{OptRequestAddressType: GatewayAddressType}})
+		if err != nil {
+			return "", err
+		}
+		return res.Address, nil
+	}
+	var pools []string
+	for _, a := range h[:2] { // both find it absent
+		res, err := a.RequestPool(clusterPoolReq("10.40.0.0/16"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pools = append(pools, res.PoolID)
+	}
+	if gw, err := gatewayReq(h[0], pools[0], "10.40.0.254"); err != nil || gw != "10.40.0.254/16" {
+		t.Fatalf("the first host's --gateway 10.40.0.254: %s, %v", gw, err)
+	}
+	if _, err := gatewayReq(h[1], pools[1], "10.40.0.1"); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "--gateway 10.40.0.254") {
+		t.Errorf("a racing host's other gateway: %v, want refused naming 10.40.0.254", err)
+	}
+	if gw, err := gatewayReq(h[1], pools[1], ""); err != nil || gw != "10.40.0.254/16" {
+		t.Errorf("the racing host without --gateway: %s, %v; want the cluster's 10.40.0.254", gw, err)
+	}
+	res, err := h[2].RequestPool(clusterPoolReq(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gw, err := gatewayReq(h[2], res.PoolID, ""); err != nil || gw != "10.40.0.254/16" {
+		t.Errorf("a later host: gateway %s, %v; want 10.40.0.254", gw, err)
+	}
+	if cn, ok := h[2].ClusterOf(LocalSpace, netip.MustParsePrefix("10.40.0.0/16")); !ok || cn.Gateway != netip.MustParseAddr("10.40.0.254") || cn.VNI == 0 {
+		t.Errorf("ClusterOf on a later host = %+v, %v", cn, ok)
+	}
+	// The address the first host's gateway took is no container's.
+	if got := mustAddr(t, h[1], pools[1], "", map[string]string{OptMACAddress: "02:00:00:00:00:09"}); got == "10.40.0.254/16" {
+		t.Errorf("a container got the gateway's address %s", got)
 	}
 }

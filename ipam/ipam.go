@@ -272,6 +272,17 @@ func (a *Allocator) RequestAddress(req *api.RequestAddressRequest) (*api.Request
 		return &api.RequestAddressResponse{Address: addr.String()}, nil
 	}
 	cluster := p.rec.Cluster != ""
+	if cluster {
+		// The first host's gateway request makes the cluster network, with
+		// the user's --gateway (want), if this host found it absent.
+		gw := netip.Addr{}
+		if mac == gatewayKey {
+			gw = want
+		}
+		if err := a.ensureClusterNetwork(p, gw); err != nil {
+			return nil, err
+		}
+	}
 	if cluster && mac == gatewayKey {
 		// Every host carries the cluster's gateway on its bridge: it is not
 		// claimed, and no other gateway is taken.

@@ -179,6 +179,27 @@ func (c *Client) EnsureNetwork(name string, subnet netip.Prefix, gateway netip.A
 	return spec, err
 }
 
+// LookupNetwork returns the cluster network's configuration, if the
+// cluster has one.
+func (c *Client) LookupNetwork(name string) (spec NetworkSpec, found bool, err error) {
+	if err := ValidName(name); err != nil {
+		return NetworkSpec{}, false, err
+	}
+	cfgKey := networkKey(name) + "config"
+	err = c.call("cluster network "+name, func(ctx context.Context) error {
+		b, ok, err := c.kv.get(ctx, cfgKey)
+		if err != nil || !ok {
+			return err
+		}
+		found = true
+		if err := json.Unmarshal(b, &spec); err != nil {
+			return fmt.Errorf("decode %s: %w", cfgKey, err)
+		}
+		return nil
+	})
+	return spec, found, err
+}
+
 func (c *Client) ensureNetwork(ctx context.Context, name string, subnet netip.Prefix, gateway netip.Addr) (NetworkSpec, error) {
 	check := func(have NetworkSpec) (NetworkSpec, error) {
 		if subnet.IsValid() && have.Subnet != subnet.Masked() {
