@@ -22,6 +22,7 @@ type clusterAPI interface {
 	EnsureNetwork(name string, subnet netip.Prefix, gateway netip.Addr) (cluster.NetworkSpec, error)
 	ClaimAddress(net string, ip netip.Addr, owner string) (ok bool, holder string, err error)
 	ReleaseAddress(net string, ip netip.Addr, owner string) error
+	Claimed(net string) (map[netip.Addr]string, error)
 	DeleteNetwork(name string) (bool, error)
 }
 
@@ -149,11 +150,38 @@ func (a *Allocator) claimInCluster(p *pool, off uint64, mac string, want bool) (
 		p.elsewhere[off] = true
 		next, found := p.nextFreeHere(off+1, p.hi)
 		if !found {
+			if next, found, err = a.freeAfterRefresh(p); err != nil {
+				return 0, err
+			}
+		}
+		if !found {
 			return 0, errdefs.Conflict("no free address left in cluster network %s", p.rec.Cluster)
 		}
 		a.log.WithFields(logrus.Fields{"pool": p.id(), "address": addr, "holder": holder}).Debug("address taken on another host; trying the next")
 		off = next
 	}
+}
+
+// freeAfterRefresh is for a cluster pool in which no address looks free:
+// the marks of addresses other hosts held (which they may have released
+// since) are replaced by the cluster's claims as they are now, one list,
+// and the first free offset is looked for again. Caller holds a.mu.
+func (a *Allocator) freeAfterRefresh(p *pool) (uint64, bool, error) {
+	if len(p.elsewhere) == 0 {
+		return 0, false, nil
+	}
+	claimed, err := a.cluster.Claimed(p.rec.Cluster)
+	if err != nil {
+		return 0, false, clusterErr(err)
+	}
+	p.elsewhere = map[uint64]bool{}
+	for ip := range claimed {
+		if off, err := p.offsetIn(ip); err == nil && !p.bits.isSet(off) {
+			p.elsewhere[off] = true
+		}
+	}
+	off, ok := p.nextFreeHere(p.lo, p.hi)
+	return off, ok, nil
 }
 
 // nextFreeHere is the next offset from lo that is free in the bitmap and

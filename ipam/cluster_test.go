@@ -157,3 +157,56 @@ func TestClusterNetworkTakesTheFirstHostsGateway(t *testing.T) {
 		t.Errorf("a container got the gateway's address %s", got)
 	}
 }
+
+// Addresses another host held and released are usable here again: in a
+// /26 shared by two hosts with churn, no request fails while addresses are
+// free.
+func TestClusterAddressesReleasedElsewhereAreUsable(t *testing.T) {
+	h, _ := clusterHosts(t, 2)
+	var pools []string
+	for i, a := range h {
+		subnet := "10.40.0.0/26"
+		if i == 1 {
+			subnet = ""
+		}
+		res, err := a.RequestPool(clusterPoolReq(subnet))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pools = append(pools, res.PoolID)
+		mustAddr(t, a, res.PoolID, "", map[string]string{OptRequestAddressType: GatewayAddressType})
+	}
+	held := [2][]string{}
+	mac := func(host, n int) string { return fmt.Sprintf("02:00:00:00:%02x:%02x", host, n) }
+	// 61 addresses for containers (64 less network, gateway, broadcast):
+	// host1 takes 40, host2 the other 21.
+	for n := range 61 {
+		i := 0
+		if n >= 40 {
+			i = 1
+		}
+		held[i] = append(held[i], mustAddr(t, h[i], pools[i], "", map[string]string{OptMACAddress: mac(i, n)}))
+	}
+	for round := range 3 {
+		// host1 gives back 10; host2 must get all 10, then host2 gives
+		// them back and host1 takes them again.
+		for k := range 2 {
+			from, to := k, 1-k
+			for range 10 {
+				addr := held[from][len(held[from])-1]
+				held[from] = held[from][:len(held[from])-1]
+				if err := h[from].ReleaseAddress(&api.ReleaseAddressRequest{PoolID: pools[from], Address: strings.Split(addr, "/")[0]}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for j := range 10 {
+				res, err := h[to].RequestAddress(&api.RequestAddressRequest{PoolID: pools[to],
+					Options: map[string]string{OptMACAddress: mac(to, 100+10*round+j)}})
+				if err != nil {
+					t.Fatalf("round %d: host%d's request %d with 10 addresses free: %v", round, to+1, j+1, err)
+				}
+				held[to] = append(held[to], res.Address)
+			}
+		}
+	}
+}

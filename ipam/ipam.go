@@ -302,7 +302,13 @@ func (a *Allocator) RequestAddress(req *api.RequestAddressRequest) (*api.Request
 		}
 	} else {
 		var ok bool
-		if off, ok = p.nextFreeHere(p.lo, p.hi); !ok {
+		off, ok = p.nextFreeHere(p.lo, p.hi)
+		if !ok && cluster {
+			if off, ok, err = a.freeAfterRefresh(p); err != nil {
+				return nil, err
+			}
+		}
+		if !ok {
 			where := p.subnet.String()
 			if p.rng.IsValid() {
 				where = "IP range " + p.rng.String()
