@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
+	"slices"
 )
 
 const (
@@ -166,4 +167,23 @@ func (b *bitmap) loadChunk(ci uint64, data []byte) error {
 	b.chunks[ci] = c
 	b.used += uint64(c.used)
 	return nil
+}
+
+// each calls fn with every set offset, in increasing order.
+func (b *bitmap) each(fn func(off uint64)) {
+	idx := make([]uint64, 0, len(b.chunks))
+	for ci := range b.chunks {
+		idx = append(idx, ci)
+	}
+	slices.Sort(idx)
+	for _, ci := range idx {
+		c := b.chunks[ci]
+		for w, word := range c.words {
+			for word != 0 {
+				bit := uint64(bits.TrailingZeros64(word))
+				fn(ci<<chunkShift + uint64(w)*64 + bit)
+				word &= word - 1
+			}
+		}
+	}
 }

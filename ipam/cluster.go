@@ -23,7 +23,9 @@ type clusterAPI interface {
 	ClaimAddress(net string, ip netip.Addr, owner string) (ok bool, holder string, err error)
 	ReleaseAddress(net string, ip netip.Addr, owner string) error
 	Claimed(net string) (map[netip.Addr]string, error)
+	Claims(net string) (map[netip.Addr]cluster.Claim, error)
 	DeleteNetwork(name string) (bool, error)
+	Node() string
 }
 
 var _ clusterAPI = (*cluster.Client)(nil)

@@ -24,9 +24,19 @@ func clusterHosts(t *testing.T, n int) ([]*Allocator, *cluster.Memory) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		register(t, a)
 		out = append(out, a)
 	}
 	return out, mem
+}
+
+// register registers an allocator's host in the cluster, as its daemon
+// does at start and after its registration is lost (a claim needs it).
+func register(t *testing.T, a *Allocator) {
+	t.Helper()
+	if _, _, err := a.cluster.(*cluster.Client).Register(t.Context(), 0); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func clusterPoolReq(subnet string) *api.RequestPoolRequest {
@@ -208,5 +218,121 @@ func TestClusterAddressesReleasedElsewhereAreUsable(t *testing.T) {
 				held[to] = append(held[to], res.Address)
 			}
 		}
+	}
+}
+
+// A release while etcd is down succeeds (dockerd never retries one): the
+// address is free here at once, and its claim goes when etcd answers, so
+// another host can take it then.
+func TestClusterReleaseWhileTheStoreIsDown(t *testing.T) {
+	h, mem := clusterHosts(t, 2)
+	res, err := h[0].RequestPool(clusterPoolReq("10.40.0.0/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAddr(t, h[0], res.PoolID, "", map[string]string{OptRequestAddressType: GatewayAddressType})
+	addr := mustAddr(t, h[0], res.PoolID, "", map[string]string{OptMACAddress: "02:00:00:00:00:01"})
+	ip := netip.MustParsePrefix(addr).Addr()
+	mem.SetDown(fmt.Errorf("connection refused"))
+	if err := h[0].ReleaseAddress(&api.ReleaseAddressRequest{PoolID: res.PoolID, Address: ip.String()}); err != nil {
+		t.Fatalf("release with etcd down: %v", err)
+	}
+	if h[0].RetryReclaims() {
+		t.Error("RetryReclaims reported done while etcd is down")
+	}
+	mem.SetDown(nil)
+	c := cluster.NewWithStore(mem, cluster.Config{Node: "observer"})
+	if claimed, _ := c.Claimed("blue"); claimed[ip] != "host1" {
+		t.Fatalf("before etcd answered, the claim should still be host1's: %v", claimed)
+	}
+	if !h[0].RetryReclaims() {
+		t.Fatal("RetryReclaims with etcd back: not done")
+	}
+	if claimed, _ := c.Claimed("blue"); claimed[ip] != "" {
+		t.Errorf("after etcd answered, %s is still claimed by %q", ip, claimed[ip])
+	}
+	res2, err := h[1].RequestPool(clusterPoolReq(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustAddr(t, h[1], res2.PoolID, ip.String(), nil); got != addr {
+		t.Errorf("host2 took %s, want %s", got, addr)
+	}
+}
+
+// After the cluster lost its data, a host claims its addresses again before
+// it hands out a new one; an address another host claimed meanwhile is a
+// conflict it reports, naming both; a claim of its own that no endpoint
+// holds (a crash between claim and save) is released.
+func TestClusterReclaimAfterTheStoreLostItsData(t *testing.T) {
+	h, mem := clusterHosts(t, 2)
+	var pools []string
+	var addrs [2]string
+	for i, a := range h {
+		subnet := "10.40.0.0/24"
+		if i == 1 {
+			subnet = ""
+		}
+		res, err := a.RequestPool(clusterPoolReq(subnet))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pools = append(pools, res.PoolID)
+		mustAddr(t, a, res.PoolID, "", map[string]string{OptRequestAddressType: GatewayAddressType})
+		addrs[i] = mustAddr(t, a, res.PoolID, "", map[string]string{OptMACAddress: fmt.Sprintf("02:00:00:00:00:0%d", i+1)})
+	}
+	mem.Wipe()
+	// host1 registers again first; it must take neither its own address
+	// nor host2's, which it never tried but knows as host2's endpoint,
+	// before host2 is back.
+	register(t, h[0])
+	h[0].ClusterRegistered(map[string][]netip.Addr{"blue": {netip.MustParsePrefix(addrs[1]).Addr()}})
+	for n := range 3 {
+		got := mustAddr(t, h[0], pools[0], "", map[string]string{OptMACAddress: fmt.Sprintf("02:00:00:00:01:0%d", n)})
+		if got == addrs[0] || got == addrs[1] {
+			t.Fatalf("after the wipe host1 handed out %s, which is held (host1 %s, host2 %s)", got, addrs[0], addrs[1])
+		}
+	}
+	register(t, h[1])
+	h[1].ClusterRegistered(nil)
+	conflicts := append(h[0].ClusterConflicts(), h[1].ClusterConflicts()...)
+	c := cluster.NewWithStore(mem, cluster.Config{Node: "observer"})
+	claimed, _ := c.Claimed("blue")
+	if claimed[netip.MustParsePrefix(addrs[0]).Addr()] != "host1" {
+		t.Errorf("host1's address %s is not claimed by host1 after the wipe: %v", addrs[0], claimed)
+	}
+	ip2 := netip.MustParsePrefix(addrs[1]).Addr()
+	if claimed[ip2] != "host2" || len(conflicts) != 0 {
+		t.Errorf("host2's %s: claimed by %q, conflicts %v; want host2's claim and no conflict", ip2, claimed[ip2], conflicts)
+	}
+	// etcd restored from a backup in which another host held host2's
+	// address: a conflict that both Health and status report, naming both
+	// hosts, until host2 releases the address.
+	mem.Wipe()
+	mem.PutClaim("blue", ip2, "host3", "02:00:00:00:03:03")
+	register(t, h[1])
+	h[1].ClusterRegistered(nil)
+	conflicts = h[1].ClusterConflicts()
+	if len(conflicts) != 1 || conflicts[0].Address != ip2 || conflicts[0].Here != "host2" || conflicts[0].Holder != "host3" ||
+		!strings.Contains(conflicts[0].String(), "host2") || !strings.Contains(conflicts[0].String(), "host3") {
+		t.Fatalf("conflicts = %v, want %s held by host2 and claimed by host3", conflicts, ip2)
+	}
+	if err := h[1].ReleaseAddress(&api.ReleaseAddressRequest{PoolID: pools[1], Address: ip2.String()}); err != nil {
+		t.Fatal(err)
+	}
+	if conflicts := h[1].ClusterConflicts(); len(conflicts) != 0 {
+		t.Errorf("after the release: conflicts %v", conflicts)
+	}
+	if claimed, _ := c.Claimed("blue"); claimed[ip2] != "host3" {
+		t.Errorf("host2's release took host3's claim: %v", claimed)
+	}
+
+	// A claim of host2's that its pool does not hold (as a crash between
+	// the claim and the save leaves) goes at its next reclaim.
+	orphan := netip.MustParseAddr("10.40.0.200")
+	mem.PutClaim("blue", orphan, "host2", "02:00:00:00:09:09")
+	h[1].ClusterRegistered(nil)
+	if claimed, _ := c.Claimed("blue"); claimed[orphan] != "" {
+		t.Errorf("host2's orphaned claim for %s survived its reclaim", orphan)
 	}
 }

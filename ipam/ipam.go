@@ -1,6 +1,7 @@
 package ipam
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -8,6 +9,7 @@ import (
 	api "github.com/docker/go-plugins-helpers/ipam"
 	"github.com/sirupsen/logrus"
 
+	"github.com/mynet/mynet/internal/cluster"
 	"github.com/mynet/mynet/internal/errdefs"
 	"github.com/mynet/mynet/internal/fault"
 	"github.com/mynet/mynet/internal/store"
@@ -274,12 +276,17 @@ func (a *Allocator) RequestAddress(req *api.RequestAddressRequest) (*api.Request
 	cluster := p.rec.Cluster != ""
 	if cluster {
 		// The first host's gateway request makes the cluster network, with
-		// the user's --gateway (want), if this host found it absent.
+		// the user's --gateway (want), if this host found it absent; and no
+		// address is handed out before the pool's claims are checked
+		// (claims.go).
 		gw := netip.Addr{}
 		if mac == gatewayKey {
 			gw = want
 		}
 		if err := a.ensureClusterNetwork(p, gw); err != nil {
+			return nil, err
+		}
+		if err := a.reclaim(p); err != nil {
 			return nil, err
 		}
 	}
@@ -371,9 +378,19 @@ func (a *Allocator) ReleaseAddress(req *api.ReleaseAddressRequest) error {
 		// would be lost to every host, one claimed nowhere but set here is
 		// only this host's until the next release.
 		if err := a.cluster.ReleaseAddress(p.rec.Cluster, addr, clusterOwner(p.byOff[off], addr)); err != nil {
-			return clusterErr(err)
+			if !errors.Is(err, cluster.ErrUnavailable) {
+				return clusterErr(err)
+			}
+			// dockerd never retries a failed release: the address goes
+			// here now, and its claim at the pool's next reclaim, which
+			// releases this host's claims for addresses it does not hold
+			// (the reconcile loop retries it until etcd answers).
+			p.reclaimed = false
+			a.log.WithError(err).WithFields(logrus.Fields{"pool": p.id(), "address": addr}).
+				Warn("address released here; its claim in the cluster goes when etcd answers")
 		}
 	}
+	delete(p.conflicts, addr)
 	p.bits.clear(off)
 	if err := a.save(p, off, ""); err != nil {
 		p.bits.set(off)

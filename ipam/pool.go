@@ -45,6 +45,14 @@ type pool struct {
 	// elsewhere marks offsets another host holds (cluster pools), learnt
 	// when a claim fails; in memory only, as the other host may release it.
 	elsewhere map[uint64]bool
+	// reclaimed says the pool's addresses were checked against the
+	// cluster's claims since this host last registered (claims.go);
+	// conflicts are those of its addresses another host's claim holds.
+	reclaimed bool
+	conflicts map[netip.Addr]string
+	// remote are other hosts' endpoints' addresses as this host knew them
+	// at its last registration (ClusterRegistered).
+	remote []netip.Addr
 }
 
 func newPool(rec poolRecord) (*pool, error) {

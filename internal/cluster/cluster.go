@@ -53,8 +53,10 @@ type Client struct {
 	cfg Config
 	log *logrus.Entry
 
-	mu    sync.Mutex // guards lease
+	mu    sync.Mutex // guards lease, ready and drop
 	lease int64
+	ready chan struct{} // closed once this host is registered (lease set)
+	drop  func()        // ends the current registration: closes what Register returned
 }
 
 // ErrUnavailable wraps failures to reach etcd.
@@ -86,7 +88,39 @@ func newClient(k kv, cfg Config) *Client {
 	if cfg.Log == nil {
 		cfg.Log = logrus.NewEntry(logrus.StandardLogger())
 	}
-	return &Client{kv: k, cfg: cfg, log: cfg.Log}
+	return &Client{kv: k, cfg: cfg, log: cfg.Log, ready: make(chan struct{}), drop: func() {}}
+}
+
+// waitLease returns this host's lease, waiting for a registration under way
+// until ctx ends.
+func (c *Client) waitLease(ctx context.Context) (int64, error) {
+	for {
+		c.mu.Lock()
+		lease, ready := c.lease, c.ready
+		c.mu.Unlock()
+		if lease != 0 {
+			return lease, nil
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w yet (it registers as soon as etcd answers)", ErrNotRegistered)
+		}
+	}
+}
+
+// lostRegistration is for a call that found this host's record gone from
+// the cluster: the registration ends (Register's channel closes), so the
+// host registers again and reclaims its addresses at once.
+func (c *Client) lostRegistration() {
+	c.mu.Lock()
+	drop := c.drop
+	if c.lease != 0 {
+		c.lease, c.ready = 0, make(chan struct{})
+	}
+	c.mu.Unlock()
+	c.log.Warn("this host's registration is gone from the cluster; registering again")
+	drop()
 }
 
 // Close releases the connection; the lease is left to expire (a restart
@@ -105,7 +139,7 @@ func (c *Client) call(what string, fn func(ctx context.Context) error) error {
 		if errors.As(err, &typed) {
 			return err
 		}
-		return fmt.Errorf("%s: %w (%v)", what, ErrUnavailable, err)
+		return fmt.Errorf("%s: %w (%w)", what, ErrUnavailable, err)
 	}
 	return nil
 }
@@ -313,16 +347,34 @@ type addrClaim struct {
 
 func addrKey(net string, ip netip.Addr) string { return networkKey(net) + "addrs/" + ip.String() }
 
+// ErrNotRegistered says this host's registration is not in the cluster:
+// not made yet, or gone with etcd's data (or a forget). No address is
+// claimed then: an etcd that lost its data would grant every claim,
+// another host's live addresses included, until the hosts have claimed
+// their addresses again after registering anew.
+var ErrNotRegistered = errors.New("this host is not registered in the cluster")
+
 // ClaimAddress claims ip in the network for this host, with one
-// create-if-absent transaction: of hosts racing for one address exactly one
-// wins. A claim this host already holds for the same owner is a success
-// (a retried call); holder names who has it otherwise.
+// create-if-absent transaction that also requires this host's registration
+// to be there under its lease: of hosts racing for one address exactly one
+// wins, and a cluster that lost its data grants nothing until this host
+// registered again (a claim waits for a registration under way, up to the
+// call timeout). A claim this host already holds for the same owner is a
+// success (a retried call); holder names who has it otherwise.
 func (c *Client) ClaimAddress(net string, ip netip.Addr, owner string) (ok bool, holder string, err error) {
 	mine, _ := json.Marshal(addrClaim{Node: c.cfg.Node, Owner: owner})
 	err = c.call("claim "+ip.String()+" in cluster network "+net, func(ctx context.Context) error {
-		created, existing, err := c.kv.create(ctx, addrKey(net, ip), mine, 0)
+		lease, err := c.waitLease(ctx)
 		if err != nil {
 			return err
+		}
+		created, existing, registered, err := c.kv.createGuarded(ctx, addrKey(net, ip), mine, nodeKey(c.cfg.Node), lease)
+		if err != nil {
+			return err
+		}
+		if !registered {
+			c.lostRegistration()
+			return fmt.Errorf("%w: its record is gone from etcd (etcd lost its data, or the host was forgotten); it registers again and reclaims its addresses: retry in a few seconds", ErrNotRegistered)
 		}
 		if created || string(existing) == string(mine) {
 			ok = true
@@ -346,9 +398,26 @@ func (c *Client) ReleaseAddress(net string, ip netip.Addr, owner string) error {
 	})
 }
 
-// Claimed lists the addresses claimed in the network, by any host.
+// Claimed lists the addresses claimed in the network, by any host, with
+// the host that holds each.
 func (c *Client) Claimed(net string) (map[netip.Addr]string, error) {
-	out := map[netip.Addr]string{}
+	claims, err := c.Claims(net)
+	out := make(map[netip.Addr]string, len(claims))
+	for ip, cl := range claims {
+		out[ip] = cl.Node
+	}
+	return out, err
+}
+
+// Claim is an address claim: the host that holds it and what for (the
+// endpoint's MAC, or the address itself when Docker gave none).
+type Claim struct {
+	Node, Owner string
+}
+
+// Claims lists the network's address claims, by any host, in one read.
+func (c *Client) Claims(net string) (map[netip.Addr]Claim, error) {
+	out := map[netip.Addr]Claim{}
 	err := c.call("list addresses of cluster network "+net, func(ctx context.Context) error {
 		pairs, _, err := c.kv.list(ctx, networkKey(net)+"addrs/")
 		if err != nil {
@@ -361,7 +430,7 @@ func (c *Client) Claimed(net string) (map[netip.Addr]string, error) {
 			}
 			var a addrClaim
 			_ = json.Unmarshal(p.Value, &a)
-			out[ip] = a.Node
+			out[ip] = Claim{Node: a.Node, Owner: a.Owner}
 		}
 		return nil
 	})

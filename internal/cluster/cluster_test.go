@@ -22,6 +22,17 @@ func hosts(t *testing.T, mem *Memory, n int) []*Client {
 	return out
 }
 
+// register registers clients as their daemons do at start, until the test
+// ends: a claim needs its host's registration.
+func register(t *testing.T, cs ...*Client) {
+	t.Helper()
+	for _, c := range cs {
+		if _, _, err := c.Register(t.Context(), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 var (
 	blueNet = netip.MustParsePrefix("10.40.0.0/16")
 	blueGW  = netip.MustParseAddr("10.40.0.1")
@@ -89,6 +100,7 @@ func TestEnsureNetworkRace(t *testing.T) {
 
 func TestAddressClaims(t *testing.T) {
 	h := hosts(t, NewMemory(), 3)
+	register(t, h...)
 	ip := netip.MustParseAddr("10.40.0.7")
 	// A race for one --ip has exactly one winner.
 	wins := make(chan string, 30)
@@ -213,6 +225,7 @@ func TestEndpointsWatchAndLeases(t *testing.T) {
 func TestUnavailable(t *testing.T) {
 	mem := NewMemory()
 	h := hosts(t, mem, 1)
+	register(t, h...)
 	mem.SetDown(errors.New("connection refused"))
 	_, _, err := h[0].ClaimAddress("blue", netip.MustParseAddr("10.40.0.9"), "m")
 	if !errors.Is(err, ErrUnavailable) || IsConflict(err) {
@@ -234,6 +247,7 @@ func TestForget(t *testing.T) {
 	if _, _, err := h[0].Register(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
+	register(t, h[1])
 	for i := range 300 {
 		ip := netip.AddrFrom4([4]byte{10, 40, byte(1 + i/250), byte(1 + i%250)})
 		if ok, _, err := h[0].ClaimAddress("blue", ip, "m"); !ok || err != nil {
@@ -303,5 +317,40 @@ func TestRegisterRefusesANodeNameInUse(t *testing.T) {
 	mem.kv.expire(lease)
 	if _, _, err := second.Register(ctx, 0); err != nil {
 		t.Errorf("after the first host's lease expired: %v", err)
+	}
+}
+
+// An etcd that lost its data would grant any claim, another host's live
+// address too: a claim needs this host's record under its lease, so it is
+// refused (ErrNotRegistered) and the registration ends (Register's channel
+// closes) until the host registers again.
+func TestClaimsNeedTheHostsRegistration(t *testing.T) {
+	mem := NewMemory()
+	c := hosts(t, mem, 1)[0]
+	_, _, err := c.ClaimAddress("blue", netip.MustParseAddr("10.40.0.9"), "m") // waits the call timeout (1 s)
+	if !errors.Is(err, ErrNotRegistered) {
+		t.Fatalf("claim before registering: %v, want ErrNotRegistered", err)
+	}
+	_, lost, err := c.Register(t.Context(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, err := c.ClaimAddress("blue", netip.MustParseAddr("10.40.0.9"), "m"); !ok || err != nil {
+		t.Fatalf("claim once registered: %v %v", ok, err)
+	}
+	mem.Wipe()
+	if ok, _, err := c.ClaimAddress("blue", netip.MustParseAddr("10.40.0.10"), "m2"); ok || !errors.Is(err, ErrNotRegistered) || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("claim after the wipe: %v %v, want refused with ErrNotRegistered", ok, err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(time.Second):
+		t.Fatal("the registration did not end when its record was found gone")
+	}
+	if _, _, err := c.Register(t.Context(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, err := c.ClaimAddress("blue", netip.MustParseAddr("10.40.0.10"), "m2"); !ok || err != nil {
+		t.Errorf("claim after registering again: %v %v", ok, err)
 	}
 }

@@ -9,8 +9,12 @@
 //     cluster-wide (vnis/<vni>), and a host that lost the race to create
 //     the configuration gives its VNI claim back;
 //   - an address is claimed with create-if-absent on its own key, so of
-//     hosts racing for one --ip exactly one wins, and released with
-//     compare-and-delete, so no host releases another's;
+//     hosts racing for one --ip exactly one wins, and only while the
+//     host's own record is there under its lease (the same transaction),
+//     so an etcd that lost its data grants nothing until the host has
+//     registered again and its allocator has re-claimed what it holds;
+//     it is released with compare-and-delete, so no host releases
+//     another's;
 //   - each host registers under a lease (TTL) that it keeps alive and whose
 //     ID it keeps in its own state, so a restart within the TTL reuses it;
 //     its endpoints (IP, MAC, underlay address) are published under that

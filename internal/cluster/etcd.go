@@ -74,6 +74,30 @@ func (e *etcdKV) create(ctx context.Context, key string, value []byte, lease int
 	return false, nil, nil
 }
 
+func (e *etcdKV) createGuarded(ctx context.Context, key string, value []byte, guard string, guardLease int64) (bool, []byte, bool, error) {
+	res, err := e.c.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
+			clientv3.Compare(clientv3.LeaseValue(guard), "=", clientv3.LeaseID(guardLease))).
+		Then(clientv3.OpPut(key, string(value))).
+		Else(clientv3.OpGet(key), clientv3.OpGet(guard)).
+		Commit()
+	if err != nil {
+		return false, nil, false, err
+	}
+	if res.Succeeded {
+		return true, nil, true, nil
+	}
+	g := res.Responses[1].GetResponseRange().Kvs
+	if len(g) == 0 || g[0].Lease != guardLease {
+		return false, nil, false, nil
+	}
+	var existing []byte
+	if kvs := res.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		existing = kvs[0].Value
+	}
+	return false, existing, true, nil
+}
+
 func (e *etcdKV) put(ctx context.Context, key string, value []byte, lease int64) error {
 	_, err := e.c.Put(ctx, key, string(value), leaseOpts(lease)...)
 	return err

@@ -49,6 +49,7 @@ func claimNext(c *Client, owner string) (netip.Addr, error) {
 func TestEtcdConcurrentClaims(t *testing.T) {
 	e := etcdtest.Start(t, etcdtest.Options{})
 	h := etcdHosts(t, e, 3, 10*time.Second)
+	register(t, h...)
 	var mu sync.Mutex
 	got := map[netip.Addr]string{}
 	var wg sync.WaitGroup
@@ -162,6 +163,7 @@ func TestEtcdDownAndBack(t *testing.T) {
 	e := etcdtest.Start(t, etcdtest.Options{})
 	h := etcdHosts(t, e, 1, 10*time.Second)
 	c := h[0]
+	register(t, c)
 	if ok, _, err := c.ClaimAddress("blue", netip.MustParseAddr("10.40.0.2"), "a"); !ok || err != nil {
 		t.Fatal(ok, err)
 	}

@@ -41,6 +41,10 @@ type kv interface {
 	// create puts key=value only if key is absent; when it exists, it
 	// returns false and the value there.
 	create(ctx context.Context, key string, value []byte, lease int64) (bool, []byte, error)
+	// createGuarded is create that also requires guard to exist under
+	// guardLease, in the same transaction; guardOK is false when it did
+	// not (then nothing was written).
+	createGuarded(ctx context.Context, key string, value []byte, guard string, guardLease int64) (created bool, existing []byte, guardOK bool, err error)
 	// put writes key=value, under lease when it is not 0.
 	put(ctx context.Context, key string, value []byte, lease int64) error
 	// deleteIf deletes key only while it holds value.

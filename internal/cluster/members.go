@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 
 	"github.com/sirupsen/logrus"
 )
@@ -59,12 +60,29 @@ func (c *Client) Register(ctx context.Context, previous int64) (int64, <-chan st
 	if err != nil {
 		return 0, nil, err
 	}
-	lost, err := c.kv.keepAlive(ctx, lease)
+	kept, err := c.kv.keepAlive(ctx, lease)
 	if err != nil {
 		return 0, nil, err
 	}
+	// Lost when the keep-alive ends, or when a call finds the record gone
+	// (lostRegistration).
+	lost := make(chan struct{})
+	var once sync.Once
+	end := func() { once.Do(func() { close(lost) }) }
+	go func() {
+		select {
+		case <-kept:
+		case <-lost:
+		}
+		end()
+	}()
 	c.mu.Lock()
-	c.lease = lease
+	c.lease, c.drop = lease, end
+	select {
+	case <-c.ready:
+	default:
+		close(c.ready)
+	}
 	c.mu.Unlock()
 	c.log.WithFields(logrus.Fields{"lease": lease, "reused": lease == previous}).Info("registered in the cluster")
 	return lease, lost, nil

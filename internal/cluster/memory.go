@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"net/netip"
+	"encoding/json"
 	"bytes"
 	"context"
 	"errors"
@@ -65,6 +67,17 @@ func (m *Memory) Compact() {
 	defer m.kv.mu.Unlock()
 	m.kv.compacted, m.kv.history = m.kv.rev, nil
 	m.kv.endWatches(ErrCompacted)
+}
+
+// PutClaim writes an address claim of node's as it is, registered or not:
+// what an etcd restored from an old backup, or a crash between a claim and
+// the host's save, leaves behind.
+func (m *Memory) PutClaim(net string, ip netip.Addr, node, owner string) {
+	b, _ := json.Marshal(addrClaim{Node: node, Owner: owner})
+	m.kv.mu.Lock()
+	defer m.kv.mu.Unlock()
+	m.kv.data[addrKey(net, ip)] = memVal{value: b}
+	m.kv.commit(event{Key: addrKey(net, ip), Value: slices.Clone(b)})
 }
 
 // Wipe loses every key and lease, as an etcd whose data was deleted and
@@ -138,6 +151,23 @@ func (m *memKV) create(ctx context.Context, key string, value []byte, lease int6
 	m.data[key] = memVal{value: slices.Clone(value), lease: lease}
 	m.commit(event{Key: key, Value: slices.Clone(value)})
 	return true, nil, nil
+}
+
+func (m *memKV) createGuarded(ctx context.Context, key string, value []byte, guard string, guardLease int64) (bool, []byte, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(ctx); err != nil {
+		return false, nil, false, err
+	}
+	if g, ok := m.data[guard]; !ok || g.lease != guardLease {
+		return false, nil, false, nil
+	}
+	if v, ok := m.data[key]; ok {
+		return false, slices.Clone(v.value), true, nil
+	}
+	m.data[key] = memVal{value: slices.Clone(value)}
+	m.commit(event{Key: key, Value: slices.Clone(value)})
+	return true, nil, true, nil
 }
 
 func (m *memKV) put(ctx context.Context, key string, value []byte, lease int64) error {

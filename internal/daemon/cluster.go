@@ -59,6 +59,40 @@ func clusterOf(alloc *ipam.Allocator) func(string, netip.Prefix) (driver.Cluster
 	}
 }
 
+// retryReclaims finishes, every 2 s, what the cluster pools could not do
+// while etcd did not answer (a release it missed, a reclaim); it costs a
+// look at each pool when nothing is pending.
+func (d *Daemon) retryReclaims(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.alloc.RetryReclaims()
+		}
+	}
+}
+
+// remoteAddrs are the addresses of other hosts' endpoints the driver knows,
+// by cluster network name.
+func (d *Daemon) remoteAddrs() map[string][]netip.Addr {
+	names := map[string]string{}
+	for _, n := range d.drv.Networks() {
+		if n.Cluster != "" {
+			names[n.ID] = n.Cluster
+		}
+	}
+	out := map[string][]netip.Addr{}
+	for id, peers := range d.drv.RemotePeers() {
+		for _, p := range peers {
+			out[names[id]] = append(out[names[id]], p.IP)
+		}
+	}
+	return out
+}
+
 // registration is one Register's outcome.
 type registration struct {
 	lease int64
@@ -106,7 +140,10 @@ func (d *Daemon) membership(ctx context.Context, reg registration) {
 			reg = d.register(ctx)
 			continue
 		}
-		// List again now that this host's records can be (re)published.
+		// The pools check their claims (etcd may have lost them), then the
+		// networks list again now that this host's records can be
+		// (re)published.
+		d.alloc.ClusterRegistered(d.remoteAddrs())
 		d.drv.ResyncCluster()
 		select {
 		case <-ctx.Done():

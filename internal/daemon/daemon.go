@@ -240,6 +240,7 @@ func (d *Daemon) Run(ctx context.Context, l net.Listener) error {
 		}
 		d.drv.StartCluster()
 		go d.membership(ctx, reg)
+		go d.retryReclaims(ctx)
 	}
 	if _, err := sd.SdNotify(false, sd.SdNotifyReady); err != nil {
 		log.WithError(err).Warn("could not tell systemd the daemon is ready")

@@ -34,6 +34,9 @@ func (d *Daemon) Health() status.Health {
 		h.IPTables.Error = err.Error()
 		problems = append(problems, "iptables: "+err.Error())
 	}
+	for _, c := range d.alloc.ClusterConflicts() {
+		problems = append(problems, c.String())
+	}
 	if !h.Reconcile.Time.IsZero() && !h.Reconcile.OK {
 		problems = append(problems, "last reconcile ("+h.Reconcile.Trigger+") failed: "+h.Reconcile.Error)
 	}

@@ -335,3 +335,64 @@ func TestSecondDaemonWithTheSameNodeNameIsRefused(t *testing.T) {
 		t.Errorf("after the refused start: %v", err)
 	}
 }
+
+// etcd loses its data while both hosts have containers: no address is
+// handed out twice. Each host claims its addresses again (host1's static
+// request for host2's address is refused naming host2), and host1's new
+// containers get none of the addresses in use, whichever host registers
+// first.
+func TestNoAddressTwiceAfterEtcdLostItsData(t *testing.T) {
+	w := mhtest.NewWorld(t, 2)
+	a, b := w.Hosts[0].CreateNetwork("blue", "10.40.0.0/24"), w.Hosts[1].CreateNetwork("blue", "")
+	inUse := map[netip.Addr]string{}
+	for range 3 {
+		ca, cb := a.Run(""), b.Run("")
+		inUse[ca.IP.Addr()], inUse[cb.IP.Addr()] = "host1", "host2"
+	}
+	var hostTwos []netip.Addr
+	for ip, h := range inUse {
+		if h == "host2" {
+			hostTwos = append(hostTwos, ip)
+		}
+	}
+	mhtest.Eventually(t, "host1 knows host2's endpoints", func() error {
+		for _, ip := range hostTwos {
+			if !strings.Contains(a.Remotes(), ip.String()) {
+				return fmt.Errorf("not %s yet", ip)
+			}
+		}
+		return nil
+	})
+	w.Etcd.Wipe()
+	w.Etcd.Restart()
+	// host1's first request after the wipe: none of the addresses in use.
+	var c *mhtest.Container
+	if !mhtest.WaitFor(30*time.Second, func() bool { var err error; c, err = a.TryRun(""); return err == nil }) {
+		t.Fatal("after etcd was wiped, host1's new endpoint still fails")
+	}
+	for i := range 4 {
+		if i > 0 {
+			c = a.Run("")
+		}
+		if h, taken := inUse[c.IP.Addr()]; taken {
+			t.Fatalf("after the wipe host1 handed out %s, which %s's container has", c.IP.Addr(), h)
+		}
+		inUse[c.IP.Addr()] = "host1"
+	}
+	// host2 claimed its addresses again.
+	mhtest.Eventually(t, "host2's addresses claimed again", func() error {
+		_, err := a.TryRun(hostTwos[0].String())
+		if err == nil {
+			return fmt.Errorf("host1 got host2's %s", hostTwos[0])
+		}
+		if !strings.Contains(err.Error(), "host2") {
+			return fmt.Errorf("refused, but not naming host2: %v", err)
+		}
+		return nil
+	})
+	for _, h := range w.Hosts {
+		if hl := h.Call("/mynet.Health", map[string]any{}); hl["status"] != "ok" {
+			t.Errorf("%s health after the wipe: %v", h.Name, hl)
+		}
+	}
+}

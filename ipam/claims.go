@@ -1,0 +1,193 @@
+package ipam
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+)
+
+// A cluster pool's addresses are this host's only while the cluster holds
+// a claim of this host's for each. etcd may lose them (its data lost, or
+// restored from an old backup), and a crash between a claim and the local
+// save leaves a claim no endpoint holds. So before a cluster pool hands out
+// an address after the host (re)registered, it reclaims: one list of the
+// network's claims, then
+//
+//   - each address the pool holds whose claim is missing is claimed again
+//     (after a wipe: all of them; otherwise none), and one that another
+//     host's claim holds is a conflict, reported by Health until it is
+//     resolved, never silently kept;
+//   - each claim of this host's for an address the pool does not hold (the
+//     crash between claim and save) is released;
+//   - the marks of addresses held elsewhere are rebuilt from the list;
+//   - the cluster network's configuration is made again if it is gone.
+
+// ClusterConflict is an address this host holds whose cluster claim is
+// another host's.
+type ClusterConflict struct {
+	Network string     `json:"network"`
+	Address netip.Addr `json:"address"`
+	Here    string     `json:"here"`   // this host, which holds it
+	Holder  string     `json:"holder"` // the host whose claim the cluster has
+}
+
+func (c ClusterConflict) String() string {
+	return fmt.Sprintf("address %s of cluster network %s is held by this host (%s) and claimed in the cluster by %s",
+		c.Address, c.Network, c.Here, c.Holder)
+}
+
+// ClusterRegistered tells the allocator that this host registered in the
+// cluster (at start, or after its lease was lost, as when etcd lost its
+// data): every cluster pool reclaims now, and before it hands out its next
+// address if that fails. remote are the addresses other hosts' endpoints
+// had, by cluster network, as this host last knew them: until their hosts
+// claim them again (after a wipe) nothing in the cluster says they are
+// taken, so they count as held elsewhere.
+func (a *Allocator) ClusterRegistered(remote map[string][]netip.Addr) {
+	if a.cluster == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, p := range a.pools {
+		if p.rec.Cluster == "" {
+			continue
+		}
+		p.reclaimed, p.remote = false, remote[p.rec.Cluster]
+		if err := a.reclaim(p); err != nil {
+			a.log.WithError(err).WithField("pool", p.id()).Warn("could not reclaim the pool's addresses; the next request tries again")
+		}
+	}
+}
+
+// RetryReclaims reclaims the cluster pools that could not (etcd did not
+// answer), and finishes the releases etcd missed; the daemon calls it from
+// its reconcile loop. It reports whether every cluster pool is reclaimed.
+func (a *Allocator) RetryReclaims() bool {
+	if a.cluster == nil {
+		return true
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	done := true
+	for _, p := range a.pools {
+		if p.rec.Cluster == "" || p.reclaimed {
+			continue
+		}
+		if err := a.reclaim(p); err != nil {
+			a.log.WithError(err).WithField("pool", p.id()).Debug("reclaim still fails")
+			done = false
+		}
+	}
+	return done
+}
+
+// ClusterConflicts lists the addresses this host holds whose claim another
+// host has, by network and address.
+func (a *Allocator) ClusterConflicts() []ClusterConflict {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []ClusterConflict
+	for _, p := range a.pools {
+		for ip, holder := range p.conflicts {
+			out = append(out, ClusterConflict{Network: p.rec.Cluster, Address: ip, Here: a.cluster.Node(), Holder: holder})
+		}
+	}
+	slices.SortFunc(out, func(x, y ClusterConflict) int {
+		if c := strings.Compare(x.Network, y.Network); c != 0 {
+			return c
+		}
+		return x.Address.Compare(y.Address)
+	})
+	return out
+}
+
+// reclaim brings the cluster's claims for a pool in line with what the pool
+// holds (see above). Caller holds a.mu.
+func (a *Allocator) reclaim(p *pool) error {
+	if p.reclaimed {
+		return nil
+	}
+	net, node := p.rec.Cluster, a.cluster.Node()
+	log := a.log.WithFields(logrus.Fields{"pool": p.id(), "cluster_network": net})
+	if p.rec.VNI != 0 {
+		gw, _ := netip.ParseAddr(p.rec.Gateway)
+		spec, err := a.cluster.EnsureNetwork(net, p.subnet, gw)
+		if err != nil {
+			return clusterErr(err)
+		}
+		if spec.VNI != p.rec.VNI {
+			log.WithFields(logrus.Fields{"vni_here": p.rec.VNI, "vni_cluster": spec.VNI}).
+				Error("the cluster network's VNI in the cluster is not the one this host uses; re-create the network on this host")
+		}
+	}
+	claims, err := a.cluster.Claims(net)
+	if err != nil {
+		return clusterErr(err)
+	}
+	conflicts := map[netip.Addr]string{}
+	held := map[netip.Addr]bool{}
+	var failed error
+	p.bits.each(func(off uint64) {
+		owner := p.byOff[off]
+		if owner == gatewayKey || failed != nil {
+			return
+		}
+		addr := addrAt(p.subnet, off)
+		held[addr] = true
+		want := clusterOwner(owner, addr)
+		switch have, ok := claims[addr]; {
+		case ok && have.Node == node:
+			return
+		case ok:
+			conflicts[addr] = have.Node
+			return
+		}
+		ok, holder, err := a.cluster.ClaimAddress(net, addr, want)
+		switch {
+		case err != nil:
+			failed = clusterErr(err)
+		case !ok:
+			conflicts[addr] = holder
+		default:
+			log.WithField("address", addr).Info("address claimed again (its claim was missing from the cluster)")
+		}
+	})
+	if failed != nil {
+		return failed
+	}
+	p.elsewhere = map[uint64]bool{}
+	for _, addr := range p.remote {
+		if off, err := p.offsetIn(addr); err == nil && !held[addr] {
+			p.elsewhere[off] = true
+		}
+	}
+	for addr, cl := range claims {
+		off, err := p.offsetIn(addr)
+		if err != nil {
+			continue
+		}
+		switch {
+		case cl.Node != node:
+			if !held[addr] {
+				p.elsewhere[off] = true
+			}
+		case !held[addr] && !p.bits.isSet(off):
+			// This host's claim for an address it does not hold: a crash
+			// between the claim and the local save.
+			if err := a.cluster.ReleaseAddress(net, addr, cl.Owner); err != nil {
+				return clusterErr(err)
+			}
+			log.WithField("address", addr).Info("released a claim of this host's that no endpoint holds (left by a crash)")
+		}
+	}
+	for addr, holder := range conflicts {
+		log.WithFields(logrus.Fields{"address": addr, "holder": holder}).
+			Error("an address this host holds is claimed in the cluster by another host: two endpoints may have one address")
+	}
+	p.conflicts, p.reclaimed = conflicts, true
+	return nil
+}
