@@ -1,11 +1,11 @@
 package cluster
 
 import (
-	"net/netip"
-	"encoding/json"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
