@@ -34,7 +34,7 @@ func engineMajor(t *testing.T) int {
 func modeDrivers(t *testing.T) []string {
 	t.Helper()
 	if engineMajor(t) < 28 {
-		t.Logf("the bridge driver of %s has no gateway modes: mynet alone against the documented outcome", engine.name)
+		t.Logf("the bridge driver of %s predates this behaviour (Engine 28): mynet alone against the documented outcome", engine.name)
 		return []string{driverName}
 	}
 	return parityDrivers()

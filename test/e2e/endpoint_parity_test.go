@@ -20,17 +20,17 @@ func containerIfaces(t *testing.T, ctr string) string {
 type ifnameView struct {
 	Ifaces     string // the container's interfaces after the connect
 	BadRefused bool   // a name the kernel cannot take is refused
-	BadLeft    string // the container's interfaces after that refusal
 }
 
 // com.docker.network.endpoint.ifname names the container's interface
 // exactly on Engine 28 and later (20.10 names it from the prefix); a bad
-// name is refused and leaves the container as it was.
+// name is refused, and on mynet it leaves the container as it was (Engine
+// 29's bridge leaves its veth inside: seen, not required).
 func TestParityEndpointIfname(t *testing.T) {
 	drivers := modeDrivers(t)
-	want := ifnameView{Ifaces: "eth0 eth2 lo", BadRefused: true, BadLeft: "eth0 eth2 lo"}
+	want := ifnameView{Ifaces: "eth0 eth2 lo", BadRefused: true}
 	if engineMajor(t) < 28 {
-		want.Ifaces, want.BadLeft = "eth0 eth1 lo", "eth0 eth1 lo"
+		want.Ifaces = "eth0 eth1 lo"
 	}
 	got := map[string]ifnameView{}
 	for i, drv := range drivers {
@@ -47,10 +47,14 @@ func TestParityEndpointIfname(t *testing.T) {
 		v.Ifaces = containerIfaces(t, ctr)
 		_, err := tryDocker("network", "connect", "--driver-opt", "com.docker.network.endpoint.ifname=bad/name", third, ctr)
 		v.BadRefused = err != nil
-		v.BadLeft = containerIfaces(t, ctr)
 		got[drv] = v
 		if err != nil {
 			t.Logf("%s refused the bad name: %v", drv, err)
+		}
+		if left := containerIfaces(t, ctr); drv == driverName && left != v.Ifaces {
+			t.Errorf("mynet's refused connect changed the container's interfaces: %q, was %q", left, v.Ifaces)
+		} else if left != v.Ifaces {
+			t.Logf("%s's refused connect left the container with %q", drv, left)
 		}
 	}
 	t.Logf("endpoint.ifname: %+v", got)
