@@ -33,6 +33,11 @@ type clusterAPI interface {
 	UnpublishEndpoint(net string, ip netip.Addr) error
 	Endpoints(net string) ([]cluster.Endpoint, int64, error)
 	WatchEndpoints(ctx context.Context, net string, rev int64, fn func(ep cluster.Endpoint, deleted bool)) error
+	// What remote records are checked against (records.go).
+	Claims(net string) (map[netip.Addr]cluster.Claim, error)
+	ClaimOf(net string, ip netip.Addr) (cluster.Claim, bool, error)
+	Nodes() ([]cluster.NodeInfo, error)
+	NodeAddress(node string) (netip.Addr, bool, error)
 }
 
 var _ clusterAPI = (*cluster.Client)(nil)
@@ -212,6 +217,11 @@ func (d *Driver) beingCreated(networkID string, ip netip.Addr) bool {
 // list of the cluster network's endpoints.
 func (d *Driver) syncPeers(cfg *NetworkConfig, eps []cluster.Endpoint, log *logrus.Entry) {
 	self := d.cluster.Client.Node()
+	facts, err := d.listFacts(cfg)
+	if err != nil {
+		log.WithError(err).Warn("cannot read the cluster's claims and nodes to check its endpoint records; keeping the entries as they are")
+		return
+	}
 	want := map[netip.Addr]Peer{}
 	published := map[netip.Addr]bool{}
 	for _, ep := range eps {
@@ -226,7 +236,9 @@ func (d *Driver) syncPeers(cfg *NetworkConfig, eps []cluster.Endpoint, log *logr
 			}
 			continue
 		}
-		want[ep.IP] = Peer{Node: ep.Node, IP: ep.IP, MAC: ep.MAC, VTEP: ep.VTEP}
+		if d.accept(cfg, ep, facts, log) {
+			want[ep.IP] = Peer{Node: ep.Node, IP: ep.IP, MAC: ep.MAC, VTEP: ep.VTEP}
+		}
 	}
 	d.mu.Lock()
 	var mine []*Endpoint
@@ -272,6 +284,9 @@ func (d *Driver) peerEvent(cfg *NetworkConfig, ep cluster.Endpoint, deleted bool
 			delete(want, ep.IP)
 		}
 	} else {
+		if !d.accept(cfg, ep, d.eventFacts(cfg), log) {
+			return
+		}
 		want[ep.IP] = Peer{Node: ep.Node, IP: ep.IP, MAC: ep.MAC, VTEP: ep.VTEP}
 	}
 	d.setPeers(cfg, want, log)

@@ -3,6 +3,7 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -52,6 +53,19 @@ func newClusterHosts(t *testing.T, n int) ([]*clusterHost, *cluster.Memory) {
 	return out, mem
 }
 
+// createEndpoint plays dockerd on one host: the IPAM's claim of the
+// address in the cluster, then CreateEndpoint.
+func (x *clusterHost) createEndpoint(t *testing.T, ep, addr string) {
+	t.Helper()
+	ip := netip.MustParsePrefix(addr).Addr()
+	if ok, holder, err := x.client.ClaimAddress("blue", ip, ip.String()); !ok || err != nil {
+		t.Fatalf("claim %s: %v (held by %q) %v", ip, ok, holder, err)
+	}
+	if _, err := x.d.CreateEndpoint(endpointReq(ep, addr, "")); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func eventuallyTrue(t *testing.T, what string, fn func() bool) {
 	t.Helper()
 	for range 200 {
@@ -81,10 +95,7 @@ func TestClusterNetworkAcrossHosts(t *testing.T) {
 	}
 	// One endpoint per host: each host learns the other two.
 	for i, x := range h {
-		ep := fmt.Sprintf("%02d", i) + epID[2:]
-		if _, err := x.d.CreateEndpoint(endpointReq(ep, fmt.Sprintf("10.40.0.%d/16", 10+i), "")); err != nil {
-			t.Fatal(err)
-		}
+		x.createEndpoint(t, fmt.Sprintf("%02d", i)+epID[2:], fmt.Sprintf("10.40.0.%d/16", 10+i))
 	}
 	for i, x := range h {
 		var want []string
@@ -100,9 +111,10 @@ func TestClusterNetworkAcrossHosts(t *testing.T) {
 	if err := h[0].d.DeleteEndpoint(&network.DeleteEndpointRequest{NetworkID: netID, EndpointID: "00" + epID[2:]}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h[1].d.CreateEndpoint(endpointReq("aa"+epID[2:], "10.40.0.10/16", "")); err != nil {
+	if err := h[0].client.ReleaseAddress("blue", netip.MustParseAddr("10.40.0.10"), "10.40.0.10"); err != nil {
 		t.Fatal(err)
 	}
+	h[1].createEndpoint(t, "aa"+epID[2:], "10.40.0.10/16")
 	eventuallyTrue(t, "host3 follows the moved address", func() bool {
 		return slices.Contains(h[2].links.remoteIPs(vxlanName), "10.40.0.10@"+h[1].vtep.String())
 	})
@@ -138,6 +150,17 @@ func TestClusterNetworkAcrossHosts(t *testing.T) {
 		if _, _, err := x.client.Register(t.Context(), 0); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Each host's IPAM claims its addresses again (ipam's reclaim), then
+	// the driver lists.
+	for i, addrs := range [][]string{{}, {"10.40.0.10", "10.40.0.11"}, {"10.40.0.12"}} {
+		for _, a := range addrs {
+			if ok, _, err := h[i].client.ClaimAddress("blue", netip.MustParseAddr(a), a); !ok || err != nil {
+				t.Fatal(ok, err)
+			}
+		}
+	}
+	for _, x := range h {
 		x.d.ResyncCluster()
 	}
 	eventuallyTrue(t, "endpoints re-published after the wipe", func() bool {
@@ -219,5 +242,55 @@ func TestClusterCreateEndpointFailures(t *testing.T) {
 	}
 	if eps, _, err := x.client.Endpoints("blue"); err != nil || len(eps) != 1 {
 		t.Errorf("etcd records after the create: %v, %v", eps, err)
+	}
+}
+
+// Records put in etcd by hand (or by a host gone wrong) do not become
+// entries: the gateway's address, an address outside the subnet, one no
+// host claims, one claimed by another node, a VTEP that is not the node's
+// registered address, a node that is not registered. Each refusal is
+// counted by reason; a good record beside them is accepted.
+func TestClusterRecordsAreChecked(t *testing.T) {
+	h, mem := newClusterHosts(t, 2)
+	for _, x := range h {
+		if err := x.d.CreateNetwork(createReq(map[string]any{}, "10.40.0.0/16", "10.40.0.1/16")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h[1].createEndpoint(t, "01"+epID[2:], "10.40.0.11/16")
+	eventuallyTrue(t, "host1 learns host2's endpoint", func() bool {
+		return slices.Equal(h[0].links.remoteIPs(vxlanName), []string{"10.40.0.11@" + h[1].vtep.String()})
+	})
+	mem.PutClaim("blue", netip.MustParseAddr("10.40.0.21"), "host2", "x")
+	mem.PutClaim("blue", netip.MustParseAddr("10.40.0.22"), "host2", "x")
+	mem.PutClaim("blue", netip.MustParseAddr("10.40.0.23"), "ghost", "x")
+	bad := netip.MustParseAddr("198.18.0.66")
+	forged := []cluster.Endpoint{
+		{Node: "host2", IP: netip.MustParseAddr("10.40.0.1"), VTEP: h[1].vtep},  // the gateway
+		{Node: "host2", IP: netip.MustParseAddr("10.41.0.5"), VTEP: h[1].vtep},  // outside the subnet
+		{Node: "host2", IP: netip.MustParseAddr("10.40.0.20"), VTEP: h[1].vtep}, // no claim
+		{Node: "host1", IP: netip.MustParseAddr("10.40.0.21"), VTEP: h[0].vtep}, // host2's claim (and host1's own name)
+		{Node: "host2", IP: netip.MustParseAddr("10.40.0.22"), VTEP: bad},       // not host2's VTEP
+		{Node: "ghost", IP: netip.MustParseAddr("10.40.0.23"), VTEP: bad},       // not registered
+		{Node: "host2", IP: netip.MustParseAddr("10.40.255.255"), VTEP: h[1].vtep},
+	}
+	for _, ep := range forged {
+		ep.Network, ep.MAC = "blue", "02:00:00:00:66:66"
+		mem.PutEndpoint(ep)
+	}
+	want := map[string]uint64{"gateway": 1, "outside_subnet": 1, "no_claim": 1, "wrong_vtep": 1, "unregistered_node": 1, "not_a_host_address": 1}
+	eventuallyTrue(t, "the forged records refused", func() bool { return maps.Equal(h[0].d.RefusedRecords(), want) })
+	if got := h[0].d.RefusedRecords(); !maps.Equal(got, want) {
+		t.Errorf("refused records = %v, want %v", got, want)
+	}
+	// The record named host1 is this host's own: not a peer at all.
+	if got := h[0].links.remoteIPs(vxlanName); !slices.Equal(got, []string{"10.40.0.11@" + h[1].vtep.String()}) {
+		t.Errorf("host1's entries after the forged records: %v", got)
+	}
+	// A full list checks them too (a resync).
+	h[0].d.ResyncCluster()
+	eventuallyTrue(t, "the list refused them again", func() bool { return h[0].d.RefusedRecords()["gateway"] == 2 })
+	if got := h[0].links.remoteIPs(vxlanName); !slices.Equal(got, []string{"10.40.0.11@" + h[1].vtep.String()}) {
+		t.Errorf("host1's entries after a resync: %v", got)
 	}
 }

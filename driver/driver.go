@@ -106,6 +106,7 @@ type Driver struct {
 	peers     map[string]map[netip.Addr]Peer // cluster networks' remote endpoints, by network ID
 	syncs     map[string]*peerSync           // cluster networks' watches, by network ID
 	creating  map[netip.Addr]string          // cluster endpoints being created: address -> network ID
+	refused   map[string]uint64              // remote endpoint records refused, by reason (records.go)
 }
 
 // netState is a network as persisted.
@@ -161,6 +162,7 @@ func New(cfg Config) (*Driver, error) {
 		peers:     map[string]map[netip.Addr]Peer{},
 		syncs:     map[string]*peerSync{},
 		creating:  map[netip.Addr]string{},
+		refused:   map[string]uint64{},
 	}
 	if d.log == nil {
 		d.log = logrus.NewEntry(logrus.StandardLogger())

@@ -415,6 +415,21 @@ type Claim struct {
 	Node, Owner string
 }
 
+// ClaimOf returns the claim of one address, if there is one.
+func (c *Client) ClaimOf(net string, ip netip.Addr) (cl Claim, found bool, err error) {
+	err = c.call("read the claim of "+ip.String()+" in cluster network "+net, func(ctx context.Context) error {
+		b, ok, err := c.kv.get(ctx, addrKey(net, ip))
+		if err != nil || !ok {
+			return err
+		}
+		var a addrClaim
+		_ = json.Unmarshal(b, &a)
+		cl, found = Claim{Node: a.Node, Owner: a.Owner}, true
+		return nil
+	})
+	return cl, found, err
+}
+
 // Claims lists the network's address claims, by any host, in one read.
 func (c *Client) Claims(net string) (map[netip.Addr]Claim, error) {
 	out := map[netip.Addr]Claim{}

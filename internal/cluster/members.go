@@ -110,6 +110,24 @@ func (c *Client) Nodes() ([]NodeInfo, error) {
 	return out, err
 }
 
+// NodeAddress returns the underlay address a live host registered, if it
+// is registered.
+func (c *Client) NodeAddress(node string) (addr netip.Addr, found bool, err error) {
+	err = c.call("read node "+node, func(ctx context.Context) error {
+		b, ok, err := c.kv.get(ctx, nodeKey(node))
+		if err != nil || !ok {
+			return err
+		}
+		var n NodeInfo
+		if err := json.Unmarshal(b, &n); err != nil {
+			return fmt.Errorf("decode node %s: %w", node, err)
+		}
+		addr, found = n.Addr, true
+		return nil
+	})
+	return addr, found, err
+}
+
 // Endpoint is a container's address on a cluster network, published by its
 // host so the others can reach it over VXLAN.
 type Endpoint struct {

@@ -80,6 +80,17 @@ func (m *Memory) PutClaim(net string, ip netip.Addr, node, owner string) {
 	m.kv.commit(event{Key: addrKey(net, ip), Value: slices.Clone(b)})
 }
 
+// PutEndpoint writes an endpoint record as given (Node and VTEP
+// included), under no lease: a record put by hand.
+func (m *Memory) PutEndpoint(ep Endpoint) {
+	b, _ := json.Marshal(ep)
+	key := endpointKey(ep.Network, ep.Node, ep.IP)
+	m.kv.mu.Lock()
+	defer m.kv.mu.Unlock()
+	m.kv.data[key] = memVal{value: b}
+	m.kv.commit(event{Key: key, Value: slices.Clone(b)})
+}
+
 // Wipe loses every key and lease, as an etcd whose data was deleted and
 // that was started afresh: no events, the watches end.
 func (m *Memory) Wipe() {

@@ -344,7 +344,7 @@ func (s *bridgeSet) add(name string) bool {
 
 // snapshot is what the metrics' gauges show.
 func (d *Daemon) snapshot() metrics.Snapshot {
-	s := metrics.Snapshot{Networks: len(d.drv.Networks())}
+	s := metrics.Snapshot{Networks: len(d.drv.Networks()), RefusedRecords: d.drv.RefusedRecords()}
 	for _, ep := range d.drv.Endpoints() {
 		s.Endpoints++
 		s.PublishedPorts += len(ep.Ports)

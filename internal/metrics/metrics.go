@@ -31,6 +31,9 @@ type Pool struct {
 type Snapshot struct {
 	Networks, Endpoints, PublishedPorts int
 	Pools                               []Pool
+	// RefusedRecords counts the cluster's endpoint records refused, by
+	// reason (driver: records.go).
+	RefusedRecords map[string]uint64
 }
 
 // Metrics holds mynet's collectors on a registry of its own.
@@ -149,10 +152,11 @@ var (
 	descPorts     = prometheus.NewDesc(namespace+"_published_ports", "Published port mappings programmed.", nil, nil)
 	descAllocated = prometheus.NewDesc(namespace+"_ipam_pool_allocated_addresses", "Addresses allocated in an IPAM pool.", []string{"pool"}, nil)
 	descPoolSize  = prometheus.NewDesc(namespace+"_ipam_pool_size_addresses", "Addresses an IPAM pool can hand out (IPv4 pools and IPv6 pools up to 2^63).", []string{"pool"}, nil)
+	descRefused   = prometheus.NewDesc(namespace+"_cluster_refused_records_total", "Endpoint records from the cluster store refused, by reason.", []string{"reason"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNetworks, descEndpoints, descPorts, descAllocated, descPoolSize} {
+	for _, d := range []*prometheus.Desc{descNetworks, descEndpoints, descPorts, descAllocated, descPoolSize, descRefused} {
 		ch <- d
 	}
 }
@@ -167,5 +171,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		if p.Size > 0 {
 			ch <- prometheus.MustNewConstMetric(descPoolSize, prometheus.GaugeValue, float64(p.Size), p.ID)
 		}
+	}
+	for reason, n := range s.RefusedRecords {
+		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(n), reason)
 	}
 }

@@ -23,3 +23,17 @@ func Parse(s string) (netip.Addr, error) {
 	}
 	return a.Unmap(), nil
 }
+
+// Last is the highest address of an IPv4 prefix (its broadcast address);
+// for IPv6 it is the prefix's highest address too.
+func Last(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	host := len(b)*8 - p.Bits()
+	for i := len(b) - 1; i >= 0 && host > 0; i-- {
+		n := min(host, 8)
+		b[i] |= byte(1<<n - 1)
+		host -= n
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
