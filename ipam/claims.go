@@ -113,6 +113,9 @@ func (a *Allocator) reclaim(p *pool) error {
 	}
 	net, node := p.rec.Cluster, a.cluster.Node()
 	log := a.log.WithFields(logrus.Fields{"pool": p.id(), "cluster_network": net})
+	if err := a.cluster.JoinNetwork(net); err != nil { // gone with etcd's data, say
+		return clusterErr(err)
+	}
 	if p.rec.VNI != 0 {
 		gw, _ := netip.ParseAddr(p.rec.Gateway)
 		spec, err := a.cluster.EnsureNetwork(net, p.subnet, gw)

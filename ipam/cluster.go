@@ -24,7 +24,8 @@ type clusterAPI interface {
 	ReleaseAddress(net string, ip netip.Addr, owner string) error
 	Claimed(net string) (map[netip.Addr]string, error)
 	Claims(net string) (map[netip.Addr]cluster.Claim, error)
-	DeleteNetwork(name string) (bool, error)
+	JoinNetwork(name string) error
+	LeaveNetwork(name string) (bool, error)
 	Node() string
 }
 
@@ -83,6 +84,41 @@ func (a *Allocator) clusterPool(name string, subnet, rng netip.Prefix, v6 bool) 
 	if v6 || rng.IsValid() {
 		return poolRecord{}, errdefs.Invalid("cluster network %s: IPv6 and --ip-range are not supported on cluster networks", name)
 	}
+	// This host has the network from before the configuration is read, so
+	// that no other host's removal deletes it meanwhile; a refusal takes
+	// the record back.
+	if err := a.cluster.JoinNetwork(name); err != nil {
+		return poolRecord{}, clusterErr(err)
+	}
+	rec, err := a.clusterSpec(name, subnet)
+	if err != nil {
+		if a.hasClusterPool(name) {
+			return poolRecord{}, err // the record is that pool's
+		}
+		if _, lerr := a.cluster.LeaveNetwork(name); lerr != nil {
+			a.log.WithError(lerr).WithField("cluster_network", name).Warn("could not take back this host's record of the network")
+		}
+		return poolRecord{}, err
+	}
+	return rec, nil
+}
+
+// hasClusterPool reports whether this host has a pool of the cluster
+// network.
+func (a *Allocator) hasClusterPool(name string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, p := range a.pools {
+		if p.rec.Cluster == name {
+			return true
+		}
+	}
+	return false
+}
+
+// clusterSpec is the pool record of a cluster network as the cluster has
+// it, or a new one's (no VNI yet) when the cluster has none.
+func (a *Allocator) clusterSpec(name string, subnet netip.Prefix) (poolRecord, error) {
 	_, found, err := a.cluster.LookupNetwork(name)
 	if err != nil {
 		return poolRecord{}, clusterErr(err)

@@ -336,3 +336,40 @@ func TestClusterReclaimAfterTheStoreLostItsData(t *testing.T) {
 		t.Errorf("host2's orphaned claim for %s survived its reclaim", orphan)
 	}
 }
+
+// docker network rm on one host while another keeps the network: the
+// cluster's configuration stays (a third host cannot make the name again
+// with another subnet), and goes when the last host removes it.
+func TestClusterNetworkStaysWhileAnyHostHasIt(t *testing.T) {
+	h, _ := clusterHosts(t, 3)
+	var pools []string
+	for i, a := range h[:2] {
+		subnet := "10.40.0.0/24"
+		if i == 1 {
+			subnet = ""
+		}
+		res, err := a.RequestPool(clusterPoolReq(subnet))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pools = append(pools, res.PoolID)
+		mustAddr(t, a, res.PoolID, "", map[string]string{OptRequestAddressType: GatewayAddressType})
+	}
+	if err := h[0].ReleasePool(&api.ReleasePoolRequest{PoolID: pools[0]}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := h[2].RequestPool(clusterPoolReq("10.99.0.0/24"))
+	if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "--subnet 10.40.0.0/24") {
+		t.Fatalf("host3 making the name again with another subnet while host2 has it: %v, want refused", err)
+	}
+	if err := h[1].ReleasePool(&api.ReleasePoolRequest{PoolID: pools[1]}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := h[2].RequestPool(clusterPoolReq("10.99.0.0/24"))
+	if err != nil {
+		t.Fatalf("after the last host removed it, the name is free: %v", err)
+	}
+	if gw := mustAddr(t, h[2], res.PoolID, "", map[string]string{OptRequestAddressType: GatewayAddressType}); gw != "10.99.0.1/24" {
+		t.Errorf("the new network's gateway %s", gw)
+	}
+}

@@ -225,8 +225,8 @@ func (a *Allocator) ReleasePool(req *api.ReleasePoolRequest) error {
 	}
 	delete(a.pools, key)
 	if p.rec.Cluster != "" {
-		// The cluster's config goes with the last host's last address.
-		if _, err := a.cluster.DeleteNetwork(p.rec.Cluster); err != nil {
+		// The cluster's config goes when no host has the network.
+		if _, err := a.cluster.LeaveNetwork(p.rec.Cluster); err != nil {
 			a.log.WithError(err).WithField("cluster_network", p.rec.Cluster).Warn("could not check whether the cluster network can go; it stays")
 		}
 	}

@@ -20,6 +20,7 @@ import (
 //	networks/<net>/config                 {"subnet","gateway","vni"} created once, checked by every host
 //	vnis/<vni>                            <net>                      the VNI claim
 //	networks/<net>/addrs/<ip>             {"node","owner"}          an address claim; stays until released or forgotten
+//	networks/<net>/hosts/<node>           <node>                     this host has the network (no lease)
 //	networks/<net>/endpoints/<node>/<ip>  {"ip","mac","node","vtep"} under the node's lease
 const Prefix = "/mynet/v1/"
 
@@ -313,15 +314,28 @@ func (c *Client) claimVNI(ctx context.Context, name string) (uint32, error) {
 	return 0, conflict("no free VNI found for cluster network %s", name)
 }
 
-// DeleteNetwork removes a cluster network's configuration and VNI claim
-// once no address in it is claimed by any host.
-func (c *Client) DeleteNetwork(name string) (deleted bool, err error) {
+func hostKey(net, node string) string { return networkKey(net) + "hosts/" + node }
+
+// JoinNetwork records that this host has the cluster network (a key of its
+// own, under no lease: a host cut off from etcd still has it), so that its
+// configuration stays while any host has it.
+func (c *Client) JoinNetwork(name string) error {
+	return c.call("record cluster network "+name+" on this host", func(ctx context.Context) error {
+		return c.kv.put(ctx, hostKey(name, c.cfg.Node), []byte(c.cfg.Node), 0)
+	})
+}
+
+// LeaveNetwork withdraws this host's record of the network and then
+// removes the network's configuration and VNI claim if no host has the
+// network any more and no address in it is claimed, in one transaction
+// that checks both. It reports whether the configuration went.
+func (c *Client) LeaveNetwork(name string) (deleted bool, err error) {
 	err = c.call("delete cluster network "+name, func(ctx context.Context) error {
-		addrs, _, err := c.kv.list(ctx, networkKey(name)+"addrs/")
-		if err != nil || len(addrs) > 0 {
+		if err := c.kv.deleteKeys(ctx, []string{hostKey(name, c.cfg.Node)}); err != nil {
 			return err
 		}
-		b, ok, err := c.kv.get(ctx, networkKey(name)+"config")
+		cfgKey := networkKey(name) + "config"
+		b, ok, err := c.kv.get(ctx, cfgKey)
 		if err != nil || !ok {
 			return err
 		}
@@ -329,11 +343,9 @@ func (c *Client) DeleteNetwork(name string) (deleted bool, err error) {
 		if err := json.Unmarshal(b, &spec); err != nil {
 			return err
 		}
-		if _, err := c.kv.deleteIf(ctx, networkKey(name)+"config", b); err != nil {
-			return err
-		}
-		_, err = c.kv.deleteIf(ctx, vniKey(spec.VNI), []byte(name))
-		deleted = err == nil
+		deleted, err = c.kv.deleteIfEmpty(ctx, []string{cfgKey, vniKey(spec.VNI)},
+			map[string][]byte{cfgKey: b, vniKey(spec.VNI): []byte(name)},
+			[]string{networkKey(name) + "hosts/", networkKey(name) + "addrs/"})
 		return err
 	})
 	return deleted, err

@@ -98,6 +98,27 @@ func (e *etcdKV) createGuarded(ctx context.Context, key string, value []byte, gu
 	return false, existing, true, nil
 }
 
+func (e *etcdKV) deleteIfEmpty(ctx context.Context, del []string, guards map[string][]byte, empty []string) (bool, error) {
+	var cmps []clientv3.Cmp
+	for k, v := range guards {
+		cmps = append(cmps, clientv3.Compare(clientv3.Value(k), "=", string(v)))
+	}
+	for _, p := range empty {
+		// A range compare holds for every key in the range, and for the
+		// zero value when there is none: no key with a create revision.
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(p), "=", 0).WithPrefix())
+	}
+	ops := make([]clientv3.Op, 0, len(del))
+	for _, k := range del {
+		ops = append(ops, clientv3.OpDelete(k))
+	}
+	res, err := e.c.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return false, err
+	}
+	return res.Succeeded, nil
+}
+
 func (e *etcdKV) put(ctx context.Context, key string, value []byte, lease int64) error {
 	_, err := e.c.Put(ctx, key, string(value), leaseOpts(lease)...)
 	return err

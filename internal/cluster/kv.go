@@ -49,6 +49,10 @@ type kv interface {
 	put(ctx context.Context, key string, value []byte, lease int64) error
 	// deleteIf deletes key only while it holds value.
 	deleteIf(ctx context.Context, key string, value []byte) (bool, error)
+	// deleteIfEmpty deletes del in one transaction, only while each guard
+	// key holds its value and no key exists under any of the empty
+	// prefixes; it reports whether it did.
+	deleteIfEmpty(ctx context.Context, del []string, guards map[string][]byte, empty []string) (bool, error)
 	// deleteKeys deletes keys, in transactions of at most maxOps.
 	deleteKeys(ctx context.Context, keys []string) error
 	get(ctx context.Context, key string) ([]byte, bool, error)

@@ -248,7 +248,7 @@ func (c *Client) Forget(node string, force bool) (int, error) {
 			rest := strings.TrimPrefix(p.Key, Prefix+"networks/")
 			_, tail, _ := strings.Cut(rest, "/")
 			switch {
-			case strings.HasPrefix(tail, "endpoints/"+node+"/"):
+			case strings.HasPrefix(tail, "endpoints/"+node+"/"), tail == "hosts/"+node:
 				keys = append(keys, p.Key)
 			case strings.HasPrefix(tail, "addrs/"):
 				var a addrClaim

@@ -181,6 +181,33 @@ func (m *memKV) createGuarded(ctx context.Context, key string, value []byte, gua
 	return true, nil, true, nil
 }
 
+func (m *memKV) deleteIfEmpty(ctx context.Context, del []string, guards map[string][]byte, empty []string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(ctx); err != nil {
+		return false, err
+	}
+	for k, v := range guards {
+		if have, ok := m.data[k]; !ok || !bytes.Equal(have.value, v) {
+			return false, nil
+		}
+	}
+	for k := range m.data {
+		for _, p := range empty {
+			if strings.HasPrefix(k, p) {
+				return false, nil
+			}
+		}
+	}
+	for _, k := range del {
+		if _, ok := m.data[k]; ok {
+			delete(m.data, k)
+			m.commit(event{Key: k, Delete: true})
+		}
+	}
+	return true, nil
+}
+
 func (m *memKV) put(ctx context.Context, key string, value []byte, lease int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
