@@ -21,7 +21,10 @@
 // networks, and owns setupBridge, the one place a bridge is set up (the
 // create and Reconcile's rebuild both use it); endpoint.go the endpoints and
 // their records; ports.go published ports; reconcile.go Restore and
-// Reconcile; keyed_mutex.go the per-endpoint lock.
+// Reconcile; keyed_mutex.go the per-endpoint lock; peers.go a cluster
+// network's VXLAN device and the remote endpoints it follows from etcd;
+// records.go the checks a remote endpoint record passes before it becomes
+// an entry.
 //
 // Locking. Driver.mu guards the maps of networks and endpoints and is held
 // for the whole of CreateNetwork and DeleteNetwork (rare, and they must check

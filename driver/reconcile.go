@@ -24,10 +24,37 @@ type Report struct {
 	Firewall          firewall.Report `json:"firewall"`
 }
 
+// reportKinds is every kind of finding a Report holds, listed once: the
+// metric's kind label ("" for what is reported but not a repair), the
+// log's words, and the items. Changed, Repairs and summary all read it.
+var reportKinds = []struct {
+	metric, words string
+	items         func(r *Report) []string
+}{
+	{"interrupted_call", "interrupted calls finished", func(r *Report) []string { return r.InterruptedCalls }},
+	{"bridge_restored", "bridges restored", func(r *Report) []string { return r.BridgesRestored }},
+	{"veth_reattached", "veths reattached", func(r *Report) []string { return r.VethsReattached }},
+	{"orphan_link", "orphan links removed", func(r *Report) []string { return r.OrphanLinksRemove }},
+	{"peer_reprogrammed", "remote endpoints reprogrammed", func(r *Report) []string { return r.PeersReprogrammed }},
+	{"", "stale endpoints", func(r *Report) []string { return r.StaleEndpoints }},
+	{"iptables_base", "iptables chains and jumps reinstalled", func(r *Report) []string {
+		if r.Firewall.BaseFixed {
+			return []string{"(all)"}
+		}
+		return nil
+	}},
+	{"iptables_rules", "rules rewritten", func(r *Report) []string { return r.Firewall.Reapplied }},
+	{"iptables_orphan", "orphan rules removed", func(r *Report) []string { return r.Firewall.OrphansFound }},
+}
+
 // Changed reports whether anything was repaired.
 func (r Report) Changed() bool {
-	return len(r.InterruptedCalls)+len(r.BridgesRestored)+len(r.VethsReattached)+len(r.OrphanLinksRemove)+len(r.PeersReprogrammed) > 0 ||
-		r.Firewall.Changed()
+	for _, n := range r.Repairs() {
+		if n > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Names of the links mynet makes: bridges it names itself and both veth ends.
@@ -194,38 +221,25 @@ func (d *Driver) Reconcile() (Report, error) {
 
 // Repairs counts what was repaired, by kind, for metrics.
 func (r Report) Repairs() map[string]int {
-	base := 0
-	if r.Firewall.BaseFixed {
-		base = 1
+	out := map[string]int{}
+	for _, k := range reportKinds {
+		if k.metric != "" {
+			out[k.metric] = len(k.items(&r))
+		}
 	}
-	return map[string]int{
-		"interrupted_call": len(r.InterruptedCalls),
-		"bridge_restored":  len(r.BridgesRestored),
-		"veth_reattached":  len(r.VethsReattached),
-		"orphan_link":      len(r.OrphanLinksRemove),
-		"iptables_base":    base,
-		"iptables_rules":   len(r.Firewall.Reapplied),
-		"iptables_orphan":  len(r.Firewall.OrphansFound),
-	}
+	return out
 }
 
 func (r Report) summary() string {
 	var parts []string
-	add := func(what string, items []string) {
-		if len(items) > 0 {
-			parts = append(parts, fmt.Sprintf("%s: %s", what, strings.Join(items, " ")))
+	for _, k := range reportKinds {
+		switch items := k.items(&r); {
+		case len(items) == 0:
+		case k.metric == "iptables_base":
+			parts = append(parts, k.words)
+		default:
+			parts = append(parts, fmt.Sprintf("%s: %s", k.words, strings.Join(items, " ")))
 		}
 	}
-	add("interrupted calls finished", r.InterruptedCalls)
-	add("bridges restored", r.BridgesRestored)
-	add("veths reattached", r.VethsReattached)
-	add("orphan links removed", r.OrphanLinksRemove)
-	add("remote endpoints reprogrammed", r.PeersReprogrammed)
-	add("stale endpoints", r.StaleEndpoints)
-	if r.Firewall.BaseFixed {
-		parts = append(parts, "iptables chains and jumps reinstalled")
-	}
-	add("rules rewritten", r.Firewall.Reapplied)
-	add("orphan rules removed", r.Firewall.OrphansFound)
 	return strings.Join(parts, "; ")
 }

@@ -114,3 +114,33 @@ func TestCreateEndpointReplacesLeftoverOfACrashedAttempt(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Every kind of repair reaches Changed, Repairs (health's count, the
+// metrics) and the log's summary; stale endpoints are reported, not a
+// repair.
+func TestReportKindsAreAllCounted(t *testing.T) {
+	r := Report{InterruptedCalls: []string{"a"}, BridgesRestored: []string{"b"}, VethsReattached: []string{"c"},
+		OrphanLinksRemove: []string{"d"}, PeersReprogrammed: []string{"e"}}
+	r.Firewall.BaseFixed, r.Firewall.Reapplied, r.Firewall.OrphansFound = true, []string{"f"}, []string{"g"}
+	rep := r.Repairs()
+	for _, kind := range []string{"interrupted_call", "bridge_restored", "veth_reattached", "orphan_link", "peer_reprogrammed",
+		"iptables_base", "iptables_rules", "iptables_orphan"} {
+		if rep[kind] != 1 {
+			t.Errorf("Repairs()[%s] = %d, want 1 (%v)", kind, rep[kind], rep)
+		}
+	}
+	if len(rep) != 8 {
+		t.Errorf("Repairs() has %d kinds, want 8: %v", len(rep), rep)
+	}
+	if s := r.summary(); !strings.Contains(s, "remote endpoints reprogrammed: e") || !strings.Contains(s, "iptables chains and jumps reinstalled") {
+		t.Errorf("summary %q", s)
+	}
+	for _, one := range []Report{{PeersReprogrammed: []string{"x"}}, {VethsReattached: []string{"x"}}} {
+		if !one.Changed() {
+			t.Errorf("%+v: Changed() = false", one)
+		}
+	}
+	if (Report{StaleEndpoints: []string{"x"}}).Changed() {
+		t.Error("a stale endpoint alone counted as a repair")
+	}
+}

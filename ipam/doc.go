@@ -19,5 +19,8 @@
 // Files. ipam.go is the API (the calls Docker makes and Pools); pool.go the
 // pool records, subnet parsing and the choice of a default pool; persist.go
 // loading and saving the chunks; bitmap.go the allocator; defaults.go the
-// default pool sets (Docker's, or --default-address-pool).
+// default pool sets (Docker's, or --default-address-pool); clusterpool.go
+// the pools of cluster networks (their configuration from the cluster, an
+// address claimed cluster-wide before it is handed out); claims.go the
+// reclaim that keeps a cluster pool's claims in line with what it holds.
 package ipam

@@ -26,8 +26,14 @@
 // An address a dead host claimed stays claimed until Forget. Every call is
 // bounded by CallTimeout (5 s): with etcd down, calls fail with
 // ErrUnavailable well inside Docker's 30 s, while the data plane, which is
-// the kernel's, keeps flowing. The key layout is in cluster.go and
+// the kernel's, keeps flowing. The key layout is in client.go and
 // docs/multihost.md.
+//
+// Files: client.go the Client, its calls and errors; networks.go a
+// network's configuration, VNI and the hosts that have it; claims.go
+// address claims; nodes.go registration, leases and Forget; endpoints.go
+// endpoint records and their watch; kv.go the store interface, etcd.go and
+// memory.go its two implementations.
 //
 // Memory is an in-memory store with the same semantics for unit tests;
 // test/etcdtest runs a real etcd (the embedded server, test/etcd) as a

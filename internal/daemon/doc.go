@@ -10,6 +10,10 @@
 // triggers a run within milliseconds. Events only speed repairs up; a lost
 // event (the kernel's buffer overflowed) also triggers a full run.
 //
+// membership.go keeps this host registered in the cluster (and refuses a
+// node name another live host holds), and tells the IPAM and the driver
+// when it registered anew.
+//
 // main parses flags into a Config and calls New, Listen and Run; the
 // integration tests run the same binary. Nothing here touches the kernel
 // itself: that is internal/netutil's and internal/firewall's.

@@ -1,0 +1,123 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// addrClaim is the value of an address key.
+type addrClaim struct {
+	Node  string `json:"node"`
+	Owner string `json:"owner"` // what this host claimed it for (an endpoint's MAC, "gateway")
+}
+
+func addrKey(net string, ip netip.Addr) string { return networkKey(net) + "addrs/" + ip.String() }
+
+// ErrNotRegistered says this host's registration is not in the cluster:
+// not made yet, or gone with etcd's data (or a forget). No address is
+// claimed then: an etcd that lost its data would grant every claim,
+// another host's live addresses included, until the hosts have claimed
+// their addresses again after registering anew.
+var ErrNotRegistered = errors.New("this host is not registered in the cluster")
+
+// ClaimAddress claims ip in the network for this host, with one
+// create-if-absent transaction that also requires this host's registration
+// to be there under its lease: of hosts racing for one address exactly one
+// wins, and a cluster that lost its data grants nothing until this host
+// registered again (a claim waits for a registration under way, up to the
+// call timeout). A claim this host already holds for the same owner is a
+// success (a retried call); holder names who has it otherwise.
+func (c *Client) ClaimAddress(net string, ip netip.Addr, owner string) (ok bool, holder string, err error) {
+	mine, _ := json.Marshal(addrClaim{Node: c.cfg.Node, Owner: owner})
+	err = c.call("claim "+ip.String()+" in cluster network "+net, func(ctx context.Context) error {
+		lease, err := c.waitLease(ctx)
+		if err != nil {
+			return err
+		}
+		created, existing, registered, err := c.kv.createGuarded(ctx, addrKey(net, ip), mine, nodeKey(c.cfg.Node), lease)
+		if err != nil {
+			return err
+		}
+		if !registered {
+			c.lostRegistration()
+			return fmt.Errorf("%w: its record is gone from etcd (etcd lost its data, or the host was forgotten); it registers again and reclaims its addresses: retry in a few seconds", ErrNotRegistered)
+		}
+		if created || string(existing) == string(mine) {
+			ok = true
+			return nil
+		}
+		var have addrClaim
+		_ = json.Unmarshal(existing, &have)
+		holder = have.Node
+		return nil
+	})
+	return ok, holder, err
+}
+
+// ReleaseAddress gives a claim of this host's back (compare-and-delete: a
+// claim another host holds is left alone).
+func (c *Client) ReleaseAddress(net string, ip netip.Addr, owner string) error {
+	mine, _ := json.Marshal(addrClaim{Node: c.cfg.Node, Owner: owner})
+	return c.call("release "+ip.String()+" in cluster network "+net, func(ctx context.Context) error {
+		_, err := c.kv.deleteIf(ctx, addrKey(net, ip), mine)
+		return err
+	})
+}
+
+// Claimed lists the addresses claimed in the network, by any host, with
+// the host that holds each.
+func (c *Client) Claimed(net string) (map[netip.Addr]string, error) {
+	claims, err := c.Claims(net)
+	out := make(map[netip.Addr]string, len(claims))
+	for ip, cl := range claims {
+		out[ip] = cl.Node
+	}
+	return out, err
+}
+
+// Claim is an address claim: the host that holds it and what for (the
+// endpoint's MAC, or the address itself when Docker gave none).
+type Claim struct {
+	Node, Owner string
+}
+
+// ClaimOf returns the claim of one address, if there is one.
+func (c *Client) ClaimOf(net string, ip netip.Addr) (cl Claim, found bool, err error) {
+	err = c.call("read the claim of "+ip.String()+" in cluster network "+net, func(ctx context.Context) error {
+		b, ok, err := c.kv.get(ctx, addrKey(net, ip))
+		if err != nil || !ok {
+			return err
+		}
+		var a addrClaim
+		_ = json.Unmarshal(b, &a)
+		cl, found = Claim{Node: a.Node, Owner: a.Owner}, true
+		return nil
+	})
+	return cl, found, err
+}
+
+// Claims lists the network's address claims, by any host, in one read.
+func (c *Client) Claims(net string) (map[netip.Addr]Claim, error) {
+	out := map[netip.Addr]Claim{}
+	err := c.call("list addresses of cluster network "+net, func(ctx context.Context) error {
+		pairs, _, err := c.kv.list(ctx, networkKey(net)+"addrs/")
+		if err != nil {
+			return err
+		}
+		for _, p := range pairs {
+			ip, err := netip.ParseAddr(p.Key[strings.LastIndexByte(p.Key, '/')+1:])
+			if err != nil {
+				continue
+			}
+			var a addrClaim
+			_ = json.Unmarshal(p.Value, &a)
+			out[ip] = Claim{Node: a.Node, Owner: a.Owner}
+		}
+		return nil
+	})
+	return out, err
+}

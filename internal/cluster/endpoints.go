@@ -1,0 +1,102 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// Endpoint is a container's address on a cluster network, published by its
+// host so the others can reach it over VXLAN.
+type Endpoint struct {
+	Network string     `json:"-"`
+	Node    string     `json:"node"`
+	IP      netip.Addr `json:"ip"`
+	MAC     string     `json:"mac"`
+	VTEP    netip.Addr `json:"vtep"` // the host's underlay address
+}
+
+func endpointKey(net, node string, ip netip.Addr) string {
+	return networkKey(net) + "endpoints/" + node + "/" + ip.String()
+}
+
+// PublishEndpoint announces one of this host's endpoints under the node's
+// lease (Register first).
+func (c *Client) PublishEndpoint(ep Endpoint) error {
+	lease := c.currentLease()
+	if lease == 0 {
+		return fmt.Errorf("publish endpoint %s: %w (this host is not registered in the cluster yet)", ep.IP, ErrUnavailable)
+	}
+	ep.Node, ep.VTEP = c.cfg.Node, c.cfg.Advertise
+	b, _ := json.Marshal(ep)
+	return c.call("publish endpoint "+ep.IP.String(), func(ctx context.Context) error {
+		return c.kv.put(ctx, endpointKey(ep.Network, ep.Node, ep.IP), b, lease)
+	})
+}
+
+// UnpublishEndpoint withdraws one of this host's endpoints.
+func (c *Client) UnpublishEndpoint(net string, ip netip.Addr) error {
+	return c.call("withdraw endpoint "+ip.String(), func(ctx context.Context) error {
+		return c.kv.deleteKeys(ctx, []string{endpointKey(net, c.cfg.Node, ip)})
+	})
+}
+
+// parseEndpoint reads an endpoint key; ok is false for other keys.
+func parseEndpoint(net, key string, value []byte) (Endpoint, bool) {
+	rest, ok := strings.CutPrefix(key, networkKey(net)+"endpoints/")
+	if !ok {
+		return Endpoint{}, false
+	}
+	node, ipText, ok := strings.Cut(rest, "/")
+	if !ok {
+		return Endpoint{}, false
+	}
+	ip, err := netip.ParseAddr(ipText)
+	if err != nil {
+		return Endpoint{}, false
+	}
+	ep := Endpoint{Network: net, Node: node, IP: ip}
+	if value != nil {
+		_ = json.Unmarshal(value, &ep)
+		ep.Network, ep.Node, ep.IP = net, node, ip
+	}
+	return ep, true
+}
+
+// Endpoints lists every host's endpoints of the network at one revision,
+// from which WatchEndpoints continues.
+func (c *Client) Endpoints(net string) ([]Endpoint, int64, error) {
+	var out []Endpoint
+	var rev int64
+	err := c.call("list endpoints of cluster network "+net, func(ctx context.Context) error {
+		pairs, r, err := c.kv.list(ctx, networkKey(net)+"endpoints/")
+		rev = r
+		for _, p := range pairs {
+			if ep, ok := parseEndpoint(net, p.Key, p.Value); ok {
+				out = append(out, ep)
+			}
+		}
+		return err
+	})
+	return out, rev, err
+}
+
+// WatchEndpoints calls fn for every endpoint published (deleted false) or
+// withdrawn (deleted true; only Network, Node and IP are set) after rev,
+// until ctx ends or the watch fails; it returns the error, ErrCompacted when
+// the caller must list again.
+func (c *Client) WatchEndpoints(ctx context.Context, net string, rev int64, fn func(ep Endpoint, deleted bool)) error {
+	for b := range c.kv.watch(ctx, networkKey(net)+"endpoints/", rev) {
+		if b.Err != nil {
+			return b.Err
+		}
+		for _, ev := range b.Events {
+			if ep, ok := parseEndpoint(net, ev.Key, ev.Value); ok {
+				fn(ep, ev.Delete)
+			}
+		}
+	}
+	return ctx.Err()
+}

@@ -1,0 +1,187 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+
+	"github.com/sirupsen/logrus"
+)
+
+// NetworkSpec is a cluster network's shared configuration.
+type NetworkSpec struct {
+	Subnet  netip.Prefix `json:"subnet"`
+	Gateway netip.Addr   `json:"gateway"`
+	VNI     uint32       `json:"vni"`
+}
+
+func networkKey(net string) string { return Prefix + "networks/" + net + "/" }
+
+// ValidName checks a cluster network's name: it becomes part of etcd keys.
+func ValidName(name string) error {
+	if name == "" || len(name) > 64 {
+		return conflict("cluster network name %q must have 1 to 64 characters", name)
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return conflict("cluster network name %q may hold only letters, digits, '-', '_' and '.'", name)
+		}
+	}
+	return nil
+}
+
+// EnsureNetwork creates the cluster network's configuration if it is absent
+// and returns what the cluster has. A subnet or gateway that differs from
+// the cluster's is refused with what to change; a zero gateway takes the
+// cluster's (or the subnet's first address for a new network).
+func (c *Client) EnsureNetwork(name string, subnet netip.Prefix, gateway netip.Addr) (NetworkSpec, error) {
+	if err := ValidName(name); err != nil {
+		return NetworkSpec{}, err
+	}
+	var spec NetworkSpec
+	err := c.call("cluster network "+name, func(ctx context.Context) error {
+		var err error
+		spec, err = c.ensureNetwork(ctx, name, subnet, gateway)
+		return err
+	})
+	return spec, err
+}
+
+// LookupNetwork returns the cluster network's configuration, if the
+// cluster has one.
+func (c *Client) LookupNetwork(name string) (spec NetworkSpec, found bool, err error) {
+	if err := ValidName(name); err != nil {
+		return NetworkSpec{}, false, err
+	}
+	cfgKey := networkKey(name) + "config"
+	err = c.call("cluster network "+name, func(ctx context.Context) error {
+		b, ok, err := c.kv.get(ctx, cfgKey)
+		if err != nil || !ok {
+			return err
+		}
+		found = true
+		if err := json.Unmarshal(b, &spec); err != nil {
+			return fmt.Errorf("decode %s: %w", cfgKey, err)
+		}
+		return nil
+	})
+	return spec, found, err
+}
+
+func (c *Client) ensureNetwork(ctx context.Context, name string, subnet netip.Prefix, gateway netip.Addr) (NetworkSpec, error) {
+	check := func(have NetworkSpec) (NetworkSpec, error) {
+		if subnet.IsValid() && have.Subnet != subnet.Masked() {
+			return have, conflict("cluster network %s has subnet %s; this host asked for %s: create it with --subnet %s", name, have.Subnet, subnet, have.Subnet)
+		}
+		if gateway.IsValid() && have.Gateway != gateway {
+			return have, conflict("cluster network %s has gateway %s; this host asked for %s: create it with --gateway %s (or none)", name, have.Gateway, gateway, have.Gateway)
+		}
+		return have, nil
+	}
+	cfgKey := networkKey(name) + "config"
+	if b, ok, err := c.kv.get(ctx, cfgKey); err != nil {
+		return NetworkSpec{}, err
+	} else if ok {
+		var have NetworkSpec
+		if err := json.Unmarshal(b, &have); err != nil {
+			return NetworkSpec{}, fmt.Errorf("decode %s: %w", cfgKey, err)
+		}
+		return check(have)
+	}
+	if !subnet.IsValid() || !subnet.Addr().Is4() {
+		return NetworkSpec{}, conflict("cluster network %s does not exist yet: the first host must give its IPv4 --subnet", name)
+	}
+	subnet = subnet.Masked()
+	if !gateway.IsValid() {
+		gateway = subnet.Addr().Next()
+	}
+	if !subnet.Contains(gateway) {
+		return NetworkSpec{}, conflict("gateway %s is not in subnet %s", gateway, subnet)
+	}
+	vni, err := c.claimVNI(ctx, name)
+	if err != nil {
+		return NetworkSpec{}, err
+	}
+	want := NetworkSpec{Subnet: subnet, Gateway: gateway, VNI: vni}
+	b, _ := json.Marshal(want)
+	created, existing, err := c.kv.create(ctx, cfgKey, b, 0)
+	if err != nil {
+		return NetworkSpec{}, err
+	}
+	if created {
+		c.log.WithFields(logrus.Fields{"network": name, "subnet": subnet, "vni": vni}).Info("cluster network created")
+		return want, nil
+	}
+	// Another host created it first: take its VNI, and give ours back
+	// unless it is the same one (hosts racing for one network mostly pick
+	// the same VNI, and then the claim is the winner's too).
+	var have NetworkSpec
+	if err := json.Unmarshal(existing, &have); err != nil {
+		return NetworkSpec{}, fmt.Errorf("decode %s: %w", cfgKey, err)
+	}
+	if have.VNI != vni {
+		_, _ = c.kv.deleteIf(ctx, vniKey(vni), []byte(name))
+	}
+	return check(have)
+}
+
+func vniKey(vni uint32) string { return fmt.Sprintf("%svnis/%d", Prefix, vni) }
+
+// claimVNI claims a VNI for the network cluster-wide, starting from a hash
+// of its name so that hosts racing for one network mostly agree.
+func (c *Client) claimVNI(ctx context.Context, name string) (uint32, error) {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	span := uint32(maxVNI - minVNI + 1)
+	start := h.Sum32() % span
+	for i := range uint32(64) {
+		vni := minVNI + (start+i)%span
+		ok, holder, err := c.kv.create(ctx, vniKey(vni), []byte(name), 0)
+		if err != nil {
+			return 0, err
+		}
+		if ok || string(holder) == name {
+			return vni, nil
+		}
+	}
+	return 0, conflict("no free VNI found for cluster network %s", name)
+}
+
+func hostKey(net, node string) string { return networkKey(net) + "hosts/" + node }
+
+// JoinNetwork records that this host has the cluster network (a key of its
+// own, under no lease: a host cut off from etcd still has it), so that its
+// configuration stays while any host has it.
+func (c *Client) JoinNetwork(name string) error {
+	return c.call("record cluster network "+name+" on this host", func(ctx context.Context) error {
+		return c.kv.put(ctx, hostKey(name, c.cfg.Node), []byte(c.cfg.Node), 0)
+	})
+}
+
+// LeaveNetwork withdraws this host's record of the network and then
+// removes the network's configuration and VNI claim if no host has the
+// network any more and no address in it is claimed, in one transaction
+// that checks both. It reports whether the configuration went.
+func (c *Client) LeaveNetwork(name string) (deleted bool, err error) {
+	err = c.call("delete cluster network "+name, func(ctx context.Context) error {
+		if err := c.kv.deleteKeys(ctx, []string{hostKey(name, c.cfg.Node)}); err != nil {
+			return err
+		}
+		cfgKey := networkKey(name) + "config"
+		b, ok, err := c.kv.get(ctx, cfgKey)
+		if err != nil || !ok {
+			return err
+		}
+		var spec NetworkSpec
+		if err := json.Unmarshal(b, &spec); err != nil {
+			return err
+		}
+		deleted, err = c.kv.deleteIfEmpty(ctx, []string{cfgKey, vniKey(spec.VNI)},
+			map[string][]byte{cfgKey: b, vniKey(spec.VNI): []byte(name)},
+			[]string{networkKey(name) + "hosts/", networkKey(name) + "addrs/"})
+		return err
+	})
+	return deleted, err
+}
