@@ -1,6 +1,7 @@
 package main
 
 import (
+	"go/ast"
 	"go/parser"
 	"go/token"
 	"io/fs"
@@ -100,5 +101,34 @@ func TestArchitecture(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// netlinkDumps are the netlink calls that can fail with ErrDumpInterrupted
+// under churn; internal/netutil/dump.go wraps each with a retry, and only it
+// may call them.
+var netlinkDumps = []string{"LinkByName", "LinkList", "AddrList", "NeighList", "RouteList", "RuleList", "ConntrackTableList"}
+
+// TestNetlinkDumpsAreRetried forbids raw netlink dumps outside dump.go.
+func TestNetlinkDumpsAreRetried(t *testing.T) {
+	files, err := filepath.Glob("internal/netutil/*.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no netutil files: %v", err)
+	}
+	fset := token.NewFileSet()
+	for _, path := range files {
+		if strings.HasSuffix(path, "_test.go") || filepath.Base(path) == "dump.go" {
+			continue
+		}
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			if sel, ok := n.(*ast.SelectorExpr); ok && slices.Contains(netlinkDumps, sel.Sel.Name) {
+				t.Errorf("%s: raw netlink %s; use dump.go's retried wrapper", fset.Position(sel.Pos()), sel.Sel.Name)
+			}
+			return true
+		})
 	}
 }

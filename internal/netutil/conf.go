@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
@@ -17,7 +16,7 @@ const ipv4DevconfRouteLocalnet = 26
 // attribute: RTM_SETLINK for generic ones, RTM_NEWLINK (without CREATE, so a
 // change) for kind-specific IFLA_INFO_DATA, which only that message applies.
 func (l *Links) setLink(name string, msgType int, attr *nl.RtAttr) error {
-	link, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(name) })
+	link, err := linkByName(l.h, name)
 	if err != nil {
 		return fmt.Errorf("look up %q: %w", name, err)
 	}

@@ -43,22 +43,6 @@ func New() (*Links, error) {
 // Close releases the netlink sockets.
 func (l *Links) Close() { l.h.Close(); l.del.Close() }
 
-// retry repeats a netlink dump the kernel reported as interrupted by a
-// concurrent change, a few times, like CNI's netlinksafe.
-func retry[T any](fn func() (T, error)) (T, error) {
-	var (
-		v   T
-		err error
-	)
-	for range 5 {
-		v, err = fn()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return v, err
-		}
-	}
-	return v, fmt.Errorf("netlink dump kept being interrupted: %w", err)
-}
-
 func isNotFound(err error) bool {
 	var nf netlink.LinkNotFoundError
 	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
@@ -81,7 +65,7 @@ func ValidateName(name string) error {
 
 // LinkExists reports whether a link named name exists (ip link show NAME).
 func (l *Links) LinkExists(name string) (bool, error) {
-	_, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(name) })
+	_, err := linkByName(l.h, name)
 	if isNotFound(err) {
 		return false, nil
 	}
@@ -93,7 +77,7 @@ func (l *Links) LinkExists(name string) (bool, error) {
 
 // IsBridge reports whether the link named name exists and is a bridge.
 func (l *Links) IsBridge(name string) (exists, bridge bool, err error) {
-	link, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(name) })
+	link, err := linkByName(l.h, name)
 	if isNotFound(err) {
 		return false, false, nil
 	}
@@ -123,7 +107,7 @@ type BridgeConfig struct {
 // set NAME up). A link of that name that is not a bridge is an error. It
 // reports whether it created the bridge, so a caller can undo only that.
 func (l *Links) EnsureBridge(cfg BridgeConfig) (created bool, err error) {
-	link, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(cfg.Name) })
+	link, err := linkByName(l.h, cfg.Name)
 	switch {
 	case isNotFound(err):
 		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: cfg.Name, TxQLen: -1}}
@@ -139,7 +123,7 @@ func (l *Links) EnsureBridge(cfg BridgeConfig) (created bool, err error) {
 				_ = l.h.LinkDel(br)
 			}
 		}()
-		if link, err = l.h.LinkByName(cfg.Name); err != nil {
+		if link, err = linkByName(l.h, cfg.Name); err != nil {
 			return created, fmt.Errorf("look up new bridge %q: %w", cfg.Name, err)
 		}
 		// An MTU given at creation is not marked as the user's, so the kernel
@@ -189,7 +173,7 @@ func (l *Links) EnsureBridge(cfg BridgeConfig) (created bool, err error) {
 // the device group goes back to the default when it is still group (ip
 // link set NAME group default). A missing link or address is not an error.
 func (l *Links) ReleaseBridge(name string, addrs []netip.Prefix, group uint32) error {
-	link, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(name) })
+	link, err := linkByName(l.h, name)
 	if isNotFound(err) {
 		return nil
 	}
@@ -213,7 +197,7 @@ func (l *Links) ReleaseBridge(name string, addrs []netip.Prefix, group uint32) e
 // DeleteLink removes a link (ip link del NAME). Deleting one end of a veth
 // pair removes both. A missing link is not an error.
 func (l *Links) DeleteLink(name string) error {
-	link, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(name) })
+	link, err := linkByName(l.h, name)
 	if isNotFound(err) {
 		return nil
 	}
@@ -243,7 +227,7 @@ type VethConfig struct {
 // master BRIDGE type veth peer name PEER address MAC; bridge link set dev
 // HOST hairpin on; ip link set HOST up). On failure nothing is left behind.
 func (l *Links) AddVeth(cfg VethConfig) (err error) {
-	br, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(cfg.Bridge) })
+	br, err := linkByName(l.h, cfg.Bridge)
 	if err != nil {
 		return fmt.Errorf("look up bridge %q: %w", cfg.Bridge, err)
 	}
@@ -281,11 +265,11 @@ func (l *Links) AddVeth(cfg VethConfig) (err error) {
 // on). It is how a veth that survived while its bridge was re-created (after
 // `ip link del` of the bridge) is re-attached.
 func (l *Links) EnsurePort(name, bridge string) error {
-	link, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(name) })
+	link, err := linkByName(l.h, name)
 	if err != nil {
 		return fmt.Errorf("look up %q: %w", name, err)
 	}
-	br, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(bridge) })
+	br, err := linkByName(l.h, bridge)
 	if err != nil {
 		return fmt.Errorf("look up bridge %q: %w", bridge, err)
 	}
@@ -308,7 +292,7 @@ func (l *Links) EnsurePort(name, bridge string) error {
 // ListLinkNames returns the names of links whose name starts with prefix
 // (ip -o link show | grep PREFIX).
 func (l *Links) ListLinkNames(prefix string) ([]string, error) {
-	links, err := retry(l.h.LinkList)
+	links, err := linkList(l.h)
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
@@ -324,7 +308,7 @@ func (l *Links) ListLinkNames(prefix string) ([]string, error) {
 // Routes returns the destinations of every IPv4 and IPv6 route of the main
 // table except default routes (ip route show; ip -6 route show).
 func (l *Links) Routes() ([]netip.Prefix, error) {
-	routes, err := retry(func() ([]netlink.Route, error) { return l.h.RouteList(nil, netlink.FAMILY_ALL) })
+	routes, err := routeList(l.h, nil, netlink.FAMILY_ALL)
 	if err != nil {
 		return nil, fmt.Errorf("list routes: %w", err)
 	}
@@ -368,7 +352,7 @@ func (l *Links) noIPv6(link netlink.Link) error {
 	if err := l.h.LinkSetIP6AddrGenMode(link, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
 		return fmt.Errorf("set addrgenmode none on %q: %w", link.Attrs().Name, err)
 	}
-	addrs, err := l.h.AddrList(link, netlink.FAMILY_V6)
+	addrs, err := addrList(l.h, link, netlink.FAMILY_V6)
 	if err != nil {
 		return fmt.Errorf("list IPv6 addresses of %q: %w", link.Attrs().Name, err)
 	}

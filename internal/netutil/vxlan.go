@@ -32,11 +32,11 @@ type VXLANConfig struct {
 // answers the containers' ARP from those entries. A device of that name with
 // another VNI or source, left by a crash or a collision, is replaced.
 func (l *Links) EnsureVXLAN(cfg VXLANConfig) error {
-	br, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(cfg.Bridge) })
+	br, err := linkByName(l.h, cfg.Bridge)
 	if err != nil {
 		return fmt.Errorf("bridge %q of VXLAN device %q: %w", cfg.Bridge, cfg.Name, err)
 	}
-	link, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(cfg.Name) })
+	link, err := linkByName(l.h, cfg.Name)
 	switch {
 	case err == nil:
 		v, ok := link.(*netlink.Vxlan)
@@ -60,7 +60,7 @@ func (l *Links) EnsureVXLAN(cfg VXLANConfig) error {
 		if err := l.h.LinkAdd(v); err != nil {
 			return fmt.Errorf("create VXLAN device %q (VNI %d): %w", cfg.Name, cfg.VNI, err)
 		}
-		if link, err = l.h.LinkByName(cfg.Name); err != nil {
+		if link, err = linkByName(l.h, cfg.Name); err != nil {
 			return fmt.Errorf("look up new VXLAN device %q: %w", cfg.Name, err)
 		}
 	}
@@ -88,7 +88,7 @@ type Remote struct {
 }
 
 func (l *Links) vxlanIndex(name string) (int, error) {
-	link, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(name) })
+	link, err := linkByName(l.h, name)
 	if err != nil {
 		return 0, fmt.Errorf("VXLAN device %q: %w", name, err)
 	}
@@ -150,7 +150,7 @@ func (l *Links) Remotes(name string) ([]Remote, error) {
 	if err != nil {
 		return nil, err
 	}
-	fdbs, err := retry(func() ([]netlink.Neigh, error) { return l.h.NeighList(idx, unix.AF_BRIDGE) })
+	fdbs, err := neighList(l.h, idx, unix.AF_BRIDGE)
 	if err != nil {
 		return nil, fmt.Errorf("list fdb of %q: %w", name, err)
 	}
@@ -160,7 +160,7 @@ func (l *Links) Remotes(name string) ([]Remote, error) {
 			vtep[f.HardwareAddr.String()] = a.Unmap()
 		}
 	}
-	neighs, err := retry(func() ([]netlink.Neigh, error) { return l.h.NeighList(idx, unix.AF_INET) })
+	neighs, err := neighList(l.h, idx, unix.AF_INET)
 	if err != nil {
 		return nil, fmt.Errorf("list neighbours of %q: %w", name, err)
 	}
@@ -183,12 +183,12 @@ func (l *Links) Remotes(name string) ([]Remote, error) {
 // address and the MTU of the link that holds it.
 func (l *Links) Underlay(addr string) (netip.Addr, int, error) {
 	if ip, err := netip.ParseAddr(addr); err == nil {
-		links, err := retry(func() ([]netlink.Link, error) { return l.h.LinkList() })
+		links, err := linkList(l.h)
 		if err != nil {
 			return netip.Addr{}, 0, err
 		}
 		for _, link := range links {
-			addrs, err := l.h.AddrList(link, unix.AF_INET)
+			addrs, err := addrList(l.h, link, unix.AF_INET)
 			if err != nil {
 				continue
 			}
@@ -200,11 +200,11 @@ func (l *Links) Underlay(addr string) (netip.Addr, int, error) {
 		}
 		return netip.Addr{}, 0, fmt.Errorf("no link of this host has the address %s", addr)
 	}
-	link, err := retry(func() (netlink.Link, error) { return l.h.LinkByName(addr) })
+	link, err := linkByName(l.h, addr)
 	if err != nil {
 		return netip.Addr{}, 0, fmt.Errorf("%q is neither an address nor a link of this host: %w", addr, err)
 	}
-	addrs, err := l.h.AddrList(link, unix.AF_INET)
+	addrs, err := addrList(l.h, link, unix.AF_INET)
 	if err != nil || len(addrs) == 0 {
 		return netip.Addr{}, 0, fmt.Errorf("link %q has no IPv4 address", addr)
 	}
