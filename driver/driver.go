@@ -107,6 +107,13 @@ type Driver struct {
 	syncs     map[string]*peerSync           // cluster networks' watches, by network ID
 	creating  map[netip.Addr]string          // cluster endpoints being created: address -> network ID
 	refused   map[string]uint64              // remote endpoint records refused, by reason (records.go)
+
+	// peersMu keeps each VXLAN device's entries and d.peers in step: it is
+	// held from reading what a device should have to recording it
+	// (setPeers, and Reconcile's reprogramming), so that a reconcile never
+	// programs from a d.peers an update has not reached yet. Taken before
+	// d.mu, never while holding it.
+	peersMu sync.Mutex
 }
 
 // netState is a network as persisted.

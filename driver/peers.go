@@ -226,13 +226,19 @@ func (d *Driver) syncPeers(cfg *NetworkConfig, eps []cluster.Endpoint, log *logr
 	published := map[netip.Addr]bool{}
 	for _, ep := range eps {
 		if ep.Node == self {
-			published[ep.IP] = true
-			if d.localByIP(cfg.ID, ep.IP) == nil && !d.beingCreated(cfg.ID, ep.IP) {
+			switch {
+			case d.localByIP(cfg.ID, ep.IP) == nil && !d.beingCreated(cfg.ID, ep.IP):
 				// A record of ours no endpoint claims (a crash between the
 				// two): withdraw it.
+				published[ep.IP] = true
 				if err := d.cluster.Client.UnpublishEndpoint(cfg.Cluster, ep.IP); err != nil {
 					log.WithError(err).Warn("could not withdraw a stale endpoint record")
 				}
+			case ep.VTEP != d.cluster.Underlay:
+				// Published before this host's underlay address changed:
+				// re-published below, so the peers send to the new one.
+			default:
+				published[ep.IP] = true
 			}
 			continue
 		}
@@ -297,6 +303,8 @@ func (d *Driver) peerEvent(cfg *NetworkConfig, ep cluster.Endpoint, deleted bool
 // and in the store, so a reboot while etcd is down still restores cross-host
 // traffic.
 func (d *Driver) setPeers(cfg *NetworkConfig, want map[netip.Addr]Peer, log *logrus.Entry) {
+	d.peersMu.Lock()
+	defer d.peersMu.Unlock()
 	d.mu.Lock()
 	old := d.peers[cfg.ID]
 	d.mu.Unlock()

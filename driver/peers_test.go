@@ -294,3 +294,22 @@ func TestClusterRecordsAreChecked(t *testing.T) {
 		t.Errorf("host1's entries after a resync: %v", got)
 	}
 }
+
+// A record of this host's published with another underlay address (the
+// host's address changed across a restart) is published again with the
+// current one, so the peers send to it.
+func TestClusterOwnRecordFollowsANewUnderlayAddress(t *testing.T) {
+	h, mem := newClusterHosts(t, 1)
+	x := h[0]
+	if err := x.d.CreateNetwork(createReq(map[string]any{}, "10.40.0.0/16", "10.40.0.1/16")); err != nil {
+		t.Fatal(err)
+	}
+	x.createEndpoint(t, epID, "10.40.0.10/16")
+	mem.PutEndpoint(cluster.Endpoint{Network: "blue", Node: "host1", IP: netip.MustParseAddr("10.40.0.10"), MAC: "02:00:00:00:00:10",
+		VTEP: netip.MustParseAddr("198.18.0.99")})
+	x.d.ResyncCluster()
+	eventuallyTrue(t, "the record carries the current underlay address", func() bool {
+		eps, _, _ := x.client.Endpoints("blue")
+		return len(eps) == 1 && eps[0].VTEP == x.vtep
+	})
+}

@@ -195,10 +195,12 @@ func (d *Driver) Reconcile() (Report, error) {
 		if n.Config.VXLAN == "" || broken[n.Config.ID] {
 			continue
 		}
+		d.peersMu.Lock()
 		d.mu.Lock()
 		want := d.peers[n.Config.ID]
 		d.mu.Unlock()
 		fixed, err := d.programPeers(&n.Config, want)
+		d.peersMu.Unlock()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("network %s: remote endpoints: %w", ids.Short(n.Config.ID), err))
 		}

@@ -202,13 +202,19 @@ func TestEndpointsWatchAndLeases(t *testing.T) {
 	if again, _, err := h[0].Register(ctx, lease); err != nil || again != lease {
 		t.Errorf("re-register with a live lease: %d, %v; want %d", again, err, lease)
 	}
-	// The host goes silent past its TTL: its endpoint goes with its lease.
+	// The host goes silent past its TTL (cut off from etcd, say): it is no
+	// longer alive, but its endpoint stays, so its peers keep reaching it.
 	mem.Expire(lease)
-	if got := <-seen; got.deleted != true || !strings.HasPrefix(got.ip, "10.40.0.2@host1") {
-		t.Errorf("after the lease expired the watch saw %+v, want the endpoint withdrawn", got)
-	}
 	if nodes, _ := h[1].Nodes(); len(nodes) != 1 || nodes[0].Name != "host2" {
 		t.Errorf("nodes after host1's lease expired: %+v", nodes)
+	}
+	if eps, _, _ := h[1].Endpoints("blue"); len(eps) != 1 || eps[0].Node != "host1" {
+		t.Errorf("endpoints after host1's lease expired: %+v, want host1's kept", eps)
+	}
+	select {
+	case got := <-seen:
+		t.Errorf("after the lease expired the watch saw %+v, want nothing", got)
+	default:
 	}
 	// Compaction ends the watch with ErrCompacted: the watcher resyncs.
 	mem.Compact()
@@ -352,5 +358,33 @@ func TestClaimsNeedTheHostsRegistration(t *testing.T) {
 	}
 	if ok, _, err := c.ClaimAddress("blue", netip.MustParseAddr("10.40.0.10"), "m2"); !ok || err != nil {
 		t.Errorf("claim after registering again: %v %v", ok, err)
+	}
+}
+
+// A restart with another --cluster-ttl does not reuse the old lease: the
+// new one has the TTL asked for, and the record is under it.
+func TestRegisterWithANewTTL(t *testing.T) {
+	mem := NewMemory()
+	mk := func(ttl time.Duration) *Client {
+		return NewWithStore(mem, Config{Node: "host1", Advertise: netip.MustParseAddr("198.18.0.11"), TTL: ttl, CallTimeout: time.Second})
+	}
+	ctx1, stop1 := context.WithCancel(context.Background())
+	old, _, err := mk(15*time.Second).Register(ctx1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop1()
+	if again, _, err := mk(15*time.Second).Register(t.Context(), old); err != nil || again != old {
+		t.Fatalf("restart with the same TTL: lease %d, %v; want %d reused", again, err, old)
+	}
+	lease, _, err := mk(30*time.Second).Register(t.Context(), old)
+	if err != nil || lease == old {
+		t.Fatalf("restart with another TTL: lease %d, %v; want a new one", lease, err)
+	}
+	if _, granted, _ := mem.kv.leaseTTL(t.Context(), lease); granted != 30*time.Second {
+		t.Errorf("new lease granted %v, want 30s", granted)
+	}
+	if nodes, _ := mk(30*time.Second).Nodes(); len(nodes) != 1 || nodes[0].Name != "host1" {
+		t.Errorf("nodes after the new registration: %+v", nodes)
 	}
 }

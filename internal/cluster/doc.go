@@ -17,8 +17,10 @@
 //     another's;
 //   - each host registers under a lease (TTL) that it keeps alive and whose
 //     ID it keeps in its own state, so a restart within the TTL reuses it;
-//     its endpoints (IP, MAC, underlay address) are published under that
-//     lease and vanish for the peers when the host is gone longer;
+//     its node record is under that lease (its liveness), while its
+//     endpoints (IP, MAC, underlay address) are published under none, so a
+//     host cut off from etcd past the TTL keeps its traffic with its peers;
+//     they go when the host withdraws them or is forgotten;
 //   - peers list a network's endpoints at a revision and watch from the
 //     next one; a compacted revision is ErrCompacted, and the watcher lists
 //     again (a resync). Nothing is removed because a watch failed.

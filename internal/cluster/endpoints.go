@@ -22,8 +22,12 @@ func endpointKey(net, node string, ip netip.Addr) string {
 	return networkKey(net) + "endpoints/" + node + "/" + ip.String()
 }
 
-// PublishEndpoint announces one of this host's endpoints under the node's
-// lease (Register first).
+// PublishEndpoint announces one of this host's endpoints (Register first).
+// The record is under no lease: a host cut off from etcd longer than its
+// TTL still has its containers, which its peers keep reaching over the
+// underlay. Its liveness is its node record's, which is under the lease;
+// its records go when it removes its endpoints, withdraws them at its next
+// start, or is forgotten.
 func (c *Client) PublishEndpoint(ep Endpoint) error {
 	lease := c.currentLease()
 	if lease == 0 {
@@ -32,7 +36,7 @@ func (c *Client) PublishEndpoint(ep Endpoint) error {
 	ep.Node, ep.VTEP = c.cfg.Node, c.cfg.Advertise
 	b, _ := json.Marshal(ep)
 	return c.call("publish endpoint "+ep.IP.String(), func(ctx context.Context) error {
-		return c.kv.put(ctx, endpointKey(ep.Network, ep.Node, ep.IP), b, lease)
+		return c.kv.put(ctx, endpointKey(ep.Network, ep.Node, ep.IP), b, 0)
 	})
 }
 

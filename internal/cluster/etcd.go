@@ -13,6 +13,10 @@ import (
 	"go.uber.org/zap"
 )
 
+// keepAliveTime is how often the client pings an idle connection: not
+// below etcd's default minimum of 5 s.
+const keepAliveTime = 10 * time.Second
+
 // etcdKV is kv on a real etcd.
 type etcdKV struct {
 	c *clientv3.Client
@@ -37,8 +41,10 @@ func dialEtcd(endpoints []string, t TLS, dialTimeout time.Duration) (*etcdKV, er
 	c, err := clientv3.New(clientv3.Config{
 		Endpoints:            endpoints,
 		DialTimeout:          dialTimeout,
-		DialKeepAliveTime:    2 * time.Second,
-		DialKeepAliveTimeout: 2 * time.Second,
+		// etcd's server closes a connection that pings it more often than
+		// --grpc-keepalive-min-time (5 s by default): too_many_pings.
+		DialKeepAliveTime:    keepAliveTime,
+		DialKeepAliveTimeout: 3 * time.Second,
 		TLS:                  tlsCfg,
 		Logger:               zap.NewNop(),
 		AutoSyncInterval:     0,
@@ -225,15 +231,15 @@ func (e *etcdKV) keepAlive(ctx context.Context, lease int64) (<-chan struct{}, e
 	return lost, nil
 }
 
-func (e *etcdKV) leaseTTL(ctx context.Context, lease int64) (time.Duration, error) {
+func (e *etcdKV) leaseTTL(ctx context.Context, lease int64) (time.Duration, time.Duration, error) {
 	res, err := e.c.TimeToLive(ctx, clientv3.LeaseID(lease))
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			return 0, nil
+			return 0, 0, nil
 		}
-		return 0, err
+		return 0, 0, err
 	}
-	return time.Duration(res.TTL) * time.Second, nil
+	return time.Duration(res.TTL) * time.Second, time.Duration(res.GrantedTTL) * time.Second, nil
 }
 
 func (e *etcdKV) revoke(ctx context.Context, lease int64) error {

@@ -65,8 +65,9 @@ type kv interface {
 	// keepAlive keeps lease alive until ctx ends; the channel closes when
 	// the lease is lost (expired, revoked) or keeping it alive failed.
 	keepAlive(ctx context.Context, lease int64) (<-chan struct{}, error)
-	// leaseTTL is the lease's remaining time; <= 0 when it is gone.
-	leaseTTL(ctx context.Context, lease int64) (time.Duration, error)
+	// leaseTTL is the lease's remaining time (<= 0 when it is gone) and
+	// the TTL it was granted with.
+	leaseTTL(ctx context.Context, lease int64) (remaining, granted time.Duration, err error)
 	revoke(ctx context.Context, lease int64) error
 	close() error
 }

@@ -23,6 +23,7 @@ type memKV struct {
 	data      map[string]memVal
 	history   []memChange
 	leases    map[int64]bool
+	ttls      map[int64]time.Duration // what each lease was granted with
 	nextLease int64
 	watchers  map[*memWatcher]bool
 	down      error // when set, every call fails with it (etcd unreachable)
@@ -46,7 +47,7 @@ type memWatcher struct {
 var _ kv = (*memKV)(nil)
 
 func newMemKV() *memKV {
-	return &memKV{data: map[string]memVal{}, leases: map[int64]bool{}, watchers: map[*memWatcher]bool{}, nextLease: 100}
+	return &memKV{data: map[string]memVal{}, leases: map[int64]bool{}, ttls: map[int64]time.Duration{}, watchers: map[*memWatcher]bool{}, nextLease: 100}
 }
 
 // Memory is an in-memory store a test can steer.
@@ -302,7 +303,7 @@ func (m *memKV) watch(ctx context.Context, prefix string, rev int64) <-chan watc
 	return w.ch
 }
 
-func (m *memKV) grant(ctx context.Context, _ time.Duration) (int64, error) {
+func (m *memKV) grant(ctx context.Context, ttl time.Duration) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.check(ctx); err != nil {
@@ -310,6 +311,7 @@ func (m *memKV) grant(ctx context.Context, _ time.Duration) (int64, error) {
 	}
 	m.nextLease++
 	m.leases[m.nextLease] = true
+	m.ttls[m.nextLease] = ttl
 	return m.nextLease, nil
 }
 
@@ -335,16 +337,16 @@ func (m *memKV) keepAlive(ctx context.Context, lease int64) (<-chan struct{}, er
 	return lost, nil
 }
 
-func (m *memKV) leaseTTL(ctx context.Context, lease int64) (time.Duration, error) {
+func (m *memKV) leaseTTL(ctx context.Context, lease int64) (time.Duration, time.Duration, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.check(ctx); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if m.leases[lease] {
-		return time.Minute, nil
+		return m.ttls[lease], m.ttls[lease], nil
 	}
-	return 0, nil
+	return 0, 0, nil
 }
 
 func (m *memKV) revoke(ctx context.Context, lease int64) error {

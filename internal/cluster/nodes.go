@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 )
@@ -28,9 +29,17 @@ func (c *Client) Register(ctx context.Context, previous int64) (int64, <-chan st
 	var lease int64
 	err := c.call("register node "+c.cfg.Node, func(cctx context.Context) error {
 		if previous != 0 {
-			if ttl, err := c.kv.leaseTTL(cctx, previous); err != nil {
+			remaining, granted, err := c.kv.leaseTTL(cctx, previous)
+			switch {
+			case err != nil:
 				return err
-			} else if ttl > 0 {
+			case remaining > 0 && granted != c.cfg.TTL.Truncate(time.Second):
+				// Restarted with another --cluster-ttl: a new lease
+				// (revoking the old takes this host's record with it).
+				if err := c.kv.revoke(cctx, previous); err != nil {
+					return err
+				}
+			case remaining > 0:
 				lease = previous
 			}
 		}

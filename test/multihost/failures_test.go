@@ -82,14 +82,21 @@ func TestDaemonDownShortAndLong(t *testing.T) {
 	if !strings.Contains(a.Remotes(), want) {
 		t.Errorf("after a restart within the TTL host1 lost %s:\n%s", want, a.Remotes())
 	}
-	// Long: past the TTL the peers drop the host's endpoints.
+	// Long: past the TTL host2 is not alive for host1 any more, but host1
+	// keeps its endpoints, and traffic with its containers (whose kernel
+	// state outlives the daemon) flows.
 	w.Hosts[1].Kill()
-	if !mhtest.WaitFor(10*time.Second, func() bool { return !strings.Contains(a.Remotes(), want) }) {
-		t.Errorf("host2 silent past its TTL, but host1 still has %s", want)
+	mhtest.Eventually(t, "host2 shown not alive on host1 past its TTL", func() error { return peerAlive(w.Hosts[0], "host2", false) })
+	if !strings.Contains(a.Remotes(), want) {
+		t.Errorf("host2 silent past its TTL: host1 dropped %s", want)
+	}
+	if err := ca.Ping(cb.IP.Addr(), 0); err != nil {
+		t.Errorf("host2's daemon down past its TTL: traffic stopped: %v", err)
 	}
 	w.Hosts[1].Restart()
-	if !mhtest.WaitFor(10*time.Second, func() bool { return strings.Contains(a.Remotes(), want) }) {
-		t.Errorf("host2 back, but host1 did not re-learn %s:\n%s", want, a.Remotes())
+	mhtest.Eventually(t, "host2 alive again", func() error { return peerAlive(w.Hosts[0], "host2", true) })
+	if !strings.Contains(a.Remotes(), want) {
+		t.Errorf("host2 back, but host1 lost %s:\n%s", want, a.Remotes())
 	}
 	mhtest.Eventually(t, "traffic after host2 came back", func() error { return ca.Ping(cb.IP.Addr(), 0) })
 }
@@ -169,11 +176,31 @@ func TestIsolationAndTeardown(t *testing.T) {
 	}
 }
 
-// One host cut off from etcd (the others are not): traffic with it keeps
-// flowing, its new cluster endpoints fail within the bound with a clear
-// error, and it recovers by itself when it can reach etcd again.
+// peerAlive checks what a host's status says of another host's liveness.
+func peerAlive(h *mhtest.Host, node string, alive bool) error {
+	st, err := h.Try("/mynet.Status", map[string]any{})
+	if err != nil {
+		return err
+	}
+	c, _ := st["cluster"].(map[string]any)
+	peers, _ := c["peers"].([]any)
+	for _, p := range peers {
+		if m, _ := p.(map[string]any); m["name"] == node {
+			if m["alive"] == alive {
+				return nil
+			}
+			return fmt.Errorf("%s alive: %v", node, m["alive"])
+		}
+	}
+	return fmt.Errorf("%s not in %s's status: %v", node, h.Name, peers)
+}
+
+// One host cut off from etcd (the others are not), for longer than its
+// TTL: traffic with it keeps flowing (its peers keep its endpoints, and
+// show it not alive), its new cluster endpoints fail within the bound with
+// a clear error, and it recovers by itself when it can reach etcd again.
 func TestOneHostCutOffFromEtcd(t *testing.T) {
-	w := mhtest.NewWorld(t, 2, "--cluster-ttl", "10s")
+	w := mhtest.NewWorld(t, 2)
 	a, b := w.Hosts[0].CreateNetwork("blue", "10.40.0.0/16"), w.Hosts[1].CreateNetwork("blue", "")
 	ca, cb := a.Run(""), b.Run("")
 	mhtest.Eventually(t, "cross-host ping", func() error { return ca.Ping(cb.IP.Addr(), 0) })
@@ -192,6 +219,14 @@ func TestOneHostCutOffFromEtcd(t *testing.T) {
 	}
 	if _, err := a.TryRun(""); err != nil {
 		t.Errorf("the host that still reaches etcd cannot add endpoints: %v", err)
+	}
+	// Past its TTL (3 s).
+	mhtest.Eventually(t, "host2 shown not alive on host1", func() error { return peerAlive(w.Hosts[0], "host2", false) })
+	if !strings.Contains(a.Remotes(), cb.IP.Addr().String()) {
+		t.Errorf("host2 cut off from etcd past its TTL: host1 dropped its endpoint:\n%s", a.Remotes())
+	}
+	if err := ca.Ping(cb.IP.Addr(), 0); err != nil {
+		t.Errorf("host2 cut off from etcd past its TTL: traffic stopped: %v", err)
 	}
 	mhtest.Run(t, "ip", "-n", w.Hosts[1].NS, "route", "del", "blackhole", "198.18.0.1/32")
 	var again *mhtest.Container
