@@ -384,7 +384,7 @@ func TestRegisterWithANewTTL(t *testing.T) {
 	if _, granted, _ := mem.kv.leaseTTL(t.Context(), lease); granted != 30*time.Second {
 		t.Errorf("new lease granted %v, want 30s", granted)
 	}
-	if nodes, _ := mk(30*time.Second).Nodes(); len(nodes) != 1 || nodes[0].Name != "host1" {
+	if nodes, _ := mk(30 * time.Second).Nodes(); len(nodes) != 1 || nodes[0].Name != "host1" {
 		t.Errorf("nodes after the new registration: %+v", nodes)
 	}
 }

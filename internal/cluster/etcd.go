@@ -39,8 +39,8 @@ func dialEtcd(endpoints []string, t TLS, dialTimeout time.Duration) (*etcdKV, er
 		}
 	}
 	c, err := clientv3.New(clientv3.Config{
-		Endpoints:            endpoints,
-		DialTimeout:          dialTimeout,
+		Endpoints:   endpoints,
+		DialTimeout: dialTimeout,
 		// etcd's server closes a connection that pings it more often than
 		// --grpc-keepalive-min-time (5 s by default): too_many_pings.
 		DialKeepAliveTime:    keepAliveTime,
