@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net"
@@ -38,6 +39,7 @@ type clusterAPI interface {
 	ClaimOf(net string, ip netip.Addr) (cluster.Claim, bool, error)
 	Nodes() ([]cluster.NodeInfo, error)
 	NodeAddress(node string) (netip.Addr, bool, error)
+	SettleMTU(net string, mtu int) (int, error)
 }
 
 var _ clusterAPI = (*cluster.Client)(nil)
@@ -96,13 +98,26 @@ func (d *Driver) resolveCluster(cfg *NetworkConfig, space string) error {
 		return errdefs.Invalid("cluster network %s has no configuration in the cluster yet (no gateway address was requested for it)", cn.Name)
 	}
 	cfg.Cluster, cfg.VNI, cfg.VXLAN = cn.Name, cn.VNI, VXLANPrefix+cfg.ID[:12]
+	// One MTU on every host: the first host's (its option, or its
+	// underlay's less the VXLAN overhead), settled in the cluster.
 	limit := d.cluster.UnderlayMTU - netutil.VXLANOverhead
-	switch {
-	case cfg.MTU == 0:
-		cfg.MTU = limit
-	case cfg.MTU > limit:
-		return errdefs.Invalid("option %s: %d does not fit in VXLAN over the underlay's MTU %d (at most %d)", OptMTU, cfg.MTU, d.cluster.UnderlayMTU, limit)
+	asked := cfg.MTU
+	if asked > limit {
+		return errdefs.Invalid("option %s: %d does not fit in VXLAN over the underlay's MTU %d (at most %d)", OptMTU, asked, d.cluster.UnderlayMTU, limit)
 	}
+	mtu, err := d.cluster.Client.SettleMTU(cn.Name, cmp.Or(asked, limit))
+	switch {
+	case err != nil && cluster.IsConflict(err):
+		return errdefs.Invalid("%v", err)
+	case err != nil:
+		return err
+	case asked != 0 && asked != mtu:
+		return errdefs.Invalid("cluster network %s has MTU %d on every host: create it with -o %s=%d (or none)", cn.Name, mtu, OptMTU, mtu)
+	case mtu > limit:
+		return errdefs.Invalid("cluster network %s has MTU %d on every host, but this host's underlay (MTU %d) carries at most %d: raise the underlay's MTU, or make the network again with -o %s=%d on its first host",
+			cn.Name, mtu, d.cluster.UnderlayMTU, limit, OptMTU, limit)
+	}
+	cfg.MTU = mtu
 	if cfg.Subnet6.IsValid() {
 		return errdefs.Invalid("cluster network %s: IPv6 is not supported on cluster networks", cn.Name)
 	}

@@ -37,6 +37,11 @@ func newClusterHosts(t *testing.T, n int) ([]*clusterHost, *cluster.Memory) {
 		if _, _, err := c.Register(t.Context(), 0); err != nil {
 			t.Fatal(err)
 		}
+		if i == 0 { // the first host's IPAM makes the cluster network
+			if _, err := c.EnsureNetwork("blue", blueSubnet, netip.MustParseAddr("10.40.0.1")); err != nil {
+				t.Fatal(err)
+			}
+		}
 		h := &harness{links: newFakeLinks(), fw: newFakeFirewall(), ports: newFakePorts(), st: store.NewMemory(), sysctl: map[string]string{}}
 		d, err := New(Config{Store: h.st, Links: h.links, Firewall: h.fw, Ports: h.ports, EnsureSysctl: func(string, string) error { return nil },
 			Cluster: ClusterConfig{Client: c, Underlay: vtep, UnderlayMTU: 1500,
@@ -312,4 +317,38 @@ func TestClusterOwnRecordFollowsANewUnderlayAddress(t *testing.T) {
 		eps, _, _ := x.client.Endpoints("blue")
 		return len(eps) == 1 && eps[0].VTEP == x.vtep
 	})
+}
+
+// One MTU on every host: the first host settles it (its underlay's less the
+// VXLAN overhead, or its option); a host with a larger underlay takes it,
+// one that asks for another or cannot carry it is refused with what to do.
+func TestClusterNetworkHasOneMTU(t *testing.T) {
+	h, _ := newClusterHosts(t, 4)
+	h[1].d.cluster.UnderlayMTU = 9000
+	h[3].d.cluster.UnderlayMTU = 1400
+	create := func(x *clusterHost, generic map[string]any) error {
+		return x.d.CreateNetwork(createReq(generic, "10.40.0.0/16", "10.40.0.1/16"))
+	}
+	if err := create(h[0], map[string]any{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := create(h[1], map[string]any{}); err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range h[:2] {
+		if v := x.links.vxlans[len(x.links.vxlans)-1]; v.MTU != 1450 {
+			t.Errorf("host%d: VXLAN MTU %d, want the cluster's 1450", i+1, v.MTU)
+		}
+	}
+	if err := create(h[2], map[string]any{OptMTU: "1400"}); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), OptMTU+"=1450") {
+		t.Errorf("another MTU on host3: %v, want refused naming 1450", err)
+	}
+	if err := create(h[3], map[string]any{}); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "at most 1350") {
+		t.Errorf("host4's smaller underlay: %v, want refused", err)
+	}
+	for _, x := range h[2:] {
+		if _, ok := x.links.links[vxlanName]; ok {
+			t.Error("a refused create left a VXLAN device")
+		}
+	}
 }

@@ -130,6 +130,17 @@ func (e *etcdKV) put(ctx context.Context, key string, value []byte, lease int64)
 	return err
 }
 
+func (e *etcdKV) replaceIf(ctx context.Context, key string, old, value []byte) (bool, error) {
+	res, err := e.c.Txn(ctx).
+		If(clientv3.Compare(clientv3.Value(key), "=", string(old))).
+		Then(clientv3.OpPut(key, string(value))).
+		Commit()
+	if err != nil {
+		return false, err
+	}
+	return res.Succeeded, nil
+}
+
 func (e *etcdKV) deleteIf(ctx context.Context, key string, value []byte) (bool, error) {
 	res, err := e.c.Txn(ctx).
 		If(clientv3.Compare(clientv3.Value(key), "=", string(value))).

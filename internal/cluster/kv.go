@@ -47,6 +47,8 @@ type kv interface {
 	createGuarded(ctx context.Context, key string, value []byte, guard string, guardLease int64) (created bool, existing []byte, guardOK bool, err error)
 	// put writes key=value, under lease when it is not 0.
 	put(ctx context.Context, key string, value []byte, lease int64) error
+	// replaceIf writes value to key only while it holds old.
+	replaceIf(ctx context.Context, key string, old, value []byte) (bool, error)
 	// deleteIf deletes key only while it holds value.
 	deleteIf(ctx context.Context, key string, value []byte) (bool, error)
 	// deleteIfEmpty deletes del in one transaction, only while each guard

@@ -223,6 +223,20 @@ func (m *memKV) put(ctx context.Context, key string, value []byte, lease int64) 
 	return nil
 }
 
+func (m *memKV) replaceIf(ctx context.Context, key string, old, value []byte) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(ctx); err != nil {
+		return false, err
+	}
+	if have, ok := m.data[key]; !ok || !bytes.Equal(have.value, old) {
+		return false, nil
+	}
+	m.data[key] = memVal{value: slices.Clone(value)}
+	m.commit(event{Key: key, Value: slices.Clone(value)})
+	return true, nil
+}
+
 func (m *memKV) deleteIf(ctx context.Context, key string, value []byte) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -15,6 +15,9 @@ type NetworkSpec struct {
 	Subnet  netip.Prefix `json:"subnet"`
 	Gateway netip.Addr   `json:"gateway"`
 	VNI     uint32       `json:"vni"`
+	// MTU of the network's interfaces on every host, settled by the first
+	// host's driver (SettleMTU); 0 until then.
+	MTU int `json:"mtu,omitempty"`
 }
 
 func networkKey(net string) string { return Prefix + "networks/" + net + "/" }
@@ -125,6 +128,41 @@ func (c *Client) ensureNetwork(ctx context.Context, name string, subnet netip.Pr
 		_, _ = c.kv.deleteIf(ctx, vniKey(vni), []byte(name))
 	}
 	return check(have)
+}
+
+// SettleMTU returns the cluster network's MTU, making it mtu if the
+// network has none yet (a compare-and-swap on its configuration, so of
+// hosts racing to settle it one wins and the others get its value).
+func (c *Client) SettleMTU(name string, mtu int) (int, error) {
+	var got int
+	cfgKey := networkKey(name) + "config"
+	err := c.call("MTU of cluster network "+name, func(ctx context.Context) error {
+		for range 8 {
+			b, ok, err := c.kv.get(ctx, cfgKey)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return conflict("cluster network %s has no configuration in the cluster", name)
+			}
+			var spec NetworkSpec
+			if err := json.Unmarshal(b, &spec); err != nil {
+				return fmt.Errorf("decode %s: %w", cfgKey, err)
+			}
+			if spec.MTU != 0 {
+				got = spec.MTU
+				return nil
+			}
+			spec.MTU = mtu
+			nb, _ := json.Marshal(spec)
+			if done, err := c.kv.replaceIf(ctx, cfgKey, b, nb); err != nil || done {
+				got = mtu
+				return err
+			}
+		}
+		return conflict("cluster network %s: its configuration kept changing while its MTU was settled", name)
+	})
+	return got, err
 }
 
 func vniKey(vni uint32) string { return fmt.Sprintf("%svnis/%d", Prefix, vni) }
