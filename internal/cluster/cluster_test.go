@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -386,5 +387,60 @@ func TestRegisterWithANewTTL(t *testing.T) {
 	}
 	if nodes, _ := mk(30 * time.Second).Nodes(); len(nodes) != 1 || nodes[0].Name != "host1" {
 		t.Errorf("nodes after the new registration: %+v", nodes)
+	}
+}
+
+// Check lists claims no endpoint holds, endpoint records no claim backs,
+// duplicates and gone hosts; --fix removes the unbacked records only.
+func TestCheck(t *testing.T) {
+	mem := NewMemory()
+	h := hosts(t, mem, 2)
+	register(t, h...)
+	ip := func(s string) netip.Addr { return netip.MustParseAddr(s) }
+	// Good: host1's claim and record.
+	if ok, _, err := h[0].ClaimAddress("blue", ip("10.40.0.2"), "m"); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if err := h[0].PublishEndpoint(Endpoint{Network: "blue", IP: ip("10.40.0.2"), MAC: "m"}); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := h[1].Check(false); err != nil || !rep.Clean() {
+		t.Fatalf("a clean cluster: %+v, %v", rep, err)
+	}
+	// A claim without endpoint (host2), a record without claim (host2), a
+	// duplicate of host1's address by host2, and a gone host's record.
+	if ok, _, err := h[1].ClaimAddress("blue", ip("10.40.0.3"), "n"); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	for _, a := range []string{"10.40.0.4", "10.40.0.2"} {
+		if err := h[1].PublishEndpoint(Endpoint{Network: "blue", IP: ip(a), MAC: "n"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mem.PutClaim("blue", ip("10.40.0.9"), "ghost", "g")
+	mem.PutEndpoint(Endpoint{Network: "blue", Node: "ghost", IP: ip("10.40.0.9"), VTEP: ip("198.18.0.99")})
+	rep, err := h[1].Check(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := CheckReport{
+		ClaimsWithoutEndpoint: []string{"blue 10.40.0.3 claimed by host2"},
+		EndpointsWithoutClaim: []string{"blue 10.40.0.2 of host2", "blue 10.40.0.4 of host2"},
+		Duplicates:            []string{"blue 10.40.0.2: records of host1, host2"},
+		GoneHosts:             []string{"ghost"},
+	}
+	if !reflect.DeepEqual(rep, want) {
+		t.Fatalf("Check = %+v\nwant    %+v", rep, want)
+	}
+	rep, err = h[1].Check(true)
+	if err != nil || len(rep.Fixed) != 2 {
+		t.Fatalf("Check --fix = %+v, %v; want the two unbacked records removed", rep, err)
+	}
+	rep, _ = h[1].Check(false)
+	if len(rep.EndpointsWithoutClaim)+len(rep.Duplicates) != 0 || len(rep.ClaimsWithoutEndpoint) != 1 || len(rep.GoneHosts) != 1 {
+		t.Errorf("after --fix: %+v; want the claim and the gone host only", rep)
+	}
+	if eps, _, _ := h[1].Endpoints("blue"); len(eps) != 2 {
+		t.Errorf("records after --fix: %+v, want host1's and ghost's", eps)
 	}
 }
