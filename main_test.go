@@ -118,7 +118,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"cluster", "forget", "--", "-host3", "--cluster-store"}, 1, "", "name the one host to forget"},
 		{[]string{"cluster", "check"}, 1, "", "--cluster-store (or MYNET_CLUSTER_STORE) is needed"},
 		{[]string{"cluster", "check", "host3", "--fix"}, 1, "", "takes no host name"},
-		{[]string{"cluster", "nope"}, 2, "", "want: mynet cluster forget NODE, or mynet cluster check"},
+		{[]string{"cluster", "nope"}, 2, "", "usage: mynet cluster forget NODE"},
 		{[]string{"--cluster-store", "etcd://10.0.0.5:2379"}, 2, "", "needs --cluster-advertise"},
 		{[]string{"--cluster-store", "etcd://10.0.0.5", "--cluster-advertise", "eth1"}, 2, "", "is not HOST:PORT"},
 	}
