@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"sync"
 	"time"
@@ -67,6 +68,8 @@ type Daemon struct {
 	seenBridges bridgeSet
 
 	clusterClient *cluster.Client // nil without --cluster-store
+	underlay      netip.Addr      // this host's VTEP address (cluster only)
+	vteps         vtepGuard       // the VXLAN guard's state (membership.go)
 }
 
 // New opens the state file and builds the parts. It changes nothing in the
@@ -240,7 +243,7 @@ func (d *Daemon) Run(ctx context.Context, l net.Listener) error {
 		}
 		d.drv.StartCluster()
 		go d.membership(ctx, reg)
-		go d.retryReclaims(ctx)
+		go d.clusterUpkeep(ctx)
 	}
 	if _, err := sd.SdNotify(false, sd.SdNotifyReady); err != nil {
 		log.WithError(err).Warn("could not tell systemd the daemon is ready")
@@ -267,6 +270,10 @@ func (d *Daemon) Run(ctx context.Context, l net.Listener) error {
 		// Nothing to protect: leave no rule behind (an uninstall ends here).
 		if err := d.fw.RemoveBase(); err != nil {
 			log.WithError(err).Warn("could not remove mynet's iptables chains")
+		} else if d.links != nil {
+			if err := d.links.DestroyIPSet(vteps); err != nil {
+				log.WithError(err).Warn("could not remove the VXLAN members' set")
+			}
 		}
 	}
 	if err != nil {

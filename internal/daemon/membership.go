@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/mynet/mynet/driver"
 	"github.com/mynet/mynet/internal/cluster"
+	"github.com/mynet/mynet/internal/firewall"
+	"github.com/mynet/mynet/internal/netutil"
 	"github.com/mynet/mynet/internal/status"
 	"github.com/mynet/mynet/internal/store"
 	"github.com/mynet/mynet/ipam"
@@ -48,6 +51,7 @@ func (d *Daemon) setupCluster() (*cluster.Client, driver.ClusterConfig, error) {
 	if err != nil {
 		return nil, driver.ClusterConfig{}, err
 	}
+	d.underlay = local
 	return c, driver.ClusterConfig{Client: c, Underlay: local, UnderlayMTU: mtu}, nil
 }
 
@@ -59,13 +63,15 @@ func clusterOf(alloc *ipam.Allocator) func(string, netip.Prefix) (driver.Cluster
 	}
 }
 
-// retryReclaims finishes, every 2 s, what the cluster pools could not do
-// while etcd did not answer (a release it missed, a reclaim); it costs a
-// look at each pool when nothing is pending.
-func (d *Daemon) retryReclaims(ctx context.Context) {
+// clusterUpkeep runs every 2 s, from the start: it finishes what the
+// cluster pools could not do while etcd did not answer (a release it
+// missed, a reclaim; a look at each pool when nothing is pending), and
+// keeps the VXLAN guard current.
+func (d *Daemon) clusterUpkeep(ctx context.Context) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
+		d.guardVXLAN()
 		select {
 		case <-ctx.Done():
 			return
@@ -73,6 +79,72 @@ func (d *Daemon) retryReclaims(ctx context.Context) {
 			d.alloc.RetryReclaims()
 		}
 	}
+}
+
+// vteps is the ipset of the hosts that may send this host VXLAN.
+const vteps = "mynet-vteps"
+
+// vtepGuard is what guardVXLAN last did. Only clusterUpkeep's goroutine
+// touches it.
+type vtepGuard struct {
+	on      bool
+	members map[netip.Addr]bool // the live members last read from etcd
+}
+
+// guardVXLAN keeps VXLAN to this host's underlay address (UDP 4789) for
+// the cluster's members while it has cluster networks: the ipset holds the
+// hosts registered now (as last read; etcd being down keeps the last
+// list) and every VTEP of a remote endpoint the driver accepted (so a host
+// cut off from etcd keeps its traffic), and one rule drops the rest. With
+// no cluster network left, rule and set go.
+func (d *Daemon) guardVXLAN() {
+	log := d.log.WithField("ipset", vteps)
+	cluster := false
+	for _, n := range d.drv.Networks() {
+		cluster = cluster || n.Cluster != ""
+	}
+	if !cluster {
+		if d.vteps.on {
+			if err := d.fw.SetVXLANGuard(nil); err != nil {
+				log.WithError(err).Warn("could not remove the VXLAN guard")
+				return
+			}
+			if err := d.links.DestroyIPSet(vteps); err != nil {
+				log.WithError(err).Warn("could not remove the VXLAN members' set")
+			}
+			d.vteps.on = false
+		}
+		return
+	}
+	if nodes, err := d.clusterClient.Nodes(); err == nil {
+		d.vteps.members = map[netip.Addr]bool{}
+		for _, n := range nodes {
+			if n.Name != d.clusterClient.Node() {
+				d.vteps.members[n.Addr] = true
+			}
+		}
+	}
+	allowed := maps.Clone(d.vteps.members)
+	if allowed == nil {
+		allowed = map[netip.Addr]bool{}
+	}
+	for _, peers := range d.drv.RemotePeers() {
+		for _, p := range peers {
+			allowed[p.VTEP] = true
+		}
+	}
+	if err := d.links.SyncIPSet(vteps, slices.Collect(maps.Keys(allowed))); err != nil {
+		log.WithError(err).Warn("could not update the VXLAN members' set; VXLAN is not guarded")
+		return
+	}
+	if err := d.fw.SetVXLANGuard(&firewall.VXLANGuard{Local: d.underlay, Port: netutil.VXLANPort, Set: vteps}); err != nil {
+		log.WithError(err).Warn("could not install the VXLAN guard")
+		return
+	}
+	if !d.vteps.on {
+		log.WithField("members", len(allowed)).Info("VXLAN from hosts outside the cluster is dropped")
+	}
+	d.vteps.on = true
 }
 
 // remoteAddrs are the addresses of other hosts' endpoints the driver knows,

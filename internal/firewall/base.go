@@ -15,9 +15,15 @@ import (
 func (f *Firewall) RemoveBase() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.guard = nil
 	var errs []error
 	for _, b := range f.backends() {
 		errs = append(errs, b.edit("remove mynet's chains", true, func(rs ruleset, bt *batch) error {
+			for _, r := range rs.table("filter").rules["INPUT"] {
+				if tag, ok := commentTag(r); ok && tag == VXLANTag {
+					bt.delete("filter", r) // an earlier run's VXLAN guard
+				}
+			}
 			for _, j := range baseJumps {
 				for _, r := range rs.table(j.table).rules[j.chain] {
 					if r == j.line {

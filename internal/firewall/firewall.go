@@ -40,6 +40,8 @@ type Firewall struct {
 	nftBridges func() []string
 	// group is the device group of mynet's bridges (Config.BridgeGroup).
 	group uint32
+	// guard is the VXLAN guard in place (vxlan.go), nil without one.
+	guard *VXLANGuard
 
 	mu sync.Mutex // serializes our read-modify-write cycles on the rulesets
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mynet/mynet/internal/netutil"
 	"github.com/mynet/mynet/internal/nstest"
 )
 
@@ -625,5 +626,47 @@ func TestLoopbackBindingsAreDroppedFromElsewhere(t *testing.T) {
 	n.Routed, n.Routed6 = true, true
 	if got := append(raw(n, IPv4), raw(n, IPv6)...); len(got) != 0 {
 		t.Errorf("routed network: raw rules %q, want none", got)
+	}
+}
+
+// The VXLAN guard is one rule first in INPUT, kept by Reconcile (it is no
+// orphan, and comes back after a flush) and removed with nil.
+func TestKernelVXLANGuard(t *testing.T) {
+	f := newReal(t)
+	links, err := netutil.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer links.Close()
+	if err := links.SyncIPSet("mynet-vteps", []netip.Addr{netip.MustParseAddr("198.18.0.12")}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = links.DestroyIPSet("mynet-vteps") })
+	g := &VXLANGuard{Local: netip.MustParseAddr("198.18.0.11"), Port: 4789, Set: "mynet-vteps"}
+	if err := f.SetVXLANGuard(g); err != nil {
+		t.Fatal(err)
+	}
+	const line = `-A INPUT -d 198.18.0.11/32 -p udp -m udp --dport 4789 -m set ! --match-set mynet-vteps src -m comment --comment "mynet:vxlan" -j DROP`
+	if got := dumpRules(t); !strings.Contains(got, line) {
+		t.Fatalf("no guard rule:\n%s", got)
+	}
+	if rep, err := f.Reconcile(nil); err != nil || slices.Contains(rep.OrphansFound, VXLANTag) {
+		t.Errorf("Reconcile with the guard in place: %+v, %v", rep, err)
+	}
+	ipt(t, "iptables", "-F", "INPUT")
+	if rep, err := f.Reconcile(nil); err != nil || !slices.Contains(rep.Reapplied, VXLANTag) {
+		t.Errorf("Reconcile after iptables -F INPUT: %+v, %v; want the guard reapplied", rep, err)
+	}
+	if got := dumpRules(t); !strings.Contains(got, line) {
+		t.Errorf("guard not back after the flush:\n%s", got)
+	}
+	if err := f.SetVXLANGuard(nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := dumpRules(t); strings.Contains(got, VXLANTag) {
+		t.Errorf("guard left after SetVXLANGuard(nil):\n%s", got)
+	}
+	if err := f.SetVXLANGuard(&VXLANGuard{Local: netip.MustParseAddr("fd00::1"), Port: 4789, Set: "x"}); err == nil {
+		t.Error("an IPv6 underlay address was accepted")
 	}
 }

@@ -39,6 +39,9 @@ func (f *Firewall) Reconcile(states []State) (Report, error) {
 			}
 			want := wanted(states, b.family)
 			want[BaseTag] = sharedRules(f.group, f.dockerBridges(rs))
+			if g := f.guardRules(b.family); g != nil {
+				want[VXLANTag] = g
+			}
 			reconcileTags(rs, bt, want, &rep)
 			return nil
 		})

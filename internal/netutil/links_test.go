@@ -403,3 +403,44 @@ func TestKernelDockerNFTBridges(t *testing.T) {
 		t.Errorf("DockerNFTBridges = %v, %v", got, err)
 	}
 }
+
+// SyncIPSet creates the set and keeps it exactly the members given;
+// DestroyIPSet removes it, and a missing one is no error.
+func TestKernelSyncIPSet(t *testing.T) {
+	l := newLinks(t)
+	a, b, c := netip.MustParseAddr("198.18.0.11"), netip.MustParseAddr("198.18.0.12"), netip.MustParseAddr("198.18.0.13")
+	members := func() []string {
+		t.Helper()
+		res, err := l.h.IpsetList("mnt-set")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range res.Entries {
+			out = append(out, e.IP.String())
+		}
+		slices.Sort(out)
+		return out
+	}
+	for _, tt := range []struct {
+		set  []netip.Addr
+		want []string
+	}{
+		{[]netip.Addr{a, b}, []string{"198.18.0.11", "198.18.0.12"}},
+		{[]netip.Addr{b, c, netip.MustParseAddr("fd00::1")}, []string{"198.18.0.12", "198.18.0.13"}},
+		{nil, nil},
+	} {
+		if err := l.SyncIPSet("mnt-set", tt.set); err != nil {
+			t.Fatal(err)
+		}
+		if got := members(); !slices.Equal(got, tt.want) {
+			t.Errorf("after SyncIPSet(%v): %v, want %v", tt.set, got, tt.want)
+		}
+	}
+	if err := l.DestroyIPSet("mnt-set"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.DestroyIPSet("mnt-set"); err != nil {
+		t.Errorf("destroying a missing set: %v", err)
+	}
+}

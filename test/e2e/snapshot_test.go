@@ -9,9 +9,10 @@ import (
 )
 
 // hostSnapshot is what a user of the machine would notice if the suite
-// left it behind: plugins, networks and links.
+// left it behind: plugins, networks, links, and mynet's VXLAN guard rule
+// (a cluster network's, which must go with the last one).
 type hostSnapshot struct {
-	plugins, networks, links []string
+	plugins, networks, links, guards []string
 }
 
 func takeHostSnapshot() (hostSnapshot, error) {
@@ -33,6 +34,15 @@ func takeHostSnapshot() (hostSnapshot, error) {
 		}
 	}
 	slices.Sort(s.links)
+	out, err = exec.Command("iptables-save", "-t", "filter").Output()
+	if err != nil {
+		return s, fmt.Errorf("iptables-save: %w", err)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, `"mynet:vxlan"`) {
+			s.guards = append(s.guards, l)
+		}
+	}
 	return s, nil
 }
 
@@ -61,7 +71,7 @@ func (before hostSnapshot) settlesTo() string {
 			return err.Error()
 		}
 		diff = describe("plugins", before.plugins, now.plugins) + describe("networks", before.networks, now.networks) +
-			describe("links", before.links, now.links)
+			describe("links", before.links, now.links) + describe("VXLAN guard rules", before.guards, now.guards)
 		if diff == "" {
 			return ""
 		}

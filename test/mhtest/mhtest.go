@@ -376,6 +376,14 @@ func (h *Host) Restart(extra ...string) {
 	h.start(extra...)
 }
 
+// AttachNS makes a namespace of the test's on the underlay at addr, a
+// machine that is no host of the cluster, and returns its name.
+func (w *World) AttachNS(name, addr string) string {
+	w.t.Helper()
+	w.attach(name, addr)
+	return w.tag + "-" + name
+}
+
 // AttachHost connects the machine's own network namespace to the underlay
 // at addr (a veth of the test's own, removed at the end), so a mynet daemon
 // under the machine's dockerd can be one of the hosts.

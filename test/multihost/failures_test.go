@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -159,12 +160,22 @@ func TestIsolationAndTeardown(t *testing.T) {
 			out, _ := exec.Command("ip", "-n", h.NS, "-o", "link").Output()
 			t.Errorf("%s: links left:\n%s", h.Name, out)
 		}
-		rules, _ := exec.Command("ip", "netns", "exec", h.NS, "iptables-save").Output()
-		for _, l := range strings.Split(string(rules), "\n") {
-			// The shared rules stay with the daemon; a network's go with it.
-			if strings.Contains(l, `"mynet:`) && !strings.Contains(l, `"mynet:base"`) {
-				t.Errorf("%s: tagged rule left: %s", h.Name, l)
+		// The shared rules stay with the daemon; a network's go with it,
+		// and the VXLAN guard with the last cluster network (at the next
+		// upkeep, within 2 s).
+		var left []string
+		mhtest.WaitFor(5*time.Second, func() bool {
+			left = nil
+			rules, _ := exec.Command("ip", "netns", "exec", h.NS, "iptables-save").Output()
+			for _, l := range strings.Split(string(rules), "\n") {
+				if strings.Contains(l, `"mynet:`) && !strings.Contains(l, `"mynet:base"`) {
+					left = append(left, l)
+				}
 			}
+			return len(left) == 0
+		})
+		for _, l := range left {
+			t.Errorf("%s: tagged rule left: %s", h.Name, l)
 		}
 	}
 	// No key is left in etcd either: the cluster network can be made again
@@ -429,5 +440,50 @@ func TestNoAddressTwiceAfterEtcdLostItsData(t *testing.T) {
 		if hl := h.Call("/mynet.Health", map[string]any{}); hl["status"] != "ok" {
 			t.Errorf("%s health after the wipe: %v", h.Name, hl)
 		}
+	}
+}
+
+// Only members speak VXLAN: a machine on the underlay that is not a host of
+// the cluster, sending VXLAN with the network's VNI to a host, is dropped
+// there (one rule against a set of the members), while the members' traffic
+// flows.
+func TestVXLANFromANonMemberIsDropped(t *testing.T) {
+	w := mhtest.NewWorld(t, 2)
+	a, b := w.Hosts[0].CreateNetwork("blue", "10.40.0.0/16"), w.Hosts[1].CreateNetwork("blue", "")
+	ca, cb := a.Run(""), b.Run("")
+	mhtest.Eventually(t, "cross-host ping", func() error { return ca.Ping(cb.IP.Addr(), 0) })
+	h1 := w.Hosts[0]
+	dropped := func() int {
+		out := mhtest.Run(t, "ip", "netns", "exec", h1.NS, "iptables", "-L", "INPUT", "-v", "-x", "-n")
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) > 2 && f[2] == "DROP" && strings.Contains(l, "mynet:vxlan") && strings.Contains(l, "match-set mynet-vteps src") {
+				n, _ := strconv.Atoi(f[0])
+				return n
+			}
+		}
+		return -1
+	}
+	mhtest.Eventually(t, "the VXLAN guard on host1", func() error {
+		if dropped() < 0 {
+			return fmt.Errorf("no guard rule")
+		}
+		return nil
+	})
+	before := dropped()
+	rogue := w.AttachNS("rogue", "198.18.0.40")
+	vni := vxlanID(t, h1.NS, "mnv"+a.ID[:12])
+	for _, args := range [][]string{
+		{"-n", rogue, "link", "add", "vx0", "type", "vxlan", "id", vni, "remote", h1.Addr, "local", "198.18.0.40", "dstport", "4789"},
+		{"-n", rogue, "addr", "add", "10.40.250.1/16", "dev", "vx0"},
+		{"-n", rogue, "link", "set", "vx0", "up"},
+	} {
+		mhtest.Run(t, "ip", args...)
+	}
+	_ = exec.Command("ip", "netns", "exec", rogue, "ping", "-c", "3", "-i", "0.2", "-W", "1", ca.IP.Addr().String()).Run()
+	if got := dropped(); got < before+3 {
+		t.Errorf("host1 dropped %d VXLAN packets from the non-member, want at least 3 (before: %d)", got-before, before)
+	}
+	if err := ca.Ping(cb.IP.Addr(), 0); err != nil {
+		t.Errorf("members' traffic with the guard in place: %v", err)
 	}
 }

@@ -1,0 +1,62 @@
+package netutil
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// SyncIPSet makes the IPv4 set name (hash:ip) hold exactly members,
+// creating it when it is missing, in the handle's namespace: `ipset create
+// NAME hash:ip` and the `ipset add` / `ipset del` that differ. The
+// firewall matches it (-m set --match-set NAME src).
+func (l *Links) SyncIPSet(name string, members []netip.Addr) error {
+	if err := l.h.IpsetCreate(name, "hash:ip", netlink.IpsetCreateOptions{Family: unix.AF_INET}); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("create ipset %s: %w", name, err)
+	}
+	res, err := l.h.IpsetList(name)
+	if err != nil {
+		return fmt.Errorf("list ipset %s: %w", name, err)
+	}
+	want := map[netip.Addr]bool{}
+	for _, m := range members {
+		if m.Is4() {
+			want[m] = true
+		}
+	}
+	have := map[netip.Addr]bool{}
+	for _, e := range res.Entries {
+		if a, ok := netip.AddrFromSlice(e.IP); ok {
+			have[a.Unmap()] = true
+		}
+	}
+	var errs []error
+	for a := range want {
+		if !have[a] {
+			if err := l.h.IpsetAdd(name, &netlink.IPSetEntry{IP: a.AsSlice()}); err != nil && !errors.Is(err, unix.EEXIST) {
+				errs = append(errs, fmt.Errorf("ipset add %s %s: %w", name, a, err))
+			}
+		}
+	}
+	for a := range have {
+		if !want[a] {
+			if err := l.h.IpsetDel(name, &netlink.IPSetEntry{IP: a.AsSlice()}); err != nil {
+				errs = append(errs, fmt.Errorf("ipset del %s %s: %w", name, a, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// DestroyIPSet removes a set (`ipset destroy NAME`); one that does not
+// exist is no error. A set a rule still matches cannot go: remove the
+// rule first.
+func (l *Links) DestroyIPSet(name string) error {
+	if err := l.h.IpsetDestroy(name); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("destroy ipset %s: %w", name, err)
+	}
+	return nil
+}
