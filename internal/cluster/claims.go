@@ -94,7 +94,7 @@ func (c *Client) ClaimOf(net string, ip netip.Addr) (cl Claim, found bool, err e
 		}
 		var a addrClaim
 		_ = json.Unmarshal(b, &a)
-		cl, found = Claim{Node: a.Node, Owner: a.Owner}, true
+		cl, found = Claim(a), true
 		return nil
 	})
 	return cl, found, err
@@ -115,7 +115,7 @@ func (c *Client) Claims(net string) (map[netip.Addr]Claim, error) {
 			}
 			var a addrClaim
 			_ = json.Unmarshal(p.Value, &a)
-			out[ip] = Claim{Node: a.Node, Owner: a.Owner}
+			out[ip] = Claim(a)
 		}
 		return nil
 	})
