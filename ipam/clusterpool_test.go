@@ -39,6 +39,27 @@ func register(t *testing.T, a *Allocator) {
 	}
 }
 
+// clusterNetworkOn makes the cluster network on each host as dockerd does
+// (RequestPool, then the gateway): the first gives the subnet, the others
+// leave it to the cluster. It returns the pool IDs.
+func clusterNetworkOn(t *testing.T, hosts []*Allocator, subnet string) []string {
+	t.Helper()
+	var pools []string
+	for i, a := range hosts {
+		want := subnet
+		if i > 0 {
+			want = ""
+		}
+		res, err := a.RequestPool(clusterPoolReq(want))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pools = append(pools, res.PoolID)
+		mustAddr(t, a, res.PoolID, "", map[string]string{OptRequestAddressType: GatewayAddressType})
+	}
+	return pools
+}
+
 func clusterPoolReq(subnet string) *api.RequestPoolRequest {
 	return &api.RequestPoolRequest{AddressSpace: LocalSpace, Pool: subnet, Options: map[string]string{OptCluster: "blue"}}
 }
@@ -173,19 +194,7 @@ func TestClusterNetworkTakesTheFirstHostsGateway(t *testing.T) {
 // free.
 func TestClusterAddressesReleasedElsewhereAreUsable(t *testing.T) {
 	h, _ := clusterHosts(t, 2)
-	var pools []string
-	for i, a := range h {
-		subnet := "10.40.0.0/26"
-		if i == 1 {
-			subnet = ""
-		}
-		res, err := a.RequestPool(clusterPoolReq(subnet))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pools = append(pools, res.PoolID)
-		mustAddr(t, a, res.PoolID, "", map[string]string{OptRequestAddressType: GatewayAddressType})
-	}
+	pools := clusterNetworkOn(t, h, "10.40.0.0/26")
 	held := [2][]string{}
 	mac := func(host, n int) string { return fmt.Sprintf("02:00:00:00:%02x:%02x", host, n) }
 	// 61 addresses for containers (64 less network, gateway, broadcast):
@@ -266,20 +275,10 @@ func TestClusterReleaseWhileTheStoreIsDown(t *testing.T) {
 // holds (a crash between claim and save) is released.
 func TestClusterReclaimAfterTheStoreLostItsData(t *testing.T) {
 	h, mem := clusterHosts(t, 2)
-	var pools []string
+	pools := clusterNetworkOn(t, h, "10.40.0.0/24")
 	var addrs [2]string
 	for i, a := range h {
-		subnet := "10.40.0.0/24"
-		if i == 1 {
-			subnet = ""
-		}
-		res, err := a.RequestPool(clusterPoolReq(subnet))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pools = append(pools, res.PoolID)
-		mustAddr(t, a, res.PoolID, "", map[string]string{OptRequestAddressType: GatewayAddressType})
-		addrs[i] = mustAddr(t, a, res.PoolID, "", map[string]string{OptMACAddress: fmt.Sprintf("02:00:00:00:00:0%d", i+1)})
+		addrs[i] = mustAddr(t, a, pools[i], "", map[string]string{OptMACAddress: fmt.Sprintf("02:00:00:00:00:0%d", i+1)})
 	}
 	mem.Wipe()
 	// host1 registers again first; it must take neither its own address
@@ -342,19 +341,7 @@ func TestClusterReclaimAfterTheStoreLostItsData(t *testing.T) {
 // with another subnet), and goes when the last host removes it.
 func TestClusterNetworkStaysWhileAnyHostHasIt(t *testing.T) {
 	h, _ := clusterHosts(t, 3)
-	var pools []string
-	for i, a := range h[:2] {
-		subnet := "10.40.0.0/24"
-		if i == 1 {
-			subnet = ""
-		}
-		res, err := a.RequestPool(clusterPoolReq(subnet))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pools = append(pools, res.PoolID)
-		mustAddr(t, a, res.PoolID, "", map[string]string{OptRequestAddressType: GatewayAddressType})
-	}
+	pools := clusterNetworkOn(t, h[:2], "10.40.0.0/24")
 	if err := h[0].ReleasePool(&api.ReleasePoolRequest{PoolID: pools[0]}); err != nil {
 		t.Fatal(err)
 	}
