@@ -6,10 +6,12 @@ package etcdtest
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -128,8 +130,41 @@ func (e *Etcd) start() {
 }
 
 // Stop freezes the server (SIGSTOP): connections stay open, nothing
-// answers, as with a hung or cut-off etcd.
-func (e *Etcd) Stop() { e.signal(syscall.SIGSTOP); e.stopped = true }
+// answers, as with a hung or cut-off etcd. It returns once every thread
+// of the server is stopped: the signal is asynchronous, and a request sent
+// meanwhile would still be answered.
+func (e *Etcd) Stop() {
+	e.signal(syscall.SIGSTOP)
+	e.stopped = true
+	for range 1000 {
+		if allStopped(e.cmd.Process.Pid) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e.t.Fatal("etcd did not stop within 5 s of SIGSTOP")
+}
+
+// allStopped reports whether every thread of process pid is stopped
+// (state T in /proc/PID/task/TID/stat).
+func allStopped(pid int) bool {
+	stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(stats) == 0 {
+		return false
+	}
+	for _, st := range stats {
+		b, err := os.ReadFile(st)
+		if err != nil {
+			return false
+		}
+		// pid (comm) state ...: the state follows the last ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+			return false
+		}
+	}
+	return true
+}
 
 // Resume undoes Stop.
 func (e *Etcd) Resume() { e.signal(syscall.SIGCONT); e.stopped = false }
