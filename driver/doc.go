@@ -22,7 +22,9 @@
 // create and Reconcile's rebuild both use it); endpoint.go the endpoints and
 // their records; ports.go published ports; reconcile.go Restore and
 // Reconcile; keyed_mutex.go the per-endpoint lock; peers.go a cluster
-// network's VXLAN device and the remote endpoints it follows from etcd;
+// network's configuration and the remote endpoints it follows from etcd;
+// vxlan.go the entries those become on its VXLAN device, kept in step with
+// what is remembered;
 // records.go the checks a remote endpoint record passes before it becomes
 // an entry.
 //
