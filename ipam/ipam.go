@@ -61,9 +61,7 @@ type Allocator struct {
 	fault      fault.Hook
 	log        *logrus.Entry
 
-	// mu guards pools, and is never held while a pool's mu is taken: a
-	// pool waiting on etcd holds up no other pool.
-	mu    sync.Mutex
+	mu    sync.Mutex       // guards pools and every pool's bitmap, held across the store write of a change
 	pools map[string]*pool // poolKey(space, subnet) -> pool
 }
 
@@ -200,13 +198,9 @@ func (a *Allocator) ReleasePool(req *api.ReleasePoolRequest) error {
 	}
 	key := poolKey(space, subnet)
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	p := a.pools[key]
-	a.mu.Unlock()
-	if p != nil {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-	}
-	if p == nil || p.gone {
+	if p == nil {
 		a.log.WithField("pool", req.PoolID).Debug("release of unknown pool ignored")
 		return nil
 	}
@@ -229,12 +223,7 @@ func (a *Allocator) ReleasePool(req *api.ReleasePoolRequest) error {
 	if err != nil {
 		return fmt.Errorf("release pool %s: %w", req.PoolID, err)
 	}
-	p.gone = true
-	a.mu.Lock()
-	if a.pools[key] == p {
-		delete(a.pools, key)
-	}
-	a.mu.Unlock()
+	delete(a.pools, key)
 	if p.rec.Cluster != "" {
 		// The cluster's config goes when no host has the network.
 		if _, err := a.cluster.LeaveNetwork(p.rec.Cluster); err != nil {
@@ -246,34 +235,17 @@ func (a *Allocator) ReleasePool(req *api.ReleasePoolRequest) error {
 	return nil
 }
 
-// poolFor finds the pool of a pool ID and returns it with its mu held.
-func (a *Allocator) poolFor(id string) (*pool, error) {
+// lookup finds the pool of a pool ID. Caller holds a.mu.
+func (a *Allocator) lookup(id string) (*pool, error) {
 	space, subnet, err := parsePoolID(id)
 	if err != nil {
 		return nil, err
 	}
-	a.mu.Lock()
 	p := a.pools[poolKey(space, subnet)]
-	a.mu.Unlock()
-	if p != nil {
-		p.mu.Lock()
-		if !p.gone {
-			return p, nil
-		}
-		p.mu.Unlock()
+	if p == nil {
+		return nil, errdefs.NotFound("address pool %s not found", id)
 	}
-	return nil, errdefs.NotFound("address pool %s not found", id)
-}
-
-// allPools lists the pools, for the calls that visit each.
-func (a *Allocator) allPools() []*pool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := make([]*pool, 0, len(a.pools))
-	for _, p := range a.pools {
-		out = append(out, p)
-	}
-	return out
+	return p, nil
 }
 
 // RequestAddress implements api.Ipam.
@@ -285,11 +257,12 @@ func (a *Allocator) RequestAddress(req *api.RequestAddressRequest) (*api.Request
 			return nil, err
 		}
 	}
-	p, err := a.poolFor(req.PoolID)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p, err := a.lookup(req.PoolID)
 	if err != nil {
 		return nil, err
 	}
-	defer p.mu.Unlock()
 	mac := req.Options[OptMACAddress]
 	if req.Options[OptRequestAddressType] == GatewayAddressType {
 		mac = gatewayKey
@@ -326,33 +299,33 @@ func (a *Allocator) RequestAddress(req *api.RequestAddressRequest) (*api.Request
 		}
 		want = gw
 	}
-	claims := cluster && mac != gatewayKey
 	var off uint64
-	switch {
-	case want.IsValid():
+	if want.IsValid() {
 		if off, err = p.offsetIn(want); err != nil {
 			return nil, err
 		}
 		if p.bits.isSet(off) {
 			return nil, errdefs.Conflict("address %s is already in use in %s", want, p.subnet)
 		}
-		if claims {
-			if err := a.claimWanted(p, off, mac); err != nil {
+	} else {
+		var ok bool
+		off, ok = p.nextFreeHere(p.lo, p.hi)
+		if !ok && cluster {
+			if off, ok, err = a.freeAfterRefresh(p); err != nil {
 				return nil, err
 			}
 		}
-	case claims:
-		if off, err = a.allocInCluster(p, mac); err != nil {
-			return nil, err
-		}
-	default:
-		var ok bool
-		if off, ok = p.nextFreeHere(p.lo, p.hi); !ok {
+		if !ok {
 			where := p.subnet.String()
 			if p.rng.IsValid() {
 				where = "IP range " + p.rng.String()
 			}
 			return nil, errdefs.Conflict("no free address left in %s", where)
+		}
+	}
+	if cluster && mac != gatewayKey {
+		if off, err = a.claimInCluster(p, off, mac, want.IsValid()); err != nil {
+			return nil, err
 		}
 	}
 	p.bits.set(off)
@@ -370,7 +343,6 @@ func (a *Allocator) RequestAddress(req *api.RequestAddressRequest) (*api.Request
 		}
 		p.macs[mac], p.byOff[off] = off, mac
 	}
-	p.settle()
 	a.fault.At(fault.RequestAddressSaved)
 	addr := netip.PrefixFrom(addrAt(p.subnet, off), p.subnet.Bits())
 	a.log.WithFields(logrus.Fields{"pool": p.id(), "address": addr, "type": req.Options[OptRequestAddressType]}).Debug("address allocated")
@@ -384,7 +356,9 @@ func (a *Allocator) ReleaseAddress(req *api.ReleaseAddressRequest) error {
 	if err != nil {
 		return err
 	}
-	p, err := a.poolFor(req.PoolID)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p, err := a.lookup(req.PoolID)
 	if errdefs.IsNotFound(err) {
 		a.log.WithFields(logrus.Fields{"pool": req.PoolID, "address": addr}).Debug("release in unknown pool ignored")
 		return nil
@@ -392,7 +366,6 @@ func (a *Allocator) ReleaseAddress(req *api.ReleaseAddressRequest) error {
 	if err != nil {
 		return err
 	}
-	defer p.mu.Unlock()
 	if !p.subnet.Contains(addr) {
 		return errdefs.Invalid("address %s is not in subnet %s", addr, p.subnet)
 	}
@@ -427,7 +400,6 @@ func (a *Allocator) ReleaseAddress(req *api.ReleaseAddressRequest) error {
 		delete(p.macs, mac)
 		delete(p.byOff, off)
 	}
-	p.settle()
 	a.fault.At(fault.ReleaseAddressSaved)
 	a.log.WithFields(logrus.Fields{"pool": p.id(), "address": addr}).Debug("address released")
 	return nil
