@@ -102,20 +102,73 @@ func (c *Client) ClaimOf(net string, ip netip.Addr) (cl Claim, found bool, err e
 
 // Claims lists the network's address claims, by any host, in one read.
 func (c *Client) Claims(net string) (map[netip.Addr]Claim, error) {
-	out := map[netip.Addr]Claim{}
-	err := c.call("list addresses of cluster network "+net, func(ctx context.Context) error {
-		pairs, _, err := c.kv.list(ctx, networkKey(net)+"addrs/")
+	a, err := c.AllocationOf(net)
+	return a.Claims, err
+}
+
+// A network's addresses are split in blocks (the allocator sizes them from
+// the subnet, the same on every host), and a host claims a block's
+// affinity before it hands out addresses from it: hosts then take
+// addresses each from blocks of their own, and a claim seldom meets one of
+// another host's. A block's affinity is only where a host looks first; the
+// address claims stay what makes an address one host's (a host whose
+// blocks are full takes a free address from another's block), so a lost
+// block record (etcd lost its data) costs nothing but a new block claim.
+func blockKey(net string, first netip.Addr) string {
+	return networkKey(net) + "blocks/" + first.String()
+}
+
+// ClaimBlock claims the affinity of the block starting at first for this
+// host, create-if-absent and under the same guard as an address claim;
+// holder names who has it otherwise.
+func (c *Client) ClaimBlock(net string, first netip.Addr) (ok bool, holder string, err error) {
+	err = c.call("claim block "+first.String()+" of cluster network "+net, func(ctx context.Context) error {
+		lease, err := c.waitLease(ctx)
 		if err != nil {
 			return err
 		}
-		for _, p := range pairs {
-			ip, err := netip.ParseAddr(p.Key[strings.LastIndexByte(p.Key, '/')+1:])
-			if err != nil {
-				continue
+		created, existing, registered, err := c.kv.createGuarded(ctx, blockKey(net, first), []byte(c.cfg.Node), nodeKey(c.cfg.Node), lease)
+		if err != nil {
+			return err
+		}
+		if !registered {
+			c.lostRegistration()
+			return fmt.Errorf("%w: its record is gone from etcd: it registers again: retry in a few seconds", ErrNotRegistered)
+		}
+		ok = created || string(existing) == c.cfg.Node
+		holder = string(existing)
+		return nil
+	})
+	return ok, holder, err
+}
+
+// Allocation is a network's address claims and block affinities at one
+// revision.
+type Allocation struct {
+	Claims map[netip.Addr]Claim
+	Blocks map[netip.Addr]string // a block's first address -> the host it is affine to
+}
+
+// AllocationOf reads the network's claims and block affinities in one
+// round trip.
+func (c *Client) AllocationOf(net string) (Allocation, error) {
+	out := Allocation{Claims: map[netip.Addr]Claim{}, Blocks: map[netip.Addr]string{}}
+	err := c.call("list addresses of cluster network "+net, func(ctx context.Context) error {
+		lists, _, err := c.kv.listMany(ctx, networkKey(net)+"addrs/", networkKey(net)+"blocks/")
+		if err != nil {
+			return err
+		}
+		for _, p := range lists[0] {
+			if ip, err := netip.ParseAddr(p.Key[strings.LastIndexByte(p.Key, '/')+1:]); err == nil {
+				var a addrClaim
+				_ = json.Unmarshal(p.Value, &a)
+				out.Claims[ip] = Claim(a)
 			}
-			var a addrClaim
-			_ = json.Unmarshal(p.Value, &a)
-			out[ip] = Claim(a)
+		}
+		for _, p := range lists[1] {
+			if ip, err := netip.ParseAddr(p.Key[strings.LastIndexByte(p.Key, '/')+1:]); err == nil {
+				out.Blocks[ip] = string(p.Value)
+			}
 		}
 		return nil
 	})

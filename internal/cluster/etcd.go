@@ -187,6 +187,24 @@ func (e *etcdKV) list(ctx context.Context, prefix string) ([]pair, int64, error)
 	return out, res.Header.Revision, nil
 }
 
+func (e *etcdKV) listMany(ctx context.Context, prefixes ...string) ([][]pair, int64, error) {
+	ops := make([]clientv3.Op, len(prefixes))
+	for i, p := range prefixes {
+		ops[i] = clientv3.OpGet(p, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	}
+	res, err := e.c.Txn(ctx).Then(ops...).Commit()
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([][]pair, len(prefixes))
+	for i, r := range res.Responses {
+		for _, k := range r.GetResponseRange().Kvs {
+			out[i] = append(out[i], pair{Key: string(k.Key), Value: k.Value})
+		}
+	}
+	return out, res.Header.Revision, nil
+}
+
 func (e *etcdKV) watch(ctx context.Context, prefix string, rev int64) <-chan watchBatch {
 	out := make(chan watchBatch, 16)
 	go func() {

@@ -60,6 +60,9 @@ type kv interface {
 	get(ctx context.Context, key string) ([]byte, bool, error)
 	// list returns the keys under prefix, in key order, at one revision.
 	list(ctx context.Context, prefix string) ([]pair, int64, error)
+	// listMany is list of each prefix, all at one revision, in one round
+	// trip.
+	listMany(ctx context.Context, prefixes ...string) ([][]pair, int64, error)
 	// watch delivers the changes under prefix after revision rev until ctx
 	// ends; a batch with Err is the last.
 	watch(ctx context.Context, prefix string, rev int64) <-chan watchBatch

@@ -290,6 +290,18 @@ func (m *memKV) list(ctx context.Context, prefix string) ([]pair, int64, error) 
 	return out, m.rev, nil
 }
 
+func (m *memKV) listMany(ctx context.Context, prefixes ...string) ([][]pair, int64, error) {
+	out := make([][]pair, len(prefixes))
+	var rev int64
+	for i, p := range prefixes {
+		var err error
+		if out[i], rev, err = m.list(ctx, p); err != nil {
+			return nil, 0, err
+		}
+	}
+	return out, rev, nil
+}
+
 func (m *memKV) watch(ctx context.Context, prefix string, rev int64) <-chan watchBatch {
 	m.mu.Lock()
 	defer m.mu.Unlock()

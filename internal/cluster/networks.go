@@ -198,13 +198,24 @@ func (c *Client) JoinNetwork(name string) error {
 	})
 }
 
-// LeaveNetwork withdraws this host's record of the network and then
+// LeaveNetwork withdraws this host's record of the network (and its block
+// affinities) and then
 // removes the network's configuration and VNI claim if no host has the
 // network any more and no address in it is claimed, in one transaction
 // that checks both. It reports whether the configuration went.
 func (c *Client) LeaveNetwork(name string) (deleted bool, err error) {
 	err = c.call("delete cluster network "+name, func(ctx context.Context) error {
-		if err := c.kv.deleteKeys(ctx, []string{hostKey(name, c.cfg.Node)}); err != nil {
+		mine := []string{hostKey(name, c.cfg.Node)}
+		blocks, _, err := c.kv.list(ctx, networkKey(name)+"blocks/")
+		if err != nil {
+			return err
+		}
+		for _, b := range blocks {
+			if string(b.Value) == c.cfg.Node {
+				mine = append(mine, b.Key)
+			}
+		}
+		if err := c.kv.deleteKeys(ctx, mine); err != nil {
 			return err
 		}
 		cfgKey := networkKey(name) + "config"

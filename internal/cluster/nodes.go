@@ -137,8 +137,8 @@ func (c *Client) NodeAddress(node string) (addr netip.Addr, found bool, err erro
 	return addr, found, err
 }
 
-// Forget removes a dead host for good: its record, its endpoints and every
-// address it claimed, in every network (in transactions of at most 128
+// Forget removes a dead host for good: its record, its endpoints, its block
+// affinities and every address it claimed, in every network (in transactions of at most 128
 // operations). It returns how many keys went. A host whose lease is alive
 // is refused (ErrNodeAlive): its containers use those addresses. force
 // forgets it all the same, for a host known dead whose lease has not run
@@ -164,7 +164,8 @@ func (c *Client) Forget(node string, force bool) (int, error) {
 			rest := strings.TrimPrefix(p.Key, Prefix+"networks/")
 			_, tail, _ := strings.Cut(rest, "/")
 			switch {
-			case strings.HasPrefix(tail, "endpoints/"+node+"/"), tail == "hosts/"+node:
+			case strings.HasPrefix(tail, "endpoints/"+node+"/"), tail == "hosts/"+node,
+				strings.HasPrefix(tail, "blocks/") && string(p.Value) == node:
 				keys = append(keys, p.Key)
 			case strings.HasPrefix(tail, "addrs/"):
 				var a addrClaim
