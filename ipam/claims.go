@@ -22,7 +22,8 @@ import (
 //     resolved, never silently kept;
 //   - each claim of this host's for an address the pool does not hold (the
 //     crash between claim and save) is released;
-//   - the marks of addresses held elsewhere are rebuilt from the list;
+//   - the marks of addresses held elsewhere, and the blocks' affinities,
+//     are rebuilt from the list;
 //   - the cluster network's configuration is made again if it is gone.
 
 // ClusterConflict is an address this host holds whose cluster claim is
@@ -50,16 +51,16 @@ func (a *Allocator) ClusterRegistered(remote map[string][]netip.Addr) {
 	if a.cluster == nil {
 		return
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, p := range a.pools {
+	for _, p := range a.allPools() {
 		if p.rec.Cluster == "" {
 			continue
 		}
+		p.mu.Lock()
 		p.reclaimed, p.remote = false, remote[p.rec.Cluster]
 		if err := a.reclaim(p); err != nil {
 			a.log.WithError(err).WithField("pool", p.id()).Warn("could not reclaim the pool's addresses; the next request tries again")
 		}
+		p.mu.Unlock()
 	}
 }
 
@@ -70,17 +71,17 @@ func (a *Allocator) RetryReclaims() bool {
 	if a.cluster == nil {
 		return true
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	done := true
-	for _, p := range a.pools {
-		if p.rec.Cluster == "" || p.reclaimed {
+	for _, p := range a.allPools() {
+		if p.rec.Cluster == "" {
 			continue
 		}
+		p.mu.Lock()
 		if err := a.reclaim(p); err != nil {
 			a.log.WithError(err).WithField("pool", p.id()).Debug("reclaim still fails")
 			done = false
 		}
+		p.mu.Unlock()
 	}
 	return done
 }
@@ -88,13 +89,13 @@ func (a *Allocator) RetryReclaims() bool {
 // ClusterConflicts lists the addresses this host holds whose claim another
 // host has, by network and address.
 func (a *Allocator) ClusterConflicts() []ClusterConflict {
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	var out []ClusterConflict
-	for _, p := range a.pools {
+	for _, p := range a.allPools() {
+		p.mu.Lock()
 		for ip, holder := range p.conflicts {
 			out = append(out, ClusterConflict{Network: p.rec.Cluster, Address: ip, Here: a.cluster.Node(), Holder: holder})
 		}
+		p.mu.Unlock()
 	}
 	slices.SortFunc(out, func(x, y ClusterConflict) int {
 		if c := strings.Compare(x.Network, y.Network); c != 0 {
@@ -106,7 +107,7 @@ func (a *Allocator) ClusterConflicts() []ClusterConflict {
 }
 
 // reclaim brings the cluster's claims for a pool in line with what the pool
-// holds (see above). Caller holds a.mu.
+// holds (see above). Caller holds p.mu.
 func (a *Allocator) reclaim(p *pool) error {
 	if p.reclaimed {
 		return nil
@@ -127,10 +128,11 @@ func (a *Allocator) reclaim(p *pool) error {
 				Error("the cluster network's VNI in the cluster is not the one this host uses; re-create the network on this host")
 		}
 	}
-	claims, err := a.cluster.Claims(net)
+	view, err := a.cluster.AllocationOf(net)
 	if err != nil {
 		return clusterErr(err)
 	}
+	claims := view.Claims
 	conflicts := map[netip.Addr]string{}
 	held := map[netip.Addr]bool{}
 	var failed error
@@ -162,23 +164,14 @@ func (a *Allocator) reclaim(p *pool) error {
 	if failed != nil {
 		return failed
 	}
-	p.elsewhere = map[uint64]bool{}
-	for _, addr := range p.remote {
-		if off, err := p.offsetIn(addr); err == nil && !held[addr] {
-			p.elsewhere[off] = true
-		}
-	}
+	p.learn(view, node)
 	for addr, cl := range claims {
 		off, err := p.offsetIn(addr)
 		if err != nil {
 			continue
 		}
 		switch {
-		case cl.Node != node:
-			if !held[addr] {
-				p.elsewhere[off] = true
-			}
-		case !held[addr] && !p.bits.isSet(off):
+		case cl.Node == node && !held[addr] && !p.bits.isSet(off):
 			// This host's claim for an address it does not hold: a crash
 			// between the claim and the local save.
 			if err := a.cluster.ReleaseAddress(net, addr, cl.Owner); err != nil {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/mynet/mynet/internal/cluster"
 	"github.com/mynet/mynet/internal/errdefs"
 	"github.com/mynet/mynet/internal/store"
@@ -22,8 +20,8 @@ type clusterAPI interface {
 	EnsureNetwork(name string, subnet netip.Prefix, gateway netip.Addr) (cluster.NetworkSpec, error)
 	ClaimAddress(net string, ip netip.Addr, owner string) (ok bool, holder string, err error)
 	ReleaseAddress(net string, ip netip.Addr, owner string) error
-	Claimed(net string) (map[netip.Addr]string, error)
-	Claims(net string) (map[netip.Addr]cluster.Claim, error)
+	ClaimBlock(net string, first netip.Addr) (ok bool, holder string, err error)
+	AllocationOf(net string) (cluster.Allocation, error)
 	JoinNetwork(name string) error
 	LeaveNetwork(name string) (bool, error)
 	Node() string
@@ -47,11 +45,13 @@ func (a *Allocator) ClusterOf(space string, subnet netip.Prefix) (ClusterNetwork
 		space = LocalSpace
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	p := a.pools[poolKey(space, subnet.Masked())]
+	a.mu.Unlock()
 	if p == nil || p.rec.Cluster == "" {
 		return ClusterNetwork{}, false
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	gw, _ := netip.ParseAddr(p.rec.Gateway)
 	return ClusterNetwork{Name: p.rec.Cluster, Gateway: gw, VNI: p.rec.VNI}, true
 }
@@ -77,6 +77,9 @@ func clusterErr(err error) error {
 // cluster does not have yet the record has this host's subnet and no VNI:
 // the configuration is made at the gateway's RequestAddress, which carries
 // the user's --gateway (ensureClusterNetwork).
+//
+// p.rec.Cluster is fixed with the pool; its Gateway and VNI are read under
+// p.mu.
 func (a *Allocator) clusterPool(name string, subnet, rng netip.Prefix, v6 bool) (poolRecord, error) {
 	if a.cluster == nil {
 		return poolRecord{}, errdefs.Invalid("--ipam-opt %s=%s: this mynet runs without --cluster-store, so it has no cluster networks", OptCluster, name)
@@ -140,7 +143,7 @@ func (a *Allocator) clusterSpec(name string, subnet netip.Prefix) (poolRecord, e
 // absent the cluster's configuration, creating it with gateway (zero: the
 // subnet's first address) if it is still absent; a host that lost the race
 // to create it gets the winner's, and a gateway that differs is refused.
-// Caller holds a.mu.
+// Caller holds p.mu.
 func (a *Allocator) ensureClusterNetwork(p *pool, gateway netip.Addr) error {
 	if p.rec.VNI != 0 {
 		return nil
@@ -165,61 +168,6 @@ func clusterOwner(mac string, addr netip.Addr) string {
 		return mac
 	}
 	return addr.String()
-}
-
-// claimInCluster claims the address at off for this host. For an address
-// picked by the allocator (want is false) that another host holds, the
-// offset is marked taken in memory and the next free one tried. Caller
-// holds a.mu: allocations of one host go to etcd one at a time, each one
-// transaction, which keeps the bitmap and the claims in step.
-func (a *Allocator) claimInCluster(p *pool, off uint64, mac string, want bool) (uint64, error) {
-	for {
-		addr := addrAt(p.subnet, off)
-		ok, holder, err := a.cluster.ClaimAddress(p.rec.Cluster, addr, clusterOwner(mac, addr))
-		if err != nil {
-			return 0, clusterErr(err)
-		}
-		if ok {
-			return off, nil
-		}
-		if want {
-			return 0, errdefs.Conflict("address %s of cluster network %s is in use on host %s", addr, p.rec.Cluster, holder)
-		}
-		p.elsewhere[off] = true
-		next, found := p.nextFreeHere(off+1, p.hi)
-		if !found {
-			if next, found, err = a.freeAfterRefresh(p); err != nil {
-				return 0, err
-			}
-		}
-		if !found {
-			return 0, errdefs.Conflict("no free address left in cluster network %s", p.rec.Cluster)
-		}
-		a.log.WithFields(logrus.Fields{"pool": p.id(), "address": addr, "holder": holder}).Debug("address taken on another host; trying the next")
-		off = next
-	}
-}
-
-// freeAfterRefresh is for a cluster pool in which no address looks free:
-// the marks of addresses other hosts held (which they may have released
-// since) are replaced by the cluster's claims as they are now, one list,
-// and the first free offset is looked for again. Caller holds a.mu.
-func (a *Allocator) freeAfterRefresh(p *pool) (uint64, bool, error) {
-	if len(p.elsewhere) == 0 {
-		return 0, false, nil
-	}
-	claimed, err := a.cluster.Claimed(p.rec.Cluster)
-	if err != nil {
-		return 0, false, clusterErr(err)
-	}
-	p.elsewhere = map[uint64]bool{}
-	for ip := range claimed {
-		if off, err := p.offsetIn(ip); err == nil && !p.bits.isSet(off) {
-			p.elsewhere[off] = true
-		}
-	}
-	off, ok := p.nextFreeHere(p.lo, p.hi)
-	return off, ok, nil
 }
 
 // nextFreeHere is the next offset from lo that is free in the bitmap and

@@ -61,7 +61,9 @@ type Allocator struct {
 	fault      fault.Hook
 	log        *logrus.Entry
 
-	mu    sync.Mutex       // guards pools and every pool's bitmap, held across the store write of a change
+	// mu guards pools, and is never held while a pool's mu is taken: a
+	// pool waiting on etcd holds up no other pool.
+	mu    sync.Mutex
 	pools map[string]*pool // poolKey(space, subnet) -> pool
 }
 
@@ -198,9 +200,13 @@ func (a *Allocator) ReleasePool(req *api.ReleasePoolRequest) error {
 	}
 	key := poolKey(space, subnet)
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	p := a.pools[key]
-	if p == nil {
+	a.mu.Unlock()
+	if p != nil {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+	}
+	if p == nil || p.gone {
 		a.log.WithField("pool", req.PoolID).Debug("release of unknown pool ignored")
 		return nil
 	}
@@ -223,7 +229,12 @@ func (a *Allocator) ReleasePool(req *api.ReleasePoolRequest) error {
 	if err != nil {
 		return fmt.Errorf("release pool %s: %w", req.PoolID, err)
 	}
-	delete(a.pools, key)
+	p.gone = true
+	a.mu.Lock()
+	if a.pools[key] == p {
+		delete(a.pools, key)
+	}
+	a.mu.Unlock()
 	if p.rec.Cluster != "" {
 		// The cluster's config goes when no host has the network.
 		if _, err := a.cluster.LeaveNetwork(p.rec.Cluster); err != nil {
@@ -235,17 +246,34 @@ func (a *Allocator) ReleasePool(req *api.ReleasePoolRequest) error {
 	return nil
 }
 
-// lookup finds the pool of a pool ID. Caller holds a.mu.
-func (a *Allocator) lookup(id string) (*pool, error) {
+// poolFor finds the pool of a pool ID and returns it with its mu held.
+func (a *Allocator) poolFor(id string) (*pool, error) {
 	space, subnet, err := parsePoolID(id)
 	if err != nil {
 		return nil, err
 	}
+	a.mu.Lock()
 	p := a.pools[poolKey(space, subnet)]
-	if p == nil {
-		return nil, errdefs.NotFound("address pool %s not found", id)
+	a.mu.Unlock()
+	if p != nil {
+		p.mu.Lock()
+		if !p.gone {
+			return p, nil
+		}
+		p.mu.Unlock()
 	}
-	return p, nil
+	return nil, errdefs.NotFound("address pool %s not found", id)
+}
+
+// allPools lists the pools, for the calls that visit each.
+func (a *Allocator) allPools() []*pool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]*pool, 0, len(a.pools))
+	for _, p := range a.pools {
+		out = append(out, p)
+	}
+	return out
 }
 
 // RequestAddress implements api.Ipam.
@@ -257,12 +285,11 @@ func (a *Allocator) RequestAddress(req *api.RequestAddressRequest) (*api.Request
 			return nil, err
 		}
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	p, err := a.lookup(req.PoolID)
+	p, err := a.poolFor(req.PoolID)
 	if err != nil {
 		return nil, err
 	}
+	defer p.mu.Unlock()
 	mac := req.Options[OptMACAddress]
 	if req.Options[OptRequestAddressType] == GatewayAddressType {
 		mac = gatewayKey
@@ -299,33 +326,33 @@ func (a *Allocator) RequestAddress(req *api.RequestAddressRequest) (*api.Request
 		}
 		want = gw
 	}
+	claims := cluster && mac != gatewayKey
 	var off uint64
-	if want.IsValid() {
+	switch {
+	case want.IsValid():
 		if off, err = p.offsetIn(want); err != nil {
 			return nil, err
 		}
 		if p.bits.isSet(off) {
 			return nil, errdefs.Conflict("address %s is already in use in %s", want, p.subnet)
 		}
-	} else {
-		var ok bool
-		off, ok = p.nextFreeHere(p.lo, p.hi)
-		if !ok && cluster {
-			if off, ok, err = a.freeAfterRefresh(p); err != nil {
+		if claims {
+			if err := a.claimWanted(p, off, mac); err != nil {
 				return nil, err
 			}
 		}
-		if !ok {
+	case claims:
+		if off, err = a.allocInCluster(p, mac); err != nil {
+			return nil, err
+		}
+	default:
+		var ok bool
+		if off, ok = p.nextFreeHere(p.lo, p.hi); !ok {
 			where := p.subnet.String()
 			if p.rng.IsValid() {
 				where = "IP range " + p.rng.String()
 			}
 			return nil, errdefs.Conflict("no free address left in %s", where)
-		}
-	}
-	if cluster && mac != gatewayKey {
-		if off, err = a.claimInCluster(p, off, mac, want.IsValid()); err != nil {
-			return nil, err
 		}
 	}
 	p.bits.set(off)
@@ -343,6 +370,7 @@ func (a *Allocator) RequestAddress(req *api.RequestAddressRequest) (*api.Request
 		}
 		p.macs[mac], p.byOff[off] = off, mac
 	}
+	p.settle()
 	a.fault.At(fault.RequestAddressSaved)
 	addr := netip.PrefixFrom(addrAt(p.subnet, off), p.subnet.Bits())
 	a.log.WithFields(logrus.Fields{"pool": p.id(), "address": addr, "type": req.Options[OptRequestAddressType]}).Debug("address allocated")
@@ -356,9 +384,7 @@ func (a *Allocator) ReleaseAddress(req *api.ReleaseAddressRequest) error {
 	if err != nil {
 		return err
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	p, err := a.lookup(req.PoolID)
+	p, err := a.poolFor(req.PoolID)
 	if errdefs.IsNotFound(err) {
 		a.log.WithFields(logrus.Fields{"pool": req.PoolID, "address": addr}).Debug("release in unknown pool ignored")
 		return nil
@@ -366,6 +392,7 @@ func (a *Allocator) ReleaseAddress(req *api.ReleaseAddressRequest) error {
 	if err != nil {
 		return err
 	}
+	defer p.mu.Unlock()
 	if !p.subnet.Contains(addr) {
 		return errdefs.Invalid("address %s is not in subnet %s", addr, p.subnet)
 	}
@@ -400,6 +427,7 @@ func (a *Allocator) ReleaseAddress(req *api.ReleaseAddressRequest) error {
 		delete(p.macs, mac)
 		delete(p.byOff, off)
 	}
+	p.settle()
 	a.fault.At(fault.ReleaseAddressSaved)
 	a.log.WithFields(logrus.Fields{"pool": p.id(), "address": addr}).Debug("address released")
 	return nil

@@ -9,6 +9,16 @@ import (
 )
 
 func (a *Allocator) load() error {
+	if err := a.loadPools(); err != nil {
+		return err
+	}
+	for _, p := range a.pools {
+		p.settle()
+	}
+	return nil
+}
+
+func (a *Allocator) loadPools() error {
 	return a.store.View(func(tx store.Tx) error {
 		err := store.ForEachJSON(tx, bucketPools, func(key string, rec *poolRecord) error {
 			p, err := newPool(*rec)
@@ -67,7 +77,7 @@ func parseChunkKey(key string) (string, uint64, error) {
 // save writes, in one transaction, the chunk holding off and the MAC record
 // of the allocation: mac's record when an address is allocated for it, and
 // the removal of off's record when it is released (mac ""). Caller holds
-// a.mu; the maps are updated by the caller once save succeeded.
+// p.mu; the maps are updated by the caller once save succeeded.
 func (a *Allocator) save(p *pool, off uint64, mac string) error {
 	ci := off >> chunkShift
 	data := p.bits.chunkData(ci)

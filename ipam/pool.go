@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/mynet/mynet/internal/netaddr"
 
@@ -28,6 +30,11 @@ type poolRecord struct {
 // gateway request is a retry.
 const gatewayKey = "gateway"
 
+// pool is one address pool. The fields down to last are fixed when it is
+// made (rec's Gateway and VNI excepted) and read under the Allocator's mu;
+// the rest is guarded by the pool's own mu, which is held across a change's
+// store write and, for a cluster pool, its etcd round trips: a pool waits
+// only on its own cluster network.
 type pool struct {
 	rec    poolRecord
 	key    string
@@ -36,7 +43,14 @@ type pool struct {
 	lo, hi uint64       // offsets the allocator picks from
 	first  uint64       // lowest offset that may ever be handed out
 	last   uint64       // highest offset that may ever be handed out
-	bits   *bitmap
+	// used mirrors bits.used, and busy says an address or a MAC record is
+	// in the pool, for status and unusedTwin, which never wait on mu.
+	used atomic.Uint64
+	busy atomic.Bool
+
+	mu   sync.Mutex
+	gone bool // released: a request that found the pool before gets NotFound
+	bits *bitmap
 	// macs maps an endpoint's MAC to the offset allocated for it, and byOff
 	// back, so that dockerd's retry of a RequestAddress whose answer was
 	// lost (the daemon crashed, say) gets the same address, not a second.
@@ -53,6 +67,17 @@ type pool struct {
 	// remote are other hosts' endpoints' addresses as this host knew them
 	// at its last registration (ClusterRegistered).
 	remote []netip.Addr
+	// blocks are the affinities of the cluster network's address blocks
+	// (block index -> host) as last read; a block has 1<<blockBits
+	// offsets (blocks.go).
+	blocks    map[uint64]string
+	blockBits uint
+}
+
+// settle updates busy after a change. Caller holds p.mu.
+func (p *pool) settle() {
+	p.used.Store(p.bits.used)
+	p.busy.Store(p.bits.used > 0 || len(p.macs) > 0)
 }
 
 func newPool(rec poolRecord) (*pool, error) {
@@ -77,6 +102,7 @@ func newPool(rec poolRecord) (*pool, error) {
 	}
 	p.bits = newBitmap(lastOffset(subnet))
 	p.macs, p.byOff, p.elsewhere = map[string]uint64{}, map[uint64]string{}, map[uint64]bool{}
+	p.blocks, p.blockBits = map[uint64]string{}, blockBitsOf(subnet)
 	return p, nil
 }
 
@@ -127,7 +153,7 @@ func parseSubnet(what, s string, v6 bool) (netip.Prefix, error) {
 // same subnet, or any default one when none is asked for. Caller holds a.mu.
 func (a *Allocator) unusedTwin(space string, subnet, rng netip.Prefix, v6 bool) *pool {
 	for _, p := range a.pools {
-		if p.rec.Space != space || p.rec.V6 != v6 || p.rng != rng || p.bits.used > 0 || len(p.macs) > 0 {
+		if p.rec.Space != space || p.rec.V6 != v6 || p.rng != rng || p.busy.Load() {
 			continue
 		}
 		if subnet.IsValid() && p.subnet == subnet || !subnet.IsValid() && p.rec.Default {

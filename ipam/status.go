@@ -13,11 +13,10 @@ type PoolInfo struct {
 
 // Pools lists the pools with their number of allocated addresses.
 func (a *Allocator) Pools() []PoolInfo {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := make([]PoolInfo, 0, len(a.pools))
-	for _, p := range a.pools {
-		out = append(out, PoolInfo{ID: p.id(), Subnet: p.rec.Subnet, Range: p.rec.Range, Allocated: p.bits.used, Size: p.size()})
+	pools := a.allPools()
+	out := make([]PoolInfo, 0, len(pools))
+	for _, p := range pools {
+		out = append(out, PoolInfo{ID: p.id(), Subnet: p.rec.Subnet, Range: p.rec.Range, Allocated: p.used.Load(), Size: p.size()})
 	}
 	return out
 }
