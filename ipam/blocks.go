@@ -74,15 +74,35 @@ func (p *pool) blockSpan(b uint64) (lo, hi uint64) {
 // name: another host's claim is a conflict naming it. Caller holds p.mu.
 func (a *Allocator) claimWanted(p *pool, off uint64, mac string) error {
 	addr := addrAt(p.subnet, off)
-	ok, holder, err := a.cluster.ClaimAddress(p.rec.Cluster, addr, clusterOwner(mac, addr))
+	ok, holder, err := a.claim(p, off, mac)
 	if err != nil {
-		return clusterErr(err)
+		return err
 	}
 	if !ok {
 		p.elsewhere[off] = true
 		return errdefs.Conflict("address %s of cluster network %s is in use on host %s", addr, p.rec.Cluster, holder)
 	}
 	return nil
+}
+
+// claim claims the address at off, free in the pool, for mac. A claim of
+// this host's already there for another owner is adopted: the pool does
+// not hold the address, so the claim is one whose answer was lost (etcd
+// applied it after the call timed out) or one a release still to be
+// retried leaves; passing over it would leave the address unusable, and
+// every request after would meet it again. Caller holds p.mu.
+func (a *Allocator) claim(p *pool, off uint64, mac string) (ok bool, holder string, err error) {
+	addr := addrAt(p.subnet, off)
+	owner := clusterOwner(mac, addr)
+	ok, holder, err = a.cluster.ClaimAddress(p.rec.Cluster, addr, owner)
+	if err == nil && !ok && holder == a.cluster.Node() {
+		a.log.WithFields(logrus.Fields{"pool": p.id(), "address": addr}).Info("adopting this host's earlier claim of an address it does not hold")
+		ok, err = a.cluster.AdoptClaim(p.rec.Cluster, addr, owner)
+	}
+	if err != nil {
+		return false, "", clusterErr(err)
+	}
+	return ok, holder, nil
 }
 
 // allocInCluster picks a free address of a cluster pool and claims it for
@@ -108,9 +128,9 @@ func (a *Allocator) allocInCluster(p *pool, mac string) (uint64, error) {
 			continue
 		}
 		addr := addrAt(p.subnet, off)
-		ok, holder, err := a.cluster.ClaimAddress(net, addr, clusterOwner(mac, addr))
+		ok, holder, err := a.claim(p, off, mac)
 		if err != nil {
-			return 0, clusterErr(err)
+			return 0, err
 		}
 		if ok {
 			return off, nil

@@ -58,6 +58,11 @@ func (k *countingCluster) ClaimBlock(net string, first netip.Addr) (bool, string
 	return k.c.ClaimBlock(net, first)
 }
 
+func (k *countingCluster) AdoptClaim(net string, ip netip.Addr, owner string) (bool, error) {
+	k.trips.Add(1)
+	return k.c.AdoptClaim(net, ip, owner)
+}
+
 func (k *countingCluster) ReleaseAddress(net string, ip netip.Addr, owner string) error {
 	k.trips.Add(1)
 	return k.c.ReleaseAddress(net, ip, owner)
@@ -198,8 +203,9 @@ func TestClusterHostsAllocatingAtOnce(t *testing.T) {
 	}
 }
 
-// A cluster pool waiting on etcd holds up no local pool (before, one mutex
-// was held across every etcd round trip).
+// A cluster pool waiting on etcd holds up no local pool, nor the driver's
+// questions about the cluster pool itself (before, one mutex was held
+// across every etcd round trip).
 func TestLocalPoolsNeverWaitOnTheCluster(t *testing.T) {
 	mem := cluster.NewMemory()
 	a, k := countedHost(t, mem, "host1")
@@ -226,7 +232,14 @@ func TestLocalPoolsNeverWaitOnTheCluster(t *testing.T) {
 				return err
 			}
 			_ = a.Pools()
-			_, _ = a.ClusterOf(LocalSpace, netip.MustParsePrefix("10.50.0.0/24"))
+			if _, ok := a.ClusterOf(LocalSpace, netip.MustParsePrefix("10.50.0.0/24")); ok {
+				return fmt.Errorf("a local pool reported as a cluster network")
+			}
+			// The driver asks which cluster network a subnet is while that
+			// network's pool waits on etcd.
+			if c, ok := a.ClusterOf(LocalSpace, netip.MustParsePrefix("10.40.0.0/24")); !ok || c.Name != "blue" || c.VNI == 0 {
+				return fmt.Errorf("ClusterOf the waiting cluster pool = %+v, %v", c, ok)
+			}
 			return a.ReleaseAddress(&api.ReleaseAddressRequest{PoolID: local.PoolID, Address: strings.Split(res.Address, "/")[0]})
 		}()
 	}()
@@ -247,5 +260,43 @@ func TestLocalPoolsNeverWaitOnTheCluster(t *testing.T) {
 	close(release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A claim whose answer was lost (etcd, frozen, applied it after the call
+// timed out) is this host's claim of an address the pool does not hold.
+// The next request that picks the address adopts it. Before, every later
+// request picked the same address, lost it to this host's own claim and,
+// with the view refreshed, picked it again: the network refused every new
+// endpoint until the daemon restarted.
+func TestOwnLostClaimIsAdopted(t *testing.T) {
+	mem := cluster.NewMemory()
+	a, k := countedHost(t, mem, "host1")
+	pool := clusterNetworkOn(t, []*Allocator{a}, "10.40.0.0/16")[0]
+	mustAddr(t, a, pool, "", map[string]string{OptMACAddress: macOf(1, 0)})
+	for _, ip := range []string{"10.40.0.3", "10.40.0.9"} {
+		if ok, _, err := k.c.ClaimAddress("blue", netip.MustParseAddr(ip), macOf(1, 99)); err != nil || !ok {
+			t.Fatalf("lost claim of %s: ok=%v err=%v", ip, ok, err)
+		}
+	}
+	got := mustAddr(t, a, pool, "", map[string]string{OptMACAddress: macOf(1, 1)})
+	asked := mustAddr(t, a, pool, "10.40.0.9", map[string]string{OptMACAddress: macOf(1, 2)})
+	if got != "10.40.0.3/16" || asked != "10.40.0.9/16" {
+		t.Fatalf("after lost claims: picked %s, asked 10.40.0.9 got %s; want 10.40.0.3/16 and 10.40.0.9/16", got, asked)
+	}
+	claims, err := k.c.Claims("blue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ip, mac := range map[string]string{"10.40.0.3": macOf(1, 1), "10.40.0.9": macOf(1, 2)} {
+		if cl := claims[netip.MustParseAddr(ip)]; cl.Node != "host1" || cl.Owner != mac {
+			t.Errorf("claim of %s = %+v, want host1's for %s", ip, cl, mac)
+		}
+	}
+	// Another host's claim is never adopted.
+	b, _ := countedHost(t, mem, "host2")
+	poolB := clusterNetworkOn(t, []*Allocator{b}, "")[0]
+	if _, err := b.RequestAddress(&api.RequestAddressRequest{PoolID: poolB, Address: "10.40.0.3", Options: map[string]string{OptMACAddress: macOf(2, 0)}}); !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "host1") {
+		t.Errorf("host2 asking for host1's 10.40.0.3: %v, want a conflict naming host1", err)
 	}
 }

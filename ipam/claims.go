@@ -134,7 +134,6 @@ func (a *Allocator) reclaim(p *pool) error {
 	}
 	claims := view.Claims
 	conflicts := map[netip.Addr]string{}
-	held := map[netip.Addr]bool{}
 	var failed error
 	p.bits.each(func(off uint64) {
 		owner := p.byOff[off]
@@ -142,7 +141,6 @@ func (a *Allocator) reclaim(p *pool) error {
 			return
 		}
 		addr := addrAt(p.subnet, off)
-		held[addr] = true
 		want := clusterOwner(owner, addr)
 		switch have, ok := claims[addr]; {
 		case ok && have.Node == node:
@@ -166,19 +164,16 @@ func (a *Allocator) reclaim(p *pool) error {
 	}
 	p.learn(view, node)
 	for addr, cl := range claims {
-		off, err := p.offsetIn(addr)
-		if err != nil {
+		if off, err := p.offsetIn(addr); err != nil || cl.Node != node || p.bits.isSet(off) {
 			continue
 		}
-		switch {
-		case cl.Node == node && !held[addr] && !p.bits.isSet(off):
-			// This host's claim for an address it does not hold: a crash
-			// between the claim and the local save.
-			if err := a.cluster.ReleaseAddress(net, addr, cl.Owner); err != nil {
-				return clusterErr(err)
-			}
-			log.WithField("address", addr).Info("released a claim of this host's that no endpoint holds (left by a crash)")
+		// This host's claim for an address it does not hold: a crash
+		// between the claim and the local save, or a claim whose answer
+		// was lost.
+		if err := a.cluster.ReleaseAddress(net, addr, cl.Owner); err != nil {
+			return clusterErr(err)
 		}
+		log.WithField("address", addr).Info("released a claim of this host's that no endpoint holds (left by a crash or a lost answer)")
 	}
 	for addr, holder := range conflicts {
 		log.WithFields(logrus.Fields{"address": addr, "holder": holder}).

@@ -19,6 +19,7 @@ type clusterAPI interface {
 	LookupNetwork(name string) (cluster.NetworkSpec, bool, error)
 	EnsureNetwork(name string, subnet netip.Prefix, gateway netip.Addr) (cluster.NetworkSpec, error)
 	ClaimAddress(net string, ip netip.Addr, owner string) (ok bool, holder string, err error)
+	AdoptClaim(net string, ip netip.Addr, owner string) (bool, error)
 	ReleaseAddress(net string, ip netip.Addr, owner string) error
 	ClaimBlock(net string, first netip.Addr) (ok bool, holder string, err error)
 	AllocationOf(net string) (cluster.Allocation, error)
@@ -47,13 +48,24 @@ func (a *Allocator) ClusterOf(space string, subnet netip.Prefix) (ClusterNetwork
 	a.mu.Lock()
 	p := a.pools[poolKey(space, subnet.Masked())]
 	a.mu.Unlock()
-	if p == nil || p.rec.Cluster == "" {
+	if p == nil {
 		return ClusterNetwork{}, false
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	// Never p.mu: the driver asks while the pool may wait on etcd.
+	if c := p.cnet.Load(); c != nil {
+		return *c, true
+	}
+	return ClusterNetwork{}, false
+}
+
+// publishCluster makes the pool's cluster network, as its record has it,
+// what ClusterOf answers. Caller holds p.mu, or is making p.
+func (p *pool) publishCluster() {
+	if p.rec.Cluster == "" {
+		return
+	}
 	gw, _ := netip.ParseAddr(p.rec.Gateway)
-	return ClusterNetwork{Name: p.rec.Cluster, Gateway: gw, VNI: p.rec.VNI}, true
+	p.cnet.Store(&ClusterNetwork{Name: p.rec.Cluster, Gateway: gw, VNI: p.rec.VNI})
 }
 
 // clusterErr turns the cluster's answers into the plugin's error kinds: a
@@ -157,7 +169,8 @@ func (a *Allocator) ensureClusterNetwork(p *pool, gateway netip.Addr) error {
 	if err := a.store.Update(func(tx store.Tx) error { return store.PutJSON(tx, bucketPools, p.key, rec) }); err != nil {
 		return fmt.Errorf("save pool %s: %w", p.id(), err)
 	}
-	p.rec = rec
+	p.rec.Gateway, p.rec.VNI = rec.Gateway, rec.VNI
+	p.publishCluster()
 	return nil
 }
 

@@ -31,10 +31,10 @@ type poolRecord struct {
 const gatewayKey = "gateway"
 
 // pool is one address pool. The fields down to last are fixed when it is
-// made (rec's Gateway and VNI excepted) and read under the Allocator's mu;
-// the rest is guarded by the pool's own mu, which is held across a change's
-// store write and, for a cluster pool, its etcd round trips: a pool waits
-// only on its own cluster network.
+// made (rec's Gateway and VNI excepted: they change under mu, and cnet
+// publishes them); the rest is guarded by the pool's own mu, which is held
+// across a change's store write and, for a cluster pool, its etcd round
+// trips: a pool waits only on its own cluster network.
 type pool struct {
 	rec    poolRecord
 	key    string
@@ -47,6 +47,9 @@ type pool struct {
 	// in the pool, for status and unusedTwin, which never wait on mu.
 	used atomic.Uint64
 	busy atomic.Bool
+	// cnet is the cluster network as ClusterOf answers it (nil: a local
+	// pool), published whenever rec's Gateway and VNI change.
+	cnet atomic.Pointer[ClusterNetwork]
 
 	mu   sync.Mutex
 	gone bool // released: a request that found the pool before gets NotFound
@@ -103,6 +106,7 @@ func newPool(rec poolRecord) (*pool, error) {
 	p.bits = newBitmap(lastOffset(subnet))
 	p.macs, p.byOff, p.elsewhere = map[string]uint64{}, map[uint64]string{}, map[uint64]bool{}
 	p.blocks, p.blockBits = map[uint64]string{}, blockBitsOf(subnet)
+	p.publishCluster()
 	return p, nil
 }
 

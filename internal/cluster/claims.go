@@ -58,6 +58,28 @@ func (c *Client) ClaimAddress(net string, ip netip.Addr, owner string) (ok bool,
 	return ok, holder, err
 }
 
+// AdoptClaim makes a claim of this host's for ip, made for another owner,
+// owner's (compare-and-swap): it is for a claim the allocator finds in its
+// way for an address the host does not hold, left by a claim whose answer
+// was lost (etcd applied it after the call timed out) or by a crash before
+// the local save. A claim of another host's is never taken: ok is false.
+func (c *Client) AdoptClaim(net string, ip netip.Addr, owner string) (ok bool, err error) {
+	mine, _ := json.Marshal(addrClaim{Node: c.cfg.Node, Owner: owner})
+	err = c.call("adopt this host's claim of "+ip.String()+" in cluster network "+net, func(ctx context.Context) error {
+		b, found, err := c.kv.get(ctx, addrKey(net, ip))
+		if err != nil || !found {
+			return err
+		}
+		var have addrClaim
+		if json.Unmarshal(b, &have) != nil || have.Node != c.cfg.Node {
+			return nil
+		}
+		ok, err = c.kv.replaceIf(ctx, addrKey(net, ip), b, mine)
+		return err
+	})
+	return ok, err
+}
+
 // ReleaseAddress gives a claim of this host's back (compare-and-delete: a
 // claim another host holds is left alone).
 func (c *Client) ReleaseAddress(net string, ip netip.Addr, owner string) error {
