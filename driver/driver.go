@@ -107,6 +107,9 @@ type Driver struct {
 	syncs     map[string]*peerSync           // cluster networks' watches, by network ID
 	creating  map[netip.Addr]string          // cluster endpoints being created: address -> network ID
 	refused   map[string]uint64              // remote endpoint records refused, by reason (records.go)
+	// legacyPeers are the networks whose remote endpoints are saved in an
+	// older version's one-record form (vxlan.go).
+	legacyPeers map[string]bool
 
 	// peersMu keeps each VXLAN device's entries and d.peers in step: it is
 	// held from reading what a device should have to recording it
@@ -156,20 +159,21 @@ type Endpoint struct {
 // Call Restore to re-assert their kernel state.
 func New(cfg Config) (*Driver, error) {
 	d := &Driver{
-		store:     cfg.Store,
-		links:     cfg.Links,
-		fw:        cfg.Firewall,
-		sysctl:    cfg.EnsureSysctl,
-		ports:     cfg.Ports,
-		fault:     cfg.Fault,
-		log:       cfg.Log,
-		cluster:   cfg.Cluster,
-		networks:  map[string]*netState{},
-		endpoints: map[string]*Endpoint{},
-		peers:     map[string]map[netip.Addr]Peer{},
-		syncs:     map[string]*peerSync{},
-		creating:  map[netip.Addr]string{},
-		refused:   map[string]uint64{},
+		store:       cfg.Store,
+		links:       cfg.Links,
+		fw:          cfg.Firewall,
+		sysctl:      cfg.EnsureSysctl,
+		ports:       cfg.Ports,
+		fault:       cfg.Fault,
+		log:         cfg.Log,
+		cluster:     cfg.Cluster,
+		networks:    map[string]*netState{},
+		endpoints:   map[string]*Endpoint{},
+		peers:       map[string]map[netip.Addr]Peer{},
+		syncs:       map[string]*peerSync{},
+		creating:    map[netip.Addr]string{},
+		refused:     map[string]uint64{},
+		legacyPeers: map[string]bool{},
 	}
 	if d.log == nil {
 		d.log = logrus.NewEntry(logrus.StandardLogger())

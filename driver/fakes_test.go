@@ -3,6 +3,7 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -25,6 +26,7 @@ type fakeLinks struct {
 	remotes   map[string]map[netip.Addr]netutil.Remote // VXLAN device -> programmed remotes
 	vxlans    []netutil.VXLANConfig                    // every EnsureVXLAN call
 	announced []string                                 // AnnounceARP calls, "IP@MAC"
+	calls     map[string]int                           // calls of the remote-endpoint methods, by name
 }
 
 var _ linksAPI = (*fakeLinks)(nil)
@@ -301,6 +303,7 @@ func (f *fakeLinks) EnsureVXLAN(cfg netutil.VXLANConfig) error {
 func (f *fakeLinks) SetRemote(name string, r netutil.Remote) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.called("SetRemote")
 	if f.links[name] != "vxlan" {
 		return fmt.Errorf("no VXLAN device %q", name)
 	}
@@ -311,6 +314,7 @@ func (f *fakeLinks) SetRemote(name string, r netutil.Remote) error {
 func (f *fakeLinks) DelRemote(name string, r netutil.Remote) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.called("DelRemote")
 	delete(f.remotes[name], r.IP)
 	return nil
 }
@@ -318,6 +322,7 @@ func (f *fakeLinks) DelRemote(name string, r netutil.Remote) error {
 func (f *fakeLinks) Remotes(name string) ([]netutil.Remote, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.called("Remotes")
 	if f.links[name] != "vxlan" {
 		return nil, fmt.Errorf("no VXLAN device %q", name)
 	}
@@ -326,6 +331,26 @@ func (f *fakeLinks) Remotes(name string) ([]netutil.Remote, error) {
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// called records a call. Caller holds f.mu.
+func (f *fakeLinks) called(method string) {
+	if f.calls == nil {
+		f.calls = map[string]int{}
+	}
+	f.calls[method]++
+}
+
+func (f *fakeLinks) counts() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.calls)
+}
+
+func (f *fakeLinks) resetCounts() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = nil
 }
 
 // remoteIPs lists what a VXLAN device has programmed, as "IP@VTEP".

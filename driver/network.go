@@ -206,6 +206,9 @@ func (d *Driver) deleteNetworkRecords(networkID string, eps []*Endpoint) error {
 		if err := tx.Delete(bucketPeers, networkID); err != nil {
 			return err
 		}
+		if err := tx.DeleteBucket(peersBucket(networkID)); err != nil {
+			return err
+		}
 		return tx.Delete(bucketNetworks, networkID)
 	})
 }
@@ -218,6 +221,7 @@ func (d *Driver) dropNetwork(networkID string, eps []*Endpoint) {
 	}
 	delete(d.networks, networkID)
 	delete(d.peers, networkID)
+	delete(d.legacyPeers, networkID)
 }
 
 // teardownBridge removes the bridge if mynet created it, else only mynet's

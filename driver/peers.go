@@ -24,8 +24,6 @@ const OptCluster = "mynet.cluster"
 // hex digits of the network ID.
 const VXLANPrefix = "mnv"
 
-const bucketPeers = "cluster-peers" // network ID -> the remote endpoints last known
-
 // clusterAPI is the part of cluster.Client the driver uses.
 type clusterAPI interface {
 	Node() string
@@ -290,26 +288,10 @@ func (d *Driver) peerEvent(cfg *NetworkConfig, ep cluster.Endpoint, deleted bool
 		}
 		return
 	}
-	d.mu.Lock()
-	want := map[netip.Addr]Peer{}
-	for ip, p := range d.peers[cfg.ID] {
-		want[ip] = p
+	if !deleted && !d.accept(cfg, ep, d.eventFacts(cfg), log) {
+		return
 	}
-	d.mu.Unlock()
-	if deleted {
-		// Only the host that had the address removes it: after a release on
-		// one host and a claim on another, the first one's delete may come
-		// late.
-		if p, ok := want[ep.IP]; ok && p.Node == ep.Node {
-			delete(want, ep.IP)
-		}
-	} else {
-		if !d.accept(cfg, ep, d.eventFacts(cfg), log) {
-			return
-		}
-		want[ep.IP] = Peer{Node: ep.Node, IP: ep.IP, MAC: ep.MAC, VTEP: ep.VTEP}
-	}
-	d.setPeers(cfg, want, log)
+	d.applyPeer(cfg, Peer{Node: ep.Node, IP: ep.IP, MAC: ep.MAC, VTEP: ep.VTEP}, deleted, log)
 }
 
 // StartCluster starts following every cluster network's peers (after

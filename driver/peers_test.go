@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,21 +43,48 @@ func newClusterHosts(t *testing.T, n int) ([]*clusterHost, *cluster.Memory) {
 				t.Fatal(err)
 			}
 		}
-		h := &harness{links: newFakeLinks(), fw: newFakeFirewall(), ports: newFakePorts(), st: store.NewMemory(), sysctl: map[string]string{}}
-		d, err := New(Config{Store: h.st, Links: h.links, Firewall: h.fw, Ports: h.ports, EnsureSysctl: func(string, string) error { return nil },
-			Cluster: ClusterConfig{Client: c, Underlay: vtep, UnderlayMTU: 1500,
-				Of: func(space string, subnet netip.Prefix) (ClusterNet, bool) {
-					return ClusterNet{Name: "blue", VNI: 4711}, subnet == blueSubnet
-				}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(d.Close)
-		h.d = d
-		out = append(out, &clusterHost{harness: h, client: c, vtep: vtep})
+		h := &harness{links: newFakeLinks(), fw: newFakeFirewall(), ports: newFakePorts(), st: &countingStore{Store: store.NewMemory()}, sysctl: map[string]string{}}
+		x := &clusterHost{harness: h, client: c, vtep: vtep}
+		x.start(t)
+		out = append(out, x)
 	}
 	return out, mem
 }
+
+// start makes the host's driver, on its store and fake kernel: again, for
+// a restart (Close the one before).
+func (x *clusterHost) start(t *testing.T) {
+	t.Helper()
+	d, err := New(Config{Store: x.st, Links: x.links, Firewall: x.fw, Ports: x.ports, EnsureSysctl: func(string, string) error { return nil },
+		Cluster: ClusterConfig{Client: x.client, Underlay: x.vtep, UnderlayMTU: 1500,
+			Of: func(space string, subnet netip.Prefix) (ClusterNet, bool) {
+				return ClusterNet{Name: "blue", VNI: 4711}, subnet == blueSubnet
+			}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	x.d = d
+}
+
+// countingStore counts the keys its transactions write.
+type countingStore struct {
+	store.Store
+	writes atomic.Int64
+}
+
+func (s *countingStore) Update(fn func(store.Tx) error) error {
+	return s.Store.Update(func(tx store.Tx) error { return fn(countingTx{tx, &s.writes}) })
+}
+
+type countingTx struct {
+	store.Tx
+	n *atomic.Int64
+}
+
+func (t countingTx) Put(b, k string, v []byte) error { t.n.Add(1); return t.Tx.Put(b, k, v) }
+func (t countingTx) Delete(b, k string) error        { t.n.Add(1); return t.Tx.Delete(b, k) }
+func (t countingTx) DeleteBucket(b string) error     { t.n.Add(1); return t.Tx.DeleteBucket(b) }
 
 // createEndpoint plays dockerd on one host: the IPAM's claim of the
 // address in the cluster, then CreateEndpoint.
@@ -350,5 +378,103 @@ func TestClusterNetworkHasOneMTU(t *testing.T) {
 		if _, ok := x.links.links[vxlanName]; ok {
 			t.Error("a refused create left a VXLAN device")
 		}
+	}
+}
+
+// A watched change costs one entry programmed and one record saved,
+// however many peers the network has: before, each event copied the peer
+// map, dumped the device's entries and rewrote the whole list in the store.
+// An older version's one-record save is rewritten at the first change.
+func TestClusterEventCostIsFlat(t *testing.T) {
+	h, _ := newClusterHosts(t, 2)
+	for _, x := range h {
+		if err := x.d.CreateNetwork(createReq(map[string]any{}, "10.40.0.0/16", "10.40.0.1/16")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := h[0], h[1]
+	publish := func(i int) {
+		t.Helper()
+		ip := netip.AddrFrom4([4]byte{10, 40, byte(1 + i/250), byte(1 + i%250)})
+		if ok, _, err := b.client.ClaimAddress("blue", ip, ip.String()); !ok || err != nil {
+			t.Fatalf("claim %s: %v %v", ip, ok, err)
+		}
+		if err := b.client.PublishEndpoint(cluster.Endpoint{Network: "blue", IP: ip, MAC: fmt.Sprintf("02:42:0a:28:%02x:%02x", 1+i/250, 1+i%250)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 600
+	for i := range n {
+		publish(i)
+	}
+	remotes := func() int { return len(a.links.remoteIPs(vxlanName)) }
+	eventuallyTrue(t, "host1 learns host2's endpoints", func() bool { return remotes() == n })
+	saved := func() int {
+		count := 0
+		_ = a.st.View(func(tx store.Tx) error {
+			return tx.ForEach(peersBucket(netID), func(string, []byte) error { count++; return nil })
+		})
+		return count
+	}
+	eventuallyTrue(t, "host1 saved them", func() bool { return saved() == n })
+
+	cost := func(what string, change func(), want int) {
+		t.Helper()
+		a.links.resetCounts()
+		writes := a.st.(*countingStore).writes.Load()
+		change()
+		eventuallyTrue(t, what, func() bool { return remotes() == want })
+		calls := a.links.counts()
+		if calls["Remotes"] != 0 || calls["SetRemote"]+calls["DelRemote"] != 1 {
+			t.Errorf("%s: kernel calls %v, want one entry set or removed and no dump", what, calls)
+		}
+		if w := a.st.(*countingStore).writes.Load() - writes; w != 1 {
+			t.Errorf("%s: %d store writes, want 1", what, w)
+		}
+	}
+	cost("one more endpoint", func() { publish(n) }, n+1)
+	cost("one endpoint gone", func() {
+		if err := b.client.UnpublishEndpoint("blue", netip.MustParseAddr("10.40.1.1")); err != nil {
+			t.Fatal(err)
+		}
+	}, n)
+	if saved() != n {
+		t.Errorf("saved %d remote endpoints, want %d", saved(), n)
+	}
+
+	// An older version saved the list as one record: a restart reads it,
+	// and the first change saves the network in the new form.
+	var list []Peer
+	for _, p := range a.d.RemotePeers()[netID] {
+		list = append(list, p)
+	}
+	a.d.Close()
+	if err := a.st.Update(func(tx store.Tx) error {
+		if err := tx.DeleteBucket(peersBucket(netID)); err != nil {
+			return err
+		}
+		return store.PutJSON(tx, bucketPeers, netID, list)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a.start(t)
+	if got := len(a.d.RemotePeers()[netID]); got != n {
+		t.Fatalf("after a restart on the old form: %d remote endpoints, want %d", got, n)
+	}
+	a.d.StartCluster()
+	publish(n + 1)
+	eventuallyTrue(t, "the old form rewritten in the new at the first change", func() bool {
+		old := 0
+		_ = a.st.View(func(tx store.Tx) error {
+			return tx.ForEach(bucketPeers, func(string, []byte) error { old++; return nil })
+		})
+		return old == 0 && saved() == n+1
+	})
+	// Removing the network removes its saved peers.
+	if err := a.d.DeleteNetwork(&network.DeleteNetworkRequest{NetworkID: netID}); err != nil {
+		t.Fatal(err)
+	}
+	if saved() != 0 {
+		t.Errorf("the network is gone but %d of its remote endpoints are saved", saved())
 	}
 }

@@ -109,6 +109,14 @@ func (t boltTx) Delete(bucket, key string) error {
 	return nil
 }
 
+func (t boltTx) DeleteBucket(bucket string) error {
+	err := t.tx.DeleteBucket([]byte(bucket))
+	if err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+		return fmt.Errorf("delete bucket %s: %w", bucket, err)
+	}
+	return nil
+}
+
 func (t boltTx) ForEach(bucket string, fn func(string, []byte) error) error {
 	bk := t.tx.Bucket([]byte(bucket))
 	if bk == nil {

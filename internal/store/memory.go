@@ -78,6 +78,14 @@ func (t memTx) Delete(bucket, key string) error {
 	return nil
 }
 
+func (t memTx) DeleteBucket(bucket string) error {
+	if t.readOnly {
+		return fmt.Errorf("delete bucket %s: read-only transaction", bucket)
+	}
+	delete(t.buckets, bucket)
+	return nil
+}
+
 func (t memTx) ForEach(bucket string, fn func(string, []byte) error) error {
 	b := t.buckets[bucket]
 	keys := make([]string, 0, len(b))

@@ -32,6 +32,9 @@ type Tx interface {
 	// ForEach calls fn for every key of bucket in byte order; a missing
 	// bucket has no keys. An error from fn stops the walk and is returned.
 	ForEach(bucket string, fn func(key string, value []byte) error) error
+	// DeleteBucket removes bucket and every key in it; a missing bucket is
+	// not an error.
+	DeleteBucket(bucket string) error
 }
 
 // PutJSON encodes v and stores it under key in bucket.

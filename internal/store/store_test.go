@@ -62,6 +62,41 @@ func TestPutGetDeleteForEach(t *testing.T) {
 	}
 }
 
+func TestDeleteBucket(t *testing.T) {
+	for name, open := range implementations(t) {
+		t.Run(name, func(t *testing.T) {
+			s := open()
+			err := s.Update(func(tx Tx) error {
+				if err := tx.Put("gone", "a", []byte("1")); err != nil {
+					return err
+				}
+				if err := tx.Put("kept", "a", []byte("2")); err != nil {
+					return err
+				}
+				if err := tx.DeleteBucket("gone"); err != nil {
+					return err
+				}
+				return tx.DeleteBucket("never-made")
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.View(func(tx Tx) error {
+				if _, err := tx.Get("gone", "a"); !errors.Is(err, ErrNotFound) {
+					t.Errorf("Get in a deleted bucket: %v, want ErrNotFound", err)
+				}
+				if v, err := tx.Get("kept", "a"); err != nil || string(v) != "2" {
+					t.Errorf("the other bucket: %q, %v", v, err)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
 func TestFailedUpdateChangesNothing(t *testing.T) {
 	for name, open := range implementations(t) {
 		t.Run(name, func(t *testing.T) {
