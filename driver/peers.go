@@ -33,9 +33,8 @@ type clusterAPI interface {
 	WatchEndpoints(ctx context.Context, net string, rev int64, fn func(ep cluster.Endpoint, deleted bool)) error
 	// What remote records are checked against (records.go).
 	Claims(net string) (map[netip.Addr]cluster.Claim, error)
-	ClaimOf(net string, ip netip.Addr) (cluster.Claim, bool, error)
+	RecordFacts(net string, ip netip.Addr, node string) (cluster.RecordFacts, error)
 	Nodes() ([]cluster.NodeInfo, error)
-	NodeAddress(node string) (netip.Addr, bool, error)
 	SettleMTU(net string, mtu int) (int, error)
 }
 
@@ -288,10 +287,13 @@ func (d *Driver) peerEvent(cfg *NetworkConfig, ep cluster.Endpoint, deleted bool
 		}
 		return
 	}
-	if !deleted && !d.accept(cfg, ep, d.eventFacts(cfg), log) {
+	start := time.Now()
+	if !deleted && !d.accept(cfg, ep, d.eventFacts(cfg, ep), log) {
 		return
 	}
 	d.applyPeer(cfg, Peer{Node: ep.Node, IP: ep.IP, MAC: ep.MAC, VTEP: ep.VTEP}, deleted, log)
+	log.WithFields(logrus.Fields{"address": ep.IP, "deleted": deleted, "took_us": time.Since(start).Microseconds()}).
+		Debug("remote endpoint change applied")
 }
 
 // StartCluster starts following every cluster network's peers (after

@@ -3,6 +3,7 @@ package driver
 import (
 	"fmt"
 	"net/netip"
+	"sync"
 
 	"github.com/sirupsen/logrus"
 
@@ -21,7 +22,7 @@ import (
 
 // recordFacts are what records are checked against: the claim of an
 // address and the address a node registered (from one list each for a
-// full list of records, one read each for a watched record).
+// full list of records, one read of both for a watched record).
 type recordFacts struct {
 	claim func(ip netip.Addr) (cluster.Claim, bool, error)
 	vtep  func(node string) (netip.Addr, bool, error)
@@ -48,11 +49,16 @@ func (d *Driver) listFacts(cfg *NetworkConfig) (recordFacts, error) {
 	}, nil
 }
 
-// eventFacts reads what one watched record needs, when it is checked.
-func (d *Driver) eventFacts(cfg *NetworkConfig) recordFacts {
+// eventFacts reads what one watched record needs, in one round trip, when
+// it is first checked against them.
+func (d *Driver) eventFacts(cfg *NetworkConfig, ep cluster.Endpoint) recordFacts {
+	var once sync.Once
+	var f cluster.RecordFacts
+	var err error
+	read := func() { once.Do(func() { f, err = d.cluster.Client.RecordFacts(cfg.Cluster, ep.IP, ep.Node) }) }
 	return recordFacts{
-		claim: func(ip netip.Addr) (cluster.Claim, bool, error) { return d.cluster.Client.ClaimOf(cfg.Cluster, ip) },
-		vtep:  d.cluster.Client.NodeAddress,
+		claim: func(netip.Addr) (cluster.Claim, bool, error) { read(); return f.Claim, f.Claimed, err },
+		vtep:  func(string) (netip.Addr, bool, error) { read(); return f.VTEP, f.Registered, err },
 	}
 }
 

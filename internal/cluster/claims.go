@@ -101,6 +101,40 @@ func (c *Client) Claimed(net string) (map[netip.Addr]string, error) {
 	return out, err
 }
 
+// RecordFacts reads, in one round trip, what a watched endpoint record of
+// node for ip is checked against: the address's claim, and the underlay
+// address node registered (if it is registered).
+func (c *Client) RecordFacts(net string, ip netip.Addr, node string) (f RecordFacts, err error) {
+	err = c.call("read the claim of "+ip.String()+" and node "+node, func(ctx context.Context) error {
+		vals, err := c.kv.getMany(ctx, addrKey(net, ip), nodeKey(node))
+		if err != nil {
+			return err
+		}
+		if vals[0] != nil {
+			var a addrClaim
+			_ = json.Unmarshal(vals[0], &a)
+			f.Claim, f.Claimed = Claim(a), true
+		}
+		if vals[1] != nil {
+			var n NodeInfo
+			if err := json.Unmarshal(vals[1], &n); err != nil {
+				return fmt.Errorf("decode node %s: %w", node, err)
+			}
+			f.VTEP, f.Registered = n.Addr, true
+		}
+		return nil
+	})
+	return f, err
+}
+
+// RecordFacts are what RecordFacts reads.
+type RecordFacts struct {
+	Claim      Claim
+	Claimed    bool
+	VTEP       netip.Addr
+	Registered bool
+}
+
 // Claim is an address claim: the host that holds it and what for (the
 // endpoint's MAC, or the address itself when Docker gave none).
 type Claim struct {

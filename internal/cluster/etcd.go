@@ -175,6 +175,24 @@ func (e *etcdKV) get(ctx context.Context, key string) ([]byte, bool, error) {
 	return res.Kvs[0].Value, true, nil
 }
 
+func (e *etcdKV) getMany(ctx context.Context, keys ...string) ([][]byte, error) {
+	ops := make([]clientv3.Op, len(keys))
+	for i, k := range keys {
+		ops[i] = clientv3.OpGet(k)
+	}
+	res, err := e.c.Txn(ctx).Then(ops...).Commit()
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(keys))
+	for i, r := range res.Responses {
+		if kvs := r.GetResponseRange().Kvs; len(kvs) > 0 {
+			out[i] = kvs[0].Value
+		}
+	}
+	return out, nil
+}
+
 func (e *etcdKV) list(ctx context.Context, prefix string) ([]pair, int64, error) {
 	res, err := e.c.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 	if err != nil {

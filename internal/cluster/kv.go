@@ -58,6 +58,9 @@ type kv interface {
 	// deleteKeys deletes keys, in transactions of at most maxOps.
 	deleteKeys(ctx context.Context, keys []string) error
 	get(ctx context.Context, key string) ([]byte, bool, error)
+	// getMany reads keys at one revision, in one round trip: a value per
+	// key, nil for an absent one.
+	getMany(ctx context.Context, keys ...string) ([][]byte, error)
 	// list returns the keys under prefix, in key order, at one revision.
 	list(ctx context.Context, prefix string) ([]pair, int64, error)
 	// listMany is list of each prefix, all at one revision, in one round

@@ -274,6 +274,21 @@ func (m *memKV) get(ctx context.Context, key string) ([]byte, bool, error) {
 	return slices.Clone(v.value), ok, nil
 }
 
+func (m *memKV) getMany(ctx context.Context, keys ...string) ([][]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(ctx); err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		if v, ok := m.data[k]; ok {
+			out[i] = slices.Clone(v.value)
+		}
+	}
+	return out, nil
+}
+
 func (m *memKV) list(ctx context.Context, prefix string) ([]pair, int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
