@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Key layout, all under Prefix (docs/multihost.md):
@@ -129,17 +132,81 @@ func (c *Client) Close() error { return c.kv.close() }
 func (c *Client) Node() string { return c.cfg.Node }
 
 // call runs fn with the call timeout and marks a failure to reach etcd.
+// An attempt that etcd did not answer in half the timeout, or whose
+// connection failed, is made again while the timeout lasts: of an etcd of
+// several members, one that is down or cut off holds the requests sent on
+// its connection until gRPC's keepalive gives up on it, while the balancer
+// sends the next request to another member. Every fn given to call is safe to run again
+// after an attempt whose answer was lost: reads, puts, compare-and-swaps
+// that accept this host's own earlier write (claims, blocks, the network
+// configuration), deletes. Register is not (callOnce).
 func (c *Client) call(what string, fn func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.CallTimeout)
 	defer cancel()
-	if err := fn(ctx); err != nil {
-		var typed *clusterError
-		if errors.As(err, &typed) {
-			return err
+	for {
+		attempt, cancelAttempt := context.WithTimeout(ctx, c.cfg.CallTimeout/2)
+		err := fn(attempt)
+		again := err != nil && unanswered(attempt, err)
+		cancelAttempt()
+		if !again {
+			return c.unavailable(what, err)
 		}
-		return fmt.Errorf("%s: %w (%w)", what, ErrUnavailable, err)
+		c.log.WithError(err).WithField("call", what).Debug("etcd did not answer; trying again")
+		select {
+		case <-ctx.Done():
+			return c.unavailable(what, err)
+		case <-time.After(retryPause):
+		}
 	}
-	return nil
+}
+
+// retryPause spaces call's attempts: a member that refuses connections
+// fails an attempt at once.
+const retryPause = 100 * time.Millisecond
+
+// callOnce is call with one attempt.
+func (c *Client) callOnce(what string, fn func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.CallTimeout)
+	defer cancel()
+	return c.unavailable(what, fn(ctx))
+}
+
+// unanswered tells whether an attempt's error is etcd not answering (the
+// attempt's time ran out, or its connection failed), as opposed to an
+// answer.
+func unanswered(attempt context.Context, err error) bool {
+	if attempt.Err() != nil {
+		return true
+	}
+	var typed *clusterError
+	if errors.As(err, &typed) {
+		return false
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	// A member that lost its leader, or whose proposal timed out with it.
+	for _, e := range []error{rpctypes.ErrNoLeader, rpctypes.ErrLeaderChanged, rpctypes.ErrTimeout,
+		rpctypes.ErrTimeoutDueToLeaderFail, rpctypes.ErrTimeoutDueToConnectionLost} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// unavailable marks a failure to reach etcd (any error but the cluster's
+// own answers).
+func (c *Client) unavailable(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var typed *clusterError
+	if errors.As(err, &typed) {
+		return err
+	}
+	return fmt.Errorf("%s: %w (%w)", what, ErrUnavailable, err)
 }
 
 // clusterError is an answer from the cluster (a conflict, a mismatch), as

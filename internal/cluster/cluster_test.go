@@ -465,3 +465,39 @@ func TestRecordFacts(t *testing.T) {
 		t.Errorf("RecordFacts of an unclaimed address and an unknown node = %+v, %v; want nothing", got, err)
 	}
 }
+
+// An attempt etcd does not answer (a member cut off holds it) is made
+// again within the call's timeout; an answer, even an error, is not, and
+// neither is a callOnce.
+func TestCallTriesAgainWhenUnanswered(t *testing.T) {
+	c := NewWithStore(NewMemory(), Config{Node: "host1", CallTimeout: 400 * time.Millisecond})
+	hangOnce := func(n *int) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			*n++
+			if *n == 1 {
+				<-ctx.Done() // the first attempt is never answered
+				return ctx.Err()
+			}
+			return nil
+		}
+	}
+	var n int
+	if err := c.call("hang once", hangOnce(&n)); err != nil || n != 2 {
+		t.Errorf("call: %v after %d attempts, want success at the second", err, n)
+	}
+	n = 0
+	if err := c.callOnce("hang once", hangOnce(&n)); !errors.Is(err, ErrUnavailable) || n != 1 {
+		t.Errorf("callOnce: %v after %d attempts, want unavailable after one", err, n)
+	}
+	n = 0
+	answer := conflict("taken")
+	if err := c.call("answer", func(context.Context) error { n++; return answer }); err != answer || n != 1 {
+		t.Errorf("an answer: %v after %d attempts, want it as is after one", err, n)
+	}
+	n = 0
+	start := time.Now()
+	err := c.call("never", func(ctx context.Context) error { n++; <-ctx.Done(); return ctx.Err() })
+	if !errors.Is(err, ErrUnavailable) || time.Since(start) > time.Second {
+		t.Errorf("never answered: %v after %v, want unavailable within the timeout", err, time.Since(start))
+	}
+}

@@ -43,8 +43,11 @@ func dialEtcd(endpoints []string, t TLS, dialTimeout time.Duration) (*etcdKV, er
 		DialTimeout: dialTimeout,
 		// etcd's server closes a connection that pings it more often than
 		// --grpc-keepalive-min-time (5 s by default): too_many_pings.
-		DialKeepAliveTime:    keepAliveTime,
-		DialKeepAliveTimeout: 3 * time.Second,
+		DialKeepAliveTime: keepAliveTime,
+		// Also gRPC's TCP_USER_TIMEOUT: a request sent to a member that
+		// is cut off fails after this long, and the member is left out
+		// until it answers again (Client.call then tries another).
+		DialKeepAliveTimeout: 2 * time.Second,
 		TLS:                  tlsCfg,
 		Logger:               zap.NewNop(),
 		AutoSyncInterval:     0,

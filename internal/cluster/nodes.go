@@ -27,7 +27,9 @@ func nodeKey(node string) string { return Prefix + "nodes/" + node }
 // while this host was cut off): then register again and re-publish.
 func (c *Client) Register(ctx context.Context, previous int64) (int64, <-chan struct{}, error) {
 	var lease int64
-	err := c.call("register node "+c.cfg.Node, func(cctx context.Context) error {
+	// Once: a create retried after its answer was lost would find this
+	// host's own record and take it for another host's.
+	err := c.callOnce("register node "+c.cfg.Node, func(cctx context.Context) error {
 		if previous != 0 {
 			remaining, granted, err := c.kv.leaseTTL(cctx, previous)
 			switch {

@@ -1,10 +1,14 @@
-// Command etcd is a one-member etcd server for mynet's multi-host tests,
-// from go.etcd.io/etcd/server/v3/embed: the tests start it as a process of
+// Command etcd is an etcd server, one member or one of several, for
+// mynet's multi-host tests, from go.etcd.io/etcd/server/v3/embed: the
+// tests start it as a process of
 // its own (in a network namespace of their own where they want one), so
 // they can stop it with SIGSTOP, kill it and start it again on the same
 // data. The mynet daemon never links the server; only this test tool does.
 //
 //	etcd -data-dir DIR -client http://198.18.0.1:2379 -peer http://198.18.0.1:2380
+//
+// With -name and -initial-cluster it is one member of a cluster of several
+// (all started at once; a member restarted later rejoins from its data).
 //
 // It prints "ready" on stdout once it serves clients, stops on SIGTERM, and
 // on SIGUSR1 compacts its history up to the current revision, printing
@@ -28,14 +32,16 @@ func main() {
 	dir := flag.String("data-dir", "", "data directory (kept across restarts)")
 	client := flag.String("client", "http://127.0.0.1:2379", "client URL to listen on")
 	peer := flag.String("peer", "http://127.0.0.1:2380", "peer URL to listen on")
+	name := flag.String("name", "mynet-test", "member name")
+	initial := flag.String("initial-cluster", "", "NAME=PEER_URL,... of every member of a new cluster (default: this member alone)")
 	flag.Parse()
-	if err := run(*dir, *client, *peer); err != nil {
+	if err := run(*dir, *client, *peer, *name, *initial); err != nil {
 		fmt.Fprintln(os.Stderr, "etcd:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dir, client, peer string) error {
+func run(dir, client, peer, name, initial string) error {
 	cu, err := url.Parse(client)
 	if err != nil {
 		return err
@@ -45,11 +51,14 @@ func run(dir, client, peer string) error {
 		return err
 	}
 	cfg := embed.NewConfig()
-	cfg.Name = "mynet-test"
+	cfg.Name = name
 	cfg.Dir = dir
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
 	cfg.InitialCluster = cfg.Name + "=" + pu.String()
+	if initial != "" {
+		cfg.InitialCluster = initial
+	}
 	cfg.LogLevel = "error"
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {

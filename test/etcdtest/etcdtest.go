@@ -31,9 +31,13 @@ type Etcd struct {
 	client  string // http://IP:PORT
 	peer    string
 	netns   string // run inside `ip netns exec NETNS` when set
+	name    string // member name and the cluster's members (NAME=PEER,...), for one of several
+	members string
 	cmd     *exec.Cmd
 	stopped bool
-	lines   chan string // the server's stdout after "ready"
+	ready   chan bool        // the launch's readiness
+	stderr  *strings.Builder // what the server printed there
+	lines   chan string      // the server's stdout after "ready"
 }
 
 // Options place the server; the zero value is loopback on free ports.
@@ -41,6 +45,8 @@ type Options struct {
 	// IP and Netns put it on IP:2379 inside the named namespace.
 	IP    string
 	Netns string
+	// Name and Members make it one member of a cluster (StartCluster).
+	Name, Members string
 }
 
 // Start runs etcd and waits until it serves; it is killed when the test
@@ -51,13 +57,44 @@ func Start(t testing.TB, o Options) *Etcd {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &Etcd{t: t, bin: bin, dir: t.TempDir(), netns: o.Netns}
+	e := newEtcd(t, bin, o)
+	e.start()
+	return e
+}
+
+// StartCluster runs the members of one new etcd cluster, each on its IP
+// in its namespace (Options.Name and Members are set here), and waits until
+// every one serves. The first member's is the URL of etcd's clients.
+func StartCluster(t testing.TB, members []Options) []*Etcd {
+	t.Helper()
+	bin, err := binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	for i, o := range members {
+		all = append(all, fmt.Sprintf("m%d=http://%s:2380", i+1, o.IP))
+	}
+	var out []*Etcd
+	for i, o := range members {
+		o.Name, o.Members = fmt.Sprintf("m%d", i+1), strings.Join(all, ",")
+		e := newEtcd(t, bin, o)
+		e.launch()
+		out = append(out, e)
+	}
+	for _, e := range out {
+		e.waitReady()
+	}
+	return out
+}
+
+func newEtcd(t testing.TB, bin string, o Options) *Etcd {
+	e := &Etcd{t: t, bin: bin, dir: t.TempDir(), netns: o.Netns, name: o.Name, members: o.Members}
 	if o.IP != "" {
 		e.client, e.peer = "http://"+o.IP+":2379", "http://"+o.IP+":2380"
 	} else {
 		e.client, e.peer = "http://"+freeAddr(t), "http://"+freeAddr(t)
 	}
-	e.start()
 	t.Cleanup(e.Kill)
 	return e
 }
@@ -77,7 +114,17 @@ func (e *Etcd) URL() string { return e.client }
 
 func (e *Etcd) start() {
 	e.t.Helper()
+	e.launch()
+	e.waitReady()
+}
+
+// launch starts the server; waitReady waits until it serves.
+func (e *Etcd) launch() {
+	e.t.Helper()
 	args := []string{"-data-dir", e.dir, "-client", e.client, "-peer", e.peer}
+	if e.name != "" {
+		args = append(args, "-name", e.name, "-initial-cluster", e.members)
+	}
 	var cmd *exec.Cmd
 	if e.netns != "" {
 		cmd = exec.Command("ip", append([]string{"netns", "exec", e.netns, e.bin}, args...)...)
@@ -94,6 +141,7 @@ func (e *Etcd) start() {
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
+	e.cmd, e.stderr = cmd, &stderr
 	ready := make(chan bool, 1)
 	lines := make(chan string, 16)
 	go func() {
@@ -115,18 +163,22 @@ func (e *Etcd) start() {
 			ready <- false
 		}
 	}()
+	e.ready, e.lines, e.stopped = ready, lines, false
+}
+
+func (e *Etcd) waitReady() {
+	e.t.Helper()
 	select {
-	case ok := <-ready:
+	case ok := <-e.ready:
 		if !ok {
-			_ = cmd.Wait()
-			e.t.Fatalf("etcd exited before it was ready: %s", stderr.String())
+			_ = e.cmd.Wait()
+			e.cmd = nil
+			e.t.Fatalf("etcd exited before it was ready: %s", e.stderr.String())
 		}
 	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		e.t.Fatalf("etcd not ready in 30 s: %s", stderr.String())
+		e.Kill()
+		e.t.Fatalf("etcd not ready in 30 s: %s", e.stderr.String())
 	}
-	e.lines = lines
-	e.cmd, e.stopped = cmd, false
 }
 
 // Stop freezes the server (SIGSTOP): connections stay open, nothing
@@ -219,6 +271,23 @@ func (e *Etcd) Restart() {
 	e.t.Helper()
 	e.Kill()
 	e.start()
+}
+
+// WaitHealthy waits until the member answers etcd's /health with a leader
+// (a member killed or cut off and back has caught up with its cluster).
+func (e *Etcd) WaitHealthy() {
+	e.t.Helper()
+	for range 300 {
+		args := []string{"curl", "-s", "-m", "1", e.client + "/health"}
+		if e.netns != "" {
+			args = append([]string{"ip", "netns", "exec", e.netns}, args...)
+		}
+		if out, err := exec.Command(args[0], args[1:]...).Output(); err == nil && strings.Contains(string(out), `"health":"true"`) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.t.Fatalf("etcd at %s not healthy within 30 s", e.client)
 }
 
 // Wipe kills the server and deletes its data: the next Restart is an empty

@@ -44,10 +44,20 @@ func Run(t testing.TB, name string, args ...string) string {
 
 // world is one test's namespaces: the underlay, etcd and the hosts.
 type World struct {
-	t     testing.TB
-	tag   string // names every namespace of this test
-	Etcd  *etcdtest.Etcd
-	Hosts []*Host
+	t    testing.TB
+	tag  string         // names every namespace of this test
+	Etcd *etcdtest.Etcd // the first member
+	// Members are etcd's members (one unless WorldOptions asked for
+	// more), member i at 198.18.0.(1+i) in namespace tag-etcdN.
+	Members []*etcdtest.Etcd
+	Hosts   []*Host
+	store   string // the daemons' --cluster-store
+}
+
+// WorldOptions size a World.
+type WorldOptions struct {
+	Hosts       int
+	EtcdMembers int // 0: one
 }
 
 // host is one simulated Docker host.
@@ -65,6 +75,14 @@ type Host struct {
 // NewWorld makes the underlay, etcd and n hosts, each running mynet.
 func NewWorld(t testing.TB, n int, extra ...string) *World {
 	t.Helper()
+	return NewWorldWith(t, WorldOptions{Hosts: n}, extra...)
+}
+
+// NewWorldWith is NewWorld with an etcd of several members, which every
+// daemon is given all of.
+func NewWorldWith(t testing.TB, o WorldOptions, extra ...string) *World {
+	t.Helper()
+	n := o.Hosts
 	w := &World{t: t, tag: fmt.Sprintf("mnmh%d", os.Getpid()%100000)}
 	ul := w.tag + "-ul"
 	t.Cleanup(func() {
@@ -81,8 +99,23 @@ func NewWorld(t testing.TB, n int, extra ...string) *World {
 	Run(t, "ip", "netns", "add", ul)
 	Run(t, "ip", "-n", ul, "link", "add", "ul0", "type", "bridge")
 	Run(t, "ip", "-n", ul, "link", "set", "ul0", "up")
-	w.attach("etcd", "198.18.0.1")
-	w.Etcd = etcdtest.Start(t, etcdtest.Options{IP: "198.18.0.1", Netns: w.tag + "-etcd"})
+	if o.EtcdMembers <= 1 {
+		w.attach("etcd", "198.18.0.1")
+		w.Members = []*etcdtest.Etcd{etcdtest.Start(t, etcdtest.Options{IP: "198.18.0.1", Netns: w.tag + "-etcd"})}
+		w.store = "etcd://198.18.0.1:2379"
+	} else {
+		var members []etcdtest.Options
+		var urls []string
+		for i := range o.EtcdMembers {
+			ip := fmt.Sprintf("198.18.0.%d", 1+i)
+			w.attach(fmt.Sprintf("etcd%d", i+1), ip)
+			members = append(members, etcdtest.Options{IP: ip, Netns: fmt.Sprintf("%s-etcd%d", w.tag, i+1)})
+			urls = append(urls, ip+":2379")
+		}
+		w.Members = etcdtest.StartCluster(t, members)
+		w.store = "etcd://" + strings.Join(urls, ",")
+	}
+	w.Etcd = w.Members[0]
 	for i := range n {
 		h := &Host{w: w, n: i + 1, Name: fmt.Sprintf("host%d", i+1), NS: fmt.Sprintf("%s-h%d", w.tag, i+1),
 			Addr: fmt.Sprintf("198.18.0.%d", 11+i), dir: t.TempDir(), log: &testbin.Log{}}
@@ -115,7 +148,7 @@ func (h *Host) Log() string { return h.log.String() }
 func (h *Host) start(extra ...string) {
 	t := h.w.t
 	t.Helper()
-	cmd := exec.Command("ip", daemonArgs(t, h.NS, h.dir, h.Addr, h.Name, extra...)...)
+	cmd := exec.Command("ip", h.w.daemonArgs(h.NS, h.dir, h.Addr, h.Name, extra...)...)
 	cmd.Stdout, cmd.Stderr = h.log, h.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -133,10 +166,10 @@ func (h *Host) start(extra ...string) {
 
 // daemonArgs are ip's arguments that run a host's mynet in namespace ns,
 // with its state and socket in dir.
-func daemonArgs(t testing.TB, ns, dir, addr, node string, extra ...string) []string {
-	return append([]string{"netns", "exec", ns, Binary(t), "--socket", filepath.Join(dir, "mynet.sock"), "--state-dir", dir,
+func (w *World) daemonArgs(ns, dir, addr, node string, extra ...string) []string {
+	return append([]string{"netns", "exec", ns, Binary(w.t), "--socket", filepath.Join(dir, "mynet.sock"), "--state-dir", dir,
 		"--log-level", "debug", "--reconcile-interval", "0",
-		"--cluster-store", "etcd://198.18.0.1:2379", "--cluster-advertise", addr, "--node-name", node, "--cluster-ttl", "3s"}, extra...)
+		"--cluster-store", w.store, "--cluster-advertise", addr, "--node-name", node, "--cluster-ttl", "3s"}, extra...)
 }
 
 // RunDaemonAs runs a mynet in a namespace of its own on the underlay (at
@@ -149,7 +182,7 @@ func (w *World) RunDaemonAs(node, addr string, limit time.Duration) (out string,
 	name := fmt.Sprintf("x%d", len(w.Hosts)+1)
 	w.attach(name, addr)
 	var log testbin.Log
-	cmd := exec.Command("ip", daemonArgs(t, w.tag+"-"+name, t.TempDir(), addr, node)...)
+	cmd := exec.Command("ip", w.daemonArgs(w.tag+"-"+name, t.TempDir(), addr, node)...)
 	cmd.Stdout, cmd.Stderr = &log, &log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -164,6 +197,14 @@ func (w *World) RunDaemonAs(node, addr string, limit time.Duration) (out string,
 		err, running = <-done, true
 	}
 	return log.String(), running, err
+}
+
+// Pid is the host's mynet daemon's process ID (ip netns exec execs it).
+func (h *Host) Pid() int {
+	if h.cmd == nil {
+		return 0
+	}
+	return h.cmd.Process.Pid
 }
 
 // kill stops the daemon as a crash would.
@@ -382,6 +423,18 @@ func (w *World) AttachNS(name, addr string) string {
 	w.t.Helper()
 	w.attach(name, addr)
 	return w.tag + "-" + name
+}
+
+// Partition cuts namespace tag-NAME (a host, or etcdN) off the underlay;
+// Heal joins it again.
+func (w *World) Partition(name string) {
+	w.t.Helper()
+	Run(w.t, "ip", "-n", w.tag+"-ul", "link", "set", "ul-"+name, "down")
+}
+
+func (w *World) Heal(name string) {
+	w.t.Helper()
+	Run(w.t, "ip", "-n", w.tag+"-ul", "link", "set", "ul-"+name, "up")
 }
 
 // AttachHost connects the machine's own network namespace to the underlay
