@@ -2,7 +2,6 @@ package driver
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"sync"
 
@@ -34,10 +33,10 @@ type linksAPI interface {
 	SetRouteLocalnet(name string) error
 	SetBridgeNetfilter(name string) error
 	EnsureVXLAN(netutil.VXLANConfig) error
-	SetRemote(name string, r netutil.Remote) error
+	SetRemotes(name string, rs []netutil.Remote) error
 	DelRemote(name string, r netutil.Remote) error
 	Remotes(name string) ([]netutil.Remote, error)
-	AnnounceARP(bridge string, ip netip.Addr, mac net.HardwareAddr) error
+	AnnounceARP(bridge string, rs []netutil.Remote) error
 }
 
 // firewallAPI is the part of firewall.Firewall the driver uses.
@@ -110,6 +109,9 @@ type Driver struct {
 	// legacyPeers are the networks whose remote endpoints are saved in an
 	// older version's one-record form (vxlan.go).
 	legacyPeers map[string]bool
+	// saves are the watched changes of remote endpoints not yet in the
+	// store (vxlan.go).
+	saves peerSaves
 
 	// peersMu keeps each VXLAN device's entries and d.peers in step: it is
 	// held from reading what a device should have to recording it
@@ -315,4 +317,5 @@ func (d *Driver) deleteLinkInBackground(name string) {
 func (d *Driver) Close() {
 	d.stopPeerSyncs()
 	d.background.Wait()
+	d.flushPeers()
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -300,14 +299,18 @@ func (f *fakeLinks) EnsureVXLAN(cfg netutil.VXLANConfig) error {
 	return nil
 }
 
-func (f *fakeLinks) SetRemote(name string, r netutil.Remote) error {
+func (f *fakeLinks) SetRemotes(name string, rs []netutil.Remote) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.called("SetRemote")
+	for range rs {
+		f.called("SetRemote")
+	}
 	if f.links[name] != "vxlan" {
 		return fmt.Errorf("no VXLAN device %q", name)
 	}
-	f.remotes[name][r.IP] = r
+	for _, r := range rs {
+		f.remotes[name][r.IP] = r
+	}
 	return nil
 }
 
@@ -365,9 +368,11 @@ func (f *fakeLinks) remoteIPs(name string) []string {
 	return out
 }
 
-func (f *fakeLinks) AnnounceARP(bridge string, ip netip.Addr, mac net.HardwareAddr) error {
+func (f *fakeLinks) AnnounceARP(bridge string, rs []netutil.Remote) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.announced = append(f.announced, ip.String()+"@"+mac.String())
+	for _, r := range rs {
+		f.announced = append(f.announced, r.IP.String()+"@"+r.MAC.String())
+	}
 	return nil
 }

@@ -55,7 +55,7 @@ func (d *Driver) eventFacts(cfg *NetworkConfig, ep cluster.Endpoint) recordFacts
 	var once sync.Once
 	var f cluster.RecordFacts
 	var err error
-	read := func() { once.Do(func() { f, err = d.cluster.Client.RecordFacts(cfg.Cluster, ep.IP, ep.Node) }) }
+	read := func() { once.Do(func() { f, err = d.cluster.Client.RecordFacts(cfg.Cluster, ep.IP, ep.Node, ep.Rev) }) }
 	return recordFacts{
 		claim: func(netip.Addr) (cluster.Claim, bool, error) { read(); return f.Claim, f.Claimed, err },
 		vtep:  func(string) (netip.Addr, bool, error) { read(); return f.VTEP, f.Registered, err },

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -34,31 +36,42 @@ func (d *Driver) setPeers(cfg *NetworkConfig, want map[netip.Addr]Peer, log *log
 	if _, err := d.programPeers(cfg, want); err != nil {
 		log.WithError(err).Warn("could not program every remote endpoint; reconcile will retry")
 	}
+	var moved []netutil.Remote
 	for ip, p := range want {
 		if o, ok := old[ip]; !ok || o.MAC != p.MAC {
-			d.announce(cfg, p, log)
+			moved = append(moved, p.remote())
 		}
 	}
+	d.announce(cfg, moved, log)
 	if !d.recordPeers(cfg.ID, func(m map[netip.Addr]Peer) map[netip.Addr]Peer { return want }) {
 		return
 	}
+	d.saves.order.Lock()
+	defer d.saves.order.Unlock()
+	d.takePending(cfg.ID) // want has them
 	err := d.savePeers(cfg.ID, func(tx store.Tx, bucket string) error {
-		stored := map[string][]byte{}
-		if err := tx.ForEach(bucket, func(k string, v []byte) error { stored[k] = bytes.Clone(v); return nil }); err != nil {
+		// Only what differs is written; the keys are read, not copied.
+		var gone []string
+		if err := tx.ForEach(bucket, func(k string, _ []byte) error {
+			if ip, err := netip.ParseAddr(k); err != nil || want[ip] == (Peer{}) {
+				gone = append(gone, k)
+			}
+			return nil
+		}); err != nil {
 			return err
+		}
+		for _, k := range gone {
+			if err := tx.Delete(bucket, k); err != nil {
+				return err
+			}
 		}
 		for ip, p := range want {
 			b, _ := json.Marshal(p)
 			k := ip.String()
-			if !bytes.Equal(stored[k], b) {
-				if err := tx.Put(bucket, k, b); err != nil {
-					return err
-				}
+			if have, err := tx.Get(bucket, k); err == nil && bytes.Equal(have, b) {
+				continue
 			}
-			delete(stored, k)
-		}
-		for k := range stored {
-			if err := tx.Delete(bucket, k); err != nil {
+			if err := tx.Put(bucket, k, b); err != nil {
 				return err
 			}
 		}
@@ -70,7 +83,8 @@ func (d *Driver) setPeers(cfg *NetworkConfig, want map[netip.Addr]Peer, log *log
 }
 
 // applyPeer applies one watched change of a remote endpoint: one entry
-// programmed or removed, one record saved, whatever the number of peers.
+// programmed or removed, one record saved (behind it, queuePeerSave),
+// whatever the number of peers.
 // A delete is applied only when the address is still the deleting host's:
 // after a release on one host and a claim on another, the first one's
 // delete may come late.
@@ -95,11 +109,11 @@ func (d *Driver) applyPeer(cfg *NetworkConfig, p Peer, deleted bool, log *logrus
 				log.WithError(err).WithField("address", p.IP).Warn("could not remove a remote endpoint's old entries")
 			}
 		}
-		if err := d.links.SetRemote(cfg.VXLAN, p.remote()); err != nil {
+		if err := d.links.SetRemotes(cfg.VXLAN, []netutil.Remote{p.remote()}); err != nil {
 			log.WithError(err).WithField("address", p.IP).Warn("could not program a remote endpoint; reconcile will retry")
 		}
 		if !had || old.MAC != p.MAC {
-			d.announce(cfg, p, log)
+			d.announce(cfg, []netutil.Remote{p.remote()}, log)
 		}
 	}
 	live := d.recordPeers(cfg.ID, func(m map[netip.Addr]Peer) map[netip.Addr]Peer {
@@ -113,26 +127,103 @@ func (d *Driver) applyPeer(cfg *NetworkConfig, p Peer, deleted bool, log *logrus
 		}
 		return m
 	})
-	if !live {
-		return
-	}
-	err := d.savePeers(cfg.ID, func(tx store.Tx, bucket string) error {
-		if deleted {
-			return tx.Delete(bucket, p.IP.String())
-		}
-		return store.PutJSON(tx, bucket, p.IP.String(), p)
-	})
-	if err != nil {
-		log.WithError(err).WithField("address", p.IP).Warn("could not save a remote endpoint")
+	if live {
+		d.queuePeerSave(cfg.ID, p, deleted)
 	}
 }
 
-// announce tells this host's containers of a new or moved remote address:
-// one that talked to the address before has its old MAC cached, and would
+// A watched change is saved behind the event, with the others of the next
+// peerSaveDelay in one transaction (one fsync), so an event costs no disk
+// write: the saved peers are what a host restarted while etcd is down
+// programs, and a change lost with a crash is found again at the next list.
+const peerSaveDelay = 100 * time.Millisecond
+
+// peerSaves are the changes waiting to be saved.
+type peerSaves struct {
+	// order makes the saving of a batch and setPeers' save of a whole
+	// network one after the other, so a batch taken before a full save
+	// never lands after it. Taken before d.mu, never while holding it.
+	order sync.Mutex
+
+	mu        sync.Mutex // guards pending and scheduled
+	pending   map[string]map[netip.Addr]*Peer
+	scheduled bool
+}
+
+// queuePeerSave records a change to save (p nil for a removal) and makes
+// sure a save is on its way.
+func (d *Driver) queuePeerSave(networkID string, p Peer, deleted bool) {
+	s := &d.saves
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending == nil {
+		s.pending = map[string]map[netip.Addr]*Peer{}
+	}
+	if s.pending[networkID] == nil {
+		s.pending[networkID] = map[netip.Addr]*Peer{}
+	}
+	if deleted {
+		s.pending[networkID][p.IP] = nil
+	} else {
+		s.pending[networkID][p.IP] = &p
+	}
+	if !s.scheduled {
+		s.scheduled = true
+		d.background.Add(1)
+		time.AfterFunc(peerSaveDelay, func() {
+			defer d.background.Done()
+			d.flushPeers()
+		})
+	}
+}
+
+// takePending hands over the changes of one network (all when networkID
+// is ""), which the caller saves or supersedes.
+func (d *Driver) takePending(networkID string) map[string]map[netip.Addr]*Peer {
+	s := &d.saves
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if networkID != "" {
+		out := map[string]map[netip.Addr]*Peer{networkID: s.pending[networkID]}
+		delete(s.pending, networkID)
+		return out
+	}
+	out := s.pending
+	s.pending, s.scheduled = nil, false
+	return out
+}
+
+// flushPeers saves the changes waiting.
+func (d *Driver) flushPeers() {
+	d.saves.order.Lock()
+	defer d.saves.order.Unlock()
+	for id, changes := range d.takePending("") {
+		err := d.savePeers(id, func(tx store.Tx, bucket string) error {
+			for ip, p := range changes {
+				var err error
+				if p == nil {
+					err = tx.Delete(bucket, ip.String())
+				} else {
+					err = store.PutJSON(tx, bucket, ip.String(), p)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			d.log.WithError(err).WithField("network", id).Warn("could not save remote endpoints")
+		}
+	}
+}
+
+// announce tells this host's containers of new or moved remote addresses:
+// one that talked to an address before has its old MAC cached, and would
 // keep sending there.
-func (d *Driver) announce(cfg *NetworkConfig, p Peer, log *logrus.Entry) {
-	if err := d.links.AnnounceARP(cfg.BridgeName, p.IP, p.remote().MAC); err != nil {
-		log.WithError(err).WithField("address", p.IP).Debug("could not announce a remote address")
+func (d *Driver) announce(cfg *NetworkConfig, rs []netutil.Remote, log *logrus.Entry) {
+	if err := d.links.AnnounceARP(cfg.BridgeName, rs); err != nil {
+		log.WithError(err).Debug("could not announce every remote address")
 	}
 }
 
@@ -150,9 +241,10 @@ func (d *Driver) recordPeers(networkID string, change func(map[netip.Addr]Peer) 
 }
 
 // savePeers runs change on the network's bucket of remote endpoints, in
-// one transaction. A network still saved in the old one-record form is
-// instead saved whole from memory (which already has the change), and the
-// old record goes. Caller holds d.peersMu.
+// one transaction, unless the network is gone from the store (a save
+// behind a removal writes nothing). A network still saved in the old
+// one-record form is instead saved whole from memory (which already has
+// the change), and the old record goes. Caller holds d.saves.order.
 func (d *Driver) savePeers(networkID string, change func(tx store.Tx, bucket string) error) error {
 	d.mu.Lock()
 	var all []Peer
@@ -165,6 +257,9 @@ func (d *Driver) savePeers(networkID string, change func(tx store.Tx, bucket str
 	d.mu.Unlock()
 	bucket := peersBucket(networkID)
 	err := d.store.Update(func(tx store.Tx) error {
+		if _, err := tx.Get(bucketNetworks, networkID); errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
 		if !legacy {
 			return change(tx, bucket)
 		}
@@ -203,14 +298,15 @@ func (d *Driver) programPeers(cfg *NetworkConfig, want map[netip.Addr]Peer) (int
 			errs = append(errs, d.links.DelRemote(cfg.VXLAN, r))
 		}
 	}
+	var set []netutil.Remote
 	for ip, p := range want {
 		if r, ok := got[ip]; ok && r.MAC.String() == p.MAC && r.VTEP == p.VTEP {
 			continue
 		}
-		fixed++
-		errs = append(errs, d.links.SetRemote(cfg.VXLAN, p.remote()))
+		set = append(set, p.remote())
 	}
-	return fixed, errors.Join(errs...)
+	errs = append(errs, d.links.SetRemotes(cfg.VXLAN, set))
+	return fixed + len(set), errors.Join(errs...)
 }
 
 // loadPeers reads the remote endpoints last known for each network: a

@@ -103,10 +103,13 @@ func (c *Client) Claimed(net string) (map[netip.Addr]string, error) {
 
 // RecordFacts reads, in one round trip, what a watched endpoint record of
 // node for ip is checked against: the address's claim, and the underlay
-// address node registered (if it is registered).
-func (c *Client) RecordFacts(net string, ip netip.Addr, node string) (f RecordFacts, err error) {
+// address node registered (if it is registered), as of revision rev (the
+// record's; 0: now). The record's host wrote both before the record, so
+// the member that sent the change has them, and answers without waiting
+// for writes under way.
+func (c *Client) RecordFacts(net string, ip netip.Addr, node string, rev int64) (f RecordFacts, err error) {
 	err = c.call("read the claim of "+ip.String()+" and node "+node, func(ctx context.Context) error {
-		vals, err := c.kv.getMany(ctx, addrKey(net, ip), nodeKey(node))
+		vals, err := c.kv.getMany(ctx, rev, addrKey(net, ip), nodeKey(node))
 		if err != nil {
 			return err
 		}

@@ -455,12 +455,12 @@ func TestRecordFacts(t *testing.T) {
 	if ok, _, err := h[1].ClaimAddress("blue", ip, "02:00:00:00:00:07"); !ok || err != nil {
 		t.Fatalf("claim: %v %v", ok, err)
 	}
-	got, err := h[0].RecordFacts("blue", ip, "host2")
+	got, err := h[0].RecordFacts("blue", ip, "host2", 0)
 	want := RecordFacts{Claim: Claim{Node: "host2", Owner: "02:00:00:00:00:07"}, Claimed: true, VTEP: netip.MustParseAddr("198.18.0.12"), Registered: true}
 	if err != nil || got != want {
 		t.Errorf("RecordFacts = %+v, %v; want %+v", got, err, want)
 	}
-	got, err = h[0].RecordFacts("blue", netip.MustParseAddr("10.40.0.8"), "host9")
+	got, err = h[0].RecordFacts("blue", netip.MustParseAddr("10.40.0.8"), "host9", 0)
 	if err != nil || got != (RecordFacts{}) {
 		t.Errorf("RecordFacts of an unclaimed address and an unknown node = %+v, %v; want nothing", got, err)
 	}

@@ -16,6 +16,8 @@ type Endpoint struct {
 	IP      netip.Addr `json:"ip"`
 	MAC     string     `json:"mac"`
 	VTEP    netip.Addr `json:"vtep"` // the host's underlay address
+	// Rev is the revision of a watched record's change (0 otherwise).
+	Rev int64 `json:"-"`
 }
 
 func endpointKey(net, node string, ip netip.Addr) string {
@@ -98,6 +100,7 @@ func (c *Client) WatchEndpoints(ctx context.Context, net string, rev int64, fn f
 		}
 		for _, ev := range b.Events {
 			if ep, ok := parseEndpoint(net, ev.Key, ev.Value); ok {
+				ep.Rev = ev.Rev
 				fn(ep, ev.Delete)
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -19,7 +20,8 @@ const keepAliveTime = 10 * time.Second
 
 // etcdKV is kv on a real etcd.
 type etcdKV struct {
-	c *clientv3.Client
+	c    *clientv3.Client
+	page int64 // keys a list reads at a time (listPage)
 }
 
 var _ kv = (*etcdKV)(nil)
@@ -55,7 +57,7 @@ func dialEtcd(endpoints []string, t TLS, dialTimeout time.Duration) (*etcdKV, er
 	if err != nil {
 		return nil, fmt.Errorf("etcd client for %v: %w", endpoints, err)
 	}
-	return &etcdKV{c: c}, nil
+	return &etcdKV{c: c, page: listPage}, nil
 }
 
 func leaseOpts(lease int64) []clientv3.OpOption {
@@ -178,12 +180,19 @@ func (e *etcdKV) get(ctx context.Context, key string) ([]byte, bool, error) {
 	return res.Kvs[0].Value, true, nil
 }
 
-func (e *etcdKV) getMany(ctx context.Context, keys ...string) ([][]byte, error) {
+func (e *etcdKV) getMany(ctx context.Context, rev int64, keys ...string) ([][]byte, error) {
+	var opts []clientv3.OpOption
+	if rev > 0 {
+		opts = []clientv3.OpOption{clientv3.WithRev(rev), clientv3.WithSerializable()}
+	}
 	ops := make([]clientv3.Op, len(keys))
 	for i, k := range keys {
-		ops[i] = clientv3.OpGet(k)
+		ops[i] = clientv3.OpGet(k, opts...)
 	}
 	res, err := e.c.Txn(ctx).Then(ops...).Commit()
+	if rev > 0 && (errors.Is(err, rpctypes.ErrFutureRev) || errors.Is(err, rpctypes.ErrCompacted)) {
+		return e.getMany(ctx, 0, keys...)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -196,34 +205,65 @@ func (e *etcdKV) getMany(ctx context.Context, keys ...string) ([][]byte, error) 
 	return out, nil
 }
 
+// listPage bounds a range's answer: a list of a big network (100k
+// endpoints) comes in pages at one revision, so neither etcd's answer nor
+// the client's copy of it is whole in memory at once.
+const listPage = 5000
+
 func (e *etcdKV) list(ctx context.Context, prefix string) ([]pair, int64, error) {
-	res, err := e.c.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	lists, rev, err := e.listMany(ctx, prefix)
 	if err != nil {
 		return nil, 0, err
 	}
-	out := make([]pair, len(res.Kvs))
-	for i, k := range res.Kvs {
-		out[i] = pair{Key: string(k.Key), Value: k.Value}
-	}
-	return out, res.Header.Revision, nil
+	return lists[0], rev, nil
 }
 
+// listMany reads the first page of every prefix in one transaction, and
+// the rest of a longer one page by page at that transaction's revision.
 func (e *etcdKV) listMany(ctx context.Context, prefixes ...string) ([][]pair, int64, error) {
 	ops := make([]clientv3.Op, len(prefixes))
 	for i, p := range prefixes {
-		ops[i] = clientv3.OpGet(p, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+		ops[i] = clientv3.OpGet(p, clientv3.WithRange(clientv3.GetPrefixRangeEnd(p)), clientv3.WithLimit(e.page))
 	}
 	res, err := e.c.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
 		return nil, 0, err
 	}
+	rev := res.Header.Revision
 	out := make([][]pair, len(prefixes))
 	for i, r := range res.Responses {
-		for _, k := range r.GetResponseRange().Kvs {
-			out[i] = append(out[i], pair{Key: string(k.Key), Value: k.Value})
+		page := r.GetResponseRange()
+		out[i] = appendPairs(nil, page.Kvs)
+		if page.More {
+			if out[i], err = e.rest(ctx, prefixes[i], rev, out[i]); err != nil {
+				return nil, 0, err
+			}
 		}
 	}
-	return out, res.Header.Revision, nil
+	return out, rev, nil
+}
+
+// rest reads the pages of prefix after the keys in out, as of rev.
+func (e *etcdKV) rest(ctx context.Context, prefix string, rev int64, out []pair) ([]pair, error) {
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	for {
+		from := out[len(out)-1].Key + "\x00"
+		res, err := e.c.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(e.page), clientv3.WithRev(rev))
+		if err != nil {
+			return nil, err
+		}
+		out = appendPairs(out, res.Kvs)
+		if !res.More || len(res.Kvs) == 0 {
+			return out, nil
+		}
+	}
+}
+
+func appendPairs(out []pair, kvs []*mvccpb.KeyValue) []pair {
+	for _, k := range kvs {
+		out = append(out, pair{Key: string(k.Key), Value: k.Value})
+	}
+	return out
 }
 
 func (e *etcdKV) watch(ctx context.Context, prefix string, rev int64) <-chan watchBatch {
@@ -244,7 +284,7 @@ func (e *etcdKV) watch(ctx context.Context, prefix string, rev int64) <-chan wat
 			}
 			b := watchBatch{Rev: res.Header.Revision}
 			for _, ev := range res.Events {
-				b.Events = append(b.Events, event{Key: string(ev.Kv.Key), Value: ev.Kv.Value, Delete: ev.Type == clientv3.EventTypeDelete})
+				b.Events = append(b.Events, event{Key: string(ev.Kv.Key), Value: ev.Kv.Value, Delete: ev.Type == clientv3.EventTypeDelete, Rev: ev.Kv.ModRevision})
 			}
 			select {
 			case out <- b:

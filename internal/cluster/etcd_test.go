@@ -237,3 +237,74 @@ func BenchmarkEtcdWrites(b *testing.B) {
 		b.ReportMetric(float64(d[len(d)*99/100].Microseconds())/1000, name+"-p99-ms")
 	}
 }
+
+// A watched record's facts are read as of its revision: what the store
+// held then, from the member asked; a revision it has not reached reads
+// the latest.
+func TestEtcdRecordFactsAtARevision(t *testing.T) {
+	e := etcdtest.Start(t, etcdtest.Options{})
+	h := etcdHosts(t, e, 2, 10*time.Second)
+	register(t, h...)
+	ip := netip.MustParseAddr("10.40.0.7")
+	if ok, _, err := h[1].ClaimAddress("blue", ip, "02:00:00:00:00:07"); !ok || err != nil {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	if err := h[1].PublishEndpoint(Endpoint{Network: "blue", IP: ip, MAC: "02:00:00:00:00:07"}); err != nil {
+		t.Fatal(err)
+	}
+	eps, rev, err := h[0].Endpoints("blue")
+	if err != nil || len(eps) != 1 {
+		t.Fatalf("endpoints: %v %v", eps, err)
+	}
+	if err := h[1].ReleaseAddress("blue", ip, "02:00:00:00:00:07"); err != nil {
+		t.Fatal(err)
+	}
+	then, err := h[0].RecordFacts("blue", ip, "host2", rev)
+	if err != nil || !then.Claimed || then.Claim.Node != "host2" || !then.Registered {
+		t.Errorf("facts as of the record's revision: %+v, %v; want host2's claim and registration", then, err)
+	}
+	now, err := h[0].RecordFacts("blue", ip, "host2", 0)
+	if err != nil || now.Claimed {
+		t.Errorf("facts now: %+v, %v; want the claim gone", now, err)
+	}
+	future, err := h[0].RecordFacts("blue", ip, "host2", rev+1000)
+	if err != nil || future.Claimed || !future.Registered {
+		t.Errorf("facts as of a revision not reached: %+v, %v; want the latest", future, err)
+	}
+}
+
+// A list longer than a page comes whole, in key order, at the revision of
+// its first page: keys written meanwhile are not in it.
+func TestEtcdListInPages(t *testing.T) {
+	e := etcdtest.Start(t, etcdtest.Options{})
+	kv, err := dialEtcd([]string{e.URL()}, TLS{}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kv.close()
+	kv.page = 3
+	ctx := t.Context()
+	for i := range 10 {
+		if err := kv.put(ctx, fmt.Sprintf("/t/a/%02d", i), []byte("x"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := kv.put(ctx, "/t/b/0", []byte("y"), 0); err != nil {
+		t.Fatal(err)
+	}
+	lists, rev, err := kv.listMany(ctx, "/t/a/", "/t/b/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lists[0]) != 10 || lists[0][0].Key != "/t/a/00" || lists[0][9].Key != "/t/a/09" || len(lists[1]) != 1 {
+		t.Fatalf("lists = %v", lists)
+	}
+	// A later page is read at the first page's revision.
+	if err := kv.put(ctx, "/t/a/99", []byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := kv.rest(ctx, "/t/a/", rev, lists[0][:3])
+	if err != nil || len(rest) != 10 {
+		t.Errorf("the rest of the list at revision %d: %d keys, %v; want 10", rev, len(rest), err)
+	}
+}

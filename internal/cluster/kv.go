@@ -25,6 +25,7 @@ type event struct {
 	Key    string
 	Value  []byte
 	Delete bool
+	Rev    int64 // the revision of the change
 }
 
 // watchBatch is what a watch delivers: events up to Rev, or an error
@@ -59,8 +60,11 @@ type kv interface {
 	deleteKeys(ctx context.Context, keys []string) error
 	get(ctx context.Context, key string) ([]byte, bool, error)
 	// getMany reads keys at one revision, in one round trip: a value per
-	// key, nil for an absent one.
-	getMany(ctx context.Context, keys ...string) ([][]byte, error)
+	// key, nil for an absent one. rev 0 is the latest (a linearizable
+	// read); else it is the store as of rev, read from the member asked
+	// (which need not wait for writes under way), or the latest when that
+	// member has not reached rev or has compacted it.
+	getMany(ctx context.Context, rev int64, keys ...string) ([][]byte, error)
 	// list returns the keys under prefix, in key order, at one revision.
 	list(ctx context.Context, prefix string) ([]pair, int64, error)
 	// listMany is list of each prefix, all at one revision, in one round

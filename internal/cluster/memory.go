@@ -135,6 +135,7 @@ func (m *memKV) check(ctx context.Context) error {
 // commit records one change and tells the watchers. Caller holds mu.
 func (m *memKV) commit(ev event) {
 	m.rev++
+	ev.Rev = m.rev
 	if ev.Delete {
 		delete(m.data, ev.Key)
 	}
@@ -274,7 +275,7 @@ func (m *memKV) get(ctx context.Context, key string) ([]byte, bool, error) {
 	return slices.Clone(v.value), ok, nil
 }
 
-func (m *memKV) getMany(ctx context.Context, keys ...string) ([][]byte, error) {
+func (m *memKV) getMany(ctx context.Context, _ int64, keys ...string) ([][]byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.check(ctx); err != nil {

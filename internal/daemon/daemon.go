@@ -241,7 +241,12 @@ func (d *Daemon) Run(ctx context.Context, l net.Listener) error {
 			d.drv.Close()
 			return fmt.Errorf("cluster: %w", reg.err)
 		}
-		d.drv.StartCluster()
+		if reg.err != nil {
+			// Registered, membership lists every network at once (after
+			// the pools' reclaim); else the networks follow etcd from
+			// now, and list again once registered.
+			d.drv.StartCluster()
+		}
 		go d.membership(ctx, reg)
 		go d.clusterUpkeep(ctx)
 	}

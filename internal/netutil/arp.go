@@ -2,57 +2,69 @@ package netutil
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
-	"net"
-	"net/netip"
 
 	"golang.org/x/sys/unix"
 )
 
-// AnnounceARP sends a gratuitous ARP out of a bridge to all its ports: "ip
-// is at mac" (arping -U -I BRIDGE -s IP, with MAC as the sender). Linux
-// updates an existing neighbour entry on such an announcement, so the
-// containers on this host stop sending to the MAC an address had before it
-// moved to another container or host. It needs CAP_NET_RAW.
-func AnnounceARP(bridge string, ip netip.Addr, mac net.HardwareAddr) error {
-	if !ip.Is4() || len(mac) != 6 {
-		return fmt.Errorf("announce %s at %s: want an IPv4 address and an Ethernet MAC", ip, mac)
+// AnnounceARP sends a gratuitous ARP out of a bridge to all its ports for
+// each remote: "IP is at MAC" (arping -U -I BRIDGE -s IP, with MAC as the
+// sender). Linux updates an existing neighbour entry on such an
+// announcement, so the containers on this host stop sending to the MAC an
+// address had before it moved to another container or host. They go out
+// of one packet socket, opened at the first call without a protocol (it
+// only sends) and kept: closing a packet socket waits for an RCU grace
+// period, milliseconds. It needs CAP_NET_RAW.
+func (l *Links) AnnounceARP(bridge string, rs []Remote) error {
+	if len(rs) == 0 {
+		return nil
 	}
-	ifi, err := net.InterfaceByName(bridge)
+	link, err := linkByName(l.h, bridge)
 	if err != nil {
 		return fmt.Errorf("announce on %q: %w", bridge, err)
 	}
-	proto := htons(unix.ETH_P_ARP)
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(proto))
-	if err != nil {
-		return fmt.Errorf("announce on %q: packet socket: %w", bridge, err)
+	hw := link.Attrs().HardwareAddr
+	if len(hw) != 6 {
+		return fmt.Errorf("announce on %q: it has no Ethernet address", bridge)
 	}
-	defer unix.Close(fd)
-	frame := make([]byte, 0, 42)
+	l.arpMu.Lock()
+	defer l.arpMu.Unlock()
+	if l.arp < 0 {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("announce on %q: packet socket: %w", bridge, err)
+		}
+		l.arp = fd
+	}
 	broadcast := []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
-	frame = append(frame, broadcast...)
-	frame = append(frame, ifi.HardwareAddr...)
-	frame = binary.BigEndian.AppendUint16(frame, unix.ETH_P_ARP)
-	frame = binary.BigEndian.AppendUint16(frame, 1)             // hardware: Ethernet
-	frame = binary.BigEndian.AppendUint16(frame, unix.ETH_P_IP) // protocol: IPv4
-	frame = append(frame, 6, 4)
-	frame = binary.BigEndian.AppendUint16(frame, 1) // request: a gratuitous ARP asks for its own address
-	a := ip.As4()
-	frame = append(frame, mac...)
-	frame = append(frame, a[:]...)
-	frame = append(frame, 0, 0, 0, 0, 0, 0)
-	frame = append(frame, a[:]...)
-	to := &unix.SockaddrLinklayer{Protocol: proto, Ifindex: ifi.Index, Halen: 6}
+	to := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: link.Attrs().Index, Halen: 6}
 	copy(to.Addr[:], broadcast)
-	if err := unix.Sendto(fd, frame, 0, to); err != nil {
-		return fmt.Errorf("announce %s on %q: %w", ip, bridge, err)
+	frame := make([]byte, 0, 42)
+	var errs []error
+	for _, r := range rs {
+		if !r.IP.Is4() || len(r.MAC) != 6 {
+			errs = append(errs, fmt.Errorf("announce %s at %s: want an IPv4 address and an Ethernet MAC", r.IP, r.MAC))
+			continue
+		}
+		frame = frame[:0]
+		frame = append(frame, broadcast...)
+		frame = append(frame, hw...)
+		frame = binary.BigEndian.AppendUint16(frame, unix.ETH_P_ARP)
+		frame = binary.BigEndian.AppendUint16(frame, 1)             // hardware: Ethernet
+		frame = binary.BigEndian.AppendUint16(frame, unix.ETH_P_IP) // protocol: IPv4
+		frame = append(frame, 6, 4)
+		frame = binary.BigEndian.AppendUint16(frame, 1) // request: a gratuitous ARP asks for its own address
+		a := r.IP.As4()
+		frame = append(frame, r.MAC...)
+		frame = append(frame, a[:]...)
+		frame = append(frame, 0, 0, 0, 0, 0, 0)
+		frame = append(frame, a[:]...)
+		if err := unix.Sendto(l.arp, frame, 0, to); err != nil {
+			errs = append(errs, fmt.Errorf("announce %s on %q: %w", r.IP, bridge, err))
+		}
 	}
-	return nil
-}
-
-// AnnounceARP is the package function, for the driver's linksAPI.
-func (l *Links) AnnounceARP(bridge string, ip netip.Addr, mac net.HardwareAddr) error {
-	return AnnounceARP(bridge, ip, mac)
+	return errors.Join(errs...)
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -24,6 +25,11 @@ type Links struct {
 	// grace periods, device refcounts), so on the shared handle every
 	// create behind it would wait that long too.
 	del *netlink.Handle
+
+	// arp is the packet socket announcements go out of, opened at the
+	// first (arp.go); closing one waits for an RCU grace period.
+	arpMu sync.Mutex
+	arp   int
 }
 
 // New returns Links for the calling process's network namespace.
@@ -37,11 +43,20 @@ func New() (*Links, error) {
 		h.Close()
 		return nil, fmt.Errorf("open netlink handle: %w", err)
 	}
-	return &Links{h: h, del: del}, nil
+	return &Links{h: h, del: del, arp: -1}, nil
 }
 
-// Close releases the netlink sockets.
-func (l *Links) Close() { l.h.Close(); l.del.Close() }
+// Close releases the netlink and packet sockets.
+func (l *Links) Close() {
+	l.h.Close()
+	l.del.Close()
+	l.arpMu.Lock()
+	defer l.arpMu.Unlock()
+	if l.arp >= 0 {
+		unix.Close(l.arp)
+		l.arp = -1
+	}
+}
 
 func isNotFound(err error) bool {
 	var nf netlink.LinkNotFoundError

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -313,12 +314,12 @@ func TestKernelVXLANDeviceAndRemotes(t *testing.T) {
 		}
 	}
 	r := Remote{IP: netip.MustParseAddr("10.40.0.5"), MAC: net.HardwareAddr{0x02, 0x42, 10, 40, 0, 5}, VTEP: netip.MustParseAddr("198.18.0.12")}
-	if err := l.SetRemote("tvx0", r); err != nil {
+	if err := l.SetRemotes("tvx0", []Remote{r}); err != nil {
 		t.Fatal(err)
 	}
 	// The address moved to another host: the entry follows.
 	r.VTEP = netip.MustParseAddr("198.18.0.13")
-	if err := l.SetRemote("tvx0", r); err != nil {
+	if err := l.SetRemotes("tvx0", []Remote{r}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := l.Remotes("tvx0")
@@ -442,5 +443,52 @@ func TestKernelSyncIPSet(t *testing.T) {
 	}
 	if err := l.DestroyIPSet("mnt-set"); err != nil {
 		t.Errorf("destroying a missing set: %v", err)
+	}
+}
+
+// A gratuitous ARP from the bridge moves a container's cached neighbour
+// entry to the new MAC; many go out of one socket, kept open between calls.
+func TestKernelAnnounceARPUpdatesNeighbours(t *testing.T) {
+	l := newLinks(t)
+	t.Cleanup(func() { _ = l.DeleteLink("tbra"); _ = l.DeleteLink("tva0") })
+	for _, args := range [][]string{
+		{"link", "add", "tbra", "type", "bridge"},
+		{"link", "add", "tva0", "type", "veth", "peer", "name", "tva1"},
+		{"link", "set", "tva0", "master", "tbra", "up"},
+		{"link", "set", "tbra", "up"},
+		{"addr", "add", "10.78.0.2/24", "dev", "tva1"},
+		{"link", "set", "tva1", "up"},
+		{"neigh", "add", "10.78.0.7", "lladdr", "02:00:00:00:00:01", "dev", "tva1", "nud", "stale"},
+		{"neigh", "add", "10.78.0.8", "lladdr", "02:00:00:00:00:01", "dev", "tva1", "nud", "stale"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	mac := func(s string) net.HardwareAddr { m, _ := net.ParseMAC(s); return m }
+	for range 2 { // the second call reuses the socket
+		if err := l.AnnounceARP("tbra", []Remote{
+			{IP: netip.MustParseAddr("10.78.0.7"), MAC: mac("02:00:00:00:00:07")},
+			{IP: netip.MustParseAddr("10.78.0.8"), MAC: mac("02:00:00:00:00:08")},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for ip, want := range map[string]string{"10.78.0.7": "02:00:00:00:00:07", "10.78.0.8": "02:00:00:00:00:08"} {
+		ok := false
+		for range 50 {
+			out, _ := exec.Command("ip", "neigh", "show", ip, "dev", "tva1").Output()
+			if ok = strings.Contains(string(out), want); ok {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !ok {
+			out, _ := exec.Command("ip", "neigh", "show", "dev", "tva1").Output()
+			t.Errorf("%s not moved to %s:\n%s", ip, want, out)
+		}
+	}
+	if err := l.AnnounceARP("tbra", []Remote{{IP: netip.MustParseAddr("fd00::1"), MAC: mac("02:00:00:00:00:09")}}); err == nil {
+		t.Error("an IPv6 address was announced over ARP")
 	}
 }

@@ -1,6 +1,7 @@
 package netutil
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -95,27 +96,35 @@ func (l *Links) vxlanIndex(name string) (int, error) {
 	return link.Attrs().Index, nil
 }
 
-// SetRemote programs one remote container on the device: its MAC goes to
-// its host (bridge fdb replace MAC dev NAME dst VTEP self permanent), and
-// its address answers ARP with that MAC (ip neigh replace IP lladdr MAC dev
-// NAME nud permanent). Both replace whatever was there, so an address that
-// moved to another container or host is followed.
-func (l *Links) SetRemote(name string, r Remote) error {
+// SetRemotes programs remote containers on the device, looked up once for
+// them all. For each, its MAC goes to its host (bridge fdb replace MAC dev
+// NAME dst VTEP self permanent), and its address answers ARP with that MAC
+// (ip neigh replace IP lladdr MAC dev NAME nud permanent). Both replace
+// whatever was there, so an address that moved to another container or
+// host is followed.
+func (l *Links) SetRemotes(name string, rs []Remote) error {
+	if len(rs) == 0 {
+		return nil
+	}
 	idx, err := l.vxlanIndex(name)
 	if err != nil {
 		return err
 	}
-	fdb := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, State: netlink.NUD_PERMANENT,
-		Flags: netlink.NTF_SELF, HardwareAddr: r.MAC, IP: net.IP(r.VTEP.AsSlice())}
-	if err := l.h.NeighSet(fdb); err != nil {
-		return fmt.Errorf("fdb entry %s -> %s on %q: %w", r.MAC, r.VTEP, name, err)
+	var errs []error
+	for _, r := range rs {
+		fdb := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, State: netlink.NUD_PERMANENT,
+			Flags: netlink.NTF_SELF, HardwareAddr: r.MAC, IP: net.IP(r.VTEP.AsSlice())}
+		if err := l.h.NeighSet(fdb); err != nil {
+			errs = append(errs, fmt.Errorf("fdb entry %s -> %s on %q: %w", r.MAC, r.VTEP, name, err))
+			continue
+		}
+		nb := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_INET, State: netlink.NUD_PERMANENT,
+			HardwareAddr: r.MAC, IP: net.IP(r.IP.AsSlice())}
+		if err := l.h.NeighSet(nb); err != nil {
+			errs = append(errs, fmt.Errorf("neighbour %s -> %s on %q: %w", r.IP, r.MAC, name, err))
+		}
 	}
-	nb := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_INET, State: netlink.NUD_PERMANENT,
-		HardwareAddr: r.MAC, IP: net.IP(r.IP.AsSlice())}
-	if err := l.h.NeighSet(nb); err != nil {
-		return fmt.Errorf("neighbour %s -> %s on %q: %w", r.IP, r.MAC, name, err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // DelRemote removes a remote container's entries (bridge fdb del; ip neigh
