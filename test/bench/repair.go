@@ -96,3 +96,32 @@ func (w *workloads) multiHost() error {
 		num(m["create-endpoint-p50-ms"])+" / "+num(m["create-endpoint-p99-ms"]), "target p99 < 10")
 	return nil
 }
+
+// 11. Cluster scale: one real daemon on a network of 100 simulated hosts'
+// endpoints in a real etcd, at 1k, 10k and 100k peers
+// (test/multihost BenchmarkClusterScale).
+func (w *workloads) clusterScale() error {
+	res, err := goBench("./test/multihost", "BenchmarkClusterScale", "1x")
+	if err != nil {
+		return err
+	}
+	m := res["BenchmarkClusterScale"]
+	if m == nil {
+		return fmt.Errorf("BenchmarkClusterScale reported nothing")
+	}
+	for _, size := range []string{"1k", "10k", "100k"} {
+		if _, ok := m["startup-s-"+size]; !ok {
+			continue
+		}
+		w.r.addText("11. "+size+" peers: start-up to every peer listed and programmed (the daemon's own list and program)", "s",
+			fmt.Sprintf("%s (%s)", num(m["startup-s-"+size]), num(m["startup-sync-s-"+size])), "90% of the entries new to the kernel; target at 100k: < 10")
+		w.r.addText("11. "+size+" peers: restart, every entry in place", "s", num(m["restart-s-"+size]), "")
+		w.r.addText("11. "+size+" peers: one watched change in the daemon, p50 / p99 of 200", "us",
+			num(m["event-p50-us-"+size])+" / "+num(m["event-p99-us-"+size]), "from the watch to the entry programmed; target p99 < 2000, flat")
+		w.r.addText("11. "+size+" peers: daemon memory, resident / peak", "MiB",
+			num(m["rss-MiB-"+size])+" / "+num(m["peak-rss-MiB-"+size]), "target < 200")
+	}
+	w.r.addText("11. etcd requests per RequestAddress / per CreateEndpoint", "requests",
+		num(m["etcd-requests-per-request-address"])+" / "+num(m["etcd-requests-per-create-endpoint"]), "etcd's own count of unary calls, 30 of each at 100k peers")
+	return nil
+}
