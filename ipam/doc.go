@@ -17,11 +17,13 @@
 // larger than /31, the broadcast address) are never handed out.
 //
 // Files. ipam.go is the API (the calls Docker makes); status.go Pools, for
-// mynet status and the metrics; pool.go the
-// pool records, subnet parsing and the choice of a default pool; persist.go
+// mynet status and the metrics; pool.go the pools, their records and
+// locks, subnet parsing and the choice of a default pool; persist.go
 // loading and saving the chunks; bitmap.go the allocator; defaults.go the
 // default pool sets (Docker's, or --default-address-pool); clusterpool.go
 // the pools of cluster networks (their configuration from the cluster, an
-// address claimed cluster-wide before it is handed out); claims.go the
-// reclaim that keeps a cluster pool's claims in line with what it holds.
+// address claimed cluster-wide before it is handed out); blocks.go how a
+// cluster pool picks and claims an address (blocks with an affinity);
+// claims.go the reclaim that keeps a cluster pool's claims in line with
+// what it holds.
 package ipam

@@ -246,36 +246,6 @@ func (a *Allocator) ReleasePool(req *api.ReleasePoolRequest) error {
 	return nil
 }
 
-// poolFor finds the pool of a pool ID and returns it with its mu held.
-func (a *Allocator) poolFor(id string) (*pool, error) {
-	space, subnet, err := parsePoolID(id)
-	if err != nil {
-		return nil, err
-	}
-	a.mu.Lock()
-	p := a.pools[poolKey(space, subnet)]
-	a.mu.Unlock()
-	if p != nil {
-		p.mu.Lock()
-		if !p.gone {
-			return p, nil
-		}
-		p.mu.Unlock()
-	}
-	return nil, errdefs.NotFound("address pool %s not found", id)
-}
-
-// allPools lists the pools, for the calls that visit each.
-func (a *Allocator) allPools() []*pool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := make([]*pool, 0, len(a.pools))
-	for _, p := range a.pools {
-		out = append(out, p)
-	}
-	return out
-}
-
 // RequestAddress implements api.Ipam.
 func (a *Allocator) RequestAddress(req *api.RequestAddressRequest) (*api.RequestAddressResponse, error) {
 	var want netip.Addr

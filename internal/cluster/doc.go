@@ -34,8 +34,9 @@
 // Files: client.go the Client, its calls and errors; networks.go a
 // network's configuration, VNI and the hosts that have it; claims.go
 // address claims; nodes.go registration, leases and Forget; endpoints.go
-// endpoint records and their watch; kv.go the store interface, etcd.go and
-// memory.go its two implementations.
+// endpoint records and their watch; check.go mynet cluster check; kv.go
+// the store interface, etcd.go and memory.go its two implementations,
+// memfaults.go what unit tests do to the in-memory one.
 //
 // Memory is an in-memory store with the same semantics for unit tests;
 // test/etcdtest runs a real etcd (the embedded server, test/etcd) as a

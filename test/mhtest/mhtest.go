@@ -13,12 +13,10 @@ package mhtest
 import (
 	"encoding/json"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -281,98 +279,6 @@ func (h *Host) CreateNetworkWith(name, subnet string, opts map[string]string) *C
 	h.Call("/NetworkDriver.CreateNetwork", map[string]any{"NetworkID": id, "Options": map[string]any{"com.docker.network.generic": generic},
 		"IPv4Data": []map[string]any{{"AddressSpace": "LocalDefault", "Pool": pool["Pool"], "Gateway": n.GW}}})
 	return n
-}
-
-// container is a "container" namespace on a host, attached to a network.
-type Container struct {
-	Net  *ClusterNet
-	NS   string
-	epID string
-	IP   netip.Prefix
-}
-
-var epSeq struct {
-	sync.Mutex
-	n int
-}
-
-// run plays `docker run --network NET`: an address, the endpoint, Join, and
-// the veth's container end moved into a namespace and configured.
-func (n *ClusterNet) Run(static string) *Container {
-	h := n.Host
-	t := h.w.t
-	t.Helper()
-	c, err := n.TryRun(static)
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", h.Name, err, Tail(h.log.String(), 3000))
-	}
-	return c
-}
-
-func (n *ClusterNet) TryRun(static string) (*Container, error) {
-	h := n.Host
-	epSeq.Lock()
-	epSeq.n++
-	seq := epSeq.n
-	epSeq.Unlock()
-	epID := fmt.Sprintf("e%011x%s", seq, strings.Repeat("0", 52))
-	mac := fmt.Sprintf("02:00:%02x:00:%02x:%02x", h.n, seq/256, seq%256)
-	res, err := h.Try("/IpamDriver.RequestAddress", map[string]any{"PoolID": n.PoolID, "Address": static,
-		"Options": map[string]string{"com.docker.network.endpoint.macaddress": mac}})
-	if err != nil {
-		return nil, err
-	}
-	addr := netip.MustParsePrefix(res["Address"].(string))
-	if _, err := h.Try("/NetworkDriver.CreateEndpoint", map[string]any{"NetworkID": n.ID, "EndpointID": epID,
-		"Interface": map[string]string{"Address": addr.String(), "MacAddress": mac}}); err != nil {
-		return nil, err
-	}
-	if _, err := h.Try("/NetworkDriver.Join", map[string]any{"NetworkID": n.ID, "EndpointID": epID, "SandboxKey": "/x"}); err != nil {
-		return nil, err
-	}
-	c := &Container{Net: n, NS: fmt.Sprintf("%s-c%d", h.w.tag, seq), epID: epID, IP: addr}
-	peer := "mnc" + epID[:12]
-	// What dockerd does after Join, in three ip processes (one batch for the
-	// container's side), so timings measure mynet more than this harness.
-	for _, args := range [][]string{
-		{"netns", "add", c.NS},
-		{"-n", h.NS, "link", "set", peer, "netns", c.NS},
-	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	batch := exec.Command("ip", "-n", c.NS, "-batch", "-")
-	batch.Stdin = strings.NewReader(fmt.Sprintf("link set %s name eth0\naddr add %s dev eth0\nlink set eth0 up\nlink set lo up\nroute add default via %s\n",
-		peer, addr, strings.Split(n.GW, "/")[0]))
-	if out, err := batch.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("configure %s: %v: %s", c.NS, err, out)
-	}
-	return c, nil
-}
-
-// remove plays `docker rm -f`: Leave, DeleteEndpoint, ReleaseAddress, and
-// the namespace goes.
-func (c *Container) Remove() {
-	h := c.Net.Host
-	h.Call("/NetworkDriver.Leave", map[string]any{"NetworkID": c.Net.ID, "EndpointID": c.epID})
-	_ = exec.Command("ip", "netns", "del", c.NS).Run()
-	h.Call("/NetworkDriver.DeleteEndpoint", map[string]any{"NetworkID": c.Net.ID, "EndpointID": c.epID})
-	h.Call("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": c.Net.PoolID, "Address": c.IP.Addr().String()})
-}
-
-// ping sends one echo from the container to ip; size > 0 sets the payload
-// and forbids fragmentation.
-func (c *Container) Ping(ip netip.Addr, size int) error {
-	args := []string{"netns", "exec", c.NS, "ping", "-c", "1", "-W", "2"}
-	if size > 0 {
-		args = append(args, "-M", "do", "-s", fmt.Sprint(size))
-	}
-	out, err := exec.Command("ip", append(args, ip.String())...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ping %s from %s: %v\n%s", ip, c.IP, err, out)
-	}
-	return nil
 }
 
 // eventually retries fn for up to 10 s.
