@@ -138,12 +138,17 @@ func (a *Allocator) clusterSpec(name string, subnet netip.Prefix) (poolRecord, e
 	if err != nil {
 		return poolRecord{}, clusterErr(err)
 	}
-	if !found {
-		if !subnet.IsValid() || !subnet.Addr().Is4() {
+	if !found && subnet.IsValid() {
+		if !subnet.Addr().Is4() {
 			return poolRecord{}, errdefs.Invalid("cluster network %s does not exist yet: the first host must give its IPv4 --subnet", name)
 		}
+		// Created at the gateway's request, with the gateway asked for.
 		return poolRecord{Space: LocalSpace, Subnet: subnet.Masked().String(), Cluster: name}, nil
 	}
+	// An existing network (the subnet is checked), or a new one without
+	// --subnet: created now, with a subnet of the cluster's default pool
+	// and its first address as gateway (of hosts creating it at once, all
+	// get the winner's).
 	spec, err := a.cluster.EnsureNetwork(name, subnet, netip.Addr{}) // checks the subnet
 	if err != nil {
 		return poolRecord{}, clusterErr(err)

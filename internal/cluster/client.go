@@ -21,7 +21,10 @@ import (
 //	vnis/<vni>                            <net>                      the VNI claim
 //	networks/<net>/addrs/<ip>             {"node","owner"}          an address claim; stays until released or forgotten
 //	networks/<net>/hosts/<node>           <node>                     this host has the network (no lease)
-//	networks/<net>/endpoints/<node>/<ip>  {"ip","mac","node","vtep"} under the node's lease
+//	networks/<net>/endpoints/<node>/<ip>  {"ip","mac","node","vtep"} under no lease
+//	subnets/<a.b.c.d_len>                 <net>                      a default subnet's claim
+//	routes/<node>                         [prefix...]                the host's routes, under its lease
+//	docker-networks/<net>                 {"name","options",...}     the network as Docker has it (dockernets.go)
 const Prefix = "/mynet/v1/"
 
 // VNI range mynet picks from: above what switches commonly reserve, below
@@ -42,6 +45,10 @@ type Config struct {
 	Advertise netip.Addr
 	// TTL is the node lease's: a host silent longer is gone for its peers.
 	TTL time.Duration
+	// SubnetPool and SubnetSize are the default pool of cluster networks
+	// created without a subnet (subnets.go); an invalid pool means none.
+	SubnetPool netip.Prefix
+	SubnetSize int
 	// CallTimeout bounds every call that needs etcd (default 5 s), so a
 	// Docker call fails with a clear error well inside Docker's 30 s.
 	CallTimeout time.Duration

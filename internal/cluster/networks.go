@@ -38,7 +38,10 @@ func ValidName(name string) error {
 // EnsureNetwork creates the cluster network's configuration if it is absent
 // and returns what the cluster has. A subnet or gateway that differs from
 // the cluster's is refused with what to change; a zero gateway takes the
-// cluster's (or the subnet's first address for a new network).
+// cluster's (or the subnet's first address for a new network); a zero
+// subnet takes the cluster's, or one of the default pool for a new network
+// (subnets.go), and of hosts racing to create it without one, all get the
+// winner's.
 func (c *Client) EnsureNetwork(name string, subnet netip.Prefix, gateway netip.Addr) (NetworkSpec, error) {
 	if err := ValidName(name); err != nil {
 		return NetworkSpec{}, err
@@ -74,9 +77,10 @@ func (c *Client) LookupNetwork(name string) (spec NetworkSpec, found bool, err e
 }
 
 func (c *Client) ensureNetwork(ctx context.Context, name string, subnet netip.Prefix, gateway netip.Addr) (NetworkSpec, error) {
+	asked := subnet // a subnet picked from the default pool is no one's ask
 	check := func(have NetworkSpec) (NetworkSpec, error) {
-		if subnet.IsValid() && have.Subnet != subnet.Masked() {
-			return have, conflict("cluster network %s has subnet %s; this host asked for %s: create it with --subnet %s", name, have.Subnet, subnet, have.Subnet)
+		if asked.IsValid() && have.Subnet != asked.Masked() {
+			return have, conflict("cluster network %s has subnet %s; this host asked for %s: create it with --subnet %s", name, have.Subnet, asked, have.Subnet)
 		}
 		if gateway.IsValid() && have.Gateway != gateway {
 			return have, conflict("cluster network %s has gateway %s; this host asked for %s: create it with --gateway %s (or none)", name, have.Gateway, gateway, have.Gateway)
@@ -93,8 +97,16 @@ func (c *Client) ensureNetwork(ctx context.Context, name string, subnet netip.Pr
 		}
 		return check(have)
 	}
-	if !subnet.IsValid() || !subnet.Addr().Is4() {
-		return NetworkSpec{}, conflict("cluster network %s does not exist yet: the first host must give its IPv4 --subnet", name)
+	var picked netip.Prefix
+	switch {
+	case !subnet.IsValid():
+		var err error
+		if picked, err = c.pickSubnet(ctx, name); err != nil {
+			return NetworkSpec{}, err
+		}
+		subnet = picked
+	case !subnet.Addr().Is4():
+		return NetworkSpec{}, conflict("cluster network %s: its subnet must be IPv4, not %s", name, subnet)
 	}
 	subnet = subnet.Masked()
 	if !gateway.IsValid() {
@@ -105,6 +117,7 @@ func (c *Client) ensureNetwork(ctx context.Context, name string, subnet netip.Pr
 	}
 	vni, err := c.claimVNI(ctx, name)
 	if err != nil {
+		c.releaseSubnet(ctx, name, picked)
 		return NetworkSpec{}, err
 	}
 	want := NetworkSpec{Subnet: subnet, Gateway: gateway, VNI: vni}
@@ -126,6 +139,9 @@ func (c *Client) ensureNetwork(ctx context.Context, name string, subnet netip.Pr
 	}
 	if have.VNI != vni {
 		_, _ = c.kv.deleteIf(ctx, vniKey(vni), []byte(name))
+	}
+	if picked != have.Subnet {
+		c.releaseSubnet(ctx, name, picked)
 	}
 	return check(have)
 }
@@ -227,9 +243,12 @@ func (c *Client) LeaveNetwork(name string) (deleted bool, err error) {
 		if err := json.Unmarshal(b, &spec); err != nil {
 			return err
 		}
-		deleted, err = c.kv.deleteIfEmpty(ctx, []string{cfgKey, vniKey(spec.VNI)},
+		deleted, err = c.kv.deleteIfEmpty(ctx, []string{cfgKey, vniKey(spec.VNI), dockerNetworkKey(name)},
 			map[string][]byte{cfgKey: b, vniKey(spec.VNI): []byte(name)},
 			[]string{networkKey(name) + "hosts/", networkKey(name) + "addrs/"})
+		if deleted {
+			c.releaseSubnet(ctx, name, spec.Subnet)
+		}
 		return err
 	})
 	return deleted, err

@@ -99,6 +99,9 @@ func (c *Client) Register(ctx context.Context, previous int64) (int64, <-chan st
 	return lease, lost, nil
 }
 
+// Lease is this host's current lease (0 while it is not registered).
+func (c *Client) Lease() int64 { return c.currentLease() }
+
 func (c *Client) currentLease() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
