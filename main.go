@@ -29,6 +29,7 @@ import (
 
 	"github.com/mynet/mynet/internal/cluster"
 	"github.com/mynet/mynet/internal/daemon"
+	"github.com/mynet/mynet/internal/dockersync"
 	"github.com/mynet/mynet/internal/fault"
 	"github.com/mynet/mynet/internal/firewall"
 	"github.com/mynet/mynet/internal/status"
@@ -114,6 +115,12 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.Cluster.TLS.Key, "cluster-key", env("", "MYNET_CLUSTER_KEY"), "client key for etcd (env MYNET_CLUSTER_KEY)")
 	ttl := fs.String("cluster-ttl", env("15s", "MYNET_CLUSTER_TTL"),
 		"how long this host may be silent before its peers count it as gone (env MYNET_CLUSTER_TTL)")
+	clusterPool := fs.String("cluster-default-address-pool", env("base=10.0.0.0/8,size=24", "MYNET_CLUSTER_DEFAULT_ADDRESS_POOL"),
+		"the pool of cluster networks created without --subnet, base=CIDR,size=N: each gets the first subnet no cluster network and no host's route uses, the same on every host (env MYNET_CLUSTER_DEFAULT_ADDRESS_POOL)")
+	fs.StringVar(&o.Cluster.DockerHost, "docker-host", env(dockersync.DefaultHost, "MYNET_DOCKER_HOST"),
+		"Docker's API, where a cluster network created on another host is created too (and removed); empty: off, create cluster networks on each host (env MYNET_DOCKER_HOST)")
+	fs.StringVar(&o.Cluster.DockerDriver, "docker-driver", env("", "MYNET_DOCKER_DRIVER"),
+		"mynet's driver name in that Docker; default: the socket's base name, or the name the networks of mynet there show (a managed plugin's reference) (env MYNET_DOCKER_DRIVER)")
 	fs.BoolVar(&o.Version, "version", false, "print the version and exit")
 	fs.BoolVar(&o.Version, "v", false, "short for --version")
 	if err := fs.Parse(args); err != nil {
@@ -153,6 +160,13 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	o.ReconcileEvery = interval
 	if err := parseCluster(o, *store, *ttl); err != nil {
 		return nil, err
+	}
+	if *clusterPool != "" {
+		set, err := ipam.ParsePoolSet(*clusterPool)
+		if err != nil || !set.Base.Addr().Is4() || set.Size > 30 {
+			return nil, fmt.Errorf("--cluster-default-address-pool: %q is not base=IPv4-CIDR,size=N (N up to 30), such as base=10.0.0.0/8,size=24", *clusterPool)
+		}
+		o.Cluster.SubnetPool, o.Cluster.SubnetSize = set.Base, set.Size
 	}
 	if o.LogLevel, err = logrus.ParseLevel(*level); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)

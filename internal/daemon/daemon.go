@@ -17,6 +17,7 @@ import (
 
 	"github.com/mynet/mynet/driver"
 	"github.com/mynet/mynet/internal/cluster"
+	"github.com/mynet/mynet/internal/dockersync"
 	"github.com/mynet/mynet/internal/fault"
 	"github.com/mynet/mynet/internal/firewall"
 	"github.com/mynet/mynet/internal/metrics"
@@ -67,9 +68,10 @@ type Daemon struct {
 	// seenBridges are others' bridges already reported by link events.
 	seenBridges bridgeSet
 
-	clusterClient *cluster.Client // nil without --cluster-store
-	underlay      netip.Addr      // this host's VTEP address (cluster only)
-	vteps         vtepGuard       // the VXLAN guard's state (membership.go)
+	clusterClient *cluster.Client    // nil without --cluster-store
+	syncer        *dockersync.Syncer // nil without a cluster or --docker-host
+	underlay      netip.Addr         // this host's VTEP address (cluster only)
+	vteps         vtepGuard          // the VXLAN guard's state (membership.go)
 }
 
 // New opens the state file and builds the parts. It changes nothing in the
@@ -129,6 +131,11 @@ func New(cfg Config, log *logrus.Entry) (_ *Daemon, err error) {
 		return nil, err
 	}
 	d.rec = newReconciler(d.drv.Reconcile, d.metrics, log.WithField("part", "reconcile"))
+	if d.clusterClient != nil && cfg.Cluster.DockerHost != "" {
+		if d.syncer, err = d.newSyncer(); err != nil {
+			return nil, err
+		}
+	}
 	return d, nil
 }
 
@@ -146,6 +153,10 @@ func (d *Daemon) IPAM() *ipam.Allocator { return d.alloc }
 func (d *Daemon) Close() {
 	if d.drv != nil {
 		d.drv.Close()
+	}
+	if d.syncer != nil {
+		_ = d.syncer.Close()
+		d.syncer = nil
 	}
 	if d.clusterClient != nil {
 		_ = d.clusterClient.Close()
@@ -249,6 +260,9 @@ func (d *Daemon) Run(ctx context.Context, l net.Listener) error {
 		}
 		go d.membership(ctx, reg)
 		go d.clusterUpkeep(ctx)
+		if d.syncer != nil {
+			go d.syncer.Run(ctx)
+		}
 	}
 	if _, err := sd.SdNotify(false, sd.SdNotifyReady); err != nil {
 		log.WithError(err).Warn("could not tell systemd the daemon is ready")

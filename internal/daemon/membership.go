@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/mynet/mynet/driver"
 	"github.com/mynet/mynet/internal/cluster"
+	"github.com/mynet/mynet/internal/dockersync"
 	"github.com/mynet/mynet/internal/firewall"
 	"github.com/mynet/mynet/internal/netutil"
 	"github.com/mynet/mynet/internal/status"
@@ -30,6 +32,15 @@ type ClusterConfig struct {
 	Node      string
 	TLS       cluster.TLS
 	TTL       time.Duration
+	// SubnetPool and SubnetSize are the default pool of cluster networks
+	// created without --subnet (--cluster-default-address-pool).
+	SubnetPool netip.Prefix
+	SubnetSize int
+	// DockerHost is the Docker API address cluster networks are synced
+	// with (--docker-host; "" turns syncing off); DockerDriver mynet's
+	// name in that Docker (--docker-driver).
+	DockerHost   string
+	DockerDriver string
 }
 
 const (
@@ -47,7 +58,7 @@ func (d *Daemon) setupCluster() (*cluster.Client, driver.ClusterConfig, error) {
 		return nil, driver.ClusterConfig{}, fmt.Errorf("--cluster-advertise: %w", err)
 	}
 	c, err := cluster.New(cluster.Config{Endpoints: cc.Store, TLS: cc.TLS, Node: cc.Node, Advertise: local, TTL: cc.TTL,
-		Log: d.log.WithField("part", "cluster")})
+		SubnetPool: cc.SubnetPool, SubnetSize: cc.SubnetSize, Log: d.log.WithField("part", "cluster")})
 	if err != nil {
 		return nil, driver.ClusterConfig{}, err
 	}
@@ -70,8 +81,10 @@ func clusterOf(alloc *ipam.Allocator) func(string, netip.Prefix) (driver.Cluster
 func (d *Daemon) clusterUpkeep(ctx context.Context) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
+	var routes publishedRoutes
 	for {
 		d.guardVXLAN()
+		routes.publish(d)
 		select {
 		case <-ctx.Done():
 			return
@@ -79,6 +92,29 @@ func (d *Daemon) clusterUpkeep(ctx context.Context) {
 			d.alloc.RetryReclaims()
 		}
 	}
+}
+
+// publishedRoutes is what clusterUpkeep last published of this host's
+// routes, and under which lease.
+type publishedRoutes struct {
+	lease  int64
+	routes []netip.Prefix
+}
+
+// publish records this host's routes in the cluster when they changed or
+// the lease did (the record is under it), so that no host picks a default
+// subnet a network here uses.
+func (p *publishedRoutes) publish(d *Daemon) {
+	lease := d.clusterClient.Lease()
+	routes, err := d.links.Routes()
+	if lease == 0 || err != nil || (lease == p.lease && slices.Equal(routes, p.routes)) {
+		return
+	}
+	if err := d.clusterClient.PublishRoutes(routes); err != nil {
+		d.log.WithError(err).Debug("could not publish this host's routes; trying again")
+		return
+	}
+	p.lease, p.routes = lease, routes
 }
 
 // vteps is the ipset of the hosts that may send this host VXLAN.
@@ -227,6 +263,45 @@ func (d *Daemon) membership(ctx context.Context, reg registration) {
 	}
 }
 
+// newSyncer builds the syncing of cluster networks with this host's Docker
+// (internal/dockersync): Docker's API is called from its goroutine only.
+func (d *Daemon) newSyncer() (*dockersync.Syncer, error) {
+	cc := d.cfg.Cluster
+	engine, err := dockersync.Dial(cc.DockerHost)
+	if err != nil {
+		return nil, fmt.Errorf("--docker-host: %w", err)
+	}
+	name := cc.DockerDriver
+	if name == "" {
+		name = strings.TrimSuffix(filepath.Base(d.cfg.Socket), ".sock")
+	}
+	return dockersync.New(dockersync.Config{Engine: engine, Cluster: d.clusterClient, Driver: name, Host: cc.DockerHost,
+		Local: func() map[string]string {
+			out := map[string]string{}
+			for _, n := range d.drv.Networks() {
+				if n.Cluster != "" {
+					out[n.ID] = n.Cluster
+				}
+			}
+			return out
+		}, Log: d.log.WithField("part", "dockersync")}), nil
+}
+
+// dockerSync is what health says of the syncing ("" on a single host).
+func (d *Daemon) dockerSync() string {
+	switch {
+	case d.clusterClient == nil:
+		return ""
+	case d.syncer == nil:
+		return "off: --docker-host is empty; create cluster networks on each host"
+	}
+	st := d.syncer.Status()
+	if !st.On {
+		return "off: " + st.Reason + " (trying again; cluster networks created by hand on each host work meanwhile)"
+	}
+	return "on (" + st.DockerHost + ")"
+}
+
 // clusterStatus is what mynet status shows of the cluster.
 func (d *Daemon) clusterStatus() *status.Cluster {
 	if d.clusterClient == nil {
@@ -234,6 +309,10 @@ func (d *Daemon) clusterStatus() *status.Cluster {
 	}
 	c := &status.Cluster{Node: d.cfg.Cluster.Node, Advertise: d.cfg.Cluster.Advertise, Store: d.cfg.Cluster.Store,
 		Remote: map[string][]driver.Peer{}}
+	if d.syncer != nil {
+		st := d.syncer.Status()
+		c.DockerSync = &st
+	}
 	for id, peers := range d.drv.RemotePeers() {
 		slices.SortFunc(peers, func(a, b driver.Peer) int { return a.IP.Compare(b.IP) })
 		c.Remote[id] = peers

@@ -93,6 +93,9 @@ func printHealth(w io.Writer, h *Health) {
 	}
 	fmt.Fprintf(tw, "  last reconcile\t%s\n", rec)
 	fmt.Fprintf(tw, "  holds\t%d networks, %d endpoints\n", h.Networks, h.Endpoints)
+	if h.DockerSync != "" {
+		fmt.Fprintf(tw, "  docker sync\t%s\n", h.DockerSync)
+	}
 	tw.Flush()
 }
 
@@ -122,6 +125,19 @@ func printCluster(w io.Writer, c *Cluster) {
 		}
 	}
 	tw.Flush()
+	if s := c.DockerSync; s != nil {
+		state := "on"
+		if !s.On {
+			state = "OFF: " + s.Reason
+		}
+		fmt.Fprintf(w, "\nDOCKER SYNC (%s, driver %s): %s\n", s.DockerHost, s.Driver, state)
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "CLUSTER NETWORK\tDOCKER NAME\tSTATE\tDETAIL")
+		for _, n := range s.Networks {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Cluster, n.Name, n.State, n.Detail)
+		}
+		tw.Flush()
+	}
 }
 
 func options(n driver.NetworkConfig) []string {

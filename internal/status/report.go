@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mynet/mynet/driver"
+	"github.com/mynet/mynet/internal/dockersync"
 	"github.com/mynet/mynet/internal/firewall"
 	"github.com/mynet/mynet/ipam"
 )
@@ -32,6 +33,9 @@ type Cluster struct {
 	// Remote lists, per network ID, the other hosts' endpoints this host
 	// has programmed.
 	Remote map[string][]driver.Peer `json:"remote_endpoints"`
+	// DockerSync is the syncing of cluster networks with this host's
+	// Docker; nil when it is off by configuration (--docker-host "").
+	DockerSync *dockersync.Status `json:"docker_sync,omitempty"`
 }
 
 // Peer is another host of the cluster.
@@ -66,6 +70,10 @@ type Health struct {
 	Reconcile ReconcileHealth `json:"last_reconcile"`
 	Networks  int             `json:"networks"`
 	Endpoints int             `json:"endpoints"`
+	// DockerSync says whether cluster networks are synced with this
+	// host's Docker, and why not ("" on a single-host daemon). It is
+	// not a problem: cluster networks created by hand on each host work.
+	DockerSync string `json:"docker_sync,omitempty"`
 }
 
 // StateFileHealth says whether the state file took a write.

@@ -42,7 +42,8 @@ func TestDockerdIsOneOfTheHosts(t *testing.T) {
 	}
 	defer logf.Close()
 	cmd := exec.Command(mynetBin, "--socket", sock, "--state-dir", filepath.Join(dir, "state"), "--log-level", "debug",
-		"--cluster-store", "etcd://198.18.0.1:2379", "--cluster-advertise", rootAddr, "--node-name", "e2e-dockerd", "--cluster-ttl", "3s")
+		"--cluster-store", "etcd://198.18.0.1:2379", "--cluster-advertise", rootAddr, "--node-name", "e2e-dockerd", "--cluster-ttl", "3s",
+		"--docker-host", dockerHost())
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -90,4 +91,12 @@ func mustAddr(t *testing.T, s string) netip.Addr {
 		t.Fatalf("container address %q: %v", s, err)
 	}
 	return a
+}
+
+// dockerHost is the Docker the suite drives, as mynet's --docker-host.
+func dockerHost() string {
+	if h := os.Getenv("DOCKER_HOST"); h != "" {
+		return h
+	}
+	return "unix:///run/docker.sock"
 }

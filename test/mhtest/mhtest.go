@@ -125,6 +125,17 @@ func NewWorldWith(t testing.TB, o WorldOptions, extra ...string) *World {
 	return w
 }
 
+// Attach makes namespace tag-NAME with a link to the underlay at addr (for
+// a host the test runs itself, such as a dockerd's) and returns its name;
+// the World deletes it at the end.
+func (w *World) Attach(name, addr string) string {
+	w.attach(name, addr)
+	return w.tag + "-" + name
+}
+
+// Store is the --cluster-store of the World's etcd.
+func (w *World) Store() string { return w.store }
+
 // attach makes namespace tag-NAME with a link to the underlay at addr.
 func (w *World) attach(name, addr string) {
 	t := w.t
@@ -167,7 +178,9 @@ func (h *Host) start(extra ...string) {
 func (w *World) daemonArgs(ns, dir, addr, node string, extra ...string) []string {
 	return append([]string{"netns", "exec", ns, Binary(w.t), "--socket", filepath.Join(dir, "mynet.sock"), "--state-dir", dir,
 		"--log-level", "debug", "--reconcile-interval", "0",
-		"--cluster-store", w.store, "--cluster-advertise", addr, "--node-name", node, "--cluster-ttl", "3s"}, extra...)
+		"--cluster-store", w.store, "--cluster-advertise", addr, "--node-name", node, "--cluster-ttl", "3s",
+		// These hosts have no Docker: never the machine's.
+		"--docker-host", ""}, extra...)
 }
 
 // RunDaemonAs runs a mynet in a namespace of its own on the underlay (at

@@ -1,0 +1,113 @@
+package dockersync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+)
+
+// Network is a Docker network as the syncer sees it.
+type Network struct {
+	ID, Name, Driver string
+	IPAMDriver       string
+	Options          map[string]string
+	IPAMOptions      map[string]string
+	Labels           map[string]string
+	Subnet           netip.Prefix // the first IPv4 subnet
+	Gateway          netip.Addr
+	Internal         bool
+}
+
+// Engine is the part of Docker's API the syncer uses; the unit tests fake
+// it.
+type Engine interface {
+	// Networks lists the engine's networks.
+	Networks(ctx context.Context) ([]Network, error)
+	// Create creates n (its ID is ignored) and returns the new ID.
+	Create(ctx context.Context, n Network) (string, error)
+	// Remove removes a network; ErrInUse when containers still use it.
+	Remove(ctx context.Context, id string) error
+	// Containers counts the containers attached to a network.
+	Containers(ctx context.Context, id string) (int, error)
+	Close() error
+}
+
+// ErrInUse is a removal Docker refused because containers use the network.
+var ErrInUse = errors.New("containers still use the network")
+
+// DefaultHost is the Docker API address of a plain daemon.
+const DefaultHost = "unix:///run/docker.sock"
+
+// dockerEngine is Engine on Docker's API client.
+type dockerEngine struct{ c *client.Client }
+
+// Dial returns an Engine talking to host (unix:///path or tcp://addr). It
+// does not connect: each call does, so a Docker that comes up later is
+// found.
+func Dial(host string) (Engine, error) {
+	c, err := client.New(client.WithHost(host)) // negotiates the API version (20.10 speaks 1.41)
+	if err != nil {
+		return nil, fmt.Errorf("docker host %q: %w", host, err)
+	}
+	return &dockerEngine{c: c}, nil
+}
+
+func (e *dockerEngine) Networks(ctx context.Context) ([]Network, error) {
+	res, err := e.c.NetworkList(ctx, client.NetworkListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list Docker's networks: %w", err)
+	}
+	out := make([]Network, 0, len(res.Items))
+	for _, s := range res.Items {
+		n := Network{ID: s.ID, Name: s.Name, Driver: s.Driver, IPAMDriver: s.IPAM.Driver, Options: s.Options,
+			IPAMOptions: s.IPAM.Options, Labels: s.Labels, Internal: s.Internal}
+		for _, c := range s.IPAM.Config {
+			if c.Subnet.Addr().Is4() {
+				n.Subnet, n.Gateway = c.Subnet, c.Gateway
+				break
+			}
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func (e *dockerEngine) Create(ctx context.Context, n Network) (string, error) {
+	cfg := network.IPAMConfig{Subnet: n.Subnet, Gateway: n.Gateway}
+	res, err := e.c.NetworkCreate(ctx, n.Name, client.NetworkCreateOptions{
+		Driver: n.Driver, Options: n.Options, Labels: n.Labels, Internal: n.Internal,
+		IPAM: &network.IPAM{Driver: n.IPAMDriver, Options: n.IPAMOptions, Config: []network.IPAMConfig{cfg}},
+	})
+	if err != nil {
+		return "", fmt.Errorf("create Docker network %s: %w", n.Name, err)
+	}
+	return res.ID, nil
+}
+
+func (e *dockerEngine) Remove(ctx context.Context, id string) error {
+	_, err := e.c.NetworkRemove(ctx, id, client.NetworkRemoveOptions{})
+	// Docker forbids (403) removing a network with active endpoints; of
+	// a network of ours, nothing else is forbidden.
+	if cerrdefs.IsPermissionDenied(err) {
+		return fmt.Errorf("remove Docker network %s: %w (%v)", id, ErrInUse, err)
+	}
+	if err != nil {
+		return fmt.Errorf("remove Docker network %s: %w", id, err)
+	}
+	return nil
+}
+
+func (e *dockerEngine) Containers(ctx context.Context, id string) (int, error) {
+	res, err := e.c.NetworkInspect(ctx, id, client.NetworkInspectOptions{})
+	if err != nil {
+		return 0, fmt.Errorf("inspect Docker network %s: %w", id, err)
+	}
+	return len(res.Network.Containers), nil
+}
+
+func (e *dockerEngine) Close() error { return e.c.Close() }
