@@ -19,7 +19,7 @@ PLUGIN      ?= mynet:latest
 E2E_PLUGIN  ?= mynet-e2e-plugin:latest
 DOCKER      ?= /usr/bin/docker
 
-.PHONY: all build run host-deps test deps lint unit fuzz e2e e2e-plugin e2e-engine29 engine29 test-unit clean install bench \
+.PHONY: all build run host-deps test deps lint unit fuzz e2e e2e-plugin e2e-engine29 e2e-cluster engine29 test-unit clean install bench \
         plugin plugin-enable plugin-disable plugin-remove plugin-upgrade plugin-push
 
 all: build
@@ -40,8 +40,9 @@ host-deps:
 # The whole suite: host setup, lint, unit + kernel integration tests,
 # short fuzzing, and the end-to-end tests through a real dockerd, against
 # the plain daemon and then against the managed plugin: first the host's
-# Debian dockerd (20.10), then Docker Engine 29 (built once, cached).
-test: deps lint unit fuzz e2e e2e-plugin e2e-engine29
+# Debian dockerd (20.10), then Docker Engine 29 (built once, cached), then
+# several Engine 29 hosts of one cluster.
+test: deps lint unit fuzz e2e e2e-plugin e2e-engine29 e2e-cluster
 
 # host-deps plus the tests' tools (busybox-static, iproute2, curl), and the
 # local busybox test image.
@@ -101,6 +102,14 @@ e2e-plugin: deps
 # plain-daemon suite (parity tests included) with its nftables backend.
 e2e-engine29: deps
 	GO=$(GO) E2E_PLUGIN=$(E2E_PLUGIN) bash test/engine/e2e.sh
+
+# Multi-host networks on real engines: several Engine 29 hosts on this
+# machine, each a dockerd in namespaces of its own with its own mynet, an
+# underlay and a real etcd (test/e2e/twohosts): the overlay walk-through,
+# a host that joins later, removal, a dockerd restart, a create racing on
+# two hosts.
+e2e-cluster: deps
+	$(GO) test -count=1 -v -timeout 30m ./test/e2e/twohosts
 
 # Build Engine 29's binaries (cached in /var/cache/mynet-engines).
 engine29:

@@ -30,10 +30,15 @@ MOBY_VERSION=v2.0.0-beta.24
 CONTAINERD_VERSION=v2.3.5
 RUNC_VERSION=v1.3.3
 ENGINE_VERSION=29.0.0-moby.${MOBY_VERSION#v}
-NAME=engine29
 ENGINE_CACHE=${ENGINE_CACHE:-/var/cache/mynet-engines}
-BIN=$ENGINE_CACHE/$NAME-moby-$MOBY_VERSION-containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION
-NS=mynet-e2e-$NAME
+BIN=$ENGINE_CACHE/engine29-moby-$MOBY_VERSION-containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION
+# ENGINE_ID makes one of several engines, each a host of a cluster (the
+# two-host tests, test/cluster): its own names, and a plugin directory of
+# its own (/run/docker/plugins in its mount namespaces is $RUN/plugins), so
+# each dockerd finds only its own host's mynet. ENGINE_NS runs it in a
+# network namespace the caller made (and deletes).
+NAME=engine29${ENGINE_ID:+-$ENGINE_ID}
+NS=${ENGINE_NS:-mynet-e2e-$NAME}
 RUN=/run/mynet-e2e-$NAME
 DATA=/var/lib/mynet-e2e-$NAME
 LOG=/var/log/mynet-e2e-$NAME.log
@@ -92,10 +97,14 @@ build_into_cache() (
 running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 
 # inns runs a command in the engine's network namespace, in a mount
-# namespace of its own whose /sys belongs to that network namespace.
+# namespace of its own whose /sys belongs to that network namespace. It
+# execs (each step does), so the command has the caller's process ID: a
+# signal to the caller's process reaches it. Call it last.
 inns() {
+  local plugins=""
+  [ -z "${ENGINE_ID:-}" ] || plugins=$RUN/plugins
   # shellcheck disable=SC2016 # the script's $cg and $@ are the inner bash's
-  nsenter --net="/run/netns/$NS" unshare --mount --propagation slave -- bash -c '
+  MYNET_ENGINE_PLUGINS=$plugins exec nsenter --net="/run/netns/$NS" unshare --mount --propagation slave -- bash -c '
     set -e
     cg=$(mktemp -d)
     mount --rbind /sys/fs/cgroup "$cg"
@@ -103,17 +112,23 @@ inns() {
     mount -t sysfs sysfs /sys
     mount --rbind "$cg" /sys/fs/cgroup
     umount -l "$cg" && rmdir "$cg"
+    if [ -n "$MYNET_ENGINE_PLUGINS" ]; then
+      mkdir -p /run/docker/plugins
+      mount --bind "$MYNET_ENGINE_PLUGINS" /run/docker/plugins
+    fi
+    unset MYNET_ENGINE_PLUGINS
     exec "$@"' inns "$@"
 }
 
 start_dockerd() {
   # The FORWARD policy and the bridges dockerd makes are the namespace's.
   mkdir -p "$RUN" "$DATA"
+  [ -z "${ENGINE_ID:-}" ] || mkdir -p "$RUN/plugins"
   echo "$BIN" >"$RUN/bin"
   : >"$RUN/args"
   [ $# -eq 0 ] || printf '%s\n' "$@" >"$RUN/args"
   log "starting Engine $ENGINE_VERSION in netns $NS ${*:+with $*} (log: $LOG)"
-  setsid bash -c "$(declare -f inns); NS=$NS; PATH=$BIN:\$PATH; export PATH; inns dockerd \
+  setsid bash -c "$(declare -f inns); NS=$NS; RUN=$RUN; ENGINE_ID=${ENGINE_ID:-}; PATH=$BIN:\$PATH; export PATH; inns dockerd \
     --data-root $DATA --exec-root $RUN/exec --pidfile $PIDFILE -H unix://$SOCK \"\$@\"" dockerd "$@" \
     >>"$LOG" 2>&1 </dev/null &
   for _ in $(seq 1 120); do
@@ -173,8 +188,9 @@ restart() {
 
 stop() {
   stop_dockerd
-  # What dockerd left in its namespace goes with it.
-  [ -e "/run/netns/$NS" ] && ip netns del "$NS"
+  # What dockerd left in its namespace goes with it (a caller's namespace
+  # is the caller's to delete).
+  [ -n "${ENGINE_NS:-}" ] || [ ! -e "/run/netns/$NS" ] || ip netns del "$NS"
   rm -rf "$RUN" "$DATA"
 }
 

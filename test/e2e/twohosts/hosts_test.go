@@ -1,0 +1,213 @@
+// Package twohosts is the multi-host walk-through on real engines: several
+// Docker Engine 29 hosts on one machine, each a dockerd in a network and
+// mount namespace of its own (test/engine/engine.sh with ENGINE_ID) with
+// its own mynet, joined by an underlay to a real etcd (test/mhtest's
+// World). Tests drive each host's dockerd through the docker CLI, as users
+// type it. Everything is made under names of the test's own and removed at
+// the end; nothing touches the machine's own dockerd or plugins.
+package twohosts
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mynet/mynet/test/mhtest"
+	"github.com/mynet/mynet/test/testbin"
+)
+
+const image = "mynet-test/busybox:v2"
+
+var engineScript = func() string {
+	p, _ := filepath.Abs("../../engine/engine.sh")
+	return p
+}()
+
+// cluster is one test's hosts, underlay and etcd.
+type cluster struct {
+	t     *testing.T
+	world *mhtest.World
+	hosts []*host
+}
+
+// host is one Docker host: its engine and its mynet.
+type host struct {
+	c     *cluster
+	id    string // host1, host2, ...: the engine's ENGINE_ID and mynet's node name
+	ns    string
+	addr  string // underlay address
+	sock  string // dockerd's API socket
+	state string // mynet's state directory
+	mynet *exec.Cmd
+	log   *testbin.Log
+}
+
+func newCluster(t *testing.T, n int) *cluster {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("the two-host tests need root (they run dockerds in namespaces)")
+	}
+	c := &cluster{t: t, world: mhtest.NewWorld(t, 0)}
+	for range n {
+		c.addHost()
+	}
+	return c
+}
+
+// addHost starts another host: an engine in a namespace on the underlay,
+// then its mynet.
+func (c *cluster) addHost() *host {
+	t := c.t
+	t.Helper()
+	i := len(c.hosts) + 1
+	h := &host{c: c, id: fmt.Sprintf("host%d", i), addr: fmt.Sprintf("198.18.0.%d", 10+i), state: t.TempDir(), log: &testbin.Log{}}
+	h.ns = c.world.Attach(fmt.Sprintf("e%d", i), h.addr)
+	h.sock = fmt.Sprintf("/run/mynet-e2e-engine29-%s/docker.sock", h.id)
+	t.Cleanup(func() {
+		t.Logf("stopping %s", h.id)
+		h.stopMynet()
+		if out, err := h.engine("stop"); err != nil {
+			t.Errorf("stop %s's engine: %v\n%s", h.id, err, out)
+		}
+		logPath := fmt.Sprintf("/var/log/mynet-e2e-engine29-%s.log", h.id)
+		if t.Failed() {
+			t.Logf("%s's mynet log (tail):\n%s", h.id, tail(h.log.String(), 6000))
+			b, _ := os.ReadFile(logPath)
+			t.Logf("%s's dockerd log (tail):\n%s", h.id, tail(string(b), 3000))
+		}
+		_ = os.Remove(logPath)
+	})
+	if out, err := h.engine("start"); err != nil {
+		t.Fatalf("start %s's engine: %v\n%s", h.id, err, out)
+	}
+	h.startMynet()
+	c.hosts = append(c.hosts, h)
+	return h
+}
+
+// engine runs engine.sh for this host's engine.
+func (h *host) engine(args ...string) (string, error) {
+	cmd := exec.Command("bash", append([]string{engineScript}, args...)...)
+	cmd.Env = append(os.Environ(), "ENGINE_ID="+h.id, "ENGINE_NS="+h.ns)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// startMynet runs this host's mynet in the engine's namespaces, on the
+// engine's plugin directory, synced with the engine.
+func (h *host) startMynet() {
+	t := h.c.t
+	t.Helper()
+	cmd := exec.Command("bash", engineScript, "run", testbin.Mynet(t),
+		"--socket", "/run/docker/plugins/mynet.sock", "--state-dir", h.state, "--log-level", "debug",
+		"--cluster-store", h.c.world.Store(), "--cluster-advertise", h.addr, "--node-name", h.id, "--cluster-ttl", "3s",
+		"--docker-host", "unix://"+h.sock)
+	cmd.Env = append(os.Environ(), "ENGINE_ID="+h.id, "ENGINE_NS="+h.ns)
+	cmd.Stdout, cmd.Stderr = h.log, h.log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h.mynet = cmd
+	eventually(t, h.id+"'s mynet listens", 20*time.Second, func() error {
+		if !strings.Contains(h.log.String(), "mynet ready") {
+			return fmt.Errorf("not ready yet")
+		}
+		return nil
+	})
+}
+
+func (h *host) stopMynet() {
+	if h.mynet == nil {
+		return
+	}
+	_ = h.mynet.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = h.mynet.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = h.mynet.Process.Kill()
+		<-done
+	}
+	h.mynet = nil
+}
+
+// docker runs the docker CLI against this host's engine (for at most two
+// minutes: a hung call fails the test instead of hanging it).
+func (h *host) docker(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+h.sock)
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// must is docker that fails the test on error.
+func (h *host) must(args ...string) string {
+	h.c.t.Helper()
+	out, err := h.docker(args...)
+	if err != nil {
+		h.c.t.Fatalf("%s$ docker %s: %v\n%s", h.id, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// run starts a container the test removes at the end.
+func (h *host) run(name string, args ...string) {
+	h.c.t.Helper()
+	h.must(append([]string{"run", "-d", "--name", name}, append(args, image, "sleep", "600")...)...)
+	h.c.t.Cleanup(func() {
+		if out, err := h.docker("rm", "-f", name); err != nil {
+			h.c.t.Logf("%s$ docker rm -f %s: %v %s", h.id, name, err, out)
+		}
+	})
+}
+
+// ip is a container's address on a network.
+func (h *host) ip(container, network string) string {
+	h.c.t.Helper()
+	return h.must("inspect", "-f", "{{(index .NetworkSettings.Networks \""+network+"\").IPAddress}}", container)
+}
+
+func (h *host) hasNetwork(name string) bool {
+	out, err := h.docker("network", "ls", "--format", "{{.Name}}")
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if l == name {
+			return true
+		}
+	}
+	return false
+}
+
+func eventually(t *testing.T, what string, limit time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v (after %s)", what, err, limit)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}

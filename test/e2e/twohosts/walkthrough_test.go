@@ -1,0 +1,98 @@
+package twohosts
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// clusterNet is how users create a cluster network (README, docs/multihost.md).
+func clusterNet(name string, extra ...string) []string {
+	return append(append([]string{"network", "create", "-d", "mynet", "--ipam-driver", "mynet", "--ipam-opt", "mynet.cluster=" + name}, extra...), name)
+}
+
+// TestWalkthrough is Docker overlay's classic two-host walk-through, line
+// by line, with mynet: a network created once is on every host, with a
+// default subnet the same everywhere; containers on it reach each other
+// across hosts; another network is isolated from it. (Not yet: names
+// across hosts, below.)
+func TestWalkthrough(t *testing.T) {
+	c := newCluster(t, 2)
+	h1, h2 := c.hosts[0], c.hosts[1]
+
+	// host1$ docker network create ... ov_net1   (once, on one host)
+	h1.must(clusterNet("ov_net1")...)
+	t.Cleanup(func() { removeEverywhere(c, "ov_net1") })
+	start := time.Now()
+	// host2$ docker network ls                   (ov_net1 is there too)
+	eventually(t, "host2 has ov_net1", 10*time.Second, func() error {
+		if !h2.hasNetwork("ov_net1") {
+			return fmt.Errorf("host2's networks: %s", h2.must("network", "ls", "--format", "{{.Name}}"))
+		}
+		return nil
+	})
+	t.Logf("ov_net1 on host2 %v after its create on host1", time.Since(start).Round(time.Millisecond))
+	subnet := "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}"
+	if s1, s2 := h1.must("network", "inspect", "-f", subnet, "ov_net1"), h2.must("network", "inspect", "-f", subnet, "ov_net1"); s1 != "10.0.0.0/24 10.0.0.1" || s2 != s1 {
+		t.Errorf("ov_net1's subnet: host1 %q, host2 %q; want the default pool's first, 10.0.0.0/24 10.0.0.1, on both", s1, s2)
+	}
+	if d := h2.must("network", "inspect", "-f", "{{.Driver}} {{.IPAM.Driver}} {{index .IPAM.Options \"mynet.cluster\"}}", "ov_net1"); d != "mynet mynet ov_net1" {
+		t.Errorf("host2's ov_net1: driver, IPAM, cluster %q", d)
+	}
+
+	// host1$ docker run -itd --name bbox1 --network ov_net1 busybox
+	// host2$ docker run -itd --name bbox2 --network ov_net1 busybox
+	h1.run("bbox1", "--network", "ov_net1")
+	h2.run("bbox2", "--network", "ov_net1")
+	ip1 := h1.ip("bbox1", "ov_net1")
+	ip2 := h2.ip("bbox2", "ov_net1")
+	if ip1 == ip2 || !strings.HasPrefix(ip1, "10.0.0.") || !strings.HasPrefix(ip2, "10.0.0.") {
+		t.Fatalf("addresses bbox1 %s, bbox2 %s: want two of 10.0.0.0/24", ip1, ip2)
+	}
+	eventually(t, "bbox2 reaches bbox1 by address", 10*time.Second, func() error {
+		out, err := h2.docker("exec", "bbox2", "ping", "-c", "2", "-W", "1", ip1)
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+
+	// host2$ docker exec bbox2 ping -c 2 bbox1 (by name, across hosts) is
+	// the walk-through's one line mynet does not do yet: Engine 29's
+	// embedded DNS forwards names it does not know from the host's
+	// namespace, which says nothing of the asking container's network
+	// (docs/multihost.md, "Names across hosts").
+
+	// host1$ docker network create ... ov_net2; docker run ... bbox3
+	h1.must(clusterNet("ov_net2")...)
+	t.Cleanup(func() { removeEverywhere(c, "ov_net2") })
+	if s := h1.must("network", "inspect", "-f", subnet, "ov_net2"); s != "10.0.1.0/24 10.0.1.1" {
+		t.Errorf("ov_net2's subnet %q, want the default pool's next, 10.0.1.0/24 10.0.1.1", s)
+	}
+	h1.run("bbox3", "--network", "ov_net2")
+	// host1$ docker exec bbox3 ping -c 2 <bbox1's address>   (isolated)
+	if out, err := h1.docker("exec", "bbox3", "ping", "-c", "2", "-W", "1", ip1); err == nil {
+		t.Errorf("bbox3 on ov_net2 reaches bbox1 on ov_net1: %s", out)
+	}
+	if out, err := h1.docker("exec", "bbox3", "ping", "-c", "2", "-W", "1", ip2); err == nil {
+		t.Errorf("bbox3 on ov_net2 reaches bbox2 (host2, ov_net1): %s", out)
+	}
+	eventually(t, "host2 has ov_net2", 10*time.Second, func() error {
+		if !h2.hasNetwork("ov_net2") {
+			return fmt.Errorf("absent")
+		}
+		return nil
+	})
+}
+
+// removeEverywhere removes a network's containers and the network on every
+// host (test cleanup; the sync does the rest).
+func removeEverywhere(c *cluster, name string) {
+	for _, h := range c.hosts {
+		if ids, err := h.docker("ps", "-aq", "--filter", "network="+name); err == nil && ids != "" {
+			_, _ = h.docker(append([]string{"rm", "-f"}, strings.Fields(ids)...)...)
+		}
+		_, _ = h.docker("network", "rm", name)
+	}
+}
