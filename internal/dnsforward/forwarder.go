@@ -1,0 +1,432 @@
+package dnsforward
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/net/dns/dnsmessage"
+)
+
+// Config is what Forwarders need; the daemon wires the kernel parts.
+type Config struct {
+	// Resolve answers a question for name (lower case, one label) from a
+	// sandbox on the networks (IDs): other hosts' containers' addresses
+	// there, and whether a container of this host has the name there.
+	Resolve func(networks []string, name string) (addrs []netip.Addr, local bool)
+	// Enter runs fn in the network namespace at path (netutil.InNetns).
+	Enter func(path string, fn func() error) error
+	// Redirect puts the redirect to port at the top of nat OUTPUT in the
+	// namespace enter runs in, reporting whether it changed anything;
+	// Unredirect removes it (internal/firewall).
+	Redirect   func(enter func(func() error) error, port uint16) (bool, error)
+	Unredirect func(enter func(func() error) error) error
+	// Mark is the firewall mark of the questions passed to Docker, which
+	// the redirect lets through.
+	Mark int
+	// Flush forgets the namespace's DNS flows after the redirect changed,
+	// run in the namespace (netutil.FlushDNSFlows); nil: none.
+	Flush func() error
+	Log   *logrus.Entry
+}
+
+// TTL of mynet's answers: a removed container stops resolving within it.
+const TTL = 2
+
+// maxPending bounds the questions of one sandbox waiting on Docker's
+// resolver; pendingFor is how long one waits before it is dropped.
+const (
+	maxPending = 512
+	pendingFor = 5 * time.Second
+)
+
+// keepFirst is when a new box checks again that its redirect is the first
+// rule (dockerd inserts its own jump at the top when it starts the
+// sandbox's resolver, which may be after the Join); then every minute.
+var keepFirst = []time.Duration{100 * time.Millisecond, 300 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second, 15 * time.Second}
+
+// Forwarders are the boxes of every sandbox with a cluster endpoint.
+type Forwarders struct {
+	cfg Config
+	log *logrus.Entry
+
+	mu     sync.Mutex // guards boxes and closed
+	boxes  map[string]*box
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// New returns Forwarders with no box yet.
+func New(cfg Config) *Forwarders {
+	if cfg.Log == nil {
+		cfg.Log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	return &Forwarders{cfg: cfg, log: cfg.Log, boxes: map[string]*box{}}
+}
+
+// box is one sandbox's forwarder.
+type box struct {
+	f    *Forwarders
+	path string
+	log  *logrus.Entry
+	stop chan struct{}
+
+	mu        sync.Mutex        // guards endpoints
+	endpoints map[string]string // endpoint ID -> network ID
+
+	// rmu orders the keeper's checks of the redirect and its removal:
+	// once closing, the redirect is never put back.
+	rmu     sync.Mutex
+	closing bool
+
+	ready            chan struct{} // closed when the sockets are open (or failed: then listen is nil)
+	listen, upstream *net.UDPConn
+	port             uint16
+
+	pmu     sync.Mutex // guards pending and next
+	pending map[uint16]question
+	next    uint16
+}
+
+// question is one waiting on Docker's resolver.
+type question struct {
+	client *net.UDPAddr
+	id     uint16
+	at     time.Time
+}
+
+// Attach adds a cluster network's endpoint to its sandbox's box, which is
+// set up in the background when it is new: a Join never waits on it.
+func (f *Forwarders) Attach(sandbox, endpointID, networkID string) {
+	if sandbox == "" {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return
+	}
+	b := f.boxes[sandbox]
+	if b == nil {
+		b = &box{f: f, path: sandbox, log: f.log.WithField("sandbox", sandbox), stop: make(chan struct{}), ready: make(chan struct{}),
+			endpoints: map[string]string{}, pending: map[uint16]question{}}
+		f.boxes[sandbox] = b
+		f.wg.Add(1)
+		go func() { defer f.wg.Done(); b.run() }()
+	}
+	b.mu.Lock()
+	b.endpoints[endpointID] = networkID
+	b.mu.Unlock()
+}
+
+// Detach takes an endpoint out of its sandbox's box; the last one's going
+// removes the redirect and closes the box.
+func (f *Forwarders) Detach(sandbox, endpointID string) {
+	f.mu.Lock()
+	b := f.boxes[sandbox]
+	if b == nil {
+		f.mu.Unlock()
+		return
+	}
+	b.mu.Lock()
+	delete(b.endpoints, endpointID)
+	empty := len(b.endpoints) == 0
+	b.mu.Unlock()
+	if empty {
+		delete(f.boxes, sandbox)
+	}
+	f.mu.Unlock()
+	if empty {
+		b.close()
+	}
+}
+
+// Close removes every redirect and closes every box: with mynet stopped,
+// the containers' questions go to Docker's resolver alone.
+func (f *Forwarders) Close() {
+	f.mu.Lock()
+	f.closed = true
+	boxes := f.boxes
+	f.boxes = map[string]*box{}
+	f.mu.Unlock()
+	for _, b := range boxes {
+		b.close()
+	}
+	f.wg.Wait()
+}
+
+// Sandboxes lists the sandboxes with a box (status, tests).
+func (f *Forwarders) Sandboxes() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for k := range f.boxes {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (b *box) enter(fn func() error) error { return b.f.cfg.Enter(b.path, fn) }
+
+// open opens the two sockets in the sandbox and puts the redirect in.
+func (b *box) open() error {
+	defer close(b.ready)
+	var listen, upstream *net.UDPConn
+	err := b.enter(func() error {
+		var err error
+		if listen, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 11)}); err != nil {
+			return err
+		}
+		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_MARK, b.f.cfg.Mark)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}}
+		pc, err := lc.ListenPacket(context.Background(), "udp4", "127.0.0.1:0")
+		if err != nil {
+			listen.Close()
+			return err
+		}
+		upstream = pc.(*net.UDPConn)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	port := uint16(listen.LocalAddr().(*net.UDPAddr).Port)
+	if _, err := b.f.cfg.Redirect(b.enter, port); err != nil {
+		listen.Close()
+		upstream.Close()
+		return err
+	}
+	b.flush()
+	b.listen, b.upstream, b.port = listen, upstream, port
+	return nil
+}
+
+// run opens the box, serves it, and keeps its redirect first until the box
+// closes.
+func (b *box) run() {
+	if err := b.open(); err != nil {
+		b.log.WithError(err).Warn("no name forwarder in this sandbox: names of other hosts' containers do not resolve there")
+		return
+	}
+	b.log.WithField("port", b.port).Debug("name forwarder started")
+	go b.relay()
+	go b.serve()
+	wait := keepFirst
+	for {
+		d := time.Minute
+		if len(wait) > 0 {
+			d, wait = wait[0], wait[1:]
+		}
+		select {
+		case <-b.stop:
+			return
+		case <-time.After(d):
+		}
+		b.rmu.Lock()
+		if b.closing {
+			b.rmu.Unlock()
+			return
+		}
+		changed, err := b.f.cfg.Redirect(b.enter, b.port)
+		b.rmu.Unlock()
+		switch {
+		case err != nil:
+			b.log.WithError(err).Debug("could not check the DNS redirect (the sandbox may be going)")
+		case changed:
+			b.flush()
+			b.log.Debug("DNS redirect put back on top")
+		}
+	}
+}
+
+func (b *box) close() {
+	close(b.stop)
+	<-b.ready
+	if b.listen == nil {
+		return
+	}
+	b.rmu.Lock()
+	b.closing = true
+	b.rmu.Unlock()
+	if err := b.f.cfg.Unredirect(b.enter); err != nil {
+		b.log.WithError(err).Debug("could not remove the DNS redirect (the sandbox is gone)")
+	} else {
+		b.flush()
+	}
+	b.listen.Close()
+	b.upstream.Close()
+}
+
+// flush makes the sandbox's clients follow the redirect as it is now.
+func (b *box) flush() {
+	if b.f.cfg.Flush == nil {
+		return
+	}
+	if err := b.enter(b.f.cfg.Flush); err != nil {
+		b.log.WithError(err).Debug("could not flush the sandbox's DNS flows")
+	}
+}
+
+func (b *box) networks() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]string, 0, len(b.endpoints))
+	for _, n := range b.endpoints {
+		out = append(out, n)
+	}
+	return out
+}
+
+// serve reads the container's questions.
+func (b *box) serve() {
+	buf := make([]byte, 65535)
+	for {
+		n, client, err := b.listen.ReadFromUDP(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		reply, pass := b.answer(buf[:n])
+		switch {
+		case reply != nil:
+			_, _ = b.listen.WriteToUDP(reply, client)
+		case pass:
+			b.pass(buf[:n], client)
+		}
+	}
+}
+
+// answer is mynet's reply to a question it answers; else pass says
+// whether to hand it to Docker (a message that is no question at all is
+// dropped, as Docker would).
+func (b *box) answer(msg []byte) (answer []byte, pass bool) {
+	var p dnsmessage.Parser
+	h, err := p.Start(msg)
+	if err != nil || h.Response {
+		return nil, false
+	}
+	qs, err := p.AllQuestions()
+	if err != nil || len(qs) == 0 {
+		return nil, false
+	}
+	if h.OpCode != 0 || len(qs) != 1 || qs[0].Class != dnsmessage.ClassINET ||
+		(qs[0].Type != dnsmessage.TypeA && qs[0].Type != dnsmessage.TypeAAAA) {
+		return nil, true
+	}
+	q := qs[0]
+	name := strings.ToLower(strings.TrimSuffix(q.Name.String(), "."))
+	if name == "" || strings.Contains(name, ".") {
+		return nil, true
+	}
+	addrs, local := b.f.cfg.Resolve(b.networks(), name)
+	if local || len(addrs) == 0 {
+		return nil, true
+	}
+	return reply(h, q, addrs), false
+}
+
+// reply answers q with addrs (IPv4; an AAAA question gets none).
+func reply(h dnsmessage.Header, q dnsmessage.Question, addrs []netip.Addr) []byte {
+	bld := dnsmessage.NewBuilder(make([]byte, 0, 512), dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true,
+		RecursionDesired: h.RecursionDesired, RecursionAvailable: true})
+	bld.EnableCompression()
+	_ = bld.StartQuestions()
+	_ = bld.Question(q)
+	_ = bld.StartAnswers()
+	if q.Type == dnsmessage.TypeA {
+		for _, a := range addrs {
+			if a.Is4() {
+				_ = bld.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: TTL}, dnsmessage.AResource{A: a.As4()})
+			}
+		}
+	}
+	out, err := bld.Finish()
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
+var dockerDNS = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 11), Port: 53}
+
+// pass hands a question to Docker's resolver under an ID of the box's own.
+func (b *box) pass(msg []byte, client *net.UDPAddr) {
+	if len(msg) < 12 {
+		return
+	}
+	now := time.Now()
+	b.pmu.Lock()
+	if len(b.pending) >= maxPending {
+		for id, q := range b.pending {
+			if now.Sub(q.at) > pendingFor {
+				delete(b.pending, id)
+			}
+		}
+	}
+	if len(b.pending) >= maxPending {
+		// A flood: the oldest question waiting is given up (its client
+		// asks again), so a new one still gets through.
+		var oldest uint16
+		first := true
+		for id, q := range b.pending {
+			if first || q.at.Before(b.pending[oldest].at) {
+				oldest, first = id, false
+			}
+		}
+		delete(b.pending, oldest)
+	}
+	id := b.next
+	for _, used := b.pending[id]; used; _, used = b.pending[id] {
+		id++
+	}
+	b.next = id + 1
+	b.pending[id] = question{client: client, id: binary.BigEndian.Uint16(msg), at: now}
+	b.pmu.Unlock()
+	binary.BigEndian.PutUint16(msg, id)
+	_, _ = b.upstream.WriteToUDP(msg, dockerDNS)
+}
+
+// relay gives Docker's replies back to the containers that asked.
+func (b *box) relay() {
+	buf := make([]byte, 65535)
+	for {
+		n, _, err := b.upstream.ReadFromUDP(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		if n < 12 {
+			continue
+		}
+		id := binary.BigEndian.Uint16(buf)
+		b.pmu.Lock()
+		q, ok := b.pending[id]
+		delete(b.pending, id)
+		b.pmu.Unlock()
+		if !ok {
+			continue
+		}
+		binary.BigEndian.PutUint16(buf, q.id)
+		_, _ = b.listen.WriteToUDP(buf[:n], q.client)
+	}
+}

@@ -1,0 +1,298 @@
+package dnsforward
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/mynet/mynet/internal/firewall"
+	"github.com/mynet/mynet/internal/netutil"
+	"github.com/mynet/mynet/internal/nstest"
+)
+
+func TestMain(m *testing.M) { nstest.Main(m) }
+
+// sandbox is a network namespace as Docker makes a container's: lo up,
+// Docker's resolver on 127.0.0.11 at a port of its own, and Docker's rules
+// sending 127.0.0.11:53 to it. The fake resolver answers every A question
+// with 192.0.2.53 (Docker's answer).
+type sandbox struct {
+	t    *testing.T
+	path string
+	ipt  func(args ...string) string
+}
+
+func newSandbox(t *testing.T) *sandbox {
+	t.Helper()
+	nstest.Require(t)
+	cmd := exec.Command("sleep", "600")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	s := &sandbox{t: t, path: fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)}
+	s.ipt = func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("nsenter", append([]string{"--net=" + s.path, "iptables"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("iptables %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	if out, err := exec.Command("nsenter", "--net="+s.path, "ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("lo up: %v %s", err, out)
+	}
+	var docker *net.UDPConn
+	if err := netutil.InNetns(s.path, func() error {
+		var err error
+		docker, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 11)})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { docker.Close() })
+	go fakeDocker(docker)
+	port := docker.LocalAddr().(*net.UDPAddr).Port
+	s.ipt("-t", "nat", "-N", "DOCKER_OUTPUT")
+	s.ipt("-t", "nat", "-A", "DOCKER_OUTPUT", "-d", "127.0.0.11/32", "-p", "udp", "--dport", "53", "-j", "DNAT", "--to-destination", fmt.Sprintf("127.0.0.11:%d", port))
+	s.dockerJump()
+	return s
+}
+
+// dockerJump is what dockerd does when it starts the sandbox's resolver.
+func (s *sandbox) dockerJump() {
+	s.ipt("-t", "nat", "-I", "OUTPUT", "-d", "127.0.0.11/32", "-j", "DOCKER_OUTPUT")
+}
+
+func fakeDocker(c *net.UDPConn) {
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := c.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		var p dnsmessage.Parser
+		h, err := p.Start(buf[:n])
+		if err != nil {
+			continue
+		}
+		q, err := p.Question()
+		if err != nil {
+			continue
+		}
+		_, _ = c.WriteToUDP(reply(h, q, []netip.Addr{netip.MustParseAddr("192.0.2.53")}), from)
+	}
+}
+
+// ask asks 127.0.0.11:53 from inside the sandbox, as a container does, and
+// returns the A answers.
+func (s *sandbox) ask(name string) ([]string, error) {
+	var c *net.UDPConn
+	if err := netutil.InNetns(s.path, func() error {
+		var err error
+		c, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 11), Port: 53})
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 0x1234, RecursionDesired: true})
+	_ = b.StartQuestions()
+	_ = b.Question(dnsmessage.Question{Name: dnsmessage.MustNewName(name + "."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET})
+	msg, _ := b.Finish()
+	if _, err := c.Write(msg); err != nil {
+		return nil, err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 1500)
+	n, err := c.Read(buf)
+	if err != nil {
+		return nil, err
+	}
+	var p dnsmessage.Parser
+	h, err := p.Start(buf[:n])
+	if err != nil {
+		return nil, err
+	}
+	if h.ID != 0x1234 {
+		return nil, fmt.Errorf("reply ID %#x, want 0x1234", h.ID)
+	}
+	_ = p.SkipAllQuestions()
+	var out []string
+	for {
+		rh, err := p.AnswerHeader()
+		if err != nil {
+			break
+		}
+		a, err := p.AResource()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, fmt.Sprintf("%s %d", netip.AddrFrom4(a.A), rh.TTL))
+	}
+	return out, nil
+}
+
+func (s *sandbox) expect(name string, want ...string) {
+	s.t.Helper()
+	got, err := s.ask(name)
+	if err != nil || strings.Join(got, ",") != strings.Join(want, ",") {
+		s.t.Fatalf("%s: %v %v, want %v", name, got, err, want)
+	}
+}
+
+func newForwarders(t *testing.T) *Forwarders {
+	t.Helper()
+	fw, err := firewall.New(firewall.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(Config{
+		Resolve: func(networks []string, name string) ([]netip.Addr, bool) {
+			if !slicesContain(networks, "blue") {
+				return nil, false
+			}
+			switch name {
+			case "bbox1":
+				return []netip.Addr{netip.MustParseAddr("10.0.0.5")}, false
+			case "here":
+				return []netip.Addr{netip.MustParseAddr("10.0.0.6")}, true
+			}
+			return nil, false
+		},
+		Enter: netutil.InNetns, Redirect: fw.EnsureDNSRedirect, Unredirect: fw.RemoveDNSRedirect, Mark: firewall.DNSMark,
+		Flush: netutil.FlushDNSFlows,
+	})
+}
+
+func slicesContain(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func eventually(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestKernelForwarderAnswersOtherHostsNamesOnly(t *testing.T) {
+	s := newSandbox(t)
+	s.expect("bbox1", "192.0.2.53 2") // before mynet: Docker's answer
+	f := newForwarders(t)
+	defer f.Close()
+	f.Attach(s.path, "ep1", "blue")
+	eventually(t, "mynet answers bbox1", func() error {
+		got, err := s.ask("bbox1")
+		if err != nil || len(got) != 1 || got[0] != "10.0.0.5 2" {
+			return fmt.Errorf("%v %v", got, err)
+		}
+		return nil
+	})
+	s.expect("here", "192.0.2.53 2")    // a name of this host: Docker's
+	s.expect("example", "192.0.2.53 2") // anything else: Docker's
+	s.expect("BBOX1", "10.0.0.5 2")     // names are case-insensitive
+
+	// dockerd starts the resolver after the Join: its jump goes on top,
+	// and the forwarder puts its redirect back above it.
+	s.dockerJump()
+	eventually(t, "mynet's redirect first again", func() error {
+		got, err := s.ask("bbox1")
+		if err != nil || len(got) != 1 || got[0] != "10.0.0.5 2" {
+			return fmt.Errorf("%v %v", got, err)
+		}
+		return nil
+	})
+	if n := strings.Count(s.ipt("-t", "nat", "-S", "OUTPUT"), "mynet:dns"); n != 1 {
+		t.Errorf("%d redirects in the sandbox, want 1", n)
+	}
+
+	// Another network's sandbox is not answered.
+	other := newSandbox(t)
+	f.Attach(other.path, "ep2", "green")
+	eventually(t, "the green sandbox has its forwarder", func() error {
+		if !strings.Contains(other.ipt("-t", "nat", "-S", "OUTPUT"), "mynet:dns") {
+			return fmt.Errorf("no redirect")
+		}
+		return nil
+	})
+	other.expect("bbox1", "192.0.2.53 2")
+
+	// The last endpoint's going takes the redirect away: Docker alone.
+	f.Detach(s.path, "ep1")
+	s.expect("bbox1", "192.0.2.53 2")
+	if strings.Contains(s.ipt("-t", "nat", "-S", "OUTPUT"), "mynet:dns") {
+		t.Error("the redirect outlived the sandbox's last cluster endpoint")
+	}
+	// Close (mynet stopping) leaves no redirect anywhere.
+	f.Close()
+	if strings.Contains(other.ipt("-t", "nat", "-S", "OUTPUT"), "mynet:dns") {
+		t.Error("the redirect outlived mynet")
+	}
+	other.expect("example", "192.0.2.53 2")
+}
+
+func TestKernelForwarderSurvivesBadInputAndFloods(t *testing.T) {
+	s := newSandbox(t)
+	f := newForwarders(t)
+	defer f.Close()
+	f.Attach(s.path, "ep1", "blue")
+	eventually(t, "mynet answers bbox1", func() error {
+		got, err := s.ask("bbox1")
+		if err != nil || len(got) != 1 {
+			return fmt.Errorf("%v %v", got, err)
+		}
+		return nil
+	})
+	var c *net.UDPConn
+	if err := netutil.InNetns(s.path, func() error {
+		var err error
+		c, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 11), Port: 53})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	junk := [][]byte{{}, {1}, make([]byte, 12), []byte("not a dns message at all, just bytes"), make([]byte, 4000)}
+	for range 3000 {
+		for _, j := range junk {
+			_, _ = c.Write(j)
+		}
+	}
+	// Answers go on (a client asks again when a question of it was lost
+	// in the flood, as resolvers do).
+	for _, q := range []struct{ name, want string }{{"bbox1", "10.0.0.5 2"}, {"example", "192.0.2.53 2"}} {
+		eventually(t, q.name+" after the flood", func() error {
+			got, err := s.ask(q.name)
+			if err != nil || strings.Join(got, ",") != q.want {
+				return fmt.Errorf("%v %v", got, err)
+			}
+			return nil
+		})
+	}
+	if _, err := os.Stat(s.path); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,68 @@
+package netutil
+
+import (
+	"fmt"
+	"net"
+	"runtime"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// InNetns runs fn on a thread in the network namespace at path (a
+// container's sandbox, /var/run/docker/netns/<id>), and puts the thread
+// back. Sockets fn opens stay in that namespace after it returns, and a
+// program fn starts (iptables) runs there. A thread that cannot be put back
+// is never reused: it ends with its goroutine. (ip netns exec PATH ...)
+func InNetns(path string, fn func() error) error {
+	target, err := netns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("open network namespace %s: %w", path, err)
+	}
+	defer target.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("this thread's network namespace: %w", err)
+			return // the thread stays locked, and ends with the goroutine
+		}
+		defer orig.Close()
+		if err := netns.Set(target); err != nil {
+			errc <- fmt.Errorf("enter network namespace %s: %w", path, err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			errc <- fmt.Errorf("leave network namespace %s: %w (after: %v)", path, err, ferr)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// FlushDNSFlows forgets the conntrack entries of UDP questions to
+// 127.0.0.11:53 in the calling thread's network namespace (run it in
+// InNetns), so that a client whose socket outlives a change of the DNS
+// redirect follows the new rules at its next question instead of the NAT
+// its flow was given. (conntrack -D -p udp -d 127.0.0.11 --dport 53)
+func FlushDNSFlows() error {
+	f := &netlink.ConntrackFilter{}
+	if err := f.AddProtocol(syscall.IPPROTO_UDP); err != nil {
+		return err
+	}
+	if err := f.AddIP(netlink.ConntrackOrigDstIP, net.IPv4(127, 0, 0, 11)); err != nil {
+		return err
+	}
+	if err := f.AddPort(netlink.ConntrackOrigDstPort, 53); err != nil {
+		return err
+	}
+	if _, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.FAMILY_V4, f); err != nil {
+		return fmt.Errorf("flush the DNS flows: %w", err)
+	}
+	return nil
+}
