@@ -32,6 +32,7 @@ var allowedInternal = map[string][]string{
 	"internal/fault":      {},
 	"internal/engineapi":  {},
 	"internal/dockersync": {"internal/cluster"},
+	"internal/dnsforward": {},
 	"test/bench":          {"test/dockercli"},
 	"test/dockercli":      {},
 	"test/etcd":           {},
@@ -43,7 +44,7 @@ var allowedInternal = map[string][]string{
 	"driver":              {"internal/engineapi", "internal/cluster", "internal/errdefs", "internal/ids", "internal/netaddr", "internal/store", "internal/netutil", "internal/firewall", "internal/hostport", "internal/fault"},
 	"plugin":              {"internal/engineapi", "internal/errdefs"},
 	"internal/status":     {"driver", "ipam", "plugin", "internal/dockersync", "internal/firewall", "internal/ids", "internal/store"},
-	"internal/daemon": {"driver", "ipam", "plugin", "internal/cluster", "internal/dockersync", "internal/status", "internal/metrics", "internal/firewall", "internal/netutil",
+	"internal/daemon": {"driver", "ipam", "plugin", "internal/cluster", "internal/dnsforward", "internal/dockersync", "internal/status", "internal/metrics", "internal/firewall", "internal/netutil",
 		"internal/store", "internal/fault"},
 	".": {"internal/cluster", "internal/daemon", "internal/dockersync", "internal/status", "internal/firewall", "internal/fault", "ipam"},
 }

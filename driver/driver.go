@@ -74,6 +74,9 @@ type Config struct {
 	// Cluster is what cluster networks need; its zero value (no
 	// --cluster-store) has none.
 	Cluster ClusterConfig
+	// Names puts name forwarders in cluster endpoints' sandboxes (nil:
+	// none; names resolve on the same host only).
+	Names NameForwarders
 	// Fault is the test-only crash hook (internal/fault); nil in production.
 	Fault fault.Hook
 	Log   *logrus.Entry
@@ -89,6 +92,7 @@ type Driver struct {
 	fault   fault.Hook
 	log     *logrus.Entry
 	epLocks keyedMutex // serializes calls on the same endpoint ID
+	names   NameForwarders
 
 	// opsMu is held shared by every mutating call and exclusively by
 	// Reconcile, so a reconcile never sees a call half done.
@@ -155,6 +159,12 @@ type Endpoint struct {
 	// (com.docker.network.endpoint.ifname), or "" for the network's prefix
 	// and a number.
 	IfName string `json:"ifname,omitempty"`
+	// Name is the container's name on a cluster network (from the IPAM:
+	// Engine 29 gives it), published for other hosts' names.
+	Name string `json:"name,omitempty"`
+	// Sandbox is the container's network namespace (Join's SandboxKey),
+	// where a cluster network's name forwarder runs; "" until joined.
+	Sandbox string `json:"sandbox,omitempty"`
 }
 
 // New builds a driver and loads its networks and endpoints from the store.
@@ -169,6 +179,7 @@ func New(cfg Config) (*Driver, error) {
 		fault:       cfg.Fault,
 		log:         cfg.Log,
 		cluster:     cfg.Cluster,
+		names:       cfg.Names,
 		networks:    map[string]*netState{},
 		endpoints:   map[string]*Endpoint{},
 		peers:       map[string]map[netip.Addr]Peer{},

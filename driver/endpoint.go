@@ -157,6 +157,9 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 	// A record without an endpoint (a crash before the save) is withdrawn
 	// by the next list; an endpoint without a record is published by it.
 	published := func() error { return nil }
+	if cfg.Cluster != "" && d.cluster.NameOf != nil {
+		ep.Name = d.cluster.NameOf(cfg.Cluster, ep.Address.Addr())
+	}
 	if cfg.Cluster != "" {
 		d.mu.Lock()
 		d.creating[ep.Address.Addr()] = ep.NetworkID
@@ -261,6 +264,7 @@ func (d *Driver) DeleteEndpoint(req *network.DeleteEndpointRequest) error {
 	delete(d.endpoints, ep.ID)
 	d.mu.Unlock()
 	d.fault.At(fault.DeleteEndpointStore)
+	d.leaveNames(*ep)
 	var errs []error
 	if len(ep.Ports) > 0 {
 		// Docker revokes before it deletes, but a failed revoke is not retried.
@@ -331,6 +335,7 @@ func (d *Driver) Join(req *network.JoinRequest) (*engineapi.JoinResponse, error)
 	if err := d.openRoutedPorts(req.Options, ep.NetworkID, ep.ID); err != nil {
 		return nil, err
 	}
+	d.joinNames(ep, cfg, req.SandboxKey)
 	d.log.WithFields(logrus.Fields{"network": ids.Short(ep.NetworkID), "endpoint": ids.Short(ep.ID), "sandbox": req.SandboxKey}).Info("endpoint joined")
 	return res, nil
 }
@@ -339,6 +344,13 @@ func (d *Driver) Join(req *network.JoinRequest) (*engineapi.JoinResponse, error)
 // the sandbox itself; the ports still open (a routed network's, which
 // Revoke keeps) close, and the rest waits for DeleteEndpoint.
 func (d *Driver) Leave(req *network.LeaveRequest) error {
+	if ep, _, err := d.endpoint(req.NetworkID, req.EndpointID); err == nil && ep.Sandbox != "" {
+		d.leaveNames(ep)
+		ep.Sandbox = ""
+		if err := d.saveEndpoint(&ep); err != nil {
+			d.log.WithError(err).WithField("endpoint", ids.Short(ep.ID)).Warn("could not save the endpoint's leave")
+		}
+	}
 	if err := d.closePorts(req.NetworkID, req.EndpointID); err != nil {
 		if errdefs.IsNotFound(err) {
 			return nil // a repeated Leave

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -57,6 +58,9 @@ type ClusterConfig struct {
 	// MTU of its link.
 	Underlay    netip.Addr
 	UnderlayMTU int
+	// NameOf is the container name the IPAM was given with a cluster
+	// network's address (ipam EndpointName); nil: none.
+	NameOf func(clusterNet string, addr netip.Addr) string
 }
 
 // Peer is a remote endpoint as programmed on a VXLAN device.
@@ -65,6 +69,9 @@ type Peer struct {
 	IP   netip.Addr `json:"ip"`
 	MAC  string     `json:"mac"`
 	VTEP netip.Addr `json:"vtep"`
+	// Name is the container's name, when its host gave one that is a valid
+	// DNS label.
+	Name string `json:"name,omitempty"`
 }
 
 func (p Peer) remote() netutil.Remote {
@@ -138,7 +145,32 @@ func (d *Driver) clusterNameOf(networkID string) string {
 
 // publish announces a local endpoint of a cluster network.
 func (d *Driver) publish(cfg *NetworkConfig, ep *Endpoint) error {
-	return d.cluster.Client.PublishEndpoint(cluster.Endpoint{Network: cfg.Cluster, IP: ep.Address.Addr(), MAC: ep.MAC})
+	return d.cluster.Client.PublishEndpoint(cluster.Endpoint{Network: cfg.Cluster, IP: ep.Address.Addr(), MAC: ep.MAC, Name: ep.Name})
+}
+
+// peerOf is a remote endpoint's record as a Peer; a name that is not a
+// valid DNS label is dropped (the peer is kept).
+func peerOf(ep cluster.Endpoint) Peer {
+	p := Peer{Node: ep.Node, IP: ep.IP, MAC: ep.MAC, VTEP: ep.VTEP}
+	if ValidDNSName(ep.Name) {
+		p.Name = strings.ToLower(ep.Name)
+	}
+	return p
+}
+
+// ValidDNSName reports whether name is one DNS label that Docker could
+// have given a container: 1 to 63 letters, digits, '-' and '_', not
+// starting with '-'.
+func ValidDNSName(name string) bool {
+	if name == "" || len(name) > 63 || name[0] == '-' {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // bigList is the size of an endpoint list after which the memory it took
@@ -269,7 +301,7 @@ func (d *Driver) syncPeers(cfg *NetworkConfig, eps []cluster.Endpoint, log *logr
 			continue
 		}
 		if d.accept(cfg, ep, facts, log) {
-			want[ep.IP] = Peer{Node: ep.Node, IP: ep.IP, MAC: ep.MAC, VTEP: ep.VTEP}
+			want[ep.IP] = peerOf(ep)
 		}
 	}
 	d.mu.Lock()
@@ -307,7 +339,7 @@ func (d *Driver) peerEvent(cfg *NetworkConfig, ep cluster.Endpoint, deleted bool
 		return
 	}
 	checked := time.Since(start)
-	d.applyPeer(cfg, Peer{Node: ep.Node, IP: ep.IP, MAC: ep.MAC, VTEP: ep.VTEP}, deleted, log)
+	d.applyPeer(cfg, peerOf(ep), deleted, log)
 	log.WithFields(logrus.Fields{"address": ep.IP, "deleted": deleted, "took_us": time.Since(start).Microseconds(),
 		"check_us": checked.Microseconds()}).Debug("remote endpoint change applied")
 }

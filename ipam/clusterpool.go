@@ -58,6 +58,41 @@ func (a *Allocator) ClusterOf(space string, subnet netip.Prefix) (ClusterNetwork
 	return ClusterNetwork{}, false
 }
 
+// EndpointName is the container name Docker gave with the address of the
+// cluster network's pool ("" when none: an older engine, or a restart
+// since).
+func (a *Allocator) EndpointName(clusterNet string, addr netip.Addr) string {
+	var p *pool
+	a.mu.Lock()
+	for _, q := range a.pools {
+		if q.rec.Cluster == clusterNet && q.subnet.Contains(addr) {
+			p = q
+			break
+		}
+	}
+	a.mu.Unlock()
+	if p == nil {
+		return ""
+	}
+	p.namesMu.Lock()
+	defer p.namesMu.Unlock()
+	return p.names[addr]
+}
+
+// setName records (or, with "", forgets) the container name of addr.
+func (p *pool) setName(addr netip.Addr, name string) {
+	p.namesMu.Lock()
+	defer p.namesMu.Unlock()
+	if name == "" {
+		delete(p.names, addr)
+		return
+	}
+	if p.names == nil {
+		p.names = map[netip.Addr]string{}
+	}
+	p.names[addr] = name
+}
+
 // publishCluster makes the pool's cluster network, as its record has it,
 // what ClusterOf answers. Caller holds p.mu, or is making p.
 func (p *pool) publishCluster() {

@@ -28,6 +28,8 @@ const (
 	// OptMACAddress carries the endpoint's MAC, which libnetwork sends
 	// because GetCapabilities says RequiresMACAddress.
 	OptMACAddress = "com.docker.network.endpoint.macaddress"
+	// OptEndpointName is the container's name (Engine 29 and later).
+	OptEndpointName = "com.docker.network.endpoint.name"
 )
 
 const (
@@ -340,6 +342,9 @@ func (a *Allocator) RequestAddress(req *api.RequestAddressRequest) (*api.Request
 		}
 		p.macs[mac], p.byOff[off] = off, mac
 	}
+	if name := req.Options[OptEndpointName]; name != "" && cluster {
+		p.setName(addrAt(p.subnet, off), name)
+	}
 	p.settle()
 	a.fault.At(fault.RequestAddressSaved)
 	addr := netip.PrefixFrom(addrAt(p.subnet, off), p.subnet.Bits())
@@ -388,6 +393,7 @@ func (a *Allocator) ReleaseAddress(req *api.ReleaseAddressRequest) error {
 		}
 	}
 	delete(p.conflicts, addr)
+	p.setName(addr, "")
 	p.bits.clear(off)
 	if err := a.save(p, off, ""); err != nil {
 		p.bits.set(off)

@@ -51,6 +51,13 @@ type pool struct {
 	// pool), published whenever rec's Gateway and VNI change.
 	cnet atomic.Pointer[ClusterNetwork]
 
+	// names are the container names Docker gave with addresses (Engine 29's
+	// com.docker.network.endpoint.name), for the driver's endpoint records
+	// (EndpointName); in memory only, the driver keeps them. Guarded by
+	// namesMu, never p.mu: the driver asks while the pool may wait on etcd.
+	namesMu sync.Mutex
+	names   map[netip.Addr]string
+
 	mu   sync.Mutex
 	gone bool // released: a request that found the pool before gets NotFound
 	bits *bitmap

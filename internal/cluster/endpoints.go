@@ -16,6 +16,9 @@ type Endpoint struct {
 	IP      netip.Addr `json:"ip"`
 	MAC     string     `json:"mac"`
 	VTEP    netip.Addr `json:"vtep"` // the host's underlay address
+	// Name is the container's name, for the names other hosts answer
+	// (Engine 29 gives it; "" otherwise).
+	Name string `json:"name,omitempty"`
 	// Rev is the revision of a watched record's change (0 otherwise).
 	Rev int64 `json:"-"`
 }

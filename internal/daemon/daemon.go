@@ -17,6 +17,7 @@ import (
 
 	"github.com/mynet/mynet/driver"
 	"github.com/mynet/mynet/internal/cluster"
+	"github.com/mynet/mynet/internal/dnsforward"
 	"github.com/mynet/mynet/internal/dockersync"
 	"github.com/mynet/mynet/internal/fault"
 	"github.com/mynet/mynet/internal/firewall"
@@ -68,10 +69,11 @@ type Daemon struct {
 	// seenBridges are others' bridges already reported by link events.
 	seenBridges bridgeSet
 
-	clusterClient *cluster.Client    // nil without --cluster-store
-	syncer        *dockersync.Syncer // nil without a cluster or --docker-host
-	underlay      netip.Addr         // this host's VTEP address (cluster only)
-	vteps         vtepGuard          // the VXLAN guard's state (membership.go)
+	clusterClient *cluster.Client        // nil without --cluster-store
+	syncer        *dockersync.Syncer     // nil without a cluster or --docker-host
+	names         *dnsforward.Forwarders // nil without a cluster
+	underlay      netip.Addr             // this host's VTEP address (cluster only)
+	vteps         vtepGuard              // the VXLAN guard's state (membership.go)
 }
 
 // New opens the state file and builds the parts. It changes nothing in the
@@ -120,13 +122,20 @@ func New(cfg Config, log *logrus.Entry) (_ *Daemon, err error) {
 	if d.alloc, err = ipam.New(ipamCfg); err != nil {
 		return nil, err
 	}
-	if d.clusterClient != nil {
-		clusterCfg.Of = clusterOf(d.alloc)
-	}
-	d.drv, err = driver.New(driver.Config{
+	drvCfg := driver.Config{
 		Store: d.store, Links: d.links, Firewall: d.fw, EnsureSysctl: netutil.EnsureSysctl, Cluster: clusterCfg,
 		Fault: cfg.Fault, Log: log.WithField("part", "driver"),
-	})
+	}
+	if d.clusterClient != nil {
+		drvCfg.Cluster.Of, drvCfg.Cluster.NameOf = clusterOf(d.alloc), d.alloc.EndpointName
+		d.names = dnsforward.New(dnsforward.Config{
+			Resolve: func(networks []string, name string) ([]netip.Addr, bool) { return d.drv.ResolveName(networks, name) },
+			Enter:   netutil.InNetns, Redirect: d.fw.EnsureDNSRedirect, Unredirect: d.fw.RemoveDNSRedirect, Mark: firewall.DNSMark,
+			Flush: netutil.FlushDNSFlows, Log: log.WithField("part", "names"),
+		})
+		drvCfg.Names = d.names
+	}
+	d.drv, err = driver.New(drvCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +162,10 @@ func (d *Daemon) IPAM() *ipam.Allocator { return d.alloc }
 func (d *Daemon) Close() {
 	if d.drv != nil {
 		d.drv.Close()
+	}
+	if d.names != nil {
+		// First: the containers' questions go to Docker alone from now.
+		d.names.Close()
 	}
 	if d.syncer != nil {
 		_ = d.syncer.Close()
@@ -207,6 +220,7 @@ func (d *Daemon) Run(ctx context.Context, l net.Listener) error {
 	if err != nil {
 		log.WithError(err).Error("some networks could not be restored; they may lack connectivity")
 	}
+	d.drv.AttachSandboxes()
 
 	srv := &http.Server{
 		Handler: plugin.NewHandler(d.drv, d.alloc, plugin.Extras{

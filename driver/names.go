@@ -1,0 +1,107 @@
+package driver
+
+import (
+	"net/netip"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/mynet/mynet/internal/ids"
+)
+
+// NameForwarders puts a name forwarder in the sandboxes of containers on
+// cluster networks (internal/dnsforward): the driver tells it which
+// sandbox each cluster endpoint joined and left. Its calls never wait on
+// the kernel: a Join does not wait on the forwarder.
+type NameForwarders interface {
+	Attach(sandbox, endpointID, networkID string)
+	Detach(sandbox, endpointID string)
+}
+
+// joinNames records a cluster endpoint's sandbox and gives it a forwarder.
+func (d *Driver) joinNames(ep Endpoint, cfg NetworkConfig, sandbox string) {
+	if d.names == nil || cfg.Cluster == "" || sandbox == "" {
+		return
+	}
+	if ep.Sandbox != sandbox {
+		ep.Sandbox = sandbox
+		if err := d.saveEndpoint(&ep); err != nil {
+			// Only a restart's forwarder misses it.
+			d.log.WithError(err).WithField("endpoint", ids.Short(ep.ID)).Warn("could not save the endpoint's sandbox")
+		}
+	}
+	d.names.Attach(sandbox, ep.ID, ep.NetworkID)
+}
+
+// leaveNames takes a cluster endpoint's forwarder away.
+func (d *Driver) leaveNames(ep Endpoint) {
+	if d.names == nil || ep.Sandbox == "" {
+		return
+	}
+	d.names.Detach(ep.Sandbox, ep.ID)
+}
+
+// AttachSandboxes gives every joined cluster endpoint its forwarder again
+// (at start, after Restore: forwarders do not outlive the process).
+func (d *Driver) AttachSandboxes() {
+	if d.names == nil {
+		return
+	}
+	d.mu.Lock()
+	var eps []Endpoint
+	for _, ep := range d.endpoints {
+		if n := d.networks[ep.NetworkID]; n != nil && n.Config.Cluster != "" && ep.Sandbox != "" {
+			eps = append(eps, *ep)
+		}
+	}
+	d.mu.Unlock()
+	for _, ep := range eps {
+		d.names.Attach(ep.Sandbox, ep.ID, ep.NetworkID)
+	}
+	if len(eps) > 0 {
+		d.log.WithField("sandboxes", len(eps)).Info("name forwarders back in the cluster endpoints' sandboxes")
+	}
+}
+
+// ResolveName answers a forwarder's question for name (lower case) on the
+// networks (IDs): the addresses of other hosts' containers of that name,
+// and whether a container of this host has it there (then Docker's own
+// resolver answers).
+func (d *Driver) ResolveName(networks []string, name string) (addrs []netip.Addr, local bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, id := range networks {
+		for _, ep := range d.endpoints {
+			if ep.NetworkID == id && ep.Name != "" && equalFold(ep.Name, name) {
+				return nil, true
+			}
+		}
+		for _, p := range d.peers[id] {
+			if p.Name == name {
+				addrs = append(addrs, p.IP)
+			}
+		}
+	}
+	if len(addrs) > 0 {
+		d.log.WithFields(logrus.Fields{"name": name, "addresses": addrs}).Debug("name of another host's container answered")
+	}
+	return addrs, false
+}
+
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(a) {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}

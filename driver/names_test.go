@@ -1,0 +1,41 @@
+package driver
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/mynet/mynet/internal/cluster"
+)
+
+func TestPeerNamesAreDNSLabels(t *testing.T) {
+	ip := netip.MustParseAddr("10.0.0.5")
+	for name, want := range map[string]string{
+		"bbox1": "bbox1", "BBox_2": "bbox_2", "": "", "-x": "", "a.b": "", "with space": "", "x\x00": "",
+		"a23456789012345678901234567890123456789012345678901234567890123":  "a23456789012345678901234567890123456789012345678901234567890123",
+		"a234567890123456789012345678901234567890123456789012345678901234": "",
+	} {
+		if got := peerOf(cluster.Endpoint{IP: ip, Name: name}).Name; got != want {
+			t.Errorf("peer name of %q: %q, want %q", name, got, want)
+		}
+	}
+}
+
+func TestResolveNamePrefersThisHostAndKeepsToTheNetworks(t *testing.T) {
+	d := &Driver{log: logrus.NewEntry(logrus.New()), endpoints: map[string]*Endpoint{
+		"ep1": {ID: "ep1", NetworkID: "blue", Name: "Here", Address: netip.MustParsePrefix("10.0.0.2/24")},
+	}, peers: map[string]map[netip.Addr]Peer{
+		"blue":  {netip.MustParseAddr("10.0.0.5"): {IP: netip.MustParseAddr("10.0.0.5"), Name: "bbox1"}, netip.MustParseAddr("10.0.0.6"): {IP: netip.MustParseAddr("10.0.0.6"), Name: "here"}},
+		"green": {netip.MustParseAddr("10.1.0.5"): {IP: netip.MustParseAddr("10.1.0.5"), Name: "bbox9"}},
+	}}
+	if addrs, local := d.ResolveName([]string{"blue"}, "bbox1"); local || len(addrs) != 1 || addrs[0].String() != "10.0.0.5" {
+		t.Errorf("bbox1 on blue: %v %v", addrs, local)
+	}
+	if _, local := d.ResolveName([]string{"blue"}, "here"); !local {
+		t.Error("a name of this host's container is not Docker's to answer")
+	}
+	if addrs, _ := d.ResolveName([]string{"blue"}, "bbox9"); len(addrs) != 0 {
+		t.Errorf("a name of another network answered: %v", addrs)
+	}
+}
