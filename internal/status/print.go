@@ -113,7 +113,7 @@ func printCluster(w io.Writer, c *Cluster) {
 	tw.Flush()
 	fmt.Fprintf(w, "\nREMOTE ENDPOINTS\n")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NETWORK\tADDRESS\tMAC\tHOST\tVTEP")
+	fmt.Fprintln(tw, "NETWORK\tADDRESS\tNAME\tMAC\tHOST\tVTEP")
 	nets := make([]string, 0, len(c.Remote))
 	for id := range c.Remote {
 		nets = append(nets, id)
@@ -121,7 +121,11 @@ func printCluster(w io.Writer, c *Cluster) {
 	sort.Strings(nets)
 	for _, id := range nets {
 		for _, p := range c.Remote[id] {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ids.Short(id), p.IP, p.MAC, p.Node, p.VTEP)
+			name := p.Name
+			if name == "" {
+				name = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ids.Short(id), p.IP, name, p.MAC, p.Node, p.VTEP)
 		}
 	}
 	tw.Flush()

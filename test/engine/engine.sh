@@ -7,6 +7,9 @@
 #   engine.sh restart            stop it and start it again with the same ARGS
 #   engine.sh run CMD [ARGS...]  run CMD in the engine's namespace, with
 #                                DOCKER_HOST and the MYNET_E2E_* settings
+#   engine.sh join CMD [ARGS...] run CMD in dockerd's own network and mount
+#                                namespaces (where its containers' network
+#                                namespaces are mounted), with DOCKER_HOST
 #   engine.sh stop               stop it and remove all it made
 #
 # Build: dockerd and docker-proxy from github.com/moby/moby/v2 (the Engine
@@ -203,11 +206,20 @@ run() {
     inns "$@"
 }
 
+# join runs a command where dockerd runs: a mynet there opens the
+# containers' sandboxes by the paths Docker gives (Join's SandboxKey). A
+# restarted dockerd has a mount namespace of its own: join again.
+join() {
+  running || { log "not running (engine.sh start)"; return 1; }
+  DOCKER_HOST=unix://$SOCK exec nsenter --target "$(cat "$PIDFILE")" --mount --net -- "$@"
+}
+
 case ${1:-} in
   build) build; echo "$BIN" ;;
   start) shift; start "$@" ;;
   restart) restart ;;
   run) shift; run "$@" ;;
+  join) shift; join "$@" ;;
   stop) stop ;;
-  *) echo "usage: $0 build | start [DOCKERD-ARGS...] | restart | run CMD... | stop" >&2; exit 2 ;;
+  *) echo "usage: $0 build | start [DOCKERD-ARGS...] | restart | run CMD... | join CMD... | stop" >&2; exit 2 ;;
 esac

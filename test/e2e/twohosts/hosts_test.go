@@ -31,7 +31,7 @@ var engineScript = func() string {
 
 // cluster is one test's hosts, underlay and etcd.
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	world *mhtest.World
 	hosts []*host
 }
@@ -48,7 +48,7 @@ type host struct {
 	log   *testbin.Log
 }
 
-func newCluster(t *testing.T, n int) *cluster {
+func newCluster(t testing.TB, n int) *cluster {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("the two-host tests need root (they run dockerds in namespaces)")
@@ -99,12 +99,15 @@ func (h *host) engine(args ...string) (string, error) {
 	return string(out), err
 }
 
-// startMynet runs this host's mynet in the engine's namespaces, on the
-// engine's plugin directory, synced with the engine.
+// startMynet runs this host's mynet in dockerd's namespaces (engine.sh
+// join: where the containers' sandboxes are mounted, and the engine's
+// plugin directory), synced with the engine. A restarted dockerd has a
+// mount namespace of its own: restart mynet after it (on a real host both
+// are in the host's).
 func (h *host) startMynet() {
 	t := h.c.t
 	t.Helper()
-	cmd := exec.Command("bash", engineScript, "run", testbin.Mynet(t),
+	cmd := exec.Command("bash", engineScript, "join", testbin.Mynet(t),
 		"--socket", "/run/docker/plugins/mynet.sock", "--state-dir", h.state, "--log-level", "debug",
 		"--cluster-store", h.c.world.Store(), "--cluster-advertise", h.addr, "--node-name", h.id, "--cluster-ttl", "3s",
 		"--docker-host", "unix://"+h.sock)
@@ -190,7 +193,7 @@ func (h *host) hasNetwork(name string) bool {
 	return false
 }
 
-func eventually(t *testing.T, what string, limit time.Duration, cond func() error) {
+func eventually(t testing.TB, what string, limit time.Duration, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for {

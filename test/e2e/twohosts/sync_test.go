@@ -113,6 +113,9 @@ func TestSync(t *testing.T) {
 		if err := <-restarted; err != nil {
 			t.Fatalf("restart host2's dockerd: %v", err)
 		}
+		// Into the new dockerd's mount namespace (startMynet).
+		h2.stopMynet()
+		h2.startMynet()
 		waitNetwork(t, h2, "sync_c", true)
 		h1.run("sync_c1", "--network", "sync_c")
 		h2.run("sync_c2", "--network", "sync_c")

@@ -15,8 +15,8 @@ func clusterNet(name string, extra ...string) []string {
 // TestWalkthrough is Docker overlay's classic two-host walk-through, line
 // by line, with mynet: a network created once is on every host, with a
 // default subnet the same everywhere; containers on it reach each other
-// across hosts; another network is isolated from it. (Not yet: names
-// across hosts, below.)
+// across hosts, by address and by name; another network is isolated from
+// it, names too.
 func TestWalkthrough(t *testing.T) {
 	c := newCluster(t, 2)
 	h1, h2 := c.hosts[0], c.hosts[1]
@@ -58,11 +58,39 @@ func TestWalkthrough(t *testing.T) {
 		return nil
 	})
 
-	// host2$ docker exec bbox2 ping -c 2 bbox1 (by name, across hosts) is
-	// the walk-through's one line mynet does not do yet: Engine 29's
-	// embedded DNS forwards names it does not know from the host's
-	// namespace, which says nothing of the asking container's network
-	// (docs/multihost.md, "Names across hosts").
+	// host2$ docker exec bbox2 ping -c 2 bbox1   (by name, across hosts)
+	eventually(t, "bbox2 pings bbox1 by name", 10*time.Second, func() error {
+		out, err := h2.docker("exec", "bbox2", "ping", "-c", "2", "-W", "1", "bbox1")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		if !strings.Contains(out, ip1) {
+			return fmt.Errorf("ping bbox1 went to another address: %s", out)
+		}
+		return nil
+	})
+	if out := h2.must("exec", "bbox2", "nslookup", "bbox1"); !strings.Contains(out, ip1) {
+		t.Errorf("nslookup bbox1 on host2: %s, want %s", out, ip1)
+	}
+	// A name of the same host stays Docker's answer; so do others.
+	if out := h1.must("exec", "bbox1", "nslookup", "bbox1"); !strings.Contains(out, ip1) {
+		t.Errorf("nslookup bbox1 on host1 (its own host): %s", out)
+	}
+
+	// While host2's mynet is stopped, its containers' DNS is Docker's
+	// alone (the same host's names resolve); started again, names of the
+	// other host do again.
+	h2.stopMynet()
+	if out, err := h2.docker("exec", "bbox2", "nslookup", "bbox2"); err != nil || !strings.Contains(out, ip2) {
+		t.Errorf("with mynet stopped, bbox2 does not resolve its own name: %v %s", err, out)
+	}
+	h2.startMynet()
+	eventually(t, "bbox2 resolves bbox1 after mynet's restart", 10*time.Second, func() error {
+		if out, err := h2.docker("exec", "bbox2", "nslookup", "bbox1"); err != nil || !strings.Contains(out, ip1) {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
 
 	// host1$ docker network create ... ov_net2; docker run ... bbox3
 	h1.must(clusterNet("ov_net2")...)
@@ -78,6 +106,29 @@ func TestWalkthrough(t *testing.T) {
 	if out, err := h1.docker("exec", "bbox3", "ping", "-c", "2", "-W", "1", ip2); err == nil {
 		t.Errorf("bbox3 on ov_net2 reaches bbox2 (host2, ov_net1): %s", out)
 	}
+	// A name of another network does not resolve there.
+	if out, err := h1.docker("exec", "bbox3", "nslookup", "bbox2"); err == nil || strings.Contains(out, ip2) {
+		t.Errorf("bbox3 on ov_net2 resolves bbox2 of ov_net1: %v %s", err, out)
+	}
+
+	// A container that goes stops resolving on the other host.
+	h1.run("bbox4", "--network", "ov_net1")
+	eventually(t, "bbox2 resolves bbox4", 10*time.Second, func() error {
+		if out, err := h2.docker("exec", "bbox2", "nslookup", "bbox4"); err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	h1.must("stop", "-t", "0", "bbox4")
+	stopped := time.Now()
+	eventually(t, "bbox4 stops resolving on host2", 10*time.Second, func() error {
+		if out, err := h2.docker("exec", "bbox2", "nslookup", "bbox4"); err == nil {
+			return fmt.Errorf("still resolves: %s", out)
+		}
+		return nil
+	})
+	t.Logf("a stopped container stopped resolving on the other host %v after docker stop returned", time.Since(stopped).Round(time.Millisecond))
+
 	eventually(t, "host2 has ov_net2", 10*time.Second, func() error {
 		if !h2.hasNetwork("ov_net2") {
 			return fmt.Errorf("absent")
