@@ -93,15 +93,22 @@ func fakeDocker(c *net.UDPConn) {
 	}
 }
 
-// ask asks 127.0.0.11:53 from inside the sandbox, as a container does, and
-// returns the A answers.
-func (s *sandbox) ask(name string) ([]string, error) {
+// dial is a client socket to 127.0.0.11:53 inside the sandbox.
+func (s *sandbox) dial() (*net.UDPConn, error) {
 	var c *net.UDPConn
-	if err := netutil.InNetns(s.path, func() error {
+	err := netutil.InNetns(s.path, func() error {
 		var err error
 		c, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 11), Port: 53})
 		return err
-	}); err != nil {
+	})
+	return c, err
+}
+
+// ask asks 127.0.0.11:53 from inside the sandbox, as a container does, and
+// returns the A answers.
+func (s *sandbox) ask(name string) ([]string, error) {
+	c, err := s.dial()
+	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
@@ -266,12 +273,8 @@ func TestKernelForwarderSurvivesBadInputAndFloods(t *testing.T) {
 		}
 		return nil
 	})
-	var c *net.UDPConn
-	if err := netutil.InNetns(s.path, func() error {
-		var err error
-		c, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 11), Port: 53})
-		return err
-	}); err != nil {
+	c, err := s.dial()
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()

@@ -233,8 +233,10 @@ func TestNetworkCreatedOnOneHostAppearsOnAll(t *testing.T) {
 	}
 }
 
-func TestRemovalFollowsWhereUnused(t *testing.T) {
-	h := syncHosts(t, 2)
+// inUseOnHost2 is ov_net1 created by a user on host1, synced to host2, and
+// used there by a container.
+func inUseOnHost2(t *testing.T, h []*syncHost) {
+	t.Helper()
 	h[0].join(t, "ov1", "10.0.0.0/24")
 	h[0].engine.userCreate(t, "ov_net1", "ov1", "10.0.0.0/24")
 	eventually(t, "host2 has ov_net1", func() error {
@@ -245,6 +247,11 @@ func TestRemovalFollowsWhereUnused(t *testing.T) {
 	})
 	h[1].join(t, "ov1", "10.0.0.0/24")
 	h[1].engine.setUsers("ov_net1", 1)
+}
+
+func TestRemovalFollowsWhereUnused(t *testing.T) {
+	h := syncHosts(t, 2)
+	inUseOnHost2(t, h)
 	// A user removes it on host1; host1's IPAM leaves the network.
 	if err := h[0].engine.remove("ov_net1"); err != nil {
 		t.Fatal(err)
@@ -353,16 +360,7 @@ func TestSameNetworkCreatedAtOnceIsAdopted(t *testing.T) {
 
 func TestCreatedAgainAfterRemovalIsInUseAgain(t *testing.T) {
 	h := syncHosts(t, 2)
-	h[0].join(t, "ov1", "10.0.0.0/24")
-	h[0].engine.userCreate(t, "ov_net1", "ov1", "10.0.0.0/24")
-	eventually(t, "host2 has ov_net1", func() error {
-		if _, ok := h[1].engine.byName("ov_net1"); !ok {
-			return errors.New("absent")
-		}
-		return nil
-	})
-	h[1].join(t, "ov1", "10.0.0.0/24")
-	h[1].engine.setUsers("ov_net1", 1)
+	inUseOnHost2(t, h)
 	if err := h[0].engine.remove("ov_net1"); err != nil {
 		t.Fatal(err)
 	}

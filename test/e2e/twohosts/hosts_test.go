@@ -180,6 +180,18 @@ func (h *host) ip(container, network string) string {
 	return h.must("inspect", "-f", "{{(index .NetworkSettings.Networks \""+network+"\").IPAddress}}", container)
 }
 
+// reaches waits until container (on this host) gets a reply from addr.
+func (h *host) reaches(t testing.TB, container, addr string) {
+	t.Helper()
+	eventually(t, container+" reaches "+addr, 10*time.Second, func() error {
+		out, err := h.docker("exec", container, "ping", "-c", "1", "-W", "1", addr)
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+}
+
 func (h *host) hasNetwork(name string) bool {
 	out, err := h.docker("network", "ls", "--format", "{{.Name}}")
 	if err != nil {

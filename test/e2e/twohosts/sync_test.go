@@ -120,13 +120,7 @@ func TestSync(t *testing.T) {
 		h1.run("sync_c1", "--network", "sync_c")
 		h2.run("sync_c2", "--network", "sync_c")
 		ip1 := h1.ip("sync_c1", "sync_c")
-		eventually(t, "sync_c2 reaches sync_c1", 10*time.Second, func() error {
-			out, err := h2.docker("exec", "sync_c2", "ping", "-c", "1", "-W", "1", ip1)
-			if err != nil {
-				return fmt.Errorf("%v: %s", err, out)
-			}
-			return nil
-		})
+		h2.reaches(t, "sync_c2", ip1)
 	})
 
 	t.Run("created on both hosts at once", func(t *testing.T) {
@@ -165,13 +159,7 @@ func TestSync(t *testing.T) {
 		h1.run("sync_d1", "--network", "sync_d")
 		h2.run("sync_d2", "--network", "sync_d")
 		ip2 := h2.ip("sync_d2", "sync_d")
-		eventually(t, "sync_d1 reaches sync_d2", 10*time.Second, func() error {
-			out, err := h1.docker("exec", "sync_d1", "ping", "-c", "1", "-W", "1", ip2)
-			if err != nil {
-				return fmt.Errorf("%v: %s", err, out)
-			}
-			return nil
-		})
+		h1.reaches(t, "sync_d1", ip2)
 	})
 
 	t.Run("a host that joins later", func(t *testing.T) {
@@ -186,12 +174,6 @@ func TestSync(t *testing.T) {
 		}
 		h3.run("sync_c3", "--network", "sync_c")
 		ip1 := h1.ip("sync_c1", "sync_c")
-		eventually(t, "sync_c3 reaches sync_c1", 10*time.Second, func() error {
-			out, err := h3.docker("exec", "sync_c3", "ping", "-c", "1", "-W", "1", ip1)
-			if err != nil {
-				return fmt.Errorf("%v: %s", err, out)
-			}
-			return nil
-		})
+		h3.reaches(t, "sync_c3", ip1)
 	})
 }
