@@ -107,9 +107,11 @@ type Driver struct {
 	networks  map[string]*netState
 	endpoints map[string]*Endpoint
 	peers     map[string]map[netip.Addr]Peer // cluster networks' remote endpoints, by network ID
-	syncs     map[string]*peerSync           // cluster networks' watches, by network ID
-	creating  map[netip.Addr]string          // cluster endpoints being created: address -> network ID
-	refused   map[string]uint64              // remote endpoint records refused, by reason (records.go)
+	// peerNames indexes peers by name (names.go), for the name forwarders.
+	peerNames map[string]map[string][]netip.Addr
+	syncs     map[string]*peerSync  // cluster networks' watches, by network ID
+	creating  map[netip.Addr]string // cluster endpoints being created: address -> network ID
+	refused   map[string]uint64     // remote endpoint records refused, by reason (records.go)
 	// legacyPeers are the networks whose remote endpoints are saved in an
 	// older version's one-record form (vxlan.go).
 	legacyPeers map[string]bool
@@ -183,6 +185,7 @@ func New(cfg Config) (*Driver, error) {
 		networks:    map[string]*netState{},
 		endpoints:   map[string]*Endpoint{},
 		peers:       map[string]map[netip.Addr]Peer{},
+		peerNames:   map[string]map[string][]netip.Addr{},
 		syncs:       map[string]*peerSync{},
 		creating:    map[netip.Addr]string{},
 		refused:     map[string]uint64{},

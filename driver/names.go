@@ -75,11 +75,7 @@ func (d *Driver) ResolveName(networks []string, name string) (addrs []netip.Addr
 				return nil, true
 			}
 		}
-		for _, p := range d.peers[id] {
-			if p.Name == name {
-				addrs = append(addrs, p.IP)
-			}
-		}
+		addrs = append(addrs, d.peerNames[id][name]...)
 	}
 	if len(addrs) > 0 {
 		d.log.WithFields(logrus.Fields{"name": name, "addresses": addrs}).Debug("name of another host's container answered")
@@ -104,4 +100,45 @@ func equalFold(a, b string) bool {
 		}
 	}
 	return true
+}
+
+// indexName adds a peer to the name index; unindexName takes it out;
+// indexNames makes a network's index anew from its peers. Callers hold
+// d.mu.
+func (d *Driver) indexName(networkID string, p Peer) {
+	if p.Name == "" {
+		return
+	}
+	idx := d.peerNames[networkID]
+	if idx == nil {
+		idx = map[string][]netip.Addr{}
+		d.peerNames[networkID] = idx
+	}
+	idx[p.Name] = append(idx[p.Name], p.IP)
+}
+
+func (d *Driver) unindexName(networkID string, p Peer) {
+	idx := d.peerNames[networkID]
+	if p.Name == "" || idx == nil {
+		return
+	}
+	addrs := idx[p.Name]
+	for i, a := range addrs {
+		if a == p.IP {
+			addrs = append(addrs[:i:i], addrs[i+1:]...)
+			break
+		}
+	}
+	if len(addrs) == 0 {
+		delete(idx, p.Name)
+	} else {
+		idx[p.Name] = addrs
+	}
+}
+
+func (d *Driver) indexNames(networkID string, peers map[netip.Addr]Peer) {
+	delete(d.peerNames, networkID)
+	for _, p := range peers {
+		d.indexName(networkID, p)
+	}
 }

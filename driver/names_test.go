@@ -28,7 +28,10 @@ func TestResolveNamePrefersThisHostAndKeepsToTheNetworks(t *testing.T) {
 	}, peers: map[string]map[netip.Addr]Peer{
 		"blue":  {netip.MustParseAddr("10.0.0.5"): {IP: netip.MustParseAddr("10.0.0.5"), Name: "bbox1"}, netip.MustParseAddr("10.0.0.6"): {IP: netip.MustParseAddr("10.0.0.6"), Name: "here"}},
 		"green": {netip.MustParseAddr("10.1.0.5"): {IP: netip.MustParseAddr("10.1.0.5"), Name: "bbox9"}},
-	}}
+	}, peerNames: map[string]map[string][]netip.Addr{}}
+	for id, m := range d.peers {
+		d.indexNames(id, m)
+	}
 	if addrs, local := d.ResolveName([]string{"blue"}, "bbox1"); local || len(addrs) != 1 || addrs[0].String() != "10.0.0.5" {
 		t.Errorf("bbox1 on blue: %v %v", addrs, local)
 	}
@@ -37,5 +40,17 @@ func TestResolveNamePrefersThisHostAndKeepsToTheNetworks(t *testing.T) {
 	}
 	if addrs, _ := d.ResolveName([]string{"blue"}, "bbox9"); len(addrs) != 0 {
 		t.Errorf("a name of another network answered: %v", addrs)
+	}
+	// The index follows a peer's change of address and its removal.
+	p := d.peers["blue"][netip.MustParseAddr("10.0.0.5")]
+	d.unindexName("blue", p)
+	p.IP = netip.MustParseAddr("10.0.0.7")
+	d.indexName("blue", p)
+	if addrs, _ := d.ResolveName([]string{"blue"}, "bbox1"); len(addrs) != 1 || addrs[0].String() != "10.0.0.7" {
+		t.Errorf("bbox1 after its move: %v", addrs)
+	}
+	d.unindexName("blue", p)
+	if addrs, _ := d.ResolveName([]string{"blue"}, "bbox1"); len(addrs) != 0 {
+		t.Errorf("bbox1 after its removal: %v", addrs)
 	}
 }

@@ -221,6 +221,7 @@ func (d *Driver) dropNetwork(networkID string, eps []*Endpoint) {
 	}
 	delete(d.networks, networkID)
 	delete(d.peers, networkID)
+	delete(d.peerNames, networkID)
 	delete(d.legacyPeers, networkID)
 }
 

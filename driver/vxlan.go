@@ -43,7 +43,10 @@ func (d *Driver) setPeers(cfg *NetworkConfig, want map[netip.Addr]Peer, log *log
 		}
 	}
 	d.announce(cfg, moved, log)
-	if !d.recordPeers(cfg.ID, func(m map[netip.Addr]Peer) map[netip.Addr]Peer { return want }) {
+	if !d.recordPeers(cfg.ID, func(m map[netip.Addr]Peer) map[netip.Addr]Peer {
+		d.indexNames(cfg.ID, want)
+		return want
+	}) {
 		return
 	}
 	d.saves.order.Lock()
@@ -120,10 +123,14 @@ func (d *Driver) applyPeer(cfg *NetworkConfig, p Peer, deleted bool, log *logrus
 		if m == nil {
 			m = map[netip.Addr]Peer{}
 		}
+		if had {
+			d.unindexName(cfg.ID, old)
+		}
 		if deleted {
 			delete(m, p.IP)
 		} else {
 			m[p.IP] = p
+			d.indexName(cfg.ID, p)
 		}
 		return m
 	})
@@ -319,6 +326,7 @@ func (d *Driver) loadPeers(tx store.Tx) error {
 			m[p.IP] = p
 		}
 		d.peers[id], d.legacyPeers[id] = m, true
+		d.indexNames(id, m)
 		return nil
 	})
 	if err != nil {
@@ -336,6 +344,7 @@ func (d *Driver) loadPeers(tx store.Tx) error {
 			return err
 		}
 		d.peers[id] = m
+		d.indexNames(id, m)
 	}
 	return nil
 }
