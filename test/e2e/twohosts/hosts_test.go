@@ -39,7 +39,10 @@ type cluster struct {
 // host is one Docker host: its engine and its mynet.
 type host struct {
 	c     *cluster
-	id    string // host1, host2, ...: the engine's ENGINE_ID and mynet's node name
+	id    string // host1, host2, ...: mynet's node name
+	// engine is the engine's ENGINE_ID: the node name and this test
+	// process's ID, so that two runs at once never share an engine.
+	engine string
 	ns    string
 	addr  string // underlay address
 	sock  string // dockerd's API socket
@@ -67,15 +70,16 @@ func (c *cluster) addHost() *host {
 	t.Helper()
 	i := len(c.hosts) + 1
 	h := &host{c: c, id: fmt.Sprintf("host%d", i), addr: fmt.Sprintf("198.18.0.%d", 10+i), state: t.TempDir(), log: &testbin.Log{}}
+	h.engine = fmt.Sprintf("%s-%d", h.id, os.Getpid()%100000)
 	h.ns = c.world.Attach(fmt.Sprintf("e%d", i), h.addr)
-	h.sock = fmt.Sprintf("/run/mynet-e2e-engine29-%s/docker.sock", h.id)
+	h.sock = fmt.Sprintf("/run/mynet-e2e-engine29-%s/docker.sock", h.engine)
 	t.Cleanup(func() {
 		t.Logf("stopping %s", h.id)
 		h.stopMynet()
-		if out, err := h.engine("stop"); err != nil {
+		if out, err := h.engineSh("stop"); err != nil {
 			t.Errorf("stop %s's engine: %v\n%s", h.id, err, out)
 		}
-		logPath := fmt.Sprintf("/var/log/mynet-e2e-engine29-%s.log", h.id)
+		logPath := fmt.Sprintf("/var/log/mynet-e2e-engine29-%s.log", h.engine)
 		if t.Failed() {
 			t.Logf("%s's mynet log (tail):\n%s", h.id, tail(h.log.String(), 6000))
 			b, _ := os.ReadFile(logPath)
@@ -83,7 +87,7 @@ func (c *cluster) addHost() *host {
 		}
 		_ = os.Remove(logPath)
 	})
-	if out, err := h.engine("start"); err != nil {
+	if out, err := h.engineSh("start"); err != nil {
 		t.Fatalf("start %s's engine: %v\n%s", h.id, err, out)
 	}
 	h.startMynet()
@@ -91,10 +95,10 @@ func (c *cluster) addHost() *host {
 	return h
 }
 
-// engine runs engine.sh for this host's engine.
-func (h *host) engine(args ...string) (string, error) {
+// engineSh runs engine.sh for this host's engine.
+func (h *host) engineSh(args ...string) (string, error) {
 	cmd := exec.Command("bash", append([]string{engineScript}, args...)...)
-	cmd.Env = append(os.Environ(), "ENGINE_ID="+h.id, "ENGINE_NS="+h.ns)
+	cmd.Env = append(os.Environ(), "ENGINE_ID="+h.engine, "ENGINE_NS="+h.ns)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -111,7 +115,7 @@ func (h *host) startMynet() {
 		"--socket", "/run/docker/plugins/mynet.sock", "--state-dir", h.state, "--log-level", "debug",
 		"--cluster-store", h.c.world.Store(), "--cluster-advertise", h.addr, "--node-name", h.id, "--cluster-ttl", "3s",
 		"--docker-host", "unix://"+h.sock)
-	cmd.Env = append(os.Environ(), "ENGINE_ID="+h.id, "ENGINE_NS="+h.ns)
+	cmd.Env = append(os.Environ(), "ENGINE_ID="+h.engine, "ENGINE_NS="+h.ns)
 	cmd.Stdout, cmd.Stderr = h.log, h.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {

@@ -101,7 +101,7 @@ func TestSync(t *testing.T) {
 	t.Run("dockerd restarts while a network is created", func(t *testing.T) {
 		restarted := make(chan error, 1)
 		go func() {
-			out, err := h2.engine("restart")
+			out, err := h2.engineSh("restart")
 			if err != nil {
 				err = fmt.Errorf("%v: %s", err, out)
 			}
@@ -168,7 +168,7 @@ func TestSync(t *testing.T) {
 		for _, n := range []string{"sync_c", "sync_d"} {
 			waitNetwork(t, h3, n, true)
 		}
-		t.Logf("host3 has every network %v after its engine started", time.Since(start).Round(time.Millisecond))
+		t.Logf("host3 has every network %v after the test began to start it (its engine, image and mynet included)", time.Since(start).Round(time.Millisecond))
 		if h3.hasNetwork("sync_a") || h3.hasNetwork("sync_b") {
 			t.Error("host3 got a removed network")
 		}
