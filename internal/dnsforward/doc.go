@@ -26,5 +26,8 @@
 // were. When mynet stops, the redirects are removed first, so those
 // containers fall back to Docker's resolver alone; a restart puts them back
 // (the driver keeps each endpoint's sandbox). Questions waiting on Docker
-// are bounded (maxPending per sandbox); beyond, a flood is dropped.
+// are bounded (maxPending per sandbox); beyond, a flood gives up the oldest.
+//
+// Files: forwarder.go the Forwarders and a sandbox's box (its sockets, its
+// redirect kept first); questions.go what a box does with a question.
 package dnsforward
