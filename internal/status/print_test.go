@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mynet/mynet/driver"
+	"github.com/mynet/mynet/internal/dockersync"
 	"github.com/mynet/mynet/internal/firewall"
 	"github.com/mynet/mynet/ipam"
 )
@@ -35,7 +36,13 @@ func TestPrint(t *testing.T) {
 		Endpoints: []Endpoint{{Endpoint: driver.Endpoint{ID: "eeeeeeeeeeee1111", NetworkID: "0123456789abcdef", HostVeth: "mnheeeeeeeeeeee",
 			Address: netip.MustParsePrefix("10.1.0.2/24"), MAC: "02:42:0a:01:00:02"}, PortsText: "0.0.0.0:80->80/tcp"}},
 		Pools: []ipam.PoolInfo{{ID: "LocalDefault/10.1.0.0/24", Allocated: 2, Size: 254}},
+		Cluster: &Cluster{Node: "host2", Advertise: "198.18.0.12", Store: []string{"etcd://198.18.0.1:2379"}, Reachable: true,
+			Remote: map[string][]driver.Peer{"0123456789abcdef": {{Node: "host1", IP: netip.MustParseAddr("10.0.0.2"), Name: "bbox1",
+				MAC: "02:42:0a:00:00:02", VTEP: netip.MustParseAddr("198.18.0.11")}}},
+			DockerSync: &dockersync.Status{DockerHost: "unix:///run/docker.sock", On: true, Driver: "mynet",
+				Networks: []dockersync.NetworkStatus{{Cluster: "ov_net1", Name: "ov_net1", State: "removal-pending", Detail: "2 container(s) here still use it"}}}},
 	}
+	r.Health.DockerSync = "on (unix:///run/docker.sock)"
 	var b bytes.Buffer
 	Print(&b, r)
 	out := b.String()
@@ -52,6 +59,10 @@ func TestPrint(t *testing.T) {
 		"eeeeeeeeeeee  0123456789ab  mnheeeeeeeeeeee  10.1.0.2/24",
 		"0.0.0.0:80->80/tcp",
 		"LocalDefault/10.1.0.0/24  2          254",
+		"docker sync     on (unix:///run/docker.sock)",
+		"0123456789ab  10.0.0.2  bbox1  02:42:0a:00:00:02  host1  198.18.0.11",
+		"DOCKER SYNC (unix:///run/docker.sock, driver mynet): on",
+		"ov_net1          ov_net1      removal-pending  2 container(s) here still use it",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status output lacks %q:\n%s", want, out)
