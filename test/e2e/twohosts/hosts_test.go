@@ -38,17 +38,17 @@ type cluster struct {
 
 // host is one Docker host: its engine and its mynet.
 type host struct {
-	c     *cluster
-	id    string // host1, host2, ...: mynet's node name
+	c  *cluster
+	id string // host1, host2, ...: mynet's node name
 	// engine is the engine's ENGINE_ID: the node name and this test
 	// process's ID, so that two runs at once never share an engine.
 	engine string
-	ns    string
-	addr  string // underlay address
-	sock  string // dockerd's API socket
-	state string // mynet's state directory
-	mynet *exec.Cmd
-	log   *testbin.Log
+	ns     string
+	addr   string // underlay address
+	sock   string // dockerd's API socket
+	state  string // mynet's state directory
+	mynet  *exec.Cmd
+	log    *testbin.Log
 }
 
 func newCluster(t testing.TB, n int) *cluster {
