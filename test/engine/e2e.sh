@@ -20,6 +20,13 @@ trap '$E stop; rm -rf "$fresh_cache"' EXIT
 
 step() { echo "=== e2e against Engine 29: $*" >&2; }
 
+# The managed plugin's build image (packaging/base-images.sh) carries an
+# offline module proxy made from this host's module cache, and inside the
+# engine's namespace there is no network: every module go.sum names must be
+# in the cache first, the Windows-only ones of Docker's API client too,
+# which no Linux build here downloads (a fresh machine's CI failed there).
+"$GO" mod download
+
 $E start
 step "plain daemon"
 $E run "$GO" test -count=1 -v -timeout 20m ./test/e2e
