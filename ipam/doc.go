@@ -16,7 +16,8 @@
 // address, as Docker's does; the network address (and, for IPv4 subnets
 // larger than /31, the broadcast address) are never handed out.
 //
-// Files. ipam.go is the API (the calls Docker makes); status.go Pools, for
+// Files. ipam.go is the API for pools (the calls Docker makes), addresses.go
+// for addresses (RequestAddress, ReleaseAddress); status.go Pools, for
 // mynet status and the metrics; pool.go the pools, their records and
 // locks, subnet parsing and the choice of a default pool; persist.go
 // loading and saving the chunks; bitmap.go the allocator; defaults.go the
