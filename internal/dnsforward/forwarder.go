@@ -29,8 +29,9 @@ type Config struct {
 	// the redirect lets through.
 	Mark int
 	// Flush forgets the namespace's DNS flows after the redirect changed,
-	// run in the namespace (netutil.FlushDNSFlows); nil: none.
-	Flush func() error
+	// but those NATed to keep (the forwarder's port; 0: none), run in the
+	// namespace (netutil.FlushDNSFlows); nil: none.
+	Flush func(keep uint16) error
 	Log   *logrus.Entry
 }
 
@@ -201,8 +202,8 @@ func (b *box) open() error {
 		upstream.Close()
 		return err
 	}
-	b.flush()
 	b.listen, b.upstream, b.port = listen, upstream, port
+	b.flush(port)
 	return nil
 }
 
@@ -238,7 +239,7 @@ func (b *box) run() {
 		case err != nil:
 			b.log.WithError(err).Debug("could not check the DNS redirect (the sandbox may be going)")
 		case changed:
-			b.flush()
+			b.flush(b.port)
 			b.log.Debug("DNS redirect put back on top")
 		}
 	}
@@ -256,18 +257,18 @@ func (b *box) close() {
 	if err := b.f.cfg.Unredirect(b.enter); err != nil {
 		b.log.WithError(err).Debug("could not remove the DNS redirect (the sandbox is gone)")
 	} else {
-		b.flush()
+		b.flush(0)
 	}
 	b.listen.Close()
 	b.upstream.Close()
 }
 
 // flush makes the sandbox's clients follow the redirect as it is now.
-func (b *box) flush() {
+func (b *box) flush(keep uint16) {
 	if b.f.cfg.Flush == nil {
 		return
 	}
-	if err := b.enter(b.f.cfg.Flush); err != nil {
+	if err := b.enter(func() error { return b.f.cfg.Flush(keep) }); err != nil {
 		b.log.WithError(err).Debug("could not flush the sandbox's DNS flows")
 	}
 }

@@ -47,22 +47,23 @@ func InNetns(path string, fn func() error) error {
 
 // FlushDNSFlows forgets the conntrack entries of UDP questions to
 // 127.0.0.11:53 in the calling thread's network namespace (run it in
-// InNetns), so that a client whose socket outlives a change of the DNS
-// redirect follows the new rules at its next question instead of the NAT
-// its flow was given. (conntrack -D -p udp -d 127.0.0.11 --dport 53)
-func FlushDNSFlows() error {
-	f := &netlink.ConntrackFilter{}
-	if err := f.AddProtocol(syscall.IPPROTO_UDP); err != nil {
-		return err
-	}
-	if err := f.AddIP(netlink.ConntrackOrigDstIP, net.IPv4(127, 0, 0, 11)); err != nil {
-		return err
-	}
-	if err := f.AddPort(netlink.ConntrackOrigDstPort, 53); err != nil {
-		return err
-	}
-	if _, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.FAMILY_V4, f); err != nil {
+// InNetns) but those NATed to keep, the port of the forwarder in place (0:
+// none), so that a client whose socket outlives a change of the DNS
+// redirect follows the new rules at its next question, while questions on
+// their way to the forwarder keep the NAT their replies need.
+// (conntrack -D -p udp -d 127.0.0.11 --dport 53, less those to keep)
+func FlushDNSFlows(keep uint16) error {
+	if _, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.FAMILY_V4, dnsFlows{keep: keep}); err != nil {
 		return fmt.Errorf("flush the DNS flows: %w", err)
 	}
 	return nil
+}
+
+// dnsFlows matches questions to 127.0.0.11:53 not NATed to keep.
+type dnsFlows struct{ keep uint16 }
+
+func (f dnsFlows) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
+	fw := flow.Forward
+	return fw.Protocol == syscall.IPPROTO_UDP && fw.DstPort == 53 && fw.DstIP.Equal(net.IPv4(127, 0, 0, 11)) &&
+		(f.keep == 0 || flow.Reverse.SrcPort != f.keep)
 }
