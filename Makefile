@@ -51,6 +51,7 @@ deps:
 
 lint: $(STATICCHECK) $(SHELLCHECK)
 	SHELLCHECK=$(SHELLCHECK) bash test/lint-shell.sh
+	bash test/lint-tree.sh
 	@# The rule a machine without staticcheck takes, into a throwaway GOBIN
 	@# (from the warm build cache, seconds), so a broken install shows here.
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
