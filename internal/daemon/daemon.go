@@ -131,7 +131,8 @@ func New(cfg Config, log *logrus.Entry) (_ *Daemon, err error) {
 		d.names = dnsforward.New(dnsforward.Config{
 			Resolve: func(networks []string, name string) ([]netip.Addr, bool) { return d.drv.ResolveName(networks, name) },
 			Enter:   netutil.InNetns, Redirect: d.fw.EnsureDNSRedirect, Unredirect: d.fw.RemoveDNSRedirect, Mark: firewall.DNSMark,
-			Flush: netutil.FlushDNSFlows, Log: log.WithField("part", "names"),
+			OpenLease: func(path string) (dnsforward.Lease, error) { return netutil.OpenTimedSet(path, firewall.DNSLeaseSet) },
+			Flush:     netutil.FlushDNSFlows, Log: log.WithField("part", "names"),
 		})
 		drvCfg.Names = d.names
 	}

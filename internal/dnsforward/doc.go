@@ -1,6 +1,7 @@
 // Package dnsforward answers, inside a container's network namespace, the
 // names of other hosts' containers on the container's cluster networks,
-// and passes every other question to Docker's embedded DNS unchanged.
+// where Docker's embedded DNS does not know them, and leaves every other
+// answer to Docker.
 //
 // Docker's resolver (127.0.0.11, DNATed by Docker's rules in the container's
 // namespace to dockerd's socket there) knows the containers of its own host
@@ -11,23 +12,41 @@
 // cluster network, a Box holds two sockets opened in that namespace: one
 // the redirect rule (internal/firewall EnsureDNSRedirect, at the top of nat
 // OUTPUT) sends the container's UDP questions to, and one, marked so the
-// rule lets it pass, that hands Docker's resolver every question mynet does
-// not answer and relays its reply. mynet answers only a question for one
-// name, of class IN and type A (or AAAA, with no address: cluster networks
-// are IPv4), that is another host's container on one of the sandbox's
-// cluster networks and not a container of this host there; a name of this
-// host stays Docker's own answer, a name of a network the container is not
-// on is never answered, and anything it cannot parse goes to Docker as it
-// came. Answers live 2 s, so a container that is gone stops resolving
-// within about 2 s of its record's removal.
+// rule lets it pass and connected to Docker's resolver, that hands Docker
+// every question and reads its replies.
+//
+// Docker's answer wins. Every question goes to Docker first, under a
+// random ID of the box's; a reply counts only for the question waiting
+// under its ID with the same question section. mynet answers instead only
+// a question for one name, of class IN and type A (AAAA: the name, no
+// address; cluster networks are IPv4), that is another host's container on
+// one of the sandbox's cluster networks and not a container of this host
+// there, and only when Docker says it does not know the name (NXDOMAIN,
+// SERVFAIL, REFUSED) or has not answered within dockerFirst (it went on to
+// the host's DNS servers: Docker answers its own names from memory). So an
+// alias, a short ID, a hostname, a name on another network: whatever
+// Docker would answer stays Docker's answer, on any engine. mynet's answers
+// live 2 s, fit the client's size (512 or its EDNS size; TC set when they
+// do not), and a container that is gone stops resolving within about 2 s
+// of its record's removal. A message with no question or several gets
+// FORMERR, another opcode NOTIMP, as Docker's server does.
+//
+// The redirect fails open by construction: it matches only while
+// 127.0.0.11 is in the namespace's timed set (firewall.DNSLeaseSet), whose
+// element lives leaseTTL (1 s) and is renewed every renewEvery by the
+// box's serving loop itself. Whatever ends or freezes mynet (kill -9, a
+// panic, SIGSTOP, a stuck loop, a rollback to a version without it), the
+// element lapses and the container asks Docker's resolver alone within a
+// second; when mynet serves again, other hosts' names are back within
+// renewEvery. A clean stop or the last Detach removes the rule and the set.
 //
 // Nothing outside the sandboxes of cluster networks is touched: containers
 // of other networks and the host keep Docker's and their own DNS as they
-// were. When mynet stops, the redirects are removed first, so those
-// containers fall back to Docker's resolver alone; a restart puts them back
-// (the driver keeps each endpoint's sandbox). Questions waiting on Docker
-// are bounded (maxPending per sandbox); beyond, a flood gives up the oldest.
+// were. A restart puts the boxes back (the driver keeps each endpoint's
+// sandbox). Questions waiting on Docker are bounded (maxPending per
+// sandbox); beyond, a flood gives up the oldest.
 //
 // Files: forwarder.go the Forwarders and a sandbox's box (its sockets, its
-// redirect kept first); questions.go what a box does with a question.
+// lease, its redirect kept first); questions.go what a box does with a
+// question and with Docker's reply.
 package dnsforward

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"syscall"
@@ -25,6 +26,10 @@ type Config struct {
 	// Unredirect removes it (internal/firewall).
 	Redirect   func(enter func(func() error) error, port uint16) (bool, error)
 	Unredirect func(enter func(func() error) error) error
+	// OpenLease opens, in the namespace at path, the timed set the
+	// redirect matches (netutil.OpenTimedSet of firewall.DNSLeaseSet): the
+	// redirect works only while the box renews it.
+	OpenLease func(path string) (Lease, error)
 	// Mark is the firewall mark of the questions passed to Docker, which
 	// the redirect lets through.
 	Mark int
@@ -35,8 +40,33 @@ type Config struct {
 	Log   *logrus.Entry
 }
 
+// Lease is the element that keeps a sandbox's redirect alive
+// (netutil.TimedSet): renewed by the box's serving loop, it lapses within
+// leaseTTL of mynet ending or freezing, and with it the redirect.
+type Lease interface {
+	Renew(a netip.Addr, ttl time.Duration) error
+	Destroy() error
+	Close()
+}
+
 // TTL of mynet's answers: a removed container stops resolving within it.
 const TTL = 2
+
+// leaseTTL is how long the redirect outlives the last sign of life of
+// the box's serving loop, which renews it every renewEvery: a container
+// whose mynet died or froze has Docker's resolver alone within leaseTTL.
+const (
+	leaseTTL   = time.Second
+	renewEvery = 250 * time.Millisecond
+)
+
+// dockerFirst is how long a question mynet could answer waits on Docker's
+// resolver: Docker's own answer wins; mynet answers when Docker does not
+// know the name (NXDOMAIN, SERVFAIL, REFUSED) or has not answered by then,
+// which means it went on to the host's DNS servers for a name it has not
+// got (Docker answers its own names from memory, in well under a
+// millisecond).
+const dockerFirst = 500 * time.Millisecond
 
 // maxPending bounds the questions of one sandbox waiting on Docker's
 // resolver; pendingFor is how long one waits before it is dropped.
@@ -85,12 +115,14 @@ type box struct {
 	closing bool
 
 	ready            chan struct{} // closed when the sockets are open (or failed: then listen is nil)
-	listen, upstream *net.UDPConn
+	listen, upstream *net.UDPConn  // upstream is connected to Docker's resolver
 	port             uint16
+	lease            Lease
+	renewed          time.Time // the lease's last renewal (the serving loop's)
+	renewErr         bool      // the last renewal failed (logged once)
 
-	pmu     sync.Mutex // guards pending and next
-	pending map[uint16]question
-	next    uint16
+	pmu     sync.Mutex // guards pending
+	pending map[uint16]*question
 }
 
 // Attach adds a cluster network's endpoint to its sandbox's box, which is
@@ -107,7 +139,7 @@ func (f *Forwarders) Attach(sandbox, endpointID, networkID string) {
 	b := f.boxes[sandbox]
 	if b == nil {
 		b = &box{f: f, path: sandbox, log: f.log.WithField("sandbox", sandbox), stop: make(chan struct{}), ready: make(chan struct{}),
-			endpoints: map[string]string{}, pending: map[uint16]question{}}
+			endpoints: map[string]string{}, pending: map[uint16]*question{}}
 		f.boxes[sandbox] = b
 		f.wg.Add(1)
 		go func() { defer f.wg.Done(); b.run() }()
@@ -167,7 +199,8 @@ func (f *Forwarders) Sandboxes() []string {
 
 func (b *box) enter(fn func() error) error { return b.f.cfg.Enter(b.path, fn) }
 
-// open opens the two sockets in the sandbox and puts the redirect in.
+// open opens the two sockets in the sandbox, the lease, and puts the
+// redirect in; what it made is undone when a step fails.
 func (b *box) open() error {
 	defer close(b.ready)
 	var listen, upstream *net.UDPConn
@@ -176,7 +209,7 @@ func (b *box) open() error {
 		if listen, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 11)}); err != nil {
 			return err
 		}
-		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 			var serr error
 			if err := c.Control(func(fd uintptr) {
 				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_MARK, b.f.cfg.Mark)
@@ -185,26 +218,59 @@ func (b *box) open() error {
 			}
 			return serr
 		}}
-		pc, err := lc.ListenPacket(context.Background(), "udp4", "127.0.0.1:0")
+		// Connected: only Docker's resolver's replies are read.
+		c, err := d.DialContext(context.Background(), "udp4", dockerDNS.String())
 		if err != nil {
 			listen.Close()
 			return err
 		}
-		upstream = pc.(*net.UDPConn)
+		upstream = c.(*net.UDPConn)
 		return nil
 	})
 	if err != nil {
+		return err
+	}
+	lease, err := b.f.cfg.OpenLease(b.path)
+	if err == nil {
+		if err = lease.Renew(dockerDNS.AddrPort().Addr(), leaseTTL); err != nil {
+			lease.Close()
+		}
+	}
+	if err != nil {
+		listen.Close()
+		upstream.Close()
 		return err
 	}
 	port := uint16(listen.LocalAddr().(*net.UDPAddr).Port)
 	if _, err := b.f.cfg.Redirect(b.enter, port); err != nil {
 		listen.Close()
 		upstream.Close()
+		lease.Close()
 		return err
 	}
-	b.listen, b.upstream, b.port = listen, upstream, port
+	b.listen, b.upstream, b.port, b.lease, b.renewed = listen, upstream, port, lease, time.Now()
 	b.flush(port)
 	return nil
+}
+
+// renew keeps the redirect alive; the serving loop calls it, so a loop
+// that is stuck lets the redirect lapse.
+func (b *box) renew() {
+	now := time.Now()
+	if now.Sub(b.renewed) < renewEvery {
+		return
+	}
+	err := b.lease.Renew(dockerDNS.AddrPort().Addr(), leaseTTL)
+	switch {
+	case err != nil && !b.renewErr:
+		b.log.WithError(err).Warn("could not renew the DNS redirect: the container asks Docker's resolver alone until it is renewed")
+	case err == nil && b.renewErr:
+		b.log.Info("DNS redirect renewed again")
+	}
+	b.renewErr = err != nil
+	if err == nil {
+		b.renewed = now
+	}
 }
 
 // run opens the box, serves it, and keeps its redirect first until the box
@@ -255,12 +321,23 @@ func (b *box) close() {
 	b.closing = true
 	b.rmu.Unlock()
 	if err := b.f.cfg.Unredirect(b.enter); err != nil {
-		b.log.WithError(err).Debug("could not remove the DNS redirect (the sandbox is gone)")
+		if _, serr := os.Stat(b.path); serr == nil {
+			b.log.WithError(err).Warn("could not remove the DNS redirect (it lapses within a second, the lease no longer renewed)")
+		}
 	} else {
 		b.flush(0)
+		if err := b.lease.Destroy(); err != nil {
+			b.log.WithError(err).Debug("could not remove the DNS lease set")
+		}
 	}
+	b.lease.Close()
 	b.listen.Close()
 	b.upstream.Close()
+	b.pmu.Lock()
+	for id, q := range b.pending {
+		b.forget(id, q)
+	}
+	b.pmu.Unlock()
 }
 
 // flush makes the sandbox's clients follow the redirect as it is now.

@@ -18,7 +18,12 @@ import (
 	"github.com/mynet/mynet/internal/nstest"
 )
 
-func TestMain(m *testing.M) { nstest.Main(m) }
+func TestMain(m *testing.M) {
+	if path := os.Getenv(childEnv); path != "" {
+		serveChild(path)
+	}
+	nstest.Main(m)
+}
 
 // sandbox is a network namespace as Docker makes a container's: lo up,
 // Docker's resolver on 127.0.0.11 at a port of its own, and Docker's rules
@@ -73,6 +78,12 @@ func (s *sandbox) dockerJump() {
 	s.ipt("-t", "nat", "-I", "OUTPUT", "-d", "127.0.0.11/32", "-j", "DOCKER_OUTPUT")
 }
 
+// dockerNames are the names the fake Docker resolver knows (its own
+// containers, aliases, and what the host's DNS servers answer): 192.0.2.53.
+// "quiet" it never answers (it asked servers that do not answer); every
+// other name is NXDOMAIN.
+var dockerNames = map[string]bool{"here": true, "example": true, "db": true}
+
 func fakeDocker(c *net.UDPConn) {
 	buf := make([]byte, 1500)
 	for {
@@ -89,7 +100,14 @@ func fakeDocker(c *net.UDPConn) {
 		if err != nil {
 			continue
 		}
-		_, _ = c.WriteToUDP(reply(h, q, []netip.Addr{netip.MustParseAddr("192.0.2.53")}), from)
+		name := strings.ToLower(strings.TrimSuffix(q.Name.String(), "."))
+		switch {
+		case name == "quiet":
+		case dockerNames[name]:
+			_, _ = c.WriteToUDP(reply(h, q, []netip.Addr{netip.MustParseAddr("192.0.2.53")}, 512), from)
+		default:
+			_, _ = c.WriteToUDP(failure(h, &q, dnsmessage.RCodeNameError), from)
+		}
 	}
 }
 
@@ -107,9 +125,16 @@ func (s *sandbox) dial() (*net.UDPConn, error) {
 // ask asks 127.0.0.11:53 from inside the sandbox, as a container does, and
 // returns the A answers.
 func (s *sandbox) ask(name string) ([]string, error) {
+	got, _, err := s.askTimeout(name, 2*time.Second)
+	return got, err
+}
+
+// askTimeout asks, waiting at most wait, and returns the A answers and
+// the reply's rcode.
+func (s *sandbox) askTimeout(name string, wait time.Duration) ([]string, dnsmessage.RCode, error) {
 	c, err := s.dial()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer c.Close()
 	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 0x1234, RecursionDesired: true})
@@ -117,21 +142,21 @@ func (s *sandbox) ask(name string) ([]string, error) {
 	_ = b.Question(dnsmessage.Question{Name: dnsmessage.MustNewName(name + "."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET})
 	msg, _ := b.Finish()
 	if _, err := c.Write(msg); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(wait))
 	buf := make([]byte, 1500)
 	n, err := c.Read(buf)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var p dnsmessage.Parser
 	h, err := p.Start(buf[:n])
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if h.ID != 0x1234 {
-		return nil, fmt.Errorf("reply ID %#x, want 0x1234", h.ID)
+		return nil, 0, fmt.Errorf("reply ID %#x, want 0x1234", h.ID)
 	}
 	_ = p.SkipAllQuestions()
 	var out []string
@@ -142,11 +167,11 @@ func (s *sandbox) ask(name string) ([]string, error) {
 		}
 		a, err := p.AResource()
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		out = append(out, fmt.Sprintf("%s %d", netip.AddrFrom4(a.A), rh.TTL))
 	}
-	return out, nil
+	return out, h.RCode, nil
 }
 
 func (s *sandbox) expect(name string, want ...string) {
@@ -173,10 +198,13 @@ func newForwarders(t *testing.T) *Forwarders {
 				return []netip.Addr{netip.MustParseAddr("10.0.0.5")}, false
 			case "here":
 				return []netip.Addr{netip.MustParseAddr("10.0.0.6")}, true
+			case "db", "quiet": // other hosts' containers; Docker has "db" (an alias of this host's)
+				return []netip.Addr{netip.MustParseAddr("10.0.0.7")}, false
 			}
 			return nil, false
 		},
 		Enter: netutil.InNetns, Redirect: fw.EnsureDNSRedirect, Unredirect: fw.RemoveDNSRedirect, Mark: firewall.DNSMark,
+		OpenLease: func(path string) (Lease, error) { return netutil.OpenTimedSet(path, firewall.DNSLeaseSet) },
 		Flush: netutil.FlushDNSFlows,
 	})
 }
@@ -207,7 +235,7 @@ func eventually(t *testing.T, what string, cond func() error) {
 
 func TestKernelForwarderAnswersOtherHostsNamesOnly(t *testing.T) {
 	s := newSandbox(t)
-	s.expect("bbox1", "192.0.2.53 2") // before mynet: Docker's answer
+	s.expect("bbox1") // before mynet: Docker does not know it
 	f := newForwarders(t)
 	defer f.Close()
 	f.Attach(s.path, "ep1", "blue")
@@ -220,6 +248,8 @@ func TestKernelForwarderAnswersOtherHostsNamesOnly(t *testing.T) {
 	})
 	s.expect("here", "192.0.2.53 2")    // a name of this host: Docker's
 	s.expect("example", "192.0.2.53 2") // anything else: Docker's
+	s.expect("db", "192.0.2.53 2")      // a name Docker knows: Docker's, whoever else has it
+	s.expect("nobody")                  // no one's: Docker's NXDOMAIN
 	s.expect("BBOX1", "10.0.0.5 2")     // names are case-insensitive
 
 	// dockerd starts the resolver after the Join: its jump goes on top,
@@ -245,11 +275,11 @@ func TestKernelForwarderAnswersOtherHostsNamesOnly(t *testing.T) {
 		}
 		return nil
 	})
-	other.expect("bbox1", "192.0.2.53 2")
+	other.expect("bbox1")
 
 	// The last endpoint's going takes the redirect away: Docker alone.
 	f.Detach(s.path, "ep1")
-	s.expect("bbox1", "192.0.2.53 2")
+	s.expect("bbox1")
 	if strings.Contains(s.ipt("-t", "nat", "-S", "OUTPUT"), "mynet:dns") {
 		t.Error("the redirect outlived the sandbox's last cluster endpoint")
 	}

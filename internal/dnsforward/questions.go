@@ -3,6 +3,7 @@ package dnsforward
 import (
 	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strings"
@@ -14,14 +15,22 @@ import (
 // question is one waiting on Docker's resolver.
 type question struct {
 	client *net.UDPAddr
-	id     uint16
+	id     uint16              // the client's ID
+	q      dnsmessage.Question // what was asked: a reply must echo it
 	at     time.Time
+	// cluster is mynet's answer, given when Docker does not know the
+	// name (nil: Docker's answer only); timer gives it at dockerFirst.
+	cluster []byte
+	timer   *time.Timer
 }
 
-// serve reads the container's questions.
+// serve reads the container's questions, and renews the redirect's lease
+// while it does: if this loop stops, the redirect lapses.
 func (b *box) serve() {
 	buf := make([]byte, 65535)
 	for {
+		b.renew()
+		_ = b.listen.SetReadDeadline(time.Now().Add(renewEvery))
 		n, client, err := b.listen.ReadFromUDP(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
@@ -29,59 +38,106 @@ func (b *box) serve() {
 			}
 			continue
 		}
-		reply, pass := b.answer(buf[:n])
-		switch {
-		case reply != nil:
-			_, _ = b.listen.WriteToUDP(reply, client)
-		case pass:
-			b.pass(buf[:n], client)
+		b.handle(buf[:n], client)
+	}
+}
+
+// handle answers what mynet must answer itself (what does not parse,
+// what Docker would refuse) and passes the rest to Docker's resolver,
+// with mynet's answer ready when the name is another host's container.
+func (b *box) handle(msg []byte, client *net.UDPAddr) {
+	var p dnsmessage.Parser
+	h, err := p.Start(msg)
+	if err != nil || h.Response {
+		return // no header to answer, or no question: dropped, as Docker does
+	}
+	qs, err := p.AllQuestions()
+	switch {
+	case err != nil || len(qs) != 1:
+		_, _ = b.listen.WriteToUDP(failure(h, nil, dnsmessage.RCodeFormatError), client)
+		return
+	case h.OpCode != 0:
+		_, _ = b.listen.WriteToUDP(failure(h, nil, dnsmessage.RCodeNotImplemented), client)
+		return
+	}
+	q := qs[0]
+	b.pass(msg, client, h, q, b.clusterAnswer(&p, h, q))
+}
+
+// clusterAnswer is mynet's reply to q when the name is another host's
+// container on one of the sandbox's cluster networks and not a container
+// of this host there; else nil.
+func (b *box) clusterAnswer(p *dnsmessage.Parser, h dnsmessage.Header, q dnsmessage.Question) []byte {
+	if q.Class != dnsmessage.ClassINET || (q.Type != dnsmessage.TypeA && q.Type != dnsmessage.TypeAAAA) {
+		return nil
+	}
+	name := strings.ToLower(strings.TrimSuffix(q.Name.String(), "."))
+	if name == "" || strings.Contains(name, ".") {
+		return nil
+	}
+	addrs, local := b.f.cfg.Resolve(b.networks(), name)
+	if local || len(addrs) == 0 {
+		return nil
+	}
+	return reply(h, q, addrs, clientSize(p))
+}
+
+// clientSize is the largest UDP reply the client takes: its EDNS size, or
+// 512.
+func clientSize(p *dnsmessage.Parser) int {
+	if err := p.SkipAllAnswers(); err != nil {
+		return 512
+	}
+	if err := p.SkipAllAuthorities(); err != nil {
+		return 512
+	}
+	for {
+		rh, err := p.AdditionalHeader()
+		if err != nil {
+			return 512
+		}
+		if rh.Type == dnsmessage.TypeOPT {
+			if n := int(rh.Class); n > 512 {
+				return min(n, 65535)
+			}
+			return 512
+		}
+		if err := p.SkipAdditional(); err != nil {
+			return 512
 		}
 	}
 }
 
-// answer is mynet's reply to a question it answers; else pass says
-// whether to hand it to Docker (a message that is no question at all is
-// dropped, as Docker would).
-func (b *box) answer(msg []byte) (answer []byte, pass bool) {
-	var p dnsmessage.Parser
-	h, err := p.Start(msg)
-	if err != nil || h.Response {
-		return nil, false
+// reply answers q with addrs (IPv4; an AAAA question gets none) in at
+// most size bytes: the answers that do not fit are left out and TC set,
+// as Docker's resolver truncates, so the client asks again over TCP.
+func reply(h dnsmessage.Header, q dnsmessage.Question, addrs []netip.Addr, size int) []byte {
+	var a4 []netip.Addr
+	if q.Type == dnsmessage.TypeA {
+		for _, a := range addrs {
+			if a.Is4() {
+				a4 = append(a4, a)
+			}
+		}
 	}
-	qs, err := p.AllQuestions()
-	if err != nil || len(qs) == 0 {
-		return nil, false
+	for n := len(a4); n >= 0; n-- {
+		out := build(h, q, a4[:n], n < len(a4))
+		if out != nil && len(out) <= size {
+			return out
+		}
 	}
-	if h.OpCode != 0 || len(qs) != 1 || qs[0].Class != dnsmessage.ClassINET ||
-		(qs[0].Type != dnsmessage.TypeA && qs[0].Type != dnsmessage.TypeAAAA) {
-		return nil, true
-	}
-	q := qs[0]
-	name := strings.ToLower(strings.TrimSuffix(q.Name.String(), "."))
-	if name == "" || strings.Contains(name, ".") {
-		return nil, true
-	}
-	addrs, local := b.f.cfg.Resolve(b.networks(), name)
-	if local || len(addrs) == 0 {
-		return nil, true
-	}
-	return reply(h, q, addrs), false
+	return nil
 }
 
-// reply answers q with addrs (IPv4; an AAAA question gets none).
-func reply(h dnsmessage.Header, q dnsmessage.Question, addrs []netip.Addr) []byte {
+func build(h dnsmessage.Header, q dnsmessage.Question, addrs []netip.Addr, truncated bool) []byte {
 	bld := dnsmessage.NewBuilder(make([]byte, 0, 512), dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true,
-		RecursionDesired: h.RecursionDesired, RecursionAvailable: true})
+		RecursionDesired: h.RecursionDesired, RecursionAvailable: true, Truncated: truncated})
 	bld.EnableCompression()
 	_ = bld.StartQuestions()
 	_ = bld.Question(q)
 	_ = bld.StartAnswers()
-	if q.Type == dnsmessage.TypeA {
-		for _, a := range addrs {
-			if a.Is4() {
-				_ = bld.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: TTL}, dnsmessage.AResource{A: a.As4()})
-			}
-		}
+	for _, a := range addrs {
+		_ = bld.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: TTL}, dnsmessage.AResource{A: a.As4()})
 	}
 	out, err := bld.Finish()
 	if err != nil {
@@ -90,68 +146,133 @@ func reply(h dnsmessage.Header, q dnsmessage.Question, addrs []netip.Addr) []byt
 	return out
 }
 
+// failure is a reply of rcode alone to h (and q, when there is one).
+func failure(h dnsmessage.Header, q *dnsmessage.Question, rcode dnsmessage.RCode) []byte {
+	bld := dnsmessage.NewBuilder(make([]byte, 0, 512), dnsmessage.Header{ID: h.ID, Response: true, OpCode: h.OpCode,
+		RecursionDesired: h.RecursionDesired, RecursionAvailable: true, RCode: rcode})
+	if q != nil {
+		_ = bld.StartQuestions()
+		_ = bld.Question(*q)
+	}
+	out, _ := bld.Finish()
+	return out
+}
+
 var dockerDNS = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 11), Port: 53}
 
-// pass hands a question to Docker's resolver under an ID of the box's own.
-func (b *box) pass(msg []byte, client *net.UDPAddr) {
-	if len(msg) < 12 {
-		return
-	}
+// pass hands a question to Docker's resolver under a random ID of the
+// box's own; with cluster, mynet's answer is given if Docker does not know
+// the name, or has not answered within dockerFirst.
+func (b *box) pass(msg []byte, client *net.UDPAddr, h dnsmessage.Header, q dnsmessage.Question, cluster []byte) {
 	now := time.Now()
 	b.pmu.Lock()
 	if len(b.pending) >= maxPending {
-		for id, q := range b.pending {
-			if now.Sub(q.at) > pendingFor {
-				delete(b.pending, id)
-			}
-		}
+		b.dropStale(now)
 	}
-	if len(b.pending) >= maxPending {
-		// A flood: the oldest question waiting is given up (its client
-		// asks again), so a new one still gets through.
-		var oldest uint16
-		first := true
-		for id, q := range b.pending {
-			if first || q.at.Before(b.pending[oldest].at) {
-				oldest, first = id, false
-			}
-		}
-		delete(b.pending, oldest)
-	}
-	id := b.next
+	id := uint16(rand.N(1 << 16))
 	for _, used := b.pending[id]; used; _, used = b.pending[id] {
-		id++
+		id = uint16(rand.N(1 << 16))
 	}
-	b.next = id + 1
-	b.pending[id] = question{client: client, id: binary.BigEndian.Uint16(msg), at: now}
+	w := &question{client: client, id: h.ID, q: q, at: now, cluster: cluster}
+	if cluster != nil {
+		w.timer = time.AfterFunc(dockerFirst, func() { b.giveCluster(id, w) })
+	}
+	b.pending[id] = w
 	b.pmu.Unlock()
-	binary.BigEndian.PutUint16(msg, id)
-	_, _ = b.upstream.WriteToUDP(msg, dockerDNS)
+	out := make([]byte, len(msg))
+	copy(out, msg)
+	binary.BigEndian.PutUint16(out, id)
+	_, _ = b.upstream.Write(out)
 }
 
-// relay gives Docker's replies back to the containers that asked.
+// dropStale forgets questions that waited past pendingFor and, in a
+// flood, the oldest one (its client asks again), so a new one still gets
+// through. Called with pmu held.
+func (b *box) dropStale(now time.Time) {
+	for id, q := range b.pending {
+		if now.Sub(q.at) > pendingFor {
+			b.forget(id, q)
+		}
+	}
+	if len(b.pending) < maxPending {
+		return
+	}
+	var oldest uint16
+	var at time.Time
+	for id, q := range b.pending {
+		if at.IsZero() || q.at.Before(at) {
+			oldest, at = id, q.at
+		}
+	}
+	b.forget(oldest, b.pending[oldest])
+}
+
+func (b *box) forget(id uint16, q *question) {
+	if q.timer != nil {
+		q.timer.Stop()
+	}
+	delete(b.pending, id)
+}
+
+// giveCluster answers a question Docker has not answered in time with
+// mynet's answer.
+func (b *box) giveCluster(id uint16, w *question) {
+	b.pmu.Lock()
+	if b.pending[id] != w {
+		b.pmu.Unlock()
+		return
+	}
+	delete(b.pending, id)
+	b.pmu.Unlock()
+	_, _ = b.listen.WriteToUDP(w.cluster, w.client)
+}
+
+// relay gives Docker's replies back to the containers that asked: a reply
+// counts only for a question waiting under its ID with the same question
+// section. Where Docker does not know a name that is another host's
+// container, mynet's answer goes instead.
 func (b *box) relay() {
 	buf := make([]byte, 65535)
 	for {
-		n, _, err := b.upstream.ReadFromUDP(buf)
+		n, err := b.upstream.Read(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue
 		}
-		if n < 12 {
+		var p dnsmessage.Parser
+		h, err := p.Start(buf[:n])
+		if err != nil || !h.Response {
 			continue
 		}
-		id := binary.BigEndian.Uint16(buf)
+		q, err := p.Question()
+		if err != nil {
+			continue
+		}
 		b.pmu.Lock()
-		q, ok := b.pending[id]
-		delete(b.pending, id)
-		b.pmu.Unlock()
-		if !ok {
+		w := b.pending[h.ID]
+		if w == nil || !sameQuestion(w.q, q) {
+			b.pmu.Unlock()
 			continue
 		}
-		binary.BigEndian.PutUint16(buf, q.id)
-		_, _ = b.listen.WriteToUDP(buf[:n], q.client)
+		b.forget(h.ID, w)
+		b.pmu.Unlock()
+		if w.cluster != nil && unknownToDocker(h.RCode) {
+			_, _ = b.listen.WriteToUDP(w.cluster, w.client)
+			continue
+		}
+		binary.BigEndian.PutUint16(buf, w.id)
+		_, _ = b.listen.WriteToUDP(buf[:n], w.client)
 	}
+}
+
+// unknownToDocker: Docker's resolver, and the servers it asked, do not
+// have the name (or could not say).
+func unknownToDocker(rc dnsmessage.RCode) bool {
+	return rc == dnsmessage.RCodeNameError || rc == dnsmessage.RCodeServerFailure || rc == dnsmessage.RCodeRefused
+}
+
+func sameQuestion(a, b dnsmessage.Question) bool {
+	return a.Type == b.Type && a.Class == b.Class && strings.EqualFold(a.Name.String(), b.Name.String())
 }

@@ -3,6 +3,7 @@ package firewall
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -13,24 +14,72 @@ import (
 // rule at the top of nat OUTPUT sends UDP questions to 127.0.0.11:53 to the
 // forwarder's port, except those the forwarder marks, its own questions to
 // Docker's resolver, which go on to Docker's rules.
+//
+// The rule fails open by construction: it matches only while 127.0.0.11 is
+// in the namespace's timed set DNSLeaseSet, whose element expires within a
+// second unless the forwarder, alive and serving, renews it. Whatever ends
+// or freezes mynet (kill -9, a panic, SIGSTOP, a blocked goroutine, a
+// rollback to a version that knows nothing of it), the rule stops matching
+// by itself and the container's questions reach Docker's rules as they
+// would without mynet.
 
 // DNSMark marks the forwarder's questions to Docker's resolver.
 const DNSMark = 0x6d6e53
+
+// DNSLeaseSet is the timed ipset in a container's namespace that keeps the
+// redirect alive (netutil.TimedSet).
+const DNSLeaseSet = "mynet-dns"
 
 const dnsComment = "mynet:dns"
 
 func dnsRule(port uint16) []string {
 	return []string{"-d", "127.0.0.11/32", "-p", "udp", "-m", "udp", "--dport", "53",
 		"-m", "mark", "!", "--mark", fmt.Sprintf("0x%x", DNSMark),
+		"-m", "set", "--match-set", DNSLeaseSet, "dst",
 		"-m", "comment", "--comment", dnsComment,
 		"-j", "DNAT", "--to-destination", "127.0.0.11:" + strconv.Itoa(int(port))}
+}
+
+// legacyDNSRule is the redirect of versions before the lease (no set
+// match), removed when found.
+func legacyDNSRule(port uint16) []string {
+	return []string{"-d", "127.0.0.11/32", "-p", "udp", "-m", "udp", "--dport", "53",
+		"-m", "mark", "!", "--mark", fmt.Sprintf("0x%x", DNSMark),
+		"-m", "comment", "--comment", dnsComment,
+		"-j", "DNAT", "--to-destination", "127.0.0.11:" + strconv.Itoa(int(port))}
+}
+
+// listedDNSRule is what is read back of one of our redirects: its port
+// (a number, the only thing taken from the listed text) and whether it
+// has the lease's set match.
+type listedDNSRule struct {
+	port   uint16
+	leased bool
+}
+
+var dnsTarget = regexp.MustCompile(`--to-destination 127\.0\.0\.11:([0-9]{1,5})$`)
+
+// parseDNSRule reads one listed rule ("-A OUTPUT ..."): ok when it is ours.
+func parseDNSRule(listed string) (r listedDNSRule, ok bool) {
+	if !strings.HasPrefix(listed, "-A ") || !strings.Contains(listed, dnsComment) {
+		return r, false
+	}
+	m := dnsTarget.FindStringSubmatch(listed)
+	if m == nil {
+		return r, false
+	}
+	p, err := strconv.ParseUint(m[1], 10, 16)
+	if err != nil {
+		return r, false
+	}
+	return listedDNSRule{port: uint16(p), leased: strings.Contains(listed, "--match-set "+DNSLeaseSet+" dst")}, true
 }
 
 // EnsureDNSRedirect makes the redirect to port the first rule of nat
 // OUTPUT in the namespace enter runs its function in (netutil.InNetns of
 // the container's sandbox), where Docker inserts its own jump at the top
 // when it starts its resolver: it reports whether it had to change
-// anything.
+// anything. The set DNSLeaseSet must exist there.
 func (f *Firewall) EnsureDNSRedirect(enter func(func() error) error, port uint16) (changed bool, err error) {
 	if f.v4 == nil || f.v4.ipt == nil {
 		return false, errors.New("no iptables to redirect DNS with")
@@ -41,30 +90,28 @@ func (f *Firewall) EnsureDNSRedirect(enter func(func() error) error, port uint16
 		if err != nil {
 			return err
 		}
-		// iptables lists the rule in its own words (the comment quoted,
-		// say): it is ours when it has our comment and our port.
-		target := "--to-destination 127.0.0.11:" + strconv.Itoa(int(port))
-		var ours []string
-		first := ""
-		for _, r := range rules {
-			if !strings.HasPrefix(r, "-A ") {
+		var ours []listedDNSRule
+		firstOurs := false
+		seen := false
+		for _, l := range rules {
+			if !strings.HasPrefix(l, "-A ") {
 				continue
 			}
-			if first == "" {
-				first = r
+			r, ok := parseDNSRule(l)
+			if !seen {
+				firstOurs = ok && r.port == port && r.leased
+				seen = true
 			}
-			if strings.Contains(r, dnsComment) {
+			if ok {
 				ours = append(ours, r)
 			}
 		}
-		if len(ours) == 1 && first == ours[0] && strings.HasSuffix(first, target) {
+		if len(ours) == 1 && firstOurs {
 			return nil
 		}
 		changed = true
-		for _, r := range ours {
-			if err := ipt.Delete("nat", "OUTPUT", ruleSpec(r)...); err != nil {
-				return fmt.Errorf("remove a stale DNS redirect: %w", err)
-			}
+		if err := deleteDNSRules(ipt, ours); err != nil {
+			return err
 		}
 		return ipt.Insert("nat", "OUTPUT", 1, dnsRule(port)...)
 	})
@@ -72,6 +119,23 @@ func (f *Firewall) EnsureDNSRedirect(enter func(func() error) error, port uint16
 		return changed, fmt.Errorf("redirect DNS to mynet's forwarder: %w", err)
 	}
 	return changed, nil
+}
+
+// deleteDNSRules deletes each of ours by its exact spec, rebuilt from its
+// port: nothing read back from the container's ruleset becomes arguments.
+func deleteDNSRules(ipt interface {
+	Delete(table, chain string, rulespec ...string) error
+}, ours []listedDNSRule) error {
+	for _, r := range ours {
+		spec := legacyDNSRule(r.port)
+		if r.leased {
+			spec = dnsRule(r.port)
+		}
+		if err := ipt.Delete("nat", "OUTPUT", spec...); err != nil {
+			return fmt.Errorf("remove a DNS redirect to port %d: %w", r.port, err)
+		}
+	}
+	return nil
 }
 
 // RemoveDNSRedirect removes the redirect from the namespace enter runs in;
@@ -86,24 +150,12 @@ func (f *Firewall) RemoveDNSRedirect(enter func(func() error) error) error {
 		if err != nil {
 			return err
 		}
-		for _, r := range rules {
-			if strings.HasPrefix(r, "-A ") && strings.Contains(r, dnsComment) {
-				if err := ipt.Delete("nat", "OUTPUT", ruleSpec(r)...); err != nil {
-					return fmt.Errorf("remove the DNS redirect: %w", err)
-				}
+		var ours []listedDNSRule
+		for _, l := range rules {
+			if r, ok := parseDNSRule(l); ok {
+				ours = append(ours, r)
 			}
 		}
-		return nil
+		return deleteDNSRules(ipt, ours)
 	})
-}
-
-// ruleSpec is a listed rule ("-A OUTPUT ...") as arguments after the chain,
-// with iptables' own quoting of the comment undone.
-func ruleSpec(listed string) []string {
-	f := strings.Fields(listed)
-	var out []string
-	for _, a := range f[2:] {
-		out = append(out, strings.Trim(a, `"`))
-	}
-	return out
 }
