@@ -205,7 +205,7 @@ func newForwarders(t *testing.T) *Forwarders {
 		},
 		Enter: netutil.InNetns, Redirect: fw.EnsureDNSRedirect, Unredirect: fw.RemoveDNSRedirect, Mark: firewall.DNSMark,
 		OpenLease: func(path string) (Lease, error) { return netutil.OpenTimedSet(path, firewall.DNSLeaseSet) },
-		Flush: netutil.FlushDNSFlows,
+		Flush:     netutil.FlushDNSFlows,
 	})
 }
 
