@@ -82,6 +82,10 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 		return err
 	case exists && !bridge:
 		return errdefs.Invalid("option %s: %s exists and is not a bridge", OptBridgeName, cfg.BridgeName)
+	case exists && cfg.UserBridge && cfg.Cluster != "":
+		// A cluster network's VXLAN and its other hosts' containers would
+		// land on docker0, another network's bridge or a LAN's.
+		return errdefs.Invalid("option %s: %s exists; a cluster network never adopts a bridge it did not create: name a new one, or leave the option out", OptBridgeName, cfg.BridgeName)
 	case exists && !cfg.UserBridge:
 		log.Warn("reusing a leftover bridge with this network's name")
 	}

@@ -237,9 +237,19 @@ func TestClusterNetworkRefusals(t *testing.T) {
 			t.Errorf("%s: %d links left", tt.name, n)
 		}
 	}
+	// A bridge of the host's (docker0, another network's, a LAN's) is never
+	// a cluster network's, named by a user or by a record from etcd.
+	h[0].links.links["docker0"] = "bridge"
+	err := h[0].d.CreateNetwork(createReq(map[string]any{OptBridgeName: "docker0"}, "10.40.0.0/16", "10.40.0.1/16"))
+	if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "never adopts a bridge") {
+		t.Errorf("a cluster network on docker0: %v, want refused", err)
+	}
+	if n := h[0].links.count(); n != 1 || len(h[0].links.addrs["docker0"]) != 0 {
+		t.Errorf("docker0 refused: %d links, docker0's addresses %v", n, h[0].links.addrs["docker0"])
+	}
 	// Without --cluster-store the option is refused too.
 	plain := newHarness(t, store.NewMemory())
-	err := plain.d.CreateNetwork(createReq(map[string]any{OptCluster: "blue"}, "10.40.0.0/16", "10.40.0.1/16"))
+	err = plain.d.CreateNetwork(createReq(map[string]any{OptCluster: "blue"}, "10.40.0.0/16", "10.40.0.1/16"))
 	if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "--cluster-store") {
 		t.Errorf("without a cluster: %v", err)
 	}

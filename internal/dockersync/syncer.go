@@ -60,8 +60,8 @@ type Status struct {
 type NetworkStatus struct {
 	Cluster string `json:"cluster"`
 	Name    string `json:"name"`
-	// State is present, created, removed, removal-pending, conflict or
-	// failed.
+	// State is present, created, removed, removal-pending, conflict,
+	// refused (the record did not pass the checks) or failed.
 	State  string `json:"state"`
 	Detail string `json:"detail,omitempty"`
 }
@@ -83,6 +83,8 @@ type Syncer struct {
 	passes      int
 	removedHere map[string]bool // removed by this syncer, not by a user
 	driver      string
+	backoffs    map[string]*backoff // creates Docker refused
+	logged      map[string]string   // what was last logged of a record (refusals, options left out)
 }
 
 // New returns a Syncer; Run starts it.
@@ -94,7 +96,7 @@ func New(cfg Config) *Syncer {
 		cfg.Log = logrus.NewEntry(logrus.StandardLogger())
 	}
 	return &Syncer{cfg: cfg, log: cfg.Log, kick: make(chan struct{}, 1), records: map[string]cluster.DockerNetwork{},
-		had: map[string]bool{}, removedHere: map[string]bool{}, driver: cfg.Driver,
+		had: map[string]bool{}, removedHere: map[string]bool{}, driver: cfg.Driver, backoffs: map[string]*backoff{}, logged: map[string]string{},
 		status: Status{DockerHost: cfg.Host, Driver: cfg.Driver, Reason: "starting"}}
 }
 
@@ -247,6 +249,8 @@ func (s *Syncer) Pass(ctx context.Context) error {
 			delete(s.removedHere, c)
 		}
 	}
+	forgetGone(s.backoffs, recs)
+	forgetGone(s.logged, recs)
 	s.had = now
 	s.passes++
 	slices.SortFunc(states, func(a, b NetworkStatus) int { return strings.Compare(a.Cluster, b.Cluster) })
@@ -304,6 +308,13 @@ func (s *Syncer) keep(ctx context.Context, c string, n Network, recs map[string]
 func (s *Syncer) bring(ctx context.Context, c string, rec cluster.DockerNetwork, byName map[string]Network, now map[string]bool) NetworkStatus {
 	st := NetworkStatus{Cluster: c, Name: rec.Name}
 	log := s.log.WithFields(logrus.Fields{"cluster_network": c, "network": rec.Name})
+	if err := checkRecord(c, rec); err != nil {
+		if logOnce(s.logged, c, err.Error()) {
+			log.WithError(err).Warn("cluster network record refused")
+		}
+		st.State, st.Detail = "refused", err.Error()
+		return st
+	}
 	if s.had[c] && !s.removedHere[c] {
 		if err := s.cfg.Cluster.MarkDockerNetworkRemoved(c, true); err != nil {
 			st.State, st.Detail = "failed", "mark removed: "+err.Error()
@@ -318,13 +329,29 @@ func (s *Syncer) bring(ctx context.Context, c string, rec cluster.DockerNetwork,
 		st.Detail = fmt.Sprintf("this host has another network named %s (driver %s): rename or remove it to get cluster network %s", rec.Name, other.Driver, c)
 		return st
 	}
-	_, err := s.cfg.Engine.Create(ctx, Network{Name: rec.Name, Driver: s.driver, IPAMDriver: s.driver, Options: rec.Options,
+	b := s.backoffs[c]
+	if b != nil && time.Now().Before(b.next) {
+		st.State, st.Detail = "failed", b.err+" (trying again in "+time.Until(b.next).Round(time.Second).String()+")"
+		return st
+	}
+	opts, dropped := portable(rec.Options)
+	if len(dropped) > 0 && logOnce(s.logged, c, fmt.Sprint(dropped)) {
+		log.WithField("options", dropped).Warn("host-specific options in the cluster's record left out")
+	}
+	_, err := s.cfg.Engine.Create(ctx, Network{Name: rec.Name, Driver: s.driver, IPAMDriver: s.driver, Options: opts,
 		IPAMOptions: rec.IPAMOptions, Labels: rec.Labels, Subnet: rec.Subnet, Gateway: rec.Gateway, Internal: rec.Internal})
 	if err != nil {
-		log.WithError(err).Warn("could not create the cluster network in this host's Docker; trying again")
+		if b == nil {
+			b = &backoff{}
+			s.backoffs[c] = b
+		}
+		if b.failed(err, time.Now()) {
+			log.WithError(err).Warn("could not create the cluster network in this host's Docker; trying again, less and less often")
+		}
 		st.State, st.Detail = "failed", err.Error()
 		return st
 	}
+	delete(s.backoffs, c)
 	now[c] = true
 	log.WithField("origin", rec.Origin).Info("cluster network created in this host's Docker")
 	st.State = "created"
@@ -338,7 +365,8 @@ func conflictDetail(rec cluster.DockerNetwork, n Network) string {
 
 // recordOf is the cluster's record of this host's Docker network n.
 func recordOf(c string, n Network) cluster.DockerNetwork {
-	return cluster.DockerNetwork{Cluster: c, Name: n.Name, Options: n.Options, IPAMOptions: n.IPAMOptions, Labels: n.Labels,
+	opts, _ := portable(n.Options)
+	return cluster.DockerNetwork{Cluster: c, Name: n.Name, Options: opts, IPAMOptions: n.IPAMOptions, Labels: n.Labels,
 		Subnet: n.Subnet, Gateway: n.Gateway, Internal: n.Internal}
 }
 

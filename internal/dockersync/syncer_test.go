@@ -22,6 +22,14 @@ type fakeEngine struct {
 	down   bool
 	nextID int
 	calls  int
+	refuse error // Create fails with it
+	tries  int   // Create calls
+}
+
+func (e *fakeEngine) creates() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.tries
 }
 
 var _ Engine = (*fakeEngine)(nil)
@@ -47,8 +55,12 @@ func (e *fakeEngine) Networks(context.Context) ([]Network, error) {
 func (e *fakeEngine) Create(_ context.Context, n Network) (string, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.tries++
 	if e.down {
 		return "", errors.New("Cannot connect to the Docker daemon")
+	}
+	if e.refuse != nil {
+		return "", e.refuse
 	}
 	for _, o := range e.nets {
 		if o.Name == n.Name {
