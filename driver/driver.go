@@ -107,11 +107,12 @@ type Driver struct {
 	networks  map[string]*netState
 	endpoints map[string]*Endpoint
 	peers     map[string]map[netip.Addr]Peer // cluster networks' remote endpoints, by network ID
-	// peerNames indexes peers by name (names.go), for the name forwarders.
-	peerNames map[string]map[string][]netip.Addr
-	syncs     map[string]*peerSync  // cluster networks' watches, by network ID
-	creating  map[netip.Addr]string // cluster endpoints being created: address -> network ID
-	refused   map[string]uint64     // remote endpoint records refused, by reason (records.go)
+	// nameIdx indexes peers' and endpoints' names for the name
+	// forwarders (nameindex.go); it has its own lock, inner to mu.
+	nameIdx  *nameIndex
+	syncs    map[string]*peerSync  // cluster networks' watches, by network ID
+	creating map[netip.Addr]string // cluster endpoints being created: address -> network ID
+	refused  map[string]uint64     // remote endpoint records refused, by reason (records.go)
 	// legacyPeers are the networks whose remote endpoints are saved in an
 	// older version's one-record form (vxlan.go).
 	legacyPeers map[string]bool
@@ -185,7 +186,7 @@ func New(cfg Config) (*Driver, error) {
 		networks:    map[string]*netState{},
 		endpoints:   map[string]*Endpoint{},
 		peers:       map[string]map[netip.Addr]Peer{},
-		peerNames:   map[string]map[string][]netip.Addr{},
+		nameIdx:     newNameIndex(),
 		syncs:       map[string]*peerSync{},
 		creating:    map[netip.Addr]string{},
 		refused:     map[string]uint64{},
@@ -206,6 +207,7 @@ func New(cfg Config) (*Driver, error) {
 		}
 		if err := store.ForEachJSON(tx, bucketEndpoints, func(k string, ep *Endpoint) error {
 			d.endpoints[k] = ep
+			d.nameIdx.setLocal(ep)
 			return nil
 		}); err != nil {
 			return err

@@ -196,6 +196,7 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 		_ = d.store.Update(func(tx store.Tx) error { return tx.Delete(bucketEndpoints, ep.ID) })
 		d.mu.Lock()
 		delete(d.endpoints, ep.ID)
+		d.nameIdx.removeLocal(ep.ID)
 		d.mu.Unlock()
 		return undo(err)
 	}
@@ -262,6 +263,7 @@ func (d *Driver) DeleteEndpoint(req *network.DeleteEndpointRequest) error {
 	}
 	d.mu.Lock()
 	delete(d.endpoints, ep.ID)
+	d.nameIdx.removeLocal(ep.ID)
 	d.mu.Unlock()
 	d.fault.At(fault.DeleteEndpointStore)
 	d.leaveNames(*ep)
@@ -381,6 +383,7 @@ func (d *Driver) saveEndpoint(ep *Endpoint) error {
 	cp.Ports = slices.Clone(ep.Ports)
 	d.mu.Lock()
 	d.endpoints[ep.ID] = &cp
+	d.nameIdx.setLocal(&cp)
 	d.mu.Unlock()
 	return nil
 }

@@ -63,82 +63,19 @@ func (d *Driver) AttachSandboxes() {
 }
 
 // ResolveName answers a forwarder's question for name (lower case) on the
-// networks (IDs): the addresses of other hosts' containers of that name,
-// and whether a container of this host has it there (then Docker's own
-// resolver answers).
+// networks (IDs): the addresses of live other hosts' containers of that
+// name, and whether a container of this host has it there (then Docker's
+// own resolver answers). It takes no lock of the driver's and scans
+// nothing (nameIndex).
 func (d *Driver) ResolveName(networks []string, name string) (addrs []netip.Addr, local bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, id := range networks {
-		for _, ep := range d.endpoints {
-			if ep.NetworkID == id && ep.Name != "" && equalFold(ep.Name, name) {
-				return nil, true
-			}
-		}
-		addrs = append(addrs, d.peerNames[id][name]...)
-	}
+	addrs, local = d.nameIdx.resolve(networks, name)
 	if len(addrs) > 0 {
 		d.log.WithFields(logrus.Fields{"name": name, "addresses": addrs}).Debug("name of another host's container answered")
 	}
-	return addrs, false
+	return addrs, local
 }
 
-func equalFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range len(a) {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
-}
-
-// indexName adds a peer to the name index; unindexName takes it out;
-// indexNames makes a network's index anew from its peers. Callers hold
-// d.mu.
-func (d *Driver) indexName(networkID string, p Peer) {
-	if p.Name == "" {
-		return
-	}
-	idx := d.peerNames[networkID]
-	if idx == nil {
-		idx = map[string][]netip.Addr{}
-		d.peerNames[networkID] = idx
-	}
-	idx[p.Name] = append(idx[p.Name], p.IP)
-}
-
-func (d *Driver) unindexName(networkID string, p Peer) {
-	idx := d.peerNames[networkID]
-	if p.Name == "" || idx == nil {
-		return
-	}
-	addrs := idx[p.Name]
-	for i, a := range addrs {
-		if a == p.IP {
-			addrs = append(addrs[:i:i], addrs[i+1:]...)
-			break
-		}
-	}
-	if len(addrs) == 0 {
-		delete(idx, p.Name)
-	} else {
-		idx[p.Name] = addrs
-	}
-}
-
-func (d *Driver) indexNames(networkID string, peers map[netip.Addr]Peer) {
-	delete(d.peerNames, networkID)
-	for _, p := range peers {
-		d.indexName(networkID, p)
-	}
-}
+// SetLiveNodes tells the driver which hosts are alive (their leases in the
+// cluster): names of containers of other hosts are answered only for
+// those.
+func (d *Driver) SetLiveNodes(nodes []string) { d.nameIdx.setAlive(nodes) }

@@ -23,15 +23,13 @@ func TestPeerNamesAreDNSLabels(t *testing.T) {
 }
 
 func TestResolveNamePrefersThisHostAndKeepsToTheNetworks(t *testing.T) {
-	d := &Driver{log: logrus.NewEntry(logrus.New()), endpoints: map[string]*Endpoint{
-		"ep1": {ID: "ep1", NetworkID: "blue", Name: "Here", Address: netip.MustParsePrefix("10.0.0.2/24")},
-	}, peers: map[string]map[netip.Addr]Peer{
-		"blue":  {netip.MustParseAddr("10.0.0.5"): {IP: netip.MustParseAddr("10.0.0.5"), Name: "bbox1"}, netip.MustParseAddr("10.0.0.6"): {IP: netip.MustParseAddr("10.0.0.6"), Name: "here"}},
-		"green": {netip.MustParseAddr("10.1.0.5"): {IP: netip.MustParseAddr("10.1.0.5"), Name: "bbox9"}},
-	}, peerNames: map[string]map[string][]netip.Addr{}}
-	for id, m := range d.peers {
-		d.indexNames(id, m)
-	}
+	t.Parallel()
+	d := &Driver{log: logrus.NewEntry(logrus.New()), nameIdx: newNameIndex()}
+	d.nameIdx.setLocal(&Endpoint{ID: "ep1", NetworkID: "blue", Name: "Here", Address: netip.MustParsePrefix("10.0.0.2/24")})
+	d.nameIdx.setPeers("blue", map[netip.Addr]Peer{
+		netip.MustParseAddr("10.0.0.5"): {Node: "h2", IP: netip.MustParseAddr("10.0.0.5"), Name: "bbox1"},
+		netip.MustParseAddr("10.0.0.6"): {Node: "h2", IP: netip.MustParseAddr("10.0.0.6"), Name: "here"}})
+	d.nameIdx.setPeers("green", map[netip.Addr]Peer{netip.MustParseAddr("10.1.0.5"): {Node: "h2", IP: netip.MustParseAddr("10.1.0.5"), Name: "bbox9"}})
 	if addrs, local := d.ResolveName([]string{"blue"}, "bbox1"); local || len(addrs) != 1 || addrs[0].String() != "10.0.0.5" {
 		t.Errorf("bbox1 on blue: %v %v", addrs, local)
 	}
@@ -42,15 +40,26 @@ func TestResolveNamePrefersThisHostAndKeepsToTheNetworks(t *testing.T) {
 		t.Errorf("a name of another network answered: %v", addrs)
 	}
 	// The index follows a peer's change of address and its removal.
-	p := d.peers["blue"][netip.MustParseAddr("10.0.0.5")]
-	d.unindexName("blue", p)
+	p := Peer{Node: "h2", IP: netip.MustParseAddr("10.0.0.5"), Name: "bbox1"}
+	d.nameIdx.removePeer("blue", p)
 	p.IP = netip.MustParseAddr("10.0.0.7")
-	d.indexName("blue", p)
+	d.nameIdx.addPeer("blue", p)
 	if addrs, _ := d.ResolveName([]string{"blue"}, "bbox1"); len(addrs) != 1 || addrs[0].String() != "10.0.0.7" {
 		t.Errorf("bbox1 after its move: %v", addrs)
 	}
-	d.unindexName("blue", p)
+	// A host that is not alive has its names withheld.
+	d.SetLiveNodes([]string{"h1"})
+	if addrs, _ := d.ResolveName([]string{"blue"}, "bbox1"); len(addrs) != 0 {
+		t.Errorf("bbox1 of a host that is not alive: %v", addrs)
+	}
+	d.SetLiveNodes([]string{"h1", "h2"})
+	d.nameIdx.removePeer("blue", p)
 	if addrs, _ := d.ResolveName([]string{"blue"}, "bbox1"); len(addrs) != 0 {
 		t.Errorf("bbox1 after its removal: %v", addrs)
+	}
+	// This host's endpoint going makes the name another host's again.
+	d.nameIdx.removeLocal("ep1")
+	if addrs, local := d.ResolveName([]string{"blue"}, "here"); local || len(addrs) != 1 {
+		t.Errorf("here after this host's endpoint left: %v %v", addrs, local)
 	}
 }

@@ -225,7 +225,7 @@ func (d *Driver) dropNetwork(networkID string, eps []*Endpoint) {
 	}
 	delete(d.networks, networkID)
 	delete(d.peers, networkID)
-	delete(d.peerNames, networkID)
+	d.nameIdx.dropNetwork(networkID)
 	delete(d.legacyPeers, networkID)
 }
 

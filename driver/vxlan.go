@@ -44,7 +44,7 @@ func (d *Driver) setPeers(cfg *NetworkConfig, want map[netip.Addr]Peer, log *log
 	}
 	d.announce(cfg, moved, log)
 	if !d.recordPeers(cfg.ID, func(m map[netip.Addr]Peer) map[netip.Addr]Peer {
-		d.indexNames(cfg.ID, want)
+		d.nameIdx.setPeers(cfg.ID, want)
 		return want
 	}) {
 		return
@@ -124,13 +124,13 @@ func (d *Driver) applyPeer(cfg *NetworkConfig, p Peer, deleted bool, log *logrus
 			m = map[netip.Addr]Peer{}
 		}
 		if had {
-			d.unindexName(cfg.ID, old)
+			d.nameIdx.removePeer(cfg.ID, old)
 		}
 		if deleted {
 			delete(m, p.IP)
 		} else {
 			m[p.IP] = p
-			d.indexName(cfg.ID, p)
+			d.nameIdx.addPeer(cfg.ID, p)
 		}
 		return m
 	})
@@ -326,7 +326,7 @@ func (d *Driver) loadPeers(tx store.Tx) error {
 			m[p.IP] = p
 		}
 		d.peers[id], d.legacyPeers[id] = m, true
-		d.indexNames(id, m)
+		d.nameIdx.setPeers(id, m)
 		return nil
 	})
 	if err != nil {
@@ -344,7 +344,7 @@ func (d *Driver) loadPeers(tx store.Tx) error {
 			return err
 		}
 		d.peers[id] = m
-		d.indexNames(id, m)
+		d.nameIdx.setPeers(id, m)
 	}
 	return nil
 }

@@ -153,6 +153,7 @@ func (d *Daemon) guardVXLAN() {
 		return
 	}
 	if nodes, err := d.clusterClient.Nodes(); err == nil {
+		d.drv.SetLiveNodes(nodeNames(nodes))
 		d.vteps.members = map[netip.Addr]bool{}
 		for _, n := range nodes {
 			if n.Name != d.clusterClient.Node() {
@@ -341,4 +342,13 @@ func (d *Daemon) clusterStatus() *status.Cluster {
 	}
 	slices.SortFunc(c.Peers, func(a, b status.Peer) int { return strings.Compare(a.Name, b.Name) })
 	return c
+}
+
+// nodeNames are the names of the hosts whose leases are alive.
+func nodeNames(nodes []cluster.NodeInfo) []string {
+	out := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, n.Name)
+	}
+	return out
 }
