@@ -122,8 +122,9 @@ func (h *host) startMynet() {
 		t.Fatal(err)
 	}
 	h.mynet = cmd
+	ready := strings.Count(h.log.String(), "mynet ready")
 	eventually(t, h.id+"'s mynet listens", 20*time.Second, func() error {
-		if !strings.Contains(h.log.String(), "mynet ready") {
+		if strings.Count(h.log.String(), "mynet ready") == ready {
 			return fmt.Errorf("not ready yet")
 		}
 		return nil
