@@ -165,6 +165,9 @@ type Endpoint struct {
 	// Name is the container's name on a cluster network (from the IPAM:
 	// Engine 29 gives it), published for other hosts' names.
 	Name string `json:"name,omitempty"`
+	// Aliases are the endpoint's other names in Docker's resolver (network
+	// aliases, the short ID), learned from the Engine (SetEndpointNames).
+	Aliases []string `json:"aliases,omitempty"`
 	// Sandbox is the container's network namespace (Join's SandboxKey),
 	// where a cluster network's name forwarder runs; "" until joined.
 	Sandbox string `json:"sandbox,omitempty"`

@@ -14,9 +14,11 @@ import (
 // always the inner one and is held for map operations only.
 type nameIndex struct {
 	mu     sync.RWMutex
-	remote map[string]map[string][]Peer          // network ID -> lower-case name -> peers
-	local  map[string]map[string]int             // network ID -> lower-case name -> this host's endpoints
-	eps    map[string]struct{ net, name string } // endpoint ID -> what it put in local
+	remote map[string]map[string][]Peer // network ID -> lower-case name -> peers
+	local  map[string]map[string]int    // network ID -> lower-case name -> this host's endpoints
+	eps    map[string]localNames        // endpoint ID -> what it put in local
+	// netNames are the networks' Docker names (network ID -> lower case).
+	netNames map[string]string
 
 	// alive is the set of live hosts (nil: not known yet, all are).
 	alive atomic.Pointer[map[string]bool]
@@ -24,15 +26,22 @@ type nameIndex struct {
 
 func newNameIndex() *nameIndex {
 	return &nameIndex{remote: map[string]map[string][]Peer{}, local: map[string]map[string]int{},
-		eps: map[string]struct{ net, name string }{}}
+		eps: map[string]localNames{}, netNames: map[string]string{}}
+}
+
+// keys are the names a peer is answered by: its name and its aliases.
+func (p Peer) keys() []string {
+	if p.Name == "" {
+		return p.Aliases
+	}
+	return append([]string{p.Name}, p.Aliases...)
 }
 
 // setPeers makes a network's remote names those of peers.
 func (x *nameIndex) setPeers(networkID string, peers map[netip.Addr]Peer) {
 	m := map[string][]Peer{}
 	for _, p := range peers {
-		if p.Name != "" {
-			k := strings.ToLower(p.Name)
+		for _, k := range p.keys() {
 			m[k] = append(m[k], p)
 		}
 	}
@@ -43,10 +52,10 @@ func (x *nameIndex) setPeers(networkID string, peers map[netip.Addr]Peer) {
 
 // addPeer indexes one peer; removePeer takes it out.
 func (x *nameIndex) addPeer(networkID string, p Peer) {
-	if p.Name == "" {
+	keys := p.keys()
+	if len(keys) == 0 {
 		return
 	}
-	k := strings.ToLower(p.Name)
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	m := x.remote[networkID]
@@ -54,48 +63,54 @@ func (x *nameIndex) addPeer(networkID string, p Peer) {
 		m = map[string][]Peer{}
 		x.remote[networkID] = m
 	}
-	m[k] = append(m[k], p)
+	for _, k := range keys {
+		m[k] = append(m[k], p)
+	}
 }
 
 func (x *nameIndex) removePeer(networkID string, p Peer) {
-	if p.Name == "" {
-		return
-	}
-	k := strings.ToLower(p.Name)
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	m := x.remote[networkID]
-	peers := m[k]
-	for i, o := range peers {
-		if o.IP == p.IP {
-			peers = append(peers[:i:i], peers[i+1:]...)
-			break
+	for _, k := range p.keys() {
+		peers := m[k]
+		for i, o := range peers {
+			if o.IP == p.IP {
+				peers = append(peers[:i:i], peers[i+1:]...)
+				break
+			}
 		}
-	}
-	if len(peers) == 0 {
-		delete(m, k)
-	} else {
-		m[k] = peers
+		if len(peers) == 0 {
+			delete(m, k)
+		} else {
+			m[k] = peers
+		}
 	}
 }
 
-// setLocal records a local endpoint's name on its network ("" : none);
-// removeLocal forgets it.
+// setLocal records a local endpoint's names on its network; removeLocal
+// forgets them.
 func (x *nameIndex) setLocal(ep *Endpoint) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.unsetLocalLocked(ep.ID)
-	if ep.Name == "" {
+	var keys []string
+	if ep.Name != "" {
+		keys = append(keys, strings.ToLower(ep.Name))
+	}
+	keys = append(keys, ep.Aliases...)
+	if len(keys) == 0 {
 		return
 	}
-	k := strings.ToLower(ep.Name)
 	m := x.local[ep.NetworkID]
 	if m == nil {
 		m = map[string]int{}
 		x.local[ep.NetworkID] = m
 	}
-	m[k]++
-	x.eps[ep.ID] = struct{ net, name string }{ep.NetworkID, k}
+	for _, k := range keys {
+		m[k]++
+	}
+	x.eps[ep.ID] = localNames{ep.NetworkID, keys}
 }
 
 func (x *nameIndex) removeLocal(endpointID string) {
@@ -111,9 +126,22 @@ func (x *nameIndex) unsetLocalLocked(endpointID string) {
 	}
 	delete(x.eps, endpointID)
 	if m := x.local[was.net]; m != nil {
-		if m[was.name]--; m[was.name] <= 0 {
-			delete(m, was.name)
+		for _, k := range was.keys {
+			if m[k]--; m[k] <= 0 {
+				delete(m, k)
+			}
 		}
+	}
+}
+
+// setNetworkNames records the Docker names of the cluster networks, for
+// questions of the form name.network.
+func (x *nameIndex) setNetworkNames(names map[string]string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.netNames = make(map[string]string, len(names))
+	for id, n := range names {
+		x.netNames[id] = strings.ToLower(n)
 	}
 }
 
@@ -130,6 +158,12 @@ func (x *nameIndex) dropNetwork(networkID string) {
 	}
 }
 
+// localNames is what one local endpoint put in the index.
+type localNames struct {
+	net  string
+	keys []string
+}
+
 // setAlive tells which hosts are alive: the names of the others are
 // withheld (their VXLAN entries stay).
 func (x *nameIndex) setAlive(nodes []string) {
@@ -141,17 +175,24 @@ func (x *nameIndex) setAlive(nodes []string) {
 }
 
 // resolve answers name (lower case) on the networks: the addresses of
-// live other hosts' containers of that name, and whether a container of
-// this host has it there.
+// live other hosts' containers of that name (or of name.network, the
+// network's Docker name), and whether a container of this host has it
+// there.
 func (x *nameIndex) resolve(networks []string, name string) (addrs []netip.Addr, local bool) {
 	alive := x.alive.Load()
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	for _, id := range networks {
-		if x.local[id][name] > 0 {
+		key := name
+		if dn := x.netNames[id]; dn != "" {
+			if base, ok := strings.CutSuffix(name, "."+dn); ok && base != "" {
+				key = base
+			}
+		}
+		if x.local[id][key] > 0 {
 			return nil, true
 		}
-		for _, p := range x.remote[id][name] {
+		for _, p := range x.remote[id][key] {
 			if alive == nil || (*alive)[p.Node] {
 				addrs = append(addrs, p.IP)
 			}

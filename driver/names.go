@@ -1,7 +1,10 @@
 package driver
 
 import (
+	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 
@@ -79,3 +82,73 @@ func (d *Driver) ResolveName(networks []string, name string) (addrs []netip.Addr
 // cluster): names of containers of other hosts are answered only for
 // those.
 func (d *Driver) SetLiveNodes(nodes []string) { d.nameIdx.setAlive(nodes) }
+
+// SetNetworkNames tells the driver the Docker names of its networks (ID ->
+// name), for questions of the form name.network.
+func (d *Driver) SetNetworkNames(names map[string]string) { d.nameIdx.setNetworkNames(names) }
+
+// dnsNames are the valid DNS names of names, lower case, sorted, once
+// each, without except.
+func dnsNames(names []string, except string) []string {
+	var out []string
+	for _, n := range names {
+		n = strings.ToLower(n)
+		if n == except || !validDNSPath(n) || slices.Contains(out, n) {
+			continue
+		}
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// validDNSPath: labels as ValidDNSName, separated by dots, 253 bytes at most.
+func validDNSPath(name string) bool {
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(name, ".") {
+		if !ValidDNSName(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// SetEndpointNames records what Docker calls a local endpoint's container
+// on its network (its name after a rename, its aliases), and publishes
+// the record again when that changed, so every host answers the names as
+// Docker does here. The Docker sync calls it, never a handler. An
+// endpoint that is not a cluster network's is left alone.
+func (d *Driver) SetEndpointNames(endpointID, name string, aliases []string) error {
+	d.mu.Lock()
+	ep, n := d.endpoints[endpointID], (*netState)(nil)
+	if ep != nil {
+		n = d.networks[ep.NetworkID]
+	}
+	var cp Endpoint
+	if ep != nil {
+		cp = *ep
+	}
+	d.mu.Unlock()
+	if ep == nil || n == nil || n.Config.Cluster == "" {
+		return nil
+	}
+	if !ValidDNSName(name) {
+		name = ""
+	}
+	aliases = dnsNames(aliases, strings.ToLower(name))
+	if cp.Name == name && slices.Equal(cp.Aliases, aliases) {
+		return nil
+	}
+	cp.Name, cp.Aliases = name, aliases
+	cfg := n.Config
+	if err := d.publish(&cfg, &cp); err != nil {
+		return fmt.Errorf("publish the names of endpoint %s: %w", ids.Short(endpointID), err)
+	}
+	if err := d.saveEndpoint(&cp); err != nil {
+		return err
+	}
+	d.log.WithFields(logrus.Fields{"endpoint": ids.Short(endpointID), "name": name, "aliases": aliases}).Info("endpoint's names published")
+	return nil
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -70,8 +71,13 @@ type Peer struct {
 	MAC  string     `json:"mac"`
 	VTEP netip.Addr `json:"vtep"`
 	// Name is the container's name, when its host gave one that is a valid
-	// DNS label.
-	Name string `json:"name,omitempty"`
+	// DNS label; Aliases its other names (valid DNS names, lower case).
+	Name    string   `json:"name,omitempty"`
+	Aliases []string `json:"aliases,omitempty"`
+}
+
+func (p Peer) equal(o Peer) bool {
+	return p.Node == o.Node && p.IP == o.IP && p.MAC == o.MAC && p.VTEP == o.VTEP && p.Name == o.Name && slices.Equal(p.Aliases, o.Aliases)
 }
 
 func (p Peer) remote() netutil.Remote {
@@ -145,7 +151,7 @@ func (d *Driver) clusterNameOf(networkID string) string {
 
 // publish announces a local endpoint of a cluster network.
 func (d *Driver) publish(cfg *NetworkConfig, ep *Endpoint) error {
-	return d.cluster.Client.PublishEndpoint(cluster.Endpoint{Network: cfg.Cluster, IP: ep.Address.Addr(), MAC: ep.MAC, Name: ep.Name})
+	return d.cluster.Client.PublishEndpoint(cluster.Endpoint{Network: cfg.Cluster, IP: ep.Address.Addr(), MAC: ep.MAC, Name: ep.Name, Aliases: ep.Aliases})
 }
 
 // peerOf is a remote endpoint's record as a Peer; a name that is not a
@@ -155,6 +161,7 @@ func peerOf(ep cluster.Endpoint) Peer {
 	if ValidDNSName(ep.Name) {
 		p.Name = strings.ToLower(ep.Name)
 	}
+	p.Aliases = dnsNames(ep.Aliases, p.Name)
 	return p
 }
 

@@ -56,7 +56,7 @@ func (d *Driver) setPeers(cfg *NetworkConfig, want map[netip.Addr]Peer, log *log
 		// Only what differs is written; the keys are read, not copied.
 		var gone []string
 		if err := tx.ForEach(bucket, func(k string, _ []byte) error {
-			if ip, err := netip.ParseAddr(k); err != nil || want[ip] == (Peer{}) {
+			if ip, err := netip.ParseAddr(k); err != nil || !want[ip].IP.IsValid() {
 				gone = append(gone, k)
 			}
 			return nil
@@ -98,7 +98,7 @@ func (d *Driver) applyPeer(cfg *NetworkConfig, p Peer, deleted bool, log *logrus
 	old, had := d.peers[cfg.ID][p.IP]
 	d.mu.Unlock()
 	switch {
-	case deleted && (!had || old.Node != p.Node), !deleted && had && old == p:
+	case deleted && (!had || old.Node != p.Node), !deleted && had && old.equal(p):
 		return
 	case deleted:
 		if err := d.links.DelRemote(cfg.VXLAN, old.remote()); err != nil {

@@ -19,6 +19,10 @@ type Endpoint struct {
 	// Name is the container's name, for the names other hosts answer
 	// (Engine 29 gives it; "" otherwise).
 	Name string `json:"name,omitempty"`
+	// Aliases are the other names Docker's resolver answers for it on the
+	// network (network aliases, Compose's service names, its short ID),
+	// learned from the host's Engine.
+	Aliases []string `json:"aliases,omitempty"`
 	// Rev is the revision of a watched record's change (0 otherwise).
 	Rev int64 `json:"-"`
 }

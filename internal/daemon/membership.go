@@ -276,7 +276,7 @@ func (d *Daemon) newSyncer() (*dockersync.Syncer, error) {
 	if name == "" {
 		name = strings.TrimSuffix(filepath.Base(d.cfg.Socket), ".sock")
 	}
-	return dockersync.New(dockersync.Config{Engine: engine, Cluster: d.clusterClient, Driver: name, Host: cc.DockerHost,
+	return dockersync.New(dockersync.Config{Engine: engine, Cluster: d.clusterClient, Driver: name, Host: cc.DockerHost, Names: d.drv,
 		Local: func() map[string]string {
 			out := map[string]string{}
 			for _, n := range d.drv.Networks() {

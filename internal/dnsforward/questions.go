@@ -72,7 +72,7 @@ func (b *box) clusterAnswer(p *dnsmessage.Parser, h dnsmessage.Header, q dnsmess
 		return nil
 	}
 	name := strings.ToLower(strings.TrimSuffix(q.Name.String(), "."))
-	if name == "" || strings.Contains(name, ".") {
+	if name == "" {
 		return nil
 	}
 	addrs, local := b.f.cfg.Resolve(b.networks(), name)

@@ -23,6 +23,11 @@ type Network struct {
 	Internal         bool
 }
 
+// Endpoint is a container's endpoint on a network, as Docker lists it.
+type Endpoint struct {
+	ID, Container, Name string
+}
+
 // Engine is the part of Docker's API the syncer uses; the unit tests fake
 // it.
 type Engine interface {
@@ -34,6 +39,13 @@ type Engine interface {
 	Remove(ctx context.Context, id string) error
 	// Containers counts the containers attached to a network.
 	Containers(ctx context.Context, id string) (int, error)
+	// Endpoints lists a network's endpoints: their IDs, containers and
+	// the containers' names.
+	Endpoints(ctx context.Context, id string) ([]Endpoint, error)
+	// Aliases are the names Docker's resolver answers for a container on
+	// a network besides its name (DNSNames: aliases, short ID, hostname;
+	// an engine older than API 1.44 gives its aliases).
+	Aliases(ctx context.Context, container, network string) ([]string, error)
 	Close() error
 }
 
@@ -108,6 +120,36 @@ func (e *dockerEngine) Containers(ctx context.Context, id string) (int, error) {
 		return 0, fmt.Errorf("inspect Docker network %s: %w", id, err)
 	}
 	return len(res.Network.Containers), nil
+}
+
+func (e *dockerEngine) Endpoints(ctx context.Context, id string) ([]Endpoint, error) {
+	res, err := e.c.NetworkInspect(ctx, id, client.NetworkInspectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("inspect Docker network %s: %w", id, err)
+	}
+	out := make([]Endpoint, 0, len(res.Network.Containers))
+	for c, r := range res.Network.Containers {
+		out = append(out, Endpoint{ID: r.EndpointID, Container: c, Name: r.Name})
+	}
+	return out, nil
+}
+
+func (e *dockerEngine) Aliases(ctx context.Context, container, network string) ([]string, error) {
+	res, err := e.c.ContainerInspect(ctx, container, client.ContainerInspectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("inspect container %s: %w", container, err)
+	}
+	if res.Container.NetworkSettings == nil {
+		return nil, nil
+	}
+	es := res.Container.NetworkSettings.Networks[network]
+	if es == nil {
+		return nil, nil
+	}
+	if len(es.DNSNames) > 0 {
+		return es.DNSNames, nil
+	}
+	return es.Aliases, nil
 }
 
 func (e *dockerEngine) Close() error { return e.c.Close() }

@@ -38,6 +38,9 @@ type Config struct {
 	// socket's base name), until a network of mynet's in Docker shows
 	// another (a managed plugin's is its reference, mynet:latest).
 	Driver string
+	// Names is told the names of this host's containers on cluster
+	// networks (nil: not followed).
+	Names Names
 	// Host is the Docker API address, for Status.
 	Host string
 	// Every is the pause between passes (default 1 s).
@@ -85,6 +88,7 @@ type Syncer struct {
 	driver      string
 	backoffs    map[string]*backoff // creates Docker refused
 	logged      map[string]string   // what was last logged of a record (refusals, options left out)
+	learned     map[string]learned  // endpoint ID -> the names last told (names.go)
 }
 
 // New returns a Syncer; Run starts it.
@@ -97,7 +101,8 @@ func New(cfg Config) *Syncer {
 	}
 	return &Syncer{cfg: cfg, log: cfg.Log, kick: make(chan struct{}, 1), records: map[string]cluster.DockerNetwork{},
 		had: map[string]bool{}, removedHere: map[string]bool{}, driver: cfg.Driver, backoffs: map[string]*backoff{}, logged: map[string]string{},
-		status: Status{DockerHost: cfg.Host, Driver: cfg.Driver, Reason: "starting"}}
+		learned: map[string]learned{},
+		status:  Status{DockerHost: cfg.Host, Driver: cfg.Driver, Reason: "starting"}}
 }
 
 // Close releases the engine's connections (after Run has returned).
@@ -249,6 +254,7 @@ func (s *Syncer) Pass(ctx context.Context) error {
 			delete(s.removedHere, c)
 		}
 	}
+	s.names(cctx, mine)
 	forgetGone(s.backoffs, recs)
 	forgetGone(s.logged, recs)
 	s.had = now

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -16,14 +17,17 @@ import (
 // fakeEngine is a Docker that keeps networks in memory. A network of
 // driver "mynet" with the cluster option is the local driver's (Local).
 type fakeEngine struct {
-	mu     sync.Mutex
-	nets   map[string]Network
-	users  map[string]int // containers per network ID
-	down   bool
-	nextID int
-	calls  int
-	refuse error // Create fails with it
-	tries  int   // Create calls
+	mu       sync.Mutex
+	nets     map[string]Network
+	users    map[string]int // containers per network ID
+	down     bool
+	nextID   int
+	calls    int
+	refuse   error                 // Create fails with it
+	tries    int                   // Create calls
+	eps      map[string][]Endpoint // network ID -> its endpoints
+	aliases  map[string][]string   // container -> its DNS names besides its name
+	inspects int                   // Aliases calls
 }
 
 func (e *fakeEngine) creates() int {
@@ -35,7 +39,7 @@ func (e *fakeEngine) creates() int {
 var _ Engine = (*fakeEngine)(nil)
 
 func newFakeEngine() *fakeEngine {
-	return &fakeEngine{nets: map[string]Network{}, users: map[string]int{}}
+	return &fakeEngine{nets: map[string]Network{}, users: map[string]int{}, eps: map[string][]Endpoint{}, aliases: map[string][]string{}}
 }
 
 func (e *fakeEngine) Networks(context.Context) ([]Network, error) {
@@ -90,6 +94,19 @@ func (e *fakeEngine) Containers(_ context.Context, id string) (int, error) {
 }
 
 func (e *fakeEngine) Close() error { return nil }
+
+func (e *fakeEngine) Endpoints(_ context.Context, id string) ([]Endpoint, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.eps[id]), nil
+}
+
+func (e *fakeEngine) Aliases(_ context.Context, container, _ string) ([]string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.inspects++
+	return slices.Clone(e.aliases[container]), nil
+}
 
 // userCreate is `docker network create` by a user on this engine.
 func (e *fakeEngine) userCreate(t *testing.T, name, clusterName string, subnet string) string {
