@@ -14,9 +14,10 @@ import (
 // always the inner one and is held for map operations only.
 type nameIndex struct {
 	mu     sync.RWMutex
-	remote map[string]map[string][]Peer // network ID -> lower-case name -> peers
-	local  map[string]map[string]int    // network ID -> lower-case name -> this host's endpoints
-	eps    map[string]localNames        // endpoint ID -> what it put in local
+	remote map[string]map[string][]Peer   // network ID -> lower-case name -> peers
+	byIP   map[string]map[netip.Addr]Peer // network ID -> address -> named peer
+	local  map[string]map[string]int      // network ID -> lower-case name -> this host's endpoints
+	eps    map[string]localNames          // endpoint ID -> what it put in local
 	// netNames are the networks' Docker names (network ID -> lower case).
 	netNames map[string]string
 
@@ -25,7 +26,7 @@ type nameIndex struct {
 }
 
 func newNameIndex() *nameIndex {
-	return &nameIndex{remote: map[string]map[string][]Peer{}, local: map[string]map[string]int{},
+	return &nameIndex{remote: map[string]map[string][]Peer{}, byIP: map[string]map[netip.Addr]Peer{}, local: map[string]map[string]int{},
 		eps: map[string]localNames{}, netNames: map[string]string{}}
 }
 
@@ -40,13 +41,17 @@ func (p Peer) keys() []string {
 // setPeers makes a network's remote names those of peers.
 func (x *nameIndex) setPeers(networkID string, peers map[netip.Addr]Peer) {
 	m := map[string][]Peer{}
+	ips := map[netip.Addr]Peer{}
 	for _, p := range peers {
 		for _, k := range p.keys() {
 			m[k] = append(m[k], p)
 		}
+		if p.Name != "" {
+			ips[p.IP] = p
+		}
 	}
 	x.mu.Lock()
-	x.remote[networkID] = m
+	x.remote[networkID], x.byIP[networkID] = m, ips
 	x.mu.Unlock()
 }
 
@@ -66,11 +71,20 @@ func (x *nameIndex) addPeer(networkID string, p Peer) {
 	for _, k := range keys {
 		m[k] = append(m[k], p)
 	}
+	if p.Name != "" {
+		if x.byIP[networkID] == nil {
+			x.byIP[networkID] = map[netip.Addr]Peer{}
+		}
+		x.byIP[networkID][p.IP] = p
+	}
 }
 
 func (x *nameIndex) removePeer(networkID string, p Peer) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if o, ok := x.byIP[networkID][p.IP]; ok && o.Node == p.Node {
+		delete(x.byIP[networkID], p.IP)
+	}
 	m := x.remote[networkID]
 	for _, k := range p.keys() {
 		peers := m[k]
@@ -150,6 +164,7 @@ func (x *nameIndex) dropNetwork(networkID string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	delete(x.remote, networkID)
+	delete(x.byIP, networkID)
 	delete(x.local, networkID)
 	for id, e := range x.eps {
 		if e.net == networkID {
@@ -199,4 +214,24 @@ func (x *nameIndex) resolve(networks []string, name string) (addrs []netip.Addr,
 		}
 	}
 	return addrs, false
+}
+
+// reverse answers a PTR question for ip on the networks: the live other
+// host's container that has it, as name.network (Docker's form) or its
+// name alone when the network's Docker name is not known.
+func (x *nameIndex) reverse(networks []string, ip netip.Addr) (string, bool) {
+	alive := x.alive.Load()
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	for _, id := range networks {
+		p, ok := x.byIP[id][ip]
+		if !ok || (alive != nil && !(*alive)[p.Node]) {
+			continue
+		}
+		if dn := x.netNames[id]; dn != "" {
+			return p.Name + "." + dn, true
+		}
+		return p.Name, true
+	}
+	return "", false
 }

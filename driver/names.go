@@ -78,6 +78,12 @@ func (d *Driver) ResolveName(networks []string, name string) (addrs []netip.Addr
 	return addrs, local
 }
 
+// ResolveAddr answers a forwarder's PTR question for ip on the networks:
+// the name of the live other host's container that has it (name.network).
+func (d *Driver) ResolveAddr(networks []string, ip netip.Addr) (string, bool) {
+	return d.nameIdx.reverse(networks, ip)
+}
+
 // SetLiveNodes tells the driver which hosts are alive (their leases in the
 // cluster): names of containers of other hosts are answered only for
 // those.

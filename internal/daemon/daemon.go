@@ -129,8 +129,9 @@ func New(cfg Config, log *logrus.Entry) (_ *Daemon, err error) {
 	if d.clusterClient != nil {
 		drvCfg.Cluster.Of, drvCfg.Cluster.NameOf = clusterOf(d.alloc), d.alloc.EndpointName
 		d.names = dnsforward.New(dnsforward.Config{
-			Resolve: func(networks []string, name string) ([]netip.Addr, bool) { return d.drv.ResolveName(networks, name) },
-			Enter:   netutil.InNetns, Redirect: d.fw.EnsureDNSRedirect, Unredirect: d.fw.RemoveDNSRedirect, Mark: firewall.DNSMark,
+			Resolve:     func(networks []string, name string) ([]netip.Addr, bool) { return d.drv.ResolveName(networks, name) },
+			ResolveAddr: func(networks []string, ip netip.Addr) (string, bool) { return d.drv.ResolveAddr(networks, ip) },
+			Enter:       netutil.InNetns, Redirect: d.fw.EnsureDNSRedirect, Unredirect: d.fw.RemoveDNSRedirect, Mark: firewall.DNSMark,
 			OpenLease: func(path string) (dnsforward.Lease, error) { return netutil.OpenTimedSet(path, firewall.DNSLeaseSet) },
 			Flush:     netutil.FlushDNSFlows, Log: log.WithField("part", "names"),
 		})

@@ -19,6 +19,10 @@ type Config struct {
 	// sandbox on the networks (IDs): other hosts' containers' addresses
 	// there, and whether a container of this host has the name there.
 	Resolve func(networks []string, name string) (addrs []netip.Addr, local bool)
+	// ResolveAddr answers a PTR question for ip from a sandbox on the
+	// networks: the name of another host's container that has it there
+	// (nil: PTR questions all go to Docker).
+	ResolveAddr func(networks []string, ip netip.Addr) (name string, ok bool)
 	// Enter runs fn in the network namespace at path (netutil.InNetns).
 	Enter func(path string, fn func() error) error
 	// Redirect puts the redirect to port at the top of nat OUTPUT in the

@@ -203,6 +203,12 @@ func newForwarders(t *testing.T) *Forwarders {
 			}
 			return nil, false
 		},
+		ResolveAddr: func(networks []string, ip netip.Addr) (string, bool) {
+			if slicesContain(networks, "blue") && ip == netip.MustParseAddr("10.0.0.5") {
+				return "bbox1.ov", true
+			}
+			return "", false
+		},
 		Enter: netutil.InNetns, Redirect: fw.EnsureDNSRedirect, Unredirect: fw.RemoveDNSRedirect, Mark: firewall.DNSMark,
 		OpenLease: func(path string) (Lease, error) { return netutil.OpenTimedSet(path, firewall.DNSLeaseSet) },
 		Flush:     netutil.FlushDNSFlows,

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,6 +62,10 @@ func (b *box) handle(msg []byte, client *net.UDPAddr) {
 		return
 	}
 	q := qs[0]
+	if ptr := b.reverseAnswer(h, q); ptr != nil {
+		_, _ = b.listen.WriteToUDP(ptr, client)
+		return
+	}
 	b.pass(msg, client, h, q, b.clusterAnswer(&p, h, q))
 }
 
@@ -275,4 +280,56 @@ func unknownToDocker(rc dnsmessage.RCode) bool {
 
 func sameQuestion(a, b dnsmessage.Question) bool {
 	return a.Type == b.Type && a.Class == b.Class && strings.EqualFold(a.Name.String(), b.Name.String())
+}
+
+// reverseAnswer answers a PTR question for the address of another host's
+// container on one of the sandbox's cluster networks (Docker's resolver
+// does not know it and would ask the host's DNS servers: the question
+// would leave the host); else nil.
+func (b *box) reverseAnswer(h dnsmessage.Header, q dnsmessage.Question) []byte {
+	if b.f.cfg.ResolveAddr == nil || q.Type != dnsmessage.TypePTR || q.Class != dnsmessage.ClassINET {
+		return nil
+	}
+	ip, ok := reverseIPv4(q.Name.String())
+	if !ok {
+		return nil
+	}
+	name, ok := b.f.cfg.ResolveAddr(b.networks(), ip)
+	if !ok {
+		return nil
+	}
+	target, err := dnsmessage.NewName(name + ".")
+	if err != nil {
+		return nil
+	}
+	bld := dnsmessage.NewBuilder(make([]byte, 0, 512), dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true,
+		RecursionDesired: h.RecursionDesired, RecursionAvailable: true})
+	bld.EnableCompression()
+	_ = bld.StartQuestions()
+	_ = bld.Question(q)
+	_ = bld.StartAnswers()
+	_ = bld.PTRResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: TTL}, dnsmessage.PTRResource{PTR: target})
+	out, err := bld.Finish()
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
+// reverseIPv4 reads d.c.b.a.in-addr.arpa. as a.b.c.d.
+func reverseIPv4(name string) (netip.Addr, bool) {
+	rest, ok := strings.CutSuffix(strings.ToLower(name), ".in-addr.arpa.")
+	if !ok {
+		return netip.Addr{}, false
+	}
+	parts := strings.Split(rest, ".")
+	if len(parts) != 4 {
+		return netip.Addr{}, false
+	}
+	slices.Reverse(parts)
+	ip, err := netip.ParseAddr(strings.Join(parts, "."))
+	if err != nil || !ip.Is4() {
+		return netip.Addr{}, false
+	}
+	return ip, true
 }
