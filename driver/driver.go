@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/docker/go-plugins-helpers/network"
 	"github.com/sirupsen/logrus"
@@ -113,6 +114,11 @@ type Driver struct {
 	syncs    map[string]*peerSync  // cluster networks' watches, by network ID
 	creating map[netip.Addr]string // cluster endpoints being created: address -> network ID
 	refused  map[string]uint64     // remote endpoint records refused, by reason (records.go)
+	held     held                  // records kept or checked again (held.go); its own lock
+	// listEpochs is the cluster epoch of each cluster network's last full
+	// list, and lossAt when etcd last lost its data (held.go).
+	listEpochs map[string]string
+	lossAt     time.Time
 	// legacyPeers are the networks whose remote endpoints are saved in an
 	// older version's one-record form (vxlan.go).
 	legacyPeers map[string]bool
@@ -193,6 +199,7 @@ func New(cfg Config) (*Driver, error) {
 		syncs:       map[string]*peerSync{},
 		creating:    map[netip.Addr]string{},
 		refused:     map[string]uint64{},
+		listEpochs:  map[string]string{},
 		legacyPeers: map[string]bool{},
 	}
 	if d.log == nil {

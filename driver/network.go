@@ -226,6 +226,7 @@ func (d *Driver) dropNetwork(networkID string, eps []*Endpoint) {
 	delete(d.networks, networkID)
 	delete(d.peers, networkID)
 	d.nameIdx.dropNetwork(networkID)
+	d.held.dropNetwork(networkID)
 	delete(d.legacyPeers, networkID)
 }
 

@@ -38,6 +38,9 @@ type clusterAPI interface {
 	Claims(net string) (map[netip.Addr]cluster.Claim, error)
 	RecordFacts(net string, ip netip.Addr, node string, rev int64) (cluster.RecordFacts, error)
 	Nodes() ([]cluster.NodeInfo, error)
+	// What tells a removal from a loss of etcd's data (held.go).
+	EpochAt(rev int64) (bool, error)
+	Epoch() string
 	SettleMTU(net string, mtu int) (int, error)
 }
 
@@ -288,6 +291,7 @@ func (d *Driver) syncPeers(cfg *NetworkConfig, eps []cluster.Endpoint, log *logr
 		return
 	}
 	want := map[netip.Addr]Peer{}
+	listed := map[netip.Addr]bool{} // other hosts' records in the list
 	published := map[netip.Addr]bool{}
 	for _, ep := range eps {
 		if ep.Node == self {
@@ -307,10 +311,12 @@ func (d *Driver) syncPeers(cfg *NetworkConfig, eps []cluster.Endpoint, log *logr
 			}
 			continue
 		}
+		listed[ep.IP] = true
 		if d.accept(cfg, ep, facts, log) {
 			want[ep.IP] = peerOf(ep)
 		}
 	}
+	d.keepVanished(cfg, want, listed, log)
 	d.mu.Lock()
 	var mine []*Endpoint
 	for _, ep := range d.endpoints {
@@ -344,6 +350,20 @@ func (d *Driver) peerEvent(cfg *NetworkConfig, ep cluster.Endpoint, deleted bool
 	start := time.Now()
 	if !deleted && !d.accept(cfg, ep, d.eventFacts(cfg, ep), log) {
 		return
+	}
+	if deleted {
+		d.mu.Lock()
+		p, had := d.peers[cfg.ID][ep.IP]
+		d.mu.Unlock()
+		switch {
+		case !had || p.Node != ep.Node:
+			d.held.drop(cfg.ID, ep.IP)
+		case d.lostWithData(ep):
+			d.holdVanished(cfg, p, log)
+			return
+		default:
+			d.held.drop(cfg.ID, ep.IP)
+		}
 	}
 	checked := time.Since(start)
 	d.applyPeer(cfg, peerOf(ep), deleted, log)

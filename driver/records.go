@@ -97,11 +97,17 @@ func (d *Driver) refusal(cfg *NetworkConfig, ep cluster.Endpoint, facts recordFa
 	return "", ""
 }
 
-// accept checks a remote record, and logs and counts a refusal.
+// accept checks a remote record, and logs and counts a refusal; a
+// refusal that can change is held and checked again (held.go).
 func (d *Driver) accept(cfg *NetworkConfig, ep cluster.Endpoint, facts recordFacts, log *logrus.Entry) bool {
 	reason, detail := d.refusal(cfg, ep, facts)
 	if reason == "" {
+		d.held.drop(cfg.ID, ep.IP)
 		return true
+	}
+	if changeable(reason) {
+		d.held.refuse(cfg.ID, ep, reason)
+		detail += " (checked again every 2 s)"
 	}
 	d.mu.Lock()
 	d.refused[reason]++

@@ -1,7 +1,9 @@
 package ipam
 
 import (
+	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -42,7 +44,7 @@ func blockBitsOf(subnet netip.Prefix) uint {
 
 // learn replaces the pool's knowledge of other hosts' addresses and of the
 // blocks' affinities with view. Caller holds p.mu.
-func (p *pool) learn(view cluster.Allocation, node string) {
+func (p *pool) learn(view cluster.Allocation, node string, inUse []netip.Addr) {
 	p.elsewhere = map[uint64]bool{}
 	mark := func(addr netip.Addr) {
 		if off, err := p.offsetIn(addr); err == nil && !p.bits.isSet(off) {
@@ -50,6 +52,9 @@ func (p *pool) learn(view cluster.Allocation, node string) {
 		}
 	}
 	for _, addr := range p.remote {
+		mark(addr)
+	}
+	for _, addr := range inUse {
 		mark(addr)
 	}
 	for addr, cl := range view.Claims {
@@ -152,7 +157,7 @@ func (a *Allocator) refresh(p *pool) error {
 	if err != nil {
 		return clusterErr(err)
 	}
-	p.learn(view, a.cluster.Node())
+	p.learn(view, a.cluster.Node(), a.inUseOf(p.rec.Cluster))
 	return nil
 }
 
@@ -168,6 +173,10 @@ func (a *Allocator) candidate(p *pool) (uint64, bool, error) {
 				return off, true, nil
 			}
 		}
+	}
+	if wait := time.Until(p.holdUntil); wait > 0 {
+		return 0, false, fmt.Errorf("cluster network %s: etcd lost its data and the hosts are claiming their addresses again; "+
+			"this host hands out addresses of its own blocks only, and has none free, for %s more: try again then", p.rec.Cluster, wait.Round(time.Second))
 	}
 	for b := firstBlock; b <= lastBlock; b++ {
 		if _, taken := p.blocks[b]; taken {

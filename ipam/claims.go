@@ -5,8 +5,11 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/mynet/mynet/internal/cluster"
 )
 
 // A cluster pool's addresses are this host's only while the cluster holds
@@ -47,7 +50,10 @@ func (c ClusterConflict) String() string {
 // had, by cluster network, as this host last knew them: until their hosts
 // claim them again (after a wipe) nothing in the cluster says they are
 // taken, so they count as held elsewhere.
-func (a *Allocator) ClusterRegistered(remote map[string][]netip.Addr) {
+//
+// lost says etcd lost its data (the cluster's epoch changed): then each
+// pool hands out addresses of its own blocks only for holdOff.
+func (a *Allocator) ClusterRegistered(remote map[string][]netip.Addr, lost bool) {
 	if a.cluster == nil {
 		return
 	}
@@ -57,6 +63,9 @@ func (a *Allocator) ClusterRegistered(remote map[string][]netip.Addr) {
 		}
 		p.mu.Lock()
 		p.reclaimed, p.remote = false, remote[p.rec.Cluster]
+		if lost {
+			p.holdUntil = time.Now().Add(holdOff)
+		}
 		if err := a.reclaim(p); err != nil {
 			a.log.WithError(err).WithField("pool", p.id()).Warn("could not reclaim the pool's addresses; the next request tries again")
 		}
@@ -134,12 +143,14 @@ func (a *Allocator) reclaim(p *pool) error {
 	}
 	claims := view.Claims
 	conflicts := map[netip.Addr]string{}
+	mine := map[uint64]bool{} // blocks with an address of this pool's
 	var failed error
 	p.bits.each(func(off uint64) {
 		owner := p.byOff[off]
 		if owner == gatewayKey || failed != nil {
 			return
 		}
+		mine[off>>p.blockBits] = true
 		addr := addrAt(p.subnet, off)
 		want := clusterOwner(owner, addr)
 		switch have, ok := claims[addr]; {
@@ -162,7 +173,10 @@ func (a *Allocator) reclaim(p *pool) error {
 	if failed != nil {
 		return failed
 	}
-	p.learn(view, node)
+	if err := a.reclaimBlocks(p, view, mine); err != nil {
+		return err
+	}
+	p.learn(view, node, a.inUseOf(net))
 	for addr, cl := range claims {
 		if off, err := p.offsetIn(addr); err != nil || cl.Node != node || p.bits.isSet(off) {
 			continue
@@ -180,5 +194,49 @@ func (a *Allocator) reclaim(p *pool) error {
 			Error("an address this host holds is claimed in the cluster by another host: two endpoints may have one address")
 	}
 	p.conflicts, p.reclaimed = conflicts, true
+	return nil
+}
+
+// holdOff is how long after etcd lost its data a cluster pool hands out
+// addresses of its own blocks only: the other hosts notice the loss
+// within a second (their check of the cluster's epoch) and claim their
+// addresses again within a round trip or two, and until they did nothing
+// in etcd says those addresses are taken.
+const holdOff = 5 * time.Second
+
+// SetInUse gives the allocator what the driver knows of other hosts'
+// containers that the cluster may not show (after a loss of etcd's data:
+// peers whose records are gone, records whose claims are not back yet):
+// their addresses are never handed out. fn is called when a pool reads
+// the cluster's claims, under the pool's lock: it must not call the
+// allocator.
+func (a *Allocator) SetInUse(fn func() map[string][]netip.Addr) { a.inUse.Store(&fn) }
+
+func (a *Allocator) inUseOf(cluster string) []netip.Addr {
+	fn := a.inUse.Load()
+	if fn == nil {
+		return nil
+	}
+	return (*fn)()[cluster]
+}
+
+// reclaimBlocks claims again the affinity of each block holding an address
+// of the pool that has none in view (gone with etcd's data), and records
+// the outcome in view. Caller holds p.mu.
+func (a *Allocator) reclaimBlocks(p *pool, view cluster.Allocation, mine map[uint64]bool) error {
+	for b := range mine {
+		first := addrAt(p.subnet, b<<p.blockBits)
+		if _, ok := view.Blocks[first]; ok {
+			continue
+		}
+		won, holder, err := a.cluster.ClaimBlock(p.rec.Cluster, first)
+		if err != nil {
+			return clusterErr(err)
+		}
+		if won {
+			holder = a.cluster.Node()
+		}
+		view.Blocks[first] = holder
+	}
 	return nil
 }

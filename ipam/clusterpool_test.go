@@ -285,7 +285,7 @@ func TestClusterReclaimAfterTheStoreLostItsData(t *testing.T) {
 	// nor host2's, which it never tried but knows as host2's endpoint,
 	// before host2 is back.
 	register(t, h[0])
-	h[0].ClusterRegistered(map[string][]netip.Addr{"blue": {netip.MustParsePrefix(addrs[1]).Addr()}})
+	h[0].ClusterRegistered(map[string][]netip.Addr{"blue": {netip.MustParsePrefix(addrs[1]).Addr()}}, false)
 	for n := range 3 {
 		got := mustAddr(t, h[0], pools[0], "", map[string]string{OptMACAddress: fmt.Sprintf("02:00:00:00:01:0%d", n)})
 		if got == addrs[0] || got == addrs[1] {
@@ -293,7 +293,7 @@ func TestClusterReclaimAfterTheStoreLostItsData(t *testing.T) {
 		}
 	}
 	register(t, h[1])
-	h[1].ClusterRegistered(nil)
+	h[1].ClusterRegistered(nil, false)
 	conflicts := append(h[0].ClusterConflicts(), h[1].ClusterConflicts()...)
 	c := cluster.NewWithStore(mem, cluster.Config{Node: "observer"})
 	claimed, _ := c.Claimed("blue")
@@ -310,7 +310,7 @@ func TestClusterReclaimAfterTheStoreLostItsData(t *testing.T) {
 	mem.Wipe()
 	mem.PutClaim("blue", ip2, "host3", "02:00:00:00:03:03")
 	register(t, h[1])
-	h[1].ClusterRegistered(nil)
+	h[1].ClusterRegistered(nil, false)
 	conflicts = h[1].ClusterConflicts()
 	if len(conflicts) != 1 || conflicts[0].Address != ip2 || conflicts[0].Here != "host2" || conflicts[0].Holder != "host3" ||
 		!strings.Contains(conflicts[0].String(), "host2") || !strings.Contains(conflicts[0].String(), "host3") {
@@ -330,7 +330,7 @@ func TestClusterReclaimAfterTheStoreLostItsData(t *testing.T) {
 	// the claim and the save leaves) goes at its next reclaim.
 	orphan := netip.MustParseAddr("10.40.0.200")
 	mem.PutClaim("blue", orphan, "host2", "02:00:00:00:09:09")
-	h[1].ClusterRegistered(nil)
+	h[1].ClusterRegistered(nil, false)
 	if claimed, _ := c.Claimed("blue"); claimed[orphan] != "" {
 		t.Errorf("host2's orphaned claim for %s survived its reclaim", orphan)
 	}

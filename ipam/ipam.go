@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	api "github.com/docker/go-plugins-helpers/ipam"
 	"github.com/sirupsen/logrus"
@@ -60,6 +61,9 @@ type Allocator struct {
 	cluster    clusterAPI
 	fault      fault.Hook
 	log        *logrus.Entry
+	// inUse lists, by cluster network, addresses other hosts' containers
+	// have that the cluster's claims may not show (SetInUse); nil: none.
+	inUse atomic.Pointer[func() map[string][]netip.Addr]
 
 	// mu guards pools, and is never held while a pool's mu is taken: a
 	// pool waiting on etcd holds up no other pool.

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mynet/mynet/internal/netaddr"
 
@@ -77,6 +78,10 @@ type pool struct {
 	// remote are other hosts' endpoints' addresses as this host knew them
 	// at its last registration (ClusterRegistered).
 	remote []netip.Addr
+	// holdUntil: after etcd lost its data, until then the pool hands out
+	// addresses of its own blocks only, while the other hosts claim
+	// theirs again (claims.go).
+	holdUntil time.Time
 	// blocks are the affinities of the cluster network's address blocks
 	// (block index -> host) as last read; a block has 1<<blockBits
 	// offsets (blocks.go).

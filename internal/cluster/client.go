@@ -61,10 +61,14 @@ type Client struct {
 	cfg Config
 	log *logrus.Entry
 
-	mu    sync.Mutex // guards lease, ready and drop
+	mu    sync.Mutex // guards lease, ready, drop, epoch and maxRev
 	lease int64
 	ready chan struct{} // closed once this host is registered (lease set)
 	drop  func()        // ends the current registration: closes what Register returned
+	// epoch is the epoch record's value this host registered under, and
+	// maxRev the highest revision it saw of etcd (epoch.go).
+	epoch  string
+	maxRev int64
 }
 
 // ErrUnavailable wraps failures to reach etcd.

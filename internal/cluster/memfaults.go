@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 )
 
 // What a unit test does to the in-memory store (memory.go) in place of
@@ -71,5 +72,17 @@ func (m *Memory) SetDown(err error) {
 	m.kv.down = err
 	if err != nil {
 		m.kv.endWatches(err)
+	}
+}
+
+// DeletePrefix deletes every key of the cluster (leases stay), each with
+// its deletion event, as `etcdctl del --prefix /mynet/` does.
+func (m *Memory) DeletePrefix() {
+	m.kv.mu.Lock()
+	defer m.kv.mu.Unlock()
+	for k := range m.kv.data {
+		if strings.HasPrefix(k, Prefix) {
+			m.kv.commit(event{Key: k, Delete: true})
+		}
 	}
 }

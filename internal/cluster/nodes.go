@@ -71,6 +71,9 @@ func (c *Client) Register(ctx context.Context, previous int64) (int64, <-chan st
 	if err != nil {
 		return 0, nil, err
 	}
+	if err := c.call("read the cluster's epoch", c.ensureEpoch); err != nil {
+		return 0, nil, err
+	}
 	kept, err := c.kv.keepAlive(ctx, lease)
 	if err != nil {
 		return 0, nil, err

@@ -76,8 +76,9 @@ func clusterOf(alloc *ipam.Allocator) func(string, netip.Prefix) (driver.Cluster
 
 // clusterUpkeep runs every 2 s, from the start: it finishes what the
 // cluster pools could not do while etcd did not answer (a release it
-// missed, a reclaim; a look at each pool when nothing is pending), and
-// keeps the VXLAN guard current.
+// missed, a reclaim; a look at each pool when nothing is pending), settles
+// the driver's held records (driver held.go), and keeps the VXLAN guard
+// current.
 func (d *Daemon) clusterUpkeep(ctx context.Context) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
@@ -90,6 +91,7 @@ func (d *Daemon) clusterUpkeep(ctx context.Context) {
 			return
 		case <-t.C:
 			d.alloc.RetryReclaims()
+			d.drv.Recheck()
 		}
 	}
 }
@@ -202,11 +204,25 @@ func (d *Daemon) remoteAddrs() map[string][]netip.Addr {
 	return out
 }
 
+// inUseElsewhere is, by cluster network, the addresses of other hosts'
+// endpoints the driver programs or holds (driver held.go): what the IPAM
+// never hands out, whatever etcd's claims say.
+func (d *Daemon) inUseElsewhere() map[string][]netip.Addr {
+	out := d.remoteAddrs()
+	for name, addrs := range d.drv.HeldAddrs() {
+		out[name] = append(out[name], addrs...)
+	}
+	return out
+}
+
 // registration is one Register's outcome.
 type registration struct {
 	lease int64
 	lost  <-chan struct{}
 	err   error
+	// newEpoch: the cluster's epoch is not the one of the registration
+	// before (etcd lost its data meanwhile).
+	newEpoch bool
 }
 
 // register registers this host once, reusing the lease its last run kept
@@ -220,20 +236,27 @@ func (d *Daemon) register(ctx context.Context) registration {
 		}
 		return nil
 	})
+	before := d.clusterClient.Epoch()
 	lease, lost, err := d.clusterClient.Register(ctx, saved)
+	newEpoch := err == nil && before != "" && d.clusterClient.Epoch() != before
 	if err == nil && lease != saved {
 		b, _ := json.Marshal(lease)
 		if err := d.store.Update(func(tx store.Tx) error { return tx.Put(bucketCluster, keyLease, b) }); err != nil {
 			d.log.WithError(err).Warn("could not save the cluster lease; a restart will register anew")
 		}
 	}
-	return registration{lease: lease, lost: lost, err: err}
+	return registration{lease: lease, lost: lost, err: err, newEpoch: newEpoch}
 }
 
 // membership keeps this host registered from its first registration on:
-// it registers again whenever the lease is lost, after which every cluster
-// network lists its endpoints again and re-publishes this host's.
+// it registers again whenever the lease is lost, or etcd lost the
+// cluster's data (checked every second: cluster CheckData), after which
+// every cluster pool claims its addresses again and every cluster network
+// lists its endpoints again and re-publishes this host's.
 func (d *Daemon) membership(ctx context.Context, reg registration) {
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
+	lost := false // etcd lost its data since the last registration
 	for ctx.Err() == nil {
 		if reg.err != nil {
 			if errors.Is(reg.err, cluster.ErrNodeNameInUse) {
@@ -249,18 +272,39 @@ func (d *Daemon) membership(ctx context.Context, reg registration) {
 			reg = d.register(ctx)
 			continue
 		}
+		lost = lost || reg.newEpoch
+		if lost {
+			d.drv.NoteDataLoss()
+		}
 		// The pools check their claims (etcd may have lost them), then the
 		// networks list again now that this host's records can be
 		// (re)published.
-		d.alloc.ClusterRegistered(d.remoteAddrs())
+		d.alloc.ClusterRegistered(d.remoteAddrs(), lost)
 		d.drv.ResyncCluster()
+		lost = false
+		reg = d.awaitLoss(ctx, reg, check.C, &lost)
+	}
+}
+
+// awaitLoss waits until the registration is lost or etcd lost its data,
+// and registers again.
+func (d *Daemon) awaitLoss(ctx context.Context, reg registration, tick <-chan time.Time, lost *bool) registration {
+	for {
 		select {
 		case <-ctx.Done():
-			return
+			return reg
 		case <-reg.lost:
 			d.log.Warn("cluster lease lost; registering again")
+			return d.register(ctx)
+		case <-tick:
+			gone, why, err := d.clusterClient.CheckData()
+			if err != nil || !gone {
+				continue
+			}
+			d.log.WithField("why", why).Warn("etcd lost the cluster's data: registering again, claiming this host's addresses and publishing its records again")
+			*lost = true
+			return d.register(ctx)
 		}
-		reg = d.register(ctx)
 	}
 }
 

@@ -1,0 +1,80 @@
+package driver
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/mynet/mynet/internal/cluster"
+)
+
+// etcd's data deleted under running hosts: host2 keeps host1's peer (its
+// entries and its address taken) while the record is gone, and takes the
+// record back when host1 publishes it again.
+func TestPeerKeptWhenEtcdLosesItsData(t *testing.T) {
+	h, mem := newClusterHosts(t, 2)
+	for _, x := range h {
+		if err := x.d.CreateNetwork(createReq(map[string]any{}, "10.40.0.0/16", "10.40.0.1/16")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h[0].createEndpoint(t, epID, "10.40.0.10/16")
+	want := "10.40.0.10@" + h[0].vtep.String()
+	eventuallyTrue(t, "host2 learns host1's endpoint", func() bool { return slices.Contains(h[1].links.remoteIPs(vxlanName), want) })
+
+	mem.DeletePrefix() // etcdctl del --prefix /mynet/
+	eventuallyTrue(t, "host2 holds the peer whose record went with the data", func() bool { return h[1].d.HeldCount() == 1 })
+	if !slices.Contains(h[1].links.remoteIPs(vxlanName), want) {
+		t.Fatalf("host2 removed host1's entry with the data: %v", h[1].links.remoteIPs(vxlanName))
+	}
+	if peers := h[1].d.RemotePeers()[netID]; len(peers) != 1 {
+		t.Errorf("host2's peers %v: the held one counts as taken", peers)
+	}
+	// host1 notices, registers again, claims and publishes again.
+	if _, _, err := h[0].client.Register(t.Context(), h[0].client.Lease()); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h[1].client.Register(t.Context(), h[1].client.Lease()); err != nil {
+		t.Fatal(err)
+	}
+	ip := netip.MustParseAddr("10.40.0.10")
+	if ok, _, err := h[0].client.ClaimAddress("blue", ip, ip.String()); !ok || err != nil {
+		t.Fatalf("claim again: %v %v", ok, err)
+	}
+	h[0].d.ResyncCluster()
+	eventuallyTrue(t, "host2 takes the record back", func() bool { h[1].d.Recheck(); return h[1].d.HeldCount() == 0 })
+	if !slices.Contains(h[1].links.remoteIPs(vxlanName), want) {
+		t.Errorf("host2 lost the entry: %v", h[1].links.remoteIPs(vxlanName))
+	}
+}
+
+// A record refused because its claim is not there yet is held, its
+// address taken, and accepted at the recheck after its claim comes.
+func TestRecordRefusedForNoClaimIsCheckedAgain(t *testing.T) {
+	h, mem := newClusterHosts(t, 2)
+	for _, x := range h {
+		if err := x.d.CreateNetwork(createReq(map[string]any{}, "10.40.0.0/16", "10.40.0.1/16")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ip := netip.MustParseAddr("10.40.0.20")
+	mem.PutEndpoint(cluster.Endpoint{Network: "blue", Node: "host1", IP: ip, MAC: "02:00:00:00:00:20", VTEP: h[0].vtep})
+	eventuallyTrue(t, "host2 holds the record refused for no claim", func() bool { return h[1].d.HeldCount() == 1 })
+	if got := h[1].d.HeldAddrs()["blue"]; !slices.Equal(got, []netip.Addr{ip}) {
+		t.Errorf("held addresses %v, want %s taken", got, ip)
+	}
+	if slices.Contains(h[1].links.remoteIPs(vxlanName), "10.40.0.20@"+h[0].vtep.String()) {
+		t.Fatal("a record with no claim was programmed")
+	}
+	mem.PutClaim("blue", ip, "host1", ip.String())
+	h[1].d.Recheck()
+	if !slices.Contains(h[1].links.remoteIPs(vxlanName), "10.40.0.20@"+h[0].vtep.String()) || h[1].d.HeldCount() != 0 {
+		t.Errorf("after its claim came and a recheck: entries %v, held %d", h[1].links.remoteIPs(vxlanName), h[1].d.HeldCount())
+	}
+	// A refusal that cannot change is not held.
+	mem.PutEndpoint(cluster.Endpoint{Network: "blue", Node: "host1", IP: netip.MustParseAddr("10.40.0.1"), MAC: "02:00:00:00:00:01", VTEP: h[0].vtep})
+	eventuallyTrue(t, "the gateway's record refused", func() bool { return h[1].d.RefusedRecords()["gateway"] > 0 })
+	if n := h[1].d.HeldCount(); n != 0 {
+		t.Errorf("%d held after a refusal that cannot change", n)
+	}
+}

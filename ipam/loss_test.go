@@ -1,0 +1,62 @@
+package ipam
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	api "github.com/docker/go-plugins-helpers/ipam"
+
+	"github.com/mynet/mynet/internal/cluster"
+)
+
+// After etcd lost its data (deleted under running hosts): a host claims
+// its addresses and their blocks again; for holdOff it hands out addresses
+// of its own blocks only, so a host with none waits rather than take an
+// address whose holder has not claimed it again; addresses the driver
+// says are in use elsewhere are never handed out.
+func TestAfterADataLossOwnBlocksOnlyAndInUseRespected(t *testing.T) {
+	h, mem := clusterHosts(t, 2)
+	pools := clusterNetworkOn(t, h, "10.40.0.0/24")
+	held := mustAddr(t, h[0], pools[0], "", map[string]string{OptMACAddress: "02:00:00:00:00:01"})
+	mem.DeletePrefix()
+	for _, a := range h {
+		if _, _, err := a.cluster.(*cluster.Client).Register(t.Context(), a.cluster.(*cluster.Client).Lease()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// host2 first: it holds nothing, so it has no block of its own.
+	h[1].ClusterRegistered(nil, true)
+	_, err := h[1].RequestAddress(&api.RequestAddressRequest{PoolID: pools[1], Options: map[string]string{OptMACAddress: "02:00:00:00:00:02"}})
+	if err == nil || !strings.Contains(err.Error(), "etcd lost its data") {
+		t.Fatalf("host2 during the hold-off: %v, want a wait", err)
+	}
+	// host1 claims its address and its block again.
+	h[0].ClusterRegistered(nil, true)
+	view, err := h[0].cluster.AllocationOf("blue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := netip.MustParsePrefix(held).Addr()
+	if view.Claims[ip].Node != "host1" {
+		t.Errorf("host1's %s not claimed again: %v", ip, view.Claims)
+	}
+	affine := false
+	for first, host := range view.Blocks {
+		if host == "host1" && first.Less(ip.Next()) {
+			affine = true
+		}
+	}
+	if !affine {
+		t.Errorf("host1's block not claimed again: %v", view.Blocks)
+	}
+	// host1 hands out from its own block during the hold-off, skipping
+	// what the driver knows in use elsewhere (a vanished peer's address).
+	next := netip.MustParsePrefix(held).Addr().Next()
+	h[0].SetInUse(func() map[string][]netip.Addr { return map[string][]netip.Addr{"blue": {next}} })
+	h[0].ClusterRegistered(nil, true) // a pool reads the in-use list when it lists the claims
+	got := mustAddr(t, h[0], pools[0], "", map[string]string{OptMACAddress: "02:00:00:00:00:03"})
+	if got == held || netip.MustParsePrefix(got).Addr() == next {
+		t.Errorf("host1 handed out %s (held %s, in use elsewhere %s)", got, held, next)
+	}
+}
