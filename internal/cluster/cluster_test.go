@@ -305,10 +305,12 @@ func TestForgetADeadHost(t *testing.T) {
 // Two hosts under one node name would withdraw each other's records: the
 // second to register is refused while the first's lease lives, and gets
 // the name once that lease is gone; a restart reusing its own lease is not
-// refused.
+// refused, nor one that lost track of its lease (same name and underlay
+// address: its own record, taken over).
 func TestRegisterRefusesANodeNameInUse(t *testing.T) {
 	mem := NewMemory()
-	first, second := hosts(t, mem, 1)[0], hosts(t, mem, 1)[0]
+	first := hosts(t, mem, 1)[0]
+	second := NewWithStore(mem, Config{Node: "host1", Advertise: netip.MustParseAddr("198.18.0.99"), CallTimeout: time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	lease, _, err := first.Register(ctx, 0)
@@ -321,9 +323,15 @@ func TestRegisterRefusesANodeNameInUse(t *testing.T) {
 	if again, _, err := first.Register(ctx, lease); err != nil || again != lease {
 		t.Errorf("restart with its own live lease = %d, %v; want lease %d reused", again, err, lease)
 	}
+	// The same host restarted without its lease (an older etcd backup
+	// restored, its state lost): its own record is taken over.
+	restarted := hosts(t, mem, 1)[0]
+	if again, _, err := restarted.Register(ctx, 0); err != nil || again == lease {
+		t.Errorf("restart without its lease = %d, %v; want a new lease and its record taken over", again, err)
+	}
 	mem.kv.expire(lease)
-	if _, _, err := second.Register(ctx, 0); err != nil {
-		t.Errorf("after the first host's lease expired: %v", err)
+	if _, _, err := second.Register(ctx, 0); !errors.Is(err, ErrNodeNameInUse) {
+		t.Errorf("the record is the restarted host's now: %v", err)
 	}
 }
 

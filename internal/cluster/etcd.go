@@ -146,6 +146,17 @@ func (e *etcdKV) replaceIf(ctx context.Context, key string, old, value []byte) (
 	return res.Succeeded, nil
 }
 
+func (e *etcdKV) replaceIfLease(ctx context.Context, key string, old, value []byte, lease int64) (bool, error) {
+	res, err := e.c.Txn(ctx).
+		If(clientv3.Compare(clientv3.Value(key), "=", string(old))).
+		Then(clientv3.OpPut(key, string(value), leaseOpts(lease)...)).
+		Commit()
+	if err != nil {
+		return false, err
+	}
+	return res.Succeeded, nil
+}
+
 func (e *etcdKV) deleteIf(ctx context.Context, key string, value []byte) (bool, error) {
 	res, err := e.c.Txn(ctx).
 		If(clientv3.Compare(clientv3.Value(key), "=", string(value))).

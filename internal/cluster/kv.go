@@ -50,6 +50,8 @@ type kv interface {
 	put(ctx context.Context, key string, value []byte, lease int64) error
 	// replaceIf writes value to key only while it holds old.
 	replaceIf(ctx context.Context, key string, old, value []byte) (bool, error)
+	// replaceIfLease is replaceIf that puts the new value under lease.
+	replaceIfLease(ctx context.Context, key string, old, value []byte, lease int64) (bool, error)
 	// deleteIf deletes key only while it holds value.
 	deleteIf(ctx context.Context, key string, value []byte) (bool, error)
 	// deleteIfEmpty deletes del in one transaction, only while each guard

@@ -173,6 +173,23 @@ func (m *memKV) replaceIf(ctx context.Context, key string, old, value []byte) (b
 	return true, nil
 }
 
+func (m *memKV) replaceIfLease(ctx context.Context, key string, old, value []byte, lease int64) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(ctx); err != nil {
+		return false, err
+	}
+	if lease != 0 && !m.leases[lease] {
+		return false, errors.New("requested lease not found")
+	}
+	if have, ok := m.data[key]; !ok || !bytes.Equal(have.value, old) {
+		return false, nil
+	}
+	m.data[key] = memVal{value: slices.Clone(value), lease: lease}
+	m.commit(event{Key: key, Value: slices.Clone(value)})
+	return true, nil
+}
+
 func (m *memKV) deleteIf(ctx context.Context, key string, value []byte) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

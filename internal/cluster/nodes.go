@@ -60,10 +60,21 @@ func (c *Client) Register(ctx context.Context, previous int64) (int64, <-chan st
 		if err != nil || created {
 			return err
 		}
-		_ = c.kv.revoke(cctx, lease)
-		lease = 0
 		var other NodeInfo
 		_ = json.Unmarshal(existing, &other)
+		if other.Addr == c.cfg.Advertise {
+			// This host's own record under a lease it lost track of (an
+			// older backup restored, a lease kept alive past a crash):
+			// taken over, only while it still holds what was read.
+			if ok, err := c.kv.replaceIfLease(cctx, nodeKey(c.cfg.Node), existing, b, lease); err != nil || ok {
+				if ok {
+					c.log.Info("took over this host's own earlier record in the cluster (same name and underlay address)")
+				}
+				return err
+			}
+		}
+		_ = c.kv.revoke(cctx, lease)
+		lease = 0
 		return &clusterError{kind: ErrNodeNameInUse, msg: fmt.Sprintf(
 			"node name %q is in use by another live host (underlay address %s): give this host a --node-name of its own (the default is the hostname), or stop mynet on that host first",
 			c.cfg.Node, other.Addr)}

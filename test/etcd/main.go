@@ -12,10 +12,13 @@
 //
 // It prints "ready" on stdout once it serves clients, stops on SIGTERM, and
 // on SIGUSR1 compacts its history up to the current revision, printing
-// "compacted REV", so that watches from an older revision fail.
+// "compacted REV", so that watches from an older revision fail. On SIGUSR2
+// it deletes every key under /mynet/ in one request, as `etcdctl del
+// --prefix /mynet/` does (leases stay), printing "deleted N".
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"net/url"
@@ -24,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/pkg/v3/traceutil"
 	"go.etcd.io/etcd/server/v3/embed"
 )
@@ -75,6 +79,8 @@ func run(dir, client, peer, name, initial string) error {
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	compact := make(chan os.Signal, 1)
 	signal.Notify(compact, syscall.SIGUSR1)
+	wipe := make(chan os.Signal, 1)
+	signal.Notify(wipe, syscall.SIGUSR2)
 	for {
 		select {
 		case <-stop:
@@ -90,6 +96,14 @@ func run(dir, client, peer, name, initial string) error {
 			}
 			<-done
 			fmt.Println("compacted", rev)
+		case <-wipe:
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			res, err := e.Server.DeleteRange(ctx, &pb.DeleteRangeRequest{Key: []byte("/mynet/"), RangeEnd: []byte("/mynet0")})
+			cancel()
+			if err != nil {
+				return fmt.Errorf("delete /mynet/: %w", err)
+			}
+			fmt.Println("deleted", res.Deleted)
 		}
 	}
 }

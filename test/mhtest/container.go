@@ -14,6 +14,7 @@ type Container struct {
 	NS   string
 	epID string
 	IP   netip.Prefix
+	MAC  string
 }
 
 var epSeq struct {
@@ -55,7 +56,7 @@ func (n *ClusterNet) TryRun(static string) (*Container, error) {
 	if _, err := h.Try("/NetworkDriver.Join", map[string]any{"NetworkID": n.ID, "EndpointID": epID, "SandboxKey": "/x"}); err != nil {
 		return nil, err
 	}
-	c := &Container{Net: n, NS: fmt.Sprintf("%s-c%d", h.w.tag, seq), epID: epID, IP: addr}
+	c := &Container{Net: n, NS: fmt.Sprintf("%s-c%d", h.w.tag, seq), epID: epID, IP: addr, MAC: mac}
 	peer := "mnc" + epID[:12]
 	// What dockerd does after Join, in three ip processes (one batch for the
 	// container's side), so timings measure mynet more than this harness.
@@ -96,6 +97,22 @@ func (c *Container) Ping(ip netip.Addr, size int) error {
 	out, err := exec.Command("ip", append(args, ip.String())...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("ping %s from %s: %v\n%s", ip, c.IP, err, out)
+	}
+	return nil
+}
+
+// TryRemove is Remove that reports the daemon's errors rather than failing
+// the test (a fault schedule expects some); the namespace goes whatever.
+func (c *Container) TryRemove() error {
+	h := c.Net.Host
+	_, lerr := h.Try("/NetworkDriver.Leave", map[string]any{"NetworkID": c.Net.ID, "EndpointID": c.epID})
+	_ = exec.Command("ip", "netns", "del", c.NS).Run()
+	_, derr := h.Try("/NetworkDriver.DeleteEndpoint", map[string]any{"NetworkID": c.Net.ID, "EndpointID": c.epID})
+	if derr != nil {
+		return fmt.Errorf("leave: %v; delete endpoint: %w", lerr, derr)
+	}
+	if _, err := h.Try("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": c.Net.PoolID, "Address": c.IP.Addr().String()}); err != nil {
+		return fmt.Errorf("release: %w", err)
 	}
 	return nil
 }
