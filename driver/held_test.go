@@ -78,3 +78,30 @@ func TestRecordRefusedForNoClaimIsCheckedAgain(t *testing.T) {
 		t.Errorf("%d held after a refusal that cannot change", n)
 	}
 }
+
+// An older backup of etcd restored: a record of this host's at an address
+// now another endpoint's (an older MAC) is published again by the next
+// list, so the other hosts follow the endpoint that has it now.
+func TestOwnStaleRecordIsPublishedAgain(t *testing.T) {
+	h, mem := newClusterHosts(t, 2)
+	for _, x := range h {
+		if err := x.d.CreateNetwork(createReq(map[string]any{}, "10.40.0.0/16", "10.40.0.1/16")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h[0].createEndpoint(t, epID, "10.40.0.10/16")
+	ep, _, err := h[0].d.endpoint(netID, epID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem.PutEndpoint(cluster.Endpoint{Network: "blue", Node: "host1", IP: netip.MustParseAddr("10.40.0.10"), MAC: "02:00:00:00:00:99", VTEP: h[0].vtep})
+	h[0].d.ResyncCluster()
+	eventuallyTrue(t, "host2 follows the endpoint's own MAC", func() bool {
+		for _, p := range h[1].d.RemotePeers()[netID] {
+			if p.IP == netip.MustParseAddr("10.40.0.10") {
+				return p.MAC == ep.MAC
+			}
+		}
+		return false
+	})
+}

@@ -295,8 +295,9 @@ func (d *Driver) syncPeers(cfg *NetworkConfig, eps []cluster.Endpoint, log *logr
 	published := map[netip.Addr]bool{}
 	for _, ep := range eps {
 		if ep.Node == self {
+			local := d.localByIP(cfg.ID, ep.IP)
 			switch {
-			case d.localByIP(cfg.ID, ep.IP) == nil && !d.beingCreated(cfg.ID, ep.IP):
+			case local == nil && !d.beingCreated(cfg.ID, ep.IP):
 				// A record of ours no endpoint claims (a crash between the
 				// two): withdraw it.
 				published[ep.IP] = true
@@ -306,6 +307,9 @@ func (d *Driver) syncPeers(cfg *NetworkConfig, eps []cluster.Endpoint, log *logr
 			case ep.VTEP != d.cluster.Underlay:
 				// Published before this host's underlay address changed:
 				// re-published below, so the peers send to the new one.
+			case local != nil && !recordOfLocal(local, ep):
+				// Another endpoint's record at this address (an older
+				// backup of etcd restored): re-published below.
 			default:
 				published[ep.IP] = true
 			}
@@ -415,4 +419,10 @@ func (d *Driver) RemotePeers() map[string][]Peer {
 		}
 	}
 	return out
+}
+
+// recordOfLocal reports whether a record of this host's says what its
+// endpoint local would publish.
+func recordOfLocal(local *Endpoint, ep cluster.Endpoint) bool {
+	return strings.EqualFold(ep.MAC, local.MAC) && ep.Name == local.Name && slices.Equal(ep.Aliases, local.Aliases)
 }
