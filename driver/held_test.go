@@ -94,14 +94,16 @@ func TestOwnStaleRecordIsPublishedAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mem.PutEndpoint(cluster.Endpoint{Network: "blue", Node: "host1", IP: netip.MustParseAddr("10.40.0.10"), MAC: "02:00:00:00:00:99", VTEP: h[0].vtep})
-	h[0].d.ResyncCluster()
-	eventuallyTrue(t, "host2 follows the endpoint's own MAC", func() bool {
+	macOnHost2 := func() string {
 		for _, p := range h[1].d.RemotePeers()[netID] {
 			if p.IP == netip.MustParseAddr("10.40.0.10") {
-				return p.MAC == ep.MAC
+				return p.MAC
 			}
 		}
-		return false
-	})
+		return ""
+	}
+	mem.PutEndpoint(cluster.Endpoint{Network: "blue", Node: "host1", IP: netip.MustParseAddr("10.40.0.10"), MAC: "02:00:00:00:00:99", VTEP: h[0].vtep})
+	eventuallyTrue(t, "host2 has the stale record", func() bool { return macOnHost2() == "02:00:00:00:00:99" })
+	h[0].d.ResyncCluster()
+	eventuallyTrue(t, "host2 follows the endpoint's own MAC", func() bool { return macOnHost2() == ep.MAC })
 }
