@@ -19,7 +19,7 @@ PLUGIN      ?= mynet:latest
 E2E_PLUGIN  ?= mynet-e2e-plugin:latest
 DOCKER      ?= /usr/bin/docker
 
-.PHONY: all build run host-deps test deps lint unit fuzz e2e e2e-plugin e2e-engine29 e2e-cluster engine29 test-unit clean install bench \
+.PHONY: all build run host-deps test deps lint unit fuzz e2e e2e-plugin e2e-engine29 e2e-cluster engine29 test-unit clean install bench soak \
         plugin plugin-enable plugin-disable plugin-remove plugin-upgrade plugin-push
 
 all: build
@@ -115,6 +115,15 @@ e2e-cluster: deps
 # Build Engine 29's binaries (cached in /var/cache/mynet-engines).
 engine29:
 	GO=$(GO) bash test/engine/engine.sh build
+
+# The data-loss soak of test/multihost (TestDataLossSoak) over SOAK_SEEDS
+# seeded random schedules of SOAK_STEPS steps (make test runs two). Each
+# seed is printed; MYNET_SOAK_SEED=S go test -run TestDataLossSoak
+# ./test/multihost runs one again.
+SOAK_SEEDS ?= 20
+SOAK_STEPS ?= 40
+soak: deps
+	MYNET_SOAK_SEEDS=$(SOAK_SEEDS) MYNET_SOAK_STEPS=$(SOAK_STEPS) $(GO) test -count=1 -v -timeout 90m -run TestDataLossSoak ./test/multihost
 
 # Managed plugin: build (no registry needed), enable, disable, remove.
 plugin:
