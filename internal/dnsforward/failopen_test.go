@@ -1,11 +1,13 @@
 package dnsforward
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -181,4 +183,28 @@ func legacyRule(port int) []string {
 		"-m", "mark", "!", "--mark", fmt.Sprintf("0x%x", firewall.DNSMark),
 		"-m", "comment", "--comment", "mynet:dns",
 		"-j", "DNAT", "--to-destination", fmt.Sprintf("127.0.0.11:%d", port)}
+}
+
+// A box whose open failed is tried again until it opens.
+func TestKernelBoxOpenIsRetried(t *testing.T) {
+	s := newSandbox(t)
+	f := newForwarders(t)
+	defer f.Close()
+	fails := 2
+	var mu sync.Mutex
+	open := f.cfg.OpenLease
+	f.cfg.OpenLease = func(path string) (Lease, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if fails > 0 {
+			fails--
+			return nil, errors.New("no lease yet")
+		}
+		return open(path)
+	}
+	prev := openFirst
+	openFirst = 50 * time.Millisecond
+	t.Cleanup(func() { openFirst = prev })
+	f.Attach(s.path, "ep1", "blue")
+	eventually(t, "mynet answers bbox1 after two failed opens", func() error { return s.answers("bbox1", "10.0.0.5 2") })
 }

@@ -118,7 +118,7 @@ type box struct {
 	rmu     sync.Mutex
 	closing bool
 
-	ready            chan struct{} // closed when the sockets are open (or failed: then listen is nil)
+	ready            chan struct{} // closed when the sockets are open (or the box closed first: then listen is nil)
 	listen, upstream *net.UDPConn  // upstream is connected to Docker's resolver
 	port             uint16
 	lease            Lease
@@ -206,7 +206,6 @@ func (b *box) enter(fn func() error) error { return b.f.cfg.Enter(b.path, fn) }
 // open opens the two sockets in the sandbox, the lease, and puts the
 // redirect in; what it made is undone when a step fails.
 func (b *box) open() error {
-	defer close(b.ready)
 	var listen, upstream *net.UDPConn
 	err := b.enter(func() error {
 		var err error
@@ -277,11 +276,44 @@ func (b *box) renew() {
 	}
 }
 
+// openRetrying opens the box, trying again after a pause that doubles up
+// to openMax while it fails (the namespace not ready yet, the kernel out
+// of something), until the box is closed: false then.
+func (b *box) openRetrying() bool {
+	defer close(b.ready)
+	pause := openFirst
+	for failures := 0; ; failures++ {
+		err := b.open()
+		if err == nil {
+			if failures > 0 {
+				b.log.WithField("tries", failures+1).Info("name forwarder started after failing")
+			}
+			return true
+		}
+		if failures == 0 {
+			b.log.WithError(err).Warn("no name forwarder in this sandbox yet (names of other hosts' containers do not resolve there); trying again")
+		} else {
+			b.log.WithError(err).Debug("name forwarder still fails to start")
+		}
+		select {
+		case <-b.stop:
+			return false
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, openMax)
+	}
+}
+
+// openFirst and openMax bound the pauses between tries to open a box.
+var (
+	openFirst = 500 * time.Millisecond
+	openMax   = 30 * time.Second
+)
+
 // run opens the box, serves it, and keeps its redirect first until the box
 // closes.
 func (b *box) run() {
-	if err := b.open(); err != nil {
-		b.log.WithError(err).Warn("no name forwarder in this sandbox: names of other hosts' containers do not resolve there")
+	if !b.openRetrying() {
 		return
 	}
 	b.log.WithField("port", b.port).Debug("name forwarder started")
