@@ -96,3 +96,19 @@ func logOnce(seen map[string]string, key, detail string) bool {
 func forgetGone[V any](m map[string]V, recs map[string]cluster.DockerNetwork) {
 	maps.DeleteFunc(m, func(c string, _ V) bool { _, ok := recs[c]; return !ok })
 }
+
+// sharedNames maps each Docker name that records in use give to the
+// cluster networks that have it, sorted: a name with more than one is a
+// conflict every host shows the same, and no host creates either.
+func sharedNames(recs map[string]cluster.DockerNetwork) map[string][]string {
+	out := map[string][]string{}
+	for c, r := range recs {
+		if r.Removed == "" {
+			out[r.Name] = append(out[r.Name], c)
+		}
+	}
+	for _, cs := range out {
+		slices.Sort(cs)
+	}
+	return out
+}

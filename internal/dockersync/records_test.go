@@ -140,3 +140,31 @@ func TestRefusedCreateBacksOff(t *testing.T) {
 		t.Errorf("status %+v", st)
 	}
 }
+
+// Two records with one Docker name are one conflict, shown the same on a
+// host that has neither; it creates neither.
+func TestTwoRecordsOfOneNameAreOneConflict(t *testing.T) {
+	h := syncHosts(t, 2)
+	for _, c := range []string{"blue", "red"} {
+		if _, _, err := h[0].client.PublishDockerNetwork(cluster.DockerNetwork{Cluster: c, Name: "ov",
+			IPAMOptions: map[string]string{optCluster: c}, Subnet: netip.MustParsePrefix("10.12.0.0/24"), Gateway: netip.MustParseAddr("10.12.0.1")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "both shown in conflict on host2", func() error {
+		n := 0
+		for _, st := range h[1].syncer.Status().Networks {
+			if st.State == "conflict" && strings.Contains(st.Detail, "blue, red") {
+				n++
+			}
+		}
+		if n != 2 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	waitPasses(t, h[1].syncer, 3)
+	if _, ok := h[1].engine.byName("ov"); ok {
+		t.Error("host2 created one of two networks that share a name")
+	}
+}

@@ -238,8 +238,14 @@ func (s *Syncer) Pass(ctx context.Context) error {
 		st := s.keep(cctx, c, n, recs, now)
 		states = append(states, st)
 	}
+	shared := sharedNames(recs)
 	for c, rec := range recs {
 		if _, ok := mine[c]; ok {
+			continue
+		}
+		if others := shared[rec.Name]; len(others) > 1 && rec.Removed == "" {
+			states = append(states, NetworkStatus{Cluster: c, Name: rec.Name, State: "conflict",
+				Detail: fmt.Sprintf("cluster networks %s all have the Docker name %s: none is created here until one is removed or renamed", strings.Join(others, ", "), rec.Name)})
 			continue
 		}
 		if rec.Removed != "" {
