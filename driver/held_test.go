@@ -57,22 +57,29 @@ func TestRecordRefusedForNoClaimIsCheckedAgain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A third host with no driver here (host1's own driver would withdraw
+	// a record of its name that none of its endpoints has).
+	vtep3 := netip.MustParseAddr("198.18.0.13")
+	third := cluster.NewWithStore(mem, cluster.Config{Node: "host3", Advertise: vtep3})
+	if _, _, err := third.Register(t.Context(), 0); err != nil {
+		t.Fatal(err)
+	}
 	ip := netip.MustParseAddr("10.40.0.20")
-	mem.PutEndpoint(cluster.Endpoint{Network: "blue", Node: "host1", IP: ip, MAC: "02:00:00:00:00:20", VTEP: h[0].vtep})
+	mem.PutEndpoint(cluster.Endpoint{Network: "blue", Node: "host3", IP: ip, MAC: "02:00:00:00:00:20", VTEP: vtep3})
 	eventuallyTrue(t, "host2 holds the record refused for no claim", func() bool { return h[1].d.HeldCount() == 1 })
 	if got := h[1].d.HeldAddrs()["blue"]; !slices.Equal(got, []netip.Addr{ip}) {
 		t.Errorf("held addresses %v, want %s taken", got, ip)
 	}
-	if slices.Contains(h[1].links.remoteIPs(vxlanName), "10.40.0.20@"+h[0].vtep.String()) {
+	if slices.Contains(h[1].links.remoteIPs(vxlanName), "10.40.0.20@"+vtep3.String()) {
 		t.Fatal("a record with no claim was programmed")
 	}
-	mem.PutClaim("blue", ip, "host1", ip.String())
+	mem.PutClaim("blue", ip, "host3", ip.String())
 	h[1].d.Recheck()
-	if !slices.Contains(h[1].links.remoteIPs(vxlanName), "10.40.0.20@"+h[0].vtep.String()) || h[1].d.HeldCount() != 0 {
+	if !slices.Contains(h[1].links.remoteIPs(vxlanName), "10.40.0.20@"+vtep3.String()) || h[1].d.HeldCount() != 0 {
 		t.Errorf("after its claim came and a recheck: entries %v, held %d", h[1].links.remoteIPs(vxlanName), h[1].d.HeldCount())
 	}
 	// A refusal that cannot change is not held.
-	mem.PutEndpoint(cluster.Endpoint{Network: "blue", Node: "host1", IP: netip.MustParseAddr("10.40.0.1"), MAC: "02:00:00:00:00:01", VTEP: h[0].vtep})
+	mem.PutEndpoint(cluster.Endpoint{Network: "blue", Node: "host3", IP: netip.MustParseAddr("10.40.0.1"), MAC: "02:00:00:00:00:01", VTEP: vtep3})
 	eventuallyTrue(t, "the gateway's record refused", func() bool { return h[1].d.RefusedRecords()["gateway"] > 0 })
 	if n := h[1].d.HeldCount(); n != 0 {
 		t.Errorf("%d held after a refusal that cannot change", n)
@@ -102,6 +109,8 @@ func TestOwnStaleRecordIsPublishedAgain(t *testing.T) {
 		}
 		return ""
 	}
+	// Both hosts listed and watch (host1's first list would fix the record).
+	eventuallyTrue(t, "host2 has host1's endpoint", func() bool { return macOnHost2() == ep.MAC })
 	mem.PutEndpoint(cluster.Endpoint{Network: "blue", Node: "host1", IP: netip.MustParseAddr("10.40.0.10"), MAC: "02:00:00:00:00:99", VTEP: h[0].vtep})
 	eventuallyTrue(t, "host2 has the stale record", func() bool { return macOnHost2() == "02:00:00:00:00:99" })
 	h[0].d.ResyncCluster()

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"runtime/debug"
@@ -42,6 +43,7 @@ type clusterAPI interface {
 	EpochAt(rev int64) (bool, error)
 	Epoch() string
 	SettleMTU(net string, mtu int) (int, error)
+	SettlePolicy(net string, p cluster.Policy) (cluster.Policy, error)
 }
 
 var _ clusterAPI = (*cluster.Client)(nil)
@@ -134,7 +136,29 @@ func (d *Driver) resolveCluster(cfg *NetworkConfig, space string) error {
 	if cfg.Subnet6.IsValid() {
 		return errdefs.Invalid("cluster network %s: IPv6 is not supported on cluster networks", cn.Name)
 	}
+	return d.settlePolicy(cfg, cn.Name)
+}
+
+// settlePolicy holds a cluster network to one behaviour on every host
+// (internal, ICC, masquerade, gateway mode): the first host's, settled in
+// the cluster; a host that asks for another is refused with the values.
+func (d *Driver) settlePolicy(cfg *NetworkConfig, name string) error {
+	asked := cluster.Policy{Internal: cfg.Internal, ICC: cfg.ICC, Masquerade: cfg.Masquerade, GatewayMode: cfg.GatewayMode4}
+	got, err := d.cluster.Client.SettlePolicy(name, asked)
+	switch {
+	case err != nil && cluster.IsConflict(err):
+		return errdefs.Invalid("%v", err)
+	case err != nil:
+		return err
+	case got != asked:
+		return errdefs.Invalid("cluster network %s is %s on every host, this host asked for %s: create it with the same options (--internal, -o %s, -o %s, -o %s)",
+			name, policyText(got), policyText(asked), OptEnableICC, OptEnableMasq, OptGatewayMode4)
+	}
 	return nil
+}
+
+func policyText(p cluster.Policy) string {
+	return fmt.Sprintf("internal=%v enable_icc=%v enable_ip_masquerade=%v gateway_mode_ipv4=%s", p.Internal, p.ICC, p.Masquerade, p.GatewayMode)
 }
 
 func (cfg *NetworkConfig) vxlanConfig(local netip.Addr) netutil.VXLANConfig {

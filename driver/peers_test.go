@@ -228,6 +228,22 @@ func TestClusterNetworkRefusals(t *testing.T) {
 		{"option naming another cluster network", map[string]any{OptCluster: "red"}, "10.40.0.0/16", "does not match"},
 		{"MTU too large for VXLAN", map[string]any{OptMTU: "1500"}, "10.40.0.0/16", "at most 1450"},
 	}
+	// The first host settles the network's behaviour; another asks for
+	// ICC off (a later CreateNetwork of the same cluster network).
+	if err := h[0].d.CreateNetwork(createReq(map[string]any{}, "10.40.0.0/16", "10.40.0.1/16")); err != nil {
+		t.Fatal(err)
+	}
+	if err := h[0].d.DeleteNetwork(&network.DeleteNetworkRequest{NetworkID: netID}); err != nil {
+		t.Fatal(err)
+	}
+	h[0].d.Close()
+	h[0].start(t)
+	tests = append(tests, struct {
+		name    string
+		generic map[string]any
+		subnet  string
+		mention string
+	}{"ICC off where the cluster has it on", map[string]any{OptEnableICC: "false"}, "10.40.0.0/16", "enable_icc=true"})
 	for _, tt := range tests {
 		err := h[0].d.CreateNetwork(createReq(tt.generic, tt.subnet, strings.TrimSuffix(tt.subnet, "0/16")+"1/16"))
 		if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), tt.mention) {

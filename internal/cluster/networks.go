@@ -18,6 +18,18 @@ type NetworkSpec struct {
 	// MTU of the network's interfaces on every host, settled by the first
 	// host's driver (SettleMTU); 0 until then.
 	MTU int `json:"mtu,omitempty"`
+	// Policy is the network's behaviour on every host, settled by the
+	// first host's driver (SettlePolicy); nil until then.
+	Policy *Policy `json:"policy,omitempty"`
+}
+
+// Policy is what a cluster network does the same on every host: a host
+// that asks for another is refused with the values to use.
+type Policy struct {
+	Internal    bool   `json:"internal"`
+	ICC         bool   `json:"icc"`
+	Masquerade  bool   `json:"masquerade"`
+	GatewayMode string `json:"gateway_mode"`
 }
 
 func networkKey(net string) string { return Prefix + "networks/" + net + "/" }
@@ -151,8 +163,38 @@ func (c *Client) ensureNetwork(ctx context.Context, name string, subnet netip.Pr
 // hosts racing to settle it one wins and the others get its value).
 func (c *Client) SettleMTU(name string, mtu int) (int, error) {
 	var got int
+	err := c.settle(name, "MTU", func(spec *NetworkSpec) bool {
+		if spec.MTU != 0 {
+			got = spec.MTU
+			return false
+		}
+		spec.MTU, got = mtu, mtu
+		return true
+	})
+	return got, err
+}
+
+// SettlePolicy returns the cluster network's policy on every host: the
+// one settled, or p, settled now by this host.
+func (c *Client) SettlePolicy(name string, p Policy) (Policy, error) {
+	var got Policy
+	err := c.settle(name, "policy", func(spec *NetworkSpec) bool {
+		if spec.Policy != nil {
+			got = *spec.Policy
+			return false
+		}
+		spec.Policy, got = &p, p
+		return true
+	})
+	return got, err
+}
+
+// settle reads the cluster network's configuration and, when fn changed
+// it (a value not settled yet), writes it back only while it holds what
+// was read, reading again when another host changed it meanwhile.
+func (c *Client) settle(name, what string, fn func(*NetworkSpec) bool) error {
 	cfgKey := networkKey(name) + "config"
-	err := c.call("MTU of cluster network "+name, func(ctx context.Context) error {
+	return c.call(what+" of cluster network "+name, func(ctx context.Context) error {
 		for range 8 {
 			b, ok, err := c.kv.get(ctx, cfgKey)
 			if err != nil {
@@ -165,20 +207,16 @@ func (c *Client) SettleMTU(name string, mtu int) (int, error) {
 			if err := json.Unmarshal(b, &spec); err != nil {
 				return fmt.Errorf("decode %s: %w", cfgKey, err)
 			}
-			if spec.MTU != 0 {
-				got = spec.MTU
+			if !fn(&spec) {
 				return nil
 			}
-			spec.MTU = mtu
 			nb, _ := json.Marshal(spec)
 			if done, err := c.kv.replaceIf(ctx, cfgKey, b, nb); err != nil || done {
-				got = mtu
 				return err
 			}
 		}
-		return conflict("cluster network %s: its configuration kept changing while its MTU was settled", name)
+		return conflict("cluster network %s: its configuration kept changing while its %s was settled", name, what)
 	})
-	return got, err
 }
 
 func vniKey(vni uint32) string { return fmt.Sprintf("%svnis/%d", Prefix, vni) }
