@@ -102,7 +102,7 @@ func gap(t *testing.T, what string, since time.Time, limit time.Duration, checks
 // resolve their own host's names and outside names within 2 s, and other
 // hosts' names again within 2 s of mynet serving again. Docker's answer
 // wins for a name Docker knows (an alias on host2 over a container of that
-// name on host1).
+// name on host1). Aliases, name.network and a rename resolve across hosts.
 func TestNamesSurviveMynet(t *testing.T) {
 	c := newCluster(t, 2)
 	h1, h2 := c.hosts[0], c.hosts[1]
@@ -133,6 +133,17 @@ func TestNamesSurviveMynet(t *testing.T) {
 			t.Fatalf("nslookup db on host2: %v %s; want the alias's %s (host2), never %s (host1's db)", err, out, pg2, db1)
 		}
 	}
+
+	// A Compose service name (a network alias) and the network's own
+	// suffix resolve across hosts; docker rename is followed on every host.
+	h1.run("api1", "--network", "ov_trust", "--network-alias", "api")
+	api1 := h1.ip("api1", "ov_trust")
+	eventually(t, "host2 resolves host1's alias api", 10*time.Second, func() error { return h2.lookup("app2", "api", api1) })
+	eventually(t, "host2 resolves api1.ov_trust", 10*time.Second, func() error { return h2.lookup("app2", "api1.ov_trust", api1) })
+	h1.must("rename", "api1", "api2")
+	renamed := time.Now()
+	took := gap(t, "the rename on host2", renamed, 3*time.Second, func() error { return h2.lookup("app2", "api2", api1) })
+	t.Logf("docker rename on host1: the new name resolves on host2 %v after", took.Round(time.Millisecond))
 
 	// kill -9: the rule stays, no process behind it.
 	kill := time.Now()
