@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 )
 
 // DockerNetwork is a cluster network as Docker has it: what each host's
@@ -24,8 +25,11 @@ type DockerNetwork struct {
 	Gateway     netip.Addr        `json:"gateway"`
 	Internal    bool              `json:"internal,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
-	// Origin is the host that published it.
-	Origin string `json:"origin"`
+	// Origin is the host that published it, and Created when (Unix
+	// nanoseconds, its clock): of two records with one Docker name, the
+	// first created is the network on every host.
+	Origin  string `json:"origin"`
+	Created int64  `json:"created,omitempty"`
 	// Removed names the host where a user removed the network ("" while
 	// it is in use).
 	Removed string `json:"removed,omitempty"`
@@ -64,6 +68,9 @@ func (c *Client) PublishDockerNetwork(n DockerNetwork) (have DockerNetwork, crea
 		return DockerNetwork{}, false, err
 	}
 	n.Origin, n.Removed = c.cfg.Node, ""
+	if n.Created == 0 {
+		n.Created = time.Now().UnixNano()
+	}
 	b, _ := json.Marshal(n)
 	err = c.call("publish Docker network "+n.Name, func(ctx context.Context) error {
 		ok, existing, err := c.kv.create(ctx, dockerNetworkKey(n.Cluster), b, 0)

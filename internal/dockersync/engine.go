@@ -37,7 +37,8 @@ type Engine interface {
 	Create(ctx context.Context, n Network) (string, error)
 	// Remove removes a network; ErrInUse when containers still use it.
 	Remove(ctx context.Context, id string) error
-	// Containers counts the containers attached to a network.
+	// Containers counts the containers that use a network, running or
+	// stopped (a stopped one needs it to start again).
 	Containers(ctx context.Context, id string) (int, error)
 	// Endpoints lists a network's endpoints: their IDs, containers and
 	// the containers' names.
@@ -115,11 +116,11 @@ func (e *dockerEngine) Remove(ctx context.Context, id string) error {
 }
 
 func (e *dockerEngine) Containers(ctx context.Context, id string) (int, error) {
-	res, err := e.c.NetworkInspect(ctx, id, client.NetworkInspectOptions{})
+	res, err := e.c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("network", id)})
 	if err != nil {
-		return 0, fmt.Errorf("inspect Docker network %s: %w", id, err)
+		return 0, fmt.Errorf("list the containers of Docker network %s: %w", id, err)
 	}
-	return len(res.Network.Containers), nil
+	return len(res.Items), nil
 }
 
 func (e *dockerEngine) Endpoints(ctx context.Context, id string) ([]Endpoint, error) {

@@ -1,9 +1,11 @@
 package dockersync
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/mynet/mynet/internal/cluster"
@@ -98,8 +100,9 @@ func forgetGone[V any](m map[string]V, recs map[string]cluster.DockerNetwork) {
 }
 
 // sharedNames maps each Docker name that records in use give to the
-// cluster networks that have it, sorted: a name with more than one is a
-// conflict every host shows the same, and no host creates either.
+// cluster networks that have it, the first created first (then by name):
+// every host makes the first one the network of that name and shows the
+// others as a conflict, the same everywhere.
 func sharedNames(recs map[string]cluster.DockerNetwork) map[string][]string {
 	out := map[string][]string{}
 	for c, r := range recs {
@@ -108,7 +111,12 @@ func sharedNames(recs map[string]cluster.DockerNetwork) map[string][]string {
 		}
 	}
 	for _, cs := range out {
-		slices.Sort(cs)
+		slices.SortFunc(cs, func(a, b string) int {
+			if d := cmp.Compare(recs[a].Created, recs[b].Created); d != 0 {
+				return d
+			}
+			return strings.Compare(a, b)
+		})
 	}
 	return out
 }

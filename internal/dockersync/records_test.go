@@ -2,6 +2,7 @@ package dockersync
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -141,8 +142,8 @@ func TestRefusedCreateBacksOff(t *testing.T) {
 	}
 }
 
-// Two records with one Docker name are one conflict, shown the same on a
-// host that has neither; it creates neither.
+// Two records with one Docker name: the first created is that network on
+// every host, the other a conflict shown the same everywhere.
 func TestTwoRecordsOfOneNameAreOneConflict(t *testing.T) {
 	h := syncHosts(t, 2)
 	for _, c := range []string{"blue", "red"} {
@@ -151,20 +152,74 @@ func TestTwoRecordsOfOneNameAreOneConflict(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "both shown in conflict on host2", func() error {
-		n := 0
-		for _, st := range h[1].syncer.Status().Networks {
-			if st.State == "conflict" && strings.Contains(st.Detail, "blue, red") {
-				n++
-			}
+	eventually(t, "blue, the first, is ov on host2; red a conflict naming both", func() error {
+		n, ok := h[1].engine.byName("ov")
+		if st := stateOf(h[1].syncer, "red"); !ok || n.IPAMOptions[optCluster] != "blue" || st.State != "conflict" || !strings.Contains(st.Detail, "blue, red") {
+			return fmt.Errorf("ov %+v, red %+v", n, st)
 		}
-		if n != 2 {
+		return nil
+	})
+}
+
+// As Docker's overlay refused `docker network rm` while any host had
+// containers on the network: a removal (or prune) on a host while another
+// host's containers use it is undone there, and the network stays
+// everywhere; once no host uses it, a removal goes everywhere, but never
+// under a stopped container that still references it.
+func TestRemovalWhileAnotherHostUsesItIsUndone(t *testing.T) {
+	h := syncHosts(t, 2)
+	h[0].engine.userCreate(t, "ov", "blue", "10.9.0.0/24")
+	h[0].join(t, "blue", "10.9.0.0/24")
+	eventually(t, "ov on host2", func() error {
+		if _, ok := h[1].engine.byName("ov"); !ok {
 			return errors.New("not yet")
 		}
 		return nil
 	})
-	waitPasses(t, h[1].syncer, 3)
-	if _, ok := h[1].engine.byName("ov"); ok {
-		t.Error("host2 created one of two networks that share a name")
+	h[1].join(t, "blue", "10.9.0.0/24")
+	ip := netip.MustParseAddr("10.9.0.5")
+	if err := h[0].client.PublishEndpoint(cluster.Endpoint{Network: "blue", IP: ip, MAC: "02:00:00:00:00:05"}); err != nil {
+		t.Fatal(err)
 	}
+	// docker network prune on host2, where nothing uses it.
+	if err := h[1].engine.remove("ov"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "host2 has ov again, saying why", func() error {
+		st := stateOf(h[1].syncer, "blue")
+		if _, ok := h[1].engine.byName("ov"); !ok || !strings.Contains(st.Detail, "host1 (1 container(s))") {
+			return fmt.Errorf("state %+v", st)
+		}
+		return nil
+	})
+	recs, _, _ := h[0].client.DockerNetworks()
+	if len(recs) != 1 || recs[0].Removed != "" {
+		t.Fatalf("the record after a removal while host1 uses it: %+v", recs)
+	}
+	// host1's container stops (its endpoint goes; Docker still lists it):
+	// a removal on host2 now goes everywhere but host1, where it waits.
+	if err := h[0].client.UnpublishEndpoint("blue", ip); err != nil {
+		t.Fatal(err)
+	}
+	h[0].engine.setUsers("ov", 1)
+	waitPasses(t, h[1].syncer, 2)
+	if err := h[1].engine.remove("ov"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "host1 keeps it for its stopped container", func() error {
+		if st := stateOf(h[0].syncer, "blue"); st.State != "removal-pending" || !strings.Contains(st.Detail, "stopped") {
+			return fmt.Errorf("state %+v", st)
+		}
+		return nil
+	})
+	if _, ok := h[0].engine.byName("ov"); !ok {
+		t.Fatal("host1 removed the network under its stopped container")
+	}
+	h[0].engine.setUsers("ov", 0)
+	eventually(t, "host1 removes it once nothing uses it", func() error {
+		if _, ok := h[0].engine.byName("ov"); ok {
+			return errors.New("still there")
+		}
+		return nil
+	})
 }

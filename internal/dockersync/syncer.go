@@ -25,6 +25,9 @@ type Cluster interface {
 	WatchDockerNetworks(ctx context.Context, rev int64, fn func(n cluster.DockerNetwork, deleted bool)) error
 	PublishDockerNetwork(n cluster.DockerNetwork) (have cluster.DockerNetwork, created bool, err error)
 	MarkDockerNetworkRemoved(net string, removed bool) error
+	// Endpoints lists a cluster network's endpoint records (who uses it).
+	Endpoints(net string) ([]cluster.Endpoint, int64, error)
+	Node() string
 }
 
 // Config is what a Syncer needs.
@@ -63,8 +66,9 @@ type Status struct {
 type NetworkStatus struct {
 	Cluster string `json:"cluster"`
 	Name    string `json:"name"`
-	// State is present, created, removed, removal-pending, conflict,
-	// refused (the record did not pass the checks) or failed.
+	// State is present, created, recreated (removed here by a user while
+	// other hosts use it), removed, removal-pending, conflict, refused (the
+	// record did not pass the checks) or failed.
 	State  string `json:"state"`
 	Detail string `json:"detail,omitempty"`
 }
@@ -233,19 +237,18 @@ func (s *Syncer) Pass(ctx context.Context) error {
 	}
 	var states []NetworkStatus
 	now := map[string]bool{}
+	shared := sharedNames(recs)
 	for c, n := range mine {
 		now[c] = true
-		st := s.keep(cctx, c, n, recs, now)
+		st := s.keep(cctx, c, n, recs, shared, now)
 		states = append(states, st)
 	}
-	shared := sharedNames(recs)
 	for c, rec := range recs {
 		if _, ok := mine[c]; ok {
 			continue
 		}
-		if others := shared[rec.Name]; len(others) > 1 && rec.Removed == "" {
-			states = append(states, NetworkStatus{Cluster: c, Name: rec.Name, State: "conflict",
-				Detail: fmt.Sprintf("cluster networks %s all have the Docker name %s: none is created here until one is removed or renamed", strings.Join(others, ", "), rec.Name)})
+		if others := shared[rec.Name]; len(others) > 1 && rec.Removed == "" && others[0] != c {
+			states = append(states, NetworkStatus{Cluster: c, Name: rec.Name, State: "conflict", Detail: sharedDetail(rec.Name, others)})
 			continue
 		}
 		if rec.Removed != "" {
@@ -273,7 +276,7 @@ func (s *Syncer) Pass(ctx context.Context) error {
 // keep handles a cluster network this host's Docker has: publish it if the
 // cluster has no record, make it in use again if a user created it again
 // here, remove it if a user removed it elsewhere.
-func (s *Syncer) keep(ctx context.Context, c string, n Network, recs map[string]cluster.DockerNetwork, now map[string]bool) NetworkStatus {
+func (s *Syncer) keep(ctx context.Context, c string, n Network, recs map[string]cluster.DockerNetwork, shared map[string][]string, now map[string]bool) NetworkStatus {
 	st := NetworkStatus{Cluster: c, Name: n.Name, State: "present"}
 	log := s.log.WithFields(logrus.Fields{"cluster_network": c, "network": n.Name})
 	rec, ok := recs[c]
@@ -291,18 +294,28 @@ func (s *Syncer) keep(ctx context.Context, c string, n Network, recs map[string]
 		}
 	case rec.Removed == "" && !rec.Same(recordOf(c, n)):
 		st.State, st.Detail = "conflict", conflictDetail(rec, n)
+	case rec.Removed == "" && len(shared[rec.Name]) > 1 && shared[rec.Name][0] != c:
+		st.State, st.Detail = "conflict", sharedDetail(rec.Name, shared[rec.Name])
 	case rec.Removed != "" && s.passes > 0 && !s.had[c]:
 		// Created again by a user here after a removal elsewhere.
 		if err := s.cfg.Cluster.MarkDockerNetworkRemoved(c, false); err != nil {
 			st.State, st.Detail = "failed", "mark in use again: "+err.Error()
 		}
 	case rec.Removed != "":
-		err := s.cfg.Engine.Remove(ctx, n.ID)
+		// Stopped containers count: Docker would let the network go, and
+		// they could not start again.
+		count, cerr := s.cfg.Engine.Containers(ctx, n.ID)
+		err := cerr
+		if err == nil && count == 0 {
+			err = s.cfg.Engine.Remove(ctx, n.ID)
+			if errors.Is(err, ErrInUse) {
+				count, _ = s.cfg.Engine.Containers(ctx, n.ID)
+			}
+		}
 		switch {
-		case errors.Is(err, ErrInUse):
-			count, _ := s.cfg.Engine.Containers(ctx, n.ID)
+		case count > 0 || errors.Is(err, ErrInUse):
 			st.State = "removal-pending"
-			st.Detail = fmt.Sprintf("removed by a user on %s; %d container(s) here still use it, it goes when they do", rec.Removed, count)
+			st.Detail = fmt.Sprintf("removed by a user on %s; %d container(s) here still use it (running or stopped), it goes when they do", rec.Removed, count)
 		case err != nil:
 			st.State, st.Detail = "failed", err.Error()
 		default:
@@ -328,6 +341,19 @@ func (s *Syncer) bring(ctx context.Context, c string, rec cluster.DockerNetwork,
 		return st
 	}
 	if s.had[c] && !s.removedHere[c] {
+		if users, err := s.usersElsewhere(c); err != nil {
+			st.State, st.Detail = "failed", "read the network's endpoints: "+err.Error()
+			return st
+		} else if users != "" {
+			// As Docker's overlay refused a removal while any host had
+			// containers on it: it is made again here, and stays.
+			detail := "removed here by a user while " + users + " use it: a cluster network goes only when no host uses it; created here again"
+			if logOnce(s.logged, c, detail) {
+				log.Warn(detail)
+			}
+			s.had[c] = false
+			return s.create(ctx, c, rec, st, log, now, "recreated", detail)
+		}
 		if err := s.cfg.Cluster.MarkDockerNetworkRemoved(c, true); err != nil {
 			st.State, st.Detail = "failed", "mark removed: "+err.Error()
 			return st
@@ -341,6 +367,12 @@ func (s *Syncer) bring(ctx context.Context, c string, rec cluster.DockerNetwork,
 		st.Detail = fmt.Sprintf("this host has another network named %s (driver %s): rename or remove it to get cluster network %s", rec.Name, other.Driver, c)
 		return st
 	}
+	return s.create(ctx, c, rec, st, log, now, "created", "")
+}
+
+// create makes a record's network in this host's Docker, backing off when
+// Docker refuses; state and detail are the status after it worked.
+func (s *Syncer) create(ctx context.Context, c string, rec cluster.DockerNetwork, st NetworkStatus, log *logrus.Entry, now map[string]bool, state, detail string) NetworkStatus {
 	b := s.backoffs[c]
 	if b != nil && time.Now().Before(b.next) {
 		st.State, st.Detail = "failed", b.err+" (trying again in "+time.Until(b.next).Round(time.Second).String()+")"
@@ -366,8 +398,33 @@ func (s *Syncer) bring(ctx context.Context, c string, rec cluster.DockerNetwork,
 	delete(s.backoffs, c)
 	now[c] = true
 	log.WithField("origin", rec.Origin).Info("cluster network created in this host's Docker")
-	st.State = "created"
+	st.State, st.Detail = state, detail
 	return st
+}
+
+// usersElsewhere says which other hosts have containers on cluster network
+// c, from its endpoint records ("host1 (2 containers), ..."; "" when none).
+func (s *Syncer) usersElsewhere(c string) (string, error) {
+	eps, _, err := s.cfg.Cluster.Endpoints(c)
+	if err != nil {
+		return "", err
+	}
+	counts := map[string]int{}
+	for _, ep := range eps {
+		if ep.Node != s.cfg.Cluster.Node() {
+			counts[ep.Node]++
+		}
+	}
+	var parts []string
+	for _, node := range slices.Sorted(maps.Keys(counts)) {
+		parts = append(parts, fmt.Sprintf("%s (%d container(s))", node, counts[node]))
+	}
+	return strings.Join(parts, ", "), nil
+}
+
+func sharedDetail(name string, clusters []string) string {
+	return fmt.Sprintf("cluster networks %s all have the Docker name %s: %s, created first, is that network on every host; remove the others",
+		strings.Join(clusters, ", "), name, clusters[0])
 }
 
 func conflictDetail(rec cluster.DockerNetwork, n Network) string {

@@ -70,8 +70,28 @@ func TestSync(t *testing.T) {
 		top.Cleanup(func() { removeEverywhere(c, "sync_a") })
 		waitNetwork(t, h2, "sync_a", true)
 		h2.run("sync_a_c", "--network", "sync_a")
+		// rm (or prune) on host1 while host2's container uses it: as
+		// Docker's overlay refused it, the network stays everywhere (host1
+		// gets it back, saying why).
 		h1.must("network", "rm", "sync_a")
-		eventually(t, "host2 says the removal waits for its container", 15*time.Second, func() error {
+		eventually(t, "host1 has sync_a again, naming host2's container", 15*time.Second, func() error {
+			state, detail, err := h1.syncState("sync_a")
+			if err != nil {
+				return err
+			}
+			if state != "recreated" || !strings.Contains(detail, "host2 (1 container(s))") || !h1.hasNetwork("sync_a") {
+				return fmt.Errorf("state %q %q", state, detail)
+			}
+			return nil
+		})
+		if !h2.hasNetwork("sync_a") {
+			t.Fatal("host2 lost a network its container uses")
+		}
+		// A stopped container on host2 keeps it there through a removal
+		// on host1, and starts again.
+		h2.must("stop", "-t", "0", "sync_a_c")
+		h1.must("network", "rm", "sync_a")
+		eventually(t, "host2 says the removal waits for its stopped container", 15*time.Second, func() error {
 			state, detail, err := h2.syncState("sync_a")
 			if err != nil {
 				return err
@@ -81,9 +101,7 @@ func TestSync(t *testing.T) {
 			}
 			return nil
 		})
-		if !h2.hasNetwork("sync_a") {
-			t.Fatal("host2 removed a network its container uses")
-		}
+		h2.must("start", "sync_a_c")
 		h2.must("rm", "-f", "sync_a_c")
 		waitNetwork(t, h2, "sync_a", false)
 		// Gone from the cluster: host1 does not get it back.
