@@ -42,7 +42,9 @@ host-deps:
 # the plain daemon and then against the managed plugin: first the host's
 # Debian dockerd (20.10), then Docker Engine 29 (built once, cached), then
 # several Engine 29 hosts of one cluster.
-test: deps lint unit fuzz e2e e2e-plugin e2e-engine29 e2e-cluster
+# Each step's time is printed at the end (test/steps.sh).
+test:
+	MAKE="$(MAKE)" bash test/steps.sh deps lint unit fuzz e2e e2e-plugin e2e-engine29 e2e-cluster
 
 # host-deps plus the tests' tools (busybox-static, iproute2, curl), and the
 # local busybox test image.

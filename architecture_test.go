@@ -121,9 +121,13 @@ func TestArchitecture(t *testing.T) {
 }
 
 // netlinkDumps are the netlink calls that can fail with ErrDumpInterrupted
-// under churn; internal/netutil/dump.go wraps each with a retry, and only it
-// may call them.
-var netlinkDumps = []string{"LinkByName", "LinkList", "AddrList", "NeighList", "RouteList", "RuleList", "ConntrackTableList"}
+// under churn (CNI's netlinksafe list, as far as mynet could call them);
+// internal/netutil/dump.go wraps each with a retry, and only it may call
+// them.
+var netlinkDumps = []string{"LinkByName", "LinkByAlias", "LinkList", "AddrList", "NeighList", "NeighListExecute", "NeighProxyList",
+	"RouteList", "RouteListFiltered", "RouteListFilteredIter", "RuleList", "RuleListFiltered", "ConntrackTableList",
+	"ConntrackDeleteFilters", "IpsetList", "IpsetListAll", "BridgeVlanList", "QdiscList", "ClassList", "FilterList",
+	"XfrmPolicyList", "XfrmStateList", "LinkGetProtinfo"}
 
 // TestNetlinkDumpsAreRetried forbids raw netlink dumps outside dump.go.
 func TestNetlinkDumpsAreRetried(t *testing.T) {

@@ -54,3 +54,16 @@ func neighList(h *netlink.Handle, idx, family int) ([]netlink.Neigh, error) {
 func routeList(h *netlink.Handle, link netlink.Link, family int) ([]netlink.Route, error) {
 	return retry(func() ([]netlink.Route, error) { return h.RouteList(link, family) })
 }
+
+// ipsetList is `ipset list NAME`.
+func ipsetList(h *netlink.Handle, name string) (*netlink.IPSetResult, error) {
+	return retry(func() (*netlink.IPSetResult, error) { return h.IpsetList(name) })
+}
+
+// conntrackDeleteFilters is `conntrack -D` of the flows filter matches, in
+// the calling thread's namespace (a dump, then deletes: again is safe).
+func conntrackDeleteFilters(family netlink.InetFamily, filter netlink.CustomConntrackFilter) (uint, error) {
+	return retry(func() (uint, error) {
+		return netlink.ConntrackDeleteFilters(netlink.ConntrackTable, family, filter)
+	})
+}

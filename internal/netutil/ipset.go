@@ -17,7 +17,7 @@ func (l *Links) SyncIPSet(name string, members []netip.Addr) error {
 	if err := l.h.IpsetCreate(name, "hash:ip", netlink.IpsetCreateOptions{Family: unix.AF_INET}); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("create ipset %s: %w", name, err)
 	}
-	res, err := l.h.IpsetList(name)
+	res, err := ipsetList(l.h, name)
 	if err != nil {
 		return fmt.Errorf("list ipset %s: %w", name, err)
 	}

@@ -53,7 +53,7 @@ func InNetns(path string, fn func() error) error {
 // their way to the forwarder keep the NAT their replies need.
 // (conntrack -D -p udp -d 127.0.0.11 --dport 53, less those to keep)
 func FlushDNSFlows(keep uint16) error {
-	if _, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.FAMILY_V4, dnsFlows{keep: keep}); err != nil {
+	if _, err := conntrackDeleteFilters(netlink.FAMILY_V4, dnsFlows{keep: keep}); err != nil {
 		return fmt.Errorf("flush the DNS flows: %w", err)
 	}
 	return nil
