@@ -72,7 +72,7 @@ func (d *Driver) AttachSandboxes() {
 // nothing (nameIndex).
 func (d *Driver) ResolveName(networks []string, name string) (addrs []netip.Addr, local bool) {
 	addrs, local = d.nameIdx.resolve(networks, name)
-	if len(addrs) > 0 {
+	if len(addrs) > 0 && d.log.Logger.IsLevelEnabled(logrus.DebugLevel) {
 		d.log.WithFields(logrus.Fields{"name": name, "addresses": addrs}).Debug("name of another host's container answered")
 	}
 	return addrs, local

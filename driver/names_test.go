@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
@@ -99,5 +100,37 @@ func TestEndpointNamesReachOtherHosts(t *testing.T) {
 	ep, _, err := h[0].d.endpoint(netID, epID)
 	if err != nil || ep.Name != "web2" || !slices.Equal(ep.Aliases, []string{"api"}) {
 		t.Errorf("saved endpoint %+v %v", ep, err)
+	}
+}
+
+// BenchmarkResolveName is the cost of one forwarder question in the name
+// index at 1k and 5k local endpoints (and as many remote ones): a map
+// lookup under the index's own lock, whatever the count (make bench,
+// workload 12).
+func BenchmarkResolveName(b *testing.B) {
+	for _, n := range []int{1000, 5000} {
+		b.Run(fmt.Sprintf("endpoints=%d", n), func(b *testing.B) {
+			d := &Driver{log: logrus.NewEntry(logrus.New()), nameIdx: newNameIndex()}
+			d.log.Logger.SetLevel(logrus.InfoLevel)
+			peers := map[netip.Addr]Peer{}
+			for i := range n {
+				d.nameIdx.setLocal(&Endpoint{ID: fmt.Sprintf("ep%d", i), NetworkID: "blue", Name: fmt.Sprintf("local%d", i)})
+				ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+				peers[ip] = Peer{Node: "h2", IP: ip, Name: fmt.Sprintf("remote%d", i)}
+			}
+			d.nameIdx.setPeers("blue", peers)
+			nets := []string{"blue"}
+			names := make([]string, n)
+			for i := range n {
+				names[i] = fmt.Sprintf("remote%d", i)
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				if addrs, _ := d.ResolveName(nets, names[i%n]); len(addrs) != 1 {
+					b.Fatal("not answered")
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/question")
+		})
 	}
 }

@@ -149,5 +149,53 @@ func BenchmarkNames(b *testing.B) {
 		}
 		b.ReportMetric(pct(answered, 0.5), "answered-p50-us")
 		b.ReportMetric(pct(answered, 0.99), "answered-p99-us")
+
+		// The same two questions, one a millisecond, while 50 networks of
+		// mynet are created and then removed on host2 (the driver busy
+		// with them: the DNS path takes none of its locks).
+		done := make(chan error, 1)
+		go func() {
+			var err error
+			for i := range 50 {
+				if out, e := h2.docker("network", "create", "-d", "mynet", "--subnet", fmt.Sprintf("10.199.%d.0/24", i), fmt.Sprintf("churn%d", i)); e != nil && err == nil {
+					err = fmt.Errorf("%v: %s", e, out)
+				}
+			}
+			for i := range 50 {
+				if out, e := h2.docker("network", "rm", fmt.Sprintf("churn%d", i)); e != nil && err == nil {
+					err = fmt.Errorf("%v: %s", e, out)
+				}
+			}
+			done <- err
+		}()
+		var churnAnswered, churnPassed []time.Duration
+	churn:
+		for {
+			select {
+			case err := <-done:
+				if err != nil {
+					b.Fatal(err)
+				}
+				break churn
+			default:
+			}
+			for _, q := range []struct {
+				name string
+				into *[]time.Duration
+			}{{"nb0", &churnAnswered}, {"asker", &churnPassed}} {
+				id++
+				took, ok, err := lookup(conn, id, q.name)
+				if err != nil || !ok {
+					b.Fatalf("%s during the churn: %v %v", q.name, ok, err)
+				}
+				*q.into = append(*q.into, took)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		b.ReportMetric(float64(len(churnAnswered)), "churn-questions")
+		b.ReportMetric(pct(churnAnswered, 0.5), "churn-answered-p50-us")
+		b.ReportMetric(pct(churnAnswered, 0.99), "churn-answered-p99-us")
+		b.ReportMetric(pct(churnPassed, 0.5), "churn-passed-p50-us")
+		b.ReportMetric(pct(churnPassed, 0.99), "churn-passed-p99-us")
 	}
 }
