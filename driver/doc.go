@@ -21,12 +21,14 @@
 // networks, and owns setupBridge, the one place a bridge is set up (the
 // create and Reconcile's rebuild both use it); endpoint.go the endpoints and
 // their records; ports.go published ports; reconcile.go Restore and
-// Reconcile; keyed_mutex.go the per-endpoint lock; peers.go a cluster
-// network's configuration and the remote endpoints it follows from etcd;
-// vxlan.go the entries those become on its VXLAN device, kept in step with
-// what is remembered;
+// Reconcile; keyed_mutex.go the per-endpoint lock; clusternet.go a cluster
+// network's configuration (MTU and behaviour settled in the cluster);
+// peers.go the remote endpoints it follows from etcd; vxlan.go the entries
+// those become on its VXLAN device, kept in step with what is remembered;
 // records.go the checks a remote endpoint record passes before it becomes
-// an entry.
+// an entry; held.go the records kept or checked again when etcd lost its
+// data or a refusal can change; names.go and nameindex.go the names the
+// name forwarders answer (their own lock, no scan).
 //
 // Locking. Driver.mu guards the maps of networks and endpoints and is held
 // for the whole of CreateNetwork and DeleteNetwork (rare, and they must check

@@ -1,10 +1,8 @@
 package driver
 
 import (
-	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"runtime/debug"
@@ -15,7 +13,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mynet/mynet/internal/cluster"
-	"github.com/mynet/mynet/internal/errdefs"
 	"github.com/mynet/mynet/internal/ids"
 	"github.com/mynet/mynet/internal/netutil"
 )
@@ -88,81 +85,6 @@ func (p Peer) equal(o Peer) bool {
 func (p Peer) remote() netutil.Remote {
 	mac, _ := net.ParseMAC(p.MAC)
 	return netutil.Remote{IP: p.IP, MAC: mac, VTEP: p.VTEP}
-}
-
-// resolveCluster makes cfg a cluster network's when its pool is one, and
-// checks what a cluster network needs, before anything is touched.
-func (d *Driver) resolveCluster(cfg *NetworkConfig, space string) error {
-	requested := cfg.Cluster
-	var cn ClusterNet
-	var ok bool
-	if d.cluster.Of != nil {
-		cn, ok = d.cluster.Of(space, cfg.Subnet)
-	}
-	switch {
-	case !ok && requested == "":
-		return nil
-	case !ok && d.cluster.Client == nil:
-		return errdefs.Invalid("option %s=%s: this mynet runs without --cluster-store, so it has no cluster networks", OptCluster, requested)
-	case !ok:
-		return errdefs.Invalid("option %s=%s: a cluster network needs mynet's IPAM: add --ipam-driver mynet --ipam-opt %s=%s", OptCluster, requested, OptCluster, requested)
-	case requested != "" && requested != cn.Name:
-		return errdefs.Invalid("option %s=%s does not match the IPAM's --ipam-opt %s=%s", OptCluster, requested, OptCluster, cn.Name)
-	case cn.VNI == 0:
-		// The IPAM makes a new cluster network at its gateway's request.
-		return errdefs.Invalid("cluster network %s has no configuration in the cluster yet (no gateway address was requested for it)", cn.Name)
-	}
-	cfg.Cluster, cfg.VNI, cfg.VXLAN = cn.Name, cn.VNI, VXLANPrefix+cfg.ID[:12]
-	// One MTU on every host: the first host's (its option, or its
-	// underlay's less the VXLAN overhead), settled in the cluster.
-	limit := d.cluster.UnderlayMTU - netutil.VXLANOverhead
-	asked := cfg.MTU
-	if asked > limit {
-		return errdefs.Invalid("option %s: %d does not fit in VXLAN over the underlay's MTU %d (at most %d)", OptMTU, asked, d.cluster.UnderlayMTU, limit)
-	}
-	mtu, err := d.cluster.Client.SettleMTU(cn.Name, cmp.Or(asked, limit))
-	switch {
-	case err != nil && cluster.IsConflict(err):
-		return errdefs.Invalid("%v", err)
-	case err != nil:
-		return err
-	case asked != 0 && asked != mtu:
-		return errdefs.Invalid("cluster network %s has MTU %d on every host: create it with -o %s=%d (or none)", cn.Name, mtu, OptMTU, mtu)
-	case mtu > limit:
-		return errdefs.Invalid("cluster network %s has MTU %d on every host, but this host's underlay (MTU %d) carries at most %d: raise the underlay's MTU, or make the network again with -o %s=%d on its first host",
-			cn.Name, mtu, d.cluster.UnderlayMTU, limit, OptMTU, limit)
-	}
-	cfg.MTU = mtu
-	if cfg.Subnet6.IsValid() {
-		return errdefs.Invalid("cluster network %s: IPv6 is not supported on cluster networks", cn.Name)
-	}
-	return d.settlePolicy(cfg, cn.Name)
-}
-
-// settlePolicy holds a cluster network to one behaviour on every host
-// (internal, ICC, masquerade, gateway mode): the first host's, settled in
-// the cluster; a host that asks for another is refused with the values.
-func (d *Driver) settlePolicy(cfg *NetworkConfig, name string) error {
-	asked := cluster.Policy{Internal: cfg.Internal, ICC: cfg.ICC, Masquerade: cfg.Masquerade, GatewayMode: cfg.GatewayMode4}
-	got, err := d.cluster.Client.SettlePolicy(name, asked)
-	switch {
-	case err != nil && cluster.IsConflict(err):
-		return errdefs.Invalid("%v", err)
-	case err != nil:
-		return err
-	case got != asked:
-		return errdefs.Invalid("cluster network %s is %s on every host, this host asked for %s: create it with the same options (--internal, -o %s, -o %s, -o %s)",
-			name, policyText(got), policyText(asked), OptEnableICC, OptEnableMasq, OptGatewayMode4)
-	}
-	return nil
-}
-
-func policyText(p cluster.Policy) string {
-	return fmt.Sprintf("internal=%v enable_icc=%v enable_ip_masquerade=%v gateway_mode_ipv4=%s", p.Internal, p.ICC, p.Masquerade, p.GatewayMode)
-}
-
-func (cfg *NetworkConfig) vxlanConfig(local netip.Addr) netutil.VXLANConfig {
-	return netutil.VXLANConfig{Name: cfg.VXLAN, VNI: cfg.VNI, Local: local, Bridge: cfg.BridgeName, MTU: cfg.MTU}
 }
 
 // clusterNameOf is the cluster network's name of a network ("" for a local

@@ -29,6 +29,10 @@
 // cluster networks created by hand on each host work as before. Status says
 // why syncing is off.
 //
-// Files: syncer.go the loop and the pass; engine.go the Engine interface
-// and its implementation on Docker's client.
+// Files: syncer.go the loop and the pass; networks.go what a pass does
+// with one cluster network (keep, bring, create, who uses it); records.go
+// the checks a record passes, the options it may carry, the backoff of
+// refused creates; names.go the names of this host's containers told to
+// the driver; engine.go the Engine interface and its implementation on
+// Docker's client.
 package dockersync
