@@ -79,7 +79,10 @@ func ownerOf(p string) (lib, owner string) {
 	return lib, owner
 }
 
-// TestArchitecture enforces the layering of STYLE.md on every non-test file.
+// TestArchitecture enforces the layering README's Layout describes on every
+// non-test file: data flows one way (docker -> plugin -> driver/ipam ->
+// internal/* -> kernel / etcd), and each kernel or service library has one
+// importer.
 func TestArchitecture(t *testing.T) {
 	fset := token.NewFileSet()
 	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {

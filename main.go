@@ -1,9 +1,11 @@
 // Command mynet is a Docker network plugin: a daemon serving Docker's remote
 // NetworkDriver and IpamDriver APIs on one unix socket, for bridge networks
-// built from Linux bridges, veth pairs and iptables.
+// built from Linux bridges, veth pairs and iptables, and multi-host (VXLAN)
+// networks whose state is in etcd.
 //
 //	mynet [flags]                 run the daemon (mynet -h lists the flags)
 //	mynet status [--json] [...]   health, networks, endpoints, ports, pools
+//	mynet cluster forget|check    a cluster's records: forget a host, check them
 //	mynet version | --version     print the version
 //
 // main only wires: flags and environment become a daemon.Config, a logger
@@ -75,6 +77,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: mynet [flags]              run the daemon\n"+
 			"       mynet status [--json] [-h]  show health, networks, endpoints, published ports and pools\n"+
+			"       mynet cluster forget NODE | check [--fix] [--cluster-store ...]  a cluster's records\n"+
 			"       mynet version, --version    print the version\n\nflags:\n")
 		fs.PrintDefaults()
 	}

@@ -16,7 +16,7 @@
 // Docker moves into the sandbox and renames eth0, eth1, ...) plus the first
 // 12 hex digits of the endpoint ID. All fit the kernel's 15 bytes.
 //
-// Files. options.go parses and validates a network's configuration, values.go
+// Files. driver.go the Driver, its configuration and state; options.go parses and validates a network's configuration, values.go
 // the single values in it (IDs, interface names, options); network.go builds and removes
 // networks, and owns setupBridge, the one place a bridge is set up (the
 // create and Reconcile's rebuild both use it); endpoint.go the endpoints and

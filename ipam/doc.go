@@ -20,11 +20,12 @@
 // for addresses (RequestAddress, ReleaseAddress); status.go Pools, for
 // mynet status and the metrics; pool.go the pools, their records and
 // locks, subnet parsing and the choice of a default pool; persist.go
-// loading and saving the chunks; bitmap.go the allocator; defaults.go the
+// loading and saving the chunks; bitmap.go the allocator; addr.go
+// addresses as offsets in a subnet and back; defaults.go the
 // default pool sets (Docker's, or --default-address-pool); clusterpool.go
 // the pools of cluster networks (their configuration from the cluster, an
 // address claimed cluster-wide before it is handed out); blocks.go how a
 // cluster pool picks and claims an address (blocks with an affinity);
 // claims.go the reclaim that keeps a cluster pool's claims in line with
-// what it holds.
+// what it holds, and the hold-off after etcd lost its data.
 package ipam

@@ -15,4 +15,7 @@
 // with the report while unhealthy), /mynet.Status and /mynet.Reconcile, and
 // every answered call is reported to an observer (the metrics). Client is
 // the other side, for `mynet status` and the tests.
+//
+// Files: server.go the mux, the decoding and the answers; listen.go the
+// socket (made, or handed over by systemd); client.go the Client.
 package plugin

@@ -34,7 +34,10 @@
 // Files: client.go the Client, its calls and errors; networks.go a
 // network's configuration, VNI and the hosts that have it; claims.go
 // address claims; nodes.go registration, leases and Forget; endpoints.go
-// endpoint records and their watch; check.go mynet cluster check; kv.go
+// endpoint records and their watch; dockernets.go the Docker-network
+// records the Docker sync keeps; subnets.go default subnets of cluster
+// networks; epoch.go how a host notices that etcd lost its data; check.go
+// mynet cluster check; kv.go
 // the store interface, etcd.go and memory.go its two implementations,
 // memfaults.go what unit tests do to the in-memory one.
 //

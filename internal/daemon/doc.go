@@ -17,4 +17,10 @@
 // main parses flags into a Config and calls New, Listen and Run; the
 // integration tests run the same binary. Nothing here touches the kernel
 // itself: that is internal/netutil's and internal/firewall's.
+//
+// Files: daemon.go the configuration, building the parts, serving and the
+// shutdown; health.go the health report; reconcile.go the reconciler and its
+// triggers; membership.go the cluster: registration, the check that etcd
+// kept its data, the upkeep (reclaims, held records, the VXLAN guard, this
+// host's routes) and the Docker sync's wiring.
 package daemon

@@ -54,4 +54,18 @@
 // health check's look at mynet's chains (Check, backend.go) and the
 // version. The backend (nft or legacy) is the one dockerd's rules are in
 // (ChooseBackend): mixing them breaks rules on both sides.
+//
+// Beyond bridge networks: one rule in INPUT drops VXLAN to this host's
+// underlay address from any host not in the cluster's members' set (tag
+// mynet:vxlan), and in each container of a cluster network one rule at the
+// top of its nat OUTPUT sends its DNS questions to mynet's forwarder there
+// while a one-second lease lives (tag mynet:dns; dns.go).
+//
+// Files: firewall.go the Firewall and its two families; backend.go which
+// iptables binaries (nft or legacy) and the health check's look; base.go
+// mynet's chains and their jumps; rules.go the rules of networks, endpoints
+// and published ports; ruleset.go reading and restoring whole rulesets;
+// reconcile.go rewriting what differs; dockerbridges.go Docker's bridges
+// mynet must not isolate; vxlan.go the VXLAN guard in INPUT; dns.go the
+// DNS redirect in containers' namespaces, leased so that it fails open.
 package firewall

@@ -1,14 +1,30 @@
 // Package netutil is mynet's only importer of netlink: it makes and removes
 // the kernel objects a bridge network is built from (bridges, veth pairs,
-// addresses), sets per-link settings through netlink (route_localnet,
-// bridge netfilter), reads the host's routes and a few sysctls through
-// /proc, and announces link changes (WatchLinks).
+// addresses), and a cluster network's VXLAN device with its FDB and
+// neighbour entries; sets per-link settings through netlink
+// (route_localnet, bridge netfilter); keeps ipsets (the VXLAN members', the
+// DNS lease in containers' namespaces); sends gratuitous ARP; reads the
+// host's routes, a few sysctls through /proc and dockerd's nftables
+// bridges; forgets DNS flows in conntrack; and announces link changes
+// (WatchLinks).
 //
-// Everything works in the daemon's own network namespace, the host's: the
-// Links handle is opened there, and no function switches namespaces (Docker
-// moves the container's end of a veth into its sandbox itself). Each
+// Everything works in the daemon's own network namespace, the host's, where
+// the Links handle is opened (Docker moves the container's end of a veth
+// into its sandbox itself), but for what concerns a container's namespace:
+// InNetns runs a function on a locked thread switched into it and puts the
+// thread back, and TimedSet keeps a netlink socket opened there. Each
 // function says what it does with its `ip` equivalent. Functions named
 // Ensure* accept what already exists when it is compatible; Delete* treat
 // "not found" as done, so callers can repeat them safely. Dumps that the
 // kernel reports as interrupted by concurrent changes are retried.
+//
+// Files: links.go bridges, veths, addresses and routes; vxlan.go VXLAN
+// devices and their FDB and neighbour entries; arp.go gratuitous ARP;
+// conf.go per-link settings through netlink; sysctl.go sysctls through
+// /proc; ipset.go the VXLAN members' set; timedset.go a set in a
+// container's namespace whose elements expire (the DNS lease); netns.go
+// running in another namespace (InNetns, which switches a locked thread
+// and puts it back) and the DNS flows in conntrack; nftables.go reading
+// dockerd's nftables bridges; watch.go link events; dump.go the dumps,
+// retried when interrupted.
 package netutil

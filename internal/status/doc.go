@@ -7,4 +7,7 @@
 // itself, and when none answers reads the state file directly, read-only.
 // It sits beside main at the top of the house: it reads the driver's and the
 // IPAM's state and never touches the kernel.
+//
+// Files: report.go the Report and how it is built; print.go its tables;
+// command.go `mynet status` and the default socket and state paths.
 package status

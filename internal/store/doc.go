@@ -10,7 +10,10 @@
 // Two implementations live here: Bolt, an embedded bbolt file (the default),
 // and Memory, a map for unit tests of pure logic. The store is host-local by
 // design: state shared between hosts (multi-host networks) needs claims,
-// leases and watches, which a different package and interface will offer;
+// leases and watches, which internal/cluster offers over etcd;
 // stretching this one over a distributed store would let each host's
 // allocator hand out the same addresses.
+//
+// Files: store.go the interface and its helpers; bolt.go bbolt, the
+// default; memory.go the in-memory store for tests.
 package store
