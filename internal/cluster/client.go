@@ -69,6 +69,7 @@ type Client struct {
 	// maxRev the highest revision it saw of etcd (epoch.go).
 	epoch  string
 	maxRev int64
+	mark   int64 // this host's mark as last written (epoch.go)
 }
 
 // ErrUnavailable wraps failures to reach etcd.

@@ -274,8 +274,8 @@ func TestForget(t *testing.T) {
 		t.Fatalf("claims after a refused forget: %d, want all 301", len(claimed))
 	}
 	n, err := h[1].Forget("host1", true)
-	if err != nil || n != 302 {
-		t.Errorf("Forget --force = %d, %v; want 302 keys (300 addresses, an endpoint, the node)", n, err)
+	if err != nil || n != 303 {
+		t.Errorf("Forget --force = %d, %v; want 303 keys (300 addresses, an endpoint, the node, its mark)", n, err)
 	}
 	claimed, _ := h[1].Claimed("blue")
 	if len(claimed) != 1 || claimed[netip.MustParseAddr("10.40.9.9")] != "host2" {
@@ -297,8 +297,8 @@ func TestForgetADeadHost(t *testing.T) {
 		t.Fatal(ok, err)
 	}
 	mem.kv.expire(lease)
-	if n, err := h[1].Forget("host1", false); err != nil || n != 2 {
-		t.Errorf("Forget of a dead host = %d, %v; want its claim and its (absent) record", n, err)
+	if n, err := h[1].Forget("host1", false); err != nil || n != 3 {
+		t.Errorf("Forget of a dead host = %d, %v; want its claim, its (absent) record and its mark", n, err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 )
 
 // etcd can lose the cluster's data while hosts run: a wipe (etcdctl del
@@ -18,7 +19,11 @@ import (
 // registration and every second after (CheckData). Data was lost when the
 // record is gone, when its value is not the one this host registered
 // under (another host noticed first and wrote a new one), or when etcd's
-// revision is below one this host saw (an older backup restored). A
+// revision is below one this host saw (an older backup restored). Since
+// writes after a restore can carry the revision past the one seen before
+// the next check, each host also keeps a counter of its own (marks/<node>)
+// that it raises at every check: read back lower than it wrote, the data
+// went back in time. A
 // deleted record is one a user removed when the epoch was there at the
 // deletion's revision (EpochAt), and one lost with the data when not.
 
@@ -42,12 +47,31 @@ func (c *Client) ensureEpoch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	mark, err := c.readMark(ctx)
+	if err != nil {
+		return err
+	}
 	c.mu.Lock()
 	// After a restore this host registers again: the restored revisions
-	// are the ones from now on.
-	c.epoch, c.maxRev = epoch, rev
+	// and mark are the ones from now on.
+	c.epoch, c.maxRev, c.mark = epoch, rev, mark
 	c.mu.Unlock()
 	return nil
+}
+
+func (c *Client) markKey() string { return Prefix + "marks/" + c.cfg.Node }
+
+// readMark reads this host's mark (0 when there is none).
+func (c *Client) readMark(ctx context.Context) (int64, error) {
+	b, ok, err := c.kv.get(ctx, c.markKey())
+	if err != nil || !ok {
+		return 0, err
+	}
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil {
+		return 0, nil // not ours to read: written again at the next check
+	}
+	return n, nil
 }
 
 // CheckData reports whether etcd lost the cluster's data since this host
@@ -60,19 +84,38 @@ func (c *Client) CheckData() (lost bool, why string, err error) {
 			return err
 		}
 		c.mu.Lock()
-		defer c.mu.Unlock()
+		epoch, maxRev, wrote := c.epoch, c.maxRev, c.mark
+		c.mu.Unlock()
 		switch {
-		case c.epoch == "":
+		case epoch == "":
 			return nil // not registered yet
 		case len(pairs) == 0:
 			lost, why = true, "the cluster's epoch record is gone: etcd lost its data (wiped, or a new etcd)"
-		case string(pairs[0].Value) != c.epoch:
+			return nil
+		case string(pairs[0].Value) != epoch:
 			lost, why = true, "the cluster's epoch changed: etcd lost its data and another host noticed first"
-		case rev < c.maxRev:
-			lost, why = true, fmt.Sprintf("etcd's revision went back from %d to %d: it was restored from an older backup", c.maxRev, rev)
-		default:
-			c.maxRev = rev
+			return nil
+		case rev < maxRev:
+			lost, why = true, fmt.Sprintf("etcd's revision went back from %d to %d: it was restored from an older backup", maxRev, rev)
+			return nil
 		}
+		mark, err := c.readMark(ctx)
+		if err != nil {
+			return err
+		}
+		if mark < wrote {
+			lost, why = true, fmt.Sprintf("this host's mark in etcd went back from %d to %d: etcd was restored from an older backup", wrote, mark)
+			return nil
+		}
+		// Raised from what was read: a write whose answer was lost leaves
+		// it above what this host wrote, which is no loss.
+		next := mark + 1
+		if err := c.kv.put(ctx, c.markKey(), []byte(strconv.FormatInt(next, 10)), 0); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.maxRev, c.mark = max(c.maxRev, rev), next
+		c.mu.Unlock()
 		return nil
 	})
 	return lost, why, err

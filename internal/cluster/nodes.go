@@ -193,7 +193,7 @@ func (c *Client) Forget(node string, force bool) (int, error) {
 				}
 			}
 		}
-		keys = append(keys, nodeKey(node))
+		keys = append(keys, nodeKey(node), Prefix+"marks/"+node)
 		return c.kv.deleteKeys(ctx, keys)
 	})
 	return len(keys), err

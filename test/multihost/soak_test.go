@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -185,6 +186,9 @@ func (s *soaker) settle() {
 	if !ok {
 		for _, h := range s.w.Hosts {
 			t.Logf("%s's log (tail):\n%s", h.Name, mhtest.Tail(h.Log(), 4000))
+			if dir := os.Getenv("MYNET_SOAK_LOGS"); dir != "" {
+				_ = os.WriteFile(filepath.Join(dir, h.Name+".log"), []byte(h.Log()), 0o644)
+			}
 		}
 		t.Fatalf("not settled within %v: %v", settleBound, last)
 	}
