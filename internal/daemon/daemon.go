@@ -322,25 +322,6 @@ func (d *Daemon) Run(ctx context.Context, l net.Listener) error {
 	return nil
 }
 
-// serveMetrics listens on cfg.MetricsAddr; a failure to listen is the
-// daemon's failure to start (the operator asked for metrics).
-func (d *Daemon) serveMetrics(served chan<- error) (*http.Server, error) {
-	ml, err := net.Listen("tcp", d.cfg.MetricsAddr)
-	if err != nil {
-		return nil, fmt.Errorf("--metrics-addr: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", d.metrics.Handler())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ml); !errors.Is(err, http.ErrServerClosed) {
-			served <- fmt.Errorf("metrics: %w", err)
-		}
-	}()
-	d.log.WithField("addr", ml.Addr().String()).Info("serving metrics on /metrics")
-	return srv, nil
-}
-
 // onLinkEvent asks for a reconcile when a bridge or veth of ours goes away,
 // so the repair is at once instead of at the next tick.
 func (d *Daemon) onLinkEvent(ev netutil.LinkEvent) {
@@ -387,17 +368,4 @@ func (s *bridgeSet) add(name string) bool {
 	}
 	s.seen[name] = true
 	return true
-}
-
-// snapshot is what the metrics' gauges show.
-func (d *Daemon) snapshot() metrics.Snapshot {
-	s := metrics.Snapshot{Networks: len(d.drv.Networks()), RefusedRecords: d.drv.RefusedRecords()}
-	for _, ep := range d.drv.Endpoints() {
-		s.Endpoints++
-		s.PublishedPorts += len(ep.Ports)
-	}
-	for _, p := range d.alloc.Pools() {
-		s.Pools = append(s.Pools, metrics.Pool{ID: p.ID, Allocated: p.Allocated, Size: p.Size})
-	}
-	return s
 }

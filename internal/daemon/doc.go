@@ -19,7 +19,8 @@
 // itself: that is internal/netutil's and internal/firewall's.
 //
 // Files: daemon.go the configuration, building the parts, serving and the
-// shutdown; health.go the health report; reconcile.go the reconciler and its
+// shutdown; metrics.go the metrics listener and its gauges; health.go the
+// health report; reconcile.go the reconciler and its
 // triggers; membership.go the cluster: registration, the check that etcd
 // kept its data, the upkeep (reclaims, held records, the VXLAN guard, this
 // host's routes) and the Docker sync's wiring.
