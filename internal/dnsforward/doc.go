@@ -9,11 +9,12 @@
 // question carries nothing of the container that asked; so the answer for
 // other hosts' names must be given in the container's namespace, where it
 // is known which container asks. For each sandbox with an endpoint on a
-// cluster network, a Box holds two sockets opened in that namespace: one
-// the redirect rule (internal/firewall EnsureDNSRedirect, at the top of nat
-// OUTPUT) sends the container's UDP questions to, and one, marked so the
-// rule lets it pass and connected to Docker's resolver, that hands Docker
-// every question and reads its replies.
+// cluster network, a box holds sockets opened in that namespace: a UDP and
+// a TCP one the redirect rules (internal/firewall EnsureDNSRedirect, at the
+// top of nat OUTPUT) send the container's questions to, and one, marked so
+// the rules let it pass and connected to Docker's resolver, that hands
+// Docker every UDP question and reads its replies (over TCP, each client
+// connection gets a marked connection to Docker of its own).
 //
 // Docker's answer wins. Every question goes to Docker first, under a
 // random ID of the box's; a reply counts only for the question waiting
@@ -43,10 +44,12 @@
 // Nothing outside the sandboxes of cluster networks is touched: containers
 // of other networks and the host keep Docker's and their own DNS as they
 // were. A restart puts the boxes back (the driver keeps each endpoint's
-// sandbox). Questions waiting on Docker are bounded (maxPending per
-// sandbox); beyond, a flood gives up the oldest.
+// sandbox). A sandbox's questions are bounded: maxRate a second (maxBurst
+// at once), UDP and TCP together, beyond which they are dropped before
+// they cost a lookup; maxPending waiting on Docker, beyond which a flood
+// gives up the oldest; maxConns TCP connections.
 //
 // Files: forwarder.go the Forwarders and a sandbox's box (its sockets, its
 // lease, its redirect kept first); questions.go what a box does with a
-// question and with Docker's reply.
+// question and with Docker's reply; tcp.go the same over TCP.
 package dnsforward

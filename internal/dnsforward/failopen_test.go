@@ -90,12 +90,29 @@ func within(t *testing.T, what string, limit time.Duration, checks ...func() err
 	}
 }
 
-// dockerAlone: this host's names and outside names answered by Docker.
+// dockerAlone: this host's names and outside names answered by Docker,
+// over UDP and over TCP.
 func dockerAlone(s *sandbox) []func() error {
 	return []func() error{
 		func() error { return s.answers("here", "192.0.2.53 2") },
 		func() error { return s.answers("example", "192.0.2.53 2") },
+		func() error { return s.answersTCP("example", "192.0.2.53") },
 	}
+}
+
+// answersTCP is nil when name's answer over TCP in s is want, asked once
+// on a new connection.
+func (s *sandbox) answersTCP(name string, want ...string) error {
+	c, err := s.dialTCP()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, got, err := askOn(c, 3, name, 150*time.Millisecond)
+	if err != nil || strings.Join(got, ",") != strings.Join(want, ",") {
+		return fmt.Errorf("%s over TCP: %v %v, want %v", name, got, err, want)
+	}
+	return nil
 }
 
 // Whatever ends mynet without a clean stop, the redirect it left lapses by
@@ -119,8 +136,8 @@ func TestKernelRedirectFailsOpenWhenMynetIsKilled(t *testing.T) {
 	// A new mynet takes the sandbox back.
 	startChild(t, s)
 	s.expect("here", "192.0.2.53 2")
-	if n := strings.Count(s.ipt("-t", "nat", "-S", "OUTPUT"), "mynet:dns"); n != 1 {
-		t.Errorf("%d redirects after the restart, want 1", n)
+	if n := strings.Count(s.ipt("-t", "nat", "-S", "OUTPUT"), "mynet:dns"); n != 2 {
+		t.Errorf("%d redirects after the restart, want 2 (UDP, TCP)", n)
 	}
 }
 
@@ -172,8 +189,8 @@ func TestKernelLegacyRedirectReplaced(t *testing.T) {
 	f.Attach(s.path, "ep1", "blue")
 	eventually(t, "mynet answers bbox1", func() error { return s.answers("bbox1", "10.0.0.5 2") })
 	rules := s.ipt("-t", "nat", "-S", "OUTPUT")
-	if n := strings.Count(rules, "mynet:dns"); n != 1 || !strings.Contains(rules, "--match-set "+firewall.DNSLeaseSet) {
-		t.Fatalf("after the open, want one leased redirect:\n%s", rules)
+	if n := strings.Count(rules, "--match-set "+firewall.DNSLeaseSet); n != 2 || strings.Count(rules, "mynet:dns") != 2 {
+		t.Fatalf("after the open, want two leased redirects (UDP, TCP) and nothing else of mynet's:\n%s", rules)
 	}
 }
 

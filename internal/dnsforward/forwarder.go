@@ -7,10 +7,12 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/time/rate"
 )
 
 // Config is what Forwarders need; the daemon wires the kernel parts.
@@ -25,10 +27,10 @@ type Config struct {
 	ResolveAddr func(networks []string, ip netip.Addr) (name string, ok bool)
 	// Enter runs fn in the network namespace at path (netutil.InNetns).
 	Enter func(path string, fn func() error) error
-	// Redirect puts the redirect to port at the top of nat OUTPUT in the
-	// namespace enter runs in, reporting whether it changed anything;
-	// Unredirect removes it (internal/firewall).
-	Redirect   func(enter func(func() error) error, port uint16) (bool, error)
+	// Redirect puts the redirects to the box's UDP and TCP ports at the
+	// top of nat OUTPUT in the namespace enter runs in, reporting whether
+	// it changed anything; Unredirect removes them (internal/firewall).
+	Redirect   func(enter func(func() error) error, udpPort, tcpPort uint16) (bool, error)
 	Unredirect func(enter func(func() error) error) error
 	// OpenLease opens, in the namespace at path, the timed set the
 	// redirect matches (netutil.OpenTimedSet of firewall.DNSLeaseSet): the
@@ -79,6 +81,16 @@ const (
 	pendingFor = 5 * time.Second
 )
 
+// maxRate and maxBurst bound the questions one sandbox asks through the
+// box (UDP and TCP together): beyond, they are dropped and the client asks
+// again, so one container cannot take the CPU every other container's
+// names need. A busy service resolving on every request asks hundreds a
+// second at most.
+const (
+	maxRate  = 2000
+	maxBurst = 1000
+)
+
 // keepFirst is when a new box checks again that its redirect is the first
 // rule (dockerd inserts its own jump at the top when it starts the
 // sandbox's resolver, which may be after the Join); then every minute.
@@ -121,12 +133,19 @@ type box struct {
 	ready            chan struct{} // closed when the sockets are open (or the box closed first: then listen is nil)
 	listen, upstream *net.UDPConn  // upstream is connected to Docker's resolver
 	port             uint16
+	tcp              *net.TCPListener // the container's questions over TCP (tcp.go)
+	tcpPort          uint16
 	lease            Lease
-	renewed          time.Time // the lease's last renewal (the serving loop's)
-	renewErr         bool      // the last renewal failed (logged once)
+	limit            *rate.Limiter // the container's questions, both ways (maxRate)
+	limited          atomic.Int64  // questions dropped over the bound
+	renewed          time.Time     // the lease's last renewal (the serving loop's)
+	renewErr         bool          // the last renewal failed (logged once)
 
 	pmu     sync.Mutex // guards pending
 	pending map[uint16]*question
+
+	cmu   sync.Mutex // guards conns
+	conns map[net.Conn]struct{}
 }
 
 // Attach adds a cluster network's endpoint to its sandbox's box, which is
@@ -143,7 +162,8 @@ func (f *Forwarders) Attach(sandbox, endpointID, networkID string) {
 	b := f.boxes[sandbox]
 	if b == nil {
 		b = &box{f: f, path: sandbox, log: f.log.WithField("sandbox", sandbox), stop: make(chan struct{}), ready: make(chan struct{}),
-			endpoints: map[string]string{}, pending: map[uint16]*question{}}
+			endpoints: map[string]string{}, pending: map[uint16]*question{}, conns: map[net.Conn]struct{}{},
+			limit: rate.NewLimiter(maxRate, maxBurst)}
 		f.boxes[sandbox] = b
 		f.wg.Add(1)
 		go func() { defer f.wg.Done(); b.run() }()
@@ -203,28 +223,40 @@ func (f *Forwarders) Sandboxes() []string {
 
 func (b *box) enter(fn func() error) error { return b.f.cfg.Enter(b.path, fn) }
 
-// open opens the two sockets in the sandbox, the lease, and puts the
-// redirect in; what it made is undone when a step fails.
+// markedDialer dials from the sandbox past the redirect: its packets carry
+// the mark the rule lets through, to Docker's own rules.
+func (b *box) markedDialer() *net.Dialer {
+	return &net.Dialer{Timeout: time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_MARK, b.f.cfg.Mark)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+}
+
+// open opens the sockets in the sandbox (UDP and TCP on 127.0.0.11, and
+// the UDP one to Docker's resolver), the lease, and puts the redirects in;
+// what it made is undone when a step fails.
 func (b *box) open() error {
 	var listen, upstream *net.UDPConn
+	var tcp *net.TCPListener
 	err := b.enter(func() error {
 		var err error
 		if listen, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 11)}); err != nil {
 			return err
 		}
-		d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			if err := c.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_MARK, b.f.cfg.Mark)
-			}); err != nil {
-				return err
-			}
-			return serr
-		}}
+		if tcp, err = net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 11)}); err != nil {
+			listen.Close()
+			return err
+		}
 		// Connected: only Docker's resolver's replies are read.
-		c, err := d.DialContext(context.Background(), "udp4", dockerDNS.String())
+		c, err := b.markedDialer().DialContext(context.Background(), "udp4", dockerDNS.String())
 		if err != nil {
 			listen.Close()
+			tcp.Close()
 			return err
 		}
 		upstream = c.(*net.UDPConn)
@@ -233,6 +265,11 @@ func (b *box) open() error {
 	if err != nil {
 		return err
 	}
+	undo := func() {
+		listen.Close()
+		tcp.Close()
+		upstream.Close()
+	}
 	lease, err := b.f.cfg.OpenLease(b.path)
 	if err == nil {
 		if err = lease.Renew(dockerDNS.AddrPort().Addr(), leaseTTL); err != nil {
@@ -240,18 +277,17 @@ func (b *box) open() error {
 		}
 	}
 	if err != nil {
-		listen.Close()
-		upstream.Close()
+		undo()
 		return err
 	}
 	port := uint16(listen.LocalAddr().(*net.UDPAddr).Port)
-	if _, err := b.f.cfg.Redirect(b.enter, port); err != nil {
-		listen.Close()
-		upstream.Close()
+	tcpPort := uint16(tcp.Addr().(*net.TCPAddr).Port)
+	if _, err := b.f.cfg.Redirect(b.enter, port, tcpPort); err != nil {
+		undo()
 		lease.Close()
 		return err
 	}
-	b.listen, b.upstream, b.port, b.lease, b.renewed = listen, upstream, port, lease, time.Now()
+	b.listen, b.upstream, b.port, b.tcp, b.tcpPort, b.lease, b.renewed = listen, upstream, port, tcp, tcpPort, lease, time.Now()
 	b.flush(port)
 	return nil
 }
@@ -319,6 +355,7 @@ func (b *box) run() {
 	b.log.WithField("port", b.port).Debug("name forwarder started")
 	go b.relay()
 	go b.serve()
+	go b.serveTCP()
 	wait := keepFirst
 	for {
 		d := time.Minute
@@ -335,7 +372,7 @@ func (b *box) run() {
 			b.rmu.Unlock()
 			return
 		}
-		changed, err := b.f.cfg.Redirect(b.enter, b.port)
+		changed, err := b.f.cfg.Redirect(b.enter, b.port, b.tcpPort)
 		b.rmu.Unlock()
 		switch {
 		case err != nil:
@@ -369,6 +406,12 @@ func (b *box) close() {
 	b.lease.Close()
 	b.listen.Close()
 	b.upstream.Close()
+	b.tcp.Close()
+	b.cmu.Lock()
+	for c := range b.conns {
+		c.Close()
+	}
+	b.cmu.Unlock()
 	b.pmu.Lock()
 	for id, q := range b.pending {
 		b.forget(id, q)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -30,9 +31,10 @@ func TestMain(m *testing.M) {
 // sending 127.0.0.11:53 to it. The fake resolver answers every A question
 // with 192.0.2.53 (Docker's answer).
 type sandbox struct {
-	t    *testing.T
-	path string
-	ipt  func(args ...string) string
+	t     *testing.T
+	path  string
+	ipt   func(args ...string) string
+	asked atomic.Int64 // questions Docker's resolver got over UDP
 }
 
 func newSandbox(t *testing.T) *sandbox {
@@ -65,10 +67,21 @@ func newSandbox(t *testing.T) *sandbox {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { docker.Close() })
-	go fakeDocker(docker)
+	go fakeDocker(docker, &s.asked)
+	var dockerTCP *net.TCPListener
+	if err := netutil.InNetns(s.path, func() error {
+		var err error
+		dockerTCP, err = net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 11)})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dockerTCP.Close() })
+	go fakeDockerTCP(dockerTCP)
 	port := docker.LocalAddr().(*net.UDPAddr).Port
 	s.ipt("-t", "nat", "-N", "DOCKER_OUTPUT")
 	s.ipt("-t", "nat", "-A", "DOCKER_OUTPUT", "-d", "127.0.0.11/32", "-p", "udp", "--dport", "53", "-j", "DNAT", "--to-destination", fmt.Sprintf("127.0.0.11:%d", port))
+	s.ipt("-t", "nat", "-A", "DOCKER_OUTPUT", "-d", "127.0.0.11/32", "-p", "tcp", "--dport", "53", "-j", "DNAT", "--to-destination", dockerTCP.Addr().String())
 	s.dockerJump()
 	return s
 }
@@ -84,30 +97,65 @@ func (s *sandbox) dockerJump() {
 // other name is NXDOMAIN.
 var dockerNames = map[string]bool{"here": true, "example": true, "db": true}
 
-func fakeDocker(c *net.UDPConn) {
+func fakeDocker(c *net.UDPConn, asked *atomic.Int64) {
 	buf := make([]byte, 1500)
 	for {
 		n, from, err := c.ReadFromUDP(buf)
 		if err != nil {
 			return
 		}
-		var p dnsmessage.Parser
-		h, err := p.Start(buf[:n])
+		asked.Add(1)
+		if out := dockerAnswer(buf[:n], 512); out != nil {
+			_, _ = c.WriteToUDP(out, from)
+		}
+	}
+}
+
+// dockerAnswer is the fake resolver's reply to msg (nil: none).
+func dockerAnswer(msg []byte, size int) []byte {
+	var p dnsmessage.Parser
+	h, err := p.Start(msg)
+	if err != nil {
+		return nil
+	}
+	q, err := p.Question()
+	if err != nil {
+		return nil
+	}
+	name := strings.ToLower(strings.TrimSuffix(q.Name.String(), "."))
+	switch {
+	case name == "quiet":
+		return nil
+	case dockerNames[name]:
+		return reply(h, q, []netip.Addr{netip.MustParseAddr("192.0.2.53")}, size)
+	default:
+		return failure(h, &q, dnsmessage.RCodeNameError)
+	}
+}
+
+// fakeDockerTCP is Docker's resolver over TCP: the same answers.
+func fakeDockerTCP(l *net.TCPListener) {
+	for {
+		c, err := l.Accept()
 		if err != nil {
-			continue
+			return
 		}
-		q, err := p.Question()
-		if err != nil {
-			continue
-		}
-		name := strings.ToLower(strings.TrimSuffix(q.Name.String(), "."))
-		switch {
-		case name == "quiet":
-		case dockerNames[name]:
-			_, _ = c.WriteToUDP(reply(h, q, []netip.Addr{netip.MustParseAddr("192.0.2.53")}, 512), from)
-		default:
-			_, _ = c.WriteToUDP(failure(h, &q, dnsmessage.RCodeNameError), from)
-		}
+		go func() {
+			defer c.Close()
+			for {
+				msg, err := readTCP(c)
+				if err != nil {
+					return
+				}
+				out := dockerAnswer(msg, 65535)
+				if out == nil {
+					continue
+				}
+				if writeTCP(c, out) != nil {
+					return
+				}
+			}
+		}()
 	}
 }
 
@@ -200,6 +248,12 @@ func newForwarders(t *testing.T) *Forwarders {
 				return []netip.Addr{netip.MustParseAddr("10.0.0.6")}, true
 			case "db", "quiet": // other hosts' containers; Docker has "db" (an alias of this host's)
 				return []netip.Addr{netip.MustParseAddr("10.0.0.7")}, false
+			case "many": // a service name with more replicas than 512 bytes hold
+				var out []netip.Addr
+				for i := range 100 {
+					out = append(out, netip.AddrFrom4([4]byte{10, 0, 1, byte(i + 1)}))
+				}
+				return out, false
 			}
 			return nil, false
 		},
@@ -268,8 +322,8 @@ func TestKernelForwarderAnswersOtherHostsNamesOnly(t *testing.T) {
 		}
 		return nil
 	})
-	if n := strings.Count(s.ipt("-t", "nat", "-S", "OUTPUT"), "mynet:dns"); n != 1 {
-		t.Errorf("%d redirects in the sandbox, want 1", n)
+	if n := strings.Count(s.ipt("-t", "nat", "-S", "OUTPUT"), "mynet:dns"); n != 2 {
+		t.Errorf("%d redirects in the sandbox, want 2 (UDP, TCP)", n)
 	}
 
 	// Another network's sandbox is not answered.

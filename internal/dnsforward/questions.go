@@ -47,32 +47,72 @@ func (b *box) serve() {
 // what Docker would refuse) and passes the rest to Docker's resolver,
 // with mynet's answer ready when the name is another host's container.
 func (b *box) handle(msg []byte, client *net.UDPAddr) {
+	if !b.allow() {
+		return
+	}
+	v := b.judge(msg, false)
+	switch {
+	case v.drop:
+	case v.now != nil:
+		_, _ = b.listen.WriteToUDP(v.now, client)
+	default:
+		b.pass(msg, client, v.h, v.q, v.cluster)
+	}
+}
+
+// allow is false for a question over the sandbox's bound (maxRate).
+func (b *box) allow() bool {
+	if b.limit.Allow() {
+		return true
+	}
+	if b.limited.Add(1) == 1 {
+		b.log.Warn("the container asks more than 2000 questions a second: those over the bound are dropped (its resolver asks again)")
+	}
+	return false
+}
+
+// verdict is what becomes of one question.
+type verdict struct {
+	h    dnsmessage.Header
+	q    dnsmessage.Question
+	drop bool   // no header to answer, or a response: dropped, as Docker does
+	now  []byte // mynet's reply, given at once (FORMERR, NOTIMP, PTR)
+	// cluster is mynet's answer, given if Docker does not know the name
+	// (nil: Docker's answer only).
+	cluster []byte
+}
+
+// judge reads a question; over TCP, answers are not bounded by the
+// client's UDP size.
+func (b *box) judge(msg []byte, tcp bool) verdict {
 	var p dnsmessage.Parser
 	h, err := p.Start(msg)
 	if err != nil || h.Response {
-		return // no header to answer, or no question: dropped, as Docker does
+		return verdict{drop: true}
 	}
 	qs, err := p.AllQuestions()
 	switch {
 	case err != nil || len(qs) != 1:
-		_, _ = b.listen.WriteToUDP(failure(h, nil, dnsmessage.RCodeFormatError), client)
-		return
+		return verdict{h: h, now: failure(h, nil, dnsmessage.RCodeFormatError)}
 	case h.OpCode != 0:
-		_, _ = b.listen.WriteToUDP(failure(h, nil, dnsmessage.RCodeNotImplemented), client)
-		return
+		return verdict{h: h, now: failure(h, nil, dnsmessage.RCodeNotImplemented)}
 	}
-	q := qs[0]
-	if ptr := b.reverseAnswer(h, q); ptr != nil {
-		_, _ = b.listen.WriteToUDP(ptr, client)
-		return
+	v := verdict{h: h, q: qs[0]}
+	if v.now = b.reverseAnswer(h, v.q); v.now != nil {
+		return v
 	}
-	b.pass(msg, client, h, q, b.clusterAnswer(&p, h, q))
+	size := 65535
+	if !tcp {
+		size = clientSize(&p)
+	}
+	v.cluster = b.clusterAnswer(h, v.q, size)
+	return v
 }
 
 // clusterAnswer is mynet's reply to q when the name is another host's
 // container on one of the sandbox's cluster networks and not a container
 // of this host there; else nil.
-func (b *box) clusterAnswer(p *dnsmessage.Parser, h dnsmessage.Header, q dnsmessage.Question) []byte {
+func (b *box) clusterAnswer(h dnsmessage.Header, q dnsmessage.Question, size int) []byte {
 	if q.Class != dnsmessage.ClassINET || (q.Type != dnsmessage.TypeA && q.Type != dnsmessage.TypeAAAA) {
 		return nil
 	}
@@ -84,7 +124,7 @@ func (b *box) clusterAnswer(p *dnsmessage.Parser, h dnsmessage.Header, q dnsmess
 	if local || len(addrs) == 0 {
 		return nil
 	}
-	return reply(h, q, addrs, clientSize(p))
+	return reply(h, q, addrs, size)
 }
 
 // clientSize is the largest UDP reply the client takes: its EDNS size, or

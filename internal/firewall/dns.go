@@ -4,16 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
 
 // A container on a cluster network asks Docker's embedded DNS (127.0.0.11,
 // which Docker DNATs to its resolver inside the container's namespace).
-// mynet puts its forwarder ahead of it, in the container's namespace: one
-// rule at the top of nat OUTPUT sends UDP questions to 127.0.0.11:53 to the
-// forwarder's port, except those the forwarder marks, its own questions to
-// Docker's resolver, which go on to Docker's rules.
+// mynet puts its forwarder ahead of it, in the container's namespace: two
+// rules at the top of nat OUTPUT send UDP and TCP questions to
+// 127.0.0.11:53 to the forwarder's ports, except those the forwarder marks,
+// its own questions to Docker's resolver, which go on to Docker's rules.
 //
 // The rule fails open by construction: it matches only while 127.0.0.11 is
 // in the namespace's timed set DNSLeaseSet, whose element expires within a
@@ -32,8 +33,8 @@ const DNSLeaseSet = "mynet-dns"
 
 const dnsComment = "mynet:dns"
 
-func dnsRule(port uint16) []string {
-	return []string{"-d", "127.0.0.11/32", "-p", "udp", "-m", "udp", "--dport", "53",
+func dnsRule(proto string, port uint16) []string {
+	return []string{"-d", "127.0.0.11/32", "-p", proto, "-m", proto, "--dport", "53",
 		"-m", "mark", "!", "--mark", fmt.Sprintf("0x%x", DNSMark),
 		"-m", "set", "--match-set", DNSLeaseSet, "dst",
 		"-m", "comment", "--comment", dnsComment,
@@ -49,10 +50,11 @@ func legacyDNSRule(port uint16) []string {
 		"-j", "DNAT", "--to-destination", "127.0.0.11:" + strconv.Itoa(int(port))}
 }
 
-// listedDNSRule is what is read back of one of our redirects: its port
-// (a number, the only thing taken from the listed text) and whether it
-// has the lease's set match.
+// listedDNSRule is what is read back of one of our redirects: its
+// protocol and port (the only things taken from the listed text, checked
+// against what they may be) and whether it has the lease's set match.
 type listedDNSRule struct {
+	proto  string
 	port   uint16
 	leased bool
 }
@@ -72,48 +74,59 @@ func parseDNSRule(listed string) (r listedDNSRule, ok bool) {
 	if err != nil {
 		return r, false
 	}
-	return listedDNSRule{port: uint16(p), leased: strings.Contains(listed, "--match-set "+DNSLeaseSet+" dst")}, true
+	proto := "udp"
+	if strings.Contains(listed, " -p tcp ") {
+		proto = "tcp"
+	}
+	return listedDNSRule{proto: proto, port: uint16(p), leased: strings.Contains(listed, "--match-set "+DNSLeaseSet+" dst")}, true
 }
 
-// EnsureDNSRedirect makes the redirect to port the first rule of nat
-// OUTPUT in the namespace enter runs its function in (netutil.InNetns of
-// the container's sandbox), where Docker inserts its own jump at the top
-// when it starts its resolver: it reports whether it had to change
-// anything. The set DNSLeaseSet must exist there.
-func (f *Firewall) EnsureDNSRedirect(enter func(func() error) error, port uint16) (changed bool, err error) {
+// EnsureDNSRedirect makes the redirects to the forwarder's ports on
+// 127.0.0.11 (UDP, then TCP) the
+// first rules of nat OUTPUT in the namespace enter runs its function in
+// (netutil.InNetns of the container's sandbox), where Docker inserts its
+// own jump at the top when it starts its resolver: it reports whether it
+// had to change anything. The set DNSLeaseSet must exist there.
+func (f *Firewall) EnsureDNSRedirect(enter func(func() error) error, udpPort, tcpPort uint16) (changed bool, err error) {
 	if f.v4 == nil || f.v4.ipt == nil {
 		return false, errors.New("no iptables to redirect DNS with")
 	}
 	ipt := f.v4.ipt
+	want := []listedDNSRule{{proto: "udp", port: udpPort, leased: true}, {proto: "tcp", port: tcpPort, leased: true}}
 	err = enter(func() error {
 		rules, err := ipt.List("nat", "OUTPUT")
 		if err != nil {
 			return err
 		}
-		var ours []listedDNSRule
-		firstOurs := false
-		seen := false
+		var ours, first []listedDNSRule
+		others := false
 		for _, l := range rules {
 			if !strings.HasPrefix(l, "-A ") {
 				continue
 			}
 			r, ok := parseDNSRule(l)
-			if !seen {
-				firstOurs = ok && r.port == port && r.leased
-				seen = true
+			if !ok {
+				others = true
+				continue
 			}
-			if ok {
-				ours = append(ours, r)
+			ours = append(ours, r)
+			if !others {
+				first = append(first, r)
 			}
 		}
-		if len(ours) == 1 && firstOurs {
+		if slices.Equal(ours, want) && slices.Equal(first, want) {
 			return nil
 		}
 		changed = true
 		if err := deleteDNSRules(ipt, ours); err != nil {
 			return err
 		}
-		return ipt.Insert("nat", "OUTPUT", 1, dnsRule(port)...)
+		for i := len(want) - 1; i >= 0; i-- {
+			if err := ipt.Insert("nat", "OUTPUT", 1, dnsRule(want[i].proto, want[i].port)...); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return changed, fmt.Errorf("redirect DNS to mynet's forwarder: %w", err)
@@ -129,10 +142,10 @@ func deleteDNSRules(ipt interface {
 	for _, r := range ours {
 		spec := legacyDNSRule(r.port)
 		if r.leased {
-			spec = dnsRule(r.port)
+			spec = dnsRule(r.proto, r.port)
 		}
 		if err := ipt.Delete("nat", "OUTPUT", spec...); err != nil {
-			return fmt.Errorf("remove a DNS redirect to port %d: %w", r.port, err)
+			return fmt.Errorf("remove a DNS redirect (%s) to port %d: %w", r.proto, r.port, err)
 		}
 	}
 	return nil

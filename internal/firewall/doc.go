@@ -57,9 +57,9 @@
 //
 // Beyond bridge networks: one rule in INPUT drops VXLAN to this host's
 // underlay address from any host not in the cluster's members' set (tag
-// mynet:vxlan), and in each container of a cluster network one rule at the
-// top of its nat OUTPUT sends its DNS questions to mynet's forwarder there
-// while a one-second lease lives (tag mynet:dns; dns.go).
+// mynet:vxlan), and in each container of a cluster network two rules at
+// the top of its nat OUTPUT send its DNS questions (UDP, TCP) to mynet's
+// forwarder there while a one-second lease lives (tag mynet:dns; dns.go).
 //
 // Files: firewall.go the Firewall and its two families; backend.go which
 // iptables binaries (nft or legacy) and the health check's look; base.go
