@@ -15,11 +15,13 @@ GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 
 log() { echo "setup: $*" >&2; }
 
-# dockerd and iptables as `make run` has them, plus the tests' own tools.
+# dockerd and iptables as `make run` has them, plus the tests' own tools
+# (libseccomp-dev: runc's seccomp, for the Engine 29 build that make test
+# starts in the background, so that build never waits on apt).
 # test/engine/engine.sh, which runs its own engine (DOCKER_HOST), has them
 # already and only wants the image.
 if [ -z "${MYNET_E2E_SKIP_HOST_DEPS:-}" ]; then
-  bash "$HERE/../../packaging/host-deps.sh" busybox-static iproute2 curl iputils-ping nftables shellcheck tcpdump
+  bash "$HERE/../../packaging/host-deps.sh" busybox-static iproute2 curl iputils-ping nftables shellcheck tcpdump libseccomp-dev
 fi
 [ -x /bin/busybox ] || { log "busybox-static installed no /bin/busybox"; exit 1; }
 

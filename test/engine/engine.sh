@@ -58,8 +58,20 @@ have_build() {
     [ -x "$BIN/containerd-shim-runc-v2" ] && [ -x "$BIN/docker-proxy" ]
 }
 
+# build builds once: a second caller (make test builds in the background
+# while other steps run) waits on the lock and finds the binaries there.
+# The lock's descriptor is closed before anything is started from here, so
+# no daemon keeps it.
 build() {
+  have_build && return
+  mkdir -p "$ENGINE_CACHE"
+  exec 9>"$ENGINE_CACHE/.lock"
+  if ! flock -n 9; then
+    log "waiting for the Engine 29 build under way"
+    flock 9
+  fi
   have_build || build_into_cache
+  exec 9>&-
 }
 
 # build_into_cache is a subshell, not a function body in braces: its
