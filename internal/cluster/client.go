@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -69,7 +70,7 @@ type Client struct {
 	// maxRev the highest revision it saw of etcd (epoch.go).
 	epoch  string
 	maxRev int64
-	mark   int64 // this host's mark as last written (epoch.go)
+	writes atomic.Int64 // this host's writes that committed, as its witness counts them (epoch.go)
 }
 
 // ErrUnavailable wraps failures to reach etcd.
@@ -101,7 +102,11 @@ func newClient(k kv, cfg Config) *Client {
 	if cfg.Log == nil {
 		cfg.Log = logrus.NewEntry(logrus.StandardLogger())
 	}
-	return &Client{kv: k, cfg: cfg, log: cfg.Log, ready: make(chan struct{}), drop: func() {}}
+	c := &Client{kv: k, cfg: cfg, log: cfg.Log, ready: make(chan struct{}), drop: func() {}}
+	if cfg.Node != "" {
+		c.kv = k.witnessed(c.markKey(), &c.writes)
+	}
+	return c
 }
 
 // waitLease returns this host's lease, waiting for a registration under way

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"strconv"
 )
 
 // etcd can lose the cluster's data while hosts run: a wipe (etcdctl del
@@ -19,12 +18,20 @@ import (
 // registration and every second after (CheckData). Data was lost when the
 // record is gone, when its value is not the one this host registered
 // under (another host noticed first and wrote a new one), or when etcd's
-// revision is below one this host saw (an older backup restored). Since
-// writes after a restore can carry the revision past the one seen before
-// the next check, each host also keeps a counter of its own (marks/<node>)
-// that it raises at every check: read back lower than it wrote, the data
-// went back in time. A
-// deleted record is one a user removed when the epoch was there at the
+// revision is below one this host saw (an older backup restored).
+//
+// Writes after a restore can carry the revision past the one seen before
+// the next check, and a backup can be a moment older than the restore:
+// what a host wrote in between is gone, and the revision alone may not
+// say so. So every write of a host puts its witness (marks/<node>) in the
+// same transaction, and the host counts its writes that committed: the
+// witness's version (etcd's count of its puts) read back below that count
+// means some of this host's writes were lost, however recent, whatever
+// the revision says. A host that lost none of its writes lost nothing it
+// must claim or publish again; what other hosts lost they notice
+// themselves, and a new epoch tells everyone.
+//
+// A deleted record is one a user removed when the epoch was there at the
 // deletion's revision (EpochAt), and one lost with the data when not.
 
 const epochKey = Prefix + "epoch"
@@ -47,32 +54,21 @@ func (c *Client) ensureEpoch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	mark, err := c.readMark(ctx)
+	v, err := c.kv.version(ctx, c.markKey())
 	if err != nil {
 		return err
 	}
 	c.mu.Lock()
 	// After a restore this host registers again: the restored revisions
-	// and mark are the ones from now on.
-	c.epoch, c.maxRev, c.mark = epoch, rev, mark
+	// and witness are the ones from now on.
+	c.epoch, c.maxRev = epoch, rev
 	c.mu.Unlock()
+	c.writes.Store(v)
 	return nil
 }
 
+// markKey is this host's witness (see above).
 func (c *Client) markKey() string { return Prefix + "marks/" + c.cfg.Node }
-
-// readMark reads this host's mark (0 when there is none).
-func (c *Client) readMark(ctx context.Context) (int64, error) {
-	b, ok, err := c.kv.get(ctx, c.markKey())
-	if err != nil || !ok {
-		return 0, err
-	}
-	n, err := strconv.ParseInt(string(b), 10, 64)
-	if err != nil {
-		return 0, nil // not ours to read: written again at the next check
-	}
-	return n, nil
-}
 
 // CheckData reports whether etcd lost the cluster's data since this host
 // registered, and how (see above). The daemon calls it every second and
@@ -84,7 +80,7 @@ func (c *Client) CheckData() (lost bool, why string, err error) {
 			return err
 		}
 		c.mu.Lock()
-		epoch, maxRev, wrote := c.epoch, c.maxRev, c.mark
+		epoch, maxRev := c.epoch, c.maxRev
 		c.mu.Unlock()
 		switch {
 		case epoch == "":
@@ -99,22 +95,21 @@ func (c *Client) CheckData() (lost bool, why string, err error) {
 			lost, why = true, fmt.Sprintf("etcd's revision went back from %d to %d: it was restored from an older backup", maxRev, rev)
 			return nil
 		}
-		mark, err := c.readMark(ctx)
+		// Counted before the read: a write counted has committed, so the
+		// witness's version is at least the count unless writes were lost.
+		wrote := c.writes.Load()
+		v, err := c.kv.version(ctx, c.markKey())
 		if err != nil {
 			return err
 		}
-		if mark < wrote {
-			lost, why = true, fmt.Sprintf("this host's mark in etcd went back from %d to %d: etcd was restored from an older backup", wrote, mark)
+		if v < wrote {
+			lost, why = true, fmt.Sprintf("%d of this host's writes are gone from etcd (its witness's version is %d, it wrote %d): etcd was restored from an older backup", wrote-v, v, wrote)
 			return nil
 		}
-		// Raised from what was read: a write whose answer was lost leaves
-		// it above what this host wrote, which is no loss.
-		next := mark + 1
-		if err := c.kv.put(ctx, c.markKey(), []byte(strconv.FormatInt(next, 10)), 0); err != nil {
-			return err
-		}
+		// A write whose answer was lost counts from now on.
+		c.writes.Store(max(wrote, v))
 		c.mu.Lock()
-		c.maxRev, c.mark = max(c.maxRev, rev), next
+		c.maxRev = max(c.maxRev, rev)
 		c.mu.Unlock()
 		return nil
 	})

@@ -1,6 +1,9 @@
 package cluster
 
 import (
+	"fmt"
+	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -68,31 +71,53 @@ func TestCheckDataNoticesARevisionGoingBack(t *testing.T) {
 	}
 }
 
-// An older backup restored whose revision writes have already carried past
-// the one seen: this host's own mark, read back lower than it wrote, says
-// so.
-func TestCheckDataNoticesItsMarkGoingBack(t *testing.T) {
+// An older backup restored, a moment older than the restore, whose
+// revision other hosts' writes have already carried past the one seen:
+// the host's own write since the backup is gone, and its witness says so,
+// whatever the revision. A host none of whose writes were lost is not
+// told to claim again.
+func TestCheckDataNoticesItsWritesGone(t *testing.T) {
 	mem := NewMemory()
 	a := NewWithStore(mem, Config{Node: "host1"})
-	if _, _, err := a.Register(t.Context(), 0); err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		if lost, why, err := a.CheckData(); err != nil || lost {
-			t.Fatalf("nothing lost: %v %q %v", lost, why, err)
+	b := NewWithStore(mem, Config{Node: "host2"})
+	for _, c := range []*Client{a, b} {
+		if _, _, err := c.Register(t.Context(), 0); err != nil {
+			t.Fatal(err)
 		}
 	}
-	// The backup: host1's mark as it was two checks ago.
-	if err := mem.kv.put(t.Context(), a.markKey(), []byte("1"), 0); err != nil {
+	if _, err := a.EnsureNetwork("blue", netip.MustParsePrefix("10.1.0.0/24"), netip.Addr{}); err != nil {
 		t.Fatal(err)
 	}
-	if lost, why, _ := a.CheckData(); !lost || why == "" {
-		t.Errorf("mark back from 3 to 1: lost %v %q", lost, why)
+	claim := func(c *Client, ip string) {
+		t.Helper()
+		if ok, holder, err := c.ClaimAddress("blue", netip.MustParseAddr(ip), "e-"+ip); err != nil || !ok {
+			t.Fatalf("claim %s: %v %s %v", ip, ok, holder, err)
+		}
 	}
-	// Registered again, the restored mark is the one from now on.
+	claim(a, "10.1.0.2")
+	for _, c := range []*Client{a, b} {
+		if lost, why, err := c.CheckData(); err != nil || lost {
+			t.Fatalf("%s before the backup: lost %v %q %v", c.Node(), lost, why, err)
+		}
+	}
+	backup := mem.Backup()
+	claim(a, "10.1.0.3") // between the backup and the restore, no check between
+	mem.Restore(backup)
+	for i := range 20 { // the cluster writes on: the revision passes the one seen
+		claim(b, fmt.Sprintf("10.1.0.%d", 100+i))
+	}
+	lost, why, err := a.CheckData()
+	if err != nil || !lost || !strings.Contains(why, "writes are gone") {
+		t.Fatalf("host1, whose claim of 10.1.0.3 is gone: lost %v %q %v", lost, why, err)
+	}
+	if lost, why, err := b.CheckData(); err != nil || lost {
+		t.Errorf("host2, none of whose writes is gone: lost %v %q %v", lost, why, err)
+	}
+	// Registered again, the restored witness is the one from now on.
 	if _, _, err := a.Register(t.Context(), a.Lease()); err != nil {
 		t.Fatal(err)
 	}
+	claim(a, "10.1.0.3")
 	if lost, why, _ := a.CheckData(); lost {
 		t.Errorf("after registering again: lost %v %q", lost, why)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -22,6 +23,39 @@ const keepAliveTime = 10 * time.Second
 type etcdKV struct {
 	c    *clientv3.Client
 	page int64 // keys a list reads at a time (listPage)
+	// witness is put in every write's transaction, and wrote counts the
+	// writes that committed (witnessed; "": none).
+	witness string
+	wrote   *atomic.Int64
+}
+
+func (e *etcdKV) witnessed(key string, n *atomic.Int64) kv {
+	cp := *e
+	cp.witness, cp.wrote = key, n
+	return &cp
+}
+
+// then is a write's operations with the witness's put.
+func (e *etcdKV) then(ops ...clientv3.Op) []clientv3.Op {
+	if e.witness != "" {
+		ops = append(ops, clientv3.OpPut(e.witness, ""))
+	}
+	return ops
+}
+
+// committed counts a write whose transaction committed its operations.
+func (e *etcdKV) committed(ok bool) {
+	if ok && e.wrote != nil {
+		e.wrote.Add(1)
+	}
+}
+
+func (e *etcdKV) version(ctx context.Context, key string) (int64, error) {
+	res, err := e.c.Get(ctx, key)
+	if err != nil || len(res.Kvs) == 0 {
+		return 0, err
+	}
+	return res.Kvs[0].Version, nil
 }
 
 var _ kv = (*etcdKV)(nil)
@@ -70,12 +104,13 @@ func leaseOpts(lease int64) []clientv3.OpOption {
 func (e *etcdKV) create(ctx context.Context, key string, value []byte, lease int64) (bool, []byte, error) {
 	res, err := e.c.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, string(value), leaseOpts(lease)...)).
+		Then(e.then(clientv3.OpPut(key, string(value), leaseOpts(lease)...))...).
 		Else(clientv3.OpGet(key)).
 		Commit()
 	if err != nil {
 		return false, nil, err
 	}
+	e.committed(res.Succeeded)
 	if res.Succeeded {
 		return true, nil, nil
 	}
@@ -89,12 +124,13 @@ func (e *etcdKV) createGuarded(ctx context.Context, key string, value []byte, gu
 	res, err := e.c.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
 			clientv3.Compare(clientv3.LeaseValue(guard), "=", clientv3.LeaseID(guardLease))).
-		Then(clientv3.OpPut(key, string(value))).
+		Then(e.then(clientv3.OpPut(key, string(value)))...).
 		Else(clientv3.OpGet(key), clientv3.OpGet(guard)).
 		Commit()
 	if err != nil {
 		return false, nil, false, err
 	}
+	e.committed(res.Succeeded)
 	if res.Succeeded {
 		return true, nil, true, nil
 	}
@@ -123,61 +159,67 @@ func (e *etcdKV) deleteIfEmpty(ctx context.Context, del []string, guards map[str
 	for _, k := range del {
 		ops = append(ops, clientv3.OpDelete(k))
 	}
-	res, err := e.c.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	res, err := e.c.Txn(ctx).If(cmps...).Then(e.then(ops...)...).Commit()
 	if err != nil {
 		return false, err
 	}
+	e.committed(res.Succeeded)
 	return res.Succeeded, nil
 }
 
 func (e *etcdKV) put(ctx context.Context, key string, value []byte, lease int64) error {
-	_, err := e.c.Put(ctx, key, string(value), leaseOpts(lease)...)
+	_, err := e.c.Txn(ctx).Then(e.then(clientv3.OpPut(key, string(value), leaseOpts(lease)...))...).Commit()
+	e.committed(err == nil)
 	return err
 }
 
 func (e *etcdKV) replaceIf(ctx context.Context, key string, old, value []byte) (bool, error) {
 	res, err := e.c.Txn(ctx).
 		If(clientv3.Compare(clientv3.Value(key), "=", string(old))).
-		Then(clientv3.OpPut(key, string(value))).
+		Then(e.then(clientv3.OpPut(key, string(value)))...).
 		Commit()
 	if err != nil {
 		return false, err
 	}
+	e.committed(res.Succeeded)
 	return res.Succeeded, nil
 }
 
 func (e *etcdKV) replaceIfLease(ctx context.Context, key string, old, value []byte, lease int64) (bool, error) {
 	res, err := e.c.Txn(ctx).
 		If(clientv3.Compare(clientv3.Value(key), "=", string(old))).
-		Then(clientv3.OpPut(key, string(value), leaseOpts(lease)...)).
+		Then(e.then(clientv3.OpPut(key, string(value), leaseOpts(lease)...))...).
 		Commit()
 	if err != nil {
 		return false, err
 	}
+	e.committed(res.Succeeded)
 	return res.Succeeded, nil
 }
 
 func (e *etcdKV) deleteIf(ctx context.Context, key string, value []byte) (bool, error) {
 	res, err := e.c.Txn(ctx).
 		If(clientv3.Compare(clientv3.Value(key), "=", string(value))).
-		Then(clientv3.OpDelete(key)).
+		Then(e.then(clientv3.OpDelete(key))...).
 		Commit()
 	if err != nil {
 		return false, err
 	}
+	e.committed(res.Succeeded)
 	return res.Succeeded, nil
 }
 
 func (e *etcdKV) deleteKeys(ctx context.Context, keys []string) error {
 	for len(keys) > 0 {
-		n := min(len(keys), maxOps)
+		n := min(len(keys), maxOps-1) // and the witness
 		ops := make([]clientv3.Op, n)
 		for i, k := range keys[:n] {
 			ops[i] = clientv3.OpDelete(k)
 		}
-		if _, err := e.c.Txn(ctx).Then(ops...).Commit(); err != nil {
+		if _, err := e.c.Txn(ctx).Then(e.then(ops...)...).Commit(); err != nil {
 			return err
 		}
+		e.committed(true)
 		keys = keys[n:]
 	}
 	return nil

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 )
 
@@ -83,5 +84,12 @@ type kv interface {
 	// the TTL it was granted with.
 	leaseTTL(ctx context.Context, lease int64) (remaining, granted time.Duration, err error)
 	revoke(ctx context.Context, lease int64) error
+	// version is key's version: the puts since it was created (0 when it
+	// is absent).
+	version(ctx context.Context, key string) (int64, error)
+	// witnessed is a view of the store whose every write also puts key,
+	// in the same transaction, and counts in n the writes that committed
+	// (epoch.go).
+	witnessed(key string, n *atomic.Int64) kv
 	close() error
 }

@@ -59,7 +59,7 @@ func (m *Memory) PutEndpoint(ep Endpoint) {
 func (m *Memory) Wipe() {
 	m.kv.mu.Lock()
 	defer m.kv.mu.Unlock()
-	m.kv.data, m.kv.leases = map[string]memVal{}, map[int64]bool{}
+	m.kv.data, m.kv.versions, m.kv.leases = map[string]memVal{}, map[string]int64{}, map[int64]bool{}
 	m.kv.compacted, m.kv.history = m.kv.rev, nil
 	m.kv.endWatches(errors.New("connection to etcd lost"))
 }
@@ -85,4 +85,43 @@ func (m *Memory) DeletePrefix() {
 			m.kv.commit(event{Key: k, Delete: true})
 		}
 	}
+}
+
+// Snapshot is the store's data at one moment (Backup).
+type Snapshot struct {
+	rev      int64
+	data     map[string]memVal
+	versions map[string]int64
+}
+
+// Backup copies the store's data, as an etcd snapshot does.
+func (m *Memory) Backup() Snapshot {
+	m.kv.mu.Lock()
+	defer m.kv.mu.Unlock()
+	data := make(map[string]memVal, len(m.kv.data))
+	for k, v := range m.kv.data {
+		data[k] = memVal{value: slices.Clone(v.value), lease: v.lease}
+	}
+	versions := make(map[string]int64, len(m.kv.versions))
+	for k, v := range m.kv.versions {
+		versions[k] = v
+	}
+	return Snapshot{rev: m.kv.rev, data: data, versions: versions}
+}
+
+// Restore puts a backup's data back (leases stay), as an etcd restored
+// from an older snapshot: the revision goes back, no events, the watches
+// end.
+func (m *Memory) Restore(s Snapshot) {
+	m.kv.mu.Lock()
+	defer m.kv.mu.Unlock()
+	m.kv.data, m.kv.versions = map[string]memVal{}, map[string]int64{}
+	for k, v := range s.data {
+		m.kv.data[k] = memVal{value: slices.Clone(v.value), lease: v.lease}
+	}
+	for k, v := range s.versions {
+		m.kv.versions[k] = v
+	}
+	m.kv.rev, m.kv.compacted, m.kv.history = s.rev, s.rev, nil
+	m.kv.endWatches(errors.New("connection to etcd lost"))
 }

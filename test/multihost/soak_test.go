@@ -90,6 +90,7 @@ func soak(t *testing.T, seed uint64, steps int) {
 	}
 	wipes, restores := 0, 0
 	for range steps {
+		at := time.Now().Format("15:04:05.000")
 		switch r := s.rng.IntN(100); {
 		case r < 35:
 			s.create(s.rng.IntN(3))
@@ -108,23 +109,27 @@ func soak(t *testing.T, seed uint64, steps int) {
 			w.Hosts[i].Kill()
 			w.Hosts[i].Restart()
 			s.faults["daemon kill -9"]++
+			t.Logf("%s host%d killed and restarted", at, i+1)
 		case r < 85:
 			w.Etcd.Stop()
 			time.Sleep(3 * time.Second)
 			w.Etcd.Resume()
 			s.faults["etcd frozen 3 s"]++
+			t.Logf("%s etcd frozen 3 s", at)
 		case r < 92 && wipes < 2:
 			n := w.Etcd.DeletePrefix()
 			wipes++
 			s.faults["etcd data deleted"]++
-			t.Logf("etcd's data deleted (%d keys) with %d live endpoints", n, len(s.live))
+			t.Logf("%s etcd's data deleted (%d keys) with %d live endpoints", at, n, len(s.live))
 		case r < 96 && s.backup == "":
 			s.backup = w.Etcd.Backup()
 			s.faults["backup taken"]++
+			t.Logf("%s etcd backup taken", at)
 		case r < 100 && s.backup != "" && restores < 1:
 			w.Etcd.Restore(s.backup)
 			restores++
 			s.faults["etcd restored from the older backup"]++
+			t.Logf("%s etcd restored from the older backup", at)
 		default:
 			s.create(s.rng.IntN(3))
 		}
@@ -184,6 +189,8 @@ func (s *soaker) settle() {
 	var last error
 	ok := mhtest.WaitFor(settleBound, func() bool { last = s.check(); return last == nil })
 	if !ok {
+		out, _ := exec.Command("ip", "netns", "exec", s.w.Hosts[0].NS, mhtest.Binary(s.t), "cluster", "check", "--cluster-store", s.w.Store()).CombinedOutput()
+		t.Logf("mynet cluster check at the end:\n%s", out)
 		for _, h := range s.w.Hosts {
 			t.Logf("%s's log (tail):\n%s", h.Name, mhtest.Tail(h.Log(), 4000))
 			if dir := os.Getenv("MYNET_SOAK_LOGS"); dir != "" {
