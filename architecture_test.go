@@ -33,6 +33,9 @@ var allowedInternal = map[string][]string{
 	"internal/engineapi":  {},
 	"internal/dockersync": {"internal/cluster"},
 	"internal/dnsforward": {},
+	// A cluster network's peers, names and watch: the driver's alone (no
+	// other package lists it), over the cluster, the kernel and the store.
+	"internal/clusternet": {"internal/cluster", "internal/ids", "internal/netaddr", "internal/netutil", "internal/store"},
 	"test/bench":          {"test/dockercli"},
 	"test/dockercli":      {},
 	"test/etcd":           {},
@@ -41,7 +44,7 @@ var allowedInternal = map[string][]string{
 	"test/testbin":        {},
 	"test/bench/rr":       {},
 	"ipam":                {"internal/cluster", "internal/errdefs", "internal/netaddr", "internal/store", "internal/fault"},
-	"driver":              {"internal/engineapi", "internal/cluster", "internal/errdefs", "internal/ids", "internal/netaddr", "internal/store", "internal/netutil", "internal/firewall", "internal/hostport", "internal/fault"},
+	"driver":              {"internal/engineapi", "internal/cluster", "internal/clusternet", "internal/errdefs", "internal/ids", "internal/netaddr", "internal/store", "internal/netutil", "internal/firewall", "internal/hostport", "internal/fault"},
 	"plugin":              {"internal/engineapi", "internal/errdefs"},
 	"internal/status":     {"driver", "ipam", "plugin", "internal/dockersync", "internal/firewall", "internal/ids", "internal/store"},
 	"internal/daemon": {"driver", "ipam", "plugin", "internal/cluster", "internal/dnsforward", "internal/dockersync", "internal/status", "internal/metrics", "internal/firewall", "internal/netutil",

@@ -16,23 +16,32 @@
 // Docker moves into the sandbox and renames eth0, eth1, ...) plus the first
 // 12 hex digits of the endpoint ID. All fit the kernel's 15 bytes.
 //
-// Files. driver.go the Driver, its configuration and state; options.go parses and validates a network's configuration, values.go
-// the single values in it (IDs, interface names, options); network.go builds and removes
-// networks, and owns setupBridge, the one place a bridge is set up (the
-// create and Reconcile's rebuild both use it); endpoint.go the endpoints and
-// their records; ports.go published ports; reconcile.go Restore and
-// Reconcile; keyed_mutex.go the per-endpoint lock; clusternet.go a cluster
-// network's configuration (MTU and behaviour settled in the cluster);
-// peers.go the remote endpoints it follows from etcd; vxlan.go the entries
-// those become on its VXLAN device, kept in step with what is remembered;
-// records.go the checks a remote endpoint record passes before it becomes
-// an entry; held.go the records kept or checked again when etcd lost its
-// data or a refusal can change; names.go and nameindex.go the names the
-// name forwarders answer (their own lock, no scan).
+// Cluster networks. A network on a cluster pool (clusterconfig.go) also
+// has a VXLAN device on its bridge and a clusternet.Network: its peers
+// (other hosts' containers), their names and its watch of etcd live there
+// (internal/clusternet), with locks of their own. The driver makes it with
+// the network, tells it of this host's endpoints on it (Locals, and their
+// names), publishes and withdraws their records through it, and removes it
+// before the network.
+//
+// Files. driver.go the Driver, its configuration and state; options.go
+// parses and validates a network's configuration, values.go the single
+// values in it (IDs, interface names, options); network.go builds and
+// removes networks, and owns setupBridge, the one place a bridge is set up
+// (the create and Reconcile's rebuild both use it); endpoint.go the
+// endpoints and their records; ports.go published ports; reconcile.go
+// Restore and Reconcile; keyed_mutex.go the per-endpoint lock;
+// clusterconfig.go a cluster network's configuration (MTU and behaviour
+// settled in the cluster); cluster.go what the driver gives and asks of its
+// cluster networks (internal/clusternet); names.go the name forwarders of
+// cluster endpoints' sandboxes and the names they answer.
 //
 // Locking. Driver.mu guards the maps of networks and endpoints and is held
 // for the whole of CreateNetwork and DeleteNetwork (rare, and they must check
 // and claim subnets and bridge names atomically). Endpoint calls take it only
 // to read or update the maps and do their kernel work outside it, serialized
-// per endpoint ID, so dockerd's concurrent attaches proceed in parallel.
+// per endpoint ID, so dockerd's concurrent attaches proceed in parallel. A
+// cluster network's locks are taken after Driver.mu or without it, never
+// before (see internal/clusternet): a network is removed from the table
+// before DeleteNetwork takes Driver.mu, since its watch takes it.
 package driver

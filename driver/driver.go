@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
-	"time"
 
 	"github.com/docker/go-plugins-helpers/network"
 	"github.com/sirupsen/logrus"
 
+	"github.com/mynet/mynet/internal/clusternet"
 	"github.com/mynet/mynet/internal/fault"
 	"github.com/mynet/mynet/internal/firewall"
 	"github.com/mynet/mynet/internal/hostport"
@@ -34,10 +34,7 @@ type linksAPI interface {
 	SetRouteLocalnet(name string) error
 	SetBridgeNetfilter(name string) error
 	EnsureVXLAN(netutil.VXLANConfig) error
-	SetRemotes(name string, rs []netutil.Remote) error
-	DelRemote(name string, r netutil.Remote) error
-	Remotes(name string) ([]netutil.Remote, error)
-	AnnounceARP(bridge string, rs []netutil.Remote) error
+	clusternet.Kernel // a cluster network's peers on its VXLAN device
 }
 
 // firewallAPI is the part of firewall.Firewall the driver uses.
@@ -104,34 +101,13 @@ type Driver struct {
 
 	cluster ClusterConfig
 
-	mu        sync.Mutex // guards networks, endpoints, peers and syncs; see doc.go
+	mu        sync.Mutex // guards networks, endpoints and creating; see doc.go
 	networks  map[string]*netState
 	endpoints map[string]*Endpoint
-	peers     map[string]map[netip.Addr]Peer // cluster networks' remote endpoints, by network ID
-	// nameIdx indexes peers' and endpoints' names for the name
-	// forwarders (nameindex.go); it has its own lock, inner to mu.
-	nameIdx  *nameIndex
-	syncs    map[string]*peerSync  // cluster networks' watches, by network ID
-	creating map[netip.Addr]string // cluster endpoints being created: address -> network ID
-	refused  map[string]uint64     // remote endpoint records refused, by reason (records.go)
-	held     held                  // records kept or checked again (held.go); its own lock
-	// listEpochs is the cluster epoch of each cluster network's last full
-	// list, and lossAt when etcd last lost its data (held.go).
-	listEpochs map[string]string
-	lossAt     time.Time
-	// legacyPeers are the networks whose remote endpoints are saved in an
-	// older version's one-record form (vxlan.go).
-	legacyPeers map[string]bool
-	// saves are the watched changes of remote endpoints not yet in the
-	// store (vxlan.go).
-	saves peerSaves
-
-	// peersMu keeps each VXLAN device's entries and d.peers in step: it is
-	// held from reading what a device should have to recording it
-	// (setPeers, and Reconcile's reprogramming), so that a reconcile never
-	// programs from a d.peers an update has not reached yet. Taken before
-	// d.mu, never while holding it.
-	peersMu sync.Mutex
+	creating  map[netip.Addr]string // cluster endpoints being created: address -> network ID
+	// nets are the cluster networks (internal/clusternet; nil without a
+	// cluster): their peers, names and watches, each with its own locks.
+	nets *clusternet.Table
 }
 
 // netState is a network as persisted.
@@ -183,30 +159,28 @@ type Endpoint struct {
 // Call Restore to re-assert their kernel state.
 func New(cfg Config) (*Driver, error) {
 	d := &Driver{
-		store:       cfg.Store,
-		links:       cfg.Links,
-		fw:          cfg.Firewall,
-		sysctl:      cfg.EnsureSysctl,
-		ports:       cfg.Ports,
-		fault:       cfg.Fault,
-		log:         cfg.Log,
-		cluster:     cfg.Cluster,
-		names:       cfg.Names,
-		networks:    map[string]*netState{},
-		endpoints:   map[string]*Endpoint{},
-		peers:       map[string]map[netip.Addr]Peer{},
-		nameIdx:     newNameIndex(),
-		syncs:       map[string]*peerSync{},
-		creating:    map[netip.Addr]string{},
-		refused:     map[string]uint64{},
-		listEpochs:  map[string]string{},
-		legacyPeers: map[string]bool{},
+		store:     cfg.Store,
+		links:     cfg.Links,
+		fw:        cfg.Firewall,
+		sysctl:    cfg.EnsureSysctl,
+		ports:     cfg.Ports,
+		fault:     cfg.Fault,
+		log:       cfg.Log,
+		cluster:   cfg.Cluster,
+		names:     cfg.Names,
+		networks:  map[string]*netState{},
+		endpoints: map[string]*Endpoint{},
+		creating:  map[netip.Addr]string{},
 	}
 	if d.log == nil {
 		d.log = logrus.NewEntry(logrus.StandardLogger())
 	}
 	if d.ports == nil {
 		d.ports = hostport.New()
+	}
+	if cfg.Cluster.Client != nil {
+		d.nets = clusternet.NewTable(clusternet.TableConfig{Client: cfg.Cluster.Client, Kernel: cfg.Links, Store: cfg.Store,
+			Underlay: cfg.Cluster.Underlay, Log: d.log})
 	}
 	err := d.store.View(func(tx store.Tx) error {
 		if err := store.ForEachJSON(tx, bucketNetworks, func(k string, n *netState) error {
@@ -217,12 +191,11 @@ func New(cfg Config) (*Driver, error) {
 		}
 		if err := store.ForEachJSON(tx, bucketEndpoints, func(k string, ep *Endpoint) error {
 			d.endpoints[k] = ep
-			d.nameIdx.setLocal(ep)
 			return nil
 		}); err != nil {
 			return err
 		}
-		return d.loadPeers(tx)
+		return d.loadClusterNets(tx)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load networks: %w", err)
@@ -341,7 +314,32 @@ func (d *Driver) deleteLinkInBackground(name string) {
 // Close stops following the cluster and waits for background deletions to
 // finish.
 func (d *Driver) Close() {
-	d.stopPeerSyncs()
+	if d.nets != nil {
+		d.nets.StopAll()
+	}
 	d.background.Wait()
-	d.flushPeers()
+}
+
+// loadClusterNets makes the cluster networks' objects, with the peers last
+// saved and this host's endpoints' names. Caller has loaded d.networks
+// and d.endpoints.
+func (d *Driver) loadClusterNets(tx store.Tx) error {
+	if d.nets == nil {
+		return nil
+	}
+	for id, n := range d.networks {
+		if n.Config.Cluster == "" {
+			continue
+		}
+		cn, err := d.nets.Load(tx, clusterConfig(&n.Config), locals{d, id})
+		if err != nil {
+			return err
+		}
+		for _, ep := range d.endpoints {
+			if ep.NetworkID == id {
+				cn.SetLocal(ep.ID, ep.Name, ep.Aliases)
+			}
+		}
+	}
+	return nil
 }

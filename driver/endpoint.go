@@ -157,10 +157,11 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 	// A record without an endpoint (a crash before the save) is withdrawn
 	// by the next list; an endpoint without a record is published by it.
 	published := func() error { return nil }
-	if cfg.Cluster != "" && d.cluster.NameOf != nil {
+	cn := d.clusterNet(cfg.ID)
+	if cn != nil && d.cluster.NameOf != nil {
 		ep.Name = d.cluster.NameOf(cfg.Cluster, ep.Address.Addr())
 	}
-	if cfg.Cluster != "" {
+	if cn != nil {
 		d.mu.Lock()
 		d.creating[ep.Address.Addr()] = ep.NetworkID
 		d.mu.Unlock()
@@ -171,13 +172,14 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 		}()
 		done := make(chan struct{})
 		var err error
-		go func() { err = d.publish(cfg, ep); close(done) }()
+		local := localOf(ep)
+		go func() { err = cn.Publish(local); close(done) }()
 		published = func() error { <-done; return err }
 	}
 	undo := func(err error) (*network.CreateEndpointResponse, error) {
 		_ = d.links.DeleteLink(ep.HostVeth)
-		if cfg.Cluster != "" && published() == nil {
-			_ = d.cluster.Client.UnpublishEndpoint(cfg.Cluster, ep.Address.Addr())
+		if cn != nil && published() == nil {
+			_ = cn.Unpublish(ep.Address.Addr())
 		}
 		return nil, fmt.Errorf("create endpoint %s: %w", ids.Short(ep.ID), err)
 	}
@@ -196,8 +198,8 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 		_ = d.store.Update(func(tx store.Tx) error { return tx.Delete(bucketEndpoints, ep.ID) })
 		d.mu.Lock()
 		delete(d.endpoints, ep.ID)
-		d.nameIdx.removeLocal(ep.ID)
 		d.mu.Unlock()
+		cn.RemoveLocal(ep.ID)
 		return undo(err)
 	}
 	d.fault.At(fault.CreateEndpointSaved)
@@ -263,8 +265,11 @@ func (d *Driver) DeleteEndpoint(req *network.DeleteEndpointRequest) error {
 	}
 	d.mu.Lock()
 	delete(d.endpoints, ep.ID)
-	d.nameIdx.removeLocal(ep.ID)
 	d.mu.Unlock()
+	cn := d.clusterNet(ep.NetworkID)
+	if cn != nil {
+		cn.RemoveLocal(ep.ID)
+	}
 	d.fault.At(fault.DeleteEndpointStore)
 	d.leaveNames(*ep)
 	var errs []error
@@ -275,9 +280,9 @@ func (d *Driver) DeleteEndpoint(req *network.DeleteEndpointRequest) error {
 		}
 	}
 	d.deleteLinkInBackground(ep.HostVeth)
-	if cluster := d.clusterNameOf(ep.NetworkID); cluster != "" {
+	if cn != nil {
 		// A record left by a failure here is withdrawn by the next list.
-		if err := d.cluster.Client.UnpublishEndpoint(cluster, ep.Address.Addr()); err != nil {
+		if err := cn.Unpublish(ep.Address.Addr()); err != nil {
 			log.WithError(err).Warn("could not withdraw the endpoint from the cluster; the next resync will")
 		}
 	}
@@ -383,7 +388,9 @@ func (d *Driver) saveEndpoint(ep *Endpoint) error {
 	cp.Ports = slices.Clone(ep.Ports)
 	d.mu.Lock()
 	d.endpoints[ep.ID] = &cp
-	d.nameIdx.setLocal(&cp)
 	d.mu.Unlock()
+	if cn := d.clusterNet(ep.NetworkID); cn != nil {
+		cn.SetLocal(cp.ID, cp.Name, cp.Aliases)
+	}
 	return nil
 }

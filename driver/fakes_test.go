@@ -17,15 +17,15 @@ import (
 // fakeLinks is an in-memory kernel for unit tests: links by name.
 type fakeLinks struct {
 	mu        sync.Mutex
-	links     map[string]string                        // name -> kind ("bridge", "veth", "other")
-	addrs     map[string]map[netip.Prefix]bool         // name -> addresses
-	peers     map[string]string                        // veth end -> other end
-	failOn    map[string]error                         // method -> error to return
-	settings  map[string]bool                          // bridge/setting -> on
-	remotes   map[string]map[netip.Addr]netutil.Remote // VXLAN device -> programmed remotes
-	vxlans    []netutil.VXLANConfig                    // every EnsureVXLAN call
-	announced []string                                 // AnnounceARP calls, "IP@MAC"
-	calls     map[string]int                           // calls of the remote-endpoint methods, by name
+	links     map[string]string                      // name -> kind ("bridge", "veth", "other")
+	addrs     map[string]map[netip.Prefix]bool       // name -> addresses
+	peers     map[string]string                      // veth end -> other end
+	failOn    map[string]error                       // method -> error to return
+	settings  map[string]bool                        // bridge/setting -> on
+	remotes   map[string]map[netip.Addr]netutil.Peer // VXLAN device -> programmed remotes
+	vxlans    []netutil.VXLANConfig                  // every EnsureVXLAN call
+	announced []string                               // AnnounceARP calls, "IP@MAC"
+	calls     map[string]int                         // calls of the remote-endpoint methods, by name
 }
 
 var _ linksAPI = (*fakeLinks)(nil)
@@ -291,19 +291,19 @@ func (f *fakeLinks) EnsureVXLAN(cfg netutil.VXLANConfig) error {
 	if f.links[cfg.Name] != "vxlan" {
 		f.links[cfg.Name] = "vxlan"
 		if f.remotes == nil {
-			f.remotes = map[string]map[netip.Addr]netutil.Remote{}
+			f.remotes = map[string]map[netip.Addr]netutil.Peer{}
 		}
-		f.remotes[cfg.Name] = map[netip.Addr]netutil.Remote{}
+		f.remotes[cfg.Name] = map[netip.Addr]netutil.Peer{}
 	}
 	f.vxlans = append(f.vxlans, cfg)
 	return nil
 }
 
-func (f *fakeLinks) SetRemotes(name string, rs []netutil.Remote) error {
+func (f *fakeLinks) SetPeers(name string, rs []netutil.Peer) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for range rs {
-		f.called("SetRemote")
+		f.called("SetPeer")
 	}
 	if f.links[name] != "vxlan" {
 		return fmt.Errorf("no VXLAN device %q", name)
@@ -314,22 +314,22 @@ func (f *fakeLinks) SetRemotes(name string, rs []netutil.Remote) error {
 	return nil
 }
 
-func (f *fakeLinks) DelRemote(name string, r netutil.Remote) error {
+func (f *fakeLinks) DelPeer(name string, r netutil.Peer) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.called("DelRemote")
+	f.called("DelPeer")
 	delete(f.remotes[name], r.IP)
 	return nil
 }
 
-func (f *fakeLinks) Remotes(name string) ([]netutil.Remote, error) {
+func (f *fakeLinks) Peers(name string) ([]netutil.Peer, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.called("Remotes")
+	f.called("Peers")
 	if f.links[name] != "vxlan" {
 		return nil, fmt.Errorf("no VXLAN device %q", name)
 	}
-	var out []netutil.Remote
+	var out []netutil.Peer
 	for _, r := range f.remotes[name] {
 		out = append(out, r)
 	}
@@ -368,7 +368,7 @@ func (f *fakeLinks) remoteIPs(name string) []string {
 	return out
 }
 
-func (f *fakeLinks) AnnounceARP(bridge string, rs []netutil.Remote) error {
+func (f *fakeLinks) AnnounceARP(bridge string, rs []netutil.Peer) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, r := range rs {

@@ -65,7 +65,7 @@ func TestRecordRefusedForNoClaimIsCheckedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	ip := netip.MustParseAddr("10.40.0.20")
-	mem.PutEndpoint(cluster.Endpoint{Network: "blue", Node: "host3", IP: ip, MAC: "02:00:00:00:00:20", VTEP: vtep3})
+	mem.PutPeer(cluster.Peer{Network: "blue", Node: "host3", IP: ip, MAC: "02:00:00:00:00:20", VTEP: vtep3})
 	eventuallyTrue(t, "host2 holds the record refused for no claim", func() bool { return h[1].d.HeldCount() == 1 })
 	if got := h[1].d.HeldAddrs()["blue"]; !slices.Equal(got, []netip.Addr{ip}) {
 		t.Errorf("held addresses %v, want %s taken", got, ip)
@@ -79,7 +79,7 @@ func TestRecordRefusedForNoClaimIsCheckedAgain(t *testing.T) {
 		t.Errorf("after its claim came and a recheck: entries %v, held %d", h[1].links.remoteIPs(vxlanName), h[1].d.HeldCount())
 	}
 	// A refusal that cannot change is not held.
-	mem.PutEndpoint(cluster.Endpoint{Network: "blue", Node: "host3", IP: netip.MustParseAddr("10.40.0.1"), MAC: "02:00:00:00:00:01", VTEP: vtep3})
+	mem.PutPeer(cluster.Peer{Network: "blue", Node: "host3", IP: netip.MustParseAddr("10.40.0.1"), MAC: "02:00:00:00:00:01", VTEP: vtep3})
 	eventuallyTrue(t, "the gateway's record refused", func() bool { return h[1].d.RefusedRecords()["gateway"] > 0 })
 	if n := h[1].d.HeldCount(); n != 0 {
 		t.Errorf("%d held after a refusal that cannot change", n)
@@ -111,7 +111,7 @@ func TestOwnStaleRecordIsPublishedAgain(t *testing.T) {
 	}
 	// Both hosts listed and watch (host1's first list would fix the record).
 	eventuallyTrue(t, "host2 has host1's endpoint", func() bool { return macOnHost2() == ep.MAC })
-	mem.PutEndpoint(cluster.Endpoint{Network: "blue", Node: "host1", IP: netip.MustParseAddr("10.40.0.10"), MAC: "02:00:00:00:00:99", VTEP: h[0].vtep})
+	mem.PutPeer(cluster.Peer{Network: "blue", Node: "host1", IP: netip.MustParseAddr("10.40.0.10"), MAC: "02:00:00:00:00:99", VTEP: h[0].vtep})
 	eventuallyTrue(t, "host2 has the stale record", func() bool { return macOnHost2() == "02:00:00:00:00:99" })
 	h[0].d.ResyncCluster()
 	eventuallyTrue(t, "host2 follows the endpoint's own MAC", func() bool { return macOnHost2() == ep.MAC })

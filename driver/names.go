@@ -8,6 +8,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/mynet/mynet/internal/clusternet"
 	"github.com/mynet/mynet/internal/ids"
 )
 
@@ -69,9 +70,12 @@ func (d *Driver) AttachSandboxes() {
 // networks (IDs): the addresses of live other hosts' containers of that
 // name, and whether a container of this host has it there (then Docker's
 // own resolver answers). It takes no lock of the driver's and scans
-// nothing (nameIndex).
+// nothing (clusternet Table.Resolve).
 func (d *Driver) ResolveName(networks []string, name string) (addrs []netip.Addr, local bool) {
-	addrs, local = d.nameIdx.resolve(networks, name)
+	if d.nets == nil {
+		return nil, false
+	}
+	addrs, local = d.nets.Resolve(networks, name)
 	if len(addrs) > 0 && d.log.Logger.IsLevelEnabled(logrus.DebugLevel) {
 		d.log.WithFields(logrus.Fields{"name": name, "addresses": addrs}).Debug("name of another host's container answered")
 	}
@@ -81,44 +85,27 @@ func (d *Driver) ResolveName(networks []string, name string) (addrs []netip.Addr
 // ResolveAddr answers a forwarder's PTR question for ip on the networks:
 // the name of the live other host's container that has it (name.network).
 func (d *Driver) ResolveAddr(networks []string, ip netip.Addr) (string, bool) {
-	return d.nameIdx.reverse(networks, ip)
+	if d.nets == nil {
+		return "", false
+	}
+	return d.nets.Reverse(networks, ip)
 }
 
 // SetLiveNodes tells the driver which hosts are alive (their leases in the
 // cluster): names of containers of other hosts are answered only for
 // those.
-func (d *Driver) SetLiveNodes(nodes []string) { d.nameIdx.setAlive(nodes) }
+func (d *Driver) SetLiveNodes(nodes []string) {
+	if d.nets != nil {
+		d.nets.SetAlive(nodes)
+	}
+}
 
 // SetNetworkNames tells the driver the Docker names of its networks (ID ->
 // name), for questions of the form name.network.
-func (d *Driver) SetNetworkNames(names map[string]string) { d.nameIdx.setNetworkNames(names) }
-
-// dnsNames are the valid DNS names of names, lower case, sorted, once
-// each, without except.
-func dnsNames(names []string, except string) []string {
-	var out []string
-	for _, n := range names {
-		n = strings.ToLower(n)
-		if n == except || !validDNSPath(n) || slices.Contains(out, n) {
-			continue
-		}
-		out = append(out, n)
+func (d *Driver) SetNetworkNames(names map[string]string) {
+	if d.nets != nil {
+		d.nets.SetNetworkNames(names)
 	}
-	slices.Sort(out)
-	return out
-}
-
-// validDNSPath: labels as ValidDNSName, separated by dots, 253 bytes at most.
-func validDNSPath(name string) bool {
-	if name == "" || len(name) > 253 {
-		return false
-	}
-	for _, l := range strings.Split(name, ".") {
-		if !ValidDNSName(l) {
-			return false
-		}
-	}
-	return true
 }
 
 // SetEndpointNames records what Docker calls a local endpoint's container
@@ -128,28 +115,28 @@ func validDNSPath(name string) bool {
 // endpoint that is not a cluster network's is left alone.
 func (d *Driver) SetEndpointNames(endpointID, name string, aliases []string) error {
 	d.mu.Lock()
-	ep, n := d.endpoints[endpointID], (*netState)(nil)
-	if ep != nil {
-		n = d.networks[ep.NetworkID]
-	}
+	ep := d.endpoints[endpointID]
 	var cp Endpoint
 	if ep != nil {
 		cp = *ep
 	}
 	d.mu.Unlock()
-	if ep == nil || n == nil || n.Config.Cluster == "" {
+	if ep == nil {
 		return nil
 	}
-	if !ValidDNSName(name) {
+	cn := d.clusterNet(cp.NetworkID)
+	if cn == nil {
+		return nil
+	}
+	if !clusternet.ValidDNSName(name) {
 		name = ""
 	}
-	aliases = dnsNames(aliases, strings.ToLower(name))
+	aliases = clusternet.DNSNames(aliases, strings.ToLower(name))
 	if cp.Name == name && slices.Equal(cp.Aliases, aliases) {
 		return nil
 	}
 	cp.Name, cp.Aliases = name, aliases
-	cfg := n.Config
-	if err := d.publish(&cfg, &cp); err != nil {
+	if err := cn.Publish(localOf(&cp)); err != nil {
 		return fmt.Errorf("publish the names of endpoint %s: %w", ids.Short(endpointID), err)
 	}
 	if err := d.saveEndpoint(&cp); err != nil {

@@ -7,6 +7,7 @@ import (
 	"github.com/docker/go-plugins-helpers/network"
 	"github.com/sirupsen/logrus"
 
+	"github.com/mynet/mynet/internal/clusternet"
 	"github.com/mynet/mynet/internal/errdefs"
 	"github.com/mynet/mynet/internal/fault"
 	"github.com/mynet/mynet/internal/ids"
@@ -155,7 +156,7 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 	}
 	d.networks[cfg.ID] = state
 	if cfg.Cluster != "" {
-		d.startPeerSync(*cfg)
+		d.addClusterNet(cfg)
 	}
 	log.WithFields(logrus.Fields{"created_bridge": state.CreatedBridge, "cluster_network": cfg.Cluster}).Info("network created")
 	return nil
@@ -207,10 +208,7 @@ func (d *Driver) deleteNetworkRecords(networkID string, eps []*Endpoint) error {
 				return err
 			}
 		}
-		if err := tx.Delete(bucketPeers, networkID); err != nil {
-			return err
-		}
-		if err := tx.DeleteBucket(peersBucket(networkID)); err != nil {
+		if err := clusternet.DeleteSaved(tx, networkID); err != nil {
 			return err
 		}
 		return tx.Delete(bucketNetworks, networkID)
@@ -224,10 +222,6 @@ func (d *Driver) dropNetwork(networkID string, eps []*Endpoint) {
 		delete(d.endpoints, ep.ID)
 	}
 	delete(d.networks, networkID)
-	delete(d.peers, networkID)
-	d.nameIdx.dropNetwork(networkID)
-	d.held.dropNetwork(networkID)
-	delete(d.legacyPeers, networkID)
 }
 
 // teardownBridge removes the bridge if mynet created it, else only mynet's
@@ -286,8 +280,11 @@ func (d *Driver) DeleteNetwork(req *network.DeleteNetworkRequest) error {
 	if err := validID("network", req.NetworkID); err != nil {
 		return err
 	}
-	// A cluster network's watch stops first: it takes d.mu itself.
-	d.stopPeerSync(req.NetworkID)
+	// A cluster network's watch stops first (it takes d.mu itself), and
+	// nothing more of its peers is recorded or saved.
+	if d.nets != nil {
+		d.nets.Remove(req.NetworkID)
+	}
 	d.opsMu.RLock()
 	defer d.opsMu.RUnlock()
 	d.mu.Lock()

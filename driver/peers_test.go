@@ -14,6 +14,7 @@ import (
 	"github.com/docker/go-plugins-helpers/network"
 
 	"github.com/mynet/mynet/internal/cluster"
+	"github.com/mynet/mynet/internal/clusternet"
 	"github.com/mynet/mynet/internal/errdefs"
 	"github.com/mynet/mynet/internal/store"
 )
@@ -152,7 +153,7 @@ func TestClusterNetworkAcrossHosts(t *testing.T) {
 		return slices.Contains(h[2].links.remoteIPs(vxlanName), "10.40.0.10@"+h[1].vtep.String())
 	})
 	// An entry deleted by hand is repaired by Reconcile.
-	_ = h[2].links.DelRemote(vxlanName, h[2].links.remotes[vxlanName][netip.MustParseAddr("10.40.0.11")])
+	_ = h[2].links.DelPeer(vxlanName, h[2].links.remotes[vxlanName][netip.MustParseAddr("10.40.0.11")])
 	rep, err := h[2].d.Reconcile()
 	if err != nil || len(rep.PeersReprogrammed) != 1 {
 		t.Errorf("Reconcile = %+v, %v; want the entry reprogrammed", rep, err)
@@ -197,7 +198,7 @@ func TestClusterNetworkAcrossHosts(t *testing.T) {
 		x.d.ResyncCluster()
 	}
 	eventuallyTrue(t, "endpoints re-published after the wipe", func() bool {
-		eps, _, _ := h[2].client.Endpoints("blue")
+		eps, _, _ := h[2].client.Peers("blue")
 		return len(eps) == 3
 	})
 	eventuallyTrue(t, "host1 knows host2's endpoints after the wipe", func() bool {
@@ -292,14 +293,14 @@ func TestClusterCreateEndpointFailures(t *testing.T) {
 	if len(x.d.Endpoints()) != 0 {
 		t.Errorf("endpoint kept: %+v", x.d.Endpoints())
 	}
-	if eps, _, err := x.client.Endpoints("blue"); err != nil || len(eps) != 0 {
+	if eps, _, err := x.client.Peers("blue"); err != nil || len(eps) != 0 {
 		t.Errorf("etcd records after the failed create: %v, %v", eps, err)
 	}
 	// The create works once etcd is back, and its record is there.
 	if _, err := x.d.CreateEndpoint(endpointReq(epID, "10.40.0.10/16", "")); err != nil {
 		t.Fatal(err)
 	}
-	if eps, _, err := x.client.Endpoints("blue"); err != nil || len(eps) != 1 {
+	if eps, _, err := x.client.Peers("blue"); err != nil || len(eps) != 1 {
 		t.Errorf("etcd records after the create: %v, %v", eps, err)
 	}
 }
@@ -324,7 +325,7 @@ func TestClusterRecordsAreChecked(t *testing.T) {
 	mem.PutClaim("blue", netip.MustParseAddr("10.40.0.22"), "host2", "x")
 	mem.PutClaim("blue", netip.MustParseAddr("10.40.0.23"), "ghost", "x")
 	bad := netip.MustParseAddr("198.18.0.66")
-	forged := []cluster.Endpoint{
+	forged := []cluster.Peer{
 		{Node: "host2", IP: netip.MustParseAddr("10.40.0.1"), VTEP: h[1].vtep},  // the gateway
 		{Node: "host2", IP: netip.MustParseAddr("10.41.0.5"), VTEP: h[1].vtep},  // outside the subnet
 		{Node: "host2", IP: netip.MustParseAddr("10.40.0.20"), VTEP: h[1].vtep}, // no claim
@@ -335,7 +336,7 @@ func TestClusterRecordsAreChecked(t *testing.T) {
 	}
 	for _, ep := range forged {
 		ep.Network, ep.MAC = "blue", "02:00:00:00:66:66"
-		mem.PutEndpoint(ep)
+		mem.PutPeer(ep)
 	}
 	want := map[string]uint64{"gateway": 1, "outside_subnet": 1, "no_claim": 1, "wrong_vtep": 1, "unregistered_node": 1, "not_a_host_address": 1}
 	eventuallyTrue(t, "the forged records refused", func() bool { return maps.Equal(h[0].d.RefusedRecords(), want) })
@@ -364,11 +365,11 @@ func TestClusterOwnRecordFollowsANewUnderlayAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	x.createEndpoint(t, epID, "10.40.0.10/16")
-	mem.PutEndpoint(cluster.Endpoint{Network: "blue", Node: "host1", IP: netip.MustParseAddr("10.40.0.10"), MAC: "02:00:00:00:00:10",
+	mem.PutPeer(cluster.Peer{Network: "blue", Node: "host1", IP: netip.MustParseAddr("10.40.0.10"), MAC: "02:00:00:00:00:10",
 		VTEP: netip.MustParseAddr("198.18.0.99")})
 	x.d.ResyncCluster()
 	eventuallyTrue(t, "the record carries the current underlay address", func() bool {
-		eps, _, _ := x.client.Endpoints("blue")
+		eps, _, _ := x.client.Peers("blue")
 		return len(eps) == 1 && eps[0].VTEP == x.vtep
 	})
 }
@@ -427,7 +428,7 @@ func TestClusterEventCostIsFlat(t *testing.T) {
 		if ok, _, err := b.client.ClaimAddress("blue", ip, ip.String()); !ok || err != nil {
 			t.Fatalf("claim %s: %v %v", ip, ok, err)
 		}
-		if err := b.client.PublishEndpoint(cluster.Endpoint{Network: "blue", IP: ip, MAC: fmt.Sprintf("02:42:0a:28:%02x:%02x", 1+i/250, 1+i%250)}); err != nil {
+		if err := b.client.PublishPeer(cluster.Peer{Network: "blue", IP: ip, MAC: fmt.Sprintf("02:42:0a:28:%02x:%02x", 1+i/250, 1+i%250)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -440,7 +441,7 @@ func TestClusterEventCostIsFlat(t *testing.T) {
 	saved := func() int {
 		count := 0
 		_ = a.st.View(func(tx store.Tx) error {
-			return tx.ForEach(peersBucket(netID), func(string, []byte) error { count++; return nil })
+			return tx.ForEach("cluster-peers/"+netID, func(string, []byte) error { count++; return nil })
 		})
 		return count
 	}
@@ -453,20 +454,20 @@ func TestClusterEventCostIsFlat(t *testing.T) {
 		change()
 		eventuallyTrue(t, what, func() bool { return remotes() == want })
 		calls := a.links.counts()
-		if calls["Remotes"] != 0 || calls["SetRemote"]+calls["DelRemote"] != 1 {
+		if calls["Peers"] != 0 || calls["SetPeer"]+calls["DelPeer"] != 1 {
 			t.Errorf("%s: kernel calls %v, want one entry set or removed and no dump", what, calls)
 		}
-		// The record is saved behind the event, within peerSaveDelay.
+		// The record is saved behind the event, within clusternet.SaveDelay.
 		written := func() int64 { return a.st.(*countingStore).writes.Load() - writes }
 		eventuallyTrue(t, what+": saved", func() bool { return written() >= 1 })
-		time.Sleep(2 * peerSaveDelay)
+		time.Sleep(2 * clusternet.SaveDelay)
 		if w := written(); w != 1 {
 			t.Errorf("%s: %d store writes, want 1", what, w)
 		}
 	}
 	cost("one more endpoint", func() { publish(n) }, n+1)
 	cost("one endpoint gone", func() {
-		if err := b.client.UnpublishEndpoint("blue", netip.MustParseAddr("10.40.1.1")); err != nil {
+		if err := b.client.UnpublishPeer("blue", netip.MustParseAddr("10.40.1.1")); err != nil {
 			t.Fatal(err)
 		}
 	}, n)
@@ -479,10 +480,10 @@ func TestClusterEventCostIsFlat(t *testing.T) {
 	list := a.d.RemotePeers()[netID]
 	a.d.Close()
 	if err := a.st.Update(func(tx store.Tx) error {
-		if err := tx.DeleteBucket(peersBucket(netID)); err != nil {
+		if err := tx.DeleteBucket("cluster-peers/" + netID); err != nil {
 			return err
 		}
-		return store.PutJSON(tx, bucketPeers, netID, list)
+		return store.PutJSON(tx, "cluster-peers", netID, list)
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -495,7 +496,7 @@ func TestClusterEventCostIsFlat(t *testing.T) {
 	eventuallyTrue(t, "the old form rewritten in the new at the first change", func() bool {
 		old := 0
 		_ = a.st.View(func(tx store.Tx) error {
-			return tx.ForEach(bucketPeers, func(string, []byte) error { old++; return nil })
+			return tx.ForEach("cluster-peers", func(string, []byte) error { old++; return nil })
 		})
 		return old == 0 && saved() == n+1
 	})

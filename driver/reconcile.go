@@ -35,7 +35,7 @@ var reportKinds = []struct {
 	{"bridge_restored", "bridges restored", func(r *Report) []string { return r.BridgesRestored }},
 	{"veth_reattached", "veths reattached", func(r *Report) []string { return r.VethsReattached }},
 	{"orphan_link", "orphan links removed", func(r *Report) []string { return r.OrphanLinksRemove }},
-	{"peer_reprogrammed", "remote endpoints reprogrammed", func(r *Report) []string { return r.PeersReprogrammed }},
+	{"peer_reprogrammed", "peers reprogrammed", func(r *Report) []string { return r.PeersReprogrammed }},
 	{"", "stale endpoints", func(r *Report) []string { return r.StaleEndpoints }},
 	{"iptables_base", "iptables chains and jumps reinstalled", func(r *Report) []string {
 		if r.Firewall.BaseFixed {
@@ -195,14 +195,13 @@ func (d *Driver) Reconcile() (Report, error) {
 		if n.Config.VXLAN == "" || broken[n.Config.ID] {
 			continue
 		}
-		d.peersMu.Lock()
-		d.mu.Lock()
-		want := d.peers[n.Config.ID]
-		d.mu.Unlock()
-		fixed, err := d.programPeers(&n.Config, want)
-		d.peersMu.Unlock()
+		cn := d.clusterNet(n.Config.ID)
+		if cn == nil {
+			continue
+		}
+		fixed, err := cn.Reprogram()
 		if err != nil {
-			errs = append(errs, fmt.Errorf("network %s: remote endpoints: %w", ids.Short(n.Config.ID), err))
+			errs = append(errs, fmt.Errorf("network %s: peers: %w", ids.Short(n.Config.ID), err))
 		}
 		if fixed > 0 {
 			rep.PeersReprogrammed = append(rep.PeersReprogrammed, fmt.Sprintf("%s:%d", n.Config.VXLAN, fixed))

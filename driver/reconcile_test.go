@@ -132,7 +132,7 @@ func TestReportKindsAreAllCounted(t *testing.T) {
 	if len(rep) != 8 {
 		t.Errorf("Repairs() has %d kinds, want 8: %v", len(rep), rep)
 	}
-	if s := r.summary(); !strings.Contains(s, "remote endpoints reprogrammed: e") || !strings.Contains(s, "iptables chains and jumps reinstalled") {
+	if s := r.summary(); !strings.Contains(s, "peers reprogrammed: e") || !strings.Contains(s, "iptables chains and jumps reinstalled") {
 		t.Errorf("summary %q", s)
 	}
 	for _, one := range []Report{{PeersReprogrammed: []string{"x"}}, {VethsReattached: []string{"x"}}} {

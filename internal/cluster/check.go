@@ -57,7 +57,7 @@ func (c *Client) Check(fix bool) (CheckReport, error) {
 		type record struct {
 			key   string
 			value []byte
-			ep    Endpoint
+			ep    Peer
 		}
 		claims := map[string]map[netip.Addr]addrClaim{} // network -> address -> claim
 		records := map[string]map[netip.Addr][]record{}
@@ -78,7 +78,7 @@ func (c *Client) Check(fix bool) (CheckReport, error) {
 				claims[net][ip] = a
 				withRecords[a.Node] = true
 			case strings.HasPrefix(tail, "endpoints/"):
-				ep, ok := parseEndpoint(net, p.Key, p.Value)
+				ep, ok := parsePeer(net, p.Key, p.Value)
 				if !ok {
 					continue
 				}

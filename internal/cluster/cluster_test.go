@@ -172,7 +172,7 @@ func TestEndpointsWatchAndLeases(t *testing.T) {
 	if _, _, err := h[1].Register(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
-	_, rev, err := h[1].Endpoints("blue")
+	_, rev, err := h[1].Peers("blue")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,19 +183,19 @@ func TestEndpointsWatchAndLeases(t *testing.T) {
 	seen := make(chan change, 10)
 	watchErr := make(chan error, 1)
 	go func() {
-		watchErr <- h[1].WatchEndpoints(ctx, "blue", rev, func(ep Endpoint, deleted bool) {
+		watchErr <- h[1].WatchPeers(ctx, "blue", rev, func(ep Peer, deleted bool) {
 			seen <- change{ep.IP.String() + "@" + ep.Node + "/" + ep.VTEP.String(), deleted}
 		})
 	}()
-	ep := Endpoint{Network: "blue", IP: netip.MustParseAddr("10.40.0.2"), MAC: "02:42:0a:28:00:02"}
-	if err := h[0].PublishEndpoint(ep); err != nil {
+	ep := Peer{Network: "blue", IP: netip.MustParseAddr("10.40.0.2"), MAC: "02:42:0a:28:00:02"}
+	if err := h[0].PublishPeer(ep); err != nil {
 		t.Fatal(err)
 	}
 	want := change{"10.40.0.2@host1/198.18.0.11", false}
 	if got := <-seen; got != want {
 		t.Errorf("watch saw %+v, want %+v", got, want)
 	}
-	eps, _, _ := h[1].Endpoints("blue")
+	eps, _, _ := h[1].Peers("blue")
 	if len(eps) != 1 || eps[0].MAC != ep.MAC || eps[0].Node != "host1" {
 		t.Errorf("list = %+v", eps)
 	}
@@ -209,7 +209,7 @@ func TestEndpointsWatchAndLeases(t *testing.T) {
 	if nodes, _ := h[1].Nodes(); len(nodes) != 1 || nodes[0].Name != "host2" {
 		t.Errorf("nodes after host1's lease expired: %+v", nodes)
 	}
-	if eps, _, _ := h[1].Endpoints("blue"); len(eps) != 1 || eps[0].Node != "host1" {
+	if eps, _, _ := h[1].Peers("blue"); len(eps) != 1 || eps[0].Node != "host1" {
 		t.Errorf("endpoints after host1's lease expired: %+v, want host1's kept", eps)
 	}
 	select {
@@ -222,7 +222,7 @@ func TestEndpointsWatchAndLeases(t *testing.T) {
 	if err := <-watchErr; !errors.Is(err, ErrCompacted) {
 		t.Errorf("watch after compaction: %v, want ErrCompacted", err)
 	}
-	if err := h[1].WatchEndpoints(ctx, "blue", rev, func(Endpoint, bool) {}); !errors.Is(err, ErrCompacted) {
+	if err := h[1].WatchPeers(ctx, "blue", rev, func(Peer, bool) {}); !errors.Is(err, ErrCompacted) {
 		t.Errorf("watch from a compacted revision: %v", err)
 	}
 }
@@ -261,7 +261,7 @@ func TestForget(t *testing.T) {
 			t.Fatal(ok, err)
 		}
 	}
-	_ = h[0].PublishEndpoint(Endpoint{Network: "blue", IP: netip.MustParseAddr("10.40.1.1"), MAC: "m"})
+	_ = h[0].PublishPeer(Peer{Network: "blue", IP: netip.MustParseAddr("10.40.1.1"), MAC: "m"})
 	if ok, _, _ := h[1].ClaimAddress("blue", netip.MustParseAddr("10.40.9.9"), "n"); !ok {
 		t.Fatal("host2's claim")
 	}
@@ -409,7 +409,7 @@ func TestCheck(t *testing.T) {
 	if ok, _, err := h[0].ClaimAddress("blue", ip("10.40.0.2"), "m"); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
-	if err := h[0].PublishEndpoint(Endpoint{Network: "blue", IP: ip("10.40.0.2"), MAC: "m"}); err != nil {
+	if err := h[0].PublishPeer(Peer{Network: "blue", IP: ip("10.40.0.2"), MAC: "m"}); err != nil {
 		t.Fatal(err)
 	}
 	if rep, err := h[1].Check(false); err != nil || !rep.Clean() {
@@ -421,12 +421,12 @@ func TestCheck(t *testing.T) {
 		t.Fatal(ok, err)
 	}
 	for _, a := range []string{"10.40.0.4", "10.40.0.2"} {
-		if err := h[1].PublishEndpoint(Endpoint{Network: "blue", IP: ip(a), MAC: "n"}); err != nil {
+		if err := h[1].PublishPeer(Peer{Network: "blue", IP: ip(a), MAC: "n"}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	mem.PutClaim("blue", ip("10.40.0.9"), "ghost", "g")
-	mem.PutEndpoint(Endpoint{Network: "blue", Node: "ghost", IP: ip("10.40.0.9"), VTEP: ip("198.18.0.99")})
+	mem.PutPeer(Peer{Network: "blue", Node: "ghost", IP: ip("10.40.0.9"), VTEP: ip("198.18.0.99")})
 	rep, err := h[1].Check(false)
 	if err != nil {
 		t.Fatal(err)
@@ -448,7 +448,7 @@ func TestCheck(t *testing.T) {
 	if len(rep.EndpointsWithoutClaim)+len(rep.Duplicates) != 0 || len(rep.ClaimsWithoutEndpoint) != 1 || len(rep.GoneHosts) != 1 {
 		t.Errorf("after --fix: %+v; want the claim and the gone host only", rep)
 	}
-	if eps, _, _ := h[1].Endpoints("blue"); len(eps) != 2 {
+	if eps, _, _ := h[1].Peers("blue"); len(eps) != 2 {
 		t.Errorf("records after --fix: %+v, want host1's and ghost's", eps)
 	}
 }

@@ -33,8 +33,8 @@
 //
 // Files: client.go the Client, its calls and errors; networks.go a
 // network's configuration, VNI and the hosts that have it; claims.go
-// address claims; nodes.go registration, leases and Forget; endpoints.go
-// endpoint records and their watch; dockernets.go the Docker-network
+// address claims; nodes.go registration, leases and Forget; peers.go
+// peers, the records of containers' endpoints every host reads, and their watch; dockernets.go the Docker-network
 // records the Docker sync keeps; subnets.go default subnets of cluster
 // networks; epoch.go how a host notices that etcd lost its data; check.go
 // mynet cluster check; kv.go

@@ -102,10 +102,10 @@ func TestEtcdLeasesAndWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h[0].PublishEndpoint(Endpoint{Network: "blue", IP: netip.MustParseAddr("10.40.0.2"), MAC: "02:42:0a:28:00:02"}); err != nil {
+	if err := h[0].PublishPeer(Peer{Network: "blue", IP: netip.MustParseAddr("10.40.0.2"), MAC: "02:42:0a:28:00:02"}); err != nil {
 		t.Fatal(err)
 	}
-	eps, rev, err := h[1].Endpoints("blue")
+	eps, rev, err := h[1].Peers("blue")
 	if err != nil || len(eps) != 1 || eps[0].VTEP != netip.MustParseAddr("198.18.0.11") {
 		t.Fatalf("endpoints = %+v, %v", eps, err)
 	}
@@ -118,7 +118,7 @@ func TestEtcdLeasesAndWatch(t *testing.T) {
 		t.Fatalf("re-register: %d, %v; want lease %d reused", again, err, lease)
 	}
 	time.Sleep(3 * time.Second) // past the TTL: the reused lease is kept alive
-	if eps, _, _ := h[1].Endpoints("blue"); len(eps) != 1 {
+	if eps, _, _ := h[1].Peers("blue"); len(eps) != 1 {
 		t.Fatalf("after a restart within the TTL the endpoint is gone: %+v", eps)
 	}
 	// The host goes silent: past the TTL it is not alive any more, and its
@@ -136,7 +136,7 @@ func TestEtcdLeasesAndWatch(t *testing.T) {
 	if !gone {
 		t.Fatal("a host silent past its TTL is still registered")
 	}
-	if eps, _, _ := h[1].Endpoints("blue"); len(eps) != 1 || eps[0].Node != "host1" {
+	if eps, _, _ := h[1].Peers("blue"); len(eps) != 1 || eps[0].Node != "host1" {
 		t.Errorf("the endpoint of a host silent past its TTL: %+v, want it kept", eps)
 	}
 	// Compaction past a watcher's revision: it must resync.
@@ -150,7 +150,7 @@ func TestEtcdLeasesAndWatch(t *testing.T) {
 	}
 	ctx3, stop3 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer stop3()
-	if err := h[1].WatchEndpoints(ctx3, "blue", rev, func(Endpoint, bool) {}); !errors.Is(err, ErrCompacted) {
+	if err := h[1].WatchPeers(ctx3, "blue", rev, func(Peer, bool) {}); !errors.Is(err, ErrCompacted) {
 		t.Errorf("watch from a compacted revision: %v, want ErrCompacted", err)
 	}
 }
@@ -225,7 +225,7 @@ func BenchmarkEtcdWrites(b *testing.B) {
 		}
 		claim = append(claim, time.Since(start))
 		start = time.Now()
-		if err := c.PublishEndpoint(Endpoint{Network: "blue", IP: ip, MAC: "02:42:0a:28:00:02"}); err != nil {
+		if err := c.PublishPeer(Peer{Network: "blue", IP: ip, MAC: "02:42:0a:28:00:02"}); err != nil {
 			b.Fatal(err)
 		}
 		publish = append(publish, time.Since(start))
@@ -249,10 +249,10 @@ func TestEtcdRecordFactsAtARevision(t *testing.T) {
 	if ok, _, err := h[1].ClaimAddress("blue", ip, "02:00:00:00:00:07"); !ok || err != nil {
 		t.Fatalf("claim: %v %v", ok, err)
 	}
-	if err := h[1].PublishEndpoint(Endpoint{Network: "blue", IP: ip, MAC: "02:00:00:00:00:07"}); err != nil {
+	if err := h[1].PublishPeer(Peer{Network: "blue", IP: ip, MAC: "02:00:00:00:00:07"}); err != nil {
 		t.Fatal(err)
 	}
-	eps, rev, err := h[0].Endpoints("blue")
+	eps, rev, err := h[0].Peers("blue")
 	if err != nil || len(eps) != 1 {
 		t.Fatalf("endpoints: %v %v", eps, err)
 	}

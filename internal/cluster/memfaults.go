@@ -43,9 +43,9 @@ func (m *Memory) PutClaim(net string, ip netip.Addr, node, owner string) {
 	m.kv.commit(event{Key: addrKey(net, ip), Value: slices.Clone(b)})
 }
 
-// PutEndpoint writes an endpoint record as given (Node and VTEP
+// PutPeer writes an endpoint record as given (Node and VTEP
 // included), under no lease: a record put by hand.
-func (m *Memory) PutEndpoint(ep Endpoint) {
+func (m *Memory) PutPeer(ep Peer) {
 	b, _ := json.Marshal(ep)
 	key := endpointKey(ep.Network, ep.Node, ep.IP)
 	m.kv.mu.Lock()

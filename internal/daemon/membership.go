@@ -132,7 +132,7 @@ type vtepGuard struct {
 // guardVXLAN keeps VXLAN to this host's underlay address (UDP 4789) for
 // the cluster's members while it has cluster networks: the ipset holds the
 // hosts registered now (as last read; etcd being down keeps the last
-// list) and every VTEP of a remote endpoint the driver accepted (so a host
+// list) and every VTEP of a peer the driver accepted (so a host
 // cut off from etcd keeps its traffic), and one rule drops the rest. With
 // no cluster network left, rule and set go.
 func (d *Daemon) guardVXLAN() {
@@ -353,14 +353,14 @@ func (d *Daemon) clusterStatus() *status.Cluster {
 		return nil
 	}
 	c := &status.Cluster{Node: d.cfg.Cluster.Node, Advertise: d.cfg.Cluster.Advertise, Store: d.cfg.Cluster.Store,
-		Remote: map[string][]driver.Peer{}}
+		Peers: map[string][]driver.Peer{}}
 	if d.syncer != nil {
 		st := d.syncer.Status()
 		c.DockerSync = &st
 	}
 	for id, peers := range d.drv.RemotePeers() {
 		slices.SortFunc(peers, func(a, b driver.Peer) int { return a.IP.Compare(b.IP) })
-		c.Remote[id] = peers
+		c.Peers[id] = peers
 	}
 	alive := map[string]string{}
 	nodes, err := d.clusterClient.Nodes()
@@ -373,18 +373,18 @@ func (d *Daemon) clusterStatus() *status.Cluster {
 	}
 	seen := map[string]bool{}
 	for name, addr := range alive {
-		c.Peers = append(c.Peers, status.Peer{Name: name, Addr: addr, Alive: true})
+		c.Hosts = append(c.Hosts, status.Host{Name: name, Addr: addr, Alive: true})
 		seen[name] = true
 	}
-	for _, peers := range c.Remote {
+	for _, peers := range c.Peers {
 		for _, p := range peers {
 			if !seen[p.Node] {
 				seen[p.Node] = true
-				c.Peers = append(c.Peers, status.Peer{Name: p.Node, Addr: p.VTEP.String(), Alive: false})
+				c.Hosts = append(c.Hosts, status.Host{Name: p.Node, Addr: p.VTEP.String(), Alive: false})
 			}
 		}
 	}
-	slices.SortFunc(c.Peers, func(a, b status.Peer) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(c.Hosts, func(a, b status.Host) int { return strings.Compare(a.Name, b.Name) })
 	return c
 }
 

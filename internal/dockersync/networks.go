@@ -149,7 +149,7 @@ func (s *Syncer) create(ctx context.Context, c string, rec cluster.DockerNetwork
 // usersElsewhere says which other hosts have containers on cluster network
 // c, from its endpoint records ("host1 (2 containers), ..."; "" when none).
 func (s *Syncer) usersElsewhere(c string) (string, error) {
-	eps, _, err := s.cfg.Cluster.Endpoints(c)
+	eps, _, err := s.cfg.Cluster.Peers(c)
 	if err != nil {
 		return "", err
 	}

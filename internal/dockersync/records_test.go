@@ -178,7 +178,7 @@ func TestRemovalWhileAnotherHostUsesItIsUndone(t *testing.T) {
 	})
 	h[1].join(t, "blue", "10.9.0.0/24")
 	ip := netip.MustParseAddr("10.9.0.5")
-	if err := h[0].client.PublishEndpoint(cluster.Endpoint{Network: "blue", IP: ip, MAC: "02:00:00:00:00:05"}); err != nil {
+	if err := h[0].client.PublishPeer(cluster.Peer{Network: "blue", IP: ip, MAC: "02:00:00:00:00:05"}); err != nil {
 		t.Fatal(err)
 	}
 	// docker network prune on host2, where nothing uses it.
@@ -198,7 +198,7 @@ func TestRemovalWhileAnotherHostUsesItIsUndone(t *testing.T) {
 	}
 	// host1's container stops (its endpoint goes; Docker still lists it):
 	// a removal on host2 now goes everywhere but host1, where it waits.
-	if err := h[0].client.UnpublishEndpoint("blue", ip); err != nil {
+	if err := h[0].client.UnpublishPeer("blue", ip); err != nil {
 		t.Fatal(err)
 	}
 	h[0].engine.setUsers("ov", 1)

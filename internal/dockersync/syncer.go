@@ -26,7 +26,7 @@ type Cluster interface {
 	PublishDockerNetwork(n cluster.DockerNetwork) (have cluster.DockerNetwork, created bool, err error)
 	MarkDockerNetworkRemoved(net string, removed bool) error
 	// Endpoints lists a cluster network's endpoint records (who uses it).
-	Endpoints(net string) ([]cluster.Endpoint, int64, error)
+	Peers(net string) ([]cluster.Peer, int64, error)
 	Node() string
 }
 

@@ -16,7 +16,7 @@ import (
 // of one packet socket, opened at the first call without a protocol (it
 // only sends) and kept: closing a packet socket waits for an RCU grace
 // period, milliseconds. It needs CAP_NET_RAW.
-func (l *Links) AnnounceARP(bridge string, rs []Remote) error {
+func (l *Links) AnnounceARP(bridge string, rs []Peer) error {
 	if len(rs) == 0 {
 		return nil
 	}

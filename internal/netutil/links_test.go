@@ -286,7 +286,7 @@ func TestKernelBridgeSettingsThroughNetlink(t *testing.T) {
 // A cluster network's VXLAN device: made on its bridge, entries for remote
 // containers programmed, listed and removed, and a stale device with
 // another VNI replaced.
-func TestKernelVXLANDeviceAndRemotes(t *testing.T) {
+func TestKernelVXLANDeviceAndPeers(t *testing.T) {
 	l := newLinks(t)
 	t.Cleanup(func() { _ = l.DeleteLink("tvx0"); _ = l.DeleteLink("tbrvx") })
 	if _, err := l.EnsureBridge(BridgeConfig{Name: "tbrvx", MTU: 1450}); err != nil {
@@ -313,16 +313,16 @@ func TestKernelVXLANDeviceAndRemotes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r := Remote{IP: netip.MustParseAddr("10.40.0.5"), MAC: net.HardwareAddr{0x02, 0x42, 10, 40, 0, 5}, VTEP: netip.MustParseAddr("198.18.0.12")}
-	if err := l.SetRemotes("tvx0", []Remote{r}); err != nil {
+	r := Peer{IP: netip.MustParseAddr("10.40.0.5"), MAC: net.HardwareAddr{0x02, 0x42, 10, 40, 0, 5}, VTEP: netip.MustParseAddr("198.18.0.12")}
+	if err := l.SetPeers("tvx0", []Peer{r}); err != nil {
 		t.Fatal(err)
 	}
 	// The address moved to another host: the entry follows.
 	r.VTEP = netip.MustParseAddr("198.18.0.13")
-	if err := l.SetRemotes("tvx0", []Remote{r}); err != nil {
+	if err := l.SetPeers("tvx0", []Peer{r}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := l.Remotes("tvx0")
+	got, err := l.Peers("tvx0")
 	if err != nil || len(got) != 1 || got[0].IP != r.IP || got[0].MAC.String() != r.MAC.String() || got[0].VTEP != r.VTEP {
 		t.Fatalf("Remotes = %+v, %v; want %+v", got, err, r)
 	}
@@ -332,14 +332,14 @@ func TestKernelVXLANDeviceAndRemotes(t *testing.T) {
 			t.Errorf("ip -d link show tvx0 lacks %q:\n%s", want, out)
 		}
 	}
-	if err := l.DelRemote("tvx0", r); err != nil {
+	if err := l.DelPeer("tvx0", r); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := l.Remotes("tvx0"); len(got) != 0 {
-		t.Errorf("after DelRemote: %+v", got)
+	if got, _ := l.Peers("tvx0"); len(got) != 0 {
+		t.Errorf("after DelPeer: %+v", got)
 	}
-	if err := l.DelRemote("tvx0", r); err != nil {
-		t.Errorf("DelRemote of what is gone: %v", err)
+	if err := l.DelPeer("tvx0", r); err != nil {
+		t.Errorf("DelPeer of what is gone: %v", err)
 	}
 	// A leftover device with another VNI (a crash, a collision) is replaced.
 	cfg.VNI = 4343
@@ -467,7 +467,7 @@ func TestKernelAnnounceARPUpdatesNeighbours(t *testing.T) {
 	}
 	mac := func(s string) net.HardwareAddr { m, _ := net.ParseMAC(s); return m }
 	for range 2 { // the second call reuses the socket
-		if err := l.AnnounceARP("tbra", []Remote{
+		if err := l.AnnounceARP("tbra", []Peer{
 			{IP: netip.MustParseAddr("10.78.0.7"), MAC: mac("02:00:00:00:00:07")},
 			{IP: netip.MustParseAddr("10.78.0.8"), MAC: mac("02:00:00:00:00:08")},
 		}); err != nil {
@@ -488,7 +488,7 @@ func TestKernelAnnounceARPUpdatesNeighbours(t *testing.T) {
 			t.Errorf("%s not moved to %s:\n%s", ip, want, out)
 		}
 	}
-	if err := l.AnnounceARP("tbra", []Remote{{IP: netip.MustParseAddr("fd00::1"), MAC: mac("02:00:00:00:00:09")}}); err == nil {
+	if err := l.AnnounceARP("tbra", []Peer{{IP: netip.MustParseAddr("fd00::1"), MAC: mac("02:00:00:00:00:09")}}); err == nil {
 		t.Error("an IPv6 address was announced over ARP")
 	}
 }

@@ -29,7 +29,7 @@ type VXLANConfig struct {
 // EnsureVXLAN makes the VXLAN device exist as cfg says, a port of its
 // bridge and up (ip link add NAME type vxlan id VNI local LOCAL dstport 4789
 // nolearning proxy; ip link set NAME master BRIDGE mtu MTU up). Learning is
-// off: mynet programs every remote MAC itself (SetRemote), and proxy ARP
+// off: mynet programs every remote MAC itself (SetPeers), and proxy ARP
 // answers the containers' ARP from those entries. A device of that name with
 // another VNI or source, left by a crash or a collision, is replaced.
 func (l *Links) EnsureVXLAN(cfg VXLANConfig) error {
@@ -81,8 +81,8 @@ func (l *Links) EnsureVXLAN(cfg VXLANConfig) error {
 	return nil
 }
 
-// Remote is a container on another host, as the VXLAN device must know it.
-type Remote struct {
+// Peer is a container on another host, as the VXLAN device must know it.
+type Peer struct {
 	IP   netip.Addr // the container's address
 	MAC  net.HardwareAddr
 	VTEP netip.Addr // its host's underlay address
@@ -96,13 +96,13 @@ func (l *Links) vxlanIndex(name string) (int, error) {
 	return link.Attrs().Index, nil
 }
 
-// SetRemotes programs remote containers on the device, looked up once for
+// SetPeers programs remote containers on the device, looked up once for
 // them all. For each, its MAC goes to its host (bridge fdb replace MAC dev
 // NAME dst VTEP self permanent), and its address answers ARP with that MAC
 // (ip neigh replace IP lladdr MAC dev NAME nud permanent). Both replace
 // whatever was there, so an address that moved to another container or
 // host is followed.
-func (l *Links) SetRemotes(name string, rs []Remote) error {
+func (l *Links) SetPeers(name string, rs []Peer) error {
 	if len(rs) == 0 {
 		return nil
 	}
@@ -127,9 +127,9 @@ func (l *Links) SetRemotes(name string, rs []Remote) error {
 	return errors.Join(errs...)
 }
 
-// DelRemote removes a remote container's entries (bridge fdb del; ip neigh
+// DelPeer removes a remote container's entries (bridge fdb del; ip neigh
 // del); entries already gone are not an error.
-func (l *Links) DelRemote(name string, r Remote) error {
+func (l *Links) DelPeer(name string, r Peer) error {
 	idx, err := l.vxlanIndex(name)
 	if isNotFound(err) {
 		return nil
@@ -154,7 +154,7 @@ func isGone(err error) bool { return isNotFound(err) || err == unix.ENOENT }
 // Remotes lists what the device has programmed: the permanent neighbour
 // entries, each with the VTEP its MAC's fdb entry points to (ip neigh show
 // dev NAME nud permanent; bridge fdb show dev NAME).
-func (l *Links) Remotes(name string) ([]Remote, error) {
+func (l *Links) Peers(name string) ([]Peer, error) {
 	idx, err := l.vxlanIndex(name)
 	if err != nil {
 		return nil, err
@@ -173,7 +173,7 @@ func (l *Links) Remotes(name string) ([]Remote, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list neighbours of %q: %w", name, err)
 	}
-	var out []Remote
+	var out []Peer
 	for _, n := range neighs {
 		if n.State&netlink.NUD_PERMANENT == 0 || n.HardwareAddr == nil {
 			continue
@@ -182,7 +182,7 @@ func (l *Links) Remotes(name string) ([]Remote, error) {
 		if !ok {
 			continue
 		}
-		out = append(out, Remote{IP: ip.Unmap(), MAC: n.HardwareAddr, VTEP: vtep[n.HardwareAddr.String()]})
+		out = append(out, Peer{IP: ip.Unmap(), MAC: n.HardwareAddr, VTEP: vtep[n.HardwareAddr.String()]})
 	}
 	return out, nil
 }

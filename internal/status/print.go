@@ -106,21 +106,21 @@ func printCluster(w io.Writer, c *Cluster) {
 	}
 	fmt.Fprintf(w, "\nCLUSTER\nnode %s (%s), store %s: %s\n", c.Node, c.Advertise, strings.Join(c.Store, ","), state)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tADDRESS\tALIVE")
-	for _, p := range c.Peers {
+	fmt.Fprintln(tw, "HOST\tADDRESS\tALIVE")
+	for _, p := range c.Hosts {
 		fmt.Fprintf(tw, "%s\t%s\t%v\n", p.Name, p.Addr, p.Alive)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nREMOTE ENDPOINTS\n")
+	fmt.Fprintf(w, "\nPEERS (other hosts' containers)\n")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NETWORK\tADDRESS\tNAME\tMAC\tHOST\tVTEP")
-	nets := make([]string, 0, len(c.Remote))
-	for id := range c.Remote {
+	nets := make([]string, 0, len(c.Peers))
+	for id := range c.Peers {
 		nets = append(nets, id)
 	}
 	sort.Strings(nets)
 	for _, id := range nets {
-		for _, p := range c.Remote[id] {
+		for _, p := range c.Peers[id] {
 			name := p.Name
 			if name == "" {
 				name = "-"

@@ -37,7 +37,7 @@ func TestPrint(t *testing.T) {
 			Address: netip.MustParsePrefix("10.1.0.2/24"), MAC: "02:42:0a:01:00:02"}, PortsText: "0.0.0.0:80->80/tcp"}},
 		Pools: []ipam.PoolInfo{{ID: "LocalDefault/10.1.0.0/24", Allocated: 2, Size: 254}},
 		Cluster: &Cluster{Node: "host2", Advertise: "198.18.0.12", Store: []string{"etcd://198.18.0.1:2379"}, Reachable: true,
-			Remote: map[string][]driver.Peer{"0123456789abcdef": {{Node: "host1", IP: netip.MustParseAddr("10.0.0.2"), Name: "bbox1",
+			Peers: map[string][]driver.Peer{"0123456789abcdef": {{Node: "host1", IP: netip.MustParseAddr("10.0.0.2"), Name: "bbox1",
 				MAC: "02:42:0a:00:00:02", VTEP: netip.MustParseAddr("198.18.0.11")}}},
 			DockerSync: &dockersync.Status{DockerHost: "unix:///run/docker.sock", On: true, Driver: "mynet",
 				Networks: []dockersync.NetworkStatus{{Cluster: "ov_net1", Name: "ov_net1", State: "removal-pending", Detail: "2 container(s) here still use it"}}}},

@@ -29,17 +29,19 @@ type Cluster struct {
 	Store     []string `json:"store"`
 	Reachable bool     `json:"reachable"`
 	Error     string   `json:"error,omitempty"`
-	Peers     []Peer   `json:"peers"`
-	// Remote lists, per network ID, the other hosts' endpoints this host
-	// has programmed.
-	Remote map[string][]driver.Peer `json:"remote_endpoints"`
+	// Hosts are the other hosts of the cluster (the key "peers" of earlier
+	// versions is kept).
+	Hosts []Host `json:"peers"`
+	// Peers lists, per network ID, the other hosts' containers this host
+	// has programmed (the key of earlier versions is kept).
+	Peers map[string][]driver.Peer `json:"remote_endpoints"`
 	// DockerSync is the syncing of cluster networks with this host's
 	// Docker; nil when it is off by configuration (--docker-host "").
 	DockerSync *dockersync.Status `json:"docker_sync,omitempty"`
 }
 
-// Peer is another host of the cluster.
-type Peer struct {
+// Host is another host of the cluster.
+type Host struct {
 	Name  string `json:"name"`
 	Addr  string `json:"addr"`
 	Alive bool   `json:"alive"` // its lease is alive in etcd

@@ -23,11 +23,11 @@ func (w *workloads) namesAcrossHosts() error {
 	w.r.addText("12. the same two questions while 50 mynet networks are created and removed on that host, p50 / p99", "us",
 		fmt.Sprintf("answered %s / %s; passed to Docker %s / %s (%s questions each)", num(m["churn-answered-p50-us"]), num(m["churn-answered-p99-us"]),
 			num(m["churn-passed-p50-us"]), num(m["churn-passed-p99-us"]), num(m["churn-questions"])), "")
-	idx, err := goBench("./driver", "BenchmarkResolveName", "200000x")
+	idx, err := goBench("./internal/clusternet", "BenchmarkResolveName", "200000x")
 	if err != nil {
 		return err
 	}
-	w.r.addText("12. one question in mynet's name index, at 1k / 5k local and remote endpoints", "ns",
+	w.r.addText("12. one question in mynet's name index, at 1k / 5k local endpoints and peers", "ns",
 		num(idx["BenchmarkResolveName/endpoints=1000"]["ns/question"])+" / "+num(idx["BenchmarkResolveName/endpoints=5000"]["ns/question"]), "a map lookup under the index's own lock")
 	return nil
 }

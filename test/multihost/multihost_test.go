@@ -63,7 +63,7 @@ func TestAllPairsAcrossThreeHosts(t *testing.T) {
 	if err != nil {
 		t.Fatalf("mynet status: %v\n%s", err, out)
 	}
-	for _, want := range []string{"CLUSTER", "node host1 (198.18.0.11)", "host2  198.18.0.12  true", "host3  198.18.0.13  true", "REMOTE ENDPOINTS", "cluster=blue"} {
+	for _, want := range []string{"CLUSTER", "node host1 (198.18.0.11)", "host2  198.18.0.12  true", "host3  198.18.0.13  true", "PEERS (other hosts' containers)", "cluster=blue"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("mynet status lacks %q:\n%s", want, out)
 		}

@@ -91,7 +91,7 @@ func restart(b testing.TB, h *mhtest.Host, size int) (total, sync time.Duration)
 	var line string
 	if !mhtest.WaitFor(120*time.Second, func() bool {
 		for _, l := range strings.Split(h.Log()[before:], "\n") {
-			if strings.Contains(l, "cluster endpoints listed and programmed") && strings.Contains(l, want) {
+			if strings.Contains(l, "cluster peers listed and programmed") && strings.Contains(l, want) {
 				line = l
 				return true
 			}
@@ -137,11 +137,11 @@ func newGenerator(b testing.TB, etcd string, hosts int) *generator {
 // endpoint is the k-th simulated endpoint: its host and its address, in
 // 10.66.0.0/15, the upper half of the network (the daemon's own
 // allocations come from the lower).
-func (g *generator) endpoint(k int) (*cluster.Client, cluster.Endpoint) {
+func (g *generator) endpoint(k int) (*cluster.Client, cluster.Peer) {
 	v := 10<<24 | 66<<16 + k + 1
 	ip := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 	mac := fmt.Sprintf("02:55:%02x:%02x:%02x:%02x", byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-	return g.hosts[k%len(g.hosts)], cluster.Endpoint{Network: "blue", IP: ip, MAC: mac}
+	return g.hosts[k%len(g.hosts)], cluster.Peer{Network: "blue", IP: ip, MAC: mac}
 }
 
 // publish claims and publishes the k-th endpoint, as its host would.
@@ -151,7 +151,7 @@ func (g *generator) publish(k int) error {
 	if err != nil || !ok {
 		return fmt.Errorf("claim %s: %v (held by %q)", ep.IP, err, holder)
 	}
-	return c.PublishEndpoint(ep)
+	return c.PublishPeer(ep)
 }
 
 // fill publishes endpoints until there are total, 32 at a time.
@@ -205,7 +205,7 @@ func (g *generator) stream(h *mhtest.Host, count int) []float64 {
 	}
 	for k := first; k < first+count; k++ {
 		c, ep := g.endpoint(k)
-		if err := c.UnpublishEndpoint("blue", ep.IP); err != nil {
+		if err := c.UnpublishPeer("blue", ep.IP); err != nil {
 			b.Fatal(err)
 		}
 		if err := c.ReleaseAddress("blue", ep.IP, ep.MAC); err != nil {
@@ -221,7 +221,7 @@ func (g *generator) stream(h *mhtest.Host, count int) []float64 {
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
-			if !strings.Contains(line, "remote endpoint change applied") {
+			if !strings.Contains(line, "peer change applied") {
 				continue
 			}
 			addr, del, us := field(line, "address"), field(line, "deleted"), field(line, "took_us")

@@ -8,9 +8,9 @@ import (
 	"strings"
 )
 
-// Endpoint is a container's address on a cluster network, published by its
+// Peer is a container's address on a cluster network, published by its
 // host so the others can reach it over VXLAN.
-type Endpoint struct {
+type Peer struct {
 	Network string     `json:"-"`
 	Node    string     `json:"node"`
 	IP      netip.Addr `json:"ip"`
@@ -31,13 +31,13 @@ func endpointKey(net, node string, ip netip.Addr) string {
 	return networkKey(net) + "endpoints/" + node + "/" + ip.String()
 }
 
-// PublishEndpoint announces one of this host's endpoints (Register first).
+// PublishPeer announces one of this host's endpoints (Register first).
 // The record is under no lease: a host cut off from etcd longer than its
 // TTL still has its containers, which its peers keep reaching over the
 // underlay. Its liveness is its node record's, which is under the lease;
 // its records go when it removes its endpoints, withdraws them at its next
 // start, or is forgotten.
-func (c *Client) PublishEndpoint(ep Endpoint) error {
+func (c *Client) PublishPeer(ep Peer) error {
 	lease := c.currentLease()
 	if lease == 0 {
 		return fmt.Errorf("publish endpoint %s: %w (this host is not registered in the cluster yet)", ep.IP, ErrUnavailable)
@@ -49,28 +49,28 @@ func (c *Client) PublishEndpoint(ep Endpoint) error {
 	})
 }
 
-// UnpublishEndpoint withdraws one of this host's endpoints.
-func (c *Client) UnpublishEndpoint(net string, ip netip.Addr) error {
+// UnpublishPeer withdraws one of this host's endpoints.
+func (c *Client) UnpublishPeer(net string, ip netip.Addr) error {
 	return c.call("withdraw endpoint "+ip.String(), func(ctx context.Context) error {
 		return c.kv.deleteKeys(ctx, []string{endpointKey(net, c.cfg.Node, ip)})
 	})
 }
 
-// parseEndpoint reads an endpoint key; ok is false for other keys.
-func parseEndpoint(net, key string, value []byte) (Endpoint, bool) {
+// parsePeer reads an endpoint key; ok is false for other keys.
+func parsePeer(net, key string, value []byte) (Peer, bool) {
 	rest, ok := strings.CutPrefix(key, networkKey(net)+"endpoints/")
 	if !ok {
-		return Endpoint{}, false
+		return Peer{}, false
 	}
 	node, ipText, ok := strings.Cut(rest, "/")
 	if !ok {
-		return Endpoint{}, false
+		return Peer{}, false
 	}
 	ip, err := netip.ParseAddr(ipText)
 	if err != nil {
-		return Endpoint{}, false
+		return Peer{}, false
 	}
-	ep := Endpoint{Network: net, Node: node, IP: ip}
+	ep := Peer{Network: net, Node: node, IP: ip}
 	if value != nil {
 		_ = json.Unmarshal(value, &ep)
 		ep.Network, ep.Node, ep.IP = net, node, ip
@@ -79,15 +79,15 @@ func parseEndpoint(net, key string, value []byte) (Endpoint, bool) {
 }
 
 // Endpoints lists every host's endpoints of the network at one revision,
-// from which WatchEndpoints continues.
-func (c *Client) Endpoints(net string) ([]Endpoint, int64, error) {
-	var out []Endpoint
+// from which WatchPeers continues.
+func (c *Client) Peers(net string) ([]Peer, int64, error) {
+	var out []Peer
 	var rev int64
 	err := c.call("list endpoints of cluster network "+net, func(ctx context.Context) error {
 		pairs, r, err := c.kv.list(ctx, networkKey(net)+"endpoints/")
 		rev = r
 		for _, p := range pairs {
-			if ep, ok := parseEndpoint(net, p.Key, p.Value); ok {
+			if ep, ok := parsePeer(net, p.Key, p.Value); ok {
 				out = append(out, ep)
 			}
 		}
@@ -96,17 +96,17 @@ func (c *Client) Endpoints(net string) ([]Endpoint, int64, error) {
 	return out, rev, err
 }
 
-// WatchEndpoints calls fn for every endpoint published (deleted false) or
+// WatchPeers calls fn for every endpoint published (deleted false) or
 // withdrawn (deleted true; only Network, Node and IP are set) after rev,
 // until ctx ends or the watch fails; it returns the error, ErrCompacted when
 // the caller must list again.
-func (c *Client) WatchEndpoints(ctx context.Context, net string, rev int64, fn func(ep Endpoint, deleted bool)) error {
+func (c *Client) WatchPeers(ctx context.Context, net string, rev int64, fn func(ep Peer, deleted bool)) error {
 	for b := range c.kv.watch(ctx, networkKey(net)+"endpoints/", rev) {
 		if b.Err != nil {
 			return b.Err
 		}
 		for _, ev := range b.Events {
-			if ep, ok := parseEndpoint(net, ev.Key, ev.Value); ok {
+			if ep, ok := parsePeer(net, ev.Key, ev.Value); ok {
 				ep.Rev = ev.Rev
 				fn(ep, ev.Delete)
 			}
