@@ -19,7 +19,7 @@ PLUGIN      ?= mynet:latest
 E2E_PLUGIN  ?= mynet-e2e-plugin:latest
 DOCKER      ?= /usr/bin/docker
 
-.PHONY: all build run host-deps test deps lint unit fuzz e2e e2e-plugin e2e-engine29 e2e-cluster engine29 test-unit clean install bench soak \
+.PHONY: all build run host-deps test deps lint unit integration fuzz e2e e2e-plugin e2e-engine29 e2e-cluster engine29 test-unit clean install bench soak \
         plugin plugin-enable plugin-disable plugin-remove plugin-upgrade plugin-push
 
 all: build
@@ -44,7 +44,7 @@ host-deps:
 # several Engine 29 hosts of one cluster.
 # Each step's time is printed at the end (test/steps.sh).
 test:
-	MAKE="$(MAKE)" bash test/steps.sh deps lint unit '&engine29' fuzz e2e e2e-plugin e2e-engine29 e2e-cluster
+	MAKE="$(MAKE)" bash test/steps.sh deps lint integration '&engine29' fuzz e2e e2e-plugin e2e-engine29 e2e-cluster
 
 # host-deps plus the tests' tools (busybox-static, iproute2, curl), and the
 # local busybox test image.
@@ -71,14 +71,17 @@ $(STATICCHECK):
 $(SHELLCHECK):
 	bash packaging/host-deps.sh --no-docker shellcheck
 
-unit:
+# Every package's tests but the e2e suites, as root: the unit tests and the
+# kernel integration tests (TestKernel*, test/integration, test/multihost).
+integration:
 	$(GO) test -race -count=1 $(PKGS)
 
-# Pure-logic tests only: no root, no kernel (for a quick loop as a user).
-# Every package but the integration and e2e suites, without the tests that
-# change the kernel (named TestKernel*; make unit runs them, as root).
-test-unit:
-	$(GO) test -race -count=1 -skip '^TestKernel' $(shell $(GO) list ./... | grep -v -e /test/e2e -e /test/integration)
+# Unit tests only: no root, no kernel (for a quick loop). Every package but
+# the integration and e2e suites, without the tests that change the kernel
+# (named TestKernel*; make integration runs them). test-unit is its
+# earlier name.
+unit test-unit:
+	$(GO) test -race -count=1 -skip '^TestKernel' $(shell $(GO) list ./... | grep -v -e /test/e2e -e /test/integration -e /test/multihost)
 
 fuzz:
 	GO=$(GO) bash test/fuzz.sh ./driver FuzzParseNetworkConfig $(FUZZN)

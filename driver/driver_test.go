@@ -64,6 +64,7 @@ func endpointReq(ep, addr, mac string) *network.CreateEndpointRequest {
 }
 
 func TestNetworkAndEndpointLifecycle(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory())
 	if err := h.d.CreateNetwork(createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
 		t.Fatal(err)
@@ -125,6 +126,7 @@ func TestNetworkAndEndpointLifecycle(t *testing.T) {
 }
 
 func TestDockerMACIsKeptAndNotReturned(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory())
 	if err := h.d.CreateNetwork(createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
 		t.Fatal(err)
@@ -147,6 +149,7 @@ func TestDockerMACIsKeptAndNotReturned(t *testing.T) {
 }
 
 func TestCreateNetworkConflicts(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory())
 	if err := h.d.CreateNetwork(createReq(map[string]any{OptBridgeName: "br-a"}, "10.1.0.0/16", "10.1.0.1/16")); err != nil {
 		t.Fatal(err)
@@ -181,6 +184,7 @@ func TestCreateNetworkConflicts(t *testing.T) {
 }
 
 func TestFailedCreateNetworkLeavesNothing(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory())
 	h.fw.failAdd = errors.New("iptables exploded")
 	err := h.d.CreateNetwork(createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24"))
@@ -209,6 +213,7 @@ func TestFailedCreateNetworkLeavesNothing(t *testing.T) {
 }
 
 func TestUserBridgeIsKeptOnDelete(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory())
 	h.links.links["userbr"] = "bridge"
 	if err := h.d.CreateNetwork(createReq(map[string]any{OptBridgeName: "userbr"}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
@@ -224,6 +229,7 @@ func TestUserBridgeIsKeptOnDelete(t *testing.T) {
 }
 
 func TestEndpointErrors(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory())
 	if err := h.d.CreateNetwork(createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
 		t.Fatal(err)
@@ -263,6 +269,7 @@ func TestEndpointErrors(t *testing.T) {
 }
 
 func TestInternalNetworkHasNoGatewayAndNoForwarding(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory())
 	req := createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24")
 	req.Options[optInternal] = true
@@ -285,6 +292,7 @@ func TestInternalNetworkHasNoGatewayAndNoForwarding(t *testing.T) {
 }
 
 func TestStateSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "state.db")
 	st, err := store.OpenBolt(path)
 	if err != nil {
@@ -311,6 +319,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 }
 
 func TestConcurrentEndpoints(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory())
 	if err := h.d.CreateNetwork(createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
 		t.Fatal(err)
@@ -349,6 +358,7 @@ func TestConcurrentEndpoints(t *testing.T) {
 // does not touch the setting. Both the create and the rebuild by Reconcile
 // (one bridge setup) make the same decision.
 func TestICCOffSetsBridgeNetfilter(t *testing.T) {
+	t.Parallel()
 	for _, icc := range []string{"true", "false"} {
 		h := newHarness(t, store.NewMemory())
 		if err := h.d.CreateNetwork(createReq(map[string]any{OptEnableICC: icc}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
@@ -380,6 +390,7 @@ func TestICCOffSetsBridgeNetfilter(t *testing.T) {
 // anywhere, an IPv6 gateway on the bridge and in Join, a random MAC, and
 // ports published on IPv6 only.
 func TestIPv6OnlyNetwork(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory())
 	req := &network.CreateNetworkRequest{NetworkID: netID,
 		Options:  map[string]any{optGeneric: map[string]any{}, optEnableIPv4: false, optEnableIPv6: true},
@@ -429,6 +440,7 @@ func TestIPv6OnlyNetwork(t *testing.T) {
 // com.docker.network.endpoint.ifname becomes Join's DstName, kept across a
 // restart; a bad name is refused by CreateEndpoint before any veth exists.
 func TestEndpointIfName(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "state.db")
 	st, err := store.OpenBolt(path)
 	if err != nil {
@@ -477,6 +489,7 @@ func TestEndpointIfName(t *testing.T) {
 // the address is used again; an older engine's network derives it from the
 // address, as that engine's bridge does.
 func TestEndpointMACFollowsTheEngine(t *testing.T) {
+	t.Parallel()
 	macs := func(engine28 bool) []string {
 		h := newHarness(t, store.NewMemory())
 		req := createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24")

@@ -12,6 +12,7 @@ import (
 // entries and its address taken) while the record is gone, and takes the
 // record back when host1 publishes it again.
 func TestPeerKeptWhenEtcdLosesItsData(t *testing.T) {
+	t.Parallel()
 	h, mem := newClusterHosts(t, 2)
 	for _, x := range h {
 		if err := x.d.CreateNetwork(createReq(map[string]any{}, "10.40.0.0/16", "10.40.0.1/16")); err != nil {
@@ -51,6 +52,7 @@ func TestPeerKeptWhenEtcdLosesItsData(t *testing.T) {
 // A record refused because its claim is not there yet is held, its
 // address taken, and accepted at the recheck after its claim comes.
 func TestRecordRefusedForNoClaimIsCheckedAgain(t *testing.T) {
+	t.Parallel()
 	h, mem := newClusterHosts(t, 2)
 	for _, x := range h {
 		if err := x.d.CreateNetwork(createReq(map[string]any{}, "10.40.0.0/16", "10.40.0.1/16")); err != nil {
@@ -90,6 +92,7 @@ func TestRecordRefusedForNoClaimIsCheckedAgain(t *testing.T) {
 // now another endpoint's (an older MAC) is published again by the next
 // list, so the other hosts follow the endpoint that has it now.
 func TestOwnStaleRecordIsPublishedAgain(t *testing.T) {
+	t.Parallel()
 	h, mem := newClusterHosts(t, 2)
 	for _, x := range h {
 		if err := x.d.CreateNetwork(createReq(map[string]any{}, "10.40.0.0/16", "10.40.0.1/16")); err != nil {

@@ -9,6 +9,7 @@ import (
 // A container's names as Docker gives them on its host (a rename, its
 // aliases) reach the other hosts' name index, with name.network.
 func TestEndpointNamesReachOtherHosts(t *testing.T) {
+	t.Parallel()
 	h, _ := newClusterHosts(t, 2)
 	for _, x := range h {
 		if err := x.d.CreateNetwork(createReq(map[string]any{}, "10.40.0.0/16", "10.40.0.1/16")); err != nil {

@@ -23,6 +23,7 @@ func createReq(generic map[string]any, pool, gw string) *network.CreateNetworkRe
 }
 
 func TestParseNetworkConfigDefaults(t *testing.T) {
+	t.Parallel()
 	cfg, err := parseNetworkConfig(createReq(map[string]any{}, "10.1.0.0/16", "10.1.0.1/16"))
 	if err != nil {
 		t.Fatal(err)
@@ -37,6 +38,7 @@ func TestParseNetworkConfigDefaults(t *testing.T) {
 }
 
 func TestParseNetworkConfigOptions(t *testing.T) {
+	t.Parallel()
 	req := createReq(map[string]any{
 		OptBridgeName: "mybr", OptEnableICC: "false", OptEnableMasq: false, OptMTU: "1400", OptContainerPrefix: "net",
 	}, "10.2.0.0/24", "10.2.0.254")
@@ -52,6 +54,7 @@ func TestParseNetworkConfigOptions(t *testing.T) {
 }
 
 func TestParseNetworkConfigParityOptions(t *testing.T) {
+	t.Parallel()
 	req := createReq(map[string]any{
 		OptHostBinding: "127.0.0.1", OptHostIPv4: "192.0.2.7", OptInhibitIPv4: "true",
 		OptGatewayMode4: "routed", OptGatewayMode6: "nat", OptDefaultBridge: "false",
@@ -75,6 +78,7 @@ func TestParseNetworkConfigParityOptions(t *testing.T) {
 // them: isolated only on an internal network, with no gateway address of
 // that family on the bridge (none needed in the request either).
 func TestGatewayModes(t *testing.T) {
+	t.Parallel()
 	req := createReq(map[string]any{OptGatewayMode4: "nat-unprotected", OptGatewayMode6: "nat-unprotected"}, "10.1.0.0/24", "10.1.0.1/24")
 	cfg, err := parseNetworkConfig(req)
 	if err != nil || !cfg.Unprotected(4) || !cfg.Unprotected(6) || cfg.Routed(4) {
@@ -110,6 +114,7 @@ func TestGatewayModes(t *testing.T) {
 }
 
 func TestHostIPv6AndTrustedInterfaces(t *testing.T) {
+	t.Parallel()
 	cfg, err := parseNetworkConfig(createReq(map[string]any{OptHostIPv6: "2001:db8::7", OptTrustedIfaces: "eth0::wg0:"}, "10.1.0.0/24", "10.1.0.1/24"))
 	if err != nil {
 		t.Fatal(err)
@@ -121,6 +126,7 @@ func TestHostIPv6AndTrustedInterfaces(t *testing.T) {
 }
 
 func TestParseNetworkConfigRejects(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		generic map[string]any
@@ -210,6 +216,7 @@ func FuzzParseNetworkConfig(f *testing.F) {
 }
 
 func TestGwAllocCheck(t *testing.T) {
+	t.Parallel()
 	d := &Driver{}
 	tests := []struct {
 		opts      map[string]any

@@ -16,6 +16,7 @@ import (
 	"github.com/mynet/mynet/internal/cluster"
 	"github.com/mynet/mynet/internal/clusternet"
 	"github.com/mynet/mynet/internal/errdefs"
+	"github.com/mynet/mynet/internal/poll"
 	"github.com/mynet/mynet/internal/store"
 )
 
@@ -102,18 +103,13 @@ func (x *clusterHost) createEndpoint(t *testing.T, ep, addr string) {
 
 func eventuallyTrue(t *testing.T, what string, fn func() bool) {
 	t.Helper()
-	for range 200 {
-		if fn() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Errorf("%s: not within 2 s", what)
+	poll.Eventually(t, what, 2*time.Second, poll.True(fn))
 }
 
 const vxlanName = "mnv0123456789ab"
 
 func TestClusterNetworkAcrossHosts(t *testing.T) {
+	t.Parallel()
 	h, mem := newClusterHosts(t, 3)
 	for _, x := range h {
 		if err := x.d.CreateNetwork(createReq(map[string]any{}, "10.40.0.0/16", "10.40.0.1/16")); err != nil {
@@ -164,17 +160,21 @@ func TestClusterNetworkAcrossHosts(t *testing.T) {
 	// A compaction ends the watches: the hosts list again and keep their
 	// peers.
 	mem.Compact()
-	time.Sleep(50 * time.Millisecond)
-	if !slices.Contains(h[0].links.remoteIPs(vxlanName), "10.40.0.11@"+h[1].vtep.String()) {
-		t.Errorf("after a compaction host1 lost host2's endpoint: %v", h[0].links.remoteIPs(vxlanName))
-	}
+	poll.Never(t, "after a compaction host1 lost host2's endpoint", 200*time.Millisecond, func() error {
+		if got := h[0].links.remoteIPs(vxlanName); !slices.Contains(got, "10.40.0.11@"+h[1].vtep.String()) {
+			return fmt.Errorf("host1 has %v", got)
+		}
+		return nil
+	})
 	// etcd unreachable: watches and lists fail, and nothing is removed
 	// because of it; traffic to known peers keeps flowing.
 	mem.SetDown(errors.New("connection refused"))
-	time.Sleep(100 * time.Millisecond)
-	if got := h[0].links.remoteIPs(vxlanName); len(got) != 3 {
-		t.Errorf("with etcd down host1 has %v; a failed watch must not remove entries", got)
-	}
+	poll.Never(t, "with etcd down, a failed watch removed entries", 300*time.Millisecond, func() error {
+		if got := h[0].links.remoteIPs(vxlanName); len(got) != 3 {
+			return fmt.Errorf("host1 has %v", got)
+		}
+		return nil
+	})
 	mem.SetDown(nil)
 	// etcd's data is wiped, leases too: the hosts register again (the
 	// daemon does when its lease is lost), re-publish their endpoints at
@@ -218,6 +218,7 @@ func TestClusterNetworkAcrossHosts(t *testing.T) {
 }
 
 func TestClusterNetworkRefusals(t *testing.T) {
+	t.Parallel()
 	h, _ := newClusterHosts(t, 1)
 	tests := []struct {
 		name    string
@@ -276,6 +277,7 @@ func TestClusterNetworkRefusals(t *testing.T) {
 // no local record, no etcd record; a failed local save withdraws the
 // record already written.
 func TestClusterCreateEndpointFailures(t *testing.T) {
+	t.Parallel()
 	h, mem := newClusterHosts(t, 1)
 	x := h[0]
 	if err := x.d.CreateNetwork(createReq(map[string]any{}, "10.40.0.0/16", "10.40.0.1/16")); err != nil {
@@ -311,6 +313,7 @@ func TestClusterCreateEndpointFailures(t *testing.T) {
 // registered address, a node that is not registered. Each refusal is
 // counted by reason; a good record beside them is accepted.
 func TestClusterRecordsAreChecked(t *testing.T) {
+	t.Parallel()
 	h, mem := newClusterHosts(t, 2)
 	for _, x := range h {
 		if err := x.d.CreateNetwork(createReq(map[string]any{}, "10.40.0.0/16", "10.40.0.1/16")); err != nil {
@@ -359,6 +362,7 @@ func TestClusterRecordsAreChecked(t *testing.T) {
 // host's address changed across a restart) is published again with the
 // current one, so the peers send to it.
 func TestClusterOwnRecordFollowsANewUnderlayAddress(t *testing.T) {
+	t.Parallel()
 	h, mem := newClusterHosts(t, 1)
 	x := h[0]
 	if err := x.d.CreateNetwork(createReq(map[string]any{}, "10.40.0.0/16", "10.40.0.1/16")); err != nil {
@@ -378,6 +382,7 @@ func TestClusterOwnRecordFollowsANewUnderlayAddress(t *testing.T) {
 // VXLAN overhead, or its option); a host with a larger underlay takes it,
 // one that asks for another or cannot carry it is refused with what to do.
 func TestClusterNetworkHasOneMTU(t *testing.T) {
+	t.Parallel()
 	h, _ := newClusterHosts(t, 4)
 	h[1].d.cluster.UnderlayMTU = 9000
 	h[3].d.cluster.UnderlayMTU = 1400
@@ -414,6 +419,7 @@ func TestClusterNetworkHasOneMTU(t *testing.T) {
 // list in the store, with an fsync.
 // An older version's one-record save is rewritten at the first change.
 func TestClusterEventCostIsFlat(t *testing.T) {
+	t.Parallel()
 	h, _ := newClusterHosts(t, 2)
 	// Host 2 plays a host with many endpoints through its cluster client
 	// alone: its driver, which has no endpoint for them, would withdraw
@@ -460,10 +466,12 @@ func TestClusterEventCostIsFlat(t *testing.T) {
 		// The record is saved behind the event, within clusternet.SaveDelay.
 		written := func() int64 { return a.st.(*countingStore).writes.Load() - writes }
 		eventuallyTrue(t, what+": saved", func() bool { return written() >= 1 })
-		time.Sleep(2 * clusternet.SaveDelay)
-		if w := written(); w != 1 {
-			t.Errorf("%s: %d store writes, want 1", what, w)
-		}
+		poll.Never(t, what+": more than one store write", 2*clusternet.SaveDelay, func() error {
+			if w := written(); w != 1 {
+				return fmt.Errorf("%d writes", w)
+			}
+			return nil
+		})
 	}
 	cost("one more endpoint", func() { publish(n) }, n+1)
 	cost("one endpoint gone", func() {

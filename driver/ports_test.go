@@ -45,6 +45,7 @@ func program(h *harness, opts map[string]any) error {
 }
 
 func TestPublishAndRevoke(t *testing.T) {
+	t.Parallel()
 	h := publishedHarness(t, store.NewMemory(), map[string]any{})
 	err := program(h, portmap(
 		binding("tcp", "", 80, 8080, 8080),
@@ -88,6 +89,7 @@ func TestPublishAndRevoke(t *testing.T) {
 }
 
 func TestPublishConflictLeavesNothing(t *testing.T) {
+	t.Parallel()
 	h := publishedHarness(t, store.NewMemory(), map[string]any{})
 	h.ports.taken[9090] = true
 	err := program(h, portmap(binding("tcp", "", 80, 8080, 8080), binding("tcp", "", 90, 9090, 9090)))
@@ -108,6 +110,7 @@ func TestPublishConflictLeavesNothing(t *testing.T) {
 }
 
 func TestPublishOptionsAndModes(t *testing.T) {
+	t.Parallel()
 	// host_binding_ipv4 is the default host address.
 	h := publishedHarness(t, store.NewMemory(), map[string]any{OptHostBinding: "127.0.0.1"})
 	if err := program(h, portmap(binding("tcp", "", 80, 8080, 8080))); err != nil {
@@ -141,6 +144,7 @@ func TestPublishOptionsAndModes(t *testing.T) {
 }
 
 func TestPublishedPortsSurviveRestartAndDelete(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "state.db")
 	st, err := store.OpenBolt(path)
 	if err != nil {
@@ -164,6 +168,7 @@ func TestPublishedPortsSurviveRestartAndDelete(t *testing.T) {
 }
 
 func TestInternalNetworkPublishesNothing(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory())
 	req := createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24")
 	req.Options[optInternal] = true
@@ -213,6 +218,7 @@ func FuzzParsePortMap(f *testing.F) {
 // gateway only), stay through a Revoke and close at Leave; a NAT network's
 // wait for ProgramExternalConnectivity and go at Revoke.
 func TestRoutedPortsOpenFromJoinToLeave(t *testing.T) {
+	t.Parallel()
 	opts := portmap(binding("tcp", "", 80, 8080, 8080))
 	join := func(h *harness) {
 		t.Helper()

@@ -13,6 +13,7 @@ import (
 // A create and a delete that crashed midway leave records in "creating"
 // and "deleting"; Restore tears both down.
 func TestRestoreFinishesInterruptedCalls(t *testing.T) {
+	t.Parallel()
 	st := store.NewMemory()
 	h := newHarness(t, st)
 	if err := h.d.CreateNetwork(createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
@@ -58,6 +59,7 @@ func TestRestoreFinishesInterruptedCalls(t *testing.T) {
 }
 
 func TestReconcileRemovesOrphansAndReportsStaleEndpoints(t *testing.T) {
+	t.Parallel()
 	h := publishedHarness(t, store.NewMemory(), map[string]any{})
 	// Leftovers a crash could leave: a veth pair and a bridge named like
 	// mynet's, no record claiming them; and links that are not mynet's.
@@ -100,6 +102,7 @@ func TestReconcileRemovesOrphansAndReportsStaleEndpoints(t *testing.T) {
 }
 
 func TestCreateEndpointReplacesLeftoverOfACrashedAttempt(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory())
 	if err := h.d.CreateNetwork(createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
 		t.Fatal(err)
@@ -119,6 +122,7 @@ func TestCreateEndpointReplacesLeftoverOfACrashedAttempt(t *testing.T) {
 // metrics) and the log's summary; stale endpoints are reported, not a
 // repair.
 func TestReportKindsAreAllCounted(t *testing.T) {
+	t.Parallel()
 	r := Report{InterruptedCalls: []string{"a"}, BridgesRestored: []string{"b"}, VethsReattached: []string{"c"},
 		OrphanLinksRemove: []string{"d"}, PeersReprogrammed: []string{"e"}}
 	r.Firewall.BaseFixed, r.Firewall.Reapplied, r.Firewall.OrphansFound = true, []string{"f"}, []string{"g"}

@@ -108,6 +108,7 @@ func macOf(host, n int) string { return fmt.Sprintf("02:00:%02x:00:%02x:%02x", h
 // allocator walked the addresses other hosts took since its last list one
 // claim at a time: thousands of round trips under the one mutex.
 func TestClusterRequestsAreBoundedWhateverTheFill(t *testing.T) {
+	t.Parallel()
 	mem := cluster.NewMemory()
 	a, k := countedHost(t, mem, "host1")
 	pool := clusterNetworkOn(t, []*Allocator{a}, "10.40.0.0/16")[0]
@@ -153,6 +154,7 @@ func TestClusterRequestsAreBoundedWhateverTheFill(t *testing.T) {
 // Hosts allocating at once take addresses from blocks of their own: no
 // address twice, no request fails, and about one round trip a request.
 func TestClusterHostsAllocatingAtOnce(t *testing.T) {
+	t.Parallel()
 	mem := cluster.NewMemory()
 	const hosts, each = 3, 60
 	var as []*Allocator
@@ -207,6 +209,7 @@ func TestClusterHostsAllocatingAtOnce(t *testing.T) {
 // questions about the cluster pool itself (before, one mutex was held
 // across every etcd round trip).
 func TestLocalPoolsNeverWaitOnTheCluster(t *testing.T) {
+	t.Parallel()
 	mem := cluster.NewMemory()
 	a, k := countedHost(t, mem, "host1")
 	cpool := clusterNetworkOn(t, []*Allocator{a}, "10.40.0.0/24")[0]
@@ -270,6 +273,7 @@ func TestLocalPoolsNeverWaitOnTheCluster(t *testing.T) {
 // with the view refreshed, picked it again: the network refused every new
 // endpoint until the daemon restarted.
 func TestOwnLostClaimIsAdopted(t *testing.T) {
+	t.Parallel()
 	mem := cluster.NewMemory()
 	a, k := countedHost(t, mem, "host1")
 	pool := clusterNetworkOn(t, []*Allocator{a}, "10.40.0.0/16")[0]

@@ -65,6 +65,7 @@ func clusterPoolReq(subnet string) *api.RequestPoolRequest {
 }
 
 func TestClusterPoolsShareAddresses(t *testing.T) {
+	t.Parallel()
 	h, _ := clusterHosts(t, 2)
 	var pools []string
 	for i, a := range h {
@@ -116,6 +117,7 @@ func TestClusterPoolsShareAddresses(t *testing.T) {
 }
 
 func TestClusterPoolErrors(t *testing.T) {
+	t.Parallel()
 	h, mem := clusterHosts(t, 2)
 	// The first host makes the network (RequestPool, then the gateway, as
 	// dockerd asks).
@@ -147,6 +149,7 @@ func TestClusterPoolErrors(t *testing.T) {
 // get it, and one that asked for another is refused; of two hosts that both
 // found the network absent, the first gateway request wins.
 func TestClusterNetworkTakesTheFirstHostsGateway(t *testing.T) {
+	t.Parallel()
 	h, _ := clusterHosts(t, 3)
 	gatewayReq := func(a *Allocator, pool, addr string) (string, error) {
 		res, err := a.RequestAddress(&api.RequestAddressRequest{PoolID: pool, Address: addr,
@@ -193,6 +196,7 @@ func TestClusterNetworkTakesTheFirstHostsGateway(t *testing.T) {
 // /26 shared by two hosts with churn, no request fails while addresses are
 // free.
 func TestClusterAddressesReleasedElsewhereAreUsable(t *testing.T) {
+	t.Parallel()
 	h, _ := clusterHosts(t, 2)
 	pools := clusterNetworkOn(t, h, "10.40.0.0/26")
 	held := [2][]string{}
@@ -234,6 +238,7 @@ func TestClusterAddressesReleasedElsewhereAreUsable(t *testing.T) {
 // address is free here at once, and its claim goes when etcd answers, so
 // another host can take it then.
 func TestClusterReleaseWhileTheStoreIsDown(t *testing.T) {
+	t.Parallel()
 	h, mem := clusterHosts(t, 2)
 	res, err := h[0].RequestPool(clusterPoolReq("10.40.0.0/24"))
 	if err != nil {
@@ -274,6 +279,7 @@ func TestClusterReleaseWhileTheStoreIsDown(t *testing.T) {
 // conflict it reports, naming both; a claim of its own that no endpoint
 // holds (a crash between claim and save) is released.
 func TestClusterReclaimAfterTheStoreLostItsData(t *testing.T) {
+	t.Parallel()
 	h, mem := clusterHosts(t, 2)
 	pools := clusterNetworkOn(t, h, "10.40.0.0/24")
 	var addrs [2]string
@@ -340,6 +346,7 @@ func TestClusterReclaimAfterTheStoreLostItsData(t *testing.T) {
 // cluster's configuration stays (a third host cannot make the name again
 // with another subnet), and goes when the last host removes it.
 func TestClusterNetworkStaysWhileAnyHostHasIt(t *testing.T) {
+	t.Parallel()
 	h, _ := clusterHosts(t, 3)
 	pools := clusterNetworkOn(t, h[:2], "10.40.0.0/24")
 	if err := h[0].ReleasePool(&api.ReleasePoolRequest{PoolID: pools[0]}); err != nil {

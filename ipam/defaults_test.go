@@ -11,6 +11,7 @@ import (
 )
 
 func TestParsePoolSet(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in, want, err string
 	}{
@@ -42,6 +43,7 @@ func TestParsePoolSet(t *testing.T) {
 
 // Pools given as dockerd's --default-address-pool replace Docker's.
 func TestConfiguredDefaultPools(t *testing.T) {
+	t.Parallel()
 	set, err := ParsePoolSet("base=10.77.0.0/16,size=24")
 	if err != nil {
 		t.Fatal(err)

@@ -59,6 +59,7 @@ func mustAddr(t *testing.T, a *Allocator, poolID, addr string, opts map[string]s
 }
 
 func TestRequestPoolExplicitAndDefault(t *testing.T) {
+	t.Parallel()
 	a := newTestAllocator(t, store.NewMemory(), "0.0.0.0/0", "172.17.0.0/16", "192.168.1.0/24")
 	res := mustPool(t, a, api.RequestPoolRequest{Pool: "10.20.0.7/16"})
 	if res.Pool != "10.20.0.0/16" || res.PoolID != "LocalDefault/10.20.0.0/16" {
@@ -76,6 +77,7 @@ func TestRequestPoolExplicitAndDefault(t *testing.T) {
 }
 
 func TestRequestPoolDefaultsSkipRoutedAndExhaust(t *testing.T) {
+	t.Parallel()
 	a, err := New(Config{
 		Store:      store.NewMemory(),
 		LocalPools: []PoolSet{{netip.MustParsePrefix("192.168.0.0/22"), 24}},
@@ -100,6 +102,7 @@ func TestRequestPoolDefaultsSkipRoutedAndExhaust(t *testing.T) {
 }
 
 func TestRequestPoolErrors(t *testing.T) {
+	t.Parallel()
 	a := newTestAllocator(t, store.NewMemory())
 	createNetworkPool(t, a, api.RequestPoolRequest{Pool: "10.1.0.0/16"})
 	tests := []struct {
@@ -137,6 +140,7 @@ func TestRequestPoolErrors(t *testing.T) {
 }
 
 func TestRequestAddress(t *testing.T) {
+	t.Parallel()
 	a := newTestAllocator(t, store.NewMemory())
 	id := mustPool(t, a, api.RequestPoolRequest{Pool: "10.5.0.0/24"}).PoolID
 	gw := mustAddr(t, a, id, "", map[string]string{OptRequestAddressType: GatewayAddressType})
@@ -174,6 +178,7 @@ func TestRequestAddress(t *testing.T) {
 }
 
 func TestExhaustionNeverHandsOutNetworkOrBroadcast(t *testing.T) {
+	t.Parallel()
 	a := newTestAllocator(t, store.NewMemory())
 	id := mustPool(t, a, api.RequestPoolRequest{Pool: "10.7.0.0/29"}).PoolID
 	seen := map[string]bool{}
@@ -201,6 +206,7 @@ func TestExhaustionNeverHandsOutNetworkOrBroadcast(t *testing.T) {
 }
 
 func TestSubPoolRange(t *testing.T) {
+	t.Parallel()
 	a := newTestAllocator(t, store.NewMemory())
 	id := mustPool(t, a, api.RequestPoolRequest{Pool: "10.8.0.0/16", SubPool: "10.8.5.0/30"}).PoolID
 	if id != "LocalDefault/10.8.0.0/16/10.8.5.0/30" {
@@ -221,6 +227,7 @@ func TestSubPoolRange(t *testing.T) {
 }
 
 func TestIPv6Pool(t *testing.T) {
+	t.Parallel()
 	a := newTestAllocator(t, store.NewMemory())
 	id := mustPool(t, a, api.RequestPoolRequest{Pool: "fd00:1::/64", V6: true}).PoolID
 	if got := mustAddr(t, a, id, "", nil); got != "fd00:1::1/64" {
@@ -235,6 +242,7 @@ func TestIPv6Pool(t *testing.T) {
 }
 
 func TestReleaseIsIdempotent(t *testing.T) {
+	t.Parallel()
 	a := newTestAllocator(t, store.NewMemory())
 	id := mustPool(t, a, api.RequestPoolRequest{Pool: "10.3.0.0/24"}).PoolID
 	addr := mustAddr(t, a, id, "", nil)
@@ -259,6 +267,7 @@ func TestReleaseIsIdempotent(t *testing.T) {
 }
 
 func TestStateSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "state.db")
 	s, err := store.OpenBolt(path)
 	if err != nil {
@@ -298,6 +307,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 }
 
 func TestBitmapNextFreeBounds(t *testing.T) {
+	t.Parallel()
 	b := newBitmap(lastOffset(netip.MustParsePrefix("10.0.0.0/8")))
 	for off := uint64(0); off < 3*chunkBits; off++ {
 		b.set(off)
@@ -329,6 +339,7 @@ func TestBitmapNextFreeBounds(t *testing.T) {
 }
 
 func TestRetriedRequestWithMACGetsTheSameAddress(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "state.db")
 	s, err := store.OpenBolt(path)
 	if err != nil {
@@ -379,6 +390,7 @@ func TestRetriedRequestWithMACGetsTheSameAddress(t *testing.T) {
 }
 
 func TestRetriedPoolAndGatewayRequests(t *testing.T) {
+	t.Parallel()
 	a := newTestAllocator(t, store.NewMemory())
 	first := mustPool(t, a, api.RequestPoolRequest{Pool: "10.30.0.0/24"})
 	// The answer was lost and dockerd asks again: the same pool.

@@ -16,6 +16,7 @@ import (
 // address whose holder has not claimed it again; addresses the driver
 // says are in use elsewhere are never handed out.
 func TestAfterADataLossOwnBlocksOnlyAndInUseRespected(t *testing.T) {
+	t.Parallel()
 	h, mem := clusterHosts(t, 2)
 	pools := clusterNetworkOn(t, h, "10.40.0.0/24")
 	held := mustAddr(t, h[0], pools[0], "", map[string]string{OptMACAddress: "02:00:00:00:00:01"})

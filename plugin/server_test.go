@@ -187,6 +187,7 @@ func post(t *testing.T, c *Client, path string, body []byte) (int, map[string]an
 }
 
 func TestActivateAndCapabilities(t *testing.T) {
+	t.Parallel()
 	c, _ := serve(t)
 	code, out := post(t, c, "/Plugin.Activate", nil)
 	impl, _ := json.Marshal(out["Implements"])
@@ -214,6 +215,7 @@ func TestActivateAndCapabilities(t *testing.T) {
 // Health answers 503 with the report while the daemon is unhealthy, and
 // every call, failed or not, reaches the observer with its status and kind.
 func TestHealthCanFailAndCallsAreObserved(t *testing.T) {
+	t.Parallel()
 	c, _, fx := serveWith(t, Extras{})
 	if code, out := post(t, c, "/mynet.Health", nil); code != 200 || out["Status"] != "ok" {
 		t.Errorf("healthy: Health = %d %v", code, out)
@@ -242,6 +244,7 @@ func TestHealthCanFailAndCallsAreObserved(t *testing.T) {
 // empty body, a wrong type and an unknown object each get the right status
 // with Docker's error field.
 func TestEveryRoute(t *testing.T) {
+	t.Parallel()
 	c, drv := serve(t)
 	routes := []struct {
 		path string
@@ -294,6 +297,7 @@ func TestEveryRoute(t *testing.T) {
 }
 
 func TestErrorKindsBecomeStatuses(t *testing.T) {
+	t.Parallel()
 	c, _ := serve(t)
 	tests := []struct {
 		path, body string
@@ -317,6 +321,7 @@ func TestErrorKindsBecomeStatuses(t *testing.T) {
 }
 
 func TestHugeBodyIsRefused(t *testing.T) {
+	t.Parallel()
 	c, drv := serve(t)
 	body := []byte(`{"NetworkID":"` + strings.Repeat("a", MaxBodyBytes+10) + `"}`)
 	code, out := post(t, c, "/NetworkDriver.CreateNetwork", body)
@@ -329,6 +334,7 @@ func TestHugeBodyIsRefused(t *testing.T) {
 }
 
 func TestListenSocketModeStaleAndLive(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "sub", "p.sock")
 	l, err := Listen(sock)
@@ -384,6 +390,7 @@ func FuzzDecodeRequests(f *testing.F) {
 
 // The client decodes answers and turns Docker's error form into an error.
 func TestClientCall(t *testing.T) {
+	t.Parallel()
 	c, _ := serve(t)
 	var caps map[string]any
 	if err := c.Call("/NetworkDriver.GetCapabilities", struct{}{}, &caps); err != nil || caps["Scope"] != "local" {

@@ -40,6 +40,7 @@ var (
 )
 
 func TestEnsureNetworkIsSharedAndChecked(t *testing.T) {
+	t.Parallel()
 	h := hosts(t, NewMemory(), 2)
 	a, err := h[0].EnsureNetwork("blue", blueNet, netip.Addr{})
 	if err != nil || a.Subnet != blueNet || a.Gateway != blueGW || a.VNI < minVNI {
@@ -75,6 +76,7 @@ func TestEnsureNetworkIsSharedAndChecked(t *testing.T) {
 // Hosts racing to create one network agree on one VNI and leave no stray
 // VNI claim.
 func TestEnsureNetworkRace(t *testing.T) {
+	t.Parallel()
 	mem := NewMemory()
 	h := hosts(t, mem, 8)
 	specs := make([]NetworkSpec, len(h))
@@ -100,6 +102,7 @@ func TestEnsureNetworkRace(t *testing.T) {
 }
 
 func TestAddressClaims(t *testing.T) {
+	t.Parallel()
 	h := hosts(t, NewMemory(), 3)
 	register(t, h...)
 	ip := netip.MustParseAddr("10.40.0.7")
@@ -161,6 +164,7 @@ func TestAddressClaims(t *testing.T) {
 }
 
 func TestEndpointsWatchAndLeases(t *testing.T) {
+	t.Parallel()
 	mem := NewMemory()
 	h := hosts(t, mem, 2)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -230,6 +234,7 @@ func TestEndpointsWatchAndLeases(t *testing.T) {
 // etcd unreachable: calls fail with ErrUnavailable within the call
 // timeout, and work again when it is back.
 func TestUnavailable(t *testing.T) {
+	t.Parallel()
 	mem := NewMemory()
 	h := hosts(t, mem, 1)
 	register(t, h...)
@@ -247,6 +252,7 @@ func TestUnavailable(t *testing.T) {
 // Forget removes a dead host's claims and endpoints, more than one
 // transaction's worth, and nobody else's.
 func TestForget(t *testing.T) {
+	t.Parallel()
 	mem := NewMemory()
 	h := hosts(t, mem, 2)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -285,6 +291,7 @@ func TestForget(t *testing.T) {
 
 // A dead host (its lease expired) is forgotten without --force.
 func TestForgetADeadHost(t *testing.T) {
+	t.Parallel()
 	mem := NewMemory()
 	h := hosts(t, mem, 2)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -308,6 +315,7 @@ func TestForgetADeadHost(t *testing.T) {
 // refused, nor one that lost track of its lease (same name and underlay
 // address: its own record, taken over).
 func TestRegisterRefusesANodeNameInUse(t *testing.T) {
+	t.Parallel()
 	mem := NewMemory()
 	first := hosts(t, mem, 1)[0]
 	second := NewWithStore(mem, Config{Node: "host1", Advertise: netip.MustParseAddr("198.18.0.99"), CallTimeout: time.Second})
@@ -340,6 +348,7 @@ func TestRegisterRefusesANodeNameInUse(t *testing.T) {
 // refused (ErrNotRegistered) and the registration ends (Register's channel
 // closes) until the host registers again.
 func TestClaimsNeedTheHostsRegistration(t *testing.T) {
+	t.Parallel()
 	mem := NewMemory()
 	c := hosts(t, mem, 1)[0]
 	_, _, err := c.ClaimAddress("blue", netip.MustParseAddr("10.40.0.9"), "m") // waits the call timeout (1 s)
@@ -373,6 +382,7 @@ func TestClaimsNeedTheHostsRegistration(t *testing.T) {
 // A restart with another --cluster-ttl does not reuse the old lease: the
 // new one has the TTL asked for, and the record is under it.
 func TestRegisterWithANewTTL(t *testing.T) {
+	t.Parallel()
 	mem := NewMemory()
 	mk := func(ttl time.Duration) *Client {
 		return NewWithStore(mem, Config{Node: "host1", Advertise: netip.MustParseAddr("198.18.0.11"), TTL: ttl, CallTimeout: time.Second})
@@ -401,6 +411,7 @@ func TestRegisterWithANewTTL(t *testing.T) {
 // Check lists claims no endpoint holds, endpoint records no claim backs,
 // duplicates and gone hosts; --fix removes the unbacked records only.
 func TestCheck(t *testing.T) {
+	t.Parallel()
 	mem := NewMemory()
 	h := hosts(t, mem, 2)
 	register(t, h...)
@@ -456,6 +467,7 @@ func TestCheck(t *testing.T) {
 // A watched record is checked against its address's claim and its node's
 // registration, read together.
 func TestRecordFacts(t *testing.T) {
+	t.Parallel()
 	mem := NewMemory()
 	h := hosts(t, mem, 2)
 	register(t, h...)
@@ -478,6 +490,7 @@ func TestRecordFacts(t *testing.T) {
 // again within the call's timeout; an answer, even an error, is not, and
 // neither is a callOnce.
 func TestCallTriesAgainWhenUnanswered(t *testing.T) {
+	t.Parallel()
 	c := NewWithStore(NewMemory(), Config{Node: "host1", CallTimeout: 400 * time.Millisecond})
 	hangOnce := func(n *int) func(ctx context.Context) error {
 		return func(ctx context.Context) error {

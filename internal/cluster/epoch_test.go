@@ -10,6 +10,7 @@ import (
 // A host notices when etcd lost the cluster's data: the epoch record gone,
 // or another host's new one; a deletion is told apart from a loss.
 func TestCheckDataNoticesALoss(t *testing.T) {
+	t.Parallel()
 	mem := NewMemory()
 	a := NewWithStore(mem, Config{Node: "host1"})
 	b := NewWithStore(mem, Config{Node: "host2"})
@@ -55,6 +56,7 @@ func TestCheckDataNoticesALoss(t *testing.T) {
 
 // A revision below one seen means an older backup was restored.
 func TestCheckDataNoticesARevisionGoingBack(t *testing.T) {
+	t.Parallel()
 	mem := NewMemory()
 	a := NewWithStore(mem, Config{Node: "host1"})
 	if _, _, err := a.Register(t.Context(), 0); err != nil {
@@ -77,6 +79,7 @@ func TestCheckDataNoticesARevisionGoingBack(t *testing.T) {
 // whatever the revision. A host none of whose writes were lost is not
 // told to claim again.
 func TestCheckDataNoticesItsWritesGone(t *testing.T) {
+	t.Parallel()
 	mem := NewMemory()
 	a := NewWithStore(mem, Config{Node: "host1"})
 	b := NewWithStore(mem, Config{Node: "host2"})

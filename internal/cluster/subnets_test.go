@@ -23,6 +23,7 @@ func poolHosts(t *testing.T, mem *Memory, first, n int) []*Client {
 }
 
 func TestDefaultSubnets(t *testing.T) {
+	t.Parallel()
 	mem := NewMemory()
 	h := poolHosts(t, mem, 0, 2)
 	ensure := func(c *Client, name string, subnet string) NetworkSpec {
@@ -97,6 +98,7 @@ func TestDefaultSubnets(t *testing.T) {
 }
 
 func TestNoDefaultPoolAsksForASubnet(t *testing.T) {
+	t.Parallel()
 	h := hosts(t, NewMemory(), 1)
 	if _, err := h[0].EnsureNetwork("a", netip.Prefix{}, netip.Addr{}); !IsConflict(err) {
 		t.Fatalf("no pool, no subnet: %v, want a conflict that asks for --subnet", err)
@@ -106,6 +108,7 @@ func TestNoDefaultPoolAsksForASubnet(t *testing.T) {
 // A host that creates a network another host is creating takes the other's
 // pick, not a subnet of its own.
 func TestDefaultSubnetOfARaceIsShared(t *testing.T) {
+	t.Parallel()
 	mem := NewMemory()
 	h := poolHosts(t, mem, 0, 2)
 	ctx := context.Background()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mynet/mynet/internal/firewall"
 	"github.com/mynet/mynet/internal/netutil"
+	"github.com/mynet/mynet/internal/poll"
 )
 
 // childEnv makes the test binary a forwarder process of its own (serveChild)
@@ -68,26 +69,18 @@ func (s *sandbox) answers(name string, want ...string) error {
 	return nil
 }
 
-// within polls until every check passes and returns how long it took;
+// within waits until every check passes and returns how long it took;
 // past limit the test fails (the promise: within 2 s).
 func within(t *testing.T, what string, limit time.Duration, checks ...func() error) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for {
-		var err error
+	return poll.Eventually(t, what, limit, func() error {
 		for _, c := range checks {
-			if err = c(); err != nil {
-				break
+			if err := c(); err != nil {
+				return err
 			}
 		}
-		if err == nil {
-			return time.Since(start)
-		}
-		if time.Since(start) > limit {
-			t.Fatalf("%s: not within %v: %v", what, limit, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // dockerAlone: this host's names and outside names answered by Docker,

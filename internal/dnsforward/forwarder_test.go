@@ -17,6 +17,7 @@ import (
 	"github.com/mynet/mynet/internal/firewall"
 	"github.com/mynet/mynet/internal/netutil"
 	"github.com/mynet/mynet/internal/nstest"
+	"github.com/mynet/mynet/internal/poll"
 )
 
 func TestMain(m *testing.M) {
@@ -280,17 +281,7 @@ func slicesContain(s []string, v string) bool {
 
 func eventually(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Eventually(t, what, 10*time.Second, cond)
 }
 
 func TestKernelForwarderAnswersOtherHostsNamesOnly(t *testing.T) {

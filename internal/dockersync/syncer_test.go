@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mynet/mynet/internal/cluster"
+	"github.com/mynet/mynet/internal/poll"
 )
 
 // fakeEngine is a Docker that keeps networks in memory. A network of
@@ -203,17 +204,7 @@ func (h *syncHost) join(t *testing.T, name, subnet string) {
 
 func eventually(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Eventually(t, what, 5*time.Second, cond)
 }
 
 // waitPasses waits for n whole passes of s that began after the call.

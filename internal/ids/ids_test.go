@@ -3,6 +3,7 @@ package ids
 import "testing"
 
 func TestShort(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"":             "",
 		"abc":          "abc",

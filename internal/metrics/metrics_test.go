@@ -18,6 +18,7 @@ func scrape(t *testing.T, m *Metrics) string {
 }
 
 func TestExposition(t *testing.T) {
+	t.Parallel()
 	snap := Snapshot{Networks: 2, Endpoints: 3, PublishedPorts: 1,
 		Pools: []Pool{{ID: "LocalDefault/10.0.0.0/24", Allocated: 4, Size: 254}, {ID: "LocalDefault/fd00::/64", Allocated: 1}}}
 	m := New("v9", func() Snapshot { return snap })
@@ -64,6 +65,7 @@ func TestExposition(t *testing.T) {
 
 // Parts call the metrics whether or not they are on.
 func TestNilMetricsIsOff(t *testing.T) {
+	t.Parallel()
 	var m *Metrics
 	m.ObserveCall("x", 200, "", time.Second)
 	m.ObserveReconcile("timer", nil, nil)

@@ -6,6 +6,7 @@ import (
 )
 
 func TestParse(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"10.0.0.2":          "10.0.0.2",
 		"10.0.0.2/24":       "10.0.0.2",
@@ -27,6 +28,7 @@ func TestParse(t *testing.T) {
 }
 
 func TestLast(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct{ prefix, want string }{
 		{"10.40.0.0/16", "10.40.255.255"}, {"10.40.0.7/24", "10.40.0.255"}, {"10.0.0.0/8", "10.255.255.255"},
 		{"192.0.2.0/26", "192.0.2.63"}, {"192.0.2.9/32", "192.0.2.9"}, {"fd00::/64", "fd00::ffff:ffff:ffff:ffff"},

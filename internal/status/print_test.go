@@ -19,6 +19,7 @@ import (
 )
 
 func TestPrint(t *testing.T) {
+	t.Parallel()
 	r := Report{
 		Source: "daemon", Socket: "/run/docker/plugins/abc/mynet.sock",
 		Health: &Health{
@@ -73,6 +74,7 @@ func TestPrint(t *testing.T) {
 // Without a daemon, the command reads the state file; with neither, it
 // says both what it tried and why the file failed.
 func TestCommandWithoutDaemon(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	var stdout, stderr bytes.Buffer
 	c := Command{Getenv: func(string) string { return "" }, Stdout: &stdout, Stderr: &stderr, PluginsDir: dir}
@@ -85,6 +87,7 @@ func TestCommandWithoutDaemon(t *testing.T) {
 // Without --socket the command finds a managed plugin's socket under
 // /run/docker/plugins/<id>/ by itself.
 func TestCommandFindsPluginSocket(t *testing.T) {
+	t.Parallel()
 	// A short directory: a socket path must fit in 108 bytes, and a
 	// plugin's ID is 64.
 	dir, err := os.MkdirTemp("/tmp", "st")

@@ -24,6 +24,7 @@ func implementations(t *testing.T) map[string]func() Store {
 }
 
 func TestPutGetDeleteForEach(t *testing.T) {
+	t.Parallel()
 	for name, open := range implementations(t) {
 		t.Run(name, func(t *testing.T) {
 			s := open()
@@ -63,6 +64,7 @@ func TestPutGetDeleteForEach(t *testing.T) {
 }
 
 func TestDeleteBucket(t *testing.T) {
+	t.Parallel()
 	for name, open := range implementations(t) {
 		t.Run(name, func(t *testing.T) {
 			s := open()
@@ -98,6 +100,7 @@ func TestDeleteBucket(t *testing.T) {
 }
 
 func TestFailedUpdateChangesNothing(t *testing.T) {
+	t.Parallel()
 	for name, open := range implementations(t) {
 		t.Run(name, func(t *testing.T) {
 			s := open()
@@ -122,6 +125,7 @@ func TestFailedUpdateChangesNothing(t *testing.T) {
 }
 
 func TestJSONRoundTrip(t *testing.T) {
+	t.Parallel()
 	s := NewMemory()
 	type rec struct{ Name string }
 	if err := s.Update(func(tx Tx) error { return PutJSON(tx, "b", "k", rec{"x"}) }); err != nil {
@@ -143,6 +147,7 @@ func TestJSONRoundTrip(t *testing.T) {
 }
 
 func TestBoltFileIsPrivateAndDurable(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "sub", "state.db")
 	s, err := OpenBolt(path)
 	if err != nil {

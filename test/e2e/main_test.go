@@ -31,6 +31,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mynet/mynet/plugin"
 	"github.com/mynet/mynet/test/mhtest"
 
 	"github.com/mynet/mynet/test/dockercli"
@@ -59,8 +60,9 @@ type controller interface {
 	start() error
 	kill9() error // as a crash would (plugin: disable -f)
 	stop() error
-	remove() error // stop for good, removing what start made (the plugin)
-	hup() error    // reconcile now
+	remove() error    // stop for good, removing what start made (the plugin)
+	hup() error       // ask for a reconcile as a user does (SIGHUP; the plugin: /mynet.Reconcile)
+	reconcile() error // reconcile now, answered when done (/mynet.Reconcile)
 	stateDir() string
 	logs() []byte
 }
@@ -200,6 +202,10 @@ func waitForSocket() error {
 
 // hup asks the daemon to reconcile now.
 func (d *mynetDaemon) hup() error { return d.cmd.Process.Signal(syscall.SIGHUP) }
+
+func (d *mynetDaemon) reconcile() error {
+	return plugin.NewClient(socketPath, 30*time.Second).Call("/mynet.Reconcile", struct{}{}, nil)
+}
 
 // kill9 kills the daemon the hard way, as a crash would.
 func (d *mynetDaemon) kill9() error {

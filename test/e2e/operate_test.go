@@ -154,7 +154,7 @@ func TestUnrepairableBridgeMakesHealthFail(t *testing.T) {
 	ip(t, "link", "set", bridge, "down")
 	ip(t, "link", "set", bridge, "name", old)
 	ip(t, "link", "set", "me2eimp0", "name", bridge)
-	_ = daemon.hup() // reconcile now (over the API it answers with the failure)
+	_ = daemon.reconcile() // it answers with the failure
 	eventually(t, "health reports the network", func() error {
 		code, h := healthNow(t)
 		if msg, _ := h["Err"].(string); code != 503 || !strings.Contains(msg, id[:12]) {

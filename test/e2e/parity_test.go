@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 )
 
 func canPing(from, to string) bool {
@@ -152,10 +151,9 @@ func TestIsolationFromCustomNamedDockerBridge(t *testing.T) {
 	runContainer(t, prefix+"cm1", a, "sleep", "600")
 	runContainer(t, prefix+"cd1", d, "sleep", "600")
 	ipM, ipD := containerIP(t, prefix+"cm1", a), containerIP(t, prefix+"cd1", d)
-	if err := daemon.hup(); err != nil { // learn it now, not at the next tick
+	if err := daemon.reconcile(); err != nil { // learn it now, not at the next tick
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
 	if canPing(prefix+"cm1", ipD) {
 		t.Errorf("a mynet container reached %s on the Docker bridge me2ecustom0", ipD)
 	}

@@ -87,7 +87,9 @@ func (p *pluginDaemon) remove() error {
 }
 
 // hup asks the plugin to reconcile now, on its socket.
-func (p *pluginDaemon) hup() error {
+func (p *pluginDaemon) hup() error { return p.reconcile() }
+
+func (p *pluginDaemon) reconcile() error {
 	return plugin.NewClient(socketPath, 30*time.Second).Call("/mynet.Reconcile", struct{}{}, nil)
 }
 

@@ -21,10 +21,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mynet/mynet/test/testbin"
-
+	"github.com/mynet/mynet/internal/poll"
 	"github.com/mynet/mynet/plugin"
 	"github.com/mynet/mynet/test/etcdtest"
+	"github.com/mynet/mynet/test/testbin"
 )
 
 // Binary is the mynet daemon built from this tree.
@@ -294,21 +294,10 @@ func (h *Host) CreateNetworkWith(name, subnet string, opts map[string]string) *C
 	return n
 }
 
-// eventually retries fn for up to 10 s.
+// Eventually waits up to 10 s for fn to return nil (internal/poll).
 func Eventually(t testing.TB, what string, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("%s: %v", what, err)
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	poll.Eventually(t, what, 10*time.Second, fn)
 }
 
 // remotes lists the VXLAN device's permanent neighbours on a host, as
@@ -318,17 +307,9 @@ func (n *ClusterNet) Remotes() string {
 	return string(out)
 }
 
-// waitFor polls cond for up to limit.
-func WaitFor(limit time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return cond()
-}
+// WaitFor waits up to limit for cond and reports whether it held
+// (internal/poll).
+func WaitFor(limit time.Duration, cond func() bool) bool { return poll.Until(limit, cond) }
 
 // restart starts a killed daemon again on its state.
 func (h *Host) Restart(extra ...string) {

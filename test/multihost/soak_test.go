@@ -19,7 +19,8 @@ import (
 // TestDataLossSoak runs seeded random schedules of endpoint creations (one
 // host, or three at once), removals, daemon kill -9 and restart, etcd
 // frozen 3 s, etcd's data deleted under the running hosts (etcdctl del
-// --prefix) and etcd restored from an older backup, on three hosts sharing
+// --prefix), etcd replaced by a new empty one, and etcd restored from an
+// older backup, on three hosts sharing
 // a /25, so that addresses are reused. At every creation no address is held
 // twice (from what each host handed out, not from etcd); after each
 // schedule, within settleBound: every live endpoint's claim and record are
@@ -116,6 +117,14 @@ func soak(t *testing.T, seed uint64, steps int) {
 			w.Etcd.Resume()
 			s.faults["etcd frozen 3 s"]++
 			t.Logf("%s etcd frozen 3 s", at)
+		case r < 88 && wipes < 2:
+			// A new, empty etcd under the same endpoints (the cluster's
+			// disks lost): no keys, no leases, revisions from 1.
+			w.Etcd.Wipe()
+			w.Etcd.Restart()
+			wipes++
+			s.faults["etcd replaced by an empty one"]++
+			t.Logf("%s etcd replaced by an empty one with %d live endpoints", at, len(s.live))
 		case r < 92 && wipes < 2:
 			n := w.Etcd.DeletePrefix()
 			wipes++

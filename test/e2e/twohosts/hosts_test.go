@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mynet/mynet/internal/poll"
 	"github.com/mynet/mynet/test/mhtest"
 	"github.com/mynet/mynet/test/testbin"
 )
@@ -123,7 +124,7 @@ func (h *host) startMynet() {
 	}
 	h.mynet = cmd
 	ready := strings.Count(h.log.String(), "mynet ready")
-	eventually(t, h.id+"'s mynet listens", 20*time.Second, func() error {
+	poll.Eventually(t, h.id+"'s mynet listens", 20*time.Second, func() error {
 		if strings.Count(h.log.String(), "mynet ready") == ready {
 			return fmt.Errorf("not ready yet")
 		}
@@ -188,7 +189,7 @@ func (h *host) ip(container, network string) string {
 // reaches waits until container (on this host) gets a reply from addr.
 func (h *host) reaches(t testing.TB, container, addr string) {
 	t.Helper()
-	eventually(t, container+" reaches "+addr, 10*time.Second, func() error {
+	poll.Eventually(t, container+" reaches "+addr, 10*time.Second, func() error {
 		out, err := h.docker("exec", container, "ping", "-c", "1", "-W", "1", addr)
 		if err != nil {
 			return fmt.Errorf("%v: %s", err, out)
@@ -208,21 +209,6 @@ func (h *host) hasNetwork(name string) bool {
 		}
 	}
 	return false
-}
-
-func eventually(t testing.TB, what string, limit time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v (after %s)", what, err, limit)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func tail(s string, n int) string {

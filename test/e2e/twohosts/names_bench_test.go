@@ -10,6 +10,7 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/mynet/mynet/internal/netutil"
+	"github.com/mynet/mynet/internal/poll"
 )
 
 // inContainer is a UDP socket to 127.0.0.11:53 opened in a container's
@@ -78,7 +79,7 @@ func BenchmarkNames(b *testing.B) {
 	h1, h2 := c.hosts[0], c.hosts[1]
 	h1.must(clusterNet("bench_names")...)
 	b.Cleanup(func() { removeEverywhere(c, "bench_names") })
-	eventually(b, "host2 has bench_names", 15*time.Second, func() error {
+	poll.Eventually(b, "host2 has bench_names", 15*time.Second, func() error {
 		if !h2.hasNetwork("bench_names") {
 			return fmt.Errorf("absent")
 		}
@@ -131,7 +132,7 @@ func BenchmarkNames(b *testing.B) {
 		b.ReportMetric(pct(through, 0.5), "mynet-p50-us")
 		b.ReportMetric(pct(through, 0.99), "mynet-p99-us")
 		b.ReportMetric(pct(through, 0.5)-pct(alone, 0.5), "extra-p50-us")
-		eventually(b, "nb0 resolves again after mynet's restart", 15*time.Second, func() error {
+		poll.Eventually(b, "nb0 resolves again after mynet's restart", 15*time.Second, func() error {
 			id++
 			if _, ok, err := lookup(conn, id, "nb0"); err != nil || !ok {
 				return fmt.Errorf("answered %v, %v", ok, err)

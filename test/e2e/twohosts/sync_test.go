@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mynet/mynet/internal/poll"
 	"github.com/mynet/mynet/test/testbin"
 )
 
@@ -48,7 +49,7 @@ func (h *host) syncState(clusterName string) (state, detail string, err error) {
 
 func waitNetwork(t *testing.T, h *host, name string, present bool) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%s has %s: %v", h.id, name, present), 15*time.Second, func() error {
+	poll.Eventually(t, fmt.Sprintf("%s has %s: %v", h.id, name, present), 15*time.Second, func() error {
 		if h.hasNetwork(name) != present {
 			return fmt.Errorf("networks: %s", h.must("network", "ls", "--format", "{{.Name}}"))
 		}
@@ -74,7 +75,7 @@ func TestSync(t *testing.T) {
 		// Docker's overlay refused it, the network stays everywhere (host1
 		// gets it back, saying why).
 		h1.must("network", "rm", "sync_a")
-		eventually(t, "host1 has sync_a again, naming host2's container", 15*time.Second, func() error {
+		poll.Eventually(t, "host1 has sync_a again, naming host2's container", 15*time.Second, func() error {
 			state, detail, err := h1.syncState("sync_a")
 			if err != nil {
 				return err
@@ -91,7 +92,7 @@ func TestSync(t *testing.T) {
 		// on host1, and starts again.
 		h2.must("stop", "-t", "0", "sync_a_c")
 		h1.must("network", "rm", "sync_a")
-		eventually(t, "host2 says the removal waits for its stopped container", 15*time.Second, func() error {
+		poll.Eventually(t, "host2 says the removal waits for its stopped container", 15*time.Second, func() error {
 			state, detail, err := h2.syncState("sync_a")
 			if err != nil {
 				return err
@@ -163,7 +164,7 @@ func TestSync(t *testing.T) {
 			t.Fatalf("sync_d's subnet: host1 %s, host2 %s", s1, s2)
 		}
 		for _, h := range []*host{h1, h2} {
-			eventually(t, h.id+" says sync_d is in step", 10*time.Second, func() error {
+			poll.Eventually(t, h.id+" says sync_d is in step", 10*time.Second, func() error {
 				state, detail, err := h.syncState("sync_d")
 				if err != nil {
 					return err

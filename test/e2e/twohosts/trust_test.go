@@ -12,6 +12,7 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/mynet/mynet/internal/netutil"
+	"github.com/mynet/mynet/internal/poll"
 )
 
 // outsideResolver is a DNS server of the test's own on the underlay (in a
@@ -119,7 +120,7 @@ func TestNamesSurviveMynet(t *testing.T) {
 	sameHost := func() error { return h2.lookup("app2", "pg", pg) }
 	outside := func() error { return h2.lookup("app2", "outside.test", "192.0.2.99") }
 	otherHost := func() error { return h2.lookup("app2", "app1", ip1) }
-	eventually(t, "app2 resolves app1, pg and outside.test", 15*time.Second, func() error {
+	poll.Eventually(t, "app2 resolves app1, pg and outside.test", 15*time.Second, func() error {
 		return errors.Join(otherHost(), sameHost(), outside())
 	})
 
@@ -127,7 +128,7 @@ func TestNamesSurviveMynet(t *testing.T) {
 	h1.run("db", "--network", "ov_trust")
 	h2.run("pg2", "--network", "ov_trust", "--network-alias", "db")
 	db1, pg2 := h1.ip("db", "ov_trust"), h2.ip("pg2", "ov_trust")
-	eventually(t, "host2 has db's record", 10*time.Second, func() error { return h2.lookup("app2", "pg2", pg2) })
+	poll.Eventually(t, "host2 has db's record", 10*time.Second, func() error { return h2.lookup("app2", "pg2", pg2) })
 	for range 5 {
 		if out, err := h2.docker("exec", "app2", "nslookup", "db"); err != nil || !strings.Contains(out, pg2) || strings.Contains(out, db1) {
 			t.Fatalf("nslookup db on host2: %v %s; want the alias's %s (host2), never %s (host1's db)", err, out, pg2, db1)
@@ -138,8 +139,8 @@ func TestNamesSurviveMynet(t *testing.T) {
 	// suffix resolve across hosts; docker rename is followed on every host.
 	h1.run("api1", "--network", "ov_trust", "--network-alias", "api")
 	api1 := h1.ip("api1", "ov_trust")
-	eventually(t, "host2 resolves host1's alias api", 10*time.Second, func() error { return h2.lookup("app2", "api", api1) })
-	eventually(t, "host2 resolves api1.ov_trust", 10*time.Second, func() error { return h2.lookup("app2", "api1.ov_trust", api1) })
+	poll.Eventually(t, "host2 resolves host1's alias api", 10*time.Second, func() error { return h2.lookup("app2", "api", api1) })
+	poll.Eventually(t, "host2 resolves api1.ov_trust", 10*time.Second, func() error { return h2.lookup("app2", "api1.ov_trust", api1) })
 	h1.must("rename", "api1", "api2")
 	renamed := time.Now()
 	took := gap(t, "the rename on host2", renamed, 3*time.Second, func() error { return h2.lookup("app2", "api2", api1) })

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mynet/mynet/internal/poll"
 )
 
 // clusterNet is how users create a cluster network (README, docs/multihost.md).
@@ -26,7 +28,7 @@ func TestWalkthrough(t *testing.T) {
 	t.Cleanup(func() { removeEverywhere(c, "ov_net1") })
 	start := time.Now()
 	// host2$ docker network ls                   (ov_net1 is there too)
-	eventually(t, "host2 has ov_net1", 10*time.Second, func() error {
+	poll.Eventually(t, "host2 has ov_net1", 10*time.Second, func() error {
 		if !h2.hasNetwork("ov_net1") {
 			return fmt.Errorf("host2's networks: %s", h2.must("network", "ls", "--format", "{{.Name}}"))
 		}
@@ -53,7 +55,7 @@ func TestWalkthrough(t *testing.T) {
 	h2.reaches(t, "bbox2", ip1)
 
 	// host2$ docker exec bbox2 ping -c 2 bbox1   (by name, across hosts)
-	eventually(t, "bbox2 pings bbox1 by name", 10*time.Second, func() error {
+	poll.Eventually(t, "bbox2 pings bbox1 by name", 10*time.Second, func() error {
 		out, err := h2.docker("exec", "bbox2", "ping", "-c", "2", "-W", "1", "bbox1")
 		if err != nil {
 			return fmt.Errorf("%v: %s", err, out)
@@ -79,7 +81,7 @@ func TestWalkthrough(t *testing.T) {
 		t.Errorf("with mynet stopped, bbox2 does not resolve its own name: %v %s", err, out)
 	}
 	h2.startMynet()
-	eventually(t, "bbox2 resolves bbox1 after mynet's restart", 10*time.Second, func() error {
+	poll.Eventually(t, "bbox2 resolves bbox1 after mynet's restart", 10*time.Second, func() error {
 		if out, err := h2.docker("exec", "bbox2", "nslookup", "bbox1"); err != nil || !strings.Contains(out, ip1) {
 			return fmt.Errorf("%v: %s", err, out)
 		}
@@ -107,7 +109,7 @@ func TestWalkthrough(t *testing.T) {
 
 	// A container that goes stops resolving on the other host.
 	h1.run("bbox4", "--network", "ov_net1")
-	eventually(t, "bbox2 resolves bbox4", 10*time.Second, func() error {
+	poll.Eventually(t, "bbox2 resolves bbox4", 10*time.Second, func() error {
 		if out, err := h2.docker("exec", "bbox2", "nslookup", "bbox4"); err != nil {
 			return fmt.Errorf("%v: %s", err, out)
 		}
@@ -115,7 +117,7 @@ func TestWalkthrough(t *testing.T) {
 	})
 	h1.must("stop", "-t", "0", "bbox4")
 	stopped := time.Now()
-	eventually(t, "bbox4 stops resolving on host2", 10*time.Second, func() error {
+	poll.Eventually(t, "bbox4 stops resolving on host2", 10*time.Second, func() error {
 		if out, err := h2.docker("exec", "bbox2", "nslookup", "bbox4"); err == nil {
 			return fmt.Errorf("still resolves: %s", out)
 		}
@@ -123,7 +125,7 @@ func TestWalkthrough(t *testing.T) {
 	})
 	t.Logf("a stopped container stopped resolving on the other host %v after docker stop returned", time.Since(stopped).Round(time.Millisecond))
 
-	eventually(t, "host2 has ov_net2", 10*time.Second, func() error {
+	poll.Eventually(t, "host2 has ov_net2", 10*time.Second, func() error {
 		if !h2.hasNetwork("ov_net2") {
 			return fmt.Errorf("absent")
 		}
