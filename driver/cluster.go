@@ -161,6 +161,13 @@ func (d *Driver) HeldAddrs() map[string][]netip.Addr {
 	return d.nets.HeldAddrs()
 }
 
+// PeerHas tells whether another host's container on the cluster network
+// (by its name) has ip, as this host programs or holds it (clusternet
+// Table.Taken): the IPAM never hands it out.
+func (d *Driver) PeerHas(cluster string, ip netip.Addr) bool {
+	return d.nets != nil && d.nets.Taken(cluster, ip)
+}
+
 // HeldCount is how many peers' records are held (status, tests).
 func (d *Driver) HeldCount() int {
 	if d.nets == nil {

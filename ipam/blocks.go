@@ -116,7 +116,7 @@ func (a *Allocator) allocInCluster(p *pool, mac string) (uint64, error) {
 	net := p.rec.Cluster
 	log := a.log.WithFields(logrus.Fields{"pool": p.id(), "cluster_network": net})
 	refreshed := false
-	for range maxClaimTries {
+	for tries := 0; tries < maxClaimTries; {
 		off, ok, err := a.candidate(p)
 		if err != nil {
 			return 0, err
@@ -133,6 +133,14 @@ func (a *Allocator) allocInCluster(p *pool, mac string) (uint64, error) {
 			continue
 		}
 		addr := addrAt(p.subnet, off)
+		if a.inUseHas(net, addr) {
+			// Another host's container has it, whatever etcd says (its
+			// claim gone with etcd's data): not a try, and not handed out.
+			log.WithField("address", addr).Debug("address in use on another host though unclaimed; skipped")
+			p.elsewhere[off] = true
+			continue
+		}
+		tries++
 		ok, holder, err := a.claim(p, off, mac)
 		if err != nil {
 			return 0, err

@@ -204,20 +204,34 @@ func (a *Allocator) reclaim(p *pool) error {
 // in etcd says those addresses are taken.
 const holdOff = 5 * time.Second
 
-// SetInUse gives the allocator what the driver knows of other hosts'
-// containers that the cluster may not show (after a loss of etcd's data:
-// peers whose records are gone, records whose claims are not back yet):
-// their addresses are never handed out. fn is called when a pool reads
-// the cluster's claims, under the pool's lock: it must not call the
+// InUse is what the driver knows of other hosts' containers that the
+// cluster may not show (after a loss of etcd's data: peers whose records
+// are gone, records whose claims are not back yet, and a new empty etcd's
+// claims are none at all): their addresses are never handed out. Its
+// methods are called under a pool's lock: they must not call the
 // allocator.
-func (a *Allocator) SetInUse(fn func() map[string][]netip.Addr) { a.inUse.Store(&fn) }
+type InUse interface {
+	// Addrs are every such address of a cluster network (read when a pool
+	// reads the cluster's claims).
+	Addrs(cluster string) []netip.Addr
+	// Has tells whether addr is one (asked before each claim: whatever
+	// etcd says, an address a peer has is not handed out).
+	Has(cluster string, addr netip.Addr) bool
+}
+
+// SetInUse gives the allocator the driver's InUse.
+func (a *Allocator) SetInUse(u InUse) { a.inUse.Store(&u) }
 
 func (a *Allocator) inUseOf(cluster string) []netip.Addr {
-	fn := a.inUse.Load()
-	if fn == nil {
-		return nil
+	if u := a.inUse.Load(); u != nil {
+		return (*u).Addrs(cluster)
 	}
-	return (*fn)()[cluster]
+	return nil
+}
+
+func (a *Allocator) inUseHas(cluster string, addr netip.Addr) bool {
+	u := a.inUse.Load()
+	return u != nil && (*u).Has(cluster, addr)
 }
 
 // reclaimBlocks claims again the affinity of each block holding an address

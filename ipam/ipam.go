@@ -63,7 +63,7 @@ type Allocator struct {
 	log        *logrus.Entry
 	// inUse lists, by cluster network, addresses other hosts' containers
 	// have that the cluster's claims may not show (SetInUse); nil: none.
-	inUse atomic.Pointer[func() map[string][]netip.Addr]
+	inUse atomic.Pointer[InUse]
 
 	// mu guards pools, and is never held while a pool's mu is taken: a
 	// pool waiting on etcd holds up no other pool.

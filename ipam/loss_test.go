@@ -2,6 +2,7 @@ package ipam
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -54,10 +55,36 @@ func TestAfterADataLossOwnBlocksOnlyAndInUseRespected(t *testing.T) {
 	// host1 hands out from its own block during the hold-off, skipping
 	// what the driver knows in use elsewhere (a vanished peer's address).
 	next := netip.MustParsePrefix(held).Addr().Next()
-	h[0].SetInUse(func() map[string][]netip.Addr { return map[string][]netip.Addr{"blue": {next}} })
+	h[0].SetInUse(fixedInUse{"blue": {next}})
 	h[0].ClusterRegistered(nil, true) // a pool reads the in-use list when it lists the claims
 	got := mustAddr(t, h[0], pools[0], "", map[string]string{OptMACAddress: "02:00:00:00:00:03"})
 	if got == held || netip.MustParsePrefix(got).Addr() == next {
 		t.Errorf("host1 handed out %s (held %s, in use elsewhere %s)", got, held, next)
+	}
+}
+
+// fixedInUse is an InUse of fixed addresses.
+type fixedInUse map[string][]netip.Addr
+
+func (f fixedInUse) Addrs(cluster string) []netip.Addr { return f[cluster] }
+
+func (f fixedInUse) Has(cluster string, addr netip.Addr) bool {
+	return slices.Contains(f[cluster], addr)
+}
+
+// Before a host notices that etcd lost its data (a new, empty etcd: no
+// claim anywhere), an address the driver says another host's container
+// has is still never handed out: it is asked before every claim, not
+// only when the pool reads the cluster's claims.
+func TestInUseAskedBeforeEveryClaim(t *testing.T) {
+	t.Parallel()
+	h, _ := clusterHosts(t, 1)
+	pools := clusterNetworkOn(t, h, "10.41.0.0/24")
+	first := mustAddr(t, h[0], pools[0], "", map[string]string{OptMACAddress: "02:00:00:00:00:01"})
+	next := netip.MustParsePrefix(first).Addr().Next()
+	h[0].SetInUse(fixedInUse{"blue": {next}}) // no list of the claims since
+	got := mustAddr(t, h[0], pools[0], "", map[string]string{OptMACAddress: "02:00:00:00:00:02"})
+	if a := netip.MustParsePrefix(got).Addr(); a == next || got == first {
+		t.Errorf("handed out %s (first %s, in use elsewhere %s)", got, first, next)
 	}
 }

@@ -25,9 +25,11 @@ import (
 // publishes its records before or while it claims again; its node not
 // registered yet; etcd not answering the check) is held too, and checked
 // again: it is accepted once its claim is there (Table.HeldAddrs counts
-// its address as taken meanwhile). A refusal that cannot change (the
-// gateway, an address outside the subnet, a VTEP that is not the node's)
-// is final.
+// its address as taken meanwhile). If its record goes while a loss of
+// etcd's data is suspected (lossSuspected), it stays held as a kept peer
+// does; gone otherwise, its host removed it. A refusal that cannot change
+// (the gateway, an address outside the subnet, a VTEP that is not the
+// node's) is final.
 //
 // Table.Recheck, which the daemon calls every 2 s, settles what is held:
 // one list of the network's records and one of its claims and nodes per
@@ -105,6 +107,13 @@ func (h *held) snapshot() map[netip.Addr]heldPeer {
 	return out
 }
 
+func (h *held) has(ip netip.Addr) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.m[ip]
+	return ok
+}
+
 func (h *held) count() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -159,16 +168,32 @@ func (n *Network) holdVanished(p Peer) {
 		Info("peer's record lost with etcd's data: kept, and its address taken, until its host publishes it again")
 }
 
+// lossSuspected tells whether etcd may have lost its data around a list
+// made at revision rev: a loss noted within lossWindow, or the epoch this
+// host registered under not there at rev (a new, empty etcd or a wipe its
+// check has not seen yet). Not registered yet: no.
+func (n *Network) lossSuspected(rev int64) bool {
+	if at := n.t.lastLoss(); !at.IsZero() && time.Since(at) < lossWindow {
+		return true
+	}
+	if n.t.cfg.Client.Epoch() == "" {
+		return false
+	}
+	present, err := n.t.cfg.Client.EpochAt(rev)
+	return err != nil || !present
+}
+
 // recheck settles the network's held records (see above).
 func (n *Network) recheck() {
 	if n.held.count() == 0 {
 		return
 	}
 	client := n.t.cfg.Client
-	records, _, err := client.Peers(n.cfg.Cluster)
+	records, rev, err := client.Peers(n.cfg.Cluster)
 	if err != nil {
 		return
 	}
+	lost := n.lossSuspected(rev)
 	f, err := n.listFacts()
 	if err != nil {
 		return
@@ -207,8 +232,11 @@ func (n *Network) recheck() {
 			}
 		case ok:
 			n.held.drop(ip) // ours now
-		case !hp.peer.IP.IsValid():
-			n.held.drop(ip) // the refused record went, and nothing was programmed
+		case !hp.peer.IP.IsValid() && !lost:
+			// The refused record went, removed by its host, and nothing
+			// was programmed. (Gone with etcd's data, its address stays
+			// taken as a kept peer's would, below.)
+			n.held.drop(ip)
 		case !registered[hp.r.Node]:
 			// Its host is away: its containers may run. Kept.
 		case hp.alive.IsZero():
@@ -216,17 +244,22 @@ func (n *Network) recheck() {
 			n.held.put(&hp)
 		case now.Sub(hp.alive) >= settle && now.Sub(hp.since) >= settle:
 			n.held.drop(ip)
-			n.applyPeer(hp.peer, true)
+			if hp.peer.IP.IsValid() {
+				n.applyPeer(hp.peer, true)
+			}
 			log.Info("held peer removed: its host, registered again, did not publish it")
 		}
 	}
 }
 
-// keepVanished adds to want the peers a full list lacks that must stay:
-// those held already, and, when etcd lost its data since the network's
-// last list (its epoch changed, or Table.NoteDataLoss), every one of them,
-// held.
-func (n *Network) keepVanished(want map[netip.Addr]Peer, listed map[netip.Addr]bool) {
+// keepVanished adds to want the peers a full list (made at revision rev)
+// lacks that must stay: those held already, and, when etcd lost its data
+// since the network's last list, every one of them, held. Lost: the
+// epoch this host registered under changed since that list, or a loss
+// was noted (Table.NoteDataLoss), or the epoch was not there at rev: a
+// new, empty etcd (or a wipe) the host's check has not seen yet, whose
+// empty list must not read as every peer removed.
+func (n *Network) keepVanished(want map[netip.Addr]Peer, listed map[netip.Addr]bool, rev int64) {
 	epoch := n.t.cfg.Client.Epoch()
 	lossAt := n.t.lastLoss()
 	n.mu.Lock()
@@ -240,6 +273,9 @@ func (n *Network) keepVanished(want map[netip.Addr]Peer, listed map[netip.Addr]b
 		}
 	}
 	n.mu.Unlock()
+	if len(missing) > 0 && !lost {
+		lost = n.lossSuspected(rev)
+	}
 	heldNow := n.held.snapshot()
 	for _, p := range missing {
 		hp, isHeld := heldNow[p.IP]

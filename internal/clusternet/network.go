@@ -179,7 +179,7 @@ func (n *Network) follow(ctx context.Context) {
 			continue
 		}
 		listed, count := time.Since(start), len(records)
-		n.syncPeers(records)
+		n.syncPeers(records, rev)
 		if count >= bigList {
 			// A list of a big network is the daemon's peak of memory:
 			// what it no longer needs goes back to the system now, not
@@ -200,8 +200,8 @@ func (n *Network) follow(ctx context.Context) {
 }
 
 // syncPeers makes the VXLAN device and this host's records match a full
-// list of the network's records.
-func (n *Network) syncPeers(records []cluster.Peer) {
+// list of the network's records, made at revision rev.
+func (n *Network) syncPeers(records []cluster.Peer, rev int64) {
 	self := n.t.cfg.Client.Node()
 	facts, err := n.listFacts()
 	if err != nil {
@@ -238,7 +238,7 @@ func (n *Network) syncPeers(records []cluster.Peer) {
 			want[r.IP] = peerOf(r)
 		}
 	}
-	n.keepVanished(want, listed)
+	n.keepVanished(want, listed, rev)
 	for _, l := range n.locals.All() {
 		if published[l.IP] {
 			continue

@@ -205,3 +205,21 @@ func (t *Table) HeldCount() int {
 	}
 	return total
 }
+
+// Taken tells whether a peer of the cluster network (by its name) has ip,
+// programmed or held: another host's container has it, whatever etcd's
+// claims say. A map lookup per network of the table.
+func (t *Table) Taken(cluster string, ip netip.Addr) bool {
+	for _, n := range t.all() {
+		if n.cfg.Cluster != cluster {
+			continue
+		}
+		n.mu.Lock()
+		_, ok := n.peers[ip]
+		n.mu.Unlock()
+		if ok || n.held.has(ip) {
+			return true
+		}
+	}
+	return false
+}

@@ -144,7 +144,7 @@ func New(cfg Config, log *logrus.Entry) (_ *Daemon, err error) {
 	if d.clusterClient != nil {
 		// Addresses other hosts' containers have that etcd may not show
 		// (its data lost) are never handed out here.
-		d.alloc.SetInUse(d.inUseElsewhere)
+		d.alloc.SetInUse(inUse{d})
 	}
 	d.rec = newReconciler(d.drv.Reconcile, d.metrics, log.WithField("part", "reconcile"))
 	if d.clusterClient != nil && cfg.Cluster.DockerHost != "" {

@@ -204,16 +204,17 @@ func (d *Daemon) remoteAddrs() map[string][]netip.Addr {
 	return out
 }
 
-// inUseElsewhere is, by cluster network, the addresses of other hosts'
-// endpoints the driver programs or holds (driver held.go): what the IPAM
-// never hands out, whatever etcd's claims say.
-func (d *Daemon) inUseElsewhere() map[string][]netip.Addr {
-	out := d.remoteAddrs()
-	for name, addrs := range d.drv.HeldAddrs() {
-		out[name] = append(out[name], addrs...)
-	}
-	return out
+// inUse is the IPAM's view of the addresses of other hosts' containers the
+// driver programs or holds (internal/clusternet): what it never hands out,
+// whatever etcd's claims say.
+type inUse struct{ d *Daemon }
+
+func (u inUse) Addrs(cluster string) []netip.Addr {
+	out := u.d.remoteAddrs()[cluster]
+	return append(out, u.d.drv.HeldAddrs()[cluster]...)
 }
+
+func (u inUse) Has(cluster string, addr netip.Addr) bool { return u.d.drv.PeerHas(cluster, addr) }
 
 // registration is one Register's outcome.
 type registration struct {
