@@ -52,7 +52,7 @@ var allowedInternal = map[string][]string{
 	"internal/status":     {"driver", "ipam", "plugin", "internal/dockersync", "internal/firewall", "internal/ids", "internal/store"},
 	"internal/daemon": {"driver", "ipam", "plugin", "internal/cluster", "internal/dnsforward", "internal/dockersync", "internal/status", "internal/metrics", "internal/firewall", "internal/netutil",
 		"internal/store", "internal/fault"},
-	".": {"internal/cluster", "internal/daemon", "internal/dockersync", "internal/status", "internal/firewall", "internal/fault", "ipam"},
+	".": {"internal/cluster", "internal/daemon", "internal/dockersync", "internal/status", "internal/firewall", "internal/fault", "internal/store", "ipam", "plugin"},
 }
 
 // kernelLibraries may each be imported by one package only.

@@ -35,7 +35,9 @@ import (
 	"github.com/mynet/mynet/internal/fault"
 	"github.com/mynet/mynet/internal/firewall"
 	"github.com/mynet/mynet/internal/status"
+	"github.com/mynet/mynet/internal/store"
 	"github.com/mynet/mynet/ipam"
+	"github.com/mynet/mynet/plugin"
 )
 
 // version is set at build time (make build).
@@ -90,10 +92,10 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return def
 	}
 	o := &options{}
-	fs.StringVar(&o.Socket, "socket", env(status.DefaultSocket, "MYNET_SOCKET"),
+	fs.StringVar(&o.Socket, "socket", env(plugin.DefaultSocket, "MYNET_SOCKET"),
 		"unix socket to serve Docker on; its base name is the driver name (env MYNET_SOCKET); ignored when systemd passes the socket")
-	fs.StringVar(&o.StateDir, "state-dir", env(status.DefaultStateDir, "MYNET_STATE_DIR"),
-		"directory of the state file "+status.StateFile+", created if missing (env MYNET_STATE_DIR)")
+	fs.StringVar(&o.StateDir, "state-dir", env(store.DefaultDir, "MYNET_STATE_DIR"),
+		"directory of the state file "+store.FileName+", created if missing (env MYNET_STATE_DIR)")
 	level := fs.String("log-level", env("info", "MYNET_LOG_LEVEL", "LOG_LEVEL"),
 		"debug, info, warn or error (env MYNET_LOG_LEVEL or LOG_LEVEL)")
 	fs.StringVar(&o.LogFormat, "log-format", env("text", "MYNET_LOG_FORMAT"), "text or json (env MYNET_LOG_FORMAT)")

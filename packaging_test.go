@@ -9,7 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mynet/mynet/internal/status"
+	"github.com/mynet/mynet/internal/store"
+	"github.com/mynet/mynet/plugin"
 )
 
 // pluginConfig is the part of config.json the checks read.
@@ -94,7 +95,7 @@ func TestPluginConfigWorksOnAFreshHost(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the daemon refuses config.json's entrypoint and env: %v", err)
 	}
-	if o.StateDir != env["MYNET_STATE_DIR"] || o.Socket != status.DefaultSocket {
+	if o.StateDir != env["MYNET_STATE_DIR"] || o.Socket != plugin.DefaultSocket {
 		t.Errorf("daemon would use socket %s and state %s", o.Socket, o.StateDir)
 	}
 }
@@ -116,7 +117,7 @@ func TestSystemdUnits(t *testing.T) {
 	}
 	checks := map[string]string{
 		"Type":                  "notify",
-		"StateDirectory":        strings.TrimPrefix(status.DefaultStateDir, "/var/lib/"),
+		"StateDirectory":        strings.TrimPrefix(store.DefaultDir, "/var/lib/"),
 		"Before":                "docker.service",
 		"KillMode":              "process",
 		"ProtectKernelTunables": "yes", // as in a managed plugin: /proc/sys read-only
@@ -130,8 +131,8 @@ func TestSystemdUnits(t *testing.T) {
 	if !strings.Contains(svc["After"], "firewalld.service") {
 		t.Errorf("mynet.service After=%q, want it after firewalld.service", svc["After"])
 	}
-	if !strings.Contains(svc["ExecStart"], "--socket "+status.DefaultSocket) || sock["ListenStream"] != status.DefaultSocket {
-		t.Errorf("ExecStart %q and ListenStream %q, want both on %s", svc["ExecStart"], sock["ListenStream"], status.DefaultSocket)
+	if !strings.Contains(svc["ExecStart"], "--socket "+plugin.DefaultSocket) || sock["ListenStream"] != plugin.DefaultSocket {
+		t.Errorf("ExecStart %q and ListenStream %q, want both on %s", svc["ExecStart"], sock["ListenStream"], plugin.DefaultSocket)
 	}
 	if sock["SocketMode"] != "0600" {
 		t.Errorf("mynet.socket SocketMode=%q, want 0600 as the daemon makes it", sock["SocketMode"])

@@ -18,6 +18,14 @@ import (
 	"github.com/mynet/mynet/internal/errdefs"
 )
 
+// DefaultSocket is where the plain daemon serves (--socket): Docker finds
+// a plugin by its socket in PluginsDir.
+const DefaultSocket = PluginsDir + "/mynet.sock"
+
+// PluginsDir is where Docker looks for plugins' sockets; a managed
+// plugin's is in a directory of its own there, named by its ID.
+const PluginsDir = "/run/docker/plugins"
+
 // MaxBodyBytes caps a request body; Docker's requests are a few KiB.
 const MaxBodyBytes = 1 << 20
 

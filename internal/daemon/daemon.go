@@ -155,7 +155,7 @@ func New(cfg Config, log *logrus.Entry) (_ *Daemon, err error) {
 	return d, nil
 }
 
-func (d *Daemon) stateFile() string { return filepath.Join(d.cfg.StateDir, status.StateFile) }
+func (d *Daemon) stateFile() string { return filepath.Join(d.cfg.StateDir, store.FileName) }
 
 // Driver is the daemon's NetworkDriver (for the integration tests, which
 // call it directly on the wiring main uses).
@@ -165,7 +165,7 @@ func (d *Daemon) Driver() *driver.Driver { return d.drv }
 func (d *Daemon) IPAM() *ipam.Allocator { return d.alloc }
 
 // Close waits for background deletions and releases what New opened, in
-// reverse. Run calls it; calling it again does nothing.
+// reverse (see stop). Run calls it; calling it again does nothing.
 func (d *Daemon) Close() {
 	if d.drv != nil {
 		d.drv.Close()
@@ -248,8 +248,7 @@ func (d *Daemon) Run(ctx context.Context, l net.Listener) error {
 	var metricsSrv *http.Server
 	if d.metrics != nil {
 		if metricsSrv, err = d.serveMetrics(served); err != nil {
-			_ = srv.Close()
-			d.drv.Close()
+			_ = d.stop(srv, nil, false)
 			return err
 		}
 	}
@@ -266,11 +265,7 @@ func (d *Daemon) Run(ctx context.Context, l net.Listener) error {
 		// daemon starts and keeps trying; see membership.)
 		reg := d.register(ctx)
 		if errors.Is(reg.err, cluster.ErrNodeNameInUse) {
-			_ = srv.Close()
-			if metricsSrv != nil {
-				_ = metricsSrv.Close()
-			}
-			d.drv.Close()
+			_ = d.stop(srv, metricsSrv, false)
 			return fmt.Errorf("cluster: %w", reg.err)
 		}
 		if reg.err != nil {
@@ -292,34 +287,53 @@ func (d *Daemon) Run(ctx context.Context, l net.Listener) error {
 
 	select {
 	case err := <-served:
-		_ = srv.Close()
-		d.drv.Close()
+		_ = d.stop(srv, metricsSrv, false)
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	_, _ = sd.SdNotify(false, sd.SdNotifyStopping)
-	log.Info("shutting down; container networking is left as it is")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if metricsSrv != nil {
-		_ = metricsSrv.Shutdown(shutdownCtx)
-	}
-	err = srv.Shutdown(shutdownCtx)
-	d.drv.Close()
-	if len(d.drv.Networks()) == 0 {
-		// Nothing to protect: leave no rule behind (an uninstall ends here).
-		if err := d.fw.RemoveBase(); err != nil {
-			log.WithError(err).Warn("could not remove mynet's iptables chains")
-		} else if d.links != nil {
-			if err := d.links.DestroyIPSet(vteps); err != nil {
-				log.WithError(err).Warn("could not remove the VXLAN members' set")
-			}
-		}
-	}
-	if err != nil {
+	if err := d.stop(srv, metricsSrv, true); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// stop is the one way Run ends, in this order: systemd is told STOPPING;
+// the API's and the metrics' listeners close (gracefully, the calls under
+// way answered within 10 s, when asked to stop; at once when serving
+// failed); the driver ends its watches and waits for its background
+// deletions; with no network left, mynet's iptables chains and the VXLAN
+// members' set go (an uninstall ends here). Then Run's Close releases
+// what New opened, in reverse: the name forwarders first (containers' DNS
+// is Docker's alone from then), the Docker sync, etcd, netlink, the store.
+// Container networking is left as it is.
+func (d *Daemon) stop(srv, metricsSrv *http.Server, graceful bool) error {
+	_, _ = sd.SdNotify(false, sd.SdNotifyStopping)
+	d.log.Info("shutting down; container networking is left as it is")
+	var err error
+	if graceful {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if metricsSrv != nil {
+			_ = metricsSrv.Shutdown(ctx)
+		}
+		err = srv.Shutdown(ctx)
+	} else {
+		if metricsSrv != nil {
+			_ = metricsSrv.Close()
+		}
+		_ = srv.Close()
+	}
+	d.drv.Close()
+	if len(d.drv.Networks()) == 0 {
+		if err := d.fw.RemoveBase(); err != nil {
+			d.log.WithError(err).Warn("could not remove mynet's iptables chains")
+		} else if d.links != nil {
+			if err := d.links.DestroyIPSet(vteps); err != nil {
+				d.log.WithError(err).Warn("could not remove the VXLAN members' set")
+			}
+		}
+	}
+	return err
 }
 
 // onLinkEvent asks for a reconcile when a bridge or veth of ours goes away,
@@ -328,16 +342,12 @@ func (d *Daemon) onLinkEvent(ev netutil.LinkEvent) {
 	if ev.Deleted {
 		d.seenBridges.forget(ev.Name)
 	}
-	switch {
-	case ev.Deleted && d.drv.OwnsLink(ev.Name):
+	firstSeen := func() bool { return d.seenBridges.add(ev.Name) }
+	switch linkEventAction(ev, d.drv.OwnsLink(ev.Name), d.fw.BridgeGroup(), firstSeen) {
+	case linkReconcileNow:
 		d.log.WithField("link", ev.Name).Info("a link of ours was deleted; reconciling now")
 		d.rec.kick(triggerLink)
-	case ev.Bridge && !ev.Deleted && ev.Master == 0 && ev.Group != d.fw.BridgeGroup() && !d.drv.OwnsLink(ev.Name) && d.seenBridges.add(ev.Name):
-		// Someone else's new bridge, perhaps a Docker network's under a
-		// name of its user's: its rules, which say it is Docker's, follow
-		// the bridge by a moment. Reconcile then, to isolate it. (A bridge
-		// in mynet's group is one of ours, going down as its network is
-		// deleted, say.)
+	case linkReconcileSoon:
 		d.log.WithField("link", ev.Name).Debug("a new bridge; reconciling soon to learn whether it is Docker's")
 		time.AfterFunc(time.Second, func() { d.rec.kick(triggerLink) })
 	}

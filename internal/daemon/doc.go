@@ -18,10 +18,17 @@
 // integration tests run the same binary. Nothing here touches the kernel
 // itself: that is internal/netutil's and internal/firewall's.
 //
+// Shutdown is one function (daemon.go stop), in the order it states:
+// systemd told, the listeners closed, the driver's watches and background
+// work ended, mynet's base rules removed when no network is left, then
+// what New opened released in reverse (the name forwarders first).
+//
 // Files: daemon.go the configuration, building the parts, serving and the
-// shutdown; metrics.go the metrics listener and its gauges; health.go the
-// health report; reconcile.go the reconciler and its
-// triggers; membership.go the cluster: registration, the check that etcd
-// kept its data, the upkeep (reclaims, held records, the VXLAN guard, this
-// host's routes) and the Docker sync's wiring.
+// shutdown; policy.go the daemon's decisions as pure functions (who may
+// send VXLAN here, what a link event calls for, the hosts status lists),
+// unit-tested; metrics.go the metrics listener and its gauges; health.go
+// the health report; reconcile.go the reconciler and its triggers;
+// membership.go the cluster: registration, the check that etcd kept its
+// data, the upkeep (reclaims, held records, the VXLAN guard, this host's
+// routes) and the Docker sync's wiring.
 package daemon

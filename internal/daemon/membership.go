@@ -154,24 +154,12 @@ func (d *Daemon) guardVXLAN() {
 		}
 		return
 	}
-	if nodes, err := d.clusterClient.Nodes(); err == nil {
+	nodes, err := d.clusterClient.Nodes()
+	if err == nil {
 		d.drv.SetLiveNodes(nodeNames(nodes))
-		d.vteps.members = map[netip.Addr]bool{}
-		for _, n := range nodes {
-			if n.Name != d.clusterClient.Node() {
-				d.vteps.members[n.Addr] = true
-			}
-		}
 	}
-	allowed := maps.Clone(d.vteps.members)
-	if allowed == nil {
-		allowed = map[netip.Addr]bool{}
-	}
-	for _, peers := range d.drv.RemotePeers() {
-		for _, p := range peers {
-			allowed[p.VTEP] = true
-		}
-	}
+	var allowed map[netip.Addr]bool
+	d.vteps.members, allowed = vxlanMembers(d.clusterClient.Node(), nodes, err == nil, d.vteps.members, d.drv.RemotePeers())
 	if err := d.links.SyncIPSet(vteps, slices.Collect(maps.Keys(allowed))); err != nil {
 		log.WithError(err).Warn("could not update the VXLAN members' set; VXLAN is not guarded")
 		return
@@ -363,29 +351,12 @@ func (d *Daemon) clusterStatus() *status.Cluster {
 		slices.SortFunc(peers, func(a, b driver.Peer) int { return a.IP.Compare(b.IP) })
 		c.Peers[id] = peers
 	}
-	alive := map[string]string{}
 	nodes, err := d.clusterClient.Nodes()
 	c.Reachable = err == nil
 	if err != nil {
 		c.Error = err.Error()
 	}
-	for _, n := range nodes {
-		alive[n.Name] = n.Addr.String()
-	}
-	seen := map[string]bool{}
-	for name, addr := range alive {
-		c.Hosts = append(c.Hosts, status.Host{Name: name, Addr: addr, Alive: true})
-		seen[name] = true
-	}
-	for _, peers := range c.Peers {
-		for _, p := range peers {
-			if !seen[p.Node] {
-				seen[p.Node] = true
-				c.Hosts = append(c.Hosts, status.Host{Name: p.Node, Addr: p.VTEP.String(), Alive: false})
-			}
-		}
-	}
-	slices.SortFunc(c.Hosts, func(a, b status.Host) int { return strings.Compare(a.Name, b.Name) })
+	c.Hosts = clusterHosts(nodes, c.Peers)
 	return c
 }
 

@@ -15,16 +15,6 @@ import (
 	"github.com/mynet/mynet/plugin"
 )
 
-// Defaults where the daemon and a managed plugin put their socket and state.
-const (
-	DefaultSocket   = "/run/docker/plugins/mynet.sock"
-	DefaultStateDir = "/var/lib/mynet"
-	StateFile       = "mynet.db"
-	// PluginsDir holds one directory per managed plugin, named by its ID,
-	// with the plugin's socket inside.
-	PluginsDir = "/run/docker/plugins"
-)
-
 // Command is `mynet status` with its environment.
 type Command struct {
 	Getenv         func(string) string
@@ -54,7 +44,7 @@ func (c Command) Run(args []string) error {
 	}
 	asJSON := fs.Bool("json", false, "print JSON")
 	socket := fs.String("socket", c.Getenv("MYNET_SOCKET"), "the daemon's socket (env MYNET_SOCKET; default: found, see above)")
-	stateDir := fs.String("state-dir", or(c.Getenv("MYNET_STATE_DIR"), DefaultStateDir), "directory of the state file, read when no daemon answers (env MYNET_STATE_DIR)")
+	stateDir := fs.String("state-dir", or(c.Getenv("MYNET_STATE_DIR"), store.DefaultDir), "directory of the state file, read when no daemon answers (env MYNET_STATE_DIR)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -67,7 +57,7 @@ func (c Command) Run(args []string) error {
 	r, err := c.fromDaemon(*socket)
 	if err != nil {
 		var fileErr error
-		r, fileErr = FromFile(filepath.Join(*stateDir, StateFile))
+		r, fileErr = FromFile(filepath.Join(*stateDir, store.FileName))
 		if fileErr != nil {
 			return fmt.Errorf("%v, and the state file cannot be read: %w", err, fileErr)
 		}
@@ -88,7 +78,7 @@ func or(v, def string) string {
 	return def
 }
 
-func (c Command) pluginsDir() string { return or(c.PluginsDir, PluginsDir) }
+func (c Command) pluginsDir() string { return or(c.PluginsDir, plugin.PluginsDir) }
 
 // fromDaemon asks the daemon on socket or, when socket is empty, on the
 // first candidate that answers: the plain daemon's default socket, then
@@ -96,8 +86,8 @@ func (c Command) pluginsDir() string { return or(c.PluginsDir, PluginsDir) }
 func (c Command) fromDaemon(socket string) (Report, error) {
 	candidates := []string{socket}
 	if socket == "" {
-		candidates = []string{filepath.Join(c.pluginsDir(), filepath.Base(DefaultSocket))}
-		plugins, _ := filepath.Glob(filepath.Join(c.pluginsDir(), "*", filepath.Base(DefaultSocket)))
+		candidates = []string{filepath.Join(c.pluginsDir(), filepath.Base(plugin.DefaultSocket))}
+		plugins, _ := filepath.Glob(filepath.Join(c.pluginsDir(), "*", filepath.Base(plugin.DefaultSocket)))
 		candidates = append(candidates, plugins...)
 	}
 	var errs []error

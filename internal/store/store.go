@@ -6,6 +6,13 @@ import (
 	"fmt"
 )
 
+// Where the daemon keeps its state by default (--state-dir), and the file's
+// name there.
+const (
+	DefaultDir = "/var/lib/mynet"
+	FileName   = "mynet.db"
+)
+
 // ErrNotFound is returned by Tx.Get when a key does not exist.
 var ErrNotFound = errors.New("not found")
 

@@ -1,0 +1,100 @@
+package daemon
+
+import (
+	"maps"
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/mynet/mynet/driver"
+	"github.com/mynet/mynet/internal/cluster"
+	"github.com/mynet/mynet/internal/netutil"
+	"github.com/mynet/mynet/internal/status"
+)
+
+func addrs(ss ...string) map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	for _, s := range ss {
+		out[netip.MustParseAddr(s)] = true
+	}
+	return out
+}
+
+func TestVXLANMembers(t *testing.T) {
+	t.Parallel()
+	nodes := []cluster.NodeInfo{{Name: "self", Addr: netip.MustParseAddr("198.18.0.1")}, {Name: "b", Addr: netip.MustParseAddr("198.18.0.2")}}
+	peers := map[string][]driver.Peer{"net1": {{Node: "c", VTEP: netip.MustParseAddr("198.18.0.3")}}}
+	for _, c := range []struct {
+		name             string
+		nodes            []cluster.NodeInfo
+		read             bool
+		last             map[netip.Addr]bool
+		peers            map[string][]driver.Peer
+		members, allowed map[netip.Addr]bool
+	}{
+		// The registered hosts but this one, and the VTEPs of its peers
+		// (host c's lease lapsed; its containers still send).
+		{"nodes read", nodes, true, addrs("198.18.0.9"), peers, addrs("198.18.0.2"), addrs("198.18.0.2", "198.18.0.3")},
+		// etcd down: the last members stay.
+		{"nodes not read", nil, false, addrs("198.18.0.9"), peers, addrs("198.18.0.9"), addrs("198.18.0.9", "198.18.0.3")},
+		// Alone in the cluster: nothing is accepted.
+		{"alone", nodes[:1], true, nil, nil, addrs(), addrs()},
+	} {
+		members, allowed := vxlanMembers("self", c.nodes, c.read, c.last, c.peers)
+		if !maps.Equal(members, c.members) || !maps.Equal(allowed, c.allowed) {
+			t.Errorf("%s: members %v allowed %v, want %v %v", c.name, members, allowed, c.members, c.allowed)
+		}
+	}
+}
+
+func TestLinkEventAction(t *testing.T) {
+	t.Parallel()
+	const group = 7
+	seen := map[string]bool{}
+	first := func(name string) func() bool {
+		return func() bool {
+			was := seen[name]
+			seen[name] = true
+			return !was
+		}
+	}
+	for _, c := range []struct {
+		name string
+		ev   netutil.LinkEvent
+		ours bool
+		want linkAction
+	}{
+		{"our veth deleted", netutil.LinkEvent{Name: "mnh1", Deleted: true}, true, linkReconcileNow},
+		{"our bridge deleted", netutil.LinkEvent{Name: "mn-1", Deleted: true, Bridge: true}, true, linkReconcileNow},
+		{"someone's link deleted", netutil.LinkEvent{Name: "eth9", Deleted: true}, false, linkIgnore},
+		{"a new bridge of someone's", netutil.LinkEvent{Name: "br-x", Bridge: true}, false, linkReconcileSoon},
+		{"the same bridge again (a port, a state)", netutil.LinkEvent{Name: "br-x", Bridge: true}, false, linkIgnore},
+		{"a bridge in mynet's group", netutil.LinkEvent{Name: "mn-2", Bridge: true, Group: group}, false, linkIgnore},
+		{"a bridge that is a port", netutil.LinkEvent{Name: "br-y", Bridge: true, Master: 3}, false, linkIgnore},
+		{"our own bridge changing", netutil.LinkEvent{Name: "mn-3", Bridge: true}, true, linkIgnore},
+		{"a veth appearing", netutil.LinkEvent{Name: "veth1"}, false, linkIgnore},
+	} {
+		if got := linkEventAction(c.ev, c.ours, group, first(c.ev.Name)); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+	if seen["mn-2"] || seen["br-y"] || seen["mn-3"] {
+		t.Errorf("bridges that call for nothing were recorded as seen: %v", seen)
+	}
+}
+
+func TestClusterHosts(t *testing.T) {
+	t.Parallel()
+	nodes := []cluster.NodeInfo{{Name: "b", Addr: netip.MustParseAddr("198.18.0.2")}, {Name: "a", Addr: netip.MustParseAddr("198.18.0.1")}}
+	peers := map[string][]driver.Peer{
+		"n1": {{Node: "b", VTEP: netip.MustParseAddr("198.18.0.2")}, {Node: "c", VTEP: netip.MustParseAddr("198.18.0.3")}},
+		"n2": {{Node: "c", VTEP: netip.MustParseAddr("198.18.0.3")}},
+	}
+	want := []status.Host{{Name: "a", Addr: "198.18.0.1", Alive: true}, {Name: "b", Addr: "198.18.0.2", Alive: true}, {Name: "c", Addr: "198.18.0.3"}}
+	if got := clusterHosts(nodes, peers); !slices.Equal(got, want) {
+		t.Errorf("hosts %v, want %v", got, want)
+	}
+	if got := clusterHosts(nil, nil); len(got) != 0 {
+		t.Errorf("no hosts: %v", got)
+	}
+}
