@@ -342,14 +342,13 @@ func (d *Daemon) clusterStatus() *status.Cluster {
 		return nil
 	}
 	c := &status.Cluster{Node: d.cfg.Cluster.Node, Advertise: d.cfg.Cluster.Advertise, Store: d.cfg.Cluster.Store,
-		Peers: map[string][]driver.Peer{}}
+		Peers: map[string][]status.Peer{}}
 	if d.syncer != nil {
 		st := d.syncer.Status()
 		c.DockerSync = &st
 	}
 	for id, peers := range d.drv.RemotePeers() {
-		slices.SortFunc(peers, func(a, b driver.Peer) int { return a.IP.Compare(b.IP) })
-		c.Peers[id] = peers
+		c.Peers[id] = status.PeersOf(peers)
 	}
 	nodes, err := d.clusterClient.Nodes()
 	c.Reachable = err == nil

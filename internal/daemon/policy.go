@@ -73,7 +73,7 @@ func linkEventAction(ev netutil.LinkEvent, ours bool, group uint32, firstSeen fu
 // clusterHosts is the hosts mynet status lists: those registered now
 // (alive), and those that have peers here but no registration (not
 // alive: their lease lapsed, their containers may run), by name.
-func clusterHosts(nodes []cluster.NodeInfo, peers map[string][]driver.Peer) []status.Host {
+func clusterHosts(nodes []cluster.NodeInfo, peers map[string][]status.Peer) []status.Host {
 	var out []status.Host
 	seen := map[string]bool{}
 	for _, n := range nodes {

@@ -86,7 +86,7 @@ func TestLinkEventAction(t *testing.T) {
 func TestClusterHosts(t *testing.T) {
 	t.Parallel()
 	nodes := []cluster.NodeInfo{{Name: "b", Addr: netip.MustParseAddr("198.18.0.2")}, {Name: "a", Addr: netip.MustParseAddr("198.18.0.1")}}
-	peers := map[string][]driver.Peer{
+	peers := map[string][]status.Peer{
 		"n1": {{Node: "b", VTEP: netip.MustParseAddr("198.18.0.2")}, {Node: "c", VTEP: netip.MustParseAddr("198.18.0.3")}},
 		"n2": {{Node: "c", VTEP: netip.MustParseAddr("198.18.0.3")}},
 	}

@@ -29,7 +29,7 @@ func Print(w io.Writer, r Report) {
 	for _, n := range r.Networks {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", ids.Short(n.ID), n.BridgeName, orDash(n.Subnet.String(), n.Subnet.IsValid()),
 			orDash(n.Gateway.Addr().String(), n.Gateway.IsValid()),
-			orDash(n.Subnet6.String(), n.Subnet6.IsValid()), n.Endpoints, strings.Join(options(n.NetworkConfig), ","))
+			orDash(n.Subnet6.String(), n.Subnet6.IsValid()), n.Endpoints, strings.Join(options(n), ","))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nENDPOINTS\n")
@@ -144,7 +144,7 @@ func printCluster(w io.Writer, c *Cluster) {
 	}
 }
 
-func options(n driver.NetworkConfig) []string {
+func options(n Network) []string {
 	var opts []string
 	if !n.ICC {
 		opts = append(opts, "icc=off")

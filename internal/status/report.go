@@ -1,6 +1,7 @@
 package status
 
 import (
+	"net/netip"
 	"sort"
 	"time"
 
@@ -34,10 +35,32 @@ type Cluster struct {
 	Hosts []Host `json:"peers"`
 	// Peers lists, per network ID, the other hosts' containers this host
 	// has programmed (the key of earlier versions is kept).
-	Peers map[string][]driver.Peer `json:"remote_endpoints"`
+	Peers map[string][]Peer `json:"remote_endpoints"`
 	// DockerSync is the syncing of cluster networks with this host's
 	// Docker; nil when it is off by configuration (--docker-host "").
 	DockerSync *dockersync.Status `json:"docker_sync,omitempty"`
+}
+
+// Peer is another host's container on a cluster network, as this host
+// programs it.
+type Peer struct {
+	Node    string     `json:"node"`
+	IP      netip.Addr `json:"ip"`
+	MAC     string     `json:"mac"`
+	VTEP    netip.Addr `json:"vtep"`
+	Name    string     `json:"name,omitempty"`
+	Aliases []string   `json:"aliases,omitempty"`
+}
+
+// PeersOf are the driver's peers, sorted by address, as the report shows
+// them.
+func PeersOf(ps []driver.Peer) []Peer {
+	out := make([]Peer, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, Peer{Node: p.Node, IP: p.IP, MAC: p.MAC, VTEP: p.VTEP, Name: p.Name, Aliases: p.Aliases})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].IP.Less(out[j].IP) })
+	return out
 }
 
 // Host is another host of the cluster.
@@ -47,16 +70,82 @@ type Host struct {
 	Alive bool   `json:"alive"` // its lease is alive in etcd
 }
 
-// Network is a network with its endpoint count.
+// Network is a network as mynet status shows it, with its endpoint count:
+// a type of the report's own (its JSON keys are the report's, whatever
+// the driver saves), filled by networkOf.
 type Network struct {
-	driver.NetworkConfig
-	Endpoints int `json:"endpoints"`
+	ID              string       `json:"id"`
+	BridgeName      string       `json:"bridge"`
+	UserBridge      bool         `json:"user_bridge"`
+	Subnet          netip.Prefix `json:"subnet"`
+	Gateway         netip.Prefix `json:"gateway"`
+	MTU             int          `json:"mtu,omitempty"`
+	ICC             bool         `json:"icc"`
+	Masquerade      bool         `json:"masquerade"`
+	Internal        bool         `json:"internal"`
+	ContainerPrefix string       `json:"container_prefix"`
+	Subnet6         netip.Prefix `json:"subnet6"`
+	Gateway6        netip.Prefix `json:"gateway6"`
+	HostBinding     netip.Addr   `json:"host_binding"`
+	InhibitIPv4     bool         `json:"inhibit_ipv4"`
+	SNATSource      netip.Addr   `json:"snat_source"`
+	SNATSource6     netip.Addr   `json:"snat_source6"`
+	TrustedIfaces   string       `json:"trusted_ifaces,omitempty"`
+	NoIPv4          bool         `json:"no_ipv4,omitempty"`
+	GatewayMode4    string       `json:"gateway_mode4"`
+	GatewayMode6    string       `json:"gateway_mode6"`
+	RandomMACs      bool         `json:"random_macs,omitempty"`
+	Cluster         string       `json:"cluster,omitempty"`
+	VNI             uint32       `json:"vni,omitempty"`
+	VXLAN           string       `json:"vxlan,omitempty"`
+	Endpoints       int          `json:"endpoints"`
 }
 
-// Endpoint is an endpoint with its published ports in `docker ps` form.
+func networkOf(n driver.NetworkConfig, endpoints int) Network {
+	return Network{ID: n.ID, BridgeName: n.BridgeName, UserBridge: n.UserBridge, Subnet: n.Subnet, Gateway: n.Gateway, MTU: n.MTU,
+		ICC: n.ICC, Masquerade: n.Masquerade, Internal: n.Internal, ContainerPrefix: n.ContainerPrefix, Subnet6: n.Subnet6,
+		Gateway6: n.Gateway6, HostBinding: n.HostBinding, InhibitIPv4: n.InhibitIPv4, SNATSource: n.SNATSource,
+		SNATSource6: n.SNATSource6, TrustedIfaces: n.TrustedIfaces, NoIPv4: n.NoIPv4, GatewayMode4: n.GatewayMode4,
+		GatewayMode6: n.GatewayMode6, RandomMACs: n.RandomMACs, Cluster: n.Cluster, VNI: n.VNI, VXLAN: n.VXLAN, Endpoints: endpoints}
+}
+
+// Endpoint is an endpoint as mynet status shows it, with its published
+// ports also in `docker ps` form (a type of the report's own, filled by
+// endpointOf).
 type Endpoint struct {
-	driver.Endpoint
-	PortsText string `json:"ports_text,omitempty"`
+	ID            string       `json:"id"`
+	NetworkID     string       `json:"network_id"`
+	HostVeth      string       `json:"host_veth"`
+	PeerVeth      string       `json:"peer_veth"`
+	MAC           string       `json:"mac"`
+	Address       netip.Prefix `json:"address"`
+	AddressIPv6   netip.Prefix `json:"address6"`
+	Ports         []Port       `json:"ports,omitempty"`
+	MACFromDocker bool         `json:"mac_from_docker"`
+	IfName        string       `json:"ifname,omitempty"`
+	Name          string       `json:"name,omitempty"`
+	Aliases       []string     `json:"aliases,omitempty"`
+	Sandbox       string       `json:"sandbox,omitempty"`
+	PortsText     string       `json:"ports_text,omitempty"`
+}
+
+// Port is one published port.
+type Port struct {
+	Proto         string     `json:"proto"`
+	HostIP        netip.Addr `json:"host_ip"`
+	HostPort      uint16     `json:"host_port"`
+	ContainerIP   netip.Addr `json:"container_ip"`
+	ContainerPort uint16     `json:"container_port"`
+}
+
+func endpointOf(ep driver.Endpoint) Endpoint {
+	out := Endpoint{ID: ep.ID, NetworkID: ep.NetworkID, HostVeth: ep.HostVeth, PeerVeth: ep.PeerVeth, MAC: ep.MAC, Address: ep.Address,
+		AddressIPv6: ep.AddressIPv6, MACFromDocker: ep.MACFromDocker, IfName: ep.IfName, Name: ep.Name, Aliases: ep.Aliases,
+		Sandbox: ep.Sandbox, PortsText: driver.FormatPorts(ep.Ports)}
+	for _, p := range ep.Ports {
+		out.Ports = append(out.Ports, Port{Proto: p.Proto, HostIP: p.HostIP, HostPort: p.HostPort, ContainerIP: p.ContainerIP, ContainerPort: p.ContainerPort})
+	}
+	return out
 }
 
 // Health is what /mynet.Health answers and `mynet status` prints first.
@@ -107,10 +196,10 @@ func Build(source string, drv *driver.Driver, alloc *ipam.Allocator, health *Hea
 	count := map[string]int{}
 	for _, ep := range drv.Endpoints() {
 		count[ep.NetworkID]++
-		r.Endpoints = append(r.Endpoints, Endpoint{Endpoint: ep, PortsText: driver.FormatPorts(ep.Ports)})
+		r.Endpoints = append(r.Endpoints, endpointOf(ep))
 	}
 	for _, n := range drv.Networks() {
-		r.Networks = append(r.Networks, Network{NetworkConfig: n, Endpoints: count[n.ID]})
+		r.Networks = append(r.Networks, networkOf(n, count[n.ID]))
 	}
 	sort.Slice(r.Networks, func(i, j int) bool { return r.Networks[i].BridgeName < r.Networks[j].BridgeName })
 	sort.Slice(r.Endpoints, func(i, j int) bool { return r.Endpoints[i].HostVeth < r.Endpoints[j].HostVeth })
