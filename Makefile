@@ -44,7 +44,7 @@ host-deps:
 # several Engine 29 hosts of one cluster.
 # Each step's time is printed at the end (test/steps.sh).
 test:
-	MAKE="$(MAKE)" bash test/steps.sh deps lint integration '&engine29' fuzz e2e e2e-plugin e2e-engine29 e2e-cluster
+	MAKE="$(MAKE)" bash test/steps.sh deps lint integration '&e2e-engine29' fuzz e2e e2e-plugin wait e2e-cluster
 
 # host-deps plus the tests' tools (busybox-static, iproute2, curl), and the
 # local busybox test image.

@@ -2,7 +2,9 @@
 # Builds the managed plugin without any registry: the image from the
 # Dockerfile (on local base images unless GO_IMAGE/RUNTIME_IMAGE say
 # otherwise), its filesystem exported as the plugin's rootfs, and
-# `docker plugin create`. Usage: build-plugin.sh NAME VERSION
+# `docker plugin create`. Usage: build-plugin.sh NAME VERSION. The plugin's
+# directory is dist/plugin, or MYNET_PLUGIN_DIR (an absolute path: two
+# builds side by side, as make test's e2e passes on two engines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DOCKER=${DOCKER:-/usr/bin/docker}
@@ -17,7 +19,7 @@ fi
 image=mynet-build/plugin-rootfs:$version
 DOCKER_BUILDKIT=0 "$DOCKER" build -q -t "$image" \
   --build-arg GO_IMAGE="$GO_IMAGE" --build-arg RUNTIME_IMAGE="$RUNTIME_IMAGE" --build-arg VERSION="$version" . >/dev/null
-dir=dist/plugin
+dir=${MYNET_PLUGIN_DIR:-dist/plugin}
 rm -rf "$dir"
 mkdir -p "$dir/rootfs"
 cid=$("$DOCKER" create "$image")

@@ -4,12 +4,12 @@
 # failed), so that the suite's growth shows in every run's log.
 #
 # A step written "&name" starts in the background, in a process group of
-# its own, and the next steps go on meanwhile: for work that only a cache
-# miss does (building Engine 29), which then overlaps steps that mostly
-# wait on dockerd. Whatever needs its result waits for it on its own (the
-# engine's build takes a lock). Its output is printed when it ends; every
-# background step is waited for before the times are printed, and one that
-# failed fails the run. If a step fails, background steps are stopped.
+# its own, and the next steps go on meanwhile: for steps that share nothing
+# with them (the Engine 29 passes, in the engine's own namespaces, beside
+# the host engine's) and mostly wait on dockerd. The step "wait" waits for
+# every background step; the end does too. A background step's output is
+# printed when it is waited for; one that failed fails the run. If a step
+# fails, background steps are stopped.
 set -uo pipefail
 MAKE=${MAKE:-make}
 names=()
@@ -24,6 +24,7 @@ began=$(date +%s)
 
 finish_background() {
   local i rc
+  [ "${#bg_pids[@]}" -gt 0 ] || return 0
   for i in "${!bg_pids[@]}"; do
     if [ "$status" -ne 0 ]; then
       kill -- "-${bg_pids[$i]}" 2>/dev/null
@@ -40,9 +41,15 @@ finish_background() {
       failed="${bg_names[$i]} (background)"
     fi
   done
+  bg_names=() bg_pids=() bg_starts=() bg_logs=()
 }
 
 for step in "$@"; do
+  if [ "$step" = wait ]; then
+    finish_background
+    [ "$status" -eq 0 ] || break
+    continue
+  fi
   if [ "${step#&}" != "$step" ]; then
     name=${step#&}
     log=$(mktemp)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -9,9 +10,12 @@ import (
 // The "outside world": a network namespace reached from the host through a
 // veth, holding 198.51.100.2 (TEST-NET-2). It has no route to any container
 // subnet, so it can only answer a container whose traffic was masqueraded to
-// the host's 198.51.100.1.
+// the host's 198.51.100.1. Its name is the machine's (/run/netns), so a
+// suite run beside another one (make test runs the Engine 29 passes beside
+// the host's) gives it a suffix of its own (MYNET_E2E_NETNS_SUFFIX).
+var outsideNS = "mynet-e2e-outside" + os.Getenv("MYNET_E2E_NETNS_SUFFIX")
+
 const (
-	outsideNS   = "mynet-e2e-outside"
 	outsideHost = "mne2e-out0"
 	outsidePeer = "mne2e-out1"
 	outsideIP   = "198.51.100.2"

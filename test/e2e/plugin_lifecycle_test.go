@@ -54,7 +54,7 @@ func TestPluginLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		docker(t, "plugin", "rm", "-f", p.name)
-		docker(t, "plugin", "create", p.name, "../../dist/plugin")
+		docker(t, "plugin", "create", p.name, pluginDir())
 		if err := p.configure(); err != nil {
 			t.Fatal(err)
 		}
@@ -102,7 +102,7 @@ func TestPluginLifecycle(t *testing.T) {
 		if err := removeXtablesLock(); err != nil {
 			t.Fatal(err)
 		}
-		docker(t, "plugin", "create", p.name, "../../dist/plugin")
+		docker(t, "plugin", "create", p.name, pluginDir())
 		if err := p.configure(); err != nil {
 			t.Fatal(err)
 		}
@@ -119,6 +119,15 @@ func TestPluginLifecycle(t *testing.T) {
 			t.Errorf("a container on the fresh host's network: %v", err)
 		}
 	})
+}
+
+// pluginDir is where build-plugin.sh put the plugin (MYNET_PLUGIN_DIR,
+// else dist/plugin).
+func pluginDir() string {
+	if d := os.Getenv("MYNET_PLUGIN_DIR"); d != "" {
+		return d
+	}
+	return "../../dist/plugin"
 }
 
 // xtablesLock is the host's iptables lock, which the plugin shares.

@@ -16,7 +16,12 @@ GO=${GO:-go}
 E2E_PLUGIN=${E2E_PLUGIN:-mynet-e2e-plugin:latest}
 E="bash test/engine/engine.sh"
 fresh_cache=$(mktemp -d /var/tmp/mynet-e2e-engine-cache.XXXXXX)
-trap '$E stop; rm -rf "$fresh_cache"' EXIT
+# make test runs these passes beside the host engine's: what the suite names
+# on the machine as a whole (the outside namespace, the plugin's build
+# directory) gets names of this run's own.
+plugin_dir=$(mktemp -d /var/tmp/mynet-e2e-plugin.XXXXXX)
+export MYNET_E2E_NETNS_SUFFIX=-e29 MYNET_PLUGIN_DIR=$plugin_dir/plugin
+trap '$E stop; rm -rf "$fresh_cache" "$plugin_dir"' EXIT
 
 step() { echo "=== e2e against Engine 29: $*" >&2; }
 
