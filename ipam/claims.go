@@ -154,7 +154,17 @@ func (a *Allocator) reclaim(p *pool) error {
 		addr := addrAt(p.subnet, off)
 		want := clusterOwner(owner, addr)
 		switch have, ok := claims[addr]; {
+		case ok && have.Node == node && have.Owner == want:
+			return
 		case ok && have.Node == node:
+			// This host's claim, made for the address's earlier holder
+			// here (an older backup of etcd restored): made the present
+			// one's, so that its release gives the address back.
+			if _, err := a.cluster.AdoptClaim(net, addr, want); err != nil {
+				failed = clusterErr(err)
+			} else {
+				log.WithField("address", addr).Info("address's claim made its present holder's again (etcd went back to an older claim)")
+			}
 			return
 		case ok:
 			conflicts[addr] = have.Node

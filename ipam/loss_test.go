@@ -88,3 +88,40 @@ func TestInUseAskedBeforeEveryClaim(t *testing.T) {
 		t.Errorf("handed out %s (first %s, in use elsewhere %s)", got, first, next)
 	}
 }
+
+// etcd restored from a backup older than an address's release and its
+// new allocation here: the restored claim names the address's earlier
+// holder. Claimed again, it is made the present holder's, so that its
+// release gives the address back (else the claim outlived it, held by no
+// endpoint).
+func TestRestoredClaimOfAnEarlierHolderIsMadeThePresentOnes(t *testing.T) {
+	t.Parallel()
+	h, mem := clusterHosts(t, 1)
+	pools := clusterNetworkOn(t, h, "10.42.0.0/24")
+	first := mustAddr(t, h[0], pools[0], "", map[string]string{OptMACAddress: "02:00:00:00:00:01"})
+	backup := mem.Backup()
+	addr := strings.Split(first, "/")[0]
+	if err := h[0].ReleaseAddress(&api.ReleaseAddressRequest{PoolID: pools[0], Address: addr}); err != nil {
+		t.Fatal(err)
+	}
+	again := mustAddr(t, h[0], pools[0], "", map[string]string{OptMACAddress: "02:00:00:00:00:02"})
+	if again != first {
+		t.Fatalf("the address was not handed out again (%s, then %s): the test needs it", first, again)
+	}
+	mem.Restore(backup)
+	c := h[0].cluster.(*cluster.Client)
+	if _, _, err := c.Register(t.Context(), c.Lease()); err != nil {
+		t.Fatal(err)
+	}
+	h[0].ClusterRegistered(nil, true)
+	if err := h[0].ReleaseAddress(&api.ReleaseAddressRequest{PoolID: pools[0], Address: addr}); err != nil {
+		t.Fatal(err)
+	}
+	claims, err := c.Claims("blue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cl, ok := claims[netip.MustParseAddr(addr)]; ok {
+		t.Errorf("the claim of %s outlived its release: %+v", addr, cl)
+	}
+}
