@@ -41,7 +41,9 @@ host-deps:
 # short fuzzing, and the end-to-end tests through a real dockerd, against
 # the plain daemon and then against the managed plugin: first the host's
 # Debian dockerd (20.10), then Docker Engine 29 (built once, cached), then
-# several Engine 29 hosts of one cluster.
+# several Engine 29 hosts of one cluster. The Engine 29 step (its build on
+# a cache miss, then its passes) runs in the background beside the host
+# engine's passes ('&' steps, waited for at "wait").
 # Each step's time is printed at the end (test/steps.sh).
 test:
 	MAKE="$(MAKE)" bash test/steps.sh deps lint integration '&e2e-engine29' fuzz e2e e2e-plugin wait e2e-cluster

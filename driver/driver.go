@@ -34,6 +34,7 @@ type linksAPI interface {
 	SetRouteLocalnet(name string) error
 	SetBridgeNetfilter(name string) error
 	EnsureVXLAN(netutil.VXLANConfig) error
+	AnnounceOwn(bridge string, ip netip.Addr) error
 	clusternet.Kernel // a cluster network's peers on its VXLAN device
 }
 

@@ -376,3 +376,10 @@ func (f *fakeLinks) AnnounceARP(bridge string, rs []netutil.Peer) error {
 	}
 	return nil
 }
+
+func (f *fakeLinks) AnnounceOwn(bridge string, ip netip.Addr) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.announced = append(f.announced, ip.String()+"@"+bridge)
+	return nil
+}

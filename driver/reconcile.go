@@ -182,6 +182,17 @@ func (d *Driver) Reconcile() (Report, error) {
 		}
 		rep.VethsReattached = append(rep.VethsReattached, ep.HostVeth)
 	}
+	// A rebuilt bridge has a new MAC: its containers hear the gateway is
+	// there now, instead of finding out when their entry goes stale.
+	for _, n := range nets {
+		gw := n.Config.Gateway.Addr()
+		if !slices.Contains(rep.BridgesRestored, n.Config.BridgeName) || broken[n.Config.ID] || !gw.Is4() || n.Config.InhibitIPv4 {
+			continue
+		}
+		if err := d.links.AnnounceOwn(n.Config.BridgeName, gw); err != nil {
+			d.log.WithError(err).WithField("bridge", n.Config.BridgeName).Debug("could not announce the rebuilt bridge's gateway")
+		}
+	}
 	for _, name := range present {
 		if ownLink.MatchString(name) && !mine[name] {
 			if err := d.links.DeleteLink(name); err != nil {

@@ -99,6 +99,13 @@ func TestReconcileRemovesOrphansAndReportsStaleEndpoints(t *testing.T) {
 	if err != nil || !slices.Equal(rep.BridgesRestored, []string{"mn-0123456789ab"}) || h.links.links["mn-0123456789ab"] != "bridge" {
 		t.Errorf("bridge not restored: %+v, %v", rep, err)
 	}
+	// Its containers hear the gateway is at the new bridge's MAC.
+	h.links.mu.Lock()
+	announced := slices.Clone(h.links.announced)
+	h.links.mu.Unlock()
+	if !slices.Contains(announced, "10.1.0.1@mn-0123456789ab") {
+		t.Errorf("the rebuilt bridge's gateway was not announced: %v", announced)
+	}
 }
 
 func TestCreateEndpointReplacesLeftoverOfACrashedAttempt(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"golang.org/x/sys/unix"
 )
@@ -65,6 +66,18 @@ func (l *Links) AnnounceARP(bridge string, rs []Peer) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// AnnounceOwn announces ip at the bridge's own MAC (a gratuitous ARP out of
+// all its ports): after a bridge is rebuilt, with a new MAC, containers
+// that cached the gateway at the old one send to it at once, rather than
+// after their neighbour entry goes stale and is probed (tens of seconds).
+func (l *Links) AnnounceOwn(bridge string, ip netip.Addr) error {
+	link, err := linkByName(l.h, bridge)
+	if err != nil {
+		return fmt.Errorf("announce on %q: %w", bridge, err)
+	}
+	return l.AnnounceARP(bridge, []Peer{{IP: ip, MAC: link.Attrs().HardwareAddr}})
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }

@@ -1,6 +1,7 @@
 package netutil
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/mynet/mynet/internal/nstest"
+	"github.com/mynet/mynet/internal/poll"
 )
 
 func TestMain(m *testing.M) { nstest.Main(m) }
@@ -491,4 +493,22 @@ func TestKernelAnnounceARPUpdatesNeighbours(t *testing.T) {
 	if err := l.AnnounceARP("tbra", []Peer{{IP: netip.MustParseAddr("fd00::1"), MAC: mac("02:00:00:00:00:09")}}); err == nil {
 		t.Error("an IPv6 address was announced over ARP")
 	}
+	// The bridge's own address (a rebuilt bridge's gateway): at its MAC.
+	if out, err := exec.Command("ip", "neigh", "add", "10.78.0.1", "lladdr", "02:00:00:00:00:01", "dev", "tva1", "nud", "stale").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	bridgeMAC, err := net.InterfaceByName("tbra")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AnnounceOwn("tbra", netip.MustParseAddr("10.78.0.1")); err != nil {
+		t.Fatal(err)
+	}
+	poll.Eventually(t, "10.78.0.1 at the bridge's MAC", time.Second, func() error {
+		out, _ := exec.Command("ip", "neigh", "show", "10.78.0.1", "dev", "tva1").Output()
+		if !strings.Contains(string(out), bridgeMAC.HardwareAddr.String()) {
+			return fmt.Errorf("%s", out)
+		}
+		return nil
+	})
 }

@@ -82,8 +82,10 @@ build() {
 build_into_cache() (
   dpkg-query -W -f='${Status}' libseccomp-dev 2>/dev/null | grep -q 'install ok installed' || {
     log "installing libseccomp-dev (runc's seccomp)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libseccomp-dev >/dev/null ||
-      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libseccomp-dev >/dev/null; }
+    # Waits for another apt (make test's deps step runs beside this build).
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq libseccomp-dev >/dev/null ||
+      { apt-get -o DPkg::Lock::Timeout=300 update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq libseccomp-dev >/dev/null; }
   }
   start=$SECONDS
   mkdir -p "$ENGINE_CACHE"
