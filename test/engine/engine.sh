@@ -35,11 +35,13 @@ RUNC_VERSION=v1.3.3
 ENGINE_VERSION=29.0.0-moby.${MOBY_VERSION#v}
 ENGINE_CACHE=${ENGINE_CACHE:-/var/cache/mynet-engines}
 BIN=$ENGINE_CACHE/engine29-moby-$MOBY_VERSION-containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION
-# ENGINE_ID makes one of several engines, each a host of a cluster (the
-# two-host tests, test/cluster): its own names, and a plugin directory of
-# its own (/run/docker/plugins in its mount namespaces is $RUN/plugins), so
-# each dockerd finds only its own host's mynet. ENGINE_NS runs it in a
-# network namespace the caller made (and deletes).
+# Every engine has a plugin directory of its own (/run/docker/plugins in
+# its mount namespaces is $RUN/plugins), so each dockerd finds only its own
+# mynet, and a mynet run beside it (make test runs the Engine 29 passes
+# beside the host engine's) never takes the host's socket. ENGINE_ID makes
+# one of several engines, each a host of a cluster (the two-host tests,
+# test/e2e/twohosts): its own names. ENGINE_NS runs it in a network
+# namespace the caller made (and deletes).
 NAME=engine29${ENGINE_ID:+-$ENGINE_ID}
 NS=${ENGINE_NS:-mynet-e2e-$NAME}
 RUN=/run/mynet-e2e-$NAME
@@ -118,8 +120,7 @@ running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 # execs (each step does), so the command has the caller's process ID: a
 # signal to the caller's process reaches it. Call it last.
 inns() {
-  local plugins=""
-  [ -z "${ENGINE_ID:-}" ] || plugins=$RUN/plugins
+  local plugins=$RUN/plugins
   # shellcheck disable=SC2016 # the script's $cg and $@ are the inner bash's
   MYNET_ENGINE_PLUGINS=$plugins exec nsenter --net="/run/netns/$NS" unshare --mount --propagation slave -- bash -c '
     set -e
@@ -140,7 +141,7 @@ inns() {
 start_dockerd() {
   # The FORWARD policy and the bridges dockerd makes are the namespace's.
   mkdir -p "$RUN" "$DATA"
-  [ -z "${ENGINE_ID:-}" ] || mkdir -p "$RUN/plugins"
+  mkdir -p "$RUN/plugins"
   echo "$BIN" >"$RUN/bin"
   : >"$RUN/args"
   [ $# -eq 0 ] || printf '%s\n' "$@" >"$RUN/args"
