@@ -85,6 +85,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	fmt.Fprintf(os.Stderr, "e2e: against %s, version %s", engine.name, out)
+	removeLeftoverContainers()
 	tmp, err := os.MkdirTemp("", "mynet-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -263,9 +264,26 @@ func createNetwork(t *testing.T, name string, args ...string) string {
 // runContainer starts a detached container that removes itself by name.
 func runContainer(t *testing.T, name, network string, cmd ...string) {
 	t.Helper()
+	// Before the run: a run that fails at start leaves a created container.
+	t.Cleanup(func() { _, _ = tryDocker("rm", "-f", name) })
 	args := append([]string{"run", "-d", "--name", name, "--network", network, image}, cmd...)
 	docker(t, args...)
-	t.Cleanup(func() { _, _ = tryDocker("rm", "-f", name) })
+}
+
+// removeLeftoverContainers removes the suite's own containers (named with
+// its prefix) that an interrupted earlier run left, created but never
+// started ones too, so that their names are free.
+func removeLeftoverContainers() {
+	out, err := exec.Command(dockerBin, "ps", "-a", "--filter", "name=^"+prefix, "--format", "{{.Names}}").Output()
+	if err != nil {
+		return
+	}
+	for _, name := range strings.Fields(string(out)) {
+		if strings.HasPrefix(name, prefix) {
+			fmt.Fprintf(os.Stderr, "e2e: removing %s, left by an earlier run\n", name)
+			_ = exec.Command(dockerBin, "rm", "-f", name).Run()
+		}
+	}
 }
 
 // containerIP is the container's address on a network.
