@@ -270,6 +270,24 @@ func newForwarders(t *testing.T) *Forwarders {
 	})
 }
 
+// servedSandbox is a sandbox on the network "blue" whose box answers
+// already (other hosts' bbox1 resolves).
+func servedSandbox(t *testing.T) (*sandbox, *Forwarders) {
+	t.Helper()
+	s := newSandbox(t)
+	f := newForwarders(t)
+	t.Cleanup(f.Close) // also when the wait fails (Close again is nothing)
+	f.Attach(s.path, "ep1", "blue")
+	eventually(t, "mynet answers bbox1", func() error {
+		got, err := s.ask("bbox1")
+		if err != nil || len(got) != 1 {
+			return fmt.Errorf("%v %v", got, err)
+		}
+		return nil
+	})
+	return s, f
+}
+
 func slicesContain(s []string, v string) bool {
 	for _, x := range s {
 		if x == v {
@@ -343,17 +361,8 @@ func TestKernelForwarderAnswersOtherHostsNamesOnly(t *testing.T) {
 }
 
 func TestKernelForwarderSurvivesBadInputAndFloods(t *testing.T) {
-	s := newSandbox(t)
-	f := newForwarders(t)
+	s, f := servedSandbox(t)
 	defer f.Close()
-	f.Attach(s.path, "ep1", "blue")
-	eventually(t, "mynet answers bbox1", func() error {
-		got, err := s.ask("bbox1")
-		if err != nil || len(got) != 1 {
-			return fmt.Errorf("%v %v", got, err)
-		}
-		return nil
-	})
 	c, err := s.dial()
 	if err != nil {
 		t.Fatal(err)

@@ -54,17 +54,8 @@ func askOn(c net.Conn, id uint16, name string, wait time.Duration) (dnsmessage.H
 // what Docker does not know), and an answer that did not fit in UDP comes
 // whole: the client whose UDP answer was truncated gets it there.
 func TestKernelForwarderAnswersOverTCP(t *testing.T) {
-	s := newSandbox(t)
-	f := newForwarders(t)
+	s, f := servedSandbox(t)
 	defer f.Close()
-	f.Attach(s.path, "ep1", "blue")
-	eventually(t, "mynet answers bbox1", func() error {
-		got, err := s.ask("bbox1")
-		if err != nil || len(got) != 1 {
-			return fmt.Errorf("%v %v", got, err)
-		}
-		return nil
-	})
 
 	c, err := s.dialTCP()
 	if err != nil {
@@ -114,17 +105,8 @@ func TestKernelForwarderAnswersOverTCP(t *testing.T) {
 // mynet (maxBurst at once): the rest are dropped before they cost a
 // lookup or reach Docker, and the container is answered again after.
 func TestKernelForwarderBoundsAContainersRate(t *testing.T) {
-	s := newSandbox(t)
-	f := newForwarders(t)
+	s, f := servedSandbox(t)
 	defer f.Close()
-	f.Attach(s.path, "ep1", "blue")
-	eventually(t, "mynet answers bbox1", func() error {
-		got, err := s.ask("bbox1")
-		if err != nil || len(got) != 1 {
-			return fmt.Errorf("%v %v", got, err)
-		}
-		return nil
-	})
 	c, err := s.dial()
 	if err != nil {
 		t.Fatal(err)
