@@ -38,7 +38,8 @@
 // records the Docker sync keeps; subnets.go default subnets of cluster
 // networks; epoch.go how a host notices that etcd lost its data; check.go
 // mynet cluster check; kv.go
-// the store interface, etcd.go and memory.go its two implementations,
+// the store interface, etcd.go and memory.go its two implementations
+// (memwitness.go the in-memory one's witness of each write, epoch.go),
 // memfaults.go what unit tests do to the in-memory one.
 //
 // Memory is an in-memory store with the same semantics for unit tests;
