@@ -49,7 +49,8 @@
 // they cost a lookup; maxPending waiting on Docker, beyond which a flood
 // gives up the oldest; maxConns TCP connections.
 //
-// Files: forwarder.go the Forwarders and a sandbox's box (its sockets, its
-// lease, its redirect kept first); questions.go what a box does with a
+// Files: forwarder.go the Forwarders and a sandbox's box (its redirect
+// kept first, its closing); open.go opening a box's sockets, lease and
+// redirect, retried, and renewing the lease; questions.go what a box does with a
 // question and with Docker's reply; tcp.go the same over TCP.
 package dnsforward
