@@ -45,8 +45,12 @@ host-deps:
 # a cache miss, then its passes) runs in the background beside the host
 # engine's passes ('&' steps, waited for at "wait").
 # Each step's time is printed at the end (test/steps.sh).
+# The cluster step runs beside the Engine 29 step's last passes (each
+# engine in namespaces of its own), and creates the managed plugin on its
+# engines from the directory the e2e-plugin step built (dist/plugin)
+# rather than build it again.
 test:
-	MAKE="$(MAKE)" bash test/steps.sh deps lint integration '&e2e-engine29' fuzz e2e e2e-plugin wait e2e-cluster
+	MAKE="$(MAKE)" MYNET_E2E_PLUGIN_DIR=$(CURDIR)/dist/plugin bash test/steps.sh deps lint integration '&e2e-engine29' fuzz e2e e2e-plugin e2e-cluster wait
 
 # host-deps plus the tests' tools (busybox-static, iproute2, curl), and the
 # local busybox test image.
@@ -113,9 +117,10 @@ e2e-engine29: deps
 
 # Multi-host networks on real engines: several Engine 29 hosts on this
 # machine, each a dockerd in namespaces of its own with its own mynet, an
-# underlay and a real etcd (test/e2e/twohosts): the overlay walk-through,
-# a host that joins later, removal, a dockerd restart, a create racing on
-# two hosts.
+# underlay and a real etcd (test/e2e/twohosts): the overlay walk-through
+# (with the plain daemon and with the managed plugin), a host that joins
+# later, removal, a dockerd restart, a create racing on two hosts, dockerd
+# on nftables, and a cluster mixing Debian's 20.10 with Engine 29.
 e2e-cluster: deps
 	$(GO) test -count=1 -v -timeout 30m ./test/e2e/twohosts
 

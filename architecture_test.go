@@ -59,6 +59,7 @@ var allowedInternal = map[string][]string{
 var kernelLibraries = map[string]string{
 	"github.com/vishvananda/netlink":           "internal/netutil",
 	"github.com/vishvananda/netns":             "internal/netutil",
+	"github.com/google/nftables":               "internal/netutil",
 	"github.com/coreos/go-iptables":            "internal/firewall",
 	"github.com/docker/go-plugins-helpers/sdk": "plugin",
 	"github.com/prometheus/client_golang":      "internal/metrics",

@@ -126,6 +126,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		"Docker's API, where a cluster network created on another host is created too (and removed); empty: off, create cluster networks on each host (env MYNET_DOCKER_HOST)")
 	fs.StringVar(&o.Cluster.DockerDriver, "docker-driver", env("", "MYNET_DOCKER_DRIVER"),
 		"mynet's driver name in that Docker; default: the socket's base name, or the name the networks of mynet there show (a managed plugin's reference) (env MYNET_DOCKER_DRIVER)")
+	fs.StringVar(&o.Cluster.SandboxRoot, "sandbox-root", env("", "MYNET_SANDBOX_ROOT"),
+		"where this process sees Docker's directory of containers' network namespaces (<exec-root>/netns), for names across hosts; empty: where Docker says; the managed plugin sets it to its mount of the host's /run/docker (env MYNET_SANDBOX_ROOT)")
 	fs.BoolVar(&o.Version, "version", false, "print the version and exit")
 	fs.BoolVar(&o.Version, "v", false, "short for --version")
 	if err := fs.Parse(args); err != nil {

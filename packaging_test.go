@@ -63,8 +63,9 @@ func unitKeys(t *testing.T, path string) map[string]string {
 
 // The managed plugin enables on a fresh host: its mounts' sources are
 // directories every host has, bound without their submounts (no container
-// mount or network namespace of the host gets pinned), and the state and
-// lock paths inside them are what the daemon is told to use.
+// mount or network namespace of the host gets pinned) but for dockerd's
+// exec root, whose submounts follow the host's, and the state, lock and
+// sandbox paths inside them are what the daemon is told to use.
 func TestPluginConfigWorksOnAFreshHost(t *testing.T) {
 	c := readPluginConfig(t)
 	if u, err := url.Parse(c.Documentation); err != nil || u.Scheme != "https" || u.Host == "" {
@@ -76,13 +77,25 @@ func TestPluginConfigWorksOnAFreshHost(t *testing.T) {
 	}
 	dest := map[string]string{}
 	for _, m := range c.Mounts {
+		dest[m.Source] = m.Destination
+		if m.Name == "sandboxes" {
+			// dockerd's exec root exists whenever a plugin runs; its
+			// netns directory only once a container ran. Its submounts
+			// come and go with the host's (rslave): none is pinned.
+			if m.Source != "/run/docker" || !slices.Equal(m.Options, []string{"rbind", "rslave"}) {
+				t.Errorf("mount sandboxes: %s %v, want /run/docker rbind,rslave", m.Source, m.Options)
+			}
+			continue
+		}
 		if m.Source != "/var/lib" && m.Source != "/run" {
 			t.Errorf("mount %s: source %s may not exist on a fresh host", m.Name, m.Source)
 		}
 		if slices.Contains(m.Options, "rbind") || !slices.Contains(m.Options, "bind") {
 			t.Errorf("mount %s: options %v, want a plain bind (no submounts)", m.Name, m.Options)
 		}
-		dest[m.Source] = m.Destination
+	}
+	if env["MYNET_SANDBOX_ROOT"] != dest["/run/docker"]+"/netns" {
+		t.Errorf("MYNET_SANDBOX_ROOT %q is not dockerd's netns directory under the sandboxes mount %q", env["MYNET_SANDBOX_ROOT"], dest["/run/docker"])
 	}
 	if !strings.HasPrefix(env["MYNET_STATE_DIR"], dest["/var/lib"]+"/") {
 		t.Errorf("MYNET_STATE_DIR %q is not inside the state mount %q", env["MYNET_STATE_DIR"], dest["/var/lib"])
@@ -107,10 +120,9 @@ func TestSystemdUnits(t *testing.T) {
 	sock := unitKeys(t, "packaging/mynet.socket")
 	caps := strings.Fields(svc["CapabilityBoundingSet"])
 	slices.Sort(caps)
-	// The plain daemon also enters containers' network namespaces (the
-	// names of other hosts' containers), which the plugin, seeing none of
-	// them, does not.
-	want := append(slices.Clone(readPluginConfig(t).Linux.Capabilities), "CAP_SYS_ADMIN")
+	// Both enter containers' network namespaces (CAP_SYS_ADMIN: the names
+	// of other hosts' containers).
+	want := slices.Clone(readPluginConfig(t).Linux.Capabilities)
 	slices.Sort(want)
 	if !slices.Equal(caps, want) {
 		t.Errorf("CapabilityBoundingSet %v, config.json's capabilities %v", caps, want)

@@ -69,11 +69,14 @@ type Daemon struct {
 	// seenBridges are others' bridges already reported by link events.
 	seenBridges bridgeSet
 
-	clusterClient *cluster.Client        // nil without --cluster-store
-	syncer        *dockersync.Syncer     // nil without a cluster or --docker-host
-	names         *dnsforward.Forwarders // nil without a cluster
-	underlay      netip.Addr             // this host's VTEP address (cluster only)
-	vteps         vtepGuard              // the VXLAN guard's state (membership.go)
+	clusterClient *cluster.Client    // nil without --cluster-store
+	syncer        *dockersync.Syncer // nil without a cluster or --docker-host
+	// namesOff says why names across hosts are off on a cluster member
+	// whose sandboxes it cannot see ("": on).
+	namesOff string
+	names    *dnsforward.Forwarders // nil without a cluster
+	underlay netip.Addr             // this host's VTEP address (cluster only)
+	vteps    vtepGuard              // the VXLAN guard's state (membership.go)
 }
 
 // New opens the state file and builds the parts. It changes nothing in the
@@ -128,14 +131,12 @@ func New(cfg Config, log *logrus.Entry) (_ *Daemon, err error) {
 	}
 	if d.clusterClient != nil {
 		drvCfg.Cluster.Of, drvCfg.Cluster.NameOf = clusterOf(d.alloc), d.alloc.EndpointName
-		d.names = dnsforward.New(dnsforward.Config{
-			Resolve:     func(networks []string, name string) ([]netip.Addr, bool) { return d.drv.ResolveName(networks, name) },
-			ResolveAddr: func(networks []string, ip netip.Addr) (string, bool) { return d.drv.ResolveAddr(networks, ip) },
-			Enter:       netutil.InNetns, Redirect: d.fw.EnsureDNSRedirect, Unredirect: d.fw.RemoveDNSRedirect, Mark: firewall.DNSMark,
-			OpenLease: func(path string) (dnsforward.Lease, error) { return netutil.OpenTimedSet(path, firewall.DNSLeaseSet) },
-			Flush:     netutil.FlushDNSFlows, Log: log.WithField("part", "names"),
-		})
-		drvCfg.Names = d.names
+		if d.namesOff = namesOff(cfg.Cluster.SandboxRoot, netutil.ReceivesMounts); d.namesOff != "" {
+			log.Warn("names across hosts are off: " + d.namesOff)
+		} else {
+			d.names = d.newNames(log)
+			drvCfg.Names = d.names
+		}
 	}
 	d.drv, err = driver.New(drvCfg)
 	if err != nil {
@@ -378,4 +379,31 @@ func (s *bridgeSet) add(name string) bool {
 	}
 	s.seen[name] = true
 	return true
+}
+
+// sandboxWait bounds the wait for a sandbox's file to be a namespace (its
+// mount on its way into a managed plugin); the forwarder tries again after.
+const sandboxWait = 2 * time.Second
+
+// newNames builds the name forwarders of cluster networks, which open the
+// containers' sandboxes where this process sees them (--sandbox-root).
+func (d *Daemon) newNames(log *logrus.Entry) *dnsforward.Forwarders {
+	sandboxes := netutil.Sandboxes{Root: d.cfg.Cluster.SandboxRoot, Wait: sandboxWait}
+	return dnsforward.New(dnsforward.Config{
+		Resolve:     func(networks []string, name string) ([]netip.Addr, bool) { return d.drv.ResolveName(networks, name) },
+		ResolveAddr: func(networks []string, ip netip.Addr) (string, bool) { return d.drv.ResolveAddr(networks, ip) },
+		Enter:       sandboxes.Enter, Mark: firewall.DNSMark,
+		OpenRedirect: func(path string) (dnsforward.Redirect, error) {
+			r, err := sandboxes.OpenDNSNAT(path, firewall.DNSTable, firewall.DNSMark)
+			if err != nil {
+				return nil, err
+			}
+			// An earlier version's rules (lapsed, never renewed) go.
+			if err := d.fw.RemoveOldDNSRedirect(func(fn func() error) error { return sandboxes.Enter(path, fn) }); err != nil {
+				log.WithError(err).WithField("sandbox", path).Debug("could not remove an earlier version's DNS redirect rules")
+			}
+			return r, nil
+		},
+		Flush: netutil.FlushDNSFlows, Log: log.WithField("part", "names"),
+	})
 }

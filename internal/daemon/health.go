@@ -20,7 +20,7 @@ func (d *Daemon) Health() status.Health {
 		Version: d.cfg.Version, Started: d.started,
 		Networks: len(d.drv.Networks()), Endpoints: len(d.drv.Endpoints()),
 		StateFile: status.StateFileHealth{Path: d.stateFile(), Writable: true},
-		Reconcile: d.rec.last(), DockerSync: d.dockerSync(),
+		Reconcile: d.rec.last(), DockerSync: d.dockerSync(), Names: d.namesState(),
 	}
 	var problems []string
 	probe := []byte(time.Now().UTC().Format(time.RFC3339Nano))

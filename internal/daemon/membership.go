@@ -41,6 +41,11 @@ type ClusterConfig struct {
 	// name in that Docker (--docker-driver).
 	DockerHost   string
 	DockerDriver string
+	// SandboxRoot is where this process sees the containers' network
+	// namespaces that Docker names in Join (--sandbox-root; "": where
+	// Docker says, as a plain daemon does). The managed plugin sees them
+	// through its mount of the host's /run/docker.
+	SandboxRoot string
 }
 
 const (
@@ -309,7 +314,13 @@ func (d *Daemon) newSyncer() (*dockersync.Syncer, error) {
 	if name == "" {
 		name = strings.TrimSuffix(filepath.Base(d.cfg.Socket), ".sock")
 	}
-	return dockersync.New(dockersync.Config{Engine: engine, Cluster: d.clusterClient, Driver: name, Host: cc.DockerHost, Names: d.drv,
+	// A managed plugin's reference is asked of Docker by its ID, unless
+	// set by hand.
+	var pluginID string
+	if cc.DockerDriver == "" {
+		pluginID = netutil.PluginID(filepath.Dir(d.cfg.Socket))
+	}
+	return dockersync.New(dockersync.Config{Engine: engine, Cluster: d.clusterClient, Driver: name, PluginID: pluginID, Host: cc.DockerHost, Names: d.drv,
 		Local: func() map[string]string {
 			out := map[string]string{}
 			for _, n := range d.drv.Networks() {
@@ -334,6 +345,18 @@ func (d *Daemon) dockerSync() string {
 		return "off: " + st.Reason + " (trying again; cluster networks created by hand on each host work meanwhile)"
 	}
 	return "on (" + st.DockerHost + ")"
+}
+
+// namesState is what health says of names across hosts ("" on a single
+// host).
+func (d *Daemon) namesState() string {
+	switch {
+	case d.clusterClient == nil:
+		return ""
+	case d.namesOff != "":
+		return "off: " + d.namesOff
+	}
+	return "on"
 }
 
 // clusterStatus is what mynet status shows of the cluster.

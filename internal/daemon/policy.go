@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -92,4 +93,22 @@ func clusterHosts(nodes []cluster.NodeInfo, peers map[string][]status.Peer) []st
 	}
 	slices.SortFunc(out, func(a, b status.Host) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// namesOff says why names across hosts cannot work on this host ("" when
+// they can): with a sandbox root (the managed plugin's view of the host's
+// sandboxes) whose mount receives nothing from the host, the containers
+// started after mynet would have no names of other hosts.
+func namesOff(root string, receives func(string) (bool, string, error)) string {
+	if root == "" {
+		return ""
+	}
+	ok, why, err := receives(root)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("cannot tell whether --sandbox-root %s sees the host's sandboxes: %v", root, err)
+	case !ok:
+		return "--sandbox-root " + root + ": " + why
+	}
+	return ""
 }

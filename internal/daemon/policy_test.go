@@ -1,9 +1,11 @@
 package daemon
 
 import (
+	"errors"
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/mynet/mynet/driver"
@@ -96,5 +98,24 @@ func TestClusterHosts(t *testing.T) {
 	}
 	if got := clusterHosts(nil, nil); len(got) != 0 {
 		t.Errorf("no hosts: %v", got)
+	}
+}
+
+func TestNamesOff(t *testing.T) {
+	t.Parallel()
+	receives := func(ok bool, why string, err error) func(string) (bool, string, error) {
+		return func(string) (bool, string, error) { return ok, why, err }
+	}
+	if got := namesOff("", receives(false, "never asked", nil)); got != "" {
+		t.Errorf("a plain daemon (no sandbox root): %q, want on", got)
+	}
+	if got := namesOff("/host/docker/netns", receives(true, "", nil)); got != "" {
+		t.Errorf("a mount that receives: %q, want on", got)
+	}
+	if got := namesOff("/host/docker/netns", receives(false, "the mount at /host/docker is private", nil)); !strings.Contains(got, "/host/docker/netns") || !strings.Contains(got, "private") {
+		t.Errorf("a private mount: %q, want it named, and why", got)
+	}
+	if got := namesOff("/host/docker/netns", receives(false, "", errors.New("no mountinfo"))); !strings.Contains(got, "no mountinfo") {
+		t.Errorf("mountinfo unreadable: %q", got)
 	}
 }

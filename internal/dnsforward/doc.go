@@ -10,8 +10,10 @@
 // other hosts' names must be given in the container's namespace, where it
 // is known which container asks. For each sandbox with an endpoint on a
 // cluster network, a box holds sockets opened in that namespace: a UDP and
-// a TCP one the redirect rules (internal/firewall EnsureDNSRedirect, at the
-// top of nat OUTPUT) send the container's questions to, and one, marked so
+// a TCP one the redirect rules (netutil.DNSNAT: an nftables table of
+// mynet's whose nat chain comes before dstnat, so before Docker's DNAT of
+// 127.0.0.11 whether dockerd put it in iptables or in nftables, whichever
+// was registered first) send the container's questions to, and one, marked so
 // the rules let it pass and connected to Docker's resolver, that hands
 // Docker every UDP question and reads its replies (over TCP, each client
 // connection gets a marked connection to Docker of its own).
@@ -33,13 +35,13 @@
 // FORMERR, another opcode NOTIMP, as Docker's server does.
 //
 // The redirect fails open by construction: it matches only while
-// 127.0.0.11 is in the namespace's timed set (firewall.DNSLeaseSet), whose
+// 127.0.0.11 is in the table's timed set (lease), whose
 // element lives leaseTTL (1 s) and is renewed every renewEvery by the
 // box's serving loop itself. Whatever ends or freezes mynet (kill -9, a
 // panic, SIGSTOP, a stuck loop, a rollback to a version without it), the
 // element lapses and the container asks Docker's resolver alone within a
 // second; when mynet serves again, other hosts' names are back within
-// renewEvery. A clean stop or the last Detach removes the rule and the set.
+// renewEvery. A clean stop or the last Detach removes the table.
 //
 // Nothing outside the sandboxes of cluster networks is touched: containers
 // of other networks and the host keep Docker's and their own DNS as they
@@ -50,7 +52,7 @@
 // gives up the oldest; maxConns TCP connections.
 //
 // Files: forwarder.go the Forwarders and a sandbox's box (its redirect
-// kept first, its closing); open.go opening a box's sockets, lease and
-// redirect, retried, and renewing the lease; questions.go what a box does with a
+// kept in place, its closing); open.go opening a box's sockets and
+// redirect, retried, and renewing the redirect; questions.go what a box does with a
 // question and with Docker's reply; tcp.go the same over TCP.
 package dnsforward

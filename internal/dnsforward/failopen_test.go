@@ -36,9 +36,8 @@ func serveChild(path string) {
 			}
 			return nil, false
 		},
-		Enter: netutil.InNetns, Redirect: fw.EnsureDNSRedirect, Unredirect: fw.RemoveDNSRedirect, Mark: firewall.DNSMark,
-		OpenLease: func(path string) (Lease, error) { return netutil.OpenTimedSet(path, firewall.DNSLeaseSet) },
-		Flush:     netutil.FlushDNSFlows,
+		Enter: netutil.InNetns, Mark: firewall.DNSMark, OpenRedirect: openRedirect(fw),
+		Flush: netutil.FlushDNSFlows,
 	})
 	f.Attach(path, "ep1", "blue")
 	select {}
@@ -121,7 +120,7 @@ func TestKernelRedirectFailsOpenWhenMynetIsKilled(t *testing.T) {
 	t.Logf("kill -9: Docker's resolver alone %v after the kill", gap.Round(time.Millisecond))
 	// The rule is still there (no one removed it): it fails open by
 	// construction, as after a rollback to a version that knows nothing of it.
-	if !strings.Contains(s.ipt("-t", "nat", "-S", "OUTPUT"), "mynet:dns") {
+	if s.redirects() == 0 {
 		t.Fatal("the redirect is gone: this test no longer shows a rule left behind")
 	}
 	s.expect("bbox1") // other hosts' names wait for mynet
@@ -129,7 +128,7 @@ func TestKernelRedirectFailsOpenWhenMynetIsKilled(t *testing.T) {
 	// A new mynet takes the sandbox back.
 	startChild(t, s)
 	s.expect("here", "192.0.2.53 2")
-	if n := strings.Count(s.ipt("-t", "nat", "-S", "OUTPUT"), "mynet:dns"); n != 2 {
+	if n := s.redirects(); n != 2 {
 		t.Errorf("%d redirects after the restart, want 2 (UDP, TCP)", n)
 	}
 }
@@ -169,9 +168,10 @@ func TestKernelDockersAnswerWins(t *testing.T) {
 	}
 }
 
-// A redirect of a version before the lease (no set match, so it never
-// lapses) is replaced by the leased one when the forwarder opens.
-func TestKernelLegacyRedirectReplaced(t *testing.T) {
+// The redirect rules of earlier versions (iptables, at the top of nat
+// OUTPUT; this one of a version before the lease, so it never lapsed) are
+// removed when the forwarder opens.
+func TestKernelEarlierRedirectRemoved(t *testing.T) {
 	s := newSandbox(t)
 	s.ipt(append([]string{"-t", "nat", "-I", "OUTPUT", "1"}, legacyRule(9)...)...)
 	if got, err := s.ask("here"); err == nil { // the old redirect to a closed port: nothing answers
@@ -181,10 +181,32 @@ func TestKernelLegacyRedirectReplaced(t *testing.T) {
 	defer f.Close()
 	f.Attach(s.path, "ep1", "blue")
 	eventually(t, "mynet answers bbox1", func() error { return s.answers("bbox1", "10.0.0.5 2") })
-	rules := s.ipt("-t", "nat", "-S", "OUTPUT")
-	if n := strings.Count(rules, "--match-set "+firewall.DNSLeaseSet); n != 2 || strings.Count(rules, "mynet:dns") != 2 {
-		t.Fatalf("after the open, want two leased redirects (UDP, TCP) and nothing else of mynet's:\n%s", rules)
+	if rules := s.ipt("-t", "nat", "-S", "OUTPUT"); strings.Contains(rules, "mynet:dns") {
+		t.Errorf("an earlier version's rule is left:\n%s", rules)
 	}
+	if n := s.redirects(); n != 2 {
+		t.Errorf("%d redirects in mynet's table, want 2 (UDP, TCP)", n)
+	}
+}
+
+// With dockerd's nftables backend Docker's DNAT of 127.0.0.11 is a chain
+// of its own at dstnat, registered here before mynet's: mynet's redirect
+// comes first all the same (its chain's priority), and fails open as
+// with iptables.
+func TestKernelRedirectBeforeDockersNFTables(t *testing.T) {
+	s := newSandboxNFT(t)
+	s.expect("here", "192.0.2.53 2")
+	child := startChild(t, s)
+	s.expect("here", "192.0.2.53 2")
+	if err := s.answersTCP("bbox1", "10.0.0.5"); err != nil {
+		t.Error(err)
+	}
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	within(t, "Docker's answers after kill -9", 2*time.Second, dockerAlone(s)...)
+	s.expect("bbox1")
 }
 
 // legacyRule is the redirect as versions before the lease wrote it.
@@ -202,13 +224,13 @@ func TestKernelBoxOpenIsRetried(t *testing.T) {
 	defer f.Close()
 	fails := 2
 	var mu sync.Mutex
-	open := f.cfg.OpenLease
-	f.cfg.OpenLease = func(path string) (Lease, error) {
+	open := f.cfg.OpenRedirect
+	f.cfg.OpenRedirect = func(path string) (Redirect, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if fails > 0 {
 			fails--
-			return nil, errors.New("no lease yet")
+			return nil, errors.New("no redirect yet")
 		}
 		return open(path)
 	}

@@ -3,7 +3,6 @@ package dnsforward
 import (
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -25,15 +24,10 @@ type Config struct {
 	ResolveAddr func(networks []string, ip netip.Addr) (name string, ok bool)
 	// Enter runs fn in the network namespace at path (netutil.InNetns).
 	Enter func(path string, fn func() error) error
-	// Redirect puts the redirects to the box's UDP and TCP ports at the
-	// top of nat OUTPUT in the namespace enter runs in, reporting whether
-	// it changed anything; Unredirect removes them (internal/firewall).
-	Redirect   func(enter func(func() error) error, udpPort, tcpPort uint16) (bool, error)
-	Unredirect func(enter func(func() error) error) error
-	// OpenLease opens, in the namespace at path, the timed set the
-	// redirect matches (netutil.OpenTimedSet of firewall.DNSLeaseSet): the
-	// redirect works only while the box renews it.
-	OpenLease func(path string) (Lease, error)
+	// OpenRedirect opens, in the namespace at path, the redirect of its
+	// questions to 127.0.0.11:53 to the box's ports, which works only
+	// while the box renews it (netutil.DNSNAT).
+	OpenRedirect func(path string) (Redirect, error)
 	// Mark is the firewall mark of the questions passed to Docker, which
 	// the redirect lets through.
 	Mark int
@@ -44,12 +38,14 @@ type Config struct {
 	Log   *logrus.Entry
 }
 
-// Lease is the element that keeps a sandbox's redirect alive
-// (netutil.TimedSet): renewed by the box's serving loop, it lapses within
-// leaseTTL of mynet ending or freezing, and with it the redirect.
-type Lease interface {
-	Renew(a netip.Addr, ttl time.Duration) error
-	Destroy() error
+// Redirect is a sandbox's redirect of its DNS questions to the box
+// (netutil.DNSNAT): Ensure makes it point at the box's ports; Renew, from
+// the box's serving loop, keeps it alive for ttl, so it lapses within
+// leaseTTL of mynet ending or freezing; Remove takes it away.
+type Redirect interface {
+	Ensure(udpPort, tcpPort uint16) (changed bool, err error)
+	Renew(ttl time.Duration) error
+	Remove() error
 	Close()
 }
 
@@ -89,9 +85,8 @@ const (
 	maxBurst = 1000
 )
 
-// keepFirst is when a new box checks again that its redirect is the first
-// rule (dockerd inserts its own jump at the top when it starts the
-// sandbox's resolver, which may be after the Join); then every minute.
+// keepFirst is when a new box checks again that its redirect is in place
+// (something in the container may remove it); then every minute.
 var keepFirst = []time.Duration{100 * time.Millisecond, 300 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second, 15 * time.Second}
 
 // Forwarders are the boxes of every sandbox with a cluster endpoint.
@@ -133,10 +128,10 @@ type box struct {
 	port             uint16
 	tcp              *net.TCPListener // the container's questions over TCP (tcp.go)
 	tcpPort          uint16
-	lease            Lease
+	redirect         Redirect
 	limit            *rate.Limiter // the container's questions, both ways (maxRate)
 	limited          atomic.Int64  // questions dropped over the bound
-	renewed          time.Time     // the lease's last renewal (the serving loop's)
+	renewed          time.Time     // the redirect's last renewal (the serving loop's)
 	renewErr         bool          // the last renewal failed (logged once)
 
 	pmu     sync.Mutex // guards pending
@@ -247,7 +242,7 @@ func (b *box) run() {
 			b.rmu.Unlock()
 			return
 		}
-		changed, err := b.f.cfg.Redirect(b.enter, b.port, b.tcpPort)
+		changed, err := b.redirect.Ensure(b.port, b.tcpPort)
 		b.rmu.Unlock()
 		switch {
 		case err != nil:
@@ -268,17 +263,12 @@ func (b *box) close() {
 	b.rmu.Lock()
 	b.closing = true
 	b.rmu.Unlock()
-	if err := b.f.cfg.Unredirect(b.enter); err != nil {
-		if _, serr := os.Stat(b.path); serr == nil {
-			b.log.WithError(err).Warn("could not remove the DNS redirect (it lapses within a second, the lease no longer renewed)")
-		}
+	if err := b.redirect.Remove(); err != nil {
+		b.log.WithError(err).Debug("could not remove the DNS redirect (the sandbox may be gone; else it lapses within a second, no longer renewed)")
 	} else {
 		b.flush(0)
-		if err := b.lease.Destroy(); err != nil {
-			b.log.WithError(err).Debug("could not remove the DNS lease set")
-		}
 	}
-	b.lease.Close()
+	b.redirect.Close()
 	b.listen.Close()
 	b.upstream.Close()
 	b.tcp.Close()

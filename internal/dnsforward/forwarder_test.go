@@ -38,7 +38,13 @@ type sandbox struct {
 	asked atomic.Int64 // questions Docker's resolver got over UDP
 }
 
-func newSandbox(t *testing.T) *sandbox {
+func newSandbox(t *testing.T) *sandbox { return newSandboxOf(t, false) }
+
+// newSandboxNFT is a sandbox of a dockerd with --firewall-backend=nftables:
+// Docker's DNAT of 127.0.0.11 in its table docker-dns, at dstnat.
+func newSandboxNFT(t *testing.T) *sandbox { return newSandboxOf(t, true) }
+
+func newSandboxOf(t *testing.T, nft bool) *sandbox {
 	t.Helper()
 	nstest.Require(t)
 	cmd := exec.Command("sleep", "600")
@@ -80,11 +86,64 @@ func newSandbox(t *testing.T) *sandbox {
 	t.Cleanup(func() { dockerTCP.Close() })
 	go fakeDockerTCP(dockerTCP)
 	port := docker.LocalAddr().(*net.UDPAddr).Port
+	if nft {
+		s.nft("-f", "-", fmt.Sprintf(`table ip docker-dns {
+	chain dns-dnat {
+		type nat hook output priority -100; policy accept;
+		ip daddr 127.0.0.11 udp dport 53 counter dnat to 127.0.0.11:%d
+		ip daddr 127.0.0.11 tcp dport 53 counter dnat to %s
+	}
+}
+`, port, dockerTCP.Addr()))
+		return s
+	}
 	s.ipt("-t", "nat", "-N", "DOCKER_OUTPUT")
 	s.ipt("-t", "nat", "-A", "DOCKER_OUTPUT", "-d", "127.0.0.11/32", "-p", "udp", "--dport", "53", "-j", "DNAT", "--to-destination", fmt.Sprintf("127.0.0.11:%d", port))
 	s.ipt("-t", "nat", "-A", "DOCKER_OUTPUT", "-d", "127.0.0.11/32", "-p", "tcp", "--dport", "53", "-j", "DNAT", "--to-destination", dockerTCP.Addr().String())
 	s.dockerJump()
 	return s
+}
+
+// nft runs nft in the sandbox, with stdin.
+func (s *sandbox) nft(args ...string) string {
+	s.t.Helper()
+	stdin := ""
+	if len(args) > 0 && args[len(args)-2] == "-" {
+		stdin, args = args[len(args)-1], args[:len(args)-1]
+	}
+	cmd := exec.Command("nsenter", append([]string{"--net=" + s.path, "nft"}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("nft %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// redirects counts mynet's redirect rules in the sandbox (its nftables
+// table, netutil.DNSNAT).
+func (s *sandbox) redirects() int {
+	out, err := exec.Command("nsenter", "--net="+s.path, "nft", "list", "table", "ip", firewall.DNSTable).CombinedOutput()
+	if err != nil {
+		return 0 // no table
+	}
+	return strings.Count(string(out), `comment "mynet:dns`)
+}
+
+// openRedirect is the daemon's: mynet's table, and an earlier version's
+// iptables rules removed.
+func openRedirect(fw *firewall.Firewall) func(path string) (Redirect, error) {
+	return func(path string) (Redirect, error) {
+		r, err := netutil.OpenDNSNAT(path, firewall.DNSTable, firewall.DNSMark)
+		if err != nil {
+			return nil, err
+		}
+		if err := fw.RemoveOldDNSRedirect(func(fn func() error) error { return netutil.InNetns(path, fn) }); err != nil {
+			r.Close()
+			return nil, err
+		}
+		return r, nil
+	}
 }
 
 // dockerJump is what dockerd does when it starts the sandbox's resolver.
@@ -264,9 +323,8 @@ func newForwarders(t *testing.T) *Forwarders {
 			}
 			return "", false
 		},
-		Enter: netutil.InNetns, Redirect: fw.EnsureDNSRedirect, Unredirect: fw.RemoveDNSRedirect, Mark: firewall.DNSMark,
-		OpenLease: func(path string) (Lease, error) { return netutil.OpenTimedSet(path, firewall.DNSLeaseSet) },
-		Flush:     netutil.FlushDNSFlows,
+		Enter: netutil.InNetns, Mark: firewall.DNSMark, OpenRedirect: openRedirect(fw),
+		Flush: netutil.FlushDNSFlows,
 	})
 }
 
@@ -321,17 +379,17 @@ func TestKernelForwarderAnswersOtherHostsNamesOnly(t *testing.T) {
 	s.expect("nobody")                  // no one's: Docker's NXDOMAIN
 	s.expect("BBOX1", "10.0.0.5 2")     // names are case-insensitive
 
-	// dockerd starts the resolver after the Join: its jump goes on top,
-	// and the forwarder puts its redirect back above it.
+	// dockerd starts the resolver after the Join: its jump goes on top
+	// of nat OUTPUT, after mynet's chain all the same.
 	s.dockerJump()
-	eventually(t, "mynet's redirect first again", func() error {
+	eventually(t, "mynet's redirect still first", func() error {
 		got, err := s.ask("bbox1")
 		if err != nil || len(got) != 1 || got[0] != "10.0.0.5 2" {
 			return fmt.Errorf("%v %v", got, err)
 		}
 		return nil
 	})
-	if n := strings.Count(s.ipt("-t", "nat", "-S", "OUTPUT"), "mynet:dns"); n != 2 {
+	if n := s.redirects(); n != 2 {
 		t.Errorf("%d redirects in the sandbox, want 2 (UDP, TCP)", n)
 	}
 
@@ -339,7 +397,7 @@ func TestKernelForwarderAnswersOtherHostsNamesOnly(t *testing.T) {
 	other := newSandbox(t)
 	f.Attach(other.path, "ep2", "green")
 	eventually(t, "the green sandbox has its forwarder", func() error {
-		if !strings.Contains(other.ipt("-t", "nat", "-S", "OUTPUT"), "mynet:dns") {
+		if other.redirects() == 0 {
 			return fmt.Errorf("no redirect")
 		}
 		return nil
@@ -349,12 +407,12 @@ func TestKernelForwarderAnswersOtherHostsNamesOnly(t *testing.T) {
 	// The last endpoint's going takes the redirect away: Docker alone.
 	f.Detach(s.path, "ep1")
 	s.expect("bbox1")
-	if strings.Contains(s.ipt("-t", "nat", "-S", "OUTPUT"), "mynet:dns") {
+	if s.redirects() != 0 {
 		t.Error("the redirect outlived the sandbox's last cluster endpoint")
 	}
 	// Close (mynet stopping) leaves no redirect anywhere.
 	f.Close()
-	if strings.Contains(other.ipt("-t", "nat", "-S", "OUTPUT"), "mynet:dns") {
+	if other.redirects() != 0 {
 		t.Error("the redirect outlived mynet")
 	}
 	other.expect("example", "192.0.2.53 2")

@@ -22,7 +22,7 @@ func (b *box) markedDialer() *net.Dialer {
 }
 
 // open opens the sockets in the sandbox (UDP and TCP on 127.0.0.11, and
-// the UDP one to Docker's resolver), the lease, and puts the redirects in;
+// the UDP one to Docker's resolver), and the redirect, renewed, to them;
 // what it made is undone when a step fails.
 func (b *box) open() error {
 	var listen, upstream *net.UDPConn
@@ -54,10 +54,10 @@ func (b *box) open() error {
 		tcp.Close()
 		upstream.Close()
 	}
-	lease, err := b.f.cfg.OpenLease(b.path)
+	redirect, err := b.f.cfg.OpenRedirect(b.path)
 	if err == nil {
-		if err = lease.Renew(dockerDNS.AddrPort().Addr(), leaseTTL); err != nil {
-			lease.Close()
+		if err = redirect.Renew(leaseTTL); err != nil {
+			redirect.Close()
 		}
 	}
 	if err != nil {
@@ -66,12 +66,13 @@ func (b *box) open() error {
 	}
 	port := uint16(listen.LocalAddr().(*net.UDPAddr).Port)
 	tcpPort := uint16(tcp.Addr().(*net.TCPAddr).Port)
-	if _, err := b.f.cfg.Redirect(b.enter, port, tcpPort); err != nil {
+	if _, err := redirect.Ensure(port, tcpPort); err != nil {
 		undo()
-		lease.Close()
+		_ = redirect.Remove()
+		redirect.Close()
 		return err
 	}
-	b.listen, b.upstream, b.port, b.tcp, b.tcpPort, b.lease, b.renewed = listen, upstream, port, tcp, tcpPort, lease, time.Now()
+	b.listen, b.upstream, b.port, b.tcp, b.tcpPort, b.redirect, b.renewed = listen, upstream, port, tcp, tcpPort, redirect, time.Now()
 	b.flush(port)
 	return nil
 }
@@ -83,7 +84,7 @@ func (b *box) renew() {
 	if now.Sub(b.renewed) < renewEvery {
 		return
 	}
-	err := b.lease.Renew(dockerDNS.AddrPort().Addr(), leaseTTL)
+	err := b.redirect.Renew(leaseTTL)
 	switch {
 	case err != nil && !b.renewErr:
 		b.log.WithError(err).Warn("could not renew the DNS redirect: the container asks Docker's resolver alone until it is renewed")

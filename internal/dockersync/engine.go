@@ -47,6 +47,9 @@ type Engine interface {
 	// a network besides its name (DNSNames: aliases, short ID, hostname;
 	// an engine older than API 1.44 gives its aliases).
 	Aliases(ctx context.Context, container, network string) ([]string, error)
+	// PluginName is the reference of the managed plugin of ID id, the
+	// driver name Docker knows it by (mynet:latest).
+	PluginName(ctx context.Context, id string) (string, error)
 	Close() error
 }
 
@@ -133,6 +136,14 @@ func (e *dockerEngine) Endpoints(ctx context.Context, id string) ([]Endpoint, er
 		out = append(out, Endpoint{ID: r.EndpointID, Container: c, Name: r.Name})
 	}
 	return out, nil
+}
+
+func (e *dockerEngine) PluginName(ctx context.Context, id string) (string, error) {
+	res, err := e.c.PluginInspect(ctx, id, client.PluginInspectOptions{})
+	if err != nil {
+		return "", fmt.Errorf("inspect plugin %s: %w", id, err)
+	}
+	return res.Plugin.Name, nil
 }
 
 func (e *dockerEngine) Aliases(ctx context.Context, container, network string) ([]string, error) {

@@ -41,6 +41,11 @@ type Config struct {
 	// socket's base name), until a network of mynet's in Docker shows
 	// another (a managed plugin's is its reference, mynet:latest).
 	Driver string
+	// PluginID is the managed plugin's ID, when mynet runs as one: its
+	// reference in Docker (PluginName) is the driver name, from the first
+	// pass Docker answers, whatever Driver says and before any network of
+	// mynet's exists there.
+	PluginID string
 	// Names is told the names of this host's containers on cluster
 	// networks (nil: not followed).
 	Names Names
@@ -90,6 +95,7 @@ type Syncer struct {
 	passes      int
 	removedHere map[string]bool // removed by this syncer, not by a user
 	driver      string
+	pluginNamed bool                // driver is the managed plugin's reference, from Docker
 	backoffs    map[string]*backoff // creates Docker refused
 	logged      map[string]string   // what was last logged of a record (refusals, options left out)
 	learned     map[string]learned  // endpoint ID -> the names last told (names.go)
@@ -194,6 +200,33 @@ func (s *Syncer) follow(ctx context.Context) {
 	}
 }
 
+// namePlugin learns, once, the managed plugin's reference in Docker: the
+// driver name of the networks the syncer creates.
+func (s *Syncer) namePlugin(ctx context.Context) error {
+	if s.cfg.PluginID == "" || s.pluginNamed {
+		return nil
+	}
+	name, err := s.cfg.Engine.PluginName(ctx, s.cfg.PluginID)
+	if err != nil {
+		return fmt.Errorf("this plugin's name in Docker: %w", err)
+	}
+	s.driver, s.pluginNamed = name, true
+	s.log.WithField("driver", name).Info("managed plugin: cluster networks are created with its reference")
+	return nil
+}
+
+// sameDriver says whether two driver names are one plugin's: a reference
+// without a tag is the one tagged latest (-d mynet is mynet:latest).
+func sameDriver(a, b string) bool {
+	tagged := func(s string) string {
+		if i := strings.LastIndex(s, ":"); i < 0 || strings.Contains(s[i:], "/") {
+			return s + ":latest"
+		}
+		return s
+	}
+	return tagged(a) == tagged(b)
+}
+
 // Pass compares this host's Docker with the cluster's records once and
 // does what differs (see doc.go).
 func (s *Syncer) Pass(ctx context.Context) error {
@@ -211,6 +244,9 @@ func (s *Syncer) Pass(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	nets, err := s.cfg.Engine.Networks(cctx)
+	if err == nil {
+		err = s.namePlugin(cctx)
+	}
 	if err != nil {
 		s.report(err, nil)
 		return err
@@ -229,7 +265,7 @@ func (s *Syncer) Pass(ctx context.Context) error {
 	// host's too, whatever the driver says this instant (it may be
 	// restoring or deleting it): never taken for one a user removed.
 	for _, n := range nets {
-		if c := n.IPAMOptions[optCluster]; c != "" && n.Driver == s.driver {
+		if c := n.IPAMOptions[optCluster]; c != "" && sameDriver(n.Driver, s.driver) {
 			if _, ok := mine[c]; !ok {
 				mine[c] = n
 			}

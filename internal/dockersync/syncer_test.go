@@ -29,6 +29,10 @@ type fakeEngine struct {
 	eps      map[string][]Endpoint // network ID -> its endpoints
 	aliases  map[string][]string   // container -> its DNS names besides its name
 	inspects int                   // Aliases calls
+	// driver is the local driver's name in this Docker ("mynet"; a
+	// managed plugin's reference), plugins the plugins' names by ID.
+	driver  string
+	plugins map[string]string
 }
 
 func (e *fakeEngine) creates() int {
@@ -40,7 +44,8 @@ func (e *fakeEngine) creates() int {
 var _ Engine = (*fakeEngine)(nil)
 
 func newFakeEngine() *fakeEngine {
-	return &fakeEngine{nets: map[string]Network{}, users: map[string]int{}, eps: map[string][]Endpoint{}, aliases: map[string][]string{}}
+	return &fakeEngine{nets: map[string]Network{}, users: map[string]int{}, eps: map[string][]Endpoint{}, aliases: map[string][]string{},
+		driver: "mynet", plugins: map[string]string{}}
 }
 
 func (e *fakeEngine) Networks(context.Context) ([]Network, error) {
@@ -102,6 +107,19 @@ func (e *fakeEngine) Endpoints(_ context.Context, id string) ([]Endpoint, error)
 	return slices.Clone(e.eps[id]), nil
 }
 
+func (e *fakeEngine) PluginName(_ context.Context, id string) (string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.down {
+		return "", errors.New("Cannot connect to the Docker daemon")
+	}
+	name, ok := e.plugins[id]
+	if !ok {
+		return "", fmt.Errorf("Error: No such plugin: %s", id)
+	}
+	return name, nil
+}
+
 func (e *fakeEngine) Aliases(_ context.Context, container, _ string) ([]string, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -152,7 +170,7 @@ func (e *fakeEngine) local() map[string]string {
 	defer e.mu.Unlock()
 	out := map[string]string{}
 	for id, n := range e.nets {
-		if c := n.IPAMOptions[optCluster]; c != "" && n.Driver == "mynet" {
+		if c := n.IPAMOptions[optCluster]; c != "" && n.Driver == e.driver {
 			out[id] = c
 		}
 	}
@@ -168,7 +186,7 @@ type syncHost struct {
 // syncHosts starts n hosts' syncers on one in-memory cluster; each host's
 // LeaveNetwork runs when its engine no longer has a cluster network (what
 // the IPAM's ReleasePool does).
-func syncHosts(t *testing.T, n int) []*syncHost {
+func syncHosts(t *testing.T, n int, opts ...func(i int, e *fakeEngine, c *Config)) []*syncHost {
 	t.Helper()
 	mem := cluster.NewMemory()
 	var out []*syncHost
@@ -180,7 +198,11 @@ func syncHosts(t *testing.T, n int) []*syncHost {
 		}
 		e := newFakeEngine()
 		h := &syncHost{engine: e, client: c}
-		h.syncer = New(Config{Engine: e, Cluster: c, Local: e.local, Driver: "mynet", Every: 20 * time.Millisecond})
+		cfg := Config{Engine: e, Cluster: c, Local: e.local, Driver: "mynet", Every: 20 * time.Millisecond}
+		for _, o := range opts {
+			o(i, e, &cfg)
+		}
+		h.syncer = New(cfg)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { defer close(done); h.syncer.Run(ctx) }()

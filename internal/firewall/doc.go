@@ -57,9 +57,9 @@
 //
 // Beyond bridge networks: one rule in INPUT drops VXLAN to this host's
 // underlay address from any host not in the cluster's members' set (tag
-// mynet:vxlan), and in each container of a cluster network two rules at
-// the top of its nat OUTPUT send its DNS questions (UDP, TCP) to mynet's
-// forwarder there while a one-second lease lives (tag mynet:dns; dns.go).
+// mynet:vxlan). The DNS redirect in containers of cluster networks is an
+// nftables table (netutil.DNSNAT); dns.go names it and its mark, and
+// removes the iptables rules earlier versions kept for it (tag mynet:dns).
 //
 // Files: firewall.go the Firewall and its two families; backend.go which
 // iptables binaries (nft or legacy) and the health check's look; base.go
@@ -67,5 +67,5 @@
 // and published ports; ruleset.go reading and restoring whole rulesets;
 // reconcile.go rewriting what differs; dockerbridges.go Docker's bridges
 // mynet must not isolate; vxlan.go the VXLAN guard in INPUT; dns.go the
-// DNS redirect in containers' namespaces, leased so that it fails open.
+// DNS redirect's names, and earlier versions' rules removed.
 package firewall

@@ -21,6 +21,11 @@ func InNetns(path string, fn func() error) error {
 		return fmt.Errorf("open network namespace %s: %w", path, err)
 	}
 	defer target.Close()
+	return inNetns(target, path, fn)
+}
+
+// inNetns runs fn on a thread switched into target (named path in errors).
+func inNetns(target netns.NsHandle, path string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()

@@ -96,6 +96,9 @@ func printHealth(w io.Writer, h *Health) {
 	if h.DockerSync != "" {
 		fmt.Fprintf(tw, "  docker sync\t%s\n", h.DockerSync)
 	}
+	if h.Names != "" {
+		fmt.Fprintf(tw, "  names across hosts\t%s\n", h.Names)
+	}
 	tw.Flush()
 }
 

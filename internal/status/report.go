@@ -165,6 +165,11 @@ type Health struct {
 	// host's Docker, and why not ("" on a single-host daemon). It is
 	// not a problem: cluster networks created by hand on each host work.
 	DockerSync string `json:"docker_sync,omitempty"`
+	// Names says whether the containers of cluster networks resolve the
+	// names of other hosts' containers, and why not ("" on a single-host
+	// daemon). Off is not a problem: addresses, reach and Docker's own
+	// names work.
+	Names string `json:"names,omitempty"`
 }
 
 // StateFileHealth says whether the state file took a write.

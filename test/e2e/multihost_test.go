@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -11,7 +12,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/mynet/mynet/plugin"
 	"github.com/mynet/mynet/test/mhtest"
 )
 
@@ -69,6 +72,31 @@ func TestDockerdIsOneOfTheHosts(t *testing.T) {
 
 	other := w.Hosts[0].CreateNetwork("e2e", "")
 	c := other.Run("")
+	// Before the network's removal (cleanups run last first): the other
+	// host's container goes, and this host's mynet sees it go. Else the
+	// Docker sync rightly undoes the removal of a network another host
+	// uses, and the network outlives the test.
+	t.Cleanup(func() {
+		c.Remove()
+		eventually(t, "the other host's container gone from this host's mynet", func() error {
+			var st struct {
+				Cluster *struct {
+					Peers map[string][]json.RawMessage `json:"remote_endpoints"`
+				} `json:"cluster"`
+			}
+			if err := plugin.NewClient(sock, 5*time.Second).Call("/mynet.Status", struct{}{}, &st); err != nil {
+				return err
+			}
+			if st.Cluster != nil {
+				for id, peers := range st.Cluster.Peers {
+					if len(peers) > 0 {
+						return fmt.Errorf("network %s still has %d peers", id, len(peers))
+					}
+				}
+			}
+			return nil
+		})
+	})
 	eventually(t, "the docker container reaches the other host's", func() error {
 		out, err := tryDocker("exec", prefix+"mh1", "ping", "-c", "1", "-W", "2", c.IP.Addr().String())
 		if err != nil {

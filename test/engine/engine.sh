@@ -43,6 +43,15 @@ BIN=$ENGINE_CACHE/engine29-moby-$MOBY_VERSION-containerd-$CONTAINERD_VERSION-run
 # test/e2e/twohosts): its own names. ENGINE_NS runs it in a network
 # namespace the caller made (and deletes).
 NAME=engine29${ENGINE_ID:+-$ENGINE_ID}
+# ENGINE_DEBIAN=1 runs Debian's dockerd instead (the docker.io package,
+# 20.10, which make test installs; its containerd and runc from /usr/bin):
+# an engine older than 29, for a cluster that mixes engines. Nothing to
+# build.
+if [ -n "${ENGINE_DEBIAN:-}" ]; then
+  BIN=/usr/sbin
+  ENGINE_VERSION=$("$BIN/dockerd" --version | sed -n 's/^Docker version \([^,]*\),.*/\1/p')
+  NAME=engine20${ENGINE_ID:+-$ENGINE_ID}
+fi
 NS=${ENGINE_NS:-mynet-e2e-$NAME}
 RUN=/run/mynet-e2e-$NAME
 DATA=/var/lib/mynet-e2e-$NAME
@@ -56,6 +65,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 log() { echo "engine: $*" >&2; }
 
 have_build() {
+  [ -z "${ENGINE_DEBIAN:-}" ] || { [ -x "$BIN/dockerd" ] && return; log "no $BIN/dockerd: apt-get install docker.io"; exit 1; }
   [ -x "$BIN/dockerd" ] && [ -x "$BIN/runc" ] && [ -x "$BIN/containerd" ] &&
     [ -x "$BIN/containerd-shim-runc-v2" ] && [ -x "$BIN/docker-proxy" ]
 }
@@ -119,11 +129,22 @@ running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 # namespace of its own whose /sys belongs to that network namespace. It
 # execs (each step does), so the command has the caller's process ID: a
 # signal to the caller's process reaches it. Call it last.
+#
+# The namespace receives the host's mounts (slave) and shares its own
+# within itself (rshared), as a systemd host's /, and $RUN (where dockerd's
+# exec root is) is a mount of its own, as /run, a tmpfs, is on such a
+# host: a managed plugin's rslave bind of dockerd's exec root then
+# receives the containers' sandboxes dockerd mounts after the plugin
+# started. (runc makes the mount that holds a container's root private in
+# the container; an exec root on that same mount, the plugin's root being
+# a directory under the data root, would receive nothing.) Nothing goes
+# back to the host.
 inns() {
   local plugins=$RUN/plugins
   # shellcheck disable=SC2016 # the script's $cg and $@ are the inner bash's
-  MYNET_ENGINE_PLUGINS=$plugins exec nsenter --net="/run/netns/$NS" unshare --mount --propagation slave -- bash -c '
+  MYNET_ENGINE_PLUGINS=$plugins MYNET_ENGINE_RUN=$RUN exec nsenter --net="/run/netns/$NS" unshare --mount --propagation slave -- bash -c '
     set -e
+    mount --bind "$MYNET_ENGINE_RUN" "$MYNET_ENGINE_RUN"
     cg=$(mktemp -d)
     mount --rbind /sys/fs/cgroup "$cg"
     umount -l /sys
@@ -134,7 +155,8 @@ inns() {
       mkdir -p /run/docker/plugins
       mount --bind "$MYNET_ENGINE_PLUGINS" /run/docker/plugins
     fi
-    unset MYNET_ENGINE_PLUGINS
+    unset MYNET_ENGINE_PLUGINS MYNET_ENGINE_RUN
+    mount --make-rshared /
     exec "$@"' inns "$@"
 }
 

@@ -35,6 +35,34 @@ type cluster struct {
 	t     testing.TB
 	world *mhtest.World
 	hosts []*host
+	// plugin is the managed plugin each host runs mynet as ("": a plain
+	// daemon), built once from this tree into pluginDir.
+	plugin    string
+	pluginDir string
+	// dockerd are the engines' extra flags (--firewall-backend=nftables).
+	dockerd []string
+	// debian are the hosts (by index) that run Debian's dockerd 20.10
+	// instead of Engine 29 (engine.sh ENGINE_DEBIAN).
+	debian map[int]bool
+}
+
+// e2ePlugin is the tests' name for the managed plugin, in the tests' own
+// engines only.
+const e2ePlugin = "mynet-e2e-plugin:latest"
+
+// driver is mynet's name in each host's Docker, as users type it in -d
+// and --ipam-driver: the socket's base name, or the plugin's reference.
+func (c *cluster) driver() string {
+	if c.plugin != "" {
+		return c.plugin
+	}
+	return "mynet"
+}
+
+// net is how users create a cluster network (README, docs/multihost.md).
+func (c *cluster) net(name string, extra ...string) []string {
+	d := c.driver()
+	return append(append([]string{"network", "create", "-d", d, "--ipam-driver", d, "--ipam-opt", "mynet.cluster=" + name}, extra...), name)
 }
 
 // host is one Docker host: its engine and its mynet.
@@ -44,6 +72,7 @@ type host struct {
 	// engine is the engine's ENGINE_ID: the node name and this test
 	// process's ID, so that two runs at once never share an engine.
 	engine string
+	kind   string // engine.sh's name for the engine: engine29, or engine20 (Debian's)
 	ns     string
 	addr   string // underlay address
 	sock   string // dockerd's API socket
@@ -52,12 +81,22 @@ type host struct {
 	log    *testbin.Log
 }
 
-func newCluster(t testing.TB, n int) *cluster {
+func newCluster(t testing.TB, n int) *cluster { return startCluster(t, n, &cluster{}) }
+
+// newPluginCluster is newCluster with mynet as the managed plugin on every
+// host, installed as users do: docker plugin create from the directory
+// make plugin builds, cluster settings with docker plugin set.
+func newPluginCluster(t testing.TB, n int) *cluster {
+	return startCluster(t, n, &cluster{plugin: e2ePlugin})
+}
+
+// startCluster starts n hosts as c says (plugin, dockerd's flags).
+func startCluster(t testing.TB, n int, c *cluster) *cluster {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("the two-host tests need root (they run dockerds in namespaces)")
 	}
-	c := &cluster{t: t, world: mhtest.NewWorld(t, 0)}
+	c.t, c.world = t, mhtest.NewWorld(t, 0)
 	for range n {
 		c.addHost()
 	}
@@ -73,14 +112,21 @@ func (c *cluster) addHost() *host {
 	h := &host{c: c, id: fmt.Sprintf("host%d", i), addr: fmt.Sprintf("198.18.0.%d", 10+i), state: t.TempDir(), log: &testbin.Log{}}
 	h.engine = fmt.Sprintf("%s-%d", h.id, os.Getpid()%100000)
 	h.ns = c.world.Attach(fmt.Sprintf("e%d", i), h.addr)
-	h.sock = fmt.Sprintf("/run/mynet-e2e-engine29-%s/docker.sock", h.engine)
+	h.kind = "engine29"
+	if c.debian[i-1] {
+		h.kind = "engine20"
+	}
+	h.sock = fmt.Sprintf("/run/mynet-e2e-%s-%s/docker.sock", h.kind, h.engine)
 	t.Cleanup(func() {
 		t.Logf("stopping %s", h.id)
-		h.stopMynet()
+		if c.plugin == "" {
+			h.stopMynet()
+		} // a plugin goes with its engine's data root
+
 		if out, err := h.engineSh("stop"); err != nil {
 			t.Errorf("stop %s's engine: %v\n%s", h.id, err, out)
 		}
-		logPath := fmt.Sprintf("/var/log/mynet-e2e-engine29-%s.log", h.engine)
+		logPath := h.logPath()
 		if t.Failed() {
 			t.Logf("%s's mynet log (tail):\n%s", h.id, tail(h.log.String(), 6000))
 			b, _ := os.ReadFile(logPath)
@@ -88,8 +134,11 @@ func (c *cluster) addHost() *host {
 		}
 		_ = os.Remove(logPath)
 	})
-	if out, err := h.engineSh("start"); err != nil {
+	if out, err := h.engineSh(append([]string{"start"}, c.dockerd...)...); err != nil {
 		t.Fatalf("start %s's engine: %v\n%s", h.id, err, out)
+	}
+	if c.plugin != "" {
+		h.installPlugin()
 	}
 	h.startMynet()
 	c.hosts = append(c.hosts, h)
@@ -99,9 +148,18 @@ func (c *cluster) addHost() *host {
 // engineSh runs engine.sh for this host's engine.
 func (h *host) engineSh(args ...string) (string, error) {
 	cmd := exec.Command("bash", append([]string{engineScript}, args...)...)
-	cmd.Env = append(os.Environ(), "ENGINE_ID="+h.engine, "ENGINE_NS="+h.ns)
+	cmd.Env = append(os.Environ(), h.engineEnv()...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// engineEnv is what engine.sh needs to know this host's engine.
+func (h *host) engineEnv() []string {
+	env := []string{"ENGINE_ID=" + h.engine, "ENGINE_NS=" + h.ns}
+	if h.kind == "engine20" {
+		env = append(env, "ENGINE_DEBIAN=1")
+	}
+	return env
 }
 
 // startMynet runs this host's mynet in dockerd's namespaces (engine.sh
@@ -112,11 +170,15 @@ func (h *host) engineSh(args ...string) (string, error) {
 func (h *host) startMynet() {
 	t := h.c.t
 	t.Helper()
+	if h.c.plugin != "" {
+		h.enablePlugin()
+		return
+	}
 	cmd := exec.Command("bash", engineScript, "join", testbin.Mynet(t),
 		"--socket", "/run/docker/plugins/mynet.sock", "--state-dir", h.state, "--log-level", "debug",
 		"--cluster-store", h.c.world.Store(), "--cluster-advertise", h.addr, "--node-name", h.id, "--cluster-ttl", "3s",
 		"--docker-host", "unix://"+h.sock)
-	cmd.Env = append(os.Environ(), "ENGINE_ID="+h.engine, "ENGINE_NS="+h.ns)
+	cmd.Env = append(os.Environ(), h.engineEnv()...)
 	cmd.Stdout, cmd.Stderr = h.log, h.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
@@ -133,6 +195,12 @@ func (h *host) startMynet() {
 }
 
 func (h *host) stopMynet() {
+	if h.c.plugin != "" {
+		if out, err := h.docker("plugin", "disable", "-f", h.c.plugin); err != nil {
+			h.c.t.Errorf("%s$ docker plugin disable: %v %s", h.id, err, out)
+		}
+		return
+	}
 	if h.mynet == nil {
 		return
 	}

@@ -77,7 +77,7 @@ func pct(d []time.Duration, p float64) float64 {
 func BenchmarkNames(b *testing.B) {
 	c := newCluster(b, 2)
 	h1, h2 := c.hosts[0], c.hosts[1]
-	h1.must(clusterNet("bench_names")...)
+	h1.must(c.net("bench_names")...)
 	b.Cleanup(func() { removeEverywhere(c, "bench_names") })
 	poll.Eventually(b, "host2 has bench_names", 15*time.Second, func() error {
 		if !h2.hasNetwork("bench_names") {

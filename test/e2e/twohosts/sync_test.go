@@ -67,7 +67,7 @@ func TestSync(t *testing.T) {
 	top := t // the networks outlive each step: the last one uses them all
 
 	t.Run("removed where unused, kept where used", func(t *testing.T) {
-		h1.must(clusterNet("sync_a")...)
+		h1.must(c.net("sync_a")...)
 		top.Cleanup(func() { removeEverywhere(c, "sync_a") })
 		waitNetwork(t, h2, "sync_a", true)
 		h2.run("sync_a_c", "--network", "sync_a")
@@ -110,7 +110,7 @@ func TestSync(t *testing.T) {
 			t.Error("host1 has sync_a again")
 		}
 
-		h2.must(clusterNet("sync_b")...)
+		h2.must(c.net("sync_b")...)
 		top.Cleanup(func() { removeEverywhere(c, "sync_b") })
 		waitNetwork(t, h1, "sync_b", true)
 		h2.must("network", "rm", "sync_b")
@@ -127,7 +127,7 @@ func TestSync(t *testing.T) {
 			restarted <- err
 		}()
 		time.Sleep(200 * time.Millisecond) // into host2's restart, not before it
-		h1.must(clusterNet("sync_c")...)
+		h1.must(c.net("sync_c")...)
 		top.Cleanup(func() { removeEverywhere(c, "sync_c") })
 		if err := <-restarted; err != nil {
 			t.Fatalf("restart host2's dockerd: %v", err)
@@ -147,7 +147,7 @@ func TestSync(t *testing.T) {
 		outs := make([]string, 2)
 		errs := make([]error, 2)
 		for i, h := range []*host{h1, h2} {
-			wg.Go(func() { outs[i], errs[i] = h.docker(clusterNet("sync_d")...) })
+			wg.Go(func() { outs[i], errs[i] = h.docker(c.net("sync_d")...) })
 		}
 		wg.Wait()
 		top.Cleanup(func() { removeEverywhere(c, "sync_d") })

@@ -110,7 +110,7 @@ func TestNamesSurviveMynet(t *testing.T) {
 	const dnsAddr = "198.18.0.53"
 	outsideResolver(t, c, dnsAddr)
 
-	h1.must(clusterNet("ov_trust")...)
+	h1.must(c.net("ov_trust")...)
 	t.Cleanup(func() { removeEverywhere(c, "ov_trust") })
 	waitNetwork(t, h2, "ov_trust", true)
 	h1.run("app1", "--network", "ov_trust", "--dns", dnsAddr)

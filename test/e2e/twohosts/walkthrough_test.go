@@ -9,22 +9,72 @@ import (
 	"github.com/mynet/mynet/internal/poll"
 )
 
-// clusterNet is how users create a cluster network (README, docs/multihost.md).
-func clusterNet(name string, extra ...string) []string {
-	return append(append([]string{"network", "create", "-d", "mynet", "--ipam-driver", "mynet", "--ipam-opt", "mynet.cluster=" + name}, extra...), name)
-}
-
 // TestWalkthrough is Docker overlay's classic two-host walk-through, line
 // by line, with mynet: a network created once is on every host, with a
 // default subnet the same everywhere; containers on it reach each other
 // across hosts, by address and by name; another network is isolated from
 // it, names too.
-func TestWalkthrough(t *testing.T) {
-	c := newCluster(t, 2)
+func TestWalkthrough(t *testing.T) { walkthrough(t, newCluster(t, 2)) }
+
+// TestWalkthroughManagedPlugin is the walk-through with mynet installed
+// as users mostly do, the managed plugin on every host: names across
+// hosts through its mount of dockerd's exec root, the sync creating
+// networks with the plugin's reference though nothing told it.
+func TestWalkthroughManagedPlugin(t *testing.T) {
+	c := newPluginCluster(t, 2)
+	for _, h := range c.hosts {
+		poll.Eventually(t, h.id+"'s names across hosts and docker sync on", 10*time.Second, func() error {
+			if hl := h.health(); hl.Names != "on" || !strings.HasPrefix(hl.DockerSync, "on") {
+				return fmt.Errorf("names across hosts %q, docker sync %q", hl.Names, hl.DockerSync)
+			}
+			return nil
+		})
+	}
+	walkthrough(t, c)
+}
+
+// TestNamesWithDockerOnNFTables: with dockerd's nftables firewall
+// backend, Docker's DNAT of 127.0.0.11 in each container is a chain of
+// its own at the same hook and priority iptables' nat OUTPUT had: names
+// of other hosts resolve all the same, and Docker's own names stay
+// Docker's answers.
+func TestNamesWithDockerOnNFTables(t *testing.T) {
+	c := startCluster(t, 2, &cluster{dockerd: []string{"--firewall-backend=nftables"}})
+	h1, h2 := c.hosts[0], c.hosts[1]
+	h1.must(c.net("ov_nft")...)
+	t.Cleanup(func() { removeEverywhere(c, "ov_nft") })
+	poll.Eventually(t, "host2 has ov_nft", 10*time.Second, func() error {
+		if !h2.hasNetwork("ov_nft") {
+			return fmt.Errorf("absent")
+		}
+		return nil
+	})
+	h1.run("nbox1", "--network", "ov_nft")
+	h2.run("nbox2", "--network", "ov_nft", "--network-alias", "web")
+	ip1, ip2 := h1.ip("nbox1", "ov_nft"), h2.ip("nbox2", "ov_nft")
+	poll.Eventually(t, "nbox2 resolves nbox1 (host1)", 10*time.Second, func() error {
+		if out, err := h2.docker("exec", "nbox2", "nslookup", "nbox1"); err != nil || !strings.Contains(out, ip1) {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	poll.Eventually(t, "nbox1 resolves web (an alias on host2)", 10*time.Second, func() error {
+		if out, err := h1.docker("exec", "nbox1", "nslookup", "web"); err != nil || !strings.Contains(out, ip2) {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	if out, err := h2.docker("exec", "nbox2", "nslookup", "nbox2"); err != nil || !strings.Contains(out, ip2) {
+		t.Errorf("nbox2's own name on its host: %v %s", err, out)
+	}
+	h2.reaches(t, "nbox2", "nbox1")
+}
+
+func walkthrough(t *testing.T, c *cluster) {
 	h1, h2 := c.hosts[0], c.hosts[1]
 
 	// host1$ docker network create ... ov_net1   (once, on one host)
-	h1.must(clusterNet("ov_net1")...)
+	h1.must(c.net("ov_net1")...)
 	t.Cleanup(func() { removeEverywhere(c, "ov_net1") })
 	start := time.Now()
 	// host2$ docker network ls                   (ov_net1 is there too)
@@ -39,8 +89,8 @@ func TestWalkthrough(t *testing.T) {
 	if s1, s2 := h1.must("network", "inspect", "-f", subnet, "ov_net1"), h2.must("network", "inspect", "-f", subnet, "ov_net1"); s1 != "10.0.0.0/24 10.0.0.1" || s2 != s1 {
 		t.Errorf("ov_net1's subnet: host1 %q, host2 %q; want the default pool's first, 10.0.0.0/24 10.0.0.1, on both", s1, s2)
 	}
-	if d := h2.must("network", "inspect", "-f", "{{.Driver}} {{.IPAM.Driver}} {{index .IPAM.Options \"mynet.cluster\"}}", "ov_net1"); d != "mynet mynet ov_net1" {
-		t.Errorf("host2's ov_net1: driver, IPAM, cluster %q", d)
+	if d, want := h2.must("network", "inspect", "-f", "{{.Driver}} {{.IPAM.Driver}} {{index .IPAM.Options \"mynet.cluster\"}}", "ov_net1"), c.driver()+" "+c.driver()+" ov_net1"; d != want {
+		t.Errorf("host2's ov_net1: driver, IPAM, cluster %q, want %q", d, want)
 	}
 
 	// host1$ docker run -itd --name bbox1 --network ov_net1 busybox
@@ -89,7 +139,7 @@ func TestWalkthrough(t *testing.T) {
 	})
 
 	// host1$ docker network create ... ov_net2; docker run ... bbox3
-	h1.must(clusterNet("ov_net2")...)
+	h1.must(c.net("ov_net2")...)
 	t.Cleanup(func() { removeEverywhere(c, "ov_net2") })
 	if s := h1.must("network", "inspect", "-f", subnet, "ov_net2"); s != "10.0.1.0/24 10.0.1.1" {
 		t.Errorf("ov_net2's subnet %q, want the default pool's next, 10.0.1.0/24 10.0.1.1", s)
