@@ -20,14 +20,7 @@ func TestNamesAcrossEngineVersions(t *testing.T) {
 	if v := h1.must("version", "-f", "{{.Server.Version}}"); !strings.HasPrefix(v, "20.10") {
 		t.Fatalf("host1 runs Docker %s, want Debian's 20.10", v)
 	}
-	h2.must(c.net("ov_mixed")...)
-	t.Cleanup(func() { removeEverywhere(c, "ov_mixed") })
-	poll.Eventually(t, "host1 (20.10) has ov_mixed", 10*time.Second, func() error {
-		if !h1.hasNetwork("ov_mixed") {
-			return fmt.Errorf("absent")
-		}
-		return nil
-	})
+	c.createEverywhere(h2, "ov_mixed") // made on host1 (20.10) by the sync
 	h1.run("old1", "--network", "ov_mixed", "--network-alias", "oldweb")
 	h2.run("new2", "--network", "ov_mixed")
 	h1.run("both", "--network", "ov_mixed")

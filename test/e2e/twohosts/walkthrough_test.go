@@ -41,14 +41,7 @@ func TestWalkthroughManagedPlugin(t *testing.T) {
 func TestNamesWithDockerOnNFTables(t *testing.T) {
 	c := startCluster(t, 2, &cluster{dockerd: []string{"--firewall-backend=nftables"}})
 	h1, h2 := c.hosts[0], c.hosts[1]
-	h1.must(c.net("ov_nft")...)
-	t.Cleanup(func() { removeEverywhere(c, "ov_nft") })
-	poll.Eventually(t, "host2 has ov_nft", 10*time.Second, func() error {
-		if !h2.hasNetwork("ov_nft") {
-			return fmt.Errorf("absent")
-		}
-		return nil
-	})
+	c.createEverywhere(h1, "ov_nft")
 	h1.run("nbox1", "--network", "ov_nft")
 	h2.run("nbox2", "--network", "ov_nft", "--network-alias", "web")
 	ip1, ip2 := h1.ip("nbox1", "ov_nft"), h2.ip("nbox2", "ov_nft")
@@ -181,6 +174,22 @@ func walkthrough(t *testing.T, c *cluster) {
 		}
 		return nil
 	})
+}
+
+// createEverywhere creates cluster network name on h, as users do, and
+// waits until every host has it; it is removed everywhere at the end.
+func (c *cluster) createEverywhere(h *host, name string) {
+	c.t.Helper()
+	h.must(c.net(name)...)
+	c.t.Cleanup(func() { removeEverywhere(c, name) })
+	for _, o := range c.hosts {
+		poll.Eventually(c.t, o.id+" has "+name, 10*time.Second, func() error {
+			if !o.hasNetwork(name) {
+				return fmt.Errorf("absent")
+			}
+			return nil
+		})
+	}
 }
 
 // removeEverywhere removes a network's containers and the network on every
