@@ -18,6 +18,6 @@ FROM ${RUNTIME_IMAGE}
 RUN if ! command -v xtables-nft-multi >/dev/null || ! command -v xtables-legacy-multi >/dev/null; then \
       apt-get update && apt-get install -y --no-install-recommends iptables && rm -rf /var/lib/apt/lists/*; \
     fi \
- && mkdir -p /run/docker/plugins /host/var/lib /host/run
+ && mkdir -p /run/docker/plugins /host/var/lib /host/run /host/docker
 COPY --from=build /out/mynet /usr/bin/mynet
 ENTRYPOINT ["/usr/bin/mynet"]
