@@ -30,5 +30,7 @@
 // the health report; reconcile.go the reconciler and its triggers;
 // membership.go the cluster: registration, the check that etcd kept its
 // data, the upkeep (reclaims, held records, the VXLAN guard, this host's
-// routes) and the Docker sync's wiring.
+// routes) and the Docker sync's wiring; names.go the name forwarders of
+// cluster networks (where this process sees the sandboxes, whether names
+// across hosts are on).
 package daemon

@@ -347,18 +347,6 @@ func (d *Daemon) dockerSync() string {
 	return "on (" + st.DockerHost + ")"
 }
 
-// namesState is what health says of names across hosts ("" on a single
-// host).
-func (d *Daemon) namesState() string {
-	switch {
-	case d.clusterClient == nil:
-		return ""
-	case d.namesOff != "":
-		return "off: " + d.namesOff
-	}
-	return "on"
-}
-
 // clusterStatus is what mynet status shows of the cluster.
 func (d *Daemon) clusterStatus() *status.Cluster {
 	if d.clusterClient == nil {
