@@ -184,6 +184,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	if !filepath.IsAbs(o.Socket) || !filepath.IsAbs(o.StateDir) {
 		return nil, errors.New("--socket and --state-dir must be absolute paths")
 	}
+	if r := o.Cluster.SandboxRoot; r != "" && !filepath.IsAbs(r) {
+		return nil, fmt.Errorf("--sandbox-root: %q is not an absolute path (such as /host/docker/netns)", r)
+	}
 	o.Version, o.Config.Version = false, version
 	return o, nil
 }
