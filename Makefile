@@ -43,14 +43,16 @@ host-deps:
 # Debian dockerd (20.10), then Docker Engine 29 (built once, cached), then
 # several Engine 29 hosts of one cluster. The Engine 29 step (its build on
 # a cache miss, then its passes) runs in the background beside the host
-# engine's passes ('&' steps, waited for at "wait").
+# engine's passes ('&' steps, waited for at "wait"): its build (a cache
+# miss on a fresh machine: 15 minutes of the two cores) starts first, beside
+# lint, and its passes wait for it after the kernel integration tests.
 # Each step's time is printed at the end (test/steps.sh).
 # The cluster step creates the managed plugin on its engines from the
 # directory the e2e-plugin step built (dist/plugin) rather than build it
 # again. (Run beside the Engine 29 passes, on 2 cores, a repair-on-event
 # test there missed its event once: it runs after them.)
 test:
-	MAKE="$(MAKE)" MYNET_E2E_PLUGIN_DIR=$(CURDIR)/dist/plugin bash test/steps.sh deps lint integration '&e2e-engine29' fuzz e2e e2e-plugin wait e2e-cluster
+	MAKE="$(MAKE)" MYNET_E2E_PLUGIN_DIR=$(CURDIR)/dist/plugin bash test/steps.sh deps '&engine29' lint integration '&e2e-engine29' fuzz e2e e2e-plugin wait e2e-cluster
 
 # host-deps plus the tests' tools (busybox-static, iproute2, curl), and the
 # local busybox test image.
@@ -109,9 +111,9 @@ bench: deps
 e2e-plugin: deps
 	MYNET_E2E_PLUGIN=$(E2E_PLUGIN) $(GO) test -tags e2eplugin -count=1 -v -timeout 30m ./test/e2e
 
-# The e2e suite (plain daemon and managed plugin) against Docker Engine 29,
-# run in a network namespace of its own (test/engine/engine.sh), then the
-# plain-daemon suite (parity tests included) with its nftables backend.
+# The e2e suite against Docker Engine 29, run in a network namespace of its
+# own (test/engine/engine.sh): the managed plugin on the engine's iptables,
+# then the plain daemon (parity tests included) on its nftables backend.
 e2e-engine29: deps
 	GO=$(GO) E2E_PLUGIN=$(E2E_PLUGIN) bash test/engine/e2e.sh
 

@@ -10,7 +10,8 @@
 #   mynet-build/runtime:local  both iptables backends (xtables-nft-multi and
 #                              xtables-legacy-multi) with their libraries and
 #                              extensions, and busybox
-# Each is made once; pass --force to remake them.
+# Each is made once; pass --force to remake them, --runtime-only to make the
+# runtime image alone (for a plugin around a binary built already).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DOCKER=${DOCKER:-/usr/bin/docker}
@@ -26,7 +27,7 @@ busybox_into() { # busybox as /bin/sh and friends
   for app in sh mkdir rm cp ls cat; do ln -sf busybox "$1/bin/$app"; done
 }
 
-if ! have "$GO_IMAGE"; then
+if [ "$force" != --runtime-only ] && ! have "$GO_IMAGE"; then
   echo "base-images: making $GO_IMAGE" >&2
   "$GO" mod download
   dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
