@@ -47,7 +47,9 @@ fi
 rm -rf "$dir"
 mkdir -p "$dir/rootfs"
 cid=$("$DOCKER" create "$image")
-trap '"$DOCKER" rm -f "$cid" >/dev/null' EXIT
+# The image was only the way to the rootfs: it goes with its container, so
+# that builds leave no image behind (the base images stay, made once).
+trap '"$DOCKER" rm -f "$cid" >/dev/null; "$DOCKER" rmi "$image" >/dev/null' EXIT
 "$DOCKER" export "$cid" | tar -x -C "$dir/rootfs"
 cp config.json "$dir/"
 if "$DOCKER" plugin inspect "$name" >/dev/null 2>&1; then
