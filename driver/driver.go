@@ -244,9 +244,15 @@ func (d *Driver) setBridgeSysctls(cfg *NetworkConfig) {
 	}
 }
 
-// GetCapabilities implements network.Driver.
+// GetCapabilities implements network.Driver. Scope local: each host's
+// Docker keeps its own networks and asks its own IPAM (mynet's, which
+// settles cluster networks in etcd); a swarm manager allocates nothing for
+// a plugin's networks. ConnectivityScope global, as macvlan's: a swarm
+// network of mynet's (--scope swarm --config-from) spans hosts, so swarm
+// gossips its services' names (svc, tasks.svc) on it. Docker reads it for
+// swarm-scoped networks only.
 func (d *Driver) GetCapabilities() (*network.CapabilitiesResponse, error) {
-	return &network.CapabilitiesResponse{Scope: "local", ConnectivityScope: "local"}, nil
+	return &network.CapabilitiesResponse{Scope: "local", ConnectivityScope: "global"}, nil
 }
 
 // AllocateNetwork implements network.Driver; it is only called in swarm

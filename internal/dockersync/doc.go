@@ -24,6 +24,10 @@
 //     host leaves the network (LeaveNetwork's rule: only when no host has
 //     it).
 //
+// Swarm networks (scope swarm: --scope swarm --config-from) are swarm's:
+// swarm makes one on a node when a task there needs it and removes it when
+// the last task goes, so the syncer neither publishes nor follows them.
+//
 // A Docker that does not answer (down, restarting, no access to its socket)
 // is retried with a backoff; the plugin's answers never wait on it, and
 // cluster networks created by hand on each host work as before. Status says

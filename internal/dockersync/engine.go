@@ -21,6 +21,9 @@ type Network struct {
 	Subnet           netip.Prefix // the first IPv4 subnet
 	Gateway          netip.Addr
 	Internal         bool
+	// Scope is Docker's: local, or swarm for a swarm network, which swarm
+	// makes and removes on each node as its tasks come and go.
+	Scope string
 }
 
 // Endpoint is a container's endpoint on a network, as Docker lists it.
@@ -81,7 +84,7 @@ func (e *dockerEngine) Networks(ctx context.Context) ([]Network, error) {
 	out := make([]Network, 0, len(res.Items))
 	for _, s := range res.Items {
 		n := Network{ID: s.ID, Name: s.Name, Driver: s.Driver, IPAMDriver: s.IPAM.Driver, Options: s.Options,
-			IPAMOptions: s.IPAM.Options, Labels: s.Labels, Internal: s.Internal}
+			IPAMOptions: s.IPAM.Options, Labels: s.Labels, Internal: s.Internal, Scope: s.Scope}
 		for _, c := range s.IPAM.Config {
 			if c.Subnet.Addr().Is4() {
 				n.Subnet, n.Gateway = c.Subnet, c.Gateway

@@ -227,6 +227,12 @@ func sameDriver(a, b string) bool {
 	return tagged(a) == tagged(b)
 }
 
+// scopeSwarm is the Scope of a swarm network. Swarm makes it on a node
+// when a task there needs it and removes it when the last one goes: not a
+// user's create or rm, so the syncer neither publishes nor follows it
+// (swarm has it on every node that needs it).
+const scopeSwarm = "swarm"
+
 // Pass compares this host's Docker with the cluster's records once and
 // does what differs (see doc.go).
 func (s *Syncer) Pass(ctx context.Context) error {
@@ -256,6 +262,9 @@ func (s *Syncer) Pass(ctx context.Context) error {
 	byName := map[string]Network{}
 	for _, n := range nets {
 		byName[n.Name] = n
+		if n.Scope == scopeSwarm {
+			continue
+		}
 		if c, ok := local[n.ID]; ok {
 			mine[c] = n
 			s.driver = n.Driver
@@ -265,7 +274,7 @@ func (s *Syncer) Pass(ctx context.Context) error {
 	// host's too, whatever the driver says this instant (it may be
 	// restoring or deleting it): never taken for one a user removed.
 	for _, n := range nets {
-		if c := n.IPAMOptions[optCluster]; c != "" && sameDriver(n.Driver, s.driver) {
+		if c := n.IPAMOptions[optCluster]; c != "" && sameDriver(n.Driver, s.driver) && n.Scope != scopeSwarm {
 			if _, ok := mine[c]; !ok {
 				mine[c] = n
 			}

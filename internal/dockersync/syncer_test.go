@@ -429,3 +429,54 @@ func TestCreatedAgainAfterRemovalIsInUseAgain(t *testing.T) {
 		t.Error("host2 removed a network that is in use again")
 	}
 }
+
+// swarmCreate is swarm making its network id on this node (a task here
+// needs it): scope swarm, one ID on every node, its configuration from a
+// config-only network with mynet's IPAM.
+func (e *fakeEngine) swarmCreate(id, name, clusterName, subnet string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.nets[id] = Network{ID: id, Name: name, Driver: e.driver, IPAMDriver: e.driver, Scope: scopeSwarm,
+		IPAMOptions: map[string]string{optCluster: clusterName}, Subnet: netip.MustParsePrefix(subnet)}
+}
+
+// TestSwarmNetworksAreLeftToSwarm: swarm makes a swarm network of mynet's
+// on a node when a task there needs it and removes it when the last task
+// there goes. The syncer neither publishes it (no host gets a local copy)
+// nor takes its removal for a user's (no host loses its own).
+func TestSwarmNetworksAreLeftToSwarm(t *testing.T) {
+	t.Parallel()
+	h := syncHosts(t, 2)
+	for _, x := range h {
+		x.join(t, "web", "10.0.9.0/24")
+		x.engine.swarmCreate("swarmnet1", "web", "web", "10.0.9.0/24")
+	}
+	settle := func() {
+		for _, x := range h {
+			waitPasses(t, x.syncer, 2)
+		}
+	}
+	settle()
+	if recs, _, err := h[0].client.DockerNetworks(); err != nil || len(recs) != 0 {
+		t.Fatalf("a swarm network was published for every host's Docker: %+v %v", recs, err)
+	}
+	// The last task on host1 goes: swarm removes the network there.
+	if err := h[0].engine.Remove(t.Context(), "swarmnet1"); err != nil {
+		t.Fatal(err)
+	}
+	settle()
+	if _, ok := h[1].engine.byName("web"); !ok {
+		t.Fatal("host2 lost its swarm network when swarm removed host1's")
+	}
+	if _, ok := h[0].engine.byName("web"); ok {
+		t.Fatal("the syncer made host1's swarm network again")
+	}
+	if recs, _, err := h[0].client.DockerNetworks(); err != nil || len(recs) != 0 {
+		t.Fatalf("records after swarm's removal: %+v %v", recs, err)
+	}
+	for i, x := range h {
+		if st := stateOf(x.syncer, "web"); st.State != "" {
+			t.Errorf("host%d's syncer reports the swarm network: %+v", i+1, st)
+		}
+	}
+}
