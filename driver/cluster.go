@@ -30,6 +30,7 @@ var _ clusterAPI = (*cluster.Client)(nil)
 type ClusterNet struct {
 	Name string
 	VNI  uint32
+	Port int // its VXLAN port; 0: IANA's
 }
 
 // ClusterConfig is what cluster networks need of the host.

@@ -35,7 +35,7 @@ func (d *Driver) resolveCluster(cfg *NetworkConfig, space string) error {
 		// The IPAM makes a new cluster network at its gateway's request.
 		return errdefs.Invalid("cluster network %s has no configuration in the cluster yet (no gateway address was requested for it)", cn.Name)
 	}
-	cfg.Cluster, cfg.VNI, cfg.VXLAN = cn.Name, cn.VNI, VXLANPrefix+cfg.ID[:12]
+	cfg.Cluster, cfg.VNI, cfg.VXLANPort, cfg.VXLAN = cn.Name, cn.VNI, cn.Port, VXLANPrefix+cfg.ID[:12]
 	// One MTU on every host: the first host's (its option, or its
 	// underlay's less the VXLAN overhead), settled in the cluster.
 	limit := d.cluster.UnderlayMTU - netutil.VXLANOverhead
@@ -85,5 +85,5 @@ func policyText(p cluster.Policy) string {
 }
 
 func (cfg *NetworkConfig) vxlanConfig(local netip.Addr) netutil.VXLANConfig {
-	return netutil.VXLANConfig{Name: cfg.VXLAN, VNI: cfg.VNI, Local: local, Bridge: cfg.BridgeName, MTU: cfg.MTU}
+	return netutil.VXLANConfig{Name: cfg.VXLAN, VNI: cfg.VNI, Port: cfg.VXLANPort, Local: local, Bridge: cfg.BridgeName, MTU: cfg.MTU}
 }

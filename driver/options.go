@@ -78,11 +78,14 @@ type NetworkConfig struct {
 	// The engine's generation shows in what it sends: 28 and later send
 	// com.docker.network.enable_ipv4 with every CreateNetwork.
 	RandomMACs bool `json:"random_macs,omitempty"`
-	// Cluster networks (multi-host): the cluster network's name, its VNI and
-	// the VXLAN device on the bridge; all empty for a local network.
-	Cluster string `json:"cluster,omitempty"`
-	VNI     uint32 `json:"vni,omitempty"`
-	VXLAN   string `json:"vxlan,omitempty"`
+	// Cluster networks (multi-host): the cluster network's name, its VNI,
+	// its VXLAN port (0: IANA's 4789, a network made before mynet had a
+	// port of its own) and the VXLAN device on the bridge; all empty for a
+	// local network.
+	Cluster   string `json:"cluster,omitempty"`
+	VNI       uint32 `json:"vni,omitempty"`
+	VXLANPort int    `json:"vxlan_port,omitempty"`
+	VXLAN     string `json:"vxlan,omitempty"`
 }
 
 // DefaultBridgeName is the bridge of a network the user did not name one for.

@@ -41,7 +41,7 @@ func newClusterHosts(t *testing.T, n int) ([]*clusterHost, *cluster.Memory) {
 			t.Fatal(err)
 		}
 		if i == 0 { // the first host's IPAM makes the cluster network
-			if _, err := c.EnsureNetwork("blue", blueSubnet, netip.MustParseAddr("10.40.0.1")); err != nil {
+			if _, err := c.EnsureNetwork("blue", blueSubnet, netip.MustParseAddr("10.40.0.1"), 0); err != nil {
 				t.Fatal(err)
 			}
 		}

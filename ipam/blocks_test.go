@@ -43,9 +43,9 @@ func (k *countingCluster) LookupNetwork(name string) (cluster.NetworkSpec, bool,
 	return k.c.LookupNetwork(name)
 }
 
-func (k *countingCluster) EnsureNetwork(name string, subnet netip.Prefix, gw netip.Addr) (cluster.NetworkSpec, error) {
+func (k *countingCluster) EnsureNetwork(name string, subnet netip.Prefix, gw netip.Addr, port int) (cluster.NetworkSpec, error) {
 	k.trips.Add(1)
-	return k.c.EnsureNetwork(name, subnet, gw)
+	return k.c.EnsureNetwork(name, subnet, gw, port)
 }
 
 func (k *countingCluster) ClaimAddress(net string, ip netip.Addr, owner string) (bool, string, error) {

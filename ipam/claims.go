@@ -128,9 +128,20 @@ func (a *Allocator) reclaim(p *pool) error {
 	}
 	if p.rec.VNI != 0 {
 		gw, _ := netip.ParseAddr(p.rec.Gateway)
-		spec, err := a.cluster.EnsureNetwork(net, p.subnet, gw)
+		// Gone with etcd's data, the network is made again as this host
+		// has it, its VXLAN port too (a network made before mynet had a
+		// port of its own keeps IANA's).
+		port := p.rec.Port
+		if port == 0 {
+			port = cluster.IANAVXLANPort
+		}
+		spec, err := a.cluster.EnsureNetwork(net, p.subnet, gw, port)
 		if err != nil {
 			return clusterErr(err)
+		}
+		if spec.VXLANPort() != port {
+			log.WithFields(logrus.Fields{"port_here": port, "port_cluster": spec.VXLANPort()}).
+				Error("the cluster network's VXLAN port in the cluster is not the one this host uses; re-create the network on this host")
 		}
 		if spec.VNI != p.rec.VNI {
 			log.WithFields(logrus.Fields{"vni_here": p.rec.VNI, "vni_cluster": spec.VNI}).

@@ -17,7 +17,7 @@ const OptCluster = "mynet.cluster"
 // clusterAPI is the part of cluster.Client the allocator uses.
 type clusterAPI interface {
 	LookupNetwork(name string) (cluster.NetworkSpec, bool, error)
-	EnsureNetwork(name string, subnet netip.Prefix, gateway netip.Addr) (cluster.NetworkSpec, error)
+	EnsureNetwork(name string, subnet netip.Prefix, gateway netip.Addr, port int) (cluster.NetworkSpec, error)
 	ClaimAddress(net string, ip netip.Addr, owner string) (ok bool, holder string, err error)
 	AdoptClaim(net string, ip netip.Addr, owner string) (bool, error)
 	ReleaseAddress(net string, ip netip.Addr, owner string) error
@@ -36,6 +36,7 @@ type ClusterNetwork struct {
 	Name    string
 	Gateway netip.Addr
 	VNI     uint32
+	Port    int // the VXLAN port; 0: IANA's (cluster.NetworkSpec.Port)
 }
 
 // ClusterOf reports whether subnet in space is a cluster network's pool,
@@ -100,7 +101,7 @@ func (p *pool) publishCluster() {
 		return
 	}
 	gw, _ := netip.ParseAddr(p.rec.Gateway)
-	p.cnet.Store(&ClusterNetwork{Name: p.rec.Cluster, Gateway: gw, VNI: p.rec.VNI})
+	p.cnet.Store(&ClusterNetwork{Name: p.rec.Cluster, Gateway: gw, VNI: p.rec.VNI, Port: p.rec.Port})
 }
 
 // clusterErr turns the cluster's answers into the plugin's error kinds: a
@@ -184,11 +185,11 @@ func (a *Allocator) clusterSpec(name string, subnet netip.Prefix) (poolRecord, e
 	// --subnet: created now, with a subnet of the cluster's default pool
 	// and its first address as gateway (of hosts creating it at once, all
 	// get the winner's).
-	spec, err := a.cluster.EnsureNetwork(name, subnet, netip.Addr{}) // checks the subnet
+	spec, err := a.cluster.EnsureNetwork(name, subnet, netip.Addr{}, 0) // checks the subnet
 	if err != nil {
 		return poolRecord{}, clusterErr(err)
 	}
-	return poolRecord{Space: LocalSpace, Subnet: spec.Subnet.String(), Cluster: name, Gateway: spec.Gateway.String(), VNI: spec.VNI}, nil
+	return poolRecord{Space: LocalSpace, Subnet: spec.Subnet.String(), Cluster: name, Gateway: spec.Gateway.String(), VNI: spec.VNI, Port: spec.Port}, nil
 }
 
 // ensureClusterNetwork gives a pool whose cluster network this host found
@@ -200,16 +201,16 @@ func (a *Allocator) ensureClusterNetwork(p *pool, gateway netip.Addr) error {
 	if p.rec.VNI != 0 {
 		return nil
 	}
-	spec, err := a.cluster.EnsureNetwork(p.rec.Cluster, p.subnet, gateway)
+	spec, err := a.cluster.EnsureNetwork(p.rec.Cluster, p.subnet, gateway, 0)
 	if err != nil {
 		return clusterErr(err)
 	}
 	rec := p.rec
-	rec.Gateway, rec.VNI = spec.Gateway.String(), spec.VNI
+	rec.Gateway, rec.VNI, rec.Port = spec.Gateway.String(), spec.VNI, spec.Port
 	if err := a.store.Update(func(tx store.Tx) error { return store.PutJSON(tx, bucketPools, p.key, rec) }); err != nil {
 		return fmt.Errorf("save pool %s: %w", p.id(), err)
 	}
-	p.rec.Gateway, p.rec.VNI = rec.Gateway, rec.VNI
+	p.rec.Gateway, p.rec.VNI, p.rec.Port = rec.Gateway, rec.VNI, rec.Port
 	p.publishCluster()
 	return nil
 }

@@ -83,7 +83,7 @@ func TestClusterPoolsShareAddresses(t *testing.T) {
 			t.Errorf("host%d gateway %s, want the cluster's 10.40.0.1/16 on every host", i+1, gw)
 		}
 		cn, ok := a.ClusterOf(LocalSpace, netip.MustParsePrefix("10.40.0.0/16"))
-		if !ok || cn.Name != "blue" || cn.VNI == 0 || cn.Gateway != netip.MustParseAddr("10.40.0.1") {
+		if !ok || cn.Name != "blue" || cn.VNI == 0 || cn.Port != cluster.DefaultVXLANPort || cn.Gateway != netip.MustParseAddr("10.40.0.1") {
 			t.Errorf("host%d ClusterOf = %+v, %v", i+1, cn, ok)
 		}
 	}
@@ -305,6 +305,9 @@ func TestClusterReclaimAfterTheStoreLostItsData(t *testing.T) {
 	claimed, _ := c.Claimed("blue")
 	if claimed[netip.MustParsePrefix(addrs[0]).Addr()] != "host1" {
 		t.Errorf("host1's address %s is not claimed by host1 after the wipe: %v", addrs[0], claimed)
+	}
+	if spec, found, err := c.LookupNetwork("blue"); err != nil || !found || spec.VXLANPort() != cluster.DefaultVXLANPort {
+		t.Errorf("the network made again after the wipe: %+v %v %v; want the hosts' VXLAN port %d", spec, found, err, cluster.DefaultVXLANPort)
 	}
 	ip2 := netip.MustParsePrefix(addrs[1]).Addr()
 	if claimed[ip2] != "host2" || len(conflicts) != 0 {

@@ -20,11 +20,14 @@ type poolRecord struct {
 	Range   string `json:"range,omitempty"`
 	V6      bool   `json:"v6,omitempty"`
 	Default bool   `json:"default,omitempty"` // picked from the default sets (no --subnet)
-	// Cluster names the cluster network whose pool this is; Gateway and VNI
-	// are the cluster's, kept here so a restart with etcd down still knows.
+	// Cluster names the cluster network whose pool this is; Gateway, VNI
+	// and Port (its VXLAN port; 0: IANA's, a network made before mynet had
+	// its own) are the cluster's, kept here so a restart with etcd down
+	// still knows.
 	Cluster string `json:"cluster,omitempty"`
 	Gateway string `json:"gateway,omitempty"`
 	VNI     uint32 `json:"vni,omitempty"`
+	Port    int    `json:"port,omitempty"`
 }
 
 // gatewayKey stands in for a MAC: a pool has one gateway, so a repeated

@@ -42,34 +42,59 @@ var (
 func TestEnsureNetworkIsSharedAndChecked(t *testing.T) {
 	t.Parallel()
 	h := hosts(t, NewMemory(), 2)
-	a, err := h[0].EnsureNetwork("blue", blueNet, netip.Addr{})
+	a, err := h[0].EnsureNetwork("blue", blueNet, netip.Addr{}, 0)
 	if err != nil || a.Subnet != blueNet || a.Gateway != blueGW || a.VNI < minVNI {
 		t.Fatalf("first host: %+v, %v", a, err)
 	}
-	b, err := h[1].EnsureNetwork("blue", blueNet, blueGW)
+	b, err := h[1].EnsureNetwork("blue", blueNet, blueGW, 0)
 	if err != nil || b != a {
 		t.Errorf("second host: %+v, %v; want the first host's %+v", b, err, a)
 	}
-	if _, err := h[1].EnsureNetwork("blue", netip.Prefix{}, netip.Addr{}); err != nil {
+	if _, err := h[1].EnsureNetwork("blue", netip.Prefix{}, netip.Addr{}, 0); err != nil {
 		t.Errorf("a later host may leave the subnet to the cluster: %v", err)
 	}
-	_, err = h[1].EnsureNetwork("blue", netip.MustParsePrefix("10.41.0.0/16"), netip.Addr{})
+	_, err = h[1].EnsureNetwork("blue", netip.MustParsePrefix("10.41.0.0/16"), netip.Addr{}, 0)
 	if !IsConflict(err) || !strings.Contains(err.Error(), "--subnet 10.40.0.0/16") {
 		t.Errorf("another subnet: %v, want a conflict that says which subnet to use", err)
 	}
-	_, err = h[1].EnsureNetwork("blue", blueNet, netip.MustParseAddr("10.40.0.254"))
+	_, err = h[1].EnsureNetwork("blue", blueNet, netip.MustParseAddr("10.40.0.254"), 0)
 	if !IsConflict(err) || !strings.Contains(err.Error(), "--gateway 10.40.0.1") {
 		t.Errorf("another gateway: %v", err)
 	}
-	if _, err := h[0].EnsureNetwork("green", netip.Prefix{}, netip.Addr{}); !IsConflict(err) {
+	if _, err := h[0].EnsureNetwork("green", netip.Prefix{}, netip.Addr{}, 0); !IsConflict(err) {
 		t.Errorf("a new network without a subnet: %v", err)
 	}
-	g, err := h[0].EnsureNetwork("green", netip.MustParsePrefix("10.42.0.0/16"), netip.Addr{})
+	g, err := h[0].EnsureNetwork("green", netip.MustParsePrefix("10.42.0.0/16"), netip.Addr{}, 0)
 	if err != nil || g.VNI == a.VNI {
 		t.Errorf("second network %+v, %v: its VNI must differ from %d", g, err, a.VNI)
 	}
-	if _, err := h[0].EnsureNetwork("bad/name", blueNet, netip.Addr{}); !IsConflict(err) {
+	if _, err := h[0].EnsureNetwork("bad/name", blueNet, netip.Addr{}, 0); !IsConflict(err) {
 		t.Errorf("a name with '/': %v", err)
+	}
+}
+
+// A network made now gets mynet's VXLAN port; one made again after etcd
+// lost it gets the port its hosts use (IANA's, for one made before mynet
+// had its own); a network's port never changes once made.
+func TestEnsureNetworkVXLANPort(t *testing.T) {
+	t.Parallel()
+	h := hosts(t, NewMemory(), 2)
+	a, err := h[0].EnsureNetwork("blue", blueNet, netip.Addr{}, 0)
+	if err != nil || a.Port != DefaultVXLANPort || a.VXLANPort() != DefaultVXLANPort {
+		t.Fatalf("new network: %+v, %v; want port %d", a, err, DefaultVXLANPort)
+	}
+	if b, err := h[1].EnsureNetwork("blue", blueNet, netip.Addr{}, IANAVXLANPort); err != nil || b.VXLANPort() != DefaultVXLANPort {
+		t.Errorf("a host asking another port of a made network: %+v, %v; want the network's", b, err)
+	}
+	old, err := h[1].EnsureNetwork("red", netip.MustParsePrefix("10.43.0.0/16"), netip.Addr{}, IANAVXLANPort)
+	if err != nil || old.VXLANPort() != IANAVXLANPort {
+		t.Errorf("restored network of IANA's port: %+v, %v", old, err)
+	}
+	if (NetworkSpec{}).VXLANPort() != IANAVXLANPort {
+		t.Error("a record without a port (made before mynet had one) is not on IANA's port")
+	}
+	if _, err := h[0].EnsureNetwork("green", netip.MustParsePrefix("10.42.0.0/16"), netip.Addr{}, 70000); !IsConflict(err) {
+		t.Errorf("port 70000: %v", err)
 	}
 }
 
@@ -84,7 +109,7 @@ func TestEnsureNetworkRace(t *testing.T) {
 	for i, c := range h {
 		wg.Go(func() {
 			var err error
-			if specs[i], err = c.EnsureNetwork("blue", blueNet, netip.Addr{}); err != nil {
+			if specs[i], err = c.EnsureNetwork("blue", blueNet, netip.Addr{}, 0); err != nil {
 				t.Error(err)
 			}
 		})

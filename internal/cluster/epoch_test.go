@@ -88,7 +88,7 @@ func TestCheckDataNoticesItsWritesGone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := a.EnsureNetwork("blue", netip.MustParsePrefix("10.1.0.0/24"), netip.Addr{}); err != nil {
+	if _, err := a.EnsureNetwork("blue", netip.MustParsePrefix("10.1.0.0/24"), netip.Addr{}, 0); err != nil {
 		t.Fatal(err)
 	}
 	claim := func(c *Client, ip string) {

@@ -15,6 +15,10 @@ type NetworkSpec struct {
 	Subnet  netip.Prefix `json:"subnet"`
 	Gateway netip.Addr   `json:"gateway"`
 	VNI     uint32       `json:"vni"`
+	// Port is the UDP port of the network's VXLAN on every host: mynet's
+	// own (DefaultVXLANPort) for a network made since mynet has one, 0 for
+	// one made before, which keeps IANA's (VXLANPort says which).
+	Port int `json:"port,omitempty"`
 	// MTU of the network's interfaces on every host, settled by the first
 	// host's driver (SettleMTU); 0 until then.
 	MTU int `json:"mtu,omitempty"`
@@ -30,6 +34,24 @@ type Policy struct {
 	ICC         bool   `json:"icc"`
 	Masquerade  bool   `json:"masquerade"`
 	GatewayMode string `json:"gateway_mode"`
+}
+
+// VXLAN ports. Docker's overlay (swarm's too) uses IANA's 4789, with VNIs
+// from 4096 up, and a firewall may admit it from hosts that are not in
+// mynet's cluster: mynet's networks use a port of their own, so that
+// neither's VNIs can meet the other's and mynet's guard (which drops VXLAN
+// from non-members on mynet's port) never touches overlay's traffic.
+const (
+	DefaultVXLANPort = 4799
+	IANAVXLANPort    = 4789
+)
+
+// VXLANPort is the network's VXLAN port on every host.
+func (s NetworkSpec) VXLANPort() int {
+	if s.Port == 0 {
+		return IANAVXLANPort
+	}
+	return s.Port
 }
 
 func networkKey(net string) string { return Prefix + "networks/" + net + "/" }
@@ -48,20 +70,25 @@ func ValidName(name string) error {
 }
 
 // EnsureNetwork creates the cluster network's configuration if it is absent
-// and returns what the cluster has. A subnet or gateway that differs from
+// and returns what the cluster has. port is the VXLAN port a network made
+// now gets: 0 for mynet's (DefaultVXLANPort); a host restoring a network
+// after etcd lost it gives the one its hosts use. A subnet or gateway that differs from
 // the cluster's is refused with what to change; a zero gateway takes the
 // cluster's (or the subnet's first address for a new network); a zero
 // subnet takes the cluster's, or one of the default pool for a new network
 // (subnets.go), and of hosts racing to create it without one, all get the
 // winner's.
-func (c *Client) EnsureNetwork(name string, subnet netip.Prefix, gateway netip.Addr) (NetworkSpec, error) {
+func (c *Client) EnsureNetwork(name string, subnet netip.Prefix, gateway netip.Addr, port int) (NetworkSpec, error) {
 	if err := ValidName(name); err != nil {
 		return NetworkSpec{}, err
+	}
+	if port < 0 || port > 65535 {
+		return NetworkSpec{}, conflict("cluster network %s: VXLAN port %d is not a UDP port", name, port)
 	}
 	var spec NetworkSpec
 	err := c.call("cluster network "+name, func(ctx context.Context) error {
 		var err error
-		spec, err = c.ensureNetwork(ctx, name, subnet, gateway)
+		spec, err = c.ensureNetwork(ctx, name, subnet, gateway, port)
 		return err
 	})
 	return spec, err
@@ -88,7 +115,7 @@ func (c *Client) LookupNetwork(name string) (spec NetworkSpec, found bool, err e
 	return spec, found, err
 }
 
-func (c *Client) ensureNetwork(ctx context.Context, name string, subnet netip.Prefix, gateway netip.Addr) (NetworkSpec, error) {
+func (c *Client) ensureNetwork(ctx context.Context, name string, subnet netip.Prefix, gateway netip.Addr, port int) (NetworkSpec, error) {
 	asked := subnet // a subnet picked from the default pool is no one's ask
 	check := func(have NetworkSpec) (NetworkSpec, error) {
 		if asked.IsValid() && have.Subnet != asked.Masked() {
@@ -132,7 +159,10 @@ func (c *Client) ensureNetwork(ctx context.Context, name string, subnet netip.Pr
 		c.releaseSubnet(ctx, name, picked)
 		return NetworkSpec{}, err
 	}
-	want := NetworkSpec{Subnet: subnet, Gateway: gateway, VNI: vni}
+	if port == 0 {
+		port = DefaultVXLANPort
+	}
+	want := NetworkSpec{Subnet: subnet, Gateway: gateway, VNI: vni, Port: port}
 	b, _ := json.Marshal(want)
 	created, existing, err := c.kv.create(ctx, cfgKey, b, 0)
 	if err != nil {

@@ -32,7 +32,7 @@ func TestDefaultSubnets(t *testing.T) {
 		if subnet != "" {
 			p = netip.MustParsePrefix(subnet)
 		}
-		spec, err := c.EnsureNetwork(name, p, netip.Addr{})
+		spec, err := c.EnsureNetwork(name, p, netip.Addr{}, 0)
 		if err != nil {
 			t.Fatalf("ensure %s: %v", name, err)
 		}
@@ -61,10 +61,10 @@ func TestDefaultSubnets(t *testing.T) {
 	for i, c := range many {
 		wg.Go(func() {
 			var err error
-			if got[2*i], err = c.EnsureNetwork(fmt.Sprintf("n%d", i), netip.Prefix{}, netip.Addr{}); err != nil {
+			if got[2*i], err = c.EnsureNetwork(fmt.Sprintf("n%d", i), netip.Prefix{}, netip.Addr{}, 0); err != nil {
 				t.Error(err)
 			}
-			if got[2*i+1], err = c.EnsureNetwork("shared", netip.Prefix{}, netip.Addr{}); err != nil {
+			if got[2*i+1], err = c.EnsureNetwork("shared", netip.Prefix{}, netip.Addr{}, 0); err != nil {
 				t.Error(err)
 			}
 		})
@@ -100,7 +100,7 @@ func TestDefaultSubnets(t *testing.T) {
 func TestNoDefaultPoolAsksForASubnet(t *testing.T) {
 	t.Parallel()
 	h := hosts(t, NewMemory(), 1)
-	if _, err := h[0].EnsureNetwork("a", netip.Prefix{}, netip.Addr{}); !IsConflict(err) {
+	if _, err := h[0].EnsureNetwork("a", netip.Prefix{}, netip.Addr{}, 0); !IsConflict(err) {
 		t.Fatalf("no pool, no subnet: %v, want a conflict that asks for --subnet", err)
 	}
 }
@@ -116,14 +116,14 @@ func TestDefaultSubnetOfARaceIsShared(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec, err := h[1].EnsureNetwork("x", netip.Prefix{}, netip.Addr{})
+	spec, err := h[1].EnsureNetwork("x", netip.Prefix{}, netip.Addr{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if spec.Subnet != picked {
 		t.Fatalf("host2 made x with %s; host1 had picked %s", spec.Subnet, picked)
 	}
-	if spec, err := h[0].EnsureNetwork("x", netip.Prefix{}, netip.Addr{}); err != nil || spec.Subnet != picked {
+	if spec, err := h[0].EnsureNetwork("x", netip.Prefix{}, netip.Addr{}, 0); err != nil || spec.Subnet != picked {
 		t.Fatalf("host1's create after host2's: %+v %v", spec, err)
 	}
 }

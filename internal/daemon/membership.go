@@ -75,7 +75,7 @@ func (d *Daemon) setupCluster() (*cluster.Client, driver.ClusterConfig, error) {
 func clusterOf(alloc *ipam.Allocator) func(string, netip.Prefix) (driver.ClusterNet, bool) {
 	return func(space string, subnet netip.Prefix) (driver.ClusterNet, bool) {
 		cn, ok := alloc.ClusterOf(space, subnet)
-		return driver.ClusterNet{Name: cn.Name, VNI: cn.VNI}, ok
+		return driver.ClusterNet{Name: cn.Name, VNI: cn.VNI, Port: cn.Port}, ok
 	}
 }
 
@@ -134,19 +134,18 @@ type vtepGuard struct {
 	members map[netip.Addr]bool // the live members last read from etcd
 }
 
-// guardVXLAN keeps VXLAN to this host's underlay address (UDP 4789) for
-// the cluster's members while it has cluster networks: the ipset holds the
+// guardVXLAN keeps VXLAN to this host's underlay address (on the VXLAN
+// ports of its cluster networks: mynet's own, 4799, or IANA's 4789 for a
+// network made before) for the cluster's members while it has cluster
+// networks: the ipset holds the
 // hosts registered now (as last read; etcd being down keeps the last
 // list) and every VTEP of a peer the driver accepted (so a host
 // cut off from etcd keeps its traffic), and one rule drops the rest. With
 // no cluster network left, rule and set go.
 func (d *Daemon) guardVXLAN() {
 	log := d.log.WithField("ipset", vteps)
-	cluster := false
-	for _, n := range d.drv.Networks() {
-		cluster = cluster || n.Cluster != ""
-	}
-	if !cluster {
+	ports := vxlanPorts(d.drv.Networks())
+	if len(ports) == 0 {
 		if d.vteps.on {
 			if err := d.fw.SetVXLANGuard(nil); err != nil {
 				log.WithError(err).Warn("could not remove the VXLAN guard")
@@ -169,7 +168,7 @@ func (d *Daemon) guardVXLAN() {
 		log.WithError(err).Warn("could not update the VXLAN members' set; VXLAN is not guarded")
 		return
 	}
-	if err := d.fw.SetVXLANGuard(&firewall.VXLANGuard{Local: d.underlay, Port: netutil.VXLANPort, Set: vteps}); err != nil {
+	if err := d.fw.SetVXLANGuard(&firewall.VXLANGuard{Local: d.underlay, Ports: ports, Set: vteps}); err != nil {
 		log.WithError(err).Warn("could not install the VXLAN guard")
 		return
 	}

@@ -15,6 +15,26 @@ import (
 // The daemon's decisions, as pure functions of what it read: the rest of
 // the package reads (the driver, etcd, the kernel's events) and acts.
 
+// vxlanPorts are the VXLAN ports of the cluster networks among nets (a
+// network's own, or IANA's for one made before mynet had a port of its
+// own), sorted, each once: what the VXLAN guard covers. None: no cluster
+// network, no guard.
+func vxlanPorts(nets []driver.NetworkConfig) []int {
+	var ports []int
+	for _, n := range nets {
+		if n.Cluster == "" {
+			continue
+		}
+		p := n.VXLANPort
+		if p == 0 {
+			p = netutil.VXLANPort
+		}
+		ports = append(ports, p)
+	}
+	slices.Sort(ports)
+	return slices.Compact(ports)
+}
+
 // vxlanMembers are the underlay addresses whose VXLAN this host accepts:
 // the other hosts registered now (nodes, when they could be read; else
 // the last members known, so etcd being down changes nothing) and every

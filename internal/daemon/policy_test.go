@@ -119,3 +119,19 @@ func TestNamesOff(t *testing.T) {
 		t.Errorf("mountinfo unreadable: %q", got)
 	}
 }
+
+func TestVXLANPorts(t *testing.T) {
+	t.Parallel()
+	nets := []driver.NetworkConfig{
+		{ID: "local"}, // no cluster: not guarded
+		{ID: "a", Cluster: "blue", VXLANPort: cluster.DefaultVXLANPort},
+		{ID: "b", Cluster: "green", VXLANPort: cluster.DefaultVXLANPort},
+		{ID: "old", Cluster: "red"}, // made before mynet had a port: IANA's
+	}
+	if got, want := vxlanPorts(nets), []int{netutil.VXLANPort, cluster.DefaultVXLANPort}; !slices.Equal(got, want) {
+		t.Errorf("vxlanPorts = %v, want %v", got, want)
+	}
+	if got := vxlanPorts(nets[:1]); len(got) != 0 {
+		t.Errorf("no cluster network, ports %v: a guard with nothing to guard", got)
+	}
+}

@@ -216,7 +216,7 @@ func syncHosts(t *testing.T, n int, opts ...func(i int, e *fakeEngine, c *Config
 // cluster network: the cluster's configuration, and this host's record.
 func (h *syncHost) join(t *testing.T, name, subnet string) {
 	t.Helper()
-	if _, err := h.client.EnsureNetwork(name, netip.MustParsePrefix(subnet), netip.Addr{}); err != nil {
+	if _, err := h.client.EnsureNetwork(name, netip.MustParsePrefix(subnet), netip.Addr{}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.client.JoinNetwork(name); err != nil {

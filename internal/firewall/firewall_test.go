@@ -642,13 +642,26 @@ func TestKernelVXLANGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = links.DestroyIPSet("mynet-vteps") })
-	g := &VXLANGuard{Local: netip.MustParseAddr("198.18.0.11"), Port: 4789, Set: "mynet-vteps"}
+	guardLine := func(port string) string {
+		return `-A INPUT -d 198.18.0.11/32 -p udp -m udp --dport ` + port + ` -m set ! --match-set mynet-vteps src -m comment --comment "mynet:vxlan" -j DROP`
+	}
+	// A network made before mynet had a port of its own (4789) beside one
+	// made since (4799): a rule each.
+	g := &VXLANGuard{Local: netip.MustParseAddr("198.18.0.11"), Ports: []int{4789, 4799}, Set: "mynet-vteps"}
 	if err := f.SetVXLANGuard(g); err != nil {
 		t.Fatal(err)
 	}
-	const line = `-A INPUT -d 198.18.0.11/32 -p udp -m udp --dport 4789 -m set ! --match-set mynet-vteps src -m comment --comment "mynet:vxlan" -j DROP`
-	if got := dumpRules(t); !strings.Contains(got, line) {
-		t.Fatalf("no guard rule:\n%s", got)
+	if got := dumpRules(t); !strings.Contains(got, guardLine("4789")) || !strings.Contains(got, guardLine("4799")) {
+		t.Fatalf("no guard rule for each port:\n%s", got)
+	}
+	// The old network goes: 4789 (Docker overlay's too) is no longer guarded.
+	g = &VXLANGuard{Local: netip.MustParseAddr("198.18.0.11"), Ports: []int{4799}, Set: "mynet-vteps"}
+	if err := f.SetVXLANGuard(g); err != nil {
+		t.Fatal(err)
+	}
+	line := guardLine("4799")
+	if got := dumpRules(t); !strings.Contains(got, line) || strings.Contains(got, guardLine("4789")) {
+		t.Fatalf("want the guard on 4799 alone:\n%s", got)
 	}
 	if rep, err := f.Reconcile(nil); err != nil || slices.Contains(rep.OrphansFound, VXLANTag) {
 		t.Errorf("Reconcile with the guard in place: %+v, %v", rep, err)
@@ -666,7 +679,15 @@ func TestKernelVXLANGuard(t *testing.T) {
 	if got := dumpRules(t); strings.Contains(got, VXLANTag) {
 		t.Errorf("guard left after SetVXLANGuard(nil):\n%s", got)
 	}
-	if err := f.SetVXLANGuard(&VXLANGuard{Local: netip.MustParseAddr("fd00::1"), Port: 4789, Set: "x"}); err == nil {
-		t.Error("an IPv6 underlay address was accepted")
+	for _, bad := range []VXLANGuard{
+		{Local: netip.MustParseAddr("fd00::1"), Ports: []int{4799}, Set: "x"}, // an IPv6 underlay
+		{Local: netip.MustParseAddr("198.18.0.11"), Set: "x"},                 // no port
+		{Local: netip.MustParseAddr("198.18.0.11"), Ports: []int{4799, 4789}, Set: "x"},
+		{Local: netip.MustParseAddr("198.18.0.11"), Ports: []int{4799, 4799}, Set: "x"},
+		{Local: netip.MustParseAddr("198.18.0.11"), Ports: []int{70000}, Set: "x"},
+	} {
+		if err := f.SetVXLANGuard(&bad); err == nil {
+			t.Errorf("guard %+v was accepted", bad)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package firewall
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 )
 
@@ -11,28 +12,42 @@ import (
 const VXLANTag = tagPrefix + "vxlan"
 
 // VXLANGuard says which VXLAN traffic a host with cluster networks takes:
-// to its underlay address Local on Port, only from the addresses in the
-// ipset Set (the cluster's members, which the daemon keeps current); the
-// rest is dropped before it reaches a VXLAN device. One rule, whatever the
-// number of hosts.
+// to its underlay address Local on mynet's VXLAN ports (Ports: one, but for
+// networks made before mynet had a port of its own), only from the
+// addresses in the ipset Set (the cluster's members, which the daemon keeps
+// current); the rest is dropped before it reaches a VXLAN device. One rule
+// per port, whatever the number of hosts. Other ports (Docker overlay's
+// 4789) are not mynet's to guard.
 type VXLANGuard struct {
 	Local netip.Addr
-	Port  int
+	Ports []int // sorted, no duplicates
 	Set   string
 }
 
 func (g VXLANGuard) rules() []Rule {
-	r := rule("filter", "INPUT", VXLANTag, "-d", hostPrefix(g.Local), "-p", "udp", "-m", "udp", "--dport", strconv.Itoa(g.Port),
-		"-m", "set", "!", "--match-set", g.Set, "src", "-j", "DROP")
-	r.First = true
-	return []Rule{r}
+	var out []Rule
+	for _, port := range g.Ports {
+		r := rule("filter", "INPUT", VXLANTag, "-d", hostPrefix(g.Local), "-p", "udp", "-m", "udp", "--dport", strconv.Itoa(port),
+			"-m", "set", "!", "--match-set", g.Set, "src", "-j", "DROP")
+		r.First = true
+		out = append(out, r)
+	}
+	return out
 }
 
 func (g VXLANGuard) validate() error {
-	if !g.Local.Is4() || g.Port <= 0 || g.Port > 65535 || !safeToken(g.Set) || len(g.Set) > 31 {
+	ok := g.Local.Is4() && len(g.Ports) > 0 && slices.IsSorted(g.Ports) && safeToken(g.Set) && len(g.Set) <= 31
+	for i, p := range g.Ports {
+		ok = ok && p > 0 && p <= 65535 && (i == 0 || p != g.Ports[i-1])
+	}
+	if !ok {
 		return fmt.Errorf("invalid VXLAN guard %+v", g)
 	}
 	return nil
+}
+
+func (g VXLANGuard) equal(o VXLANGuard) bool {
+	return g.Local == o.Local && g.Set == o.Set && slices.Equal(g.Ports, o.Ports)
 }
 
 // SetVXLANGuard installs the guard (nil removes it); Reconcile keeps it
@@ -48,7 +63,7 @@ func (f *Firewall) SetVXLANGuard(g *VXLANGuard) error {
 	if g == nil && f.guard == nil {
 		return nil
 	}
-	if g != nil && f.guard != nil && *g == *f.guard {
+	if g != nil && f.guard != nil && g.equal(*f.guard) {
 		return nil
 	}
 	err := f.apply(f.v4, exactTag(VXLANTag), func(ruleset) []Rule {

@@ -351,6 +351,14 @@ func TestKernelVXLANDeviceAndPeers(t *testing.T) {
 	if out, _ := exec.Command("ip", "-d", "link", "show", "tvx0").Output(); !strings.Contains(string(out), "vxlan id 4343") {
 		t.Errorf("stale device not replaced:\n%s", out)
 	}
+	// And one on another port (mynet's own, for a network made since).
+	cfg.Port = 4799
+	if err := l.EnsureVXLAN(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := exec.Command("ip", "-d", "link", "show", "tvx0").Output(); !strings.Contains(string(out), "dstport 4799") {
+		t.Errorf("device on the old port not replaced:\n%s", out)
+	}
 }
 
 // NoIPv6 (gateway mode isolated): the bridge carries no IPv6 address, not

@@ -14,24 +14,33 @@ import (
 // UDP (8), VXLAN (8) and the inner Ethernet header (14).
 const VXLANOverhead = 50
 
-// VXLANPort is the IANA port for VXLAN.
+// VXLANPort is the IANA port for VXLAN, a device's when its config gives
+// none.
 const VXLANPort = 4789
 
 // VXLANConfig is one cluster network's VXLAN device.
 type VXLANConfig struct {
 	Name   string
 	VNI    uint32
+	Port   int        // UDP port, this host's and its peers' (0: VXLANPort)
 	Local  netip.Addr // this host's underlay address, the tunnel's source
 	Bridge string     // the network's bridge, which the device joins
 	MTU    int
 }
 
+func (cfg VXLANConfig) port() int {
+	if cfg.Port == 0 {
+		return VXLANPort
+	}
+	return cfg.Port
+}
+
 // EnsureVXLAN makes the VXLAN device exist as cfg says, a port of its
-// bridge and up (ip link add NAME type vxlan id VNI local LOCAL dstport 4789
+// bridge and up (ip link add NAME type vxlan id VNI local LOCAL dstport PORT
 // nolearning proxy; ip link set NAME master BRIDGE mtu MTU up). Learning is
 // off: mynet programs every remote MAC itself (SetPeers), and proxy ARP
 // answers the containers' ARP from those entries. A device of that name with
-// another VNI or source, left by a crash or a collision, is replaced.
+// another VNI, port or source, left by a crash or a collision, is replaced.
 func (l *Links) EnsureVXLAN(cfg VXLANConfig) error {
 	br, err := linkByName(l.h, cfg.Bridge)
 	if err != nil {
@@ -41,7 +50,7 @@ func (l *Links) EnsureVXLAN(cfg VXLANConfig) error {
 	switch {
 	case err == nil:
 		v, ok := link.(*netlink.Vxlan)
-		if !ok || v.VxlanId != int(cfg.VNI) || !v.SrcAddr.Equal(net.IP(cfg.Local.AsSlice())) || v.Learning || !v.Proxy {
+		if !ok || v.VxlanId != int(cfg.VNI) || v.Port != cfg.port() || !v.SrcAddr.Equal(net.IP(cfg.Local.AsSlice())) || v.Learning || !v.Proxy {
 			if err := l.h.LinkDel(link); err != nil {
 				return fmt.Errorf("replace stale VXLAN device %q: %w", cfg.Name, err)
 			}
@@ -55,7 +64,7 @@ func (l *Links) EnsureVXLAN(cfg VXLANConfig) error {
 	if link == nil {
 		v := &netlink.Vxlan{
 			LinkAttrs: netlink.LinkAttrs{Name: cfg.Name, MTU: cfg.MTU, TxQLen: -1},
-			VxlanId:   int(cfg.VNI), SrcAddr: net.IP(cfg.Local.AsSlice()), Port: VXLANPort,
+			VxlanId:   int(cfg.VNI), SrcAddr: net.IP(cfg.Local.AsSlice()), Port: cfg.port(),
 			Learning: false, Proxy: true,
 		}
 		if err := l.h.LinkAdd(v); err != nil {
