@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/google/nftables"
@@ -40,7 +41,14 @@ const DNSNATPriority = -101
 // expires unless renewed (Renew): whoever renews it ending or freezing
 // ends the redirect by itself. Questions marked MARK (the forwarder's own,
 // to Docker's resolver) go on to Docker's rules.
+//
+// A DNSNAT is safe for use from several goroutines (a forwarder renews
+// from its serving loop while its keeper checks the rules): its calls take
+// turns on its one netlink socket. (nftables.Conn is not: a GetRules there
+// sends and reads without its lock, and could take the replies a Flush at
+// the same time waited for, which then waited for ever.)
 type DNSNAT struct {
+	mu    sync.Mutex // one call at a time on c
 	c     *nftables.Conn
 	table *nftables.Table
 	chain *nftables.Chain
@@ -112,6 +120,8 @@ func dnsNATComment(proto string, port uint16) string {
 // one transaction, unless they are already: it reports whether it changed
 // anything (a table someone removed is made again).
 func (d *DNSNAT) Ensure(udpPort, tcpPort uint16) (changed bool, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	want := []string{dnsNATComment("udp", udpPort), dnsNATComment("tcp", tcpPort)}
 	rules, err := d.c.GetRules(d.table, d.chain)
 	if err == nil && len(rules) == len(want) {
@@ -166,6 +176,8 @@ func (d *DNSNAT) rule(proto byte, port uint16, comment string) *nftables.Rule {
 // number of milliseconds, the kernel's unit), in one transaction:
 // nft flush set ip NAME lease; nft add element ip NAME lease { 127.0.0.11 timeout TTL }.
 func (d *DNSNAT) Renew(ttl time.Duration) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if ttl < time.Millisecond {
 		ttl = time.Millisecond
 	}
@@ -182,6 +194,8 @@ func (d *DNSNAT) Renew(ttl time.Duration) error {
 // Remove deletes the table, rules and lease with it (nft delete table ip
 // NAME); a table already gone is done.
 func (d *DNSNAT) Remove() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.c.DelTable(d.table)
 	if err := d.c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("remove the DNS redirect in %s: %w", d.path, err)
@@ -190,4 +204,8 @@ func (d *DNSNAT) Remove() error {
 }
 
 // Close closes the netlink socket; the table stays.
-func (d *DNSNAT) Close() { _ = d.c.CloseLasting() }
+func (d *DNSNAT) Close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_ = d.c.CloseLasting()
+}
