@@ -101,9 +101,12 @@ func (x *clusterHost) createEndpoint(t *testing.T, ep, addr string) {
 	}
 }
 
+// eventuallyTrue waits for another host's watch to carry a change: at
+// once, but for a loaded machine (make test runs every package's tests at
+// once, with -race; 2 s was missed there once).
 func eventuallyTrue(t *testing.T, what string, fn func() bool) {
 	t.Helper()
-	poll.Eventually(t, what, 2*time.Second, poll.True(fn))
+	poll.Eventually(t, what, 10*time.Second, poll.True(fn))
 }
 
 const vxlanName = "mnv0123456789ab"
