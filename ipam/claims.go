@@ -275,3 +275,26 @@ func (a *Allocator) reclaimBlocks(p *pool, view cluster.Allocation, mine map[uin
 	}
 	return nil
 }
+
+// releaseLeftClaims gives back the cluster's claims of the addresses a
+// cluster pool still held when Docker released it: no endpoint here holds
+// them any more. (Swarm removes a node's network while the release of one
+// of its endpoints' addresses is still on its way: that ReleaseAddress
+// then finds no pool, and the claim was left in etcd for good.) With etcd
+// not answering, what is left is logged, and `mynet cluster check` lists
+// it. Caller holds p.mu.
+func (a *Allocator) releaseLeftClaims(p *pool) {
+	log := a.log.WithFields(logrus.Fields{"pool": p.id(), "cluster_network": p.rec.Cluster})
+	p.bits.each(func(off uint64) {
+		owner := p.byOff[off]
+		if owner == gatewayKey {
+			return
+		}
+		addr := addrAt(p.subnet, off)
+		if err := a.cluster.ReleaseAddress(p.rec.Cluster, addr, clusterOwner(owner, addr)); err != nil {
+			log.WithError(err).WithField("address", addr).Warn("could not release the claim of an address the released pool still held (mynet cluster check lists it)")
+			return
+		}
+		log.WithField("address", addr).Info("released the claim of an address the released pool still held (its release came after the pool's)")
+	})
+}

@@ -370,3 +370,28 @@ func TestClusterNetworkStaysWhileAnyHostHasIt(t *testing.T) {
 		t.Errorf("the new network's gateway %s", gw)
 	}
 }
+
+// Swarm removes a node's network while the release of one of its
+// endpoints' addresses is still on its way (seen with Engine 29: that
+// ReleaseAddress comes after the ReleasePool and finds no pool). The
+// pool's release gives the claim back: no address is lost to the cluster,
+// and the cluster network can go with the last host.
+func TestClusterPoolReleasedBeforeItsAddress(t *testing.T) {
+	t.Parallel()
+	h, mem := clusterHosts(t, 1)
+	pools := clusterNetworkOn(t, h, "10.40.0.0/24")
+	addr := mustAddr(t, h[0], pools[0], "", map[string]string{OptMACAddress: "02:00:00:00:00:01"})
+	if err := h[0].ReleasePool(&api.ReleasePoolRequest{PoolID: pools[0]}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h[0].ReleaseAddress(&api.ReleaseAddressRequest{PoolID: pools[0], Address: netip.MustParsePrefix(addr).Addr().String()}); err != nil {
+		t.Errorf("the late release: %v, want it ignored", err)
+	}
+	c := cluster.NewWithStore(mem, cluster.Config{Node: "observer"})
+	if claimed, err := c.Claimed("blue"); err != nil || len(claimed) != 0 {
+		t.Errorf("claims after the pool's release: %v %v, want none", claimed, err)
+	}
+	if _, found, err := c.LookupNetwork("blue"); err != nil || found {
+		t.Errorf("the cluster network outlived its last host: found %v, %v", found, err)
+	}
+}

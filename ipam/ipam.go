@@ -240,6 +240,7 @@ func (a *Allocator) ReleasePool(req *api.ReleasePoolRequest) error {
 	}
 	a.mu.Unlock()
 	if p.rec.Cluster != "" {
+		a.releaseLeftClaims(p)
 		// The cluster's config goes when no host has the network.
 		if _, err := a.cluster.LeaveNetwork(p.rec.Cluster); err != nil {
 			a.log.WithError(err).WithField("cluster_network", p.rec.Cluster).Warn("could not check whether the cluster network can go; it stays")
