@@ -131,6 +131,12 @@ func (c *cluster) addHost() *host {
 			t.Logf("%s's mynet log (tail):\n%s", h.id, tail(h.log.String(), 6000))
 			b, _ := os.ReadFile(logPath)
 			t.Logf("%s's dockerd log (tail):\n%s", h.id, tail(string(b), 3000))
+			// MYNET_E2E_KEEP_LOGS=DIR keeps both whole (a managed
+			// plugin's log is in dockerd's).
+			if dir := os.Getenv("MYNET_E2E_KEEP_LOGS"); dir != "" {
+				_ = os.WriteFile(filepath.Join(dir, t.Name()+"-"+h.id+"-dockerd.log"), b, 0o644)
+				_ = os.WriteFile(filepath.Join(dir, t.Name()+"-"+h.id+"-mynet.log"), []byte(h.log.String()), 0o644)
+			}
 		}
 		_ = os.Remove(logPath)
 	})
