@@ -64,10 +64,7 @@ func TestLeftoverVXLANDevicesAfterACrash(t *testing.T) {
 // there (one rule against a set of the members), while the members' traffic
 // flows.
 func TestVXLANFromANonMemberIsDropped(t *testing.T) {
-	w := mhtest.NewWorld(t, 2)
-	a, b := w.Hosts[0].CreateNetwork("blue", "10.40.0.0/16"), w.Hosts[1].CreateNetwork("blue", "")
-	ca, cb := a.Run(""), b.Run("")
-	mhtest.Eventually(t, "cross-host ping", func() error { return ca.Ping(cb.IP.Addr(), 0) })
+	w, a, ca, cb := blueOnTwoHosts(t)
 	h1 := w.Hosts[0]
 	dropped := func() int {
 		out := mhtest.Run(t, "ip", "netns", "exec", h1.NS, "iptables", "-L", "INPUT", "-v", "-x", "-n")
@@ -112,10 +109,7 @@ func TestVXLANFromANonMemberIsDropped(t *testing.T) {
 // node, say) talks to it through 4789, which mynet's guard leaves alone;
 // and mynet's own traffic flows.
 func TestDockerOverlayVXLANBesideMynet(t *testing.T) {
-	w := mhtest.NewWorld(t, 2)
-	a, b := w.Hosts[0].CreateNetwork("blue", "10.40.0.0/16"), w.Hosts[1].CreateNetwork("blue", "")
-	ca, cb := a.Run(""), b.Run("")
-	mhtest.Eventually(t, "cross-host ping", func() error { return ca.Ping(cb.IP.Addr(), 0) })
+	w, a, ca, cb := blueOnTwoHosts(t)
 	h1 := w.Hosts[0]
 	dev := "mnv" + a.ID[:12]
 	if out := mhtest.Run(t, "ip", "-n", h1.NS, "-d", "link", "show", dev); !strings.Contains(out, "dstport "+mynetPort) {
@@ -147,4 +141,15 @@ func TestDockerOverlayVXLANBesideMynet(t *testing.T) {
 	if err := ca.Ping(cb.IP.Addr(), 0); err != nil {
 		t.Errorf("mynet's traffic beside overlay's device: %v", err)
 	}
+}
+
+// blueOnTwoHosts is a cluster network on two hosts, a container on each,
+// talking: a (host1's network) and the containers.
+func blueOnTwoHosts(t *testing.T) (*mhtest.World, *mhtest.ClusterNet, *mhtest.Container, *mhtest.Container) {
+	t.Helper()
+	w := mhtest.NewWorld(t, 2)
+	a, b := w.Hosts[0].CreateNetwork("blue", "10.40.0.0/16"), w.Hosts[1].CreateNetwork("blue", "")
+	ca, cb := a.Run(""), b.Run("")
+	mhtest.Eventually(t, "cross-host ping", func() error { return ca.Ping(cb.IP.Addr(), 0) })
+	return w, a, ca, cb
 }
