@@ -151,9 +151,14 @@ func TestUnrepairableBridgeMakesHealthFail(t *testing.T) {
 			_ = exec.Command("ip", "link", "del", l).Run() // gone already when the test passed
 		}
 	})
-	ip(t, "link", "set", bridge, "down")
-	ip(t, "link", "set", bridge, "name", old)
-	ip(t, "link", "set", "me2eimp0", "name", bridge)
+	// The swap in one ip process: with two, mynet's periodic reconcile
+	// (every 2 s here) could rebuild the bridge in between (a CI run's
+	// rename of the impostor then failed: "File exists").
+	swap := exec.Command("ip", "-batch", "-")
+	swap.Stdin = strings.NewReader(fmt.Sprintf("link set %s down\nlink set %s name %s\nlink set me2eimp0 name %s\n", bridge, bridge, old, bridge))
+	if out, err := swap.CombinedOutput(); err != nil {
+		t.Fatalf("swap the bridge for the impostor: %v: %s", err, out)
+	}
 	_ = daemon.reconcile() // it answers with the failure
 	eventually(t, "health reports the network", func() error {
 		code, h := healthNow(t)
