@@ -85,5 +85,14 @@ func policyText(p cluster.Policy) string {
 }
 
 func (cfg *NetworkConfig) vxlanConfig(local netip.Addr) netutil.VXLANConfig {
-	return netutil.VXLANConfig{Name: cfg.VXLAN, VNI: cfg.VNI, Port: cfg.VXLANPort, Local: local, Bridge: cfg.BridgeName, MTU: cfg.MTU}
+	return netutil.VXLANConfig{Name: cfg.VXLAN, VNI: cfg.VNI, Port: cfg.UDPPort(), Local: local, Bridge: cfg.BridgeName, MTU: cfg.MTU}
+}
+
+// UDPPort is a cluster network's VXLAN port: its own, or IANA's for one
+// made before mynet had a port of its own (VXLANPort 0).
+func (cfg *NetworkConfig) UDPPort() int {
+	if cfg.VXLANPort == 0 {
+		return netutil.VXLANPort
+	}
+	return cfg.VXLANPort
 }

@@ -25,11 +25,7 @@ func vxlanPorts(nets []driver.NetworkConfig) []int {
 		if n.Cluster == "" {
 			continue
 		}
-		p := n.VXLANPort
-		if p == 0 {
-			p = netutil.VXLANPort
-		}
-		ports = append(ports, p)
+		ports = append(ports, n.UDPPort())
 	}
 	slices.Sort(ports)
 	return slices.Compact(ports)
