@@ -28,6 +28,7 @@ var allowedInternal = map[string][]string{
 	"internal/hostport": {},
 	"internal/metrics":  {},
 	"internal/cluster":  {},
+	"internal/wgtunnel": {},
 	"internal/nstest":   {},
 	// The one way tests wait; it imports testing, so no package of the
 	// daemon's lists it (their tests may).
@@ -51,8 +52,8 @@ var allowedInternal = map[string][]string{
 	"plugin":              {"internal/engineapi", "internal/errdefs"},
 	"internal/status":     {"driver", "ipam", "plugin", "internal/dockersync", "internal/firewall", "internal/ids", "internal/store"},
 	"internal/daemon": {"driver", "ipam", "plugin", "internal/cluster", "internal/dnsforward", "internal/dockersync", "internal/status", "internal/metrics", "internal/firewall", "internal/netutil",
-		"internal/store", "internal/fault"},
-	".": {"internal/cluster", "internal/daemon", "internal/dockersync", "internal/status", "internal/firewall", "internal/fault", "internal/store", "ipam", "plugin"},
+		"internal/store", "internal/fault", "internal/wgtunnel"},
+	".": {"internal/cluster", "internal/daemon", "internal/dockersync", "internal/status", "internal/firewall", "internal/fault", "internal/store", "internal/wgtunnel", "ipam", "plugin"},
 }
 
 // kernelLibraries may each be imported by one package only.
@@ -66,6 +67,8 @@ var kernelLibraries = map[string]string{
 	"github.com/coreos/go-systemd":             "internal/daemon",
 	"go.etcd.io/etcd/client":                   "internal/cluster",
 	"go.etcd.io/etcd/api":                      "internal/cluster",
+	// WireGuard: wgctrl (kernel and userspace devices) and wireguard-go.
+	"golang.zx2c4.com/wireguard": "internal/wgtunnel",
 	// Docker's API, from one goroutine of its own (never a handler).
 	"github.com/moby/moby/client": "internal/dockersync",
 	"github.com/moby/moby/api":    "internal/dockersync",

@@ -128,6 +128,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		"mynet's driver name in that Docker; default: the socket's base name, or the name the networks of mynet there show (a managed plugin's reference) (env MYNET_DOCKER_DRIVER)")
 	fs.StringVar(&o.Cluster.SandboxRoot, "sandbox-root", env("", "MYNET_SANDBOX_ROOT"),
 		"where this process sees Docker's directory of containers' network namespaces (<exec-root>/netns), for names across hosts; empty: where Docker says; the managed plugin sets it to its mount of the host's /run/docker (env MYNET_SANDBOX_ROOT)")
+	tunnel := tunnelFlags(fs, &o.Cluster.Tunnel, env)
 	fs.BoolVar(&o.Version, "version", false, "print the version and exit")
 	fs.BoolVar(&o.Version, "v", false, "short for --version")
 	if err := fs.Parse(args); err != nil {
@@ -174,6 +175,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 			return nil, fmt.Errorf("--cluster-default-address-pool: %q is not base=IPv4-CIDR,size=N (N up to 30), such as base=10.0.0.0/8,size=24", *clusterPool)
 		}
 		o.Cluster.SubnetPool, o.Cluster.SubnetSize = set.Base, set.Size
+	}
+	if err := parseTunnel(&o.Cluster.Tunnel, tunnel); err != nil {
+		return nil, err
 	}
 	if o.LogLevel, err = logrus.ParseLevel(*level); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
@@ -272,6 +276,8 @@ func runMain(args []string, getenv func(string) string, stdout, stderr io.Writer
 			return commandExit("mynet cluster", runCluster(args[1:], getenv, stdout, stderr), stderr)
 		case "status":
 			return commandExit("mynet status", status.Command{Getenv: getenv, Stdout: stdout, Stderr: stderr}.Run(args[1:]), stderr)
+		case "wg-device":
+			return commandExit("mynet wg-device", runWGDevice(args[1:], stderr), stderr)
 		}
 	}
 	o, err := parseOptions(args, getenv, stderr)

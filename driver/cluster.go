@@ -43,9 +43,20 @@ type ClusterConfig struct {
 	// MTU of its link.
 	Underlay    netip.Addr
 	UnderlayMTU int
+	// Tunnel is this host's WireGuard tunnel, which encrypted networks
+	// need (nil: none).
+	Tunnel Tunnel
 	// NameOf is the container name the IPAM was given with a cluster
 	// network's address (ipam EndpointName); nil: none.
 	NameOf func(clusterNet string, addr netip.Addr) string
+}
+
+// Tunnel is this host's WireGuard tunnel (internal/daemon tunnel.go).
+type Tunnel interface {
+	// Address makes the tunnel ready if it is not and returns this host's
+	// tunnel address, the VTEP of its encrypted networks; an error says
+	// why this host cannot encrypt.
+	Address() (netip.Addr, error)
 }
 
 // Peer is a container of another host on a cluster network
@@ -63,7 +74,11 @@ func (d *Driver) clusterNet(networkID string) *clusternet.Network {
 
 // clusterConfig is what internal/clusternet knows of a cluster network.
 func clusterConfig(cfg *NetworkConfig) clusternet.Config {
-	return clusternet.Config{ID: cfg.ID, Cluster: cfg.Cluster, VXLAN: cfg.VXLAN, Bridge: cfg.BridgeName, Subnet: cfg.Subnet, Gateway: cfg.Gateway}
+	c := clusternet.Config{ID: cfg.ID, Cluster: cfg.Cluster, VXLAN: cfg.VXLAN, Bridge: cfg.BridgeName, Subnet: cfg.Subnet, Gateway: cfg.Gateway}
+	if cfg.Encrypted {
+		c.Encrypted, c.VTEP = true, cfg.VTEP
+	}
+	return c
 }
 
 // locals are a network's endpoints of this host, as its cluster network

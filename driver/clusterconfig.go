@@ -36,12 +36,30 @@ func (d *Driver) resolveCluster(cfg *NetworkConfig, space string) error {
 		return errdefs.Invalid("cluster network %s has no configuration in the cluster yet (no gateway address was requested for it)", cn.Name)
 	}
 	cfg.Cluster, cfg.VNI, cfg.VXLANPort, cfg.VXLAN = cn.Name, cn.VNI, cn.Port, VXLANPrefix+cfg.ID[:12]
+	if cfg.Subnet6.IsValid() {
+		return errdefs.Invalid("cluster network %s: IPv6 is not supported on cluster networks", cn.Name)
+	}
+	if err := d.settlePolicy(cfg, cn.Name); err != nil {
+		return err
+	}
+	over, carrier := netutil.VXLANOverhead, "VXLAN"
+	if cfg.Encrypted {
+		if d.cluster.Tunnel == nil {
+			return errdefs.Invalid("cluster network %s is encrypted, and this mynet has no WireGuard tunnel", cn.Name)
+		}
+		vtep, err := d.cluster.Tunnel.Address()
+		if err != nil {
+			return errdefs.Invalid("cluster network %s is encrypted, and this host cannot encrypt: %v", cn.Name, err)
+		}
+		cfg.VTEP = vtep
+		over, carrier = netutil.VXLANOverhead+netutil.WireGuardOverhead, "VXLAN in WireGuard"
+	}
 	// One MTU on every host: the first host's (its option, or its
-	// underlay's less the VXLAN overhead), settled in the cluster.
-	limit := d.cluster.UnderlayMTU - netutil.VXLANOverhead
+	// underlay's less the overhead), settled in the cluster.
+	limit := d.cluster.UnderlayMTU - over
 	asked := cfg.MTU
 	if asked > limit {
-		return errdefs.Invalid("option %s: %d does not fit in VXLAN over the underlay's MTU %d (at most %d)", OptMTU, asked, d.cluster.UnderlayMTU, limit)
+		return errdefs.Invalid("option %s: %d does not fit in %s over the underlay's MTU %d (at most %d)", OptMTU, asked, carrier, d.cluster.UnderlayMTU, limit)
 	}
 	mtu, err := d.cluster.Client.SettleMTU(cn.Name, cmp.Or(asked, limit))
 	switch {
@@ -56,17 +74,14 @@ func (d *Driver) resolveCluster(cfg *NetworkConfig, space string) error {
 			cn.Name, mtu, d.cluster.UnderlayMTU, limit, OptMTU, limit)
 	}
 	cfg.MTU = mtu
-	if cfg.Subnet6.IsValid() {
-		return errdefs.Invalid("cluster network %s: IPv6 is not supported on cluster networks", cn.Name)
-	}
-	return d.settlePolicy(cfg, cn.Name)
+	return nil
 }
 
 // settlePolicy holds a cluster network to one behaviour on every host
-// (internal, ICC, masquerade, gateway mode): the first host's, settled in
+// (internal, ICC, masquerade, gateway mode, encryption): the first host's, settled in
 // the cluster; a host that asks for another is refused with the values.
 func (d *Driver) settlePolicy(cfg *NetworkConfig, name string) error {
-	asked := cluster.Policy{Internal: cfg.Internal, ICC: cfg.ICC, Masquerade: cfg.Masquerade, GatewayMode: cfg.GatewayMode4}
+	asked := cluster.Policy{Internal: cfg.Internal, ICC: cfg.ICC, Masquerade: cfg.Masquerade, GatewayMode: cfg.GatewayMode4, Encrypted: cfg.Encrypted}
 	got, err := d.cluster.Client.SettlePolicy(name, asked)
 	switch {
 	case err != nil && cluster.IsConflict(err):
@@ -74,23 +89,38 @@ func (d *Driver) settlePolicy(cfg *NetworkConfig, name string) error {
 	case err != nil:
 		return err
 	case got != asked:
-		return errdefs.Invalid("cluster network %s is %s on every host, this host asked for %s: create it with the same options (--internal, -o %s, -o %s, -o %s)",
-			name, policyText(got), policyText(asked), OptEnableICC, OptEnableMasq, OptGatewayMode4)
+		return errdefs.Invalid("cluster network %s is %s on every host, this host asked for %s: create it with the same options (--internal, -o %s, -o %s, -o %s, -o %s)",
+			name, policyText(got), policyText(asked), OptEnableICC, OptEnableMasq, OptGatewayMode4, OptEncrypted)
 	}
 	return nil
 }
 
 func policyText(p cluster.Policy) string {
-	return fmt.Sprintf("internal=%v enable_icc=%v enable_ip_masquerade=%v gateway_mode_ipv4=%s", p.Internal, p.ICC, p.Masquerade, p.GatewayMode)
+	return fmt.Sprintf("internal=%v enable_icc=%v enable_ip_masquerade=%v gateway_mode_ipv4=%s encrypted=%v", p.Internal, p.ICC, p.Masquerade, p.GatewayMode, p.Encrypted)
 }
 
-func (cfg *NetworkConfig) vxlanConfig(local netip.Addr) netutil.VXLANConfig {
-	return netutil.VXLANConfig{Name: cfg.VXLAN, VNI: cfg.VNI, Port: cfg.UDPPort(), Local: local, Bridge: cfg.BridgeName, MTU: cfg.MTU}
+// vxlanConfig is the network's VXLAN device; underlay is this host's
+// underlay address, its VTEP unless the network is encrypted.
+func (cfg *NetworkConfig) vxlanConfig(underlay netip.Addr) netutil.VXLANConfig {
+	return netutil.VXLANConfig{Name: cfg.VXLAN, VNI: cfg.VNI, Port: cfg.UDPPort(), Local: cfg.localVTEP(underlay), Bridge: cfg.BridgeName, MTU: cfg.MTU}
 }
 
-// UDPPort is a cluster network's VXLAN port: its own, or IANA's for one
-// made before mynet had a port of its own (VXLANPort 0).
+// localVTEP is this host's VTEP on the network: its tunnel address for an
+// encrypted network, else its underlay address.
+func (cfg *NetworkConfig) localVTEP(underlay netip.Addr) netip.Addr {
+	if cfg.Encrypted {
+		return cfg.VTEP
+	}
+	return underlay
+}
+
+// UDPPort is a cluster network's VXLAN port: the sealed port inside the
+// WireGuard tunnel for an encrypted network, else its own, or IANA's for
+// one made before mynet had a port of its own (VXLANPort 0).
 func (cfg *NetworkConfig) UDPPort() int {
+	if cfg.Encrypted {
+		return netutil.SealedVXLANPort
+	}
 	if cfg.VXLANPort == 0 {
 		return netutil.VXLANPort
 	}

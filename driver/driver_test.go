@@ -525,3 +525,24 @@ func TestEndpointMACFollowsTheEngine(t *testing.T) {
 		}
 	}
 }
+
+// -o encrypted: on (no value, as the docker CLI sends it), and refused on
+// a local network, before anything is made.
+func TestEncryptedOptionIsForClusterNetworks(t *testing.T) {
+	t.Parallel()
+	cfg, err := parseNetworkConfig(createReq(map[string]any{OptEncrypted: ""}, "10.1.0.0/24", "10.1.0.1/24"))
+	if err != nil || !cfg.Encrypted {
+		t.Fatalf("-o encrypted: %+v, %v", cfg, err)
+	}
+	if cfg, err := parseNetworkConfig(createReq(map[string]any{OptEncrypted: "false"}, "10.1.0.0/24", "10.1.0.1/24")); err != nil || cfg.Encrypted {
+		t.Errorf("-o encrypted=false: %+v, %v", cfg, err)
+	}
+	h := newHarness(t, store.NewMemory())
+	err = h.d.CreateNetwork(createReq(map[string]any{OptEncrypted: ""}, "10.1.0.0/24", "10.1.0.1/24"))
+	if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "only cluster networks are encrypted") {
+		t.Errorf("an encrypted local network: %v", err)
+	}
+	if len(h.links.links) != 0 || len(h.d.Networks()) != 0 {
+		t.Errorf("left behind: links=%v networks=%v", h.links.links, h.d.Networks())
+	}
+}

@@ -60,6 +60,9 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 			return err
 		}
 	}
+	if cfg.Encrypted && cfg.Cluster == "" {
+		return errdefs.Invalid("option %s: only cluster networks are encrypted (with --ipam-driver mynet --ipam-opt %s=NAME); a local network's traffic never leaves this host", OptEncrypted, OptCluster)
+	}
 	d.opsMu.RLock()
 	defer d.opsMu.RUnlock()
 	log := d.log.WithFields(logrus.Fields{"network": ids.Short(cfg.ID), "bridge": cfg.BridgeName, "subnet": cfg.Subnet})

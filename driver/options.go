@@ -34,6 +34,9 @@ const (
 	optEnableIPv4      = "com.docker.network.enable_ipv4"
 	OptAdvertiseNMsgs  = "com.docker.network.advertise_addr_nmsgs"
 	OptAdvertiseMs     = "com.docker.network.advertise_addr_ms"
+	// OptEncrypted (-o encrypted, as overlay spells it) makes a cluster
+	// network's traffic between hosts go through WireGuard.
+	OptEncrypted = "encrypted"
 )
 
 // Gateway modes (Docker 28): nat publishes ports through DNAT and
@@ -86,6 +89,10 @@ type NetworkConfig struct {
 	VNI       uint32 `json:"vni,omitempty"`
 	VXLANPort int    `json:"vxlan_port,omitempty"`
 	VXLAN     string `json:"vxlan,omitempty"`
+	// Encrypted: the network's VXLAN goes through this host's WireGuard
+	// tunnel, from VTEP, this host's tunnel address (docs/multihost.md).
+	Encrypted bool       `json:"encrypted,omitempty"`
+	VTEP      netip.Addr `json:"vtep,omitzero"`
 }
 
 // DefaultBridgeName is the bridge of a network the user did not name one for.
@@ -263,6 +270,8 @@ func parseOptions(cfg *NetworkConfig, opts map[string]any) (ipv6 bool, err error
 			cfg.GatewayMode6, err = parseGatewayMode(key, v)
 		case OptCluster:
 			cfg.Cluster, err = parseString(key, v)
+		case OptEncrypted:
+			cfg.Encrypted, err = parseFlag(key, v)
 		case OptAdvertiseNMsgs, OptAdvertiseMs:
 			// The engine (28 and later) sends the advertisements itself, and
 			// refuses these before the driver sees them; for an engine that
@@ -289,6 +298,15 @@ func parseOptions(cfg *NetworkConfig, opts map[string]any) (ipv6 bool, err error
 		return false, errdefs.Invalid("gateway mode %q can only be used for an internal network (add --internal)", GatewayIsolated)
 	}
 	return ipv6, nil
+}
+
+// parseFlag reads an option that is on when given with no value (-o
+// encrypted), or a boolean.
+func parseFlag(key string, v any) (bool, error) {
+	if s, ok := v.(string); ok && s == "" {
+		return true, nil
+	}
+	return parseBool(key, v)
 }
 
 // Routed reports whether the network's family f (4 or 6) uses the routed

@@ -124,6 +124,9 @@ func (c *Client) RecordFacts(net string, ip netip.Addr, node string, rev int64) 
 				return fmt.Errorf("decode node %s: %w", node, err)
 			}
 			f.VTEP, f.Registered = n.Addr, true
+			if n.WireGuard != nil {
+				f.Tunnel = n.WireGuard.Tunnel
+			}
 		}
 		return nil
 	})
@@ -135,6 +138,7 @@ type RecordFacts struct {
 	Claim      Claim
 	Claimed    bool
 	VTEP       netip.Addr
+	Tunnel     netip.Addr // the node's tunnel address, if it has one
 	Registered bool
 }
 

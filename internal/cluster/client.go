@@ -26,6 +26,8 @@ import (
 //	subnets/<a.b.c.d_len>                 <net>                      a default subnet's claim
 //	routes/<node>                         [prefix...]                the host's routes, under its lease
 //	docker-networks/<net>                 {"name","options",...}     the network as Docker has it (dockernets.go)
+//	tunnels/pool                          "a.b.c.d/len"              the hosts' tunnel addresses' pool (tunnels.go)
+//	tunnels/addrs/<ip>                    <node>                     a host's tunnel address (no lease)
 const Prefix = "/mynet/v1/"
 
 // VNI range mynet picks from: above what switches commonly reserve, below
@@ -50,6 +52,9 @@ type Config struct {
 	// created without a subnet (subnets.go); an invalid pool means none.
 	SubnetPool netip.Prefix
 	SubnetSize int
+	// TunnelPool is the pool of hosts' tunnel addresses this host would
+	// choose for the cluster (tunnels.go); invalid: a /22 of SubnetPool.
+	TunnelPool netip.Prefix
 	// CallTimeout bounds every call that needs etcd (default 5 s), so a
 	// Docker call fails with a clear error well inside Docker's 30 s.
 	CallTimeout time.Duration
@@ -70,6 +75,9 @@ type Client struct {
 	// maxRev the highest revision it saw of etcd (epoch.go).
 	epoch  string
 	maxRev int64
+	// wg is this host's WireGuard record (tunnels.go), nil without one;
+	// guarded by mu.
+	wg     *WireGuardInfo
 	writes atomic.Int64 // this host's writes that committed, as its witness counts them (epoch.go)
 }
 

@@ -34,6 +34,8 @@ type Policy struct {
 	ICC         bool   `json:"icc"`
 	Masquerade  bool   `json:"masquerade"`
 	GatewayMode string `json:"gateway_mode"`
+	// Encrypted networks carry their VXLAN inside WireGuard (tunnels.go).
+	Encrypted bool `json:"encrypted,omitempty"`
 }
 
 // VXLAN ports. Docker's overlay (swarm's too) uses IANA's 4789, with VNIs

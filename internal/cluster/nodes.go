@@ -16,6 +16,9 @@ import (
 type NodeInfo struct {
 	Name string     `json:"name"`
 	Addr netip.Addr `json:"addr"`
+	// WireGuard is the host's tunnel for encrypted networks (tunnels.go);
+	// nil while it has none.
+	WireGuard *WireGuardInfo `json:"wireguard,omitempty"`
 }
 
 func nodeKey(node string) string { return Prefix + "nodes/" + node }
@@ -45,7 +48,7 @@ func (c *Client) Register(ctx context.Context, previous int64) (int64, <-chan st
 				lease = previous
 			}
 		}
-		b, _ := json.Marshal(NodeInfo{Name: c.cfg.Node, Addr: c.cfg.Advertise})
+		b, _ := json.Marshal(c.nodeInfo())
 		if lease != 0 {
 			return c.kv.put(cctx, nodeKey(c.cfg.Node), b, lease)
 		}
@@ -191,6 +194,15 @@ func (c *Client) Forget(node string, force bool) (int, error) {
 				if json.Unmarshal(p.Value, &a) == nil && a.Node == node {
 					keys = append(keys, p.Key)
 				}
+			}
+		}
+		tunnels, _, err := c.kv.list(ctx, tunnelAddrsPrefix())
+		if err != nil {
+			return err
+		}
+		for _, p := range tunnels {
+			if string(p.Value) == node {
+				keys = append(keys, p.Key)
 			}
 		}
 		keys = append(keys, nodeKey(node), Prefix+"marks/"+node)

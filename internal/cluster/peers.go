@@ -37,12 +37,18 @@ func endpointKey(net, node string, ip netip.Addr) string {
 // underlay. Its liveness is its node record's, which is under the lease;
 // its records go when it removes its endpoints, withdraws them at its next
 // start, or is forgotten.
+//
+// Its VTEP is this host's underlay address, unless ep gives another (an
+// encrypted network's: the host's tunnel address).
 func (c *Client) PublishPeer(ep Peer) error {
 	lease := c.currentLease()
 	if lease == 0 {
 		return fmt.Errorf("publish endpoint %s: %w (this host is not registered in the cluster yet)", ep.IP, ErrUnavailable)
 	}
-	ep.Node, ep.VTEP = c.cfg.Node, c.cfg.Advertise
+	ep.Node = c.cfg.Node
+	if !ep.VTEP.IsValid() {
+		ep.VTEP = c.cfg.Advertise
+	}
 	b, _ := json.Marshal(ep)
 	return c.call("publish endpoint "+ep.IP.String(), func(ctx context.Context) error {
 		return c.kv.put(ctx, endpointKey(ep.Network, ep.Node, ep.IP), b, 0)

@@ -97,7 +97,12 @@ func (c *Client) usedSubnets(ctx context.Context, name string) (used []netip.Pre
 // pickSubnet claims the first free subnet of the default pool for the
 // network (or the one a try of its own already claimed).
 func (c *Client) pickSubnet(ctx context.Context, name string) (netip.Prefix, error) {
-	pool, size := c.cfg.SubnetPool, c.cfg.SubnetSize
+	return c.pickSubnetSized(ctx, name, c.cfg.SubnetSize)
+}
+
+// pickSubnetSized is pickSubnet with subnets of size bits.
+func (c *Client) pickSubnetSized(ctx context.Context, name string, size int) (netip.Prefix, error) {
+	pool := c.cfg.SubnetPool
 	if !pool.IsValid() {
 		return netip.Prefix{}, conflict("cluster network %s does not exist yet: the first host must give its IPv4 --subnet (this host has no default cluster pool)", name)
 	}

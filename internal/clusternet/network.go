@@ -24,6 +24,10 @@ type Config struct {
 	Bridge  string // its bridge, whose containers hear of moved addresses
 	Subnet  netip.Prefix
 	Gateway netip.Prefix // the gateway's address, with the subnet's length
+	// Encrypted networks' VTEPs are the hosts' tunnel addresses
+	// (cluster.WireGuardInfo); VTEP is this host's.
+	Encrypted bool
+	VTEP      netip.Addr
 }
 
 // Local is one of this host's endpoints on the network, as its record
@@ -111,7 +115,15 @@ func (n *Network) Peers() []Peer {
 
 // Publish announces one of this host's endpoints.
 func (n *Network) Publish(l Local) error {
-	return n.t.cfg.Client.PublishPeer(cluster.Peer{Network: n.cfg.Cluster, IP: l.IP, MAC: l.MAC, Name: l.Name, Aliases: l.Aliases})
+	return n.t.cfg.Client.PublishPeer(cluster.Peer{Network: n.cfg.Cluster, IP: l.IP, MAC: l.MAC, Name: l.Name, Aliases: l.Aliases, VTEP: n.vtep()})
+}
+
+// vtep is this host's VTEP on the network: its records' VTEP.
+func (n *Network) vtep() netip.Addr {
+	if n.cfg.Encrypted {
+		return n.cfg.VTEP
+	}
+	return n.t.cfg.Underlay
 }
 
 // Unpublish withdraws one of this host's endpoints.
@@ -222,7 +234,7 @@ func (n *Network) syncPeers(records []cluster.Peer, rev int64) {
 				if err := n.Unpublish(r.IP); err != nil {
 					n.log.WithError(err).Warn("could not withdraw a stale record")
 				}
-			case r.VTEP != n.t.cfg.Underlay:
+			case r.VTEP != n.vtep():
 				// Published before this host's underlay address changed:
 				// published again below, so the peers send to the new one.
 			case ok && !recordOf(local, r):

@@ -17,7 +17,8 @@ import (
 // another host's. A record is accepted only if its address is a host
 // address of the subnet, not the gateway's nor a local endpoint's; if the
 // cluster's claim of that address names the record's node; and if its
-// VTEP is the address that node registered. What is refused is logged and
+// VTEP is the address that node registered (its tunnel address, for an
+// encrypted network). What is refused is logged and
 // counted (Table.Refused, the metric mynet_cluster_refused_records_total).
 
 // facts are what records are checked against: the claim of an address and
@@ -42,7 +43,12 @@ func (n *Network) listFacts() (facts, error) {
 	}
 	addrs := make(map[string]netip.Addr, len(nodes))
 	for _, node := range nodes {
-		addrs[node.Name] = node.Addr
+		switch {
+		case !n.cfg.Encrypted:
+			addrs[node.Name] = node.Addr
+		case node.WireGuard != nil:
+			addrs[node.Name] = node.WireGuard.Tunnel
+		}
 	}
 	return facts{
 		claim: func(ip netip.Addr) (cluster.Claim, bool, error) { c, ok := claims[ip]; return c, ok, nil },
@@ -61,7 +67,13 @@ func (n *Network) eventFacts(r cluster.Peer) facts {
 	}
 	return facts{
 		claim: func(netip.Addr) (cluster.Claim, bool, error) { read(); return f.Claim, f.Claimed, err },
-		vtep:  func(string) (netip.Addr, bool, error) { read(); return f.VTEP, f.Registered, err },
+		vtep: func(string) (netip.Addr, bool, error) {
+			read()
+			if n.cfg.Encrypted {
+				return f.Tunnel, f.Registered && f.Tunnel.IsValid(), err
+			}
+			return f.VTEP, f.Registered, err
+		},
 	}
 }
 

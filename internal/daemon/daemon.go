@@ -76,7 +76,12 @@ type Daemon struct {
 	namesOff string
 	names    *dnsforward.Forwarders // nil without a cluster
 	underlay netip.Addr             // this host's VTEP address (cluster only)
-	vteps    vtepGuard              // the VXLAN guard's state (membership.go)
+	// underlayMTU is the MTU of the underlay's link (cluster only).
+	underlayMTU int
+	// tunnel is the WireGuard tunnel of encrypted networks (tunnel.go);
+	// nil without a cluster.
+	tunnel *tunnel
+	vteps  vtepGuard // the VXLAN guard's state (membership.go)
 }
 
 // New opens the state file and builds the parts. It changes nothing in the
@@ -179,6 +184,10 @@ func (d *Daemon) Close() {
 		_ = d.syncer.Close()
 		d.syncer = nil
 	}
+	if d.tunnel != nil {
+		_ = d.tunnel.wg.Close()
+		d.tunnel = nil
+	}
 	if d.clusterClient != nil {
 		_ = d.clusterClient.Close()
 		d.clusterClient = nil
@@ -223,6 +232,10 @@ func (d *Daemon) Run(ctx context.Context, l net.Listener) error {
 	log.WithFields(logrus.Fields{"version": d.cfg.Version, "socket": l.Addr().String(), "state_dir": d.cfg.StateDir}).Info("mynet starting")
 	// Networks come back before the first call is answered; connections that
 	// arrive meanwhile wait in the listen backlog.
+	if d.tunnel != nil {
+		// Before the networks: their VXLAN devices' VTEP is its address.
+		d.tunnel.restore()
+	}
 	rep, err := d.drv.Restore()
 	d.rec.record(triggerStart, rep, err)
 	if err != nil {

@@ -32,5 +32,7 @@
 // data, the upkeep (reclaims, held records, the VXLAN guard, this host's
 // routes) and the Docker sync's wiring; names.go the name forwarders of
 // cluster networks (where this process sees the sandboxes, whether names
-// across hosts are on).
+// across hosts are on); tunnel.go the WireGuard tunnel of encrypted
+// networks (made at the first, restored from the store at start, its
+// peers from the hosts' records, kept by the upkeep).
 package daemon

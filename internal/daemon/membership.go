@@ -41,6 +41,8 @@ type ClusterConfig struct {
 	// name in that Docker (--docker-driver).
 	DockerHost   string
 	DockerDriver string
+	// Tunnel is the WireGuard tunnel of encrypted networks.
+	Tunnel TunnelConfig
 	// SandboxRoot is where this process sees the containers' network
 	// namespaces that Docker names in Join (--sandbox-root; "": where
 	// Docker says, as a plain daemon does). The managed plugin sees them
@@ -63,12 +65,20 @@ func (d *Daemon) setupCluster() (*cluster.Client, driver.ClusterConfig, error) {
 		return nil, driver.ClusterConfig{}, fmt.Errorf("--cluster-advertise: %w", err)
 	}
 	c, err := cluster.New(cluster.Config{Endpoints: cc.Store, TLS: cc.TLS, Node: cc.Node, Advertise: local, TTL: cc.TTL,
-		SubnetPool: cc.SubnetPool, SubnetSize: cc.SubnetSize, Log: d.log.WithField("part", "cluster")})
+		SubnetPool: cc.SubnetPool, SubnetSize: cc.SubnetSize, TunnelPool: cc.Tunnel.Pool, Log: d.log.WithField("part", "cluster")})
 	if err != nil {
 		return nil, driver.ClusterConfig{}, err
 	}
-	d.underlay = local
-	return c, driver.ClusterConfig{Client: c, Underlay: local, UnderlayMTU: mtu}, nil
+	d.underlay, d.underlayMTU = local, mtu
+	dc := driver.ClusterConfig{Client: c, Underlay: local, UnderlayMTU: mtu}
+	if d.tunnel, err = d.newTunnel(cc.Tunnel, mtu); err != nil {
+		_ = c.Close()
+		return nil, driver.ClusterConfig{}, fmt.Errorf("WireGuard: %w", err)
+	}
+	if d.tunnel != nil {
+		dc.Tunnel = d.tunnel
+	}
+	return c, dc, nil
 }
 
 // clusterOf adapts the IPAM's knowledge of cluster pools for the driver.
@@ -91,6 +101,9 @@ func (d *Daemon) clusterUpkeep(ctx context.Context) {
 	for {
 		d.guardVXLAN()
 		routes.publish(d)
+		if d.tunnel != nil {
+			d.tunnel.keep()
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -144,8 +157,8 @@ type vtepGuard struct {
 // no cluster network left, rule and set go.
 func (d *Daemon) guardVXLAN() {
 	log := d.log.WithField("ipset", vteps)
-	ports := vxlanPorts(d.drv.Networks())
-	if len(ports) == 0 {
+	ports, sealed := vxlanPorts(d.drv.Networks())
+	if len(ports) == 0 && len(sealed) == 0 {
 		if d.vteps.on {
 			if err := d.fw.SetVXLANGuard(nil); err != nil {
 				log.WithError(err).Warn("could not remove the VXLAN guard")
@@ -168,7 +181,11 @@ func (d *Daemon) guardVXLAN() {
 		log.WithError(err).Warn("could not update the VXLAN members' set; VXLAN is not guarded")
 		return
 	}
-	if err := d.fw.SetVXLANGuard(&firewall.VXLANGuard{Local: d.underlay, Ports: ports, Set: vteps}); err != nil {
+	g := &firewall.VXLANGuard{Local: d.underlay, Ports: ports, Set: vteps, Sealed: sealed}
+	if len(sealed) > 0 {
+		g.Tunnel = d.cfg.Cluster.Tunnel.Device
+	}
+	if err := d.fw.SetVXLANGuard(g); err != nil {
 		log.WithError(err).Warn("could not install the VXLAN guard")
 		return
 	}

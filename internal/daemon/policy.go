@@ -17,18 +17,22 @@ import (
 
 // vxlanPorts are the VXLAN ports of the cluster networks among nets (a
 // network's own, or IANA's for one made before mynet had a port of its
-// own), sorted, each once: what the VXLAN guard covers. None: no cluster
-// network, no guard.
-func vxlanPorts(nets []driver.NetworkConfig) []int {
-	var ports []int
+// own), sorted, each once: what the VXLAN guard covers; sealed those of
+// encrypted networks, which only the WireGuard tunnel may carry. None of
+// either: no cluster network, no guard.
+func vxlanPorts(nets []driver.NetworkConfig) (ports, sealed []int) {
 	for _, n := range nets {
-		if n.Cluster == "" {
-			continue
+		switch {
+		case n.Cluster == "":
+		case n.Encrypted:
+			sealed = append(sealed, n.UDPPort())
+		default:
+			ports = append(ports, n.UDPPort())
 		}
-		ports = append(ports, n.UDPPort())
 	}
 	slices.Sort(ports)
-	return slices.Compact(ports)
+	slices.Sort(sealed)
+	return slices.Compact(ports), slices.Compact(sealed)
 }
 
 // vxlanMembers are the underlay addresses whose VXLAN this host accepts:

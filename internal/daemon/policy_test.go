@@ -127,11 +127,16 @@ func TestVXLANPorts(t *testing.T) {
 		{ID: "a", Cluster: "blue", VXLANPort: cluster.DefaultVXLANPort},
 		{ID: "b", Cluster: "green", VXLANPort: cluster.DefaultVXLANPort},
 		{ID: "old", Cluster: "red"}, // made before mynet had a port: IANA's
+		{ID: "sealed", Cluster: "black", VXLANPort: cluster.DefaultVXLANPort, Encrypted: true},
 	}
-	if got, want := vxlanPorts(nets), []int{netutil.VXLANPort, cluster.DefaultVXLANPort}; !slices.Equal(got, want) {
-		t.Errorf("vxlanPorts = %v, want %v", got, want)
+	ports, sealed := vxlanPorts(nets)
+	if want := []int{netutil.VXLANPort, cluster.DefaultVXLANPort}; !slices.Equal(ports, want) {
+		t.Errorf("vxlanPorts = %v, want %v", ports, want)
 	}
-	if got := vxlanPorts(nets[:1]); len(got) != 0 {
-		t.Errorf("no cluster network, ports %v: a guard with nothing to guard", got)
+	if want := []int{netutil.SealedVXLANPort}; !slices.Equal(sealed, want) {
+		t.Errorf("sealed ports = %v, want %v: an encrypted network's VXLAN is only the tunnel's", sealed, want)
+	}
+	if ports, sealed := vxlanPorts(nets[:1]); len(ports)+len(sealed) != 0 {
+		t.Errorf("no cluster network, ports %v %v: a guard with nothing to guard", ports, sealed)
 	}
 }

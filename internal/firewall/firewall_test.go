@@ -691,3 +691,41 @@ func TestKernelVXLANGuard(t *testing.T) {
 		}
 	}
 }
+
+// An encrypted network's VXLAN port is the tunnel's alone: dropped on
+// every other link, coming in and going out.
+func TestKernelSealedVXLANGuard(t *testing.T) {
+	f := newReal(t)
+	g := &VXLANGuard{Sealed: []int{4798}, Tunnel: "mwtest0"}
+	if err := f.SetVXLANGuard(g); err != nil {
+		t.Fatal(err)
+	}
+	got := dumpRules(t)
+	for _, want := range []string{
+		`-A INPUT ! -i mwtest0 -p udp -m udp --dport 4798 -m comment --comment "mynet:vxlan" -j DROP`,
+		`-A OUTPUT ! -o mwtest0 -p udp -m udp --dport 4798 -m comment --comment "mynet:vxlan" -j DROP`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no rule %q:\n%s", want, got)
+		}
+	}
+	ipt(t, "iptables", "-F", "OUTPUT")
+	if rep, err := f.Reconcile(nil); err != nil || !slices.Contains(rep.Reapplied, VXLANTag) {
+		t.Errorf("Reconcile after iptables -F OUTPUT: %+v, %v; want the guard reapplied", rep, err)
+	}
+	if err := f.SetVXLANGuard(nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := dumpRules(t); strings.Contains(got, VXLANTag) {
+		t.Errorf("guard left after SetVXLANGuard(nil):\n%s", got)
+	}
+	for _, bad := range []VXLANGuard{
+		{Sealed: []int{4798}},                          // no tunnel device
+		{Sealed: []int{4798}, Tunnel: "-j ACCEPT"},     // not a device name
+		{Sealed: []int{4798, 4798}, Tunnel: "mwtest0"}, // twice
+	} {
+		if err := f.SetVXLANGuard(&bad); err == nil {
+			t.Errorf("guard %+v was accepted", bad)
+		}
+	}
+}

@@ -18,14 +18,28 @@ const VXLANTag = tagPrefix + "vxlan"
 // current); the rest is dropped before it reaches a VXLAN device. One rule
 // per port, whatever the number of hosts. Other ports (Docker overlay's
 // 4789) are not mynet's to guard.
+//
+// Sealed ports are encrypted networks' VXLAN, which may only travel inside
+// the WireGuard device Tunnel: dropped when it comes in on, or would go
+// out of, any other link (fail closed: never in clear on the underlay,
+// whatever happens to the device or the routes).
 type VXLANGuard struct {
-	Local netip.Addr
-	Ports []int // sorted, no duplicates
-	Set   string
+	Local  netip.Addr
+	Ports  []int // sorted, no duplicates
+	Set    string
+	Sealed []int // sorted, no duplicates
+	Tunnel string
 }
 
 func (g VXLANGuard) rules() []Rule {
 	var out []Rule
+	for _, port := range g.Sealed {
+		in := rule("filter", "INPUT", VXLANTag, "-p", "udp", "-m", "udp", "--dport", strconv.Itoa(port), "!", "-i", g.Tunnel, "-j", "DROP")
+		in.First = true
+		outr := rule("filter", "OUTPUT", VXLANTag, "-p", "udp", "-m", "udp", "--dport", strconv.Itoa(port), "!", "-o", g.Tunnel, "-j", "DROP")
+		outr.First = true
+		out = append(out, in, outr)
+	}
 	for _, port := range g.Ports {
 		r := rule("filter", "INPUT", VXLANTag, "-d", hostPrefix(g.Local), "-p", "udp", "-m", "udp", "--dport", strconv.Itoa(port),
 			"-m", "set", "!", "--match-set", g.Set, "src", "-j", "DROP")
@@ -36,9 +50,12 @@ func (g VXLANGuard) rules() []Rule {
 }
 
 func (g VXLANGuard) validate() error {
-	ok := g.Local.Is4() && len(g.Ports) > 0 && slices.IsSorted(g.Ports) && safeToken(g.Set) && len(g.Set) <= 31
-	for i, p := range g.Ports {
-		ok = ok && p > 0 && p <= 65535 && (i == 0 || p != g.Ports[i-1])
+	ok := (len(g.Ports) > 0 || len(g.Sealed) > 0) && validPorts(g.Ports) && validPorts(g.Sealed)
+	if len(g.Ports) > 0 {
+		ok = ok && g.Local.Is4() && safeToken(g.Set) && len(g.Set) <= 31
+	}
+	if len(g.Sealed) > 0 {
+		ok = ok && safeToken(g.Tunnel) && g.Tunnel != "" && len(g.Tunnel) <= 15
 	}
 	if !ok {
 		return fmt.Errorf("invalid VXLAN guard %+v", g)
@@ -46,8 +63,16 @@ func (g VXLANGuard) validate() error {
 	return nil
 }
 
+func validPorts(ports []int) bool {
+	ok := slices.IsSorted(ports)
+	for i, p := range ports {
+		ok = ok && p > 0 && p <= 65535 && (i == 0 || p != ports[i-1])
+	}
+	return ok
+}
+
 func (g VXLANGuard) equal(o VXLANGuard) bool {
-	return g.Local == o.Local && g.Set == o.Set && slices.Equal(g.Ports, o.Ports)
+	return g.Local == o.Local && g.Set == o.Set && slices.Equal(g.Ports, o.Ports) && g.Tunnel == o.Tunnel && slices.Equal(g.Sealed, o.Sealed)
 }
 
 // SetVXLANGuard installs the guard (nil removes it); Reconcile keeps it

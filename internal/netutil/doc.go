@@ -21,7 +21,8 @@
 // reports as interrupted by concurrent changes are retried.
 //
 // Files: links.go bridges, veths, addresses and routes; vxlan.go VXLAN
-// devices and their FDB and neighbour entries; arp.go gratuitous ARP;
+// devices and their FDB and neighbour entries; wireguard.go the kernel's
+// WireGuard link and the tunnel device's address and blackhole route; arp.go gratuitous ARP;
 // conf.go per-link settings through netlink; sysctl.go sysctls through
 // /proc; ipset.go the VXLAN members' set; sandbox.go the containers'
 // namespaces where this process sees them, whether its mount receives the

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,6 +51,9 @@ type World struct {
 	Members []*etcdtest.Etcd
 	Hosts   []*Host
 	store   string // the daemons' --cluster-store
+	// wgDirs are the state dirs of daemons RunDaemonAs started, whose
+	// userspace WireGuard devices the end stops.
+	wgDirs []string
 }
 
 // WorldOptions size a World.
@@ -86,6 +90,10 @@ func NewWorldWith(t testing.TB, o WorldOptions, extra ...string) *World {
 	t.Cleanup(func() {
 		for _, h := range w.Hosts {
 			h.Kill()
+			killWireGuard(h.dir, w.WireGuardDevice(h.NS))
+		}
+		for _, dir := range w.wgDirs {
+			killWireGuard(dir, "")
 		}
 		out, _ := exec.Command("ip", "netns", "list").Output()
 		for _, l := range strings.Split(string(out), "\n") {
@@ -151,6 +159,9 @@ func (w *World) attach(name, addr string) {
 
 func (h *Host) Socket() string { return filepath.Join(h.dir, "mynet.sock") }
 
+// Dir is the host's state directory.
+func (h *Host) Dir() string { return h.dir }
+
 // Log is what the host's daemon logged so far (at debug level).
 func (h *Host) Log() string { return h.log.String() }
 
@@ -179,6 +190,9 @@ func (w *World) daemonArgs(ns, dir, addr, node string, extra ...string) []string
 	return append([]string{"netns", "exec", ns, Binary(w.t), "--socket", filepath.Join(dir, "mynet.sock"), "--state-dir", dir,
 		"--log-level", "debug", "--reconcile-interval", "0",
 		"--cluster-store", w.store, "--cluster-advertise", addr, "--node-name", node, "--cluster-ttl", "3s",
+		// Userspace WireGuard devices' sockets share one directory: each
+		// host's device has a name of its own.
+		"--cluster-wireguard-device", w.WireGuardDevice(ns),
 		// These hosts have no Docker: never the machine's.
 		"--docker-host", ""}, extra...)
 }
@@ -193,7 +207,9 @@ func (w *World) RunDaemonAs(node, addr string, limit time.Duration) (out string,
 	name := fmt.Sprintf("x%d", len(w.Hosts)+1)
 	w.attach(name, addr)
 	var log testbin.Log
-	cmd := exec.Command("ip", w.daemonArgs(w.tag+"-"+name, t.TempDir(), addr, node)...)
+	dir := t.TempDir()
+	w.wgDirs = append(w.wgDirs, dir)
+	cmd := exec.Command("ip", w.daemonArgs(w.tag+"-"+name, dir, addr, node)...)
 	cmd.Stdout, cmd.Stderr = &log, &log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -208,6 +224,57 @@ func (w *World) RunDaemonAs(node, addr string, limit time.Duration) (out string,
 		err, running = <-done, true
 	}
 	return log.String(), running, err
+}
+
+// WireGuardDevice is the name of the WireGuard device of the host in
+// namespace ns: mw, the test's number, the host's.
+func (w *World) WireGuardDevice(ns string) string {
+	return "mw" + strings.TrimPrefix(ns, "mnmh")
+}
+
+// WireGuardPid is the pid of the host's userspace WireGuard device's
+// process (0: none).
+func (h *Host) WireGuardPid() int {
+	b, err := os.ReadFile(filepath.Join(h.dir, "wg-device.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// KillWireGuard kills the host's userspace WireGuard device's process as
+// a crash would: its tun device goes with it, its socket stays.
+func (h *Host) KillWireGuard() { killWireGuard(h.dir, "") }
+
+// Underlay is the namespace of the underlay's bridge, whose port to host
+// NAME (host1, ...) is ul-hN.
+func (w *World) Underlay() string { return w.tag + "-ul" }
+
+// killWireGuard kills the userspace device whose daemon's state is in dir,
+// by its pid file (only a process whose command line names that very pid
+// file: never another that took a stale pid), and removes its socket (a
+// killed process leaves it).
+func killWireGuard(dir, device string) {
+	pidFile := filepath.Join(dir, "wg-device.pid")
+	b, err := os.ReadFile(pidFile)
+	if err == nil {
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err == nil && pid > 1 && strings.Contains(string(cmdline), "wg-device\x00") && strings.Contains(string(cmdline), pidFile) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			for range 100 {
+				if syscall.Kill(pid, 0) != nil {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		_ = os.Remove(filepath.Join(dir, "wg-device.pid"))
+	}
+	if device != "" {
+		_ = os.Remove(filepath.Join("/var/run/wireguard", device+".sock"))
+	}
 }
 
 // Pid is the host's mynet daemon's process ID (ip netns exec execs it).
