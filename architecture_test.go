@@ -52,7 +52,7 @@ var allowedInternal = map[string][]string{
 	"plugin":              {"internal/engineapi", "internal/errdefs"},
 	"internal/status":     {"driver", "ipam", "plugin", "internal/dockersync", "internal/firewall", "internal/ids", "internal/store"},
 	"internal/daemon": {"driver", "ipam", "plugin", "internal/cluster", "internal/dnsforward", "internal/dockersync", "internal/status", "internal/metrics", "internal/firewall", "internal/netutil",
-		"internal/store", "internal/fault", "internal/wgtunnel"},
+		"internal/store", "internal/fault", "internal/wgtunnel", "internal/errdefs"},
 	".": {"internal/cluster", "internal/daemon", "internal/dockersync", "internal/status", "internal/firewall", "internal/fault", "internal/store", "internal/wgtunnel", "ipam", "plugin"},
 }
 

@@ -1,16 +1,20 @@
 package main
 
-// The mynet cluster subcommands: forget and check.
+// The mynet cluster subcommands: forget, check and rotate-key.
 
 import (
+	"cmp"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/mynet/mynet/internal/cluster"
 	"github.com/mynet/mynet/internal/status"
+	"github.com/mynet/mynet/plugin"
 )
 
 // runCluster is `mynet cluster forget NODE`, which removes a dead host's
@@ -18,15 +22,20 @@ import (
 // [--fix]`, which reports the records that do not agree. Flags may come
 // before or after the node name, as users type them.
 func runCluster(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "rotate-key" {
+		return runRotateKey(args[1:], getenv, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("mynet cluster", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: mynet cluster forget NODE [--force] [--cluster-store etcd://HOST:PORT] [--cluster-ca F --cluster-cert F --cluster-key F]\n"+
-			"       mynet cluster check [--fix] [--cluster-store ...]\n\n"+
+			"       mynet cluster check [--fix] [--cluster-store ...]\n"+
+			"       mynet cluster rotate-key [--socket PATH]\n\n"+
 			"forget removes a host that is gone for good: its record, its endpoints and every address it claimed;\n"+
 			"a host whose lease is alive is refused unless --force.\n"+
 			"check lists claims no endpoint holds, endpoint records no claim backs, duplicate records and hosts\n"+
-			"gone past their TTL (exit 1 when it finds any); --fix removes the records no claim backs.\n\nflags:\n")
+			"gone past their TTL (exit 1 when it finds any); --fix removes the records no claim backs.\n"+
+			"rotate-key makes this host's WireGuard key anew (the running daemon's, on --socket).\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	o := &options{}
@@ -134,4 +143,35 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
+}
+
+// runRotateKey is `mynet cluster rotate-key [--socket PATH]`: the daemon
+// makes this host's WireGuard key anew and publishes it; the other hosts
+// take it at once.
+func runRotateKey(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("mynet cluster rotate-key", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket := fs.String("socket", cmp.Or(getenv("MYNET_SOCKET"), plugin.DefaultSocket), "the daemon's socket (env MYNET_SOCKET)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return status.UsageError{Err: err}
+	}
+	code, body, err := plugin.NewClient(*socket, 30*time.Second).Post("/mynet.RotateKey", struct{}{})
+	if err != nil {
+		return fmt.Errorf("ask the daemon on %s: %w", *socket, err)
+	}
+	var res struct {
+		PublicKey string `json:"public_key"`
+		Err       string
+	}
+	if err := json.Unmarshal(body, &res); err != nil {
+		return fmt.Errorf("the daemon answered %d: %s", code, body)
+	}
+	if code != 200 || res.Err != "" {
+		return errors.New(cmp.Or(res.Err, string(body)))
+	}
+	fmt.Fprintf(stdout, "this host's new WireGuard public key: %s\n", res.PublicKey)
+	return nil
 }

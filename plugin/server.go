@@ -91,6 +91,9 @@ type Extras struct {
 	// Reconcile answers /mynet.Reconcile: it repairs the kernel now and
 	// reports what it did.
 	Reconcile func() (any, error)
+	// RotateKey answers /mynet.RotateKey: this host's WireGuard key is
+	// made anew (mynet cluster rotate-key).
+	RotateKey func() (any, error)
 	// Observe, when set, is told of every answered call: its path without
 	// the leading slash, the HTTP status, the error kind ("" on success,
 	// see errdefs.Kind) and how long it took.
@@ -161,6 +164,9 @@ func NewHandler(drv NetworkDriver, alloc ipam.Ipam, extras Extras, log *logrus.E
 	}
 	if extras.Status != nil {
 		h.handle("/mynet.Status", func([]byte) (any, error) { return extras.Status(), nil })
+	}
+	if extras.RotateKey != nil {
+		h.handle("/mynet.RotateKey", func([]byte) (any, error) { return extras.RotateKey() })
 	}
 	if extras.Reconcile != nil {
 		h.handle("/mynet.Reconcile", func([]byte) (any, error) { return extras.Reconcile() })

@@ -209,3 +209,27 @@ func (c *Client) ReleaseTunnel(ip netip.Addr) error {
 		return err
 	})
 }
+
+// WatchNodes calls fn after every change of the hosts' records (a host
+// registered or gone, a key rotated) from now until ctx ends or the watch
+// fails, and returns the error (ErrCompacted: call it again).
+func (c *Client) WatchNodes(ctx context.Context, fn func()) error {
+	var rev int64
+	err := c.call("list nodes", func(cctx context.Context) error {
+		var err error
+		_, rev, err = c.kv.list(cctx, Prefix+"nodes/")
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for b := range c.kv.watch(ctx, Prefix+"nodes/", rev) {
+		if b.Err != nil {
+			return b.Err
+		}
+		if len(b.Events) > 0 {
+			fn()
+		}
+	}
+	return ctx.Err()
+}

@@ -253,6 +253,7 @@ func (d *Daemon) Run(ctx context.Context, l net.Listener) error {
 			},
 			Health:    func() (any, error) { h := d.Health(); return h, healthErr(h) },
 			Reconcile: func() (any, error) { return d.rec.run(triggerAPI) },
+			RotateKey: d.rotateKey,
 			Observe:   d.metrics.ObserveCall,
 		}, log.WithField("part", "plugin")),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -290,6 +291,9 @@ func (d *Daemon) Run(ctx context.Context, l net.Listener) error {
 		}
 		go d.membership(ctx, reg)
 		go d.clusterUpkeep(ctx)
+		if d.tunnel != nil {
+			go d.tunnel.follow(ctx)
+		}
 		if d.syncer != nil {
 			go d.syncer.Run(ctx)
 		}

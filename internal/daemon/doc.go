@@ -34,5 +34,6 @@
 // cluster networks (where this process sees the sandboxes, whether names
 // across hosts are on); tunnel.go the WireGuard tunnel of encrypted
 // networks (made at the first, restored from the store at start, its
-// peers from the hosts' records, kept by the upkeep).
+// peers from the hosts' records, kept by the upkeep, its key rotated);
+// tunnel_status.go what status, health and metrics say of it.
 package daemon

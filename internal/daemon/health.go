@@ -37,6 +37,9 @@ func (d *Daemon) Health() status.Health {
 	for _, c := range d.alloc.ClusterConflicts() {
 		problems = append(problems, c.String())
 	}
+	if d.tunnel != nil {
+		problems = append(problems, d.tunnel.problems(time.Now())...)
+	}
 	if !h.Reconcile.Time.IsZero() && !h.Reconcile.OK {
 		problems = append(problems, "last reconcile ("+h.Reconcile.Trigger+") failed: "+h.Reconcile.Error)
 	}

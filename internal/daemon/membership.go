@@ -383,6 +383,9 @@ func (d *Daemon) clusterStatus() *status.Cluster {
 		c.Error = err.Error()
 	}
 	c.Hosts = clusterHosts(nodes, c.Peers)
+	if d.tunnel != nil {
+		c.Tunnel = d.tunnel.status()
+	}
 	return c
 }
 

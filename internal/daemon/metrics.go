@@ -36,6 +36,9 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 		s.Endpoints++
 		s.PublishedPorts += len(ep.Ports)
 	}
+	if d.tunnel != nil {
+		s.WireGuardPeers = d.tunnel.metrics()
+	}
 	for _, p := range d.alloc.Pools() {
 		s.Pools = append(s.Pools, metrics.Pool{ID: p.ID, Allocated: p.Allocated, Size: p.Size})
 	}

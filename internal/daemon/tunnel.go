@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -8,10 +9,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/mynet/mynet/internal/cluster"
+	"github.com/mynet/mynet/internal/errdefs"
 	"github.com/mynet/mynet/internal/netutil"
 	"github.com/mynet/mynet/internal/store"
 	"github.com/mynet/mynet/internal/wgtunnel"
@@ -52,6 +55,9 @@ type tunnel struct {
 	psk   *wgtunnel.Key
 	saved savedTunnel
 	ready bool // saved.Addr is this host's and the device was made
+	// firstSeen is when each peer was first read on the device
+	// (tunnel_status.go): a peer never handshaken is stale from then.
+	firstSeen map[wgtunnel.Key]time.Time
 }
 
 func (d *Daemon) newTunnel(cfg TunnelConfig, underlayMTU int) (*tunnel, error) {
@@ -221,6 +227,69 @@ func (t *tunnel) peers() {
 		t.saved.Peers = peers
 		t.save()
 	}
+}
+
+// follow reprograms the peers at every change of the hosts' records, so a
+// host's new key (mynet cluster rotate-key) or a new host is programmed
+// within a round trip of etcd's, not at the next upkeep.
+func (t *tunnel) follow(ctx context.Context) {
+	for ctx.Err() == nil {
+		t.mu.Lock()
+		ready := t.ready
+		t.mu.Unlock()
+		if ready {
+			err := t.d.clusterClient.WatchNodes(ctx, func() {
+				t.mu.Lock()
+				defer t.mu.Unlock()
+				t.peers()
+			})
+			if err != nil && ctx.Err() == nil {
+				t.log.WithError(err).Debug("the hosts' watch ended; watching again")
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// RotateKeyReport is what /mynet.RotateKey answers.
+type RotateKeyReport struct {
+	PublicKey string `json:"public_key"`
+}
+
+// rotate makes this host's key anew: saved first (a crash after that
+// brings the new key back at the next start), then on the device (its
+// sessions end), then in its record, whose watch makes the other hosts
+// take it at once; their keepalive's handshake brings the sessions back.
+func (t *tunnel) rotate() (RotateKeyReport, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.ready {
+		return RotateKeyReport{}, errdefs.Invalid("this host has no WireGuard tunnel (it has had no encrypted network): nothing to rotate")
+	}
+	key, err := wgtunnel.RotateKey(t.keyPath())
+	if err != nil {
+		return RotateKeyReport{}, err
+	}
+	t.key = key
+	if err := t.wg.Ensure(key); err != nil {
+		return RotateKeyReport{}, fmt.Errorf("the new key is saved, and the device did not take it (the upkeep tries again): %w", err)
+	}
+	if err := t.d.clusterClient.SetWireGuard(t.info()); err != nil {
+		return RotateKeyReport{}, fmt.Errorf("the device has the new key, and the cluster does not know it yet (it is published at the next registration): %w", err)
+	}
+	pub := key.PublicKey().String()
+	t.log.WithField("public_key", pub).Info("this host's WireGuard key rotated")
+	return RotateKeyReport{PublicKey: pub}, nil
+}
+
+func (d *Daemon) rotateKey() (any, error) {
+	if d.tunnel == nil {
+		return nil, errdefs.Invalid("this mynet has no cluster (--cluster-store): no WireGuard key")
+	}
+	return d.tunnel.rotate()
 }
 
 // save keeps the tunnel's state in the store. Caller holds t.mu.

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mynet/mynet/internal/cluster"
 	"github.com/mynet/mynet/internal/wgtunnel"
@@ -50,5 +51,24 @@ func TestWireGuardPeers(t *testing.T) {
 	if len(peers) != 1 || peers[0].Node != "host2" || peers[0].Endpoint != netip.MustParseAddrPort("198.18.0.12:4800") ||
 		peers[0].Tunnel != netip.MustParseAddr("10.0.4.2") || peers[0].Key.String() != key(2) {
 		t.Errorf("peers %+v, want host2 alone", peers)
+	}
+}
+
+func TestStalePeer(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	for _, c := range []struct {
+		sent  int64
+		since time.Duration
+		want  bool
+	}{
+		{0, time.Hour, false},         // never sent to: no traffic is lost
+		{10, time.Minute, false},      // within a session's life
+		{10, 181 * time.Second, true}, // sent to, no handshake past Reject-After-Time
+		{10, 3 * time.Second, false},  // a new peer's first handshake under way
+	} {
+		if got := stale(c.sent, now.Add(-c.since), now); got != c.want {
+			t.Errorf("sent %d, handshake %v ago: stale %v, want %v", c.sent, c.since, got, c.want)
+		}
 	}
 }

@@ -34,6 +34,15 @@ type Snapshot struct {
 	// RefusedRecords counts the cluster's endpoint records refused, by
 	// reason (driver: records.go).
 	RefusedRecords map[string]uint64
+	// WireGuardPeers are the other hosts on this host's WireGuard device.
+	WireGuardPeers []WireGuardPeer
+}
+
+// WireGuardPeer is what the WireGuard device has of another host.
+type WireGuardPeer struct {
+	Node           string
+	LastHandshake  time.Time // zero: none yet
+	Received, Sent int64
 }
 
 // Metrics holds mynet's collectors on a registry of its own.
@@ -153,10 +162,13 @@ var (
 	descAllocated = prometheus.NewDesc(namespace+"_ipam_pool_allocated_addresses", "Addresses allocated in an IPAM pool.", []string{"pool"}, nil)
 	descPoolSize  = prometheus.NewDesc(namespace+"_ipam_pool_size_addresses", "Addresses an IPAM pool can hand out (IPv4 pools and IPv6 pools up to 2^63).", []string{"pool"}, nil)
 	descRefused   = prometheus.NewDesc(namespace+"_cluster_refused_records_total", "Endpoint records from the cluster store refused, by reason.", []string{"reason"}, nil)
+	descHandshake = prometheus.NewDesc(namespace+"_wireguard_peer_last_handshake_seconds", "Unix time of the last WireGuard handshake with another host (0: none yet).", []string{"node"}, nil)
+	descWGRx      = prometheus.NewDesc(namespace+"_wireguard_peer_received_bytes_total", "Bytes the WireGuard device received from another host.", []string{"node"}, nil)
+	descWGTx      = prometheus.NewDesc(namespace+"_wireguard_peer_sent_bytes_total", "Bytes the WireGuard device sent to another host.", []string{"node"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNetworks, descEndpoints, descPorts, descAllocated, descPoolSize, descRefused} {
+	for _, d := range []*prometheus.Desc{descNetworks, descEndpoints, descPorts, descAllocated, descPoolSize, descRefused, descHandshake, descWGRx, descWGTx} {
 		ch <- d
 	}
 }
@@ -174,5 +186,14 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for reason, n := range s.RefusedRecords {
 		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(n), reason)
+	}
+	for _, p := range s.WireGuardPeers {
+		hs := 0.0
+		if !p.LastHandshake.IsZero() {
+			hs = float64(p.LastHandshake.UnixNano()) / 1e9
+		}
+		ch <- prometheus.MustNewConstMetric(descHandshake, prometheus.GaugeValue, hs, p.Node)
+		ch <- prometheus.MustNewConstMetric(descWGRx, prometheus.CounterValue, float64(p.Received), p.Node)
+		ch <- prometheus.MustNewConstMetric(descWGTx, prometheus.CounterValue, float64(p.Sent), p.Node)
 	}
 }

@@ -132,6 +132,9 @@ func printCluster(w io.Writer, c *Cluster) {
 		}
 	}
 	tw.Flush()
+	if t := c.Tunnel; t != nil {
+		printTunnel(w, t)
+	}
 	if s := c.DockerSync; s != nil {
 		state := "on"
 		if !s.On {
@@ -145,6 +148,23 @@ func printCluster(w io.Writer, c *Cluster) {
 		}
 		tw.Flush()
 	}
+}
+
+func printTunnel(w io.Writer, t *Tunnel) {
+	fmt.Fprintf(w, "\nWIREGUARD (device %s, %s, %s, port %d, key %s)\n", t.Device, t.Kind, t.Address, t.Port, t.PublicKey)
+	if t.Error != "" {
+		fmt.Fprintf(w, "DEVICE UNREADABLE: %s\n", t.Error)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tENDPOINT\tTUNNEL\tLAST HANDSHAKE\tRECEIVED\tSENT")
+	for _, p := range t.Peers {
+		hs := "never"
+		if !p.LastHandshake.IsZero() {
+			hs = time.Since(p.LastHandshake).Truncate(time.Second).String() + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", p.Node, p.Endpoint, p.Tunnel, hs, p.Received, p.Sent)
+	}
+	tw.Flush()
 }
 
 func options(n Network) []string {
@@ -166,6 +186,9 @@ func options(n Network) []string {
 	}
 	if n.Cluster != "" {
 		opts = append(opts, fmt.Sprintf("cluster=%s,vni=%d", n.Cluster, n.VNI))
+	}
+	if n.Encrypted {
+		opts = append(opts, "encrypted")
 	}
 	return opts
 }

@@ -127,3 +127,22 @@ func TestCommandFindsPluginSocket(t *testing.T) {
 		t.Errorf("report %+v, want the plugin's, from %s", r, sock)
 	}
 }
+
+func TestPrintTunnel(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	printCluster(&b, &Cluster{Node: "host1", Reachable: true, Tunnel: &Tunnel{Device: "mynet-wg", Kind: "userspace",
+		Address: netip.MustParsePrefix("10.0.4.1/22"), Port: 4800, PublicKey: "KEY=",
+		Peers: []TunnelPeer{
+			{Node: "host2", Endpoint: netip.MustParseAddrPort("198.18.0.12:4800"), Tunnel: netip.MustParseAddr("10.0.4.2"),
+				LastHandshake: time.Now().Add(-3 * time.Second), Received: 1234, Sent: 5678},
+			{Node: "host3", Endpoint: netip.MustParseAddrPort("198.18.0.13:4800"), Tunnel: netip.MustParseAddr("10.0.4.3")},
+		}}})
+	out := b.String()
+	for _, want := range []string{"WIREGUARD (device mynet-wg, userspace, 10.0.4.1/22, port 4800, key KEY=)",
+		"host2  198.18.0.12:4800  10.0.4.2  3s ago", "1234", "5678", "host3  198.18.0.13:4800  10.0.4.3  never"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+}

@@ -39,6 +39,30 @@ type Cluster struct {
 	// DockerSync is the syncing of cluster networks with this host's
 	// Docker; nil when it is off by configuration (--docker-host "").
 	DockerSync *dockersync.Status `json:"docker_sync,omitempty"`
+	// Tunnel is this host's WireGuard tunnel of encrypted networks; nil
+	// while it has none.
+	Tunnel *Tunnel `json:"wireguard,omitempty"`
+}
+
+// Tunnel is this host's WireGuard device and what it has of its peers.
+type Tunnel struct {
+	Device    string       `json:"device"`
+	Kind      string       `json:"kind"` // kernel or userspace
+	Address   netip.Prefix `json:"address"`
+	Port      int          `json:"port"`
+	PublicKey string       `json:"public_key"`
+	Error     string       `json:"error,omitempty"` // the device could not be read
+	Peers     []TunnelPeer `json:"peers"`
+}
+
+// TunnelPeer is another host as the WireGuard device has it.
+type TunnelPeer struct {
+	Node          string         `json:"node"`
+	Endpoint      netip.AddrPort `json:"endpoint"`
+	Tunnel        netip.Addr     `json:"tunnel"`
+	LastHandshake time.Time      `json:"last_handshake,omitzero"` // zero: none yet
+	Received      int64          `json:"received_bytes"`
+	Sent          int64          `json:"sent_bytes"`
 }
 
 // Peer is another host's container on a cluster network, as this host
@@ -98,6 +122,7 @@ type Network struct {
 	Cluster         string       `json:"cluster,omitempty"`
 	VNI             uint32       `json:"vni,omitempty"`
 	VXLAN           string       `json:"vxlan,omitempty"`
+	Encrypted       bool         `json:"encrypted,omitempty"`
 	Endpoints       int          `json:"endpoints"`
 }
 
@@ -106,7 +131,7 @@ func networkOf(n driver.NetworkConfig, endpoints int) Network {
 		ICC: n.ICC, Masquerade: n.Masquerade, Internal: n.Internal, ContainerPrefix: n.ContainerPrefix, Subnet6: n.Subnet6,
 		Gateway6: n.Gateway6, HostBinding: n.HostBinding, InhibitIPv4: n.InhibitIPv4, SNATSource: n.SNATSource,
 		SNATSource6: n.SNATSource6, TrustedIfaces: n.TrustedIfaces, NoIPv4: n.NoIPv4, GatewayMode4: n.GatewayMode4,
-		GatewayMode6: n.GatewayMode6, RandomMACs: n.RandomMACs, Cluster: n.Cluster, VNI: n.VNI, VXLAN: n.VXLAN, Endpoints: endpoints}
+		GatewayMode6: n.GatewayMode6, RandomMACs: n.RandomMACs, Cluster: n.Cluster, VNI: n.VNI, VXLAN: n.VXLAN, Encrypted: n.Encrypted, Endpoints: endpoints}
 }
 
 // Endpoint is an endpoint as mynet status shows it, with its published

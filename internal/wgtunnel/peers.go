@@ -60,17 +60,25 @@ func tunnelNet(a netip.Addr) net.IPNet {
 	return net.IPNet{IP: net.IP(a.AsSlice()), Mask: net.CIDRMask(a.BitLen(), a.BitLen())}
 }
 
+// Keepalive is every peer's persistent keepalive: a handshake at once when
+// a peer is (re)written (a key rotated: the session is back in a round
+// trip, not at WireGuard's 5 s retry), and a session kept fresh between
+// hosts, so a handshake's age tells a dead peer (health).
+const Keepalive = 25 * time.Second
+
 func peerConfig(p Peer, psk *wgtypes.Key) wgtypes.PeerConfig {
 	zero := wgtypes.Key{}
 	if psk == nil {
 		psk = &zero
 	}
+	keepalive := Keepalive
 	return wgtypes.PeerConfig{
-		PublicKey:         p.Key,
-		PresharedKey:      psk,
-		Endpoint:          net.UDPAddrFromAddrPort(p.Endpoint),
-		ReplaceAllowedIPs: true,
-		AllowedIPs:        []net.IPNet{tunnelNet(p.Tunnel)},
+		PublicKey:                   p.Key,
+		PresharedKey:                psk,
+		Endpoint:                    net.UDPAddrFromAddrPort(p.Endpoint),
+		PersistentKeepaliveInterval: &keepalive,
+		ReplaceAllowedIPs:           true,
+		AllowedIPs:                  []net.IPNet{tunnelNet(p.Tunnel)},
 	}
 }
 
@@ -79,7 +87,8 @@ func samePeer(have wgtypes.Peer, want Peer, psk *wgtypes.Key) bool {
 	if psk != nil {
 		wantPSK = *psk
 	}
-	if have.PresharedKey != wantPSK || have.Endpoint == nil || endpointOf(have.Endpoint) != want.Endpoint || len(have.AllowedIPs) != 1 {
+	if have.PresharedKey != wantPSK || have.Endpoint == nil || endpointOf(have.Endpoint) != want.Endpoint || len(have.AllowedIPs) != 1 ||
+		have.PersistentKeepaliveInterval != Keepalive {
 		return false
 	}
 	a := have.AllowedIPs[0]

@@ -75,19 +75,7 @@ func pingPattern(c *mhtest.Container, ip string, count int) (string, error) {
 func TestEncryptedNetworkAcrossHosts(t *testing.T) {
 	w := mhtest.NewWorld(t, 2)
 	h1, h2 := w.Hosts[0], w.Hosts[1]
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, h := range []*mhtest.Host{h1, h2} {
-				for _, args := range [][]string{{"addr"}, {"route"}, {"-s", "link"}} {
-					out, _ := exec.Command("ip", append([]string{"-n", h.NS}, args...)...).CombinedOutput()
-					t.Logf("%s ip %v:\n%s", h.Name, args, out)
-				}
-				out, _ := os.ReadFile(filepath.Join(h.Dir(), "wg-device.log"))
-				t.Logf("%s wg-device.log:\n%s", h.Name, out)
-			}
-			t.Logf("host1:\n%s\nhost2:\n%s", wireguardLines(h1.Log()), wireguardLines(h2.Log()))
-		}
-	})
+	logTunnelsOnFailure(t, w)
 	plain1, plain2 := h1.CreateNetwork("plain", "10.50.0.0/24"), h2.CreateNetwork("plain", "")
 	enc := map[string]string{"encrypted": ""}
 	sealed1, sealed2 := h1.CreateNetworkWith("sealed", "10.51.0.0/24", enc), h2.CreateNetworkWith("sealed", "", enc)
@@ -184,4 +172,22 @@ func wireguardLines(log string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// logTunnelsOnFailure logs, when the test failed, each host's links,
+// routes, WireGuard device log and the daemon's lines about its tunnel.
+func logTunnelsOnFailure(t *testing.T, w *mhtest.World) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, h := range w.Hosts {
+			for _, args := range [][]string{{"addr"}, {"route"}} {
+				out, _ := exec.Command("ip", append([]string{"-n", h.NS}, args...)...).CombinedOutput()
+				t.Logf("%s ip %v:\n%s", h.Name, args, out)
+			}
+			out, _ := os.ReadFile(filepath.Join(h.Dir(), "wg-device.log"))
+			t.Logf("%s wg-device.log:\n%s\n%s daemon:\n%s", h.Name, out, h.Name, wireguardLines(h.Log()))
+		}
+	})
 }
