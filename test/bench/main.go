@@ -174,7 +174,7 @@ func run(o options) error {
 		{"1", w.networkLatency}, {"2", w.attachCost}, {"3", w.connectDisconnect},
 		{"4", w.manyContainers}, {"6", w.dataPlane}, {"5", w.manyNetworks},
 		{"7", w.pluginSide}, {"8", w.ipam}, {"9", w.repairTime}, {"10", w.multiHost}, {"11", w.clusterScale},
-		{"12", w.namesAcrossHosts},
+		{"12", w.namesAcrossHosts}, {"13", w.encrypted},
 	}
 	for _, x := range all {
 		if o.only != "" && !slices.Contains(strings.Split(o.only, ","), x.n) {

@@ -125,3 +125,25 @@ func (w *workloads) clusterScale() error {
 		num(m["etcd-requests-per-request-address"])+" / "+num(m["etcd-requests-per-create-endpoint"]), "etcd's own count of unary calls, 30 of each at 100k peers")
 	return nil
 }
+
+// 13. Encrypted cluster networks: test/multihost's BenchmarkEncrypted, a
+// plain and an encrypted network between the same two host namespaces, in
+// alternating rounds (WireGuard in userspace where the kernel has none).
+func (w *workloads) encrypted() error {
+	res, err := goBench("./test/multihost", "BenchmarkEncrypted", "1x")
+	if err != nil {
+		return err
+	}
+	m := res["BenchmarkEncrypted"]
+	if m == nil {
+		return fmt.Errorf("BenchmarkEncrypted reported nothing")
+	}
+	rounds := fmt.Sprintf("median of %d ABBA rounds", int(m["rounds"]))
+	w.r.addText("13. encrypted vs plain cluster network: TCP throughput", "Gbit/s",
+		fmt.Sprintf("%s (plain %s, %.3fx)", num(m["encrypted-Gbit/s"]), num(m["plain-Gbit/s"]), m["encrypted-over-plain-throughput"]),
+		rounds+"; higher is better; target >= 0.5x with kernel WireGuard (this machine: userspace)")
+	w.r.addText("13. encrypted vs plain cluster network: TCP round trip", "us",
+		fmt.Sprintf("%s (plain %s, %.2fx)", num(m["encrypted-rtt-us"]), num(m["plain-rtt-us"]), m["encrypted-over-plain-rtt"]),
+		rounds+"; lower is better; target <= 1.2x with kernel WireGuard")
+	return nil
+}

@@ -29,15 +29,21 @@ type hostStatus struct {
 
 func statusOf(t *testing.T, h *mhtest.Host) hostStatus {
 	t.Helper()
+	var s hostStatus
+	readJSONStatus(t, h, &s)
+	return s
+}
+
+// readJSONStatus reads the host's mynet status --json into v.
+func readJSONStatus(t *testing.T, h *mhtest.Host, v any) {
+	t.Helper()
 	out, err := exec.Command(mhtest.Binary(t), "status", "--json", "--socket", h.Socket()).Output()
 	if err != nil {
 		t.Fatalf("%s: mynet status: %v\n%s", h.Name, err, out)
 	}
-	var s hostStatus
-	if err := json.Unmarshal(out, &s); err != nil {
+	if err := json.Unmarshal(out, v); err != nil {
 		t.Fatalf("%s: mynet status --json: %v\n%s", h.Name, err, out)
 	}
-	return s
 }
 
 var received = regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`)

@@ -1,0 +1,114 @@
+package multihost
+
+import (
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/mynet/mynet/internal/wgtunnel"
+	"github.com/mynet/mynet/test/mhtest"
+)
+
+// A machine on the underlay that is no host of the cluster, with a
+// WireGuard device and a key of its own that names a host as its peer and
+// one of the pool's addresses as its own: the host takes nothing from it
+// (no handshake, no reply), and does not list it among its peers.
+func TestEncryptedNonMemberGetsNothing(t *testing.T) {
+	w := mhtest.NewWorld(t, 2)
+	logTunnelsOnFailure(t, w)
+	h1, h2 := w.Hosts[0], w.Hosts[1]
+	enc := map[string]string{"encrypted": ""}
+	c1, c2 := h1.CreateNetworkWith("sealed", "10.55.0.0/24", enc).Run(""), h2.CreateNetworkWith("sealed", "", enc).Run("")
+	mhtest.Eventually(t, "encrypted ping across", func() error { return c1.Ping(c2.IP.Addr(), 0) })
+
+	var host1 struct {
+		Cluster struct {
+			WireGuard struct {
+				Address   netip.Prefix `json:"address"`
+				PublicKey string       `json:"public_key"`
+				Port      int          `json:"port"`
+			} `json:"wireguard"`
+		} `json:"cluster"`
+	}
+	readJSONStatus(t, h1, &host1)
+	tun := host1.Cluster.WireGuard
+	key, err := wgtunnel.ParseKey(tun.PublicKey)
+	if err != nil {
+		t.Fatalf("host1's public key %q: %v", tun.PublicKey, err)
+	}
+
+	// The outsider: its own userspace device, in a namespace on the
+	// underlay, with an address of the pool no host has.
+	ns := w.AttachNS("x", "198.18.0.50")
+	dev := w.WireGuardDevice(ns)
+	dir := t.TempDir()
+	cmd := exec.Command("ip", "netns", "exec", ns, mhtest.Binary(t), "wg-device", "--name", dev, "--pid-file", filepath.Join(dir, "wg-device.pid"))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		_ = os.Remove(filepath.Join(wgtunnel.SocketDir, dev+".sock"))
+	})
+	wg, err := wgtunnel.New(wgtunnel.Config{Name: dev, Port: 4800, Mode: wgtunnel.ModeUserspace, Dir: dir}, nil, logrus.NewEntry(logrus.New()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wg.Close()
+	if !mhtest.WaitFor(5*time.Second, func() bool { _, err := os.Stat(filepath.Join(dir, "wg-device.pid")); return err == nil }) {
+		t.Fatal("the outsider's WireGuard device did not come up")
+	}
+	own, err := wgtunnel.RotateKey(filepath.Join(dir, wgtunnel.KeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wg.Ensure(own); err != nil {
+		t.Fatal(err)
+	}
+	if err := wg.SetPeers([]wgtunnel.Peer{{Node: "host1", Key: key, Endpoint: netip.AddrPortFrom(netip.MustParseAddr(h1.Addr), uint16(tun.Port)),
+		Tunnel: tun.Address.Addr()}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	mine := tun.Address.Masked().Addr().Next().Next().Next()
+	for mine == tun.Address.Addr() {
+		mine = mine.Next()
+	}
+	mhtest.Run(t, "ip", "-n", ns, "addr", "add", netip.PrefixFrom(mine, tun.Address.Bits()).String(), "dev", dev)
+	mhtest.Run(t, "ip", "-n", ns, "link", "set", dev, "up")
+
+	out, err := exec.Command("ip", "netns", "exec", ns, "ping", "-c", "3", "-i", "0.3", "-W", "1", tun.Address.Addr().String()).CombinedOutput()
+	if err == nil {
+		t.Errorf("the outsider reached host1's tunnel address:\n%s", out)
+	}
+	peers, err := wg.Peers()
+	if err != nil || len(peers) != 1 {
+		t.Fatalf("the outsider's peers: %+v, %v", peers, err)
+	}
+	if !peers[0].LastHandshake.IsZero() || peers[0].Received != 0 {
+		t.Errorf("host1 answered the outsider: %+v", peers[0])
+	}
+	var host1Peers struct {
+		Cluster struct {
+			WireGuard struct {
+				Peers []struct {
+					Node string `json:"node"`
+				} `json:"peers"`
+			} `json:"wireguard"`
+		} `json:"cluster"`
+	}
+	readJSONStatus(t, h1, &host1Peers)
+	if ps := host1Peers.Cluster.WireGuard.Peers; len(ps) != 1 || ps[0].Node != "host2" {
+		t.Errorf("host1's WireGuard peers: %+v, want host2 alone", ps)
+	}
+	// The cluster's own traffic was not disturbed.
+	if err := c1.Ping(c2.IP.Addr(), 0); err != nil {
+		t.Errorf("encrypted ping across after the outsider: %v", err)
+	}
+}
