@@ -35,7 +35,7 @@ func statusOf(t *testing.T, h *mhtest.Host) hostStatus {
 }
 
 // readJSONStatus reads the host's mynet status --json into v.
-func readJSONStatus(t *testing.T, h *mhtest.Host, v any) {
+func readJSONStatus(t testing.TB, h *mhtest.Host, v any) {
 	t.Helper()
 	out, err := exec.Command(mhtest.Binary(t), "status", "--json", "--socket", h.Socket()).Output()
 	if err != nil {
