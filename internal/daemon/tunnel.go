@@ -92,12 +92,16 @@ func (t *tunnel) Address() (netip.Addr, error) {
 	return t.saved.Addr.Addr(), nil
 }
 
-// setup makes the tunnel from nothing: the key, the cluster's pool and
-// this host's address in it (etcd must answer), the device. Caller holds
-// t.mu.
+// setup makes the tunnel from nothing: the key and the device first (a
+// host that cannot make one is refused before anything else is made or
+// claimed), then the cluster's pool and this host's address in it (etcd
+// must answer), the blackhole and the device's address. Caller holds t.mu.
 func (t *tunnel) setup() error {
 	var err error
 	if t.key, err = wgtunnel.LoadOrCreateKey(t.keyPath()); err != nil {
+		return err
+	}
+	if err := t.wg.Ensure(t.key); err != nil {
 		return err
 	}
 	c := t.d.clusterClient

@@ -343,6 +343,18 @@ func (h *Host) CreateNetwork(name, subnet string) *ClusterNet {
 // CreateNetworkWith is CreateNetwork with driver options (-o KEY=VALUE).
 func (h *Host) CreateNetworkWith(name, subnet string, opts map[string]string) *ClusterNet {
 	h.w.t.Helper()
+	n, err := h.TryCreateNetworkWith(name, subnet, opts)
+	if err != nil {
+		h.w.t.Fatalf("%s: create network %s: %v\nlog:\n%s", h.Name, name, err, Tail(h.log.String(), 3000))
+	}
+	return n
+}
+
+// TryCreateNetworkWith is CreateNetworkWith that returns the driver's
+// refusal; the pool and gateway address are given back then, as dockerd
+// does.
+func (h *Host) TryCreateNetworkWith(name, subnet string, opts map[string]string) (*ClusterNet, error) {
+	h.w.t.Helper()
 	epSeq.Lock()
 	epSeq.n++
 	id := fmt.Sprintf("c%09x%02d%s", epSeq.n, h.n, strings.Repeat("0", 52))
@@ -356,9 +368,14 @@ func (h *Host) CreateNetworkWith(name, subnet string, opts map[string]string) *C
 	for k, v := range opts {
 		generic[k] = v
 	}
-	h.Call("/NetworkDriver.CreateNetwork", map[string]any{"NetworkID": id, "Options": map[string]any{"com.docker.network.generic": generic},
+	_, err := h.Try("/NetworkDriver.CreateNetwork", map[string]any{"NetworkID": id, "Options": map[string]any{"com.docker.network.generic": generic},
 		"IPv4Data": []map[string]any{{"AddressSpace": "LocalDefault", "Pool": pool["Pool"], "Gateway": n.GW}}})
-	return n
+	if err != nil {
+		h.Call("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": n.PoolID, "Address": strings.Split(n.GW, "/")[0]})
+		h.Call("/IpamDriver.ReleasePool", map[string]any{"PoolID": n.PoolID})
+		return nil, err
+	}
+	return n, nil
 }
 
 // Eventually waits up to 10 s for fn to return nil (internal/poll).

@@ -1,6 +1,7 @@
 package multihost
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os/exec"
@@ -89,7 +90,9 @@ func TestEncryptedThreeHosts(t *testing.T) {
 
 	// host2's key rotated while host1 pings it ten times a second.
 	old := statusOf(t, h2).Cluster.WireGuard.PublicKey
-	loop := exec.Command("ip", "netns", "exec", cs[0].NS, "ping", "-c", "60", "-i", "0.1", "-W", "1", cs[1].IP.Addr().String())
+	// Nothing in clear on host2's link meanwhile.
+	capture := startCapture(t, w, "h2")
+	loop := exec.Command("ip", "netns", "exec", cs[0].NS, "ping", "-c", "60", "-i", "0.1", "-W", "1", "-p", pattern, cs[1].IP.Addr().String())
 	var pings strings.Builder
 	loop.Stdout = &pings
 	if err := loop.Start(); err != nil {
@@ -101,6 +104,9 @@ func TestEncryptedThreeHosts(t *testing.T) {
 		t.Fatalf("mynet cluster rotate-key: %v\n%s", err, rot)
 	}
 	_ = loop.Wait()
+	if raw, lines := capture.stop(t); bytes.Contains(raw, []byte("mynet-sealed!!!!")) || strings.Contains(lines, ".4798:") {
+		t.Errorf("clear packets on host2's link during the rotation:\n%s", lines)
+	}
 	m := received.FindStringSubmatch(pings.String())
 	if m == nil {
 		t.Fatalf("ping printed:\n%s", pings.String())

@@ -83,6 +83,14 @@ func TestEncryptedNetworkAcrossHosts(t *testing.T) {
 	s1, s2 := sealed1.Run(""), sealed2.Run("")
 	mhtest.Eventually(t, "plain ping across", func() error { return p1.Ping(p2.IP.Addr(), 0) })
 	mhtest.Eventually(t, "encrypted ping across", func() error { return s1.Ping(s2.IP.Addr(), 0) })
+	// TCP across both: request/response round trips.
+	rr := buildRR(t)
+	for _, pair := range [][2]*mhtest.Container{{p1, p2}, {s1, s2}} {
+		background(t, pair[1].NS, rr, "serve", "7777")
+		if out, err := exec.Command("ip", "netns", "exec", pair[0].NS, rr, "ping", pair[1].IP.Addr().String()+":7777", "200").CombinedOutput(); err != nil {
+			t.Errorf("TCP from %s to %s: %v\n%s", pair[0].IP, pair[1].IP, err, out)
+		}
+	}
 	if pid := h1.WireGuardPid(); pid == 0 {
 		t.Fatalf("host1 runs no userspace WireGuard device (this kernel has no WireGuard):\n%s", mhtest.Tail(h1.Log(), 3000))
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -110,5 +111,46 @@ func TestEncryptedNonMemberGetsNothing(t *testing.T) {
 	// The cluster's own traffic was not disturbed.
 	if err := c1.Ping(c2.IP.Addr(), 0); err != nil {
 		t.Errorf("encrypted ping across after the outsider: %v", err)
+	}
+}
+
+// A host that cannot make a WireGuard device refuses an encrypted network,
+// saying why, and leaves nothing of it; its plain networks are not
+// concerned. (Here with --cluster-wireguard kernel on a kernel without
+// WireGuard; on a kernel with it, the device is the kernel's.)
+func TestHostThatCannotEncryptRefuses(t *testing.T) {
+	w := mhtest.NewWorld(t, 1, "--cluster-wireguard", "kernel")
+	h := w.Hosts[0]
+	probe := w.AttachNS("probe", "198.18.0.60")
+	kernelHasWireGuard := exec.Command("ip", "-n", probe, "link", "add", "wgprobe0", "type", "wireguard").Run() == nil
+	n, err := h.TryCreateNetworkWith("sealed", "10.56.0.0/24", map[string]string{"encrypted": ""})
+	if kernelHasWireGuard {
+		if err != nil {
+			t.Fatalf("a kernel with WireGuard: %v", err)
+		}
+		var s struct {
+			Cluster struct {
+				WireGuard struct{ Kind string } `json:"wireguard"`
+			} `json:"cluster"`
+		}
+		readJSONStatus(t, h, &s)
+		if s.Cluster.WireGuard.Kind != wgtunnel.KindKernel {
+			t.Errorf("device kind %q, want the kernel's", s.Cluster.WireGuard.Kind)
+		}
+		return
+	}
+	if err == nil || !strings.Contains(err.Error(), "this host cannot encrypt") || !strings.Contains(err.Error(), "the kernel has no WireGuard") {
+		t.Fatalf("an encrypted network on a host that cannot encrypt: %v (network %v), want a refusal that says why", err, n)
+	}
+	out, _ := exec.Command("ip", "-n", h.NS, "-o", "link").Output()
+	if strings.Contains(string(out), "mn-") || strings.Contains(string(out), "mnv") || strings.Contains(string(out), w.WireGuardDevice(h.NS)) {
+		t.Errorf("links left by the refused network:\n%s", out)
+	}
+	if out, _ := exec.Command("ip", "-n", h.NS, "route", "show", "type", "blackhole").Output(); len(out) != 0 {
+		t.Errorf("routes left by the refused network:\n%s", out)
+	}
+	plain := h.CreateNetwork("plain", "10.57.0.0/24")
+	if c := plain.Run(""); !c.IP.IsValid() {
+		t.Errorf("a plain network after the refusal: %+v", c)
 	}
 }
