@@ -112,11 +112,21 @@ func (c *Client) ClaimTunnel(saved netip.Addr) (netip.Prefix, error) {
 			}
 			c.log.WithField("tunnel", saved).Warn("this host's tunnel address from before is another host's now: taking another")
 		}
-		held, _, err := c.kv.list(ctx, tunnelAddrsPrefix())
+		lists, _, err := c.kv.listMany(ctx, tunnelAddrsPrefix(), Prefix+"nodes/")
 		if err != nil {
 			return err
 		}
+		held, nodes := lists[0], lists[1]
 		taken := map[netip.Addr]bool{}
+		// A live host's address is never taken, even when its claim is not
+		// there (etcd lost its data, and that host has not claimed it again
+		// yet: its record, made anew at its registration, says it).
+		for _, p := range nodes {
+			var n NodeInfo
+			if json.Unmarshal(p.Value, &n) == nil && n.Name != c.cfg.Node && n.WireGuard != nil {
+				taken[n.WireGuard.Tunnel] = true
+			}
+		}
 		for _, p := range held {
 			ip, ok := tunnelAddrOf(p.Key)
 			if ok && string(p.Value) == c.cfg.Node && ip != saved && pool.Contains(ip) {

@@ -84,3 +84,31 @@ func TestTunnelPoolGiven(t *testing.T) {
 		t.Errorf("pool %s, %v; want the flag's %s", got, err, want)
 	}
 }
+
+// etcd lost a host's claim (its record is back: the host registered
+// again): no other host takes that address before the host claims it
+// again.
+func TestTunnelAddressOfALiveHostIsNotTaken(t *testing.T) {
+	t.Parallel()
+	h := tunnelHosts(t, NewMemory(), 3, netip.MustParsePrefix("172.31.0.0/30")) // two addresses
+	first, err := h[0].ClaimTunnel(netip.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h[0].SetWireGuard(WireGuardInfo{Key: "k1", Port: 4800, Tunnel: first.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h[0].ReleaseTunnel(first.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	second, err := h[1].ClaimTunnel(netip.Addr{})
+	if err != nil || second.Addr() == first.Addr() {
+		t.Fatalf("host2: %s, %v: host1's address while host1 lives", second, err)
+	}
+	if got, err := h[2].ClaimTunnel(netip.Addr{}); !IsConflict(err) {
+		t.Errorf("host3 with the pool's two addresses held or in use: %s, %v; want none left", got, err)
+	}
+	if again, err := h[0].ClaimTunnel(first.Addr()); err != nil || again != first {
+		t.Errorf("host1 claiming its own again: %s, %v", again, err)
+	}
+}
