@@ -55,6 +55,9 @@ type tunnel struct {
 	psk   *wgtunnel.Key
 	saved savedTunnel
 	ready bool // saved.Addr is this host's and the device was made
+	// unpublished: this host's record does not have its key yet (a
+	// rotation while etcd did not answer); keep publishes it.
+	unpublished bool
 	// firstSeen is when each peer was first read on the device
 	// (tunnel_status.go): a peer never handshaken is stale from then.
 	firstSeen map[wgtunnel.Key]time.Time
@@ -198,6 +201,11 @@ func (t *tunnel) keep() {
 		t.log.WithError(err).Warn("the WireGuard tunnel is not whole; encrypted networks carry nothing until it is")
 		return
 	}
+	if t.unpublished {
+		if err := t.d.clusterClient.SetWireGuard(t.info()); err == nil {
+			t.unpublished = false
+		}
+	}
 	if addr, err := t.d.clusterClient.ClaimTunnel(t.saved.Addr.Addr()); err == nil && addr != t.saved.Addr {
 		// Another host holds this host's address now (claimed while etcd
 		// had lost this host's claim): the two cannot both be programmed.
@@ -282,7 +290,8 @@ func (t *tunnel) rotate() (RotateKeyReport, error) {
 		return RotateKeyReport{}, fmt.Errorf("the new key is saved, and the device did not take it (the upkeep tries again): %w", err)
 	}
 	if err := t.d.clusterClient.SetWireGuard(t.info()); err != nil {
-		return RotateKeyReport{}, fmt.Errorf("the device has the new key, and the cluster does not know it yet (it is published at the next registration): %w", err)
+		t.unpublished = true
+		return RotateKeyReport{}, fmt.Errorf("the device has the new key, and the cluster does not know it yet (it is published as soon as etcd answers): %w", err)
 	}
 	pub := key.PublicKey().String()
 	t.log.WithField("public_key", pub).Info("this host's WireGuard key rotated")
