@@ -80,6 +80,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		fmt.Fprintf(stderr, "usage: mynet [flags]              run the daemon\n"+
 			"       mynet status [--json] [-h]  show health, networks, endpoints, published ports and pools\n"+
 			"       mynet cluster forget NODE | check [--fix] [--cluster-store ...]  a cluster's records\n"+
+			"       mynet cluster rotate-key [--socket PATH]  this host's WireGuard key, made anew\n"+
 			"       mynet version, --version    print the version\n\nflags:\n")
 		fs.PrintDefaults()
 	}

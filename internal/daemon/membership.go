@@ -102,7 +102,8 @@ func (d *Daemon) clusterUpkeep(ctx context.Context) {
 		d.guardVXLAN()
 		routes.publish(d)
 		if d.tunnel != nil {
-			d.tunnel.keep()
+			_, sealed := vxlanPorts(d.drv.Networks())
+			d.tunnel.keep(len(sealed) > 0)
 		}
 		select {
 		case <-ctx.Done():

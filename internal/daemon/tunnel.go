@@ -55,6 +55,10 @@ type tunnel struct {
 	psk   *wgtunnel.Key
 	saved savedTunnel
 	ready bool // saved.Addr is this host's and the device was made
+	// used is when a network last asked for the tunnel (Address): it is
+	// not taken down within idleAfter of that, so a network being created
+	// never loses it between the two.
+	used time.Time
 	// unpublished: this host's record does not have its key yet (a
 	// rotation while etcd did not answer); keep publishes it.
 	unpublished bool
@@ -87,6 +91,7 @@ func (t *tunnel) keyPath() string { return filepath.Join(t.d.cfg.StateDir, wgtun
 func (t *tunnel) Address() (netip.Addr, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.used = time.Now()
 	if !t.ready {
 		if err := t.setup(); err != nil {
 			return netip.Addr{}, err
@@ -184,17 +189,29 @@ func (t *tunnel) restore() {
 	if err := t.wg.SetPeers(s.Peers, t.psk); err != nil {
 		t.log.WithError(err).Warn("cannot give the WireGuard device its saved peers")
 	}
-	t.ready = true
+	t.ready, t.used = true, time.Now()
 	t.log.WithFields(logrus.Fields{"tunnel": s.Addr, "peers": len(s.Peers), "kind": t.wg.Kind()}).Info("WireGuard tunnel restored")
 }
 
+// idleAfter is how long the tunnel stays with no encrypted network after a
+// network last asked for it: longer than a CreateNetwork may take (Docker
+// gives a plugin call 30 s).
+const idleAfter = 35 * time.Second
+
 // keep runs every 2 s (clusterUpkeep): the device is made again if it went
 // (a killed userspace process), this host's tunnel address is claimed
-// again (after etcd lost its data) and the peers follow the cluster.
-func (t *tunnel) keep() {
+// again (after etcd lost its data) and the peers follow the cluster. With
+// no encrypted network left (encrypted false) for a while, the device and
+// the blackhole go: the host keeps its key, and its tunnel address for the
+// next one.
+func (t *tunnel) keep(encrypted bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.ready {
+		return
+	}
+	if !encrypted && time.Since(t.used) > idleAfter {
+		t.remove()
 		return
 	}
 	if err := t.device(); err != nil {
@@ -213,6 +230,21 @@ func (t *tunnel) keep() {
 		_ = t.d.clusterClient.ReleaseTunnel(addr.Addr())
 	}
 	t.peers()
+}
+
+// remove takes the device and the blackhole down and forgets the saved
+// state (so a restart does not make them again). Caller holds t.mu.
+func (t *tunnel) remove() {
+	if err := t.d.links.RemoveTunnel(t.cfg.Device, t.saved.Pool); err != nil {
+		t.log.WithError(err).Warn("could not remove the WireGuard tunnel; trying again")
+		return
+	}
+	t.ready = false
+	if err := t.d.store.Update(func(tx store.Tx) error { return tx.Delete(bucketCluster, keyTunnel) }); err != nil {
+		t.log.WithError(err).Warn("could not forget the WireGuard tunnel's state")
+	}
+	t.saved.Peers = nil
+	t.log.WithField("device", t.cfg.Device).Info("no encrypted network left: WireGuard device removed")
 }
 
 // peers programs the device's peers from the cluster (the saved ones stay

@@ -101,3 +101,26 @@ func (l *Links) EnsureTunnel(cfg TunnelConfig) error {
 	}
 	return nil
 }
+
+// RemoveTunnel deletes the WireGuard device (ip link del NAME; a userspace
+// device's process ends with its tun) and the pool's blackhole route;
+// either already gone is no error.
+func (l *Links) RemoveTunnel(name string, pool netip.Prefix) error {
+	link, err := linkByName(l.h, name)
+	switch {
+	case err == nil:
+		if err := l.h.LinkDel(link); err != nil && !isNotFound(err) {
+			return fmt.Errorf("delete WireGuard device %q: %w", name, err)
+		}
+	case !isNotFound(err):
+		return fmt.Errorf("look up WireGuard device %q: %w", name, err)
+	}
+	if !pool.IsValid() {
+		return nil
+	}
+	r := &netlink.Route{Dst: prefixToIPNet(pool.Masked()), Type: unix.RTN_BLACKHOLE, Priority: blackholeMetric, Table: unix.RT_TABLE_MAIN}
+	if err := l.h.RouteDel(r); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove the blackhole route of %s: %w", pool, err)
+	}
+	return nil
+}

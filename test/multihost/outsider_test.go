@@ -112,6 +112,25 @@ func TestEncryptedNonMemberGetsNothing(t *testing.T) {
 	if err := c1.Ping(c2.IP.Addr(), 0); err != nil {
 		t.Errorf("encrypted ping across after the outsider: %v", err)
 	}
+
+	// host1's encrypted network goes: within the tunnel's idle time (35 s)
+	// its device, its process and the blackhole go too, and its rules.
+	c1.Remove()
+	n1 := c1.Net
+	h1.Call("/NetworkDriver.DeleteNetwork", map[string]any{"NetworkID": n1.ID})
+	h1.Call("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": n1.PoolID, "Address": strings.Split(n1.GW, "/")[0]})
+	h1.Call("/IpamDriver.ReleasePool", map[string]any{"PoolID": n1.PoolID})
+	gone := func() bool {
+		links, _ := exec.Command("ip", "-n", h1.NS, "-o", "link").Output()
+		routes, _ := exec.Command("ip", "-n", h1.NS, "route", "show", "type", "blackhole").Output()
+		rules, _ := exec.Command("ip", "netns", "exec", h1.NS, "iptables-save").Output()
+		return !strings.Contains(string(links), w.WireGuardDevice(h1.NS)) && len(routes) == 0 &&
+			!strings.Contains(string(rules), "4798") && h1.WireGuardPid() == 0
+	}
+	if !mhtest.WaitFor(45*time.Second, gone) {
+		links, _ := exec.Command("ip", "-n", h1.NS, "-o", "link").Output()
+		t.Errorf("host1 without an encrypted network still has its tunnel (pid %d):\n%s", h1.WireGuardPid(), links)
+	}
 }
 
 // A host that cannot make a WireGuard device refuses an encrypted network,
