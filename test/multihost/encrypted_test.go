@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mynet/mynet/test/mhtest"
+	"github.com/mynet/mynet/test/testbin"
 )
 
 // pattern fills the pings whose bytes the underlay's capture looks for
@@ -23,15 +24,15 @@ const pattern = "6d796e65742d7365616c656421212121"
 type capture struct {
 	cmd    *exec.Cmd
 	file   string
-	stderr *bytes.Buffer
+	stderr *testbin.Log // written by the command's goroutine, read by the test
 }
 
 func startCapture(t *testing.T, w *mhtest.World, host string) *capture {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "ul.pcap")
 	cmd := exec.Command("ip", "netns", "exec", w.Underlay(), "tcpdump", "-i", "ul-"+host, "-n", "-U", "--immediate-mode", "-w", file, "udp")
-	var errBuf bytes.Buffer
-	cmd.Stderr = &errBuf
+	errBuf := &testbin.Log{}
+	cmd.Stderr = errBuf
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("tcpdump: %v", err)
 	}
@@ -39,7 +40,7 @@ func startCapture(t *testing.T, w *mhtest.World, host string) *capture {
 	if !mhtest.WaitFor(5*time.Second, func() bool { return strings.Contains(errBuf.String(), "listening on") }) {
 		t.Fatalf("tcpdump did not start: %s", errBuf.String())
 	}
-	return &capture{cmd: cmd, file: file, stderr: &errBuf}
+	return &capture{cmd: cmd, file: file, stderr: errBuf}
 }
 
 // stop ends the capture and returns the raw file and the summary lines.
