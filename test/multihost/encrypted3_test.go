@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mynet/mynet/internal/wgtunnel"
 	"github.com/mynet/mynet/test/mhtest"
 )
 
@@ -49,13 +51,19 @@ func readJSONStatus(t testing.TB, h *mhtest.Host, v any) {
 
 var received = regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`)
 
-// Three hosts on an encrypted network: every pair reaches the others; each
+// Three hosts on an encrypted network, with a pre-shared key on every
+// host (--cluster-psk-file): every pair reaches the others; each
 // host's status shows the other two with a handshake; a key rotated under
 // a ping loop costs less than a second of it; and a host restarted with
 // etcd down (its device gone too) has its encrypted traffic back from what
 // it saved.
 func TestEncryptedThreeHosts(t *testing.T) {
-	w := mhtest.NewWorld(t, 3, "--cluster-ttl", "30s")
+	// A pre-shared key: any 32 random bytes in base64, mode 600.
+	psk := filepath.Join(t.TempDir(), "psk")
+	if _, err := wgtunnel.RotateKey(psk); err != nil {
+		t.Fatal(err)
+	}
+	w := mhtest.NewWorld(t, 3, "--cluster-ttl", "30s", "--cluster-psk-file", psk)
 	logTunnelsOnFailure(t, w)
 	enc := map[string]string{"encrypted": ""}
 	var cs []*mhtest.Container

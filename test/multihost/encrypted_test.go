@@ -84,6 +84,13 @@ func TestEncryptedNetworkAcrossHosts(t *testing.T) {
 	s1, s2 := sealed1.Run(""), sealed2.Run("")
 	mhtest.Eventually(t, "plain ping across", func() error { return p1.Ping(p2.IP.Addr(), 0) })
 	mhtest.Eventually(t, "encrypted ping across", func() error { return s1.Ping(s2.IP.Addr(), 0) })
+	// Isolated from each other as any two networks, across hosts too.
+	if err := p1.Ping(s2.IP.Addr(), 0); err == nil {
+		t.Errorf("a plain network's container reached an encrypted network's on another host")
+	}
+	if err := s1.Ping(p2.IP.Addr(), 0); err == nil {
+		t.Errorf("an encrypted network's container reached a plain network's on another host")
+	}
 	// TCP across both: request/response round trips.
 	rr := buildRR(t)
 	for _, pair := range [][2]*mhtest.Container{{p1, p2}, {s1, s2}} {
