@@ -63,7 +63,8 @@ func TestEncryptedThreeHosts(t *testing.T) {
 	if _, err := wgtunnel.RotateKey(psk); err != nil {
 		t.Fatal(err)
 	}
-	w := mhtest.NewWorld(t, 3, "--cluster-ttl", "30s", "--cluster-psk-file", psk)
+	args := []string{"--cluster-ttl", "30s", "--cluster-psk-file", psk}
+	w := mhtest.NewWorld(t, 3, args...)
 	logTunnelsOnFailure(t, w)
 	enc := map[string]string{"encrypted": ""}
 	var cs []*mhtest.Container
@@ -133,7 +134,8 @@ func TestEncryptedThreeHosts(t *testing.T) {
 	w.Etcd.Kill()
 	h1.Kill()
 	h1.KillWireGuard()
-	h1.Restart()
+	h1.Restart(args...) // the same flags: without the pre-shared key, no host would take it
+
 	mhtest.Eventually(t, "host1 -> host2 with etcd down after a restart", func() error { return cs[0].Ping(cs[1].IP.Addr(), 0) })
 	mhtest.Eventually(t, "host3 -> host1 with etcd down after a restart", func() error { return cs[2].Ping(cs[0].IP.Addr(), 0) })
 	w.Etcd.Restart()
