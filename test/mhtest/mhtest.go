@@ -86,7 +86,12 @@ func NewWorldWith(t testing.TB, o WorldOptions, extra ...string) *World {
 	n := o.Hosts
 	w := &World{t: t, tag: fmt.Sprintf("mnmh%d", os.Getpid()%100000)}
 	ul := w.tag + "-ul"
+	_, err := os.Stat(wireguardSockets)
+	madeSockets := err != nil // the userspace devices' socket directory is the test's to remove
 	t.Cleanup(func() {
+		if madeSockets {
+			defer os.Remove(wireguardSockets) // only if empty: never another's sockets
+		}
 		for _, h := range w.Hosts {
 			h.Kill()
 			killWireGuard(h.dir, w.WireGuardDevice(h.NS))

@@ -10,6 +10,10 @@ import (
 	"time"
 )
 
+// wireguardSockets is where userspace WireGuard devices' UAPI sockets are
+// (wireguard-go makes it).
+const wireguardSockets = "/var/run/wireguard"
+
 // What the World knows of its hosts' userspace WireGuard devices
 // (encrypted networks): their names, processes and sockets.
 
@@ -60,6 +64,6 @@ func killWireGuard(dir, device string) {
 		_ = os.Remove(filepath.Join(dir, "wg-device.pid"))
 	}
 	if device != "" {
-		_ = os.Remove(filepath.Join("/var/run/wireguard", device+".sock"))
+		_ = os.Remove(filepath.Join(wireguardSockets, device+".sock"))
 	}
 }
