@@ -223,6 +223,9 @@ func (t *tunnel) keep(encrypted bool) {
 			t.unpublished = false
 		}
 	}
+	// Claimed again at every pass (one create-if-absent): a registration
+	// reused after etcd lost its keys keeps its lease, so nothing cheaper
+	// tells that the claim went.
 	if addr, err := t.d.clusterClient.ClaimTunnel(t.saved.Addr.Addr()); err == nil && addr != t.saved.Addr {
 		// Another host holds this host's address now (claimed while etcd
 		// had lost this host's claim): the two cannot both be programmed.

@@ -93,9 +93,6 @@ func New(cfg Config, links Links, log *logrus.Entry) (*Tunnel, error) {
 // Close releases wgctrl; the device stays.
 func (t *Tunnel) Close() error { return t.wg.Close() }
 
-// Name is the device's name.
-func (t *Tunnel) Name() string { return t.cfg.Name }
-
 // Kind is the kind of device in use: KindKernel, KindUserspace, or "" when
 // none has been made or adopted yet.
 func (t *Tunnel) Kind() string {
@@ -174,8 +171,8 @@ func (t *Tunnel) make() (*wgtypes.Device, error) {
 
 func (t *Tunnel) logPath() string { return filepath.Join(t.cfg.Dir, "wg-device.log") }
 
-// PidFile is where a userspace device's process writes its pid.
-func (t *Tunnel) PidFile() string { return filepath.Join(t.cfg.Dir, "wg-device.pid") }
+// pidFile is where a userspace device's process writes its pid.
+func (t *Tunnel) pidFile() string { return filepath.Join(t.cfg.Dir, "wg-device.pid") }
 
 // startUserspace starts `mynet wg-device` in a session of its own, so that
 // it outlives this process (a kill -9 of the daemon leaves the data plane
@@ -189,7 +186,7 @@ func (t *Tunnel) startUserspace() error {
 		return fmt.Errorf("open %s: %w", t.logPath(), err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(t.cfg.Binary, "wg-device", "--name", t.cfg.Name, "--mtu", strconv.Itoa(t.cfg.MTU), "--pid-file", t.PidFile())
+	cmd := exec.Command(t.cfg.Binary, "wg-device", "--name", t.cfg.Name, "--mtu", strconv.Itoa(t.cfg.MTU), "--pid-file", t.pidFile())
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
