@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mynet/mynet/internal/poll"
 	"github.com/mynet/mynet/plugin"
 	"github.com/mynet/mynet/test/mhtest"
 )
@@ -33,6 +34,19 @@ func TestDockerdIsOneOfTheHosts(t *testing.T) {
 			t.Errorf("restart the suite's mynet: %v", err)
 		}
 	})
+	// Under make test this runs beside other suites on a loaded machine:
+	// the waits across hosts are given room, and a failure says which step
+	// it came from after the logs it prints (the last lines are what a CI
+	// summary shows).
+	start, step := time.Now(), "the world"
+	at := func(s string) {
+		step = s
+		t.Logf("%v: %s", time.Since(start).Round(time.Millisecond), s)
+	}
+	across := func(what string, fn func() error) {
+		t.Helper()
+		poll.Eventually(t, what, 30*time.Second, fn)
+	}
 	w := mhtest.NewWorld(t, 1)
 	const rootAddr = "198.18.0.100"
 	w.AttachHost(rootAddr)
@@ -58,18 +72,22 @@ func TestDockerdIsOneOfTheHosts(t *testing.T) {
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
 			t.Logf("mynet (cluster) log:\n%s", tail(b, 4000))
+			t.Logf("failed at step %q, %v into the test", step, time.Since(start).Round(time.Millisecond))
 		}
 	})
+	at("the cluster daemon starts")
 	eventually(t, "the cluster daemon listens", func() error {
 		_, err := os.Stat(sock)
 		return err
 	})
 	n := prefix + "mh"
 	drv := "mynet-e2e-mh"
+	at("the docker network and container")
 	createNetwork(t, n, "-d", drv, "--ipam-driver", drv, "--ipam-opt", "mynet.cluster=e2e", "--subnet", "10.46.0.0/16")
 	runContainer(t, prefix+"mh1", n, "sleep", "600")
 	dockerIP := containerIP(t, prefix+"mh1", n)
 
+	at("the other host's network and container")
 	other := w.Hosts[0].CreateNetwork("e2e", "")
 	c := other.Run("")
 	// Before the network's removal (cleanups run last first): the other
@@ -77,8 +95,9 @@ func TestDockerdIsOneOfTheHosts(t *testing.T) {
 	// Docker sync rightly undoes the removal of a network another host
 	// uses, and the network outlives the test.
 	t.Cleanup(func() {
+		at("the other host's container removed")
 		c.Remove()
-		eventually(t, "the other host's container gone from this host's mynet", func() error {
+		across("the other host's container gone from this host's mynet", func() error {
 			var st struct {
 				Cluster *struct {
 					Peers map[string][]json.RawMessage `json:"remote_endpoints"`
@@ -97,7 +116,8 @@ func TestDockerdIsOneOfTheHosts(t *testing.T) {
 			return nil
 		})
 	})
-	eventually(t, "the docker container reaches the other host's", func() error {
+	at("ping across")
+	across("the docker container reaches the other host's", func() error {
 		out, err := tryDocker("exec", prefix+"mh1", "ping", "-c", "1", "-W", "2", c.IP.Addr().String())
 		if err != nil {
 			return fmt.Errorf("%v: %s", err, out)
@@ -107,6 +127,7 @@ func TestDockerdIsOneOfTheHosts(t *testing.T) {
 	if err := c.Ping(mustAddr(t, dockerIP), 0); err != nil {
 		t.Errorf("the other host's container does not reach the docker container: %v", err)
 	}
+	at("MTU")
 	if mtu := docker(t, "exec", prefix+"mh1", "cat", "/sys/class/net/eth0/mtu"); strings.TrimSpace(mtu) != "1450" {
 		t.Errorf("MTU in the docker container %s, want 1450 (the underlay's 1500 minus VXLAN's 50)", mtu)
 	}
