@@ -3,6 +3,7 @@ package ipam
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -175,11 +176,18 @@ func (a *Allocator) refresh(p *pool) error {
 func (a *Allocator) candidate(p *pool) (uint64, bool, error) {
 	node := a.cluster.Node()
 	firstBlock, lastBlock := p.lo>>p.blockBits, p.hi>>p.blockBits
-	for b := firstBlock; b <= lastBlock; b++ {
-		if p.blocks[b] == node {
-			if off, ok := p.nextFreeHere(p.blockSpan(b)); ok {
-				return off, true, nil
-			}
+	// This host's blocks, from the lowest: a few, whatever the subnet's
+	// size (an IPv6 /64 has 2^58 blocks: they are never enumerated).
+	var own []uint64
+	for b, host := range p.blocks {
+		if host == node && b >= firstBlock && b <= lastBlock {
+			own = append(own, b)
+		}
+	}
+	slices.Sort(own)
+	for _, b := range own {
+		if off, ok := p.nextFreeHere(p.blockSpan(b)); ok {
+			return off, true, nil
 		}
 	}
 	if wait := time.Until(p.holdUntil); wait > 0 {

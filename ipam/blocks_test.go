@@ -48,6 +48,11 @@ func (k *countingCluster) EnsureNetwork(name string, subnet netip.Prefix, gw net
 	return k.c.EnsureNetwork(name, subnet, gw, port)
 }
 
+func (k *countingCluster) SettleSubnet6(name string, subnet netip.Prefix, gw netip.Addr) (cluster.NetworkSpec, error) {
+	k.trips.Add(1)
+	return k.c.SettleSubnet6(name, subnet, gw)
+}
+
 func (k *countingCluster) ClaimAddress(net string, ip netip.Addr, owner string) (bool, string, error) {
 	k.trip()
 	return k.c.ClaimAddress(net, ip, owner)

@@ -135,7 +135,14 @@ func (a *Allocator) reclaim(p *pool) error {
 		if port == 0 {
 			port = cluster.IANAVXLANPort
 		}
-		spec, err := a.cluster.EnsureNetwork(net, p.subnet, gw, port)
+		var spec cluster.NetworkSpec
+		var err error
+		if p.rec.V6 {
+			// Its IPv4 pool made the network again first (allPools).
+			spec, err = a.cluster.SettleSubnet6(net, p.subnet, gw)
+		} else {
+			spec, err = a.cluster.EnsureNetwork(net, p.subnet, gw, port)
+		}
 		if err != nil {
 			return clusterErr(err)
 		}

@@ -18,6 +18,7 @@ const OptCluster = "mynet.cluster"
 type clusterAPI interface {
 	LookupNetwork(name string) (cluster.NetworkSpec, bool, error)
 	EnsureNetwork(name string, subnet netip.Prefix, gateway netip.Addr, port int) (cluster.NetworkSpec, error)
+	SettleSubnet6(name string, subnet netip.Prefix, gateway netip.Addr) (cluster.NetworkSpec, error)
 	ClaimAddress(net string, ip netip.Addr, owner string) (ok bool, holder string, err error)
 	AdoptClaim(net string, ip netip.Addr, owner string) (bool, error)
 	ReleaseAddress(net string, ip netip.Addr, owner string) error
@@ -132,16 +133,17 @@ func (a *Allocator) clusterPool(name string, subnet, rng netip.Prefix, v6 bool) 
 	if a.cluster == nil {
 		return poolRecord{}, errdefs.Invalid("--ipam-opt %s=%s: this mynet runs without --cluster-store, so it has no cluster networks", OptCluster, name)
 	}
-	if v6 || rng.IsValid() {
-		return poolRecord{}, errdefs.Invalid("cluster network %s: IPv6 and --ip-range are not supported on cluster networks", name)
-	}
 	// This host has the network from before the configuration is read, so
 	// that no other host's removal deletes it meanwhile; a refusal takes
 	// the record back.
 	if err := a.cluster.JoinNetwork(name); err != nil {
 		return poolRecord{}, clusterErr(err)
 	}
-	rec, err := a.clusterSpec(name, subnet)
+	spec := a.clusterSpec
+	if v6 {
+		spec = a.clusterSpec6
+	}
+	rec, err := spec(name, subnet)
 	if err != nil {
 		if a.hasClusterPool(name) {
 			return poolRecord{}, err // the record is that pool's
@@ -192,6 +194,28 @@ func (a *Allocator) clusterSpec(name string, subnet netip.Prefix) (poolRecord, e
 	return poolRecord{Space: LocalSpace, Subnet: spec.Subnet.String(), Cluster: name, Gateway: spec.Gateway.String(), VNI: spec.VNI, Port: spec.Port}, nil
 }
 
+// clusterSpec6 is the pool record of a cluster network's IPv6 pool: the
+// cluster's IPv6 subnet, or subnet, settled at the gateway's request
+// (no VNI until then) when the cluster has none yet. Docker asks for a
+// network's IPv4 pool and gateway first, so the network is there.
+func (a *Allocator) clusterSpec6(name string, subnet netip.Prefix) (poolRecord, error) {
+	spec, found, err := a.cluster.LookupNetwork(name)
+	switch {
+	case err != nil:
+		return poolRecord{}, clusterErr(err)
+	case !found:
+		return poolRecord{}, errdefs.Invalid("cluster network %s: an IPv6-only cluster network is not supported yet: give it an IPv4 subnet too (or none)", name)
+	case spec.Subnet6.IsValid() && subnet.IsValid() && subnet.Masked() != spec.Subnet6:
+		return poolRecord{}, errdefs.Invalid("cluster network %s has IPv6 subnet %s; this host asked for %s: create it with --subnet %s", name, spec.Subnet6, subnet, spec.Subnet6)
+	case spec.Subnet6.IsValid():
+		return poolRecord{Space: LocalSpace, V6: true, Subnet: spec.Subnet6.String(), Cluster: name,
+			Gateway: spec.Gateway6.String(), VNI: spec.VNI, Port: spec.Port}, nil
+	case !subnet.IsValid():
+		return poolRecord{}, errdefs.Invalid("cluster network %s has no IPv6 subnet yet: give it one with --subnet", name)
+	}
+	return poolRecord{Space: LocalSpace, V6: true, Subnet: subnet.Masked().String(), Cluster: name}, nil
+}
+
 // ensureClusterNetwork gives a pool whose cluster network this host found
 // absent the cluster's configuration, creating it with gateway (zero: the
 // subnet's first address) if it is still absent; a host that lost the race
@@ -201,12 +225,21 @@ func (a *Allocator) ensureClusterNetwork(p *pool, gateway netip.Addr) error {
 	if p.rec.VNI != 0 {
 		return nil
 	}
-	spec, err := a.cluster.EnsureNetwork(p.rec.Cluster, p.subnet, gateway, 0)
+	var spec cluster.NetworkSpec
+	var err error
+	if p.rec.V6 {
+		spec, err = a.cluster.SettleSubnet6(p.rec.Cluster, p.subnet, gateway)
+	} else {
+		spec, err = a.cluster.EnsureNetwork(p.rec.Cluster, p.subnet, gateway, 0)
+	}
 	if err != nil {
 		return clusterErr(err)
 	}
 	rec := p.rec
 	rec.Gateway, rec.VNI, rec.Port = spec.Gateway.String(), spec.VNI, spec.Port
+	if p.rec.V6 {
+		rec.Gateway = spec.Gateway6.String()
+	}
 	if err := a.store.Update(func(tx store.Tx) error { return store.PutJSON(tx, bucketPools, p.key, rec) }); err != nil {
 		return fmt.Errorf("save pool %s: %w", p.id(), err)
 	}

@@ -135,7 +135,7 @@ func (a *Allocator) RequestPool(req *api.RequestPoolRequest) (*api.RequestPoolRe
 		}
 	} else if req.SubPool != "" {
 		return nil, errdefs.Invalid("an IP range (%s) needs a subnet", req.SubPool)
-	} else if req.V6 {
+	} else if req.V6 && req.Options[OptCluster] == "" { // a cluster network's: the cluster's
 		return nil, errdefs.Invalid("mynet has no default IPv6 pool: give the network an IPv6 --subnet")
 	}
 	if req.SubPool != "" {

@@ -1,8 +1,10 @@
 package ipam
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -285,5 +287,16 @@ func (a *Allocator) allPools() []*pool {
 	for _, p := range a.pools {
 		out = append(out, p)
 	}
+	// IPv4 pools first: a cluster network's IPv4 pool makes its
+	// configuration again (after etcd lost it) before its IPv6 pool, which
+	// settles its IPv6 subnet in it, reclaims.
+	slices.SortFunc(out, func(x, y *pool) int { return cmp.Compare(b2i(x.rec.V6), b2i(y.rec.V6)) })
 	return out
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

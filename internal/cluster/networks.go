@@ -25,6 +25,11 @@ type NetworkSpec struct {
 	// Policy is the network's behaviour on every host, settled by the
 	// first host's driver (SettlePolicy); nil until then.
 	Policy *Policy `json:"policy,omitempty"`
+	// Subnet6 and Gateway6 are a dual-stack network's IPv6 subnet and the
+	// gateway every host carries, settled by the first host that asks
+	// (SettleSubnet6); unset for an IPv4-only network.
+	Subnet6  netip.Prefix `json:"subnet6,omitzero"`
+	Gateway6 netip.Addr   `json:"gateway6,omitzero"`
 }
 
 // Policy is what a cluster network does the same on every host: a host
@@ -218,6 +223,49 @@ func (c *Client) SettlePolicy(name string, p Policy) (Policy, error) {
 		spec.Policy, got = &p, p
 		return true
 	})
+	return got, err
+}
+
+// SettleSubnet6 returns the cluster network's configuration with its IPv6
+// subnet and gateway, making them subnet and gateway (zero: the subnet's
+// first address) if the network has none yet; a subnet or gateway that
+// differs from the cluster's is refused with what to change. The network
+// must exist (its IPv4 pool comes first, as Docker asks for it first).
+func (c *Client) SettleSubnet6(name string, subnet netip.Prefix, gateway netip.Addr) (NetworkSpec, error) {
+	if err := ValidName(name); err != nil {
+		return NetworkSpec{}, err
+	}
+	if !subnet.IsValid() || !subnet.Addr().Is6() || subnet.Addr().Is4In6() {
+		return NetworkSpec{}, conflict("cluster network %s: %s is not an IPv6 subnet", name, subnet)
+	}
+	subnet = subnet.Masked()
+	if gateway.IsValid() && !subnet.Contains(gateway) {
+		return NetworkSpec{}, conflict("IPv6 gateway %s is not in subnet %s", gateway, subnet)
+	}
+	var got NetworkSpec
+	var refused error
+	err := c.settle(name, "IPv6 subnet", func(spec *NetworkSpec) bool {
+		got, refused = *spec, nil
+		switch {
+		case spec.Subnet6.IsValid() && spec.Subnet6 != subnet:
+			refused = conflict("cluster network %s has IPv6 subnet %s; this host asked for %s: create it with --subnet %s", name, spec.Subnet6, subnet, spec.Subnet6)
+			return false
+		case spec.Subnet6.IsValid() && gateway.IsValid() && spec.Gateway6 != gateway:
+			refused = conflict("cluster network %s has IPv6 gateway %s; this host asked for %s: create it with --gateway %s (or none)", name, spec.Gateway6, gateway, spec.Gateway6)
+			return false
+		case spec.Subnet6.IsValid():
+			return false
+		}
+		spec.Subnet6, spec.Gateway6 = subnet, gateway
+		if !gateway.IsValid() {
+			spec.Gateway6 = subnet.Addr().Next()
+		}
+		got = *spec
+		return true
+	})
+	if err == nil {
+		err = refused
+	}
 	return got, err
 }
 

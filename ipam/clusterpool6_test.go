@@ -1,0 +1,187 @@
+package ipam
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+
+	api "github.com/docker/go-plugins-helpers/ipam"
+
+	"github.com/mynet/mynet/internal/cluster"
+	"github.com/mynet/mynet/internal/errdefs"
+)
+
+// dualStackOn makes a dual-stack cluster network on each host as dockerd
+// does (the IPv4 pool and its gateway, then the IPv6 pool and its
+// gateway): the first host gives both subnets, the others leave them to
+// the cluster. It returns the IPv6 pool IDs.
+func dualStackOn(t *testing.T, hosts []*Allocator, subnet4, subnet6 string) []string {
+	t.Helper()
+	clusterNetworkOn(t, hosts, subnet4)
+	var pools []string
+	for i, a := range hosts {
+		want := subnet6
+		if i > 0 {
+			want = ""
+		}
+		res, err := a.RequestPool(&api.RequestPoolRequest{AddressSpace: LocalSpace, Pool: want, V6: true, Options: map[string]string{OptCluster: "blue"}})
+		if err != nil {
+			t.Fatalf("host%d IPv6 RequestPool: %v", i+1, err)
+		}
+		if res.Pool != subnet6 {
+			t.Errorf("host%d IPv6 pool %s, want the cluster's %s", i+1, res.Pool, subnet6)
+		}
+		pools = append(pools, res.PoolID)
+		gw := mustAddr(t, a, res.PoolID, "", map[string]string{OptRequestAddressType: GatewayAddressType})
+		if want := netip.MustParsePrefix(subnet6).Addr().Next().String() + "/64"; gw != want {
+			t.Errorf("host%d IPv6 gateway %s, want %s on every host", i+1, gw, want)
+		}
+	}
+	return pools
+}
+
+// A dual-stack cluster network: every host has the first host's IPv6
+// subnet and gateway, hosts allocating at once never hand out an IPv6
+// address twice, and a /64's blocks are never enumerated (an allocation
+// that walked them would not end).
+func TestClusterDualStackNoAddressTwice(t *testing.T) {
+	t.Parallel()
+	h, _ := clusterHosts(t, 3)
+	pools := dualStackOn(t, h, "10.40.0.0/24", "fd00:40::/64")
+	for i, a := range h {
+		cn, ok := a.ClusterOf(LocalSpace, netip.MustParsePrefix("fd00:40::/64"))
+		if !ok || cn.Name != "blue" || cn.VNI == 0 || cn.Gateway != netip.MustParseAddr("fd00:40::1") {
+			t.Errorf("host%d ClusterOf(IPv6 subnet) = %+v, %v", i+1, cn, ok)
+		}
+		v4, _ := a.ClusterOf(LocalSpace, netip.MustParsePrefix("10.40.0.0/24"))
+		if v4.VNI != cn.VNI {
+			t.Errorf("host%d: IPv6 pool's VNI %d, IPv4 pool's %d", i+1, cn.VNI, v4.VNI)
+		}
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var wg sync.WaitGroup
+	for i, a := range h {
+		wg.Go(func() {
+			for k := range 40 {
+				res, err := a.RequestAddress(&api.RequestAddressRequest{PoolID: pools[i], Options: map[string]string{OptMACAddress: fmt.Sprintf("02:00:00:00:%02x:%02x", i, k)}})
+				if err != nil {
+					if errdefs.IsConflict(err) { // lost every try to the others: Docker asks again
+						continue
+					}
+					t.Errorf("host%d: %v", i+1, err)
+					return
+				}
+				mu.Lock()
+				seen[res.Address]++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(seen) < 100 {
+		t.Errorf("only %d addresses handed out of 120 asked", len(seen))
+	}
+	for addr, n := range seen {
+		p := netip.MustParsePrefix(addr)
+		if n > 1 || !p.Addr().Is6() || p.Bits() != 64 || !netip.MustParsePrefix("fd00:40::/64").Contains(p.Addr()) {
+			t.Errorf("%s handed out %d times", addr, n)
+		}
+	}
+	claims, err := h[0].cluster.(*cluster.Client).Claims("blue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(claims) != len(seen) {
+		t.Errorf("%d claims in the cluster for %d addresses", len(claims), len(seen))
+	}
+}
+
+// What is refused, with what to change: another IPv6 subnet than the
+// cluster's, a new network's IPv6 pool before any IPv4 one (IPv6-only is
+// not supported yet), and an IPv6 pool with no subnet on a network that
+// has none.
+func TestClusterIPv6PoolErrors(t *testing.T) {
+	t.Parallel()
+	h, _ := clusterHosts(t, 2)
+	dualStackOn(t, h[:1], "10.40.0.0/24", "fd00:40::/64")
+	req := func(subnet, name string) error {
+		_, err := h[1].RequestPool(&api.RequestPoolRequest{AddressSpace: LocalSpace, Pool: subnet, V6: true, Options: map[string]string{OptCluster: name}})
+		return err
+	}
+	if err := req("fd00:41::/64", "blue"); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "--subnet fd00:40::/64") {
+		t.Errorf("another IPv6 subnet: %v", err)
+	}
+	if err := req("fd00:42::/64", "green"); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "IPv6-only") {
+		t.Errorf("an IPv6 pool of a new network: %v", err)
+	}
+	res, err := h[1].RequestPool(&api.RequestPoolRequest{AddressSpace: LocalSpace, Pool: "10.43.0.0/24", Options: map[string]string{OptCluster: "green"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAddr(t, h[1], res.PoolID, "", map[string]string{OptRequestAddressType: GatewayAddressType})
+	if err := req("", "green"); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "no IPv6 subnet") {
+		t.Errorf("an IPv6 pool without subnet on a network with none: %v", err)
+	}
+}
+
+// After etcd lost its data, the hosts claim their IPv6 addresses again
+// and the network's IPv6 subnet is settled again; an address held on one
+// host is never handed out on another, whatever order the hosts come back
+// in (a seeded random order of re-registration and requests).
+func TestClusterIPv6ClaimsSurviveADataLoss(t *testing.T) {
+	t.Parallel()
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 0))
+	h, mem := clusterHosts(t, 3)
+	pools := dualStackOn(t, h, "10.40.0.0/24", "fd00:40::/64")
+	held := map[string]int{}
+	for i, a := range h {
+		for k := range 5 {
+			held[mustAddr(t, a, pools[i], "", map[string]string{OptMACAddress: fmt.Sprintf("02:00:00:00:%02x:%02x", i, k)})] = i
+		}
+	}
+	mem.DeletePrefix()
+	order := r.Perm(len(h))
+	for _, i := range order {
+		c := h[i].cluster.(*cluster.Client)
+		if _, _, err := c.Register(t.Context(), c.Lease()); err != nil {
+			t.Fatal(err)
+		}
+		h[i].ClusterRegistered(nil, true)
+	}
+	for _, a := range h {
+		a.RetryReclaims()
+	}
+	spec, ok, err := h[0].cluster.LookupNetwork("blue")
+	if err != nil || !ok || spec.Subnet6 != netip.MustParsePrefix("fd00:40::/64") {
+		t.Fatalf("the network's IPv6 subnet after the loss: %+v, %v, %v", spec, ok, err)
+	}
+	claims, err := h[0].cluster.(*cluster.Client).Claims("blue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for addr, i := range held {
+		ip := netip.MustParsePrefix(addr).Addr()
+		if claims[ip].Node != fmt.Sprintf("host%d", i+1) {
+			t.Errorf("%s of host%d claimed by %q after the loss", ip, i+1, claims[ip].Node)
+		}
+	}
+	// New addresses, from hosts in a random order, past the hold-off's
+	// own blocks: none is one already held.
+	for range 30 {
+		i := r.IntN(len(h))
+		res, err := h[i].RequestAddress(&api.RequestAddressRequest{PoolID: pools[i], Options: map[string]string{OptMACAddress: fmt.Sprintf("02:00:00:01:%02x:%02x", i, r.IntN(256))}})
+		if err != nil {
+			continue // a hold-off or a lost race: Docker asks again
+		}
+		if j, ok := held[res.Address]; ok && j != i {
+			t.Fatalf("%s handed out on host%d, held on host%d", res.Address, i+1, j+1)
+		}
+		held[res.Address] = i
+	}
+}
