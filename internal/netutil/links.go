@@ -173,6 +173,12 @@ func (l *Links) EnsureBridge(cfg BridgeConfig) (created bool, err error) {
 	}
 	for _, a := range cfg.Addrs {
 		addr := &netlink.Addr{IPNet: prefixToIPNet(a)}
+		if a.Addr().Is6() {
+			// No duplicate address detection, as Docker's bridge: the
+			// address is usable at once, and a cluster network's gateway
+			// is the same address on every host's bridge by design.
+			addr.Flags = unix.IFA_F_NODAD
+		}
 		if err := l.h.AddrReplace(link, addr); err != nil {
 			return created, fmt.Errorf("add address %s to bridge %q: %w", a, cfg.Name, err)
 		}

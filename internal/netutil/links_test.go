@@ -334,6 +334,22 @@ func TestKernelVXLANDeviceAndPeers(t *testing.T) {
 			t.Errorf("ip -d link show tvx0 lacks %q:\n%s", want, out)
 		}
 	}
+	// The same container's IPv6 address: a neighbour of its own, one fdb
+	// entry for both; deleting one address keeps the other's fdb entry.
+	r6 := Peer{IP: netip.MustParseAddr("fd00:40::5"), MAC: r.MAC, VTEP: r.VTEP}
+	if err := l.SetPeers("tvx0", []Peer{r6}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := l.Peers("tvx0"); err != nil || len(got) != 2 {
+		t.Fatalf("with the IPv6 address too: %+v, %v", got, err)
+	}
+	r6.SharedMAC = true
+	if err := l.DelPeer("tvx0", r6); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := exec.Command("bridge", "fdb", "show", "dev", "tvx0").Output(); !strings.Contains(string(out), r.MAC.String()+" dst 198.18.0.13") {
+		t.Errorf("the IPv4 address's fdb entry went with the IPv6 address:\n%s", out)
+	}
 	if err := l.DelPeer("tvx0", r); err != nil {
 		t.Fatal(err)
 	}
@@ -498,8 +514,25 @@ func TestKernelAnnounceARPUpdatesNeighbours(t *testing.T) {
 			t.Errorf("%s not moved to %s:\n%s", ip, want, out)
 		}
 	}
-	if err := l.AnnounceARP("tbra", []Peer{{IP: netip.MustParseAddr("fd00::1"), MAC: mac("02:00:00:00:00:09")}}); err == nil {
-		t.Error("an IPv6 address was announced over ARP")
+	// An IPv6 address: a neighbour advertisement, which Linux takes only
+	// with a valid checksum and hop limit 255.
+	if out, err := exec.Command("ip", "neigh", "add", "fd00:78::7", "lladdr", "02:00:00:00:00:01", "dev", "tva1", "nud", "stale").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if err := l.AnnounceARP("tbra", []Peer{{IP: netip.MustParseAddr("fd00:78::7"), MAC: mac("02:00:00:00:00:77")}}); err != nil {
+		t.Fatal(err)
+	}
+	ok := false
+	for range 50 {
+		out, _ := exec.Command("ip", "-6", "neigh", "show", "fd00:78::7", "dev", "tva1").Output()
+		if ok = strings.Contains(string(out), "02:00:00:00:00:77"); ok {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !ok {
+		out, _ := exec.Command("ip", "-6", "neigh", "show", "dev", "tva1").Output()
+		t.Errorf("fd00:78::7 not moved by the advertisement:\n%s", out)
 	}
 	// The bridge's own address (a rebuilt bridge's gateway): at its MAC.
 	if out, err := exec.Command("ip", "neigh", "add", "10.78.0.1", "lladdr", "02:00:00:00:00:01", "dev", "tva1", "nud", "stale").CombinedOutput(); err != nil {

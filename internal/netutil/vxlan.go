@@ -92,9 +92,21 @@ func (l *Links) EnsureVXLAN(cfg VXLANConfig) error {
 
 // Peer is a container on another host, as the VXLAN device must know it.
 type Peer struct {
-	IP   netip.Addr // the container's address
+	IP   netip.Addr // the container's address, IPv4 or IPv6
 	MAC  net.HardwareAddr
 	VTEP netip.Addr // its host's underlay address
+	// SharedMAC says, to DelPeer, that another address of the same
+	// container (its other family's) still uses the MAC: its fdb entry
+	// stays.
+	SharedMAC bool
+}
+
+// neighFamily is the neighbour table of ip's family.
+func neighFamily(ip netip.Addr) int {
+	if ip.Is4() {
+		return unix.AF_INET
+	}
+	return unix.AF_INET6
 }
 
 func (l *Links) vxlanIndex(name string) (int, error) {
@@ -107,8 +119,10 @@ func (l *Links) vxlanIndex(name string) (int, error) {
 
 // SetPeers programs remote containers on the device, looked up once for
 // them all. For each, its MAC goes to its host (bridge fdb replace MAC dev
-// NAME dst VTEP self permanent), and its address answers ARP with that MAC
-// (ip neigh replace IP lladdr MAC dev NAME nud permanent). Both replace
+// NAME dst VTEP self permanent), and its address answers ARP (an IPv4
+// address) or neighbour solicitations (an IPv6 one: the proxy flag answers
+// both, the kernel's neigh_reduce) with that MAC (ip neigh replace IP
+// lladdr MAC dev NAME nud permanent). Both replace
 // whatever was there, so an address that moved to another container or
 // host is followed.
 func (l *Links) SetPeers(name string, rs []Peer) error {
@@ -127,7 +141,7 @@ func (l *Links) SetPeers(name string, rs []Peer) error {
 			errs = append(errs, fmt.Errorf("fdb entry %s -> %s on %q: %w", r.MAC, r.VTEP, name, err))
 			continue
 		}
-		nb := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_INET, State: netlink.NUD_PERMANENT,
+		nb := &netlink.Neigh{LinkIndex: idx, Family: neighFamily(r.IP), State: netlink.NUD_PERMANENT,
 			HardwareAddr: r.MAC, IP: net.IP(r.IP.AsSlice())}
 		if err := l.h.NeighSet(nb); err != nil {
 			errs = append(errs, fmt.Errorf("neighbour %s -> %s on %q: %w", r.IP, r.MAC, name, err))
@@ -136,8 +150,8 @@ func (l *Links) SetPeers(name string, rs []Peer) error {
 	return errors.Join(errs...)
 }
 
-// DelPeer removes a remote container's entries (bridge fdb del; ip neigh
-// del); entries already gone are not an error.
+// DelPeer removes a remote container's entries (ip neigh del; bridge fdb
+// del, unless r.SharedMAC); entries already gone are not an error.
 func (l *Links) DelPeer(name string, r Peer) error {
 	idx, err := l.vxlanIndex(name)
 	if isNotFound(err) {
@@ -146,9 +160,12 @@ func (l *Links) DelPeer(name string, r Peer) error {
 	if err != nil {
 		return err
 	}
-	nb := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_INET, IP: net.IP(r.IP.AsSlice())}
+	nb := &netlink.Neigh{LinkIndex: idx, Family: neighFamily(r.IP), IP: net.IP(r.IP.AsSlice())}
 	if err := l.h.NeighDel(nb); err != nil && !isGone(err) {
 		return fmt.Errorf("delete neighbour %s on %q: %w", r.IP, name, err)
+	}
+	if r.SharedMAC {
+		return nil
 	}
 	fdb := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF,
 		HardwareAddr: r.MAC, IP: net.IP(r.VTEP.AsSlice())}
@@ -182,6 +199,11 @@ func (l *Links) Peers(name string) ([]Peer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list neighbours of %q: %w", name, err)
 	}
+	neighs6, err := neighList(l.h, idx, unix.AF_INET6)
+	if err != nil {
+		return nil, fmt.Errorf("list IPv6 neighbours of %q: %w", name, err)
+	}
+	neighs = append(neighs, neighs6...)
 	var out []Peer
 	for _, n := range neighs {
 		if n.State&netlink.NUD_PERMANENT == 0 || n.HardwareAddr == nil {
