@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"errors"
 	"net/netip"
 
 	"github.com/mynet/mynet/internal/cluster"
@@ -74,7 +75,8 @@ func (d *Driver) clusterNet(networkID string) *clusternet.Network {
 
 // clusterConfig is what internal/clusternet knows of a cluster network.
 func clusterConfig(cfg *NetworkConfig) clusternet.Config {
-	c := clusternet.Config{ID: cfg.ID, Cluster: cfg.Cluster, VXLAN: cfg.VXLAN, Bridge: cfg.BridgeName, Subnet: cfg.Subnet, Gateway: cfg.Gateway}
+	c := clusternet.Config{ID: cfg.ID, Cluster: cfg.Cluster, VXLAN: cfg.VXLAN, Bridge: cfg.BridgeName,
+		Subnet: cfg.Subnet, Gateway: cfg.Gateway, Subnet6: cfg.Subnet6, Gateway6: cfg.Gateway6}
 	if cfg.Encrypted {
 		c.Encrypted, c.VTEP = true, cfg.VTEP
 	}
@@ -88,16 +90,59 @@ type locals struct {
 	networkID string
 }
 
-func localOf(ep *Endpoint) clusternet.Local {
-	return clusternet.Local{ID: ep.ID, IP: ep.Address.Addr(), MAC: ep.MAC, Name: ep.Name, Aliases: ep.Aliases}
+// localsOf is an endpoint as its cluster network publishes it: a record
+// for each of its addresses.
+func localsOf(ep *Endpoint) []clusternet.Local {
+	var out []clusternet.Local
+	for _, a := range endpointAddrs(ep) {
+		out = append(out, clusternet.Local{ID: ep.ID, IP: a, MAC: ep.MAC, Name: ep.Name, Aliases: ep.Aliases})
+	}
+	return out
+}
+
+// endpointAddrs are an endpoint's addresses, IPv4 first.
+func endpointAddrs(ep *Endpoint) []netip.Addr {
+	var out []netip.Addr
+	if ep.Address.IsValid() {
+		out = append(out, ep.Address.Addr())
+	}
+	if ep.AddressIPv6.IsValid() {
+		out = append(out, ep.AddressIPv6.Addr())
+	}
+	return out
+}
+
+// publish announces each of an endpoint's addresses on its cluster
+// network.
+func publish(cn *clusternet.Network, ep *Endpoint) error {
+	for _, l := range localsOf(ep) {
+		if err := cn.Publish(l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unpublish withdraws each of an endpoint's addresses.
+func unpublish(cn *clusternet.Network, ep *Endpoint) error {
+	var errs []error
+	for _, a := range endpointAddrs(ep) {
+		errs = append(errs, cn.Unpublish(a))
+	}
+	return errors.Join(errs...)
 }
 
 func (l locals) Local(ip netip.Addr) (clusternet.Local, bool) {
 	l.d.mu.Lock()
 	defer l.d.mu.Unlock()
 	for _, ep := range l.d.endpoints {
-		if ep.NetworkID == l.networkID && ep.Address.Addr() == ip {
-			return localOf(ep), true
+		if ep.NetworkID != l.networkID {
+			continue
+		}
+		for _, loc := range localsOf(ep) {
+			if loc.IP == ip {
+				return loc, true
+			}
 		}
 	}
 	return clusternet.Local{}, false
@@ -115,7 +160,7 @@ func (l locals) All() []clusternet.Local {
 	var out []clusternet.Local
 	for _, ep := range l.d.endpoints {
 		if ep.NetworkID == l.networkID {
-			out = append(out, localOf(ep))
+			out = append(out, localsOf(ep)...)
 		}
 	}
 	return out

@@ -37,7 +37,15 @@ func (d *Driver) resolveCluster(cfg *NetworkConfig, space string) error {
 	}
 	cfg.Cluster, cfg.VNI, cfg.VXLANPort, cfg.VXLAN = cn.Name, cn.VNI, cn.Port, VXLANPrefix+cfg.ID[:12]
 	if cfg.Subnet6.IsValid() {
-		return errdefs.Invalid("cluster network %s: IPv6 is not supported on cluster networks", cn.Name)
+		// Dual stack: the IPv6 pool must be the same cluster network's
+		// (mynet's IPAM settled its subnet and gateway in the cluster).
+		cn6, ok6 := d.cluster.Of(space, cfg.Subnet6)
+		switch {
+		case !ok6 || cn6.Name != cn.Name:
+			return errdefs.Invalid("cluster network %s: its IPv6 subnet %s must come from mynet's IPAM with --ipam-opt %s=%s too", cn.Name, cfg.Subnet6, OptCluster, cn.Name)
+		case cn6.VNI != cn.VNI:
+			return errdefs.Invalid("cluster network %s: its IPv6 subnet %s has no configuration in the cluster yet (no IPv6 gateway address was requested for it)", cn.Name, cfg.Subnet6)
+		}
 	}
 	if err := d.settlePolicy(cfg, cn.Name); err != nil {
 		return err

@@ -162,24 +162,29 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 		ep.Name = d.cluster.NameOf(cfg.Cluster, ep.Address.Addr())
 	}
 	if cn != nil {
+		addrs := endpointAddrs(ep)
 		d.mu.Lock()
-		d.creating[ep.Address.Addr()] = ep.NetworkID
+		for _, a := range addrs {
+			d.creating[a] = ep.NetworkID
+		}
 		d.mu.Unlock()
 		defer func() {
 			d.mu.Lock()
-			delete(d.creating, ep.Address.Addr())
+			for _, a := range addrs {
+				delete(d.creating, a)
+			}
 			d.mu.Unlock()
 		}()
 		done := make(chan struct{})
 		var err error
-		local := localOf(ep)
-		go func() { err = cn.Publish(local); close(done) }()
+		cp := *ep
+		go func() { err = publish(cn, &cp); close(done) }()
 		published = func() error { <-done; return err }
 	}
 	undo := func(err error) (*network.CreateEndpointResponse, error) {
 		_ = d.links.DeleteLink(ep.HostVeth)
 		if cn != nil && published() == nil {
-			_ = cn.Unpublish(ep.Address.Addr())
+			_ = unpublish(cn, ep)
 		}
 		return nil, fmt.Errorf("create endpoint %s: %w", ids.Short(ep.ID), err)
 	}
@@ -282,7 +287,7 @@ func (d *Driver) DeleteEndpoint(req *network.DeleteEndpointRequest) error {
 	d.deleteLinkInBackground(ep.HostVeth)
 	if cn != nil {
 		// A record left by a failure here is withdrawn by the next list.
-		if err := cn.Unpublish(ep.Address.Addr()); err != nil {
+		if err := unpublish(cn, ep); err != nil {
 			log.WithError(err).Warn("could not withdraw the endpoint from the cluster; the next resync will")
 		}
 	}

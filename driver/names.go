@@ -136,7 +136,7 @@ func (d *Driver) SetEndpointNames(endpointID, name string, aliases []string) err
 		return nil
 	}
 	cp.Name, cp.Aliases = name, aliases
-	if err := cn.Publish(localOf(&cp)); err != nil {
+	if err := publish(cn, &cp); err != nil {
 		return fmt.Errorf("publish the names of endpoint %s: %w", ids.Short(endpointID), err)
 	}
 	if err := d.saveEndpoint(&cp); err != nil {

@@ -24,6 +24,10 @@ type Config struct {
 	Bridge  string // its bridge, whose containers hear of moved addresses
 	Subnet  netip.Prefix
 	Gateway netip.Prefix // the gateway's address, with the subnet's length
+	// Subnet6 and Gateway6 are a dual-stack network's (zero otherwise):
+	// an endpoint has a record for each of its addresses.
+	Subnet6  netip.Prefix
+	Gateway6 netip.Prefix
 	// Encrypted networks' VTEPs are the hosts' tunnel addresses
 	// (cluster.WireGuardInfo); VTEP is this host's.
 	Encrypted bool
@@ -31,7 +35,8 @@ type Config struct {
 }
 
 // Local is one of this host's endpoints on the network, as its record
-// says.
+// says: one of its addresses (an endpoint of a dual-stack network is two
+// Locals, one record each).
 type Local struct {
 	ID      string
 	IP      netip.Addr

@@ -143,14 +143,14 @@ func (n *Network) applyPeer(p Peer, deleted bool) {
 	case deleted && (!had || old.Node != p.Node), !deleted && had && old.equal(p):
 		return
 	case deleted:
-		if err := kernel.DelPeer(n.cfg.VXLAN, old.kernel()); err != nil {
+		if err := kernel.DelPeer(n.cfg.VXLAN, n.leaving(old)); err != nil {
 			log.WithError(err).Warn("could not remove a peer; reconcile will retry")
 		}
 	default:
 		if had && old.MAC != p.MAC {
 			// The address moved to another endpoint: its old MAC's
 			// forwarding entry goes.
-			if err := kernel.DelPeer(n.cfg.VXLAN, old.kernel()); err != nil {
+			if err := kernel.DelPeer(n.cfg.VXLAN, n.leaving(old)); err != nil {
 				log.WithError(err).Warn("could not remove a peer's old entries")
 			}
 		}
@@ -178,6 +178,26 @@ func (n *Network) applyPeer(p Peer, deleted bool) {
 	}
 }
 
+// leaving is what the VXLAN device holds of old, a peer whose entries go:
+// on a dual-stack network its container's other address may still use
+// its MAC, whose fdb entry then stays. (A scan of the peers, on dual-stack
+// networks only.) Caller holds prog.
+func (n *Network) leaving(old Peer) netutil.Peer {
+	k := old.kernel()
+	if !n.cfg.Subnet6.IsValid() {
+		return k
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for ip, p := range n.peers {
+		if ip != old.IP && p.MAC == old.MAC && p.VTEP == old.VTEP {
+			k.SharedMAC = true
+			break
+		}
+	}
+	return k
+}
+
 // Reprogram makes the VXLAN device's entries the network's peers again
 // (Reconcile), and says how many it had to change.
 func (n *Network) Reprogram() (int, error) {
@@ -200,9 +220,17 @@ func (n *Network) program(want map[netip.Addr]Peer) (int, error) {
 	var errs []error
 	fixed := 0
 	got := map[netip.Addr]netutil.Peer{}
+	var wantMAC map[string]bool // dual stack: MACs some wanted peer uses
 	for _, r := range have {
 		got[r.IP] = r
 		if _, ok := want[r.IP]; !ok {
+			if n.cfg.Subnet6.IsValid() && wantMAC == nil {
+				wantMAC = map[string]bool{}
+				for _, p := range want {
+					wantMAC[p.MAC] = true
+				}
+			}
+			r.SharedMAC = wantMAC[r.MAC.String()]
 			fixed++
 			errs = append(errs, kernel.DelPeer(n.cfg.VXLAN, r))
 		}

@@ -80,13 +80,16 @@ func (n *Network) eventFacts(r cluster.Peer) facts {
 // refusal says why a peer's record is not accepted ("" when it is), in the
 // words the log and the metric's reason label use.
 func (n *Network) refusal(r cluster.Peer, f facts) (reason, detail string) {
-	ip, cfg := r.IP, n.cfg
+	ip, subnet, gateway := r.IP, n.cfg.Subnet, n.cfg.Gateway
+	if ip.Is6() {
+		subnet, gateway = n.cfg.Subnet6, n.cfg.Gateway6
+	}
 	switch {
-	case !cfg.Subnet.Contains(ip):
-		return "outside_subnet", fmt.Sprintf("%s is not in the subnet %s", ip, cfg.Subnet)
-	case ip == cfg.Subnet.Masked().Addr() || ip == netaddr.Last(cfg.Subnet):
+	case !subnet.IsValid() || !subnet.Contains(ip):
+		return "outside_subnet", fmt.Sprintf("%s is not in the network's subnet %s", ip, subnet)
+	case ip == subnet.Masked().Addr() || ip.Is4() && ip == netaddr.Last(subnet):
 		return "not_a_host_address", fmt.Sprintf("%s is the subnet's network or broadcast address", ip)
-	case cfg.Gateway.IsValid() && ip == cfg.Gateway.Addr():
+	case gateway.IsValid() && ip == gateway.Addr():
 		return "gateway", fmt.Sprintf("%s is the gateway's address", ip)
 	}
 	if _, ok := n.locals.Local(ip); ok {

@@ -97,6 +97,24 @@ func TestReplyFitsTheClient(t *testing.T) {
 			t.Errorf("size %d: %d bytes, TC %v, %d answers", size, len(out), m.Truncated, len(m.Answers))
 		}
 	}
+	// AAAA: the IPv6 addresses only; A: the IPv4 ones; a family the name
+	// has none of: an empty answer.
+	mixed := []netip.Addr{netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("fd00:40::5"), netip.MustParseAddr("fd00:40::6")}
+	for typ, want := range map[dnsmessage.Type]int{dnsmessage.TypeA: 1, dnsmessage.TypeAAAA: 2} {
+		q6 := dnsmessage.Question{Name: dnsmessage.MustNewName("c."), Type: typ, Class: dnsmessage.ClassINET}
+		var m dnsmessage.Message
+		if err := m.Unpack(reply(dnsmessage.Header{ID: 1}, q6, mixed, 512)); err != nil || len(m.Answers) != want {
+			t.Errorf("%v of a dual-stack name: %d answers, want %d (%v)", typ, len(m.Answers), want, err)
+		}
+		for _, a := range m.Answers {
+			if a.Header.Type != typ {
+				t.Errorf("%v question answered with %v", typ, a.Header.Type)
+			}
+		}
+		if err := m.Unpack(reply(dnsmessage.Header{ID: 1}, q6, mixed[:1], 512)); err != nil || (typ == dnsmessage.TypeAAAA) != (len(m.Answers) == 0) {
+			t.Errorf("%v of an IPv4-only name: %d answers, %v", typ, len(m.Answers), err)
+		}
+	}
 	out := reply(dnsmessage.Header{ID: 1}, q, addrs[:3], 512)
 	var m dnsmessage.Message
 	if err := m.Unpack(out); err != nil || m.Truncated || len(m.Answers) != 3 {
@@ -104,11 +122,16 @@ func TestReplyFitsTheClient(t *testing.T) {
 	}
 }
 
-func TestReverseIPv4(t *testing.T) {
+func TestReverseAddr(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{"5.0.0.10.in-addr.arpa.": "10.0.0.5", "5.0.0.10.IN-ADDR.ARPA.": "10.0.0.5",
-		"0.10.in-addr.arpa.": "", "x.0.0.10.in-addr.arpa.": "", "5.0.0.10.ip6.arpa.": ""} {
-		ip, ok := reverseIPv4(in)
+		"0.10.in-addr.arpa.": "", "x.0.0.10.in-addr.arpa.": "", "5.0.0.10.ip6.arpa.": "",
+		"5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.4.0.0.0.0.d.f.ip6.arpa.":  "fd00:40::5",
+		"B.A.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.4.0.0.0.0.D.F.IP6.ARPA.":  "fd00:40::ab",
+		"5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.4.0.0.0.0.d.ip6.arpa.":    "",
+		"g.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.4.0.0.0.0.d.f.ip6.arpa.":  "",
+		"50.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.4.0.0.0.0.0.d.f.ip6.arpa.": ""} {
+		ip, ok := reverseAddr(in)
 		if got := fmt.Sprint(ip); (ok && got != want) || (!ok && want != "") {
 			t.Errorf("%s: %v %v, want %q", in, ip, ok, want)
 		}

@@ -153,20 +153,20 @@ func clientSize(p *dnsmessage.Parser) int {
 	}
 }
 
-// reply answers q with addrs (IPv4; an AAAA question gets none) in at
-// most size bytes: the answers that do not fit are left out and TC set,
-// as Docker's resolver truncates, so the client asks again over TCP.
+// reply answers q with those of addrs of its family (IPv4 for A, IPv6
+// for AAAA; none: an empty answer, as Docker's resolver gives for a name
+// it has without that family) in at most size bytes: the answers that do
+// not fit are left out and TC set, as Docker's resolver truncates, so the
+// client asks again over TCP.
 func reply(h dnsmessage.Header, q dnsmessage.Question, addrs []netip.Addr, size int) []byte {
-	var a4 []netip.Addr
-	if q.Type == dnsmessage.TypeA {
-		for _, a := range addrs {
-			if a.Is4() {
-				a4 = append(a4, a)
-			}
+	var fam []netip.Addr
+	for _, a := range addrs {
+		if a.Is4() == (q.Type == dnsmessage.TypeA) {
+			fam = append(fam, a)
 		}
 	}
-	for n := len(a4); n >= 0; n-- {
-		out := build(h, q, a4[:n], n < len(a4))
+	for n := len(fam); n >= 0; n-- {
+		out := build(h, q, fam[:n], n < len(fam))
 		if out != nil && len(out) <= size {
 			return out
 		}
@@ -182,7 +182,12 @@ func build(h dnsmessage.Header, q dnsmessage.Question, addrs []netip.Addr, trunc
 	_ = bld.Question(q)
 	_ = bld.StartAnswers()
 	for _, a := range addrs {
-		_ = bld.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: TTL}, dnsmessage.AResource{A: a.As4()})
+		rh := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: TTL}
+		if a.Is4() {
+			_ = bld.AResource(rh, dnsmessage.AResource{A: a.As4()})
+		} else {
+			_ = bld.AAAAResource(rh, dnsmessage.AAAAResource{AAAA: a.As16()})
+		}
 	}
 	out, err := bld.Finish()
 	if err != nil {
@@ -330,7 +335,7 @@ func (b *box) reverseAnswer(h dnsmessage.Header, q dnsmessage.Question) []byte {
 	if b.f.cfg.ResolveAddr == nil || q.Type != dnsmessage.TypePTR || q.Class != dnsmessage.ClassINET {
 		return nil
 	}
-	ip, ok := reverseIPv4(q.Name.String())
+	ip, ok := reverseAddr(q.Name.String())
 	if !ok {
 		return nil
 	}
@@ -356,9 +361,36 @@ func (b *box) reverseAnswer(h dnsmessage.Header, q dnsmessage.Question) []byte {
 	return out
 }
 
-// reverseIPv4 reads d.c.b.a.in-addr.arpa. as a.b.c.d.
+// reverseAddr reads d.c.b.a.in-addr.arpa. as a.b.c.d, and an ip6.arpa.
+// name of 32 nibbles (RFC 3596) as its IPv6 address.
+func reverseAddr(name string) (netip.Addr, bool) {
+	name = strings.ToLower(name)
+	rest, ok := strings.CutSuffix(name, ".ip6.arpa.")
+	if !ok {
+		return reverseIPv4(name)
+	}
+	nibbles := strings.Split(rest, ".")
+	if len(nibbles) != 32 {
+		return netip.Addr{}, false
+	}
+	var b [16]byte
+	for i, n := range nibbles {
+		if len(n) != 1 {
+			return netip.Addr{}, false
+		}
+		v := strings.IndexByte("0123456789abcdef", n[0])
+		if v < 0 {
+			return netip.Addr{}, false
+		}
+		pos := 31 - i // the last nibble first
+		b[pos/2] |= byte(v) << (4 * (1 - pos%2))
+	}
+	return netip.AddrFrom16(b), true
+}
+
+// reverseIPv4 reads d.c.b.a.in-addr.arpa. (lower case) as a.b.c.d.
 func reverseIPv4(name string) (netip.Addr, bool) {
-	rest, ok := strings.CutSuffix(strings.ToLower(name), ".in-addr.arpa.")
+	rest, ok := strings.CutSuffix(name, ".in-addr.arpa.")
 	if !ok {
 		return netip.Addr{}, false
 	}
