@@ -23,8 +23,15 @@ type DockerNetwork struct {
 	IPAMOptions map[string]string `json:"ipam_options,omitempty"`
 	Subnet      netip.Prefix      `json:"subnet"`
 	Gateway     netip.Addr        `json:"gateway"`
-	Internal    bool              `json:"internal,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
+	// IPRange is the IPv4 --ip-range; EnableIPv6, Subnet6, Gateway6 and
+	// IPRange6 a dual-stack network's IPv6 (zero otherwise).
+	IPRange    netip.Prefix      `json:"ip_range,omitzero"`
+	EnableIPv6 bool              `json:"enable_ipv6,omitempty"`
+	Subnet6    netip.Prefix      `json:"subnet6,omitzero"`
+	Gateway6   netip.Addr        `json:"gateway6,omitzero"`
+	IPRange6   netip.Prefix      `json:"ip_range6,omitzero"`
+	Internal   bool              `json:"internal,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
 	// Origin is the host that published it, and Created when (Unix
 	// nanoseconds, its clock): of two records with one Docker name, the
 	// first created is the network on every host.
@@ -39,10 +46,11 @@ type DockerNetwork struct {
 
 // Same reports whether two records describe the same Docker network: a
 // host that created it at the same moment as another adopts the record
-// that won when name, subnet, gateway and internal match (options are the
+// that won when name, subnets, gateways and internal match (options are the
 // winner's; a host's own copy keeps its own).
 func (n DockerNetwork) Same(o DockerNetwork) bool {
-	return n.Name == o.Name && n.Subnet == o.Subnet && n.Gateway == o.Gateway && n.Internal == o.Internal
+	return n.Name == o.Name && n.Subnet == o.Subnet && n.Gateway == o.Gateway && n.Internal == o.Internal &&
+		n.Subnet6 == o.Subnet6 && n.Gateway6 == o.Gateway6
 }
 
 func dockerNetworkKey(net string) string { return Prefix + "docker-networks/" + net }

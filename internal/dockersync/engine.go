@@ -20,7 +20,13 @@ type Network struct {
 	Labels           map[string]string
 	Subnet           netip.Prefix // the first IPv4 subnet
 	Gateway          netip.Addr
-	Internal         bool
+	IPRange          netip.Prefix
+	// EnableIPv6 and the first IPv6 subnet, its gateway and range.
+	EnableIPv6 bool
+	Subnet6    netip.Prefix
+	Gateway6   netip.Addr
+	IPRange6   netip.Prefix
+	Internal   bool
 	// Scope is Docker's: local, or swarm for a swarm network, which swarm
 	// makes and removes on each node as its tasks come and go.
 	Scope string
@@ -84,11 +90,13 @@ func (e *dockerEngine) Networks(ctx context.Context) ([]Network, error) {
 	out := make([]Network, 0, len(res.Items))
 	for _, s := range res.Items {
 		n := Network{ID: s.ID, Name: s.Name, Driver: s.Driver, IPAMDriver: s.IPAM.Driver, Options: s.Options,
-			IPAMOptions: s.IPAM.Options, Labels: s.Labels, Internal: s.Internal, Scope: s.Scope}
+			IPAMOptions: s.IPAM.Options, Labels: s.Labels, Internal: s.Internal, Scope: s.Scope, EnableIPv6: s.EnableIPv6}
 		for _, c := range s.IPAM.Config {
-			if c.Subnet.Addr().Is4() {
-				n.Subnet, n.Gateway = c.Subnet, c.Gateway
-				break
+			switch {
+			case c.Subnet.Addr().Is4() && !n.Subnet.IsValid():
+				n.Subnet, n.Gateway, n.IPRange = c.Subnet, c.Gateway, c.IPRange
+			case c.Subnet.Addr().Is6() && !n.Subnet6.IsValid():
+				n.Subnet6, n.Gateway6, n.IPRange6 = c.Subnet, c.Gateway, c.IPRange
 			}
 		}
 		out = append(out, n)
@@ -97,11 +105,19 @@ func (e *dockerEngine) Networks(ctx context.Context) ([]Network, error) {
 }
 
 func (e *dockerEngine) Create(ctx context.Context, n Network) (string, error) {
-	cfg := network.IPAMConfig{Subnet: n.Subnet, Gateway: n.Gateway}
-	res, err := e.c.NetworkCreate(ctx, n.Name, client.NetworkCreateOptions{
-		Driver: n.Driver, Options: n.Options, Labels: n.Labels, Internal: n.Internal,
-		IPAM: &network.IPAM{Driver: n.IPAMDriver, Options: n.IPAMOptions, Config: []network.IPAMConfig{cfg}},
-	})
+	cfgs := []network.IPAMConfig{{Subnet: n.Subnet, Gateway: n.Gateway, IPRange: n.IPRange}}
+	opts := client.NetworkCreateOptions{Driver: n.Driver, Options: n.Options, Labels: n.Labels, Internal: n.Internal}
+	if n.EnableIPv6 {
+		// An IPv6 subnet the cluster has: the same on every host (without
+		// one, mynet's IPAM gives the cluster's).
+		if n.Subnet6.IsValid() {
+			cfgs = append(cfgs, network.IPAMConfig{Subnet: n.Subnet6, Gateway: n.Gateway6, IPRange: n.IPRange6})
+		}
+		on := true
+		opts.EnableIPv6 = &on
+	}
+	opts.IPAM = &network.IPAM{Driver: n.IPAMDriver, Options: n.IPAMOptions, Config: cfgs}
+	res, err := e.c.NetworkCreate(ctx, n.Name, opts)
 	if err != nil {
 		return "", fmt.Errorf("create Docker network %s: %w", n.Name, err)
 	}

@@ -127,7 +127,8 @@ func (s *Syncer) create(ctx context.Context, c string, rec cluster.DockerNetwork
 		log.WithField("options", dropped).Warn("host-specific options in the cluster's record left out")
 	}
 	_, err := s.cfg.Engine.Create(ctx, Network{Name: rec.Name, Driver: s.driver, IPAMDriver: s.driver, Options: opts,
-		IPAMOptions: rec.IPAMOptions, Labels: rec.Labels, Subnet: rec.Subnet, Gateway: rec.Gateway, Internal: rec.Internal})
+		IPAMOptions: rec.IPAMOptions, Labels: rec.Labels, Subnet: rec.Subnet, Gateway: rec.Gateway, IPRange: rec.IPRange,
+		EnableIPv6: rec.EnableIPv6, Subnet6: rec.Subnet6, Gateway6: rec.Gateway6, IPRange6: rec.IPRange6, Internal: rec.Internal})
 	if err != nil {
 		if b == nil {
 			b = &backoff{}
@@ -180,5 +181,6 @@ func conflictDetail(rec cluster.DockerNetwork, n Network) string {
 func recordOf(c string, n Network) cluster.DockerNetwork {
 	opts, _ := portable(n.Options)
 	return cluster.DockerNetwork{Cluster: c, Name: n.Name, Options: opts, IPAMOptions: n.IPAMOptions, Labels: n.Labels,
-		Subnet: n.Subnet, Gateway: n.Gateway, Internal: n.Internal}
+		Subnet: n.Subnet, Gateway: n.Gateway, IPRange: n.IPRange,
+		EnableIPv6: n.EnableIPv6, Subnet6: n.Subnet6, Gateway6: n.Gateway6, IPRange6: n.IPRange6, Internal: n.Internal}
 }

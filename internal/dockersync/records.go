@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -56,8 +57,23 @@ func checkRecord(c string, rec cluster.DockerNetwork) error {
 		return fmt.Errorf("the record of cluster network %s has no IPv4 subnet", c)
 	case rec.Gateway.IsValid() && (!rec.Subnet.Contains(rec.Gateway) || rec.Gateway == rec.Subnet.Masked().Addr()):
 		return fmt.Errorf("the record of cluster network %s has gateway %s, not a host address of %s", c, rec.Gateway, rec.Subnet)
+	case rec.IPRange.IsValid() && !inside(rec.IPRange, rec.Subnet):
+		return fmt.Errorf("the record of cluster network %s has IP range %s, not inside %s", c, rec.IPRange, rec.Subnet)
+	case !rec.EnableIPv6 && (rec.Subnet6.IsValid() || rec.IPRange6.IsValid()):
+		return fmt.Errorf("the record of cluster network %s has an IPv6 subnet without IPv6 on", c)
+	case rec.Subnet6.IsValid() && (!rec.Subnet6.Addr().Is6() || rec.Subnet6.Addr().Is4In6()):
+		return fmt.Errorf("the record of cluster network %s has IPv6 subnet %s, not an IPv6 one", c, rec.Subnet6)
+	case rec.Gateway6.IsValid() && (!rec.Subnet6.IsValid() || !rec.Subnet6.Contains(rec.Gateway6) || rec.Gateway6 == rec.Subnet6.Masked().Addr()):
+		return fmt.Errorf("the record of cluster network %s has IPv6 gateway %s, not a host address of %s", c, rec.Gateway6, rec.Subnet6)
+	case rec.IPRange6.IsValid() && !inside(rec.IPRange6, rec.Subnet6):
+		return fmt.Errorf("the record of cluster network %s has IPv6 range %s, not inside %s", c, rec.IPRange6, rec.Subnet6)
 	}
 	return nil
+}
+
+// inside reports whether rng lies in subnet (both of one family).
+func inside(rng, subnet netip.Prefix) bool {
+	return subnet.IsValid() && rng.Addr().Is4() == subnet.Addr().Is4() && rng.Bits() >= subnet.Bits() && subnet.Contains(rng.Addr())
 }
 
 // backoff is a cluster network's failed creates in this host's Docker:

@@ -18,6 +18,12 @@ func TestCheckRecord(t *testing.T) {
 	if err := checkRecord("blue", good); err != nil {
 		t.Fatalf("a good record refused: %v", err)
 	}
+	dual := good
+	dual.EnableIPv6, dual.Subnet6, dual.Gateway6 = true, netip.MustParsePrefix("fd00:9::/64"), netip.MustParseAddr("fd00:9::1")
+	dual.IPRange, dual.IPRange6 = netip.MustParsePrefix("10.9.0.128/25"), netip.MustParsePrefix("fd00:9::/80")
+	if err := checkRecord("blue", dual); err != nil {
+		t.Fatalf("a good dual-stack record with ranges refused: %v", err)
+	}
 	for name, tt := range map[string]struct {
 		c    string
 		edit func(*cluster.DockerNetwork)
@@ -29,6 +35,17 @@ func TestCheckRecord(t *testing.T) {
 		"no subnet":                        {"blue", func(r *cluster.DockerNetwork) { r.Subnet = netip.Prefix{} }, "no IPv4 subnet"},
 		"gateway outside":                  {"blue", func(r *cluster.DockerNetwork) { r.Gateway = netip.MustParseAddr("10.8.0.1") }, "not a host address"},
 		"gateway is the network":           {"blue", func(r *cluster.DockerNetwork) { r.Gateway = netip.MustParseAddr("10.9.0.0") }, "not a host address"},
+		"range outside":                    {"blue", func(r *cluster.DockerNetwork) { r.IPRange = netip.MustParsePrefix("10.8.0.0/25") }, "not inside"},
+		"IPv6 subnet without IPv6":         {"blue", func(r *cluster.DockerNetwork) { r.Subnet6 = netip.MustParsePrefix("fd00:9::/64") }, "without IPv6 on"},
+		"IPv4 as the IPv6 subnet": {"blue", func(r *cluster.DockerNetwork) {
+			r.EnableIPv6, r.Subnet6 = true, netip.MustParsePrefix("10.9.0.0/24")
+		}, "not an IPv6 one"},
+		"IPv6 gateway outside": {"blue", func(r *cluster.DockerNetwork) {
+			r.EnableIPv6, r.Subnet6, r.Gateway6 = true, netip.MustParsePrefix("fd00:9::/64"), netip.MustParseAddr("fd00:8::1")
+		}, "not a host address"},
+		"IPv6 range outside": {"blue", func(r *cluster.DockerNetwork) {
+			r.EnableIPv6, r.Subnet6, r.IPRange6 = true, netip.MustParsePrefix("fd00:9::/64"), netip.MustParsePrefix("fd00:8::/80")
+		}, "not inside"},
 	} {
 		rec := good
 		rec.IPAMOptions = map[string]string{optCluster: "blue"}

@@ -280,6 +280,30 @@ func TestNetworkCreatedOnOneHostAppearsOnAll(t *testing.T) {
 	})
 }
 
+// A dual-stack network with ranges: the other hosts' copies have its
+// IPv6 subnet and gateway and both ranges.
+func TestDualStackNetworkIsSyncedWhole(t *testing.T) {
+	h := syncHosts(t, 2)
+	h[0].join(t, "ov6", "10.0.6.0/24")
+	if _, err := h[0].engine.Create(t.Context(), Network{Name: "ov_net6", Driver: "mynet", IPAMDriver: "mynet",
+		IPAMOptions: map[string]string{optCluster: "ov6"}, Subnet: netip.MustParsePrefix("10.0.6.0/24"), Gateway: netip.MustParseAddr("10.0.6.1"),
+		IPRange: netip.MustParsePrefix("10.0.6.128/25"), EnableIPv6: true, Subnet6: netip.MustParsePrefix("fd00:6::/64"),
+		Gateway6: netip.MustParseAddr("fd00:6::1"), IPRange6: netip.MustParsePrefix("fd00:6::/80")}); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := h[0].engine.byName("ov_net6")
+	eventually(t, "host2 has ov_net6 with its IPv6", func() error {
+		n, ok := h[1].engine.byName("ov_net6")
+		if !ok {
+			return errors.New("absent")
+		}
+		if !n.EnableIPv6 || n.Subnet6 != want.Subnet6 || n.Gateway6 != want.Gateway6 || n.IPRange != want.IPRange || n.IPRange6 != want.IPRange6 {
+			return fmt.Errorf("got %+v, want like %+v", n, want)
+		}
+		return nil
+	})
+}
+
 // inUseOnHost2 is ov_net1 created by a user on host1, synced to host2, and
 // used there by a container.
 func inUseOnHost2(t *testing.T, h []*syncHost) {
