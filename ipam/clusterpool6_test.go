@@ -185,3 +185,45 @@ func TestClusterIPv6ClaimsSurviveADataLoss(t *testing.T) {
 		held[res.Address] = i
 	}
 }
+
+// --ip-range on a cluster network: every host hands out addresses inside
+// it only (a static address may be anywhere in the subnet, as Docker's),
+// never one twice; an IPv6 range likewise.
+func TestClusterIPRange(t *testing.T) {
+	t.Parallel()
+	h, _ := clusterHosts(t, 2)
+	var pools, pools6 []string
+	for _, a := range h {
+		res, err := a.RequestPool(&api.RequestPoolRequest{AddressSpace: LocalSpace, Pool: "10.40.0.0/24", SubPool: "10.40.0.128/26", Options: map[string]string{OptCluster: "blue"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pools = append(pools, res.PoolID)
+		mustAddr(t, a, res.PoolID, "", map[string]string{OptRequestAddressType: GatewayAddressType})
+		res6, err := a.RequestPool(&api.RequestPoolRequest{AddressSpace: LocalSpace, Pool: "fd00:40::/64", SubPool: "fd00:40::100/120", V6: true, Options: map[string]string{OptCluster: "blue"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pools6 = append(pools6, res6.PoolID)
+		mustAddr(t, a, res6.PoolID, "", map[string]string{OptRequestAddressType: GatewayAddressType})
+	}
+	rng, rng6 := netip.MustParsePrefix("10.40.0.128/26"), netip.MustParsePrefix("fd00:40::100/120")
+	seen := map[string]bool{}
+	for k := range 40 {
+		i := k % 2
+		mac := fmt.Sprintf("02:00:00:00:%02x:%02x", i, k)
+		for _, want := range []struct {
+			pool string
+			rng  netip.Prefix
+		}{{pools[i], rng}, {pools6[i], rng6}} {
+			addr := mustAddr(t, h[i], want.pool, "", map[string]string{OptMACAddress: mac})
+			if p := netip.MustParsePrefix(addr); !want.rng.Contains(p.Addr()) || seen[addr] {
+				t.Fatalf("host%d handed out %s (outside %s, or twice)", i+1, addr, want.rng)
+			}
+			seen[addr] = true
+		}
+	}
+	if got := mustAddr(t, h[1], pools[1], "10.40.0.7", nil); got != "10.40.0.7/24" {
+		t.Errorf("a static address outside the range: %s", got)
+	}
+}

@@ -14,6 +14,7 @@ type Container struct {
 	NS   string
 	epID string
 	IP   netip.Prefix
+	IP6  netip.Prefix // on a dual-stack network
 	MAC  string
 }
 
@@ -35,7 +36,22 @@ func (n *ClusterNet) Run(static string) *Container {
 	return c
 }
 
-func (n *ClusterNet) TryRun(static string) (*Container, error) {
+func (n *ClusterNet) TryRun(static string) (*Container, error) { return n.TryRunAt(static, "") }
+
+// RunAt is Run with a static IPv6 address too ("": any) on a dual-stack
+// network.
+func (n *ClusterNet) RunAt(static, static6 string) *Container {
+	h := n.Host
+	h.w.t.Helper()
+	c, err := n.TryRunAt(static, static6)
+	if err != nil {
+		h.w.t.Fatalf("%s: %v\n%s", h.Name, err, Tail(h.log.String(), 3000))
+	}
+	return c
+}
+
+// TryRunAt is RunAt that returns the daemon's refusal.
+func (n *ClusterNet) TryRunAt(static, static6 string) (*Container, error) {
 	h := n.Host
 	epSeq.Lock()
 	epSeq.n++
@@ -49,14 +65,25 @@ func (n *ClusterNet) TryRun(static string) (*Container, error) {
 		return nil, err
 	}
 	addr := netip.MustParsePrefix(res["Address"].(string))
+	iface := map[string]string{"Address": addr.String(), "MacAddress": mac}
+	var addr6 netip.Prefix
+	if n.PoolID6 != "" {
+		res, err := h.Try("/IpamDriver.RequestAddress", map[string]any{"PoolID": n.PoolID6, "Address": static6,
+			"Options": map[string]string{"com.docker.network.endpoint.macaddress": mac}})
+		if err != nil {
+			return nil, err
+		}
+		addr6 = netip.MustParsePrefix(res["Address"].(string))
+		iface["AddressIPv6"] = addr6.String()
+	}
 	if _, err := h.Try("/NetworkDriver.CreateEndpoint", map[string]any{"NetworkID": n.ID, "EndpointID": epID,
-		"Interface": map[string]string{"Address": addr.String(), "MacAddress": mac}}); err != nil {
+		"Interface": iface}); err != nil {
 		return nil, err
 	}
 	if _, err := h.Try("/NetworkDriver.Join", map[string]any{"NetworkID": n.ID, "EndpointID": epID, "SandboxKey": "/x"}); err != nil {
 		return nil, err
 	}
-	c := &Container{Net: n, NS: fmt.Sprintf("%s-c%d", h.w.tag, seq), epID: epID, IP: addr, MAC: mac}
+	c := &Container{Net: n, NS: fmt.Sprintf("%s-c%d", h.w.tag, seq), epID: epID, IP: addr, IP6: addr6, MAC: mac}
 	peer := "mnc" + epID[:12]
 	// What dockerd does after Join, in three ip processes (one batch for the
 	// container's side), so timings measure mynet more than this harness.
@@ -69,8 +96,13 @@ func (n *ClusterNet) TryRun(static string) (*Container, error) {
 		}
 	}
 	batch := exec.Command("ip", "-n", c.NS, "-batch", "-")
-	batch.Stdin = strings.NewReader(fmt.Sprintf("link set %s name eth0\naddr add %s dev eth0\nlink set eth0 up\nlink set lo up\nroute add default via %s\n",
-		peer, addr, strings.Split(n.GW, "/")[0]))
+	script := fmt.Sprintf("link set %s name eth0\naddr add %s dev eth0\nlink set eth0 up\nlink set lo up\nroute add default via %s\n",
+		peer, addr, strings.Split(n.GW, "/")[0])
+	if addr6.IsValid() {
+		// As dockerd: the address without duplicate detection, usable at once.
+		script += fmt.Sprintf("addr add %s dev eth0 nodad\nroute add default via %s\n", addr6, strings.Split(n.GW6, "/")[0])
+	}
+	batch.Stdin = strings.NewReader(script)
 	if out, err := batch.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("configure %s: %v: %s", c.NS, err, out)
 	}
@@ -85,6 +117,9 @@ func (c *Container) Remove() {
 	_ = exec.Command("ip", "netns", "del", c.NS).Run()
 	h.Call("/NetworkDriver.DeleteEndpoint", map[string]any{"NetworkID": c.Net.ID, "EndpointID": c.epID})
 	h.Call("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": c.Net.PoolID, "Address": c.IP.Addr().String()})
+	if c.IP6.IsValid() {
+		h.Call("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": c.Net.PoolID6, "Address": c.IP6.Addr().String()})
+	}
 }
 
 // ping sends one echo from the container to ip; size > 0 sets the payload
@@ -113,6 +148,11 @@ func (c *Container) TryRemove() error {
 	}
 	if _, err := h.Try("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": c.Net.PoolID, "Address": c.IP.Addr().String()}); err != nil {
 		return fmt.Errorf("release: %w", err)
+	}
+	if c.IP6.IsValid() {
+		if _, err := h.Try("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": c.Net.PoolID6, "Address": c.IP6.Addr().String()}); err != nil {
+			return fmt.Errorf("release IPv6: %w", err)
+		}
 	}
 	return nil
 }

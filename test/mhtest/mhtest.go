@@ -13,6 +13,7 @@ package mhtest
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -284,6 +285,10 @@ type ClusterNet struct {
 	ID     string // this host's Docker network ID
 	PoolID string
 	GW     string
+	// PoolID6 and GW6 are a dual-stack network's IPv6 pool and gateway
+	// ("" otherwise).
+	PoolID6 string
+	GW6     string
 }
 
 // createNetwork plays `docker network create -d mynet --ipam-driver mynet
@@ -303,11 +308,27 @@ func (h *Host) CreateNetworkWith(name, subnet string, opts map[string]string) *C
 	return n
 }
 
+// CreateDualStack plays `docker network create ... --ipv6 [--subnet
+// SUBNET] [--subnet SUBNET6] NAME` on one host: the IPv4 pool and
+// gateway, then the IPv6 ones, as dockerd asks.
+func (h *Host) CreateDualStack(name, subnet, subnet6 string) *ClusterNet {
+	h.w.t.Helper()
+	n, err := h.TryCreateNetworkWith(name, subnet, map[string]string{"com.docker.network.enable_ipv6": "true", "subnet6": subnet6})
+	if err != nil {
+		h.w.t.Fatalf("%s: create network %s: %v\nlog:\n%s", h.Name, name, err, Tail(h.log.String(), 3000))
+	}
+	return n
+}
+
 // TryCreateNetworkWith is CreateNetworkWith that returns the driver's
 // refusal; the pool and gateway address are given back then, as dockerd
-// does.
+// does. With opts com.docker.network.enable_ipv6=true the network is dual
+// stack, its IPv6 subnet opts' "subnet6" ("": the cluster's).
 func (h *Host) TryCreateNetworkWith(name, subnet string, opts map[string]string) (*ClusterNet, error) {
 	h.w.t.Helper()
+	opts = maps.Clone(opts)
+	subnet6, dual := opts["subnet6"], opts["com.docker.network.enable_ipv6"] == "true"
+	delete(opts, "subnet6")
 	epSeq.Lock()
 	epSeq.n++
 	id := fmt.Sprintf("c%09x%02d%s", epSeq.n, h.n, strings.Repeat("0", 52))
@@ -321,20 +342,48 @@ func (h *Host) TryCreateNetworkWith(name, subnet string, opts map[string]string)
 	for k, v := range opts {
 		generic[k] = v
 	}
-	_, err := h.Try("/NetworkDriver.CreateNetwork", map[string]any{"NetworkID": id, "Options": map[string]any{"com.docker.network.generic": generic},
-		"IPv4Data": []map[string]any{{"AddressSpace": "LocalDefault", "Pool": pool["Pool"], "Gateway": n.GW}}})
-	if err != nil {
+	req := map[string]any{"NetworkID": id, "Options": map[string]any{"com.docker.network.generic": generic},
+		"IPv4Data": []map[string]any{{"AddressSpace": "LocalDefault", "Pool": pool["Pool"], "Gateway": n.GW}}}
+	release := func() {
+		if n.PoolID6 != "" {
+			if n.GW6 != "" {
+				h.Call("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": n.PoolID6, "Address": strings.Split(n.GW6, "/")[0]})
+			}
+			h.Call("/IpamDriver.ReleasePool", map[string]any{"PoolID": n.PoolID6})
+		}
 		h.Call("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": n.PoolID, "Address": strings.Split(n.GW, "/")[0]})
 		h.Call("/IpamDriver.ReleasePool", map[string]any{"PoolID": n.PoolID})
+	}
+	if dual {
+		pool6, err := h.Try("/IpamDriver.RequestPool", map[string]any{"AddressSpace": "LocalDefault", "Pool": subnet6, "V6": true,
+			"Options": map[string]string{"mynet.cluster": name}})
+		if err != nil {
+			release()
+			return nil, err
+		}
+		n.PoolID6 = pool6["PoolID"].(string)
+		gw6, err := h.Try("/IpamDriver.RequestAddress", map[string]any{"PoolID": n.PoolID6,
+			"Options": map[string]string{"RequestAddressType": "com.docker.network.gateway"}})
+		if err != nil {
+			release()
+			return nil, err
+		}
+		n.GW6 = gw6["Address"].(string)
+		req["Options"].(map[string]any)["com.docker.network.enable_ipv6"] = true
+		req["IPv6Data"] = []map[string]any{{"AddressSpace": "LocalDefault", "Pool": pool6["Pool"], "Gateway": n.GW6}}
+	}
+	if _, err := h.Try("/NetworkDriver.CreateNetwork", req); err != nil {
+		release()
 		return nil, err
 	}
 	return n, nil
 }
 
-// Eventually waits up to 10 s for fn to return nil (internal/poll).
-func Eventually(t testing.TB, what string, fn func() error) {
+// Eventually waits up to 10 s for fn to return nil (internal/poll), and
+// says how long that took.
+func Eventually(t testing.TB, what string, fn func() error) time.Duration {
 	t.Helper()
-	poll.Eventually(t, what, 10*time.Second, fn)
+	return poll.Eventually(t, what, 10*time.Second, fn)
 }
 
 // remotes lists the VXLAN device's permanent neighbours on a host, as

@@ -1,0 +1,118 @@
+package multihost
+
+import (
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/mynet/mynet/test/mhtest"
+)
+
+// A dual-stack cluster network on three hosts, its IPv6 subnet given on
+// the first only: every host has the same IPv6 gateway, every container
+// reaches every other over IPv4 and IPv6 (the VXLAN proxy answers their
+// neighbour solicitations), and no IPv6 address is handed out twice; a
+// container's two records share one forwarding entry, which goes with the
+// last of them.
+func TestDualStackAcrossThreeHosts(t *testing.T) {
+	w := mhtest.NewWorld(t, 3)
+	var nets []*mhtest.ClusterNet
+	for i, h := range w.Hosts {
+		subnet, subnet6 := "10.60.0.0/24", "fd00:60::/64"
+		if i > 0 {
+			subnet, subnet6 = "", "" // the cluster's
+		}
+		n := h.CreateDualStack("ds", subnet, subnet6)
+		if n.GW6 != "fd00:60::1/64" {
+			t.Errorf("%s: IPv6 gateway %s, want the cluster's fd00:60::1/64", h.Name, n.GW6)
+		}
+		// The shared gateway is usable at once on every host: no
+		// duplicate detection (nodad), never tentative.
+		if out := mhtest.Run(t, "ip", "-n", h.NS, "-6", "addr", "show", "dev", "mn-"+n.ID[:12], "to", "fd00:60::1"); !strings.Contains(out, "fd00:60::1/64") || strings.Contains(out, "tentative") || strings.Contains(out, "dadfailed") {
+			t.Errorf("%s: the bridge's IPv6 gateway:\n%s", h.Name, out)
+		}
+		nets = append(nets, n)
+	}
+	var cs []*mhtest.Container
+	seen := map[netip.Addr]bool{}
+	for _, n := range nets {
+		for range 2 {
+			c := n.Run("")
+			if !c.IP6.IsValid() || seen[c.IP6.Addr()] {
+				t.Fatalf("%s: IPv6 address %v (twice, or none)", n.Host.Name, c.IP6)
+			}
+			seen[c.IP6.Addr()] = true
+			cs = append(cs, c)
+		}
+	}
+	for _, a := range cs {
+		for _, b := range cs {
+			if a.Net.Host == b.Net.Host {
+				continue
+			}
+			mhtest.Eventually(t, fmt.Sprintf("%s -> %s over IPv6", a.IP6, b.IP6), func() error { return a.Ping(b.IP6.Addr(), 0) })
+			if err := a.Ping(b.IP.Addr(), 0); err != nil {
+				t.Errorf("over IPv4: %v", err)
+			}
+		}
+	}
+	// The proxy answers neighbour solicitations from the VXLAN device's
+	// entries: the container learnt a remote address at the remote MAC.
+	a, b := cs[0], cs[2]
+	if out := mhtest.Run(t, "ip", "-n", a.NS, "-6", "neigh", "show", b.IP6.Addr().String()); !strings.Contains(out, b.MAC) {
+		t.Errorf("%s's neighbour entry of %s: %q, want %s", a.NS, b.IP6.Addr(), out, b.MAC)
+	}
+	// A container removed: both its records go, the fdb entry they shared
+	// with them (after the first, it stays for the second), and the other
+	// containers of its host are still reached over both families.
+	c3 := cs[2]
+	mhtest.Eventually(t, "a's host has b's two entries", func() error {
+		out := mhtest.Run(t, "ip", "-n", a.Net.Host.NS, "neigh", "show", "dev", "mnv"+a.Net.ID[:12], "nud", "permanent")
+		if !strings.Contains(out, c3.IP.Addr().String()) || !strings.Contains(out, c3.IP6.Addr().String()) {
+			return fmt.Errorf("%s", out)
+		}
+		return nil
+	})
+	c3.Remove()
+	mhtest.Eventually(t, "b's entries gone from a's host", func() error {
+		out := mhtest.Run(t, "ip", "-n", a.Net.Host.NS, "neigh", "show", "dev", "mnv"+a.Net.ID[:12], "nud", "permanent")
+		if strings.Contains(out, c3.IP.Addr().String()+" ") || strings.Contains(out, c3.IP6.Addr().String()+" ") {
+			return fmt.Errorf("%s", out)
+		}
+		fdb, _ := exec.Command("ip", "netns", "exec", a.Net.Host.NS, "bridge", "fdb", "show", "dev", "mnv"+a.Net.ID[:12]).Output()
+		if strings.Contains(string(fdb), c3.MAC+" dst") {
+			return fmt.Errorf("its fdb entry is still there: %s", fdb)
+		}
+		return nil
+	})
+	d := cs[3] // the other container on the same host as c3
+	if err := a.Ping(d.IP6.Addr(), 0); err != nil {
+		t.Errorf("after a neighbour's removal: %v", err)
+	}
+	if err := a.Ping(d.IP.Addr(), 0); err != nil {
+		t.Errorf("after a neighbour's removal: %v", err)
+	}
+	// d's IPv6 address moves to a new container on host3 (another MAC):
+	// a, which talked to it, has it at the old MAC, and is told the new
+	// one by an unsolicited neighbour advertisement, not after its entry
+	// goes stale (tens of seconds).
+	moved := d.IP6.Addr()
+	d.Remove()
+	e := nets[2].RunAt("", moved.String())
+	if e.IP6.Addr() != moved {
+		t.Fatalf("the moved container has %v, want %v", e.IP6, moved)
+	}
+	took := mhtest.Eventually(t, "a has the moved address at its new MAC", func() error {
+		out := mhtest.Run(t, "ip", "-n", a.NS, "-6", "neigh", "show", moved.String())
+		if !strings.Contains(out, e.MAC) {
+			return fmt.Errorf("%q, want %s", out, e.MAC)
+		}
+		return nil
+	})
+	t.Logf("the moved address's new MAC reached a's neighbour cache in %v", took)
+	if err := a.Ping(moved, 0); err != nil {
+		t.Errorf("the moved address: %v", err)
+	}
+}
