@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -123,6 +124,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		"how long this host may be silent before its peers count it as gone (env MYNET_CLUSTER_TTL)")
 	clusterPool := fs.String("cluster-default-address-pool", env("base=10.0.0.0/8,size=24", "MYNET_CLUSTER_DEFAULT_ADDRESS_POOL"),
 		"the pool of cluster networks created without --subnet, base=CIDR,size=N: each gets the first subnet no cluster network and no host's route uses, the same on every host (env MYNET_CLUSTER_DEFAULT_ADDRESS_POOL)")
+	clusterPool6 := fs.String("cluster-default-ipv6-pool", env("", "MYNET_CLUSTER_DEFAULT_IPV6_POOL"),
+		"the IPv6 pool of cluster networks created with --ipv6 and no IPv6 subnet, base=CIDR,size=N (N up to 64), chosen once for the cluster by the first host that needs it; empty: a random ULA /48, size 64 (env MYNET_CLUSTER_DEFAULT_IPV6_POOL)")
 	fs.StringVar(&o.Cluster.DockerHost, "docker-host", env(dockersync.DefaultHost, "MYNET_DOCKER_HOST"),
 		"Docker's API, where a cluster network created on another host is created too (and removed); empty: off, create cluster networks on each host (env MYNET_DOCKER_HOST)")
 	fs.StringVar(&o.Cluster.DockerDriver, "docker-driver", env("", "MYNET_DOCKER_DRIVER"),
@@ -176,6 +179,11 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 			return nil, fmt.Errorf("--cluster-default-address-pool: %q is not base=IPv4-CIDR,size=N (N up to 30), such as base=10.0.0.0/8,size=24", *clusterPool)
 		}
 		o.Cluster.SubnetPool, o.Cluster.SubnetSize = set.Base, set.Size
+	}
+	if *clusterPool6 != "" {
+		if o.Cluster.SubnetPool6, o.Cluster.SubnetSize6, err = parsePool6(*clusterPool6); err != nil {
+			return nil, fmt.Errorf("--cluster-default-ipv6-pool: %w", err)
+		}
 	}
 	if err := parseTunnel(&o.Cluster.Tunnel, tunnel); err != nil {
 		return nil, err
@@ -335,4 +343,30 @@ func newLogger(level logrus.Level, format string, out io.Writer) *logrus.Entry {
 		logger.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
 	}
 	return logrus.NewEntry(logger)
+}
+
+// parsePool6 reads base=IPv6-CIDR,size=N, N from the base's length to 64.
+func parsePool6(s string) (netip.Prefix, int, error) {
+	bad := fmt.Errorf("%q is not base=IPv6-CIDR,size=N (N up to 64), such as base=fd00:1234:5678::/48,size=64", s)
+	var base netip.Prefix
+	size := -1
+	for _, field := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(field), "=")
+		var err error
+		switch k {
+		case "base":
+			base, err = netip.ParsePrefix(v)
+		case "size":
+			size, err = strconv.Atoi(v)
+		default:
+			return netip.Prefix{}, 0, bad
+		}
+		if err != nil {
+			return netip.Prefix{}, 0, bad
+		}
+	}
+	if !base.IsValid() || !base.Addr().Is6() || base.Addr().Is4In6() || size < base.Bits() || size > 64 {
+		return netip.Prefix{}, 0, bad
+	}
+	return base.Masked(), size, nil
 }

@@ -139,3 +139,29 @@ func TestCommandLine(t *testing.T) {
 		}
 	}
 }
+
+// --cluster-default-ipv6-pool: base=IPv6-CIDR,size=N; empty leaves the
+// choice to the cluster (a random ULA /48 by its first host).
+func TestClusterDefaultIPv6PoolFlag(t *testing.T) {
+	o, err := parseOptions([]string{"--cluster-default-ipv6-pool", "base=fd00:1234:5678::/48,size=64"}, func(string) string { return "" }, io.Discard)
+	if err != nil || o.Cluster.SubnetPool6.String() != "fd00:1234:5678::/48" || o.Cluster.SubnetSize6 != 64 {
+		t.Fatalf("flag: %+v, %v", o, err)
+	}
+	o, err = parseOptions(nil, func(k string) string {
+		if k == "MYNET_CLUSTER_DEFAULT_IPV6_POOL" {
+			return "size=56,base=fd00:9::/40"
+		}
+		return ""
+	}, io.Discard)
+	if err != nil || o.Cluster.SubnetPool6.String() != "fd00:9::/40" || o.Cluster.SubnetSize6 != 56 {
+		t.Fatalf("env: %+v, %v", o, err)
+	}
+	if o, err := parseOptions(nil, func(string) string { return "" }, io.Discard); err != nil || o.Cluster.SubnetPool6.IsValid() {
+		t.Fatalf("default: %v, %v", o.Cluster.SubnetPool6, err)
+	}
+	for _, bad := range []string{"base=10.0.0.0/8,size=24", "base=fd00::/48", "base=fd00::/48,size=72", "base=fd00::/48,size=40", "fd00::/48", "base=fd00::/48,size=64,x=1"} {
+		if _, err := parseOptions([]string{"--cluster-default-ipv6-pool", bad}, func(string) string { return "" }, io.Discard); err == nil || !strings.Contains(err.Error(), "--cluster-default-ipv6-pool") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}

@@ -56,7 +56,7 @@ func TestReadmeListsEveryFlag(t *testing.T) {
 	if !slices.Equal(flags, documented) {
 		t.Errorf("mynet -h has flags %v; the README's table documents %v", flags, documented)
 	}
-	for _, env := range regexp.MustCompile(`env (MYNET_[A-Z_]+)`).FindAllStringSubmatch(usage.String(), -1) {
+	for _, env := range regexp.MustCompile(`env (MYNET_[A-Z0-9_]+)`).FindAllStringSubmatch(usage.String(), -1) {
 		if !strings.Contains(table, "`"+env[1]+"`") {
 			t.Errorf("the README's flag table does not name %s", env[1])
 		}

@@ -195,8 +195,9 @@ func (a *Allocator) clusterSpec(name string, subnet netip.Prefix) (poolRecord, e
 }
 
 // clusterSpec6 is the pool record of a cluster network's IPv6 pool: the
-// cluster's IPv6 subnet, or subnet, settled at the gateway's request
-// (no VNI until then) when the cluster has none yet. Docker asks for a
+// cluster's IPv6 subnet; or subnet, settled at the gateway's request (no
+// VNI until then), when the cluster has none yet; or, with no subnet
+// either, one of the cluster's default IPv6 pool, settled now. Docker asks for a
 // network's IPv4 pool and gateway first, so the network is there.
 func (a *Allocator) clusterSpec6(name string, subnet netip.Prefix) (poolRecord, error) {
 	spec, found, err := a.cluster.LookupNetwork(name)
@@ -211,7 +212,14 @@ func (a *Allocator) clusterSpec6(name string, subnet netip.Prefix) (poolRecord, 
 		return poolRecord{Space: LocalSpace, V6: true, Subnet: spec.Subnet6.String(), Cluster: name,
 			Gateway: spec.Gateway6.String(), VNI: spec.VNI, Port: spec.Port}, nil
 	case !subnet.IsValid():
-		return poolRecord{}, errdefs.Invalid("cluster network %s has no IPv6 subnet yet: give it one with --subnet", name)
+		// A subnet of the cluster's default IPv6 pool, settled now, with
+		// its first address as the gateway (of hosts doing this at once,
+		// all get the winner's).
+		if spec, err = a.cluster.SettleSubnet6(name, netip.Prefix{}, netip.Addr{}); err != nil {
+			return poolRecord{}, clusterErr(err)
+		}
+		return poolRecord{Space: LocalSpace, V6: true, Subnet: spec.Subnet6.String(), Cluster: name,
+			Gateway: spec.Gateway6.String(), VNI: spec.VNI, Port: spec.Port}, nil
 	}
 	return poolRecord{Space: LocalSpace, V6: true, Subnet: subnet.Masked().String(), Cluster: name}, nil
 }

@@ -123,8 +123,44 @@ func TestClusterIPv6PoolErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustAddr(t, h[1], res.PoolID, "", map[string]string{OptRequestAddressType: GatewayAddressType})
-	if err := req("", "green"); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "no IPv6 subnet") {
-		t.Errorf("an IPv6 pool without subnet on a network with none: %v", err)
+	_ = res
+}
+
+// --ipv6 without an IPv6 subnet: a /64 of the cluster's default IPv6 pool,
+// chosen once (the first host's flag; here none, so a random ULA /48),
+// the same on every host; networks made so never share one.
+func TestClusterDefaultIPv6Subnet(t *testing.T) {
+	t.Parallel()
+	h, _ := clusterHosts(t, 2)
+	subnets := map[string]string{}
+	for name, subnet := range map[string]string{"blue": "10.40.0.0/24", "green": "10.41.0.0/24"} {
+		for i, a := range h {
+			res, err := a.RequestPool(&api.RequestPoolRequest{AddressSpace: LocalSpace, Pool: subnet, Options: map[string]string{OptCluster: name}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustAddr(t, a, res.PoolID, "", map[string]string{OptRequestAddressType: GatewayAddressType})
+			res6, err := a.RequestPool(&api.RequestPoolRequest{AddressSpace: LocalSpace, V6: true, Options: map[string]string{OptCluster: name}})
+			if err != nil {
+				t.Fatalf("host%d %s: %v", i+1, name, err)
+			}
+			p := netip.MustParsePrefix(res6.Pool)
+			if p.Bits() != 64 || !p.Addr().Is6() || p.Addr().As16()[0] != 0xfd {
+				t.Errorf("host%d %s: default IPv6 subnet %s, want a ULA /64", i+1, name, p)
+			}
+			if have, ok := subnets[name]; ok && have != res6.Pool {
+				t.Errorf("%s: host1 has %s, host%d %s", name, have, i+1, res6.Pool)
+			}
+			subnets[name] = res6.Pool
+			gw := mustAddr(t, a, res6.PoolID, "", map[string]string{OptRequestAddressType: GatewayAddressType})
+			if want := p.Addr().Next().String() + "/64"; gw != want {
+				t.Errorf("host%d %s: IPv6 gateway %s, want %s", i+1, name, gw, want)
+			}
+		}
+	}
+	b, g := netip.MustParsePrefix(subnets["blue"]), netip.MustParsePrefix(subnets["green"])
+	if b.Overlaps(g) || netip.PrefixFrom(b.Addr(), 48).Masked() != netip.PrefixFrom(g.Addr(), 48).Masked() {
+		t.Errorf("blue %s and green %s: want two /64s of one /48", b, g)
 	}
 }
 

@@ -52,6 +52,12 @@ type Config struct {
 	// created without a subnet (subnets.go); an invalid pool means none.
 	SubnetPool netip.Prefix
 	SubnetSize int
+	// SubnetPool6 and SubnetSize6 are the default IPv6 pool this host
+	// proposes for the cluster (subnets6.go): the first host's proposal is
+	// the cluster's. An invalid pool proposes a random ULA /48 (RFC 4193);
+	// size 0 is 64.
+	SubnetPool6 netip.Prefix
+	SubnetSize6 int
 	// TunnelPool is the pool of hosts' tunnel addresses this host would
 	// choose for the cluster (tunnels.go); invalid: a /22 of SubnetPool.
 	TunnelPool netip.Prefix

@@ -229,13 +229,18 @@ func (c *Client) SettlePolicy(name string, p Policy) (Policy, error) {
 // SettleSubnet6 returns the cluster network's configuration with its IPv6
 // subnet and gateway, making them subnet and gateway (zero: the subnet's
 // first address) if the network has none yet; a subnet or gateway that
-// differs from the cluster's is refused with what to change. The network
-// must exist (its IPv4 pool comes first, as Docker asks for it first).
+// differs from the cluster's is refused with what to change. A zero
+// subnet takes the cluster's, or one of the default IPv6 pool
+// (subnets6.go). The network must exist (its IPv4 pool comes first, as
+// Docker asks for it first).
 func (c *Client) SettleSubnet6(name string, subnet netip.Prefix, gateway netip.Addr) (NetworkSpec, error) {
 	if err := ValidName(name); err != nil {
 		return NetworkSpec{}, err
 	}
-	if !subnet.IsValid() || !subnet.Addr().Is6() || subnet.Addr().Is4In6() {
+	if !subnet.IsValid() {
+		return c.settleDefault6(name)
+	}
+	if !subnet.Addr().Is6() || subnet.Addr().Is4In6() {
 		return NetworkSpec{}, conflict("cluster network %s: %s is not an IPv6 subnet", name, subnet)
 	}
 	subnet = subnet.Masked()
@@ -267,6 +272,39 @@ func (c *Client) SettleSubnet6(name string, subnet netip.Prefix, gateway netip.A
 		err = refused
 	}
 	return got, err
+}
+
+// settleDefault6 is SettleSubnet6 without a subnet: the cluster's, or a
+// subnet of the default IPv6 pool picked now (given back if another
+// host settled another first).
+func (c *Client) settleDefault6(name string) (NetworkSpec, error) {
+	spec, found, err := c.LookupNetwork(name)
+	switch {
+	case err != nil:
+		return NetworkSpec{}, err
+	case !found:
+		return NetworkSpec{}, conflict("cluster network %s has no configuration in the cluster", name)
+	case spec.Subnet6.IsValid():
+		return spec, nil
+	}
+	var picked netip.Prefix
+	if err := c.call("IPv6 subnet of cluster network "+name, func(ctx context.Context) error {
+		picked, err = c.pickSubnet6(ctx, name)
+		return err
+	}); err != nil {
+		return NetworkSpec{}, err
+	}
+	spec, err = c.SettleSubnet6(name, picked, netip.Addr{})
+	if spec.Subnet6 != picked {
+		_ = c.call("release a default subnet", func(ctx context.Context) error {
+			c.releaseSubnet(ctx, name, picked)
+			return nil
+		})
+	}
+	if err != nil && spec.Subnet6.IsValid() && spec.Subnet6 != picked {
+		return spec, nil // another host's pick won: this host takes it
+	}
+	return spec, err
 }
 
 // settle reads the cluster network's configuration and, when fn changed
@@ -366,6 +404,7 @@ func (c *Client) LeaveNetwork(name string) (deleted bool, err error) {
 			[]string{networkKey(name) + "hosts/", networkKey(name) + "addrs/"})
 		if deleted {
 			c.releaseSubnet(ctx, name, spec.Subnet)
+			c.releaseSubnet(ctx, name, spec.Subnet6)
 		}
 		return err
 	})

@@ -54,9 +54,9 @@ func (c *Client) PublishRoutes(routes []netip.Prefix) error {
 
 // usedSubnets is every prefix a default subnet must not overlap: the
 // cluster networks' subnets, the picks under way and every host's routes;
-// mine is a pick of the network's own (another host's, racing to create
-// it), if any.
-func (c *Client) usedSubnets(ctx context.Context, name string) (used []netip.Prefix, mine netip.Prefix, err error) {
+// mine is a pick of the network's own of the family of v4 (another
+// host's, racing to create it), if any.
+func (c *Client) usedSubnets(ctx context.Context, name string, v4 bool) (used []netip.Prefix, mine netip.Prefix, err error) {
 	lists, _, err := c.kv.listMany(ctx, Prefix+"vnis/", Prefix+"subnets/", Prefix+"routes/")
 	if err != nil {
 		return nil, netip.Prefix{}, err
@@ -68,7 +68,7 @@ func (c *Client) usedSubnets(ctx context.Context, name string) (used []netip.Pre
 	for _, p := range lists[1] {
 		if s, ok := parseSubnetKey(p.Key); ok {
 			used = append(used, s)
-			if string(p.Value) == name {
+			if string(p.Value) == name && s.Addr().Is4() == v4 {
 				mine = s
 			}
 		}
@@ -86,8 +86,13 @@ func (c *Client) usedSubnets(ctx context.Context, name string) (used []netip.Pre
 		}
 		for _, v := range vals {
 			var spec NetworkSpec
-			if v != nil && json.Unmarshal(v, &spec) == nil && spec.Subnet.IsValid() {
-				used = append(used, spec.Subnet)
+			if v == nil || json.Unmarshal(v, &spec) != nil {
+				continue
+			}
+			for _, s := range []netip.Prefix{spec.Subnet, spec.Subnet6} {
+				if s.IsValid() {
+					used = append(used, s)
+				}
 			}
 		}
 	}
@@ -106,7 +111,14 @@ func (c *Client) pickSubnetSized(ctx context.Context, name string, size int) (ne
 	if !pool.IsValid() {
 		return netip.Prefix{}, conflict("cluster network %s does not exist yet: the first host must give its IPv4 --subnet (this host has no default cluster pool)", name)
 	}
-	used, mine, err := c.usedSubnets(ctx, name)
+	return c.pickFrom(ctx, name, pool, size)
+}
+
+// pickFrom claims for the network the first subnet of pool, size bits
+// long, that overlaps nothing in use (or returns its own earlier pick of
+// that family).
+func (c *Client) pickFrom(ctx context.Context, name string, pool netip.Prefix, size int) (netip.Prefix, error) {
+	used, mine, err := c.usedSubnets(ctx, name, pool.Addr().Is4())
 	if err != nil || mine.IsValid() {
 		return mine, err
 	}
@@ -126,8 +138,13 @@ func (c *Client) pickSubnetSized(ctx context.Context, name string, size int) (ne
 	return netip.Prefix{}, conflict("no free /%d left in the default cluster pool %s for network %s: give --subnet", size, pool, name)
 }
 
-// candidates yields pool's subnets of size bits, in order.
+// candidates yields pool's subnets of size bits, in order: IPv4 ones up
+// to /30, IPv6 ones up to /64 (their count is not bounded here: the
+// caller stops at the first free one).
 func candidates(pool netip.Prefix, size int) func(func(netip.Prefix) bool) {
+	if pool.Addr().Is6() {
+		return candidates6(pool, size)
+	}
 	return func(yield func(netip.Prefix) bool) {
 		if !pool.Addr().Is4() || size < pool.Bits() || size > 30 {
 			return

@@ -127,3 +127,62 @@ func TestDefaultSubnetOfARaceIsShared(t *testing.T) {
 		t.Fatalf("host1's create after host2's: %+v %v", spec, err)
 	}
 }
+
+// The default IPv6 pool is chosen once, by the first host that needs it:
+// a host whose flag names another gets the cluster's; /64s are handed out
+// in order, skipping a network's explicit IPv6 subnet, never one twice,
+// and a network racing from two hosts gets one; its pick goes with it.
+func TestDefaultIPv6Subnets(t *testing.T) {
+	t.Parallel()
+	mem := NewMemory()
+	h := poolHosts(t, mem, 0, 2)
+	h[0].cfg.SubnetPool6 = netip.MustParsePrefix("fd00:aa::/48")
+	h[1].cfg.SubnetPool6 = netip.MustParsePrefix("fd00:bb::/48")
+	for i, name := range []string{"a", "b", "c"} {
+		if _, err := h[0].EnsureNetwork(name, netip.MustParsePrefix(fmt.Sprintf("10.9.%d.0/24", i)), netip.Addr{}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h[1].SettleSubnet6("a", netip.MustParsePrefix("fd00:aa::/64"), netip.Addr{}); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := h[0].DefaultPool6(); err != nil || p.Base.String() != "fd00:aa::/48" {
+		t.Fatalf("host1 chooses the pool: %+v, %v", p, err)
+	}
+	var wg sync.WaitGroup
+	got := make([]NetworkSpec, 2)
+	for i := range h {
+		wg.Go(func() {
+			var err error
+			if got[i], err = h[i].SettleSubnet6("b", netip.Prefix{}, netip.Addr{}); err != nil {
+				t.Errorf("host%d: %v", i+1, err)
+			}
+		})
+	}
+	wg.Wait()
+	if got[0].Subnet6 != got[1].Subnet6 || got[0].Subnet6.String() != "fd00:aa:0:1::/64" || got[0].Gateway6.String() != "fd00:aa:0:1::1" {
+		t.Fatalf("b from two hosts at once: %+v, %+v; want fd00:aa:0:1::/64 (the cluster's pool is host1's, whose first /64 is a's)", got[0], got[1])
+	}
+	if p, err := h[1].DefaultPool6(); err != nil || p.Base.String() != "fd00:aa::/48" || p.Size != 64 {
+		t.Errorf("the cluster's pool from host2: %+v, %v", p, err)
+	}
+	c, err := h[1].SettleSubnet6("c", netip.Prefix{}, netip.Addr{})
+	if err != nil || c.Subnet6.String() != "fd00:aa:0:2::/64" {
+		t.Errorf("c: %+v, %v", c, err)
+	}
+	// b goes: its /64 is free for the next network.
+	for _, x := range h {
+		if _, err := x.LeaveNetwork("b"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h[0].EnsureNetwork("d", netip.MustParsePrefix("10.9.9.0/24"), netip.Addr{}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := h[0].SettleSubnet6("d", netip.Prefix{}, netip.Addr{}); err != nil || d.Subnet6.String() != "fd00:aa:0:1::/64" {
+		t.Errorf("d after b went: %+v, %v", d, err)
+	}
+	if u := RandomULA(); u.Bits() != 48 || u.Addr().As16()[0] != 0xfd || u == RandomULA() {
+		t.Errorf("RandomULA: %s", u)
+	}
+}

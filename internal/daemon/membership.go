@@ -36,6 +36,11 @@ type ClusterConfig struct {
 	// created without --subnet (--cluster-default-address-pool).
 	SubnetPool netip.Prefix
 	SubnetSize int
+	// SubnetPool6 and SubnetSize6 are the IPv6 pool this host proposes for
+	// cluster networks created with --ipv6 and no IPv6 subnet
+	// (--cluster-default-ipv6-pool; invalid: a random ULA /48).
+	SubnetPool6 netip.Prefix
+	SubnetSize6 int
 	// DockerHost is the Docker API address cluster networks are synced
 	// with (--docker-host; "" turns syncing off); DockerDriver mynet's
 	// name in that Docker (--docker-driver).
@@ -65,7 +70,7 @@ func (d *Daemon) setupCluster() (*cluster.Client, driver.ClusterConfig, error) {
 		return nil, driver.ClusterConfig{}, fmt.Errorf("--cluster-advertise: %w", err)
 	}
 	c, err := cluster.New(cluster.Config{Endpoints: cc.Store, TLS: cc.TLS, Node: cc.Node, Advertise: local, TTL: cc.TTL,
-		SubnetPool: cc.SubnetPool, SubnetSize: cc.SubnetSize, TunnelPool: cc.Tunnel.Pool, Log: d.log.WithField("part", "cluster")})
+		SubnetPool: cc.SubnetPool, SubnetSize: cc.SubnetSize, SubnetPool6: cc.SubnetPool6, SubnetSize6: cc.SubnetSize6, TunnelPool: cc.Tunnel.Pool, Log: d.log.WithField("part", "cluster")})
 	if err != nil {
 		return nil, driver.ClusterConfig{}, err
 	}
