@@ -19,8 +19,13 @@ func (d *Driver) resolveCluster(cfg *NetworkConfig, space string) error {
 	requested := cfg.Cluster
 	var cn ClusterNet
 	var ok bool
-	if d.cluster.Of != nil {
-		cn, ok = d.cluster.Of(space, cfg.Subnet)
+	// An IPv6-only network's pool is its IPv6 one.
+	primary := cfg.Subnet
+	if cfg.NoIPv4 {
+		primary = cfg.Subnet6
+	}
+	if d.cluster.Of != nil && primary.IsValid() {
+		cn, ok = d.cluster.Of(space, primary)
 	}
 	switch {
 	case !ok && requested == "":
@@ -36,7 +41,7 @@ func (d *Driver) resolveCluster(cfg *NetworkConfig, space string) error {
 		return errdefs.Invalid("cluster network %s has no configuration in the cluster yet (no gateway address was requested for it)", cn.Name)
 	}
 	cfg.Cluster, cfg.VNI, cfg.VXLANPort, cfg.VXLAN = cn.Name, cn.VNI, cn.Port, VXLANPrefix+cfg.ID[:12]
-	if cfg.Subnet6.IsValid() {
+	if cfg.Subnet6.IsValid() && !cfg.NoIPv4 {
 		// Dual stack: the IPv6 pool must be the same cluster network's
 		// (mynet's IPAM settled its subnet and gateway in the cluster).
 		cn6, ok6 := d.cluster.Of(space, cfg.Subnet6)

@@ -158,8 +158,8 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 	// by the next list; an endpoint without a record is published by it.
 	published := func() error { return nil }
 	cn := d.clusterNet(cfg.ID)
-	if cn != nil && d.cluster.NameOf != nil {
-		ep.Name = d.cluster.NameOf(cfg.Cluster, ep.Address.Addr())
+	if addrs := endpointAddrs(ep); cn != nil && d.cluster.NameOf != nil && len(addrs) > 0 {
+		ep.Name = d.cluster.NameOf(cfg.Cluster, addrs[0])
 	}
 	if cn != nil {
 		addrs := endpointAddrs(ep)

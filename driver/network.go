@@ -54,11 +54,15 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 	if err != nil {
 		return err
 	}
-	if !cfg.NoIPv4 {
-		// Cluster networks are IPv4 (an IPv6-only one was refused above).
-		if err := d.resolveCluster(cfg, req.IPv4Data[0].AddressSpace); err != nil {
-			return err
-		}
+	space := ""
+	switch {
+	case !cfg.NoIPv4:
+		space = req.IPv4Data[0].AddressSpace
+	case len(req.IPv6Data) > 0:
+		space = req.IPv6Data[0].AddressSpace
+	}
+	if err := d.resolveCluster(cfg, space); err != nil {
+		return err
 	}
 	if cfg.Encrypted && cfg.Cluster == "" {
 		return errdefs.Invalid("option %s: only cluster networks are encrypted (with --ipam-driver mynet --ipam-opt %s=NAME); a local network's traffic never leaves this host", OptEncrypted, OptCluster)

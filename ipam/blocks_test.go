@@ -53,6 +53,11 @@ func (k *countingCluster) SettleSubnet6(name string, subnet netip.Prefix, gw net
 	return k.c.SettleSubnet6(name, subnet, gw)
 }
 
+func (k *countingCluster) EnsureNetwork6(name string, subnet netip.Prefix, gw netip.Addr, port int) (cluster.NetworkSpec, error) {
+	k.trips.Add(1)
+	return k.c.EnsureNetwork6(name, subnet, gw, port)
+}
+
 func (k *countingCluster) ClaimAddress(net string, ip netip.Addr, owner string) (bool, string, error) {
 	k.trip()
 	return k.c.ClaimAddress(net, ip, owner)

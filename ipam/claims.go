@@ -138,8 +138,9 @@ func (a *Allocator) reclaim(p *pool) error {
 		var spec cluster.NetworkSpec
 		var err error
 		if p.rec.V6 {
-			// Its IPv4 pool made the network again first (allPools).
-			spec, err = a.cluster.SettleSubnet6(net, p.subnet, gw)
+			// An IPv6-only network is made again; a dual-stack one's IPv4
+			// pool made it again first (allPools).
+			spec, err = a.ensureIPv6(p, gw, port)
 		} else {
 			spec, err = a.cluster.EnsureNetwork(net, p.subnet, gw, port)
 		}

@@ -19,6 +19,7 @@ type clusterAPI interface {
 	LookupNetwork(name string) (cluster.NetworkSpec, bool, error)
 	EnsureNetwork(name string, subnet netip.Prefix, gateway netip.Addr, port int) (cluster.NetworkSpec, error)
 	SettleSubnet6(name string, subnet netip.Prefix, gateway netip.Addr) (cluster.NetworkSpec, error)
+	EnsureNetwork6(name string, subnet netip.Prefix, gateway netip.Addr, port int) (cluster.NetworkSpec, error)
 	ClaimAddress(net string, ip netip.Addr, owner string) (ok bool, holder string, err error)
 	AdoptClaim(net string, ip netip.Addr, owner string) (bool, error)
 	ReleaseAddress(net string, ip netip.Addr, owner string) error
@@ -197,20 +198,37 @@ func (a *Allocator) clusterSpec(name string, subnet netip.Prefix) (poolRecord, e
 // clusterSpec6 is the pool record of a cluster network's IPv6 pool: the
 // cluster's IPv6 subnet; or subnet, settled at the gateway's request (no
 // VNI until then), when the cluster has none yet; or, with no subnet
-// either, one of the cluster's default IPv6 pool, settled now. Docker asks for a
-// network's IPv4 pool and gateway first, so the network is there.
+// either, one of the cluster's default IPv6 pool, settled now. Docker asks
+// for a dual-stack network's IPv4 pool and gateway first, so the network
+// is there; a network this host has no IPv4 pool of is IPv6-only (Only6),
+// made by its IPv6 pool.
 func (a *Allocator) clusterSpec6(name string, subnet netip.Prefix) (poolRecord, error) {
+	only6 := !a.hasClusterPool4(name)
 	spec, found, err := a.cluster.LookupNetwork(name)
+	rec := func(spec cluster.NetworkSpec) poolRecord {
+		return poolRecord{Space: LocalSpace, V6: true, Only6: only6, Subnet: spec.Subnet6.String(), Cluster: name,
+			Gateway: spec.Gateway6.String(), VNI: spec.VNI, Port: spec.Port}
+	}
 	switch {
 	case err != nil:
 		return poolRecord{}, clusterErr(err)
+	case !found && !only6:
+		return poolRecord{}, errdefs.Invalid("cluster network %s has no configuration in the cluster (it went since its IPv4 pool was made here): try again", name)
+	case !found && subnet.IsValid():
+		// Created at the gateway's request, with the gateway asked for.
+		return poolRecord{Space: LocalSpace, V6: true, Only6: true, Subnet: subnet.Masked().String(), Cluster: name}, nil
 	case !found:
-		return poolRecord{}, errdefs.Invalid("cluster network %s: an IPv6-only cluster network is not supported yet: give it an IPv4 subnet too (or none)", name)
+		spec, err := a.cluster.EnsureNetwork6(name, netip.Prefix{}, netip.Addr{}, 0)
+		if err != nil {
+			return poolRecord{}, clusterErr(err)
+		}
+		return rec(spec), nil
+	case only6 && spec.Subnet.IsValid():
+		return poolRecord{}, errdefs.Invalid("cluster network %s has IPv4 subnet %s: it is not IPv6-only; create it with --subnet %s too, without enable_ipv4=false", name, spec.Subnet, spec.Subnet)
 	case spec.Subnet6.IsValid() && subnet.IsValid() && subnet.Masked() != spec.Subnet6:
 		return poolRecord{}, errdefs.Invalid("cluster network %s has IPv6 subnet %s; this host asked for %s: create it with --subnet %s", name, spec.Subnet6, subnet, spec.Subnet6)
 	case spec.Subnet6.IsValid():
-		return poolRecord{Space: LocalSpace, V6: true, Subnet: spec.Subnet6.String(), Cluster: name,
-			Gateway: spec.Gateway6.String(), VNI: spec.VNI, Port: spec.Port}, nil
+		return rec(spec), nil
 	case !subnet.IsValid():
 		// A subnet of the cluster's default IPv6 pool, settled now, with
 		// its first address as the gateway (of hosts doing this at once,
@@ -218,10 +236,32 @@ func (a *Allocator) clusterSpec6(name string, subnet netip.Prefix) (poolRecord, 
 		if spec, err = a.cluster.SettleSubnet6(name, netip.Prefix{}, netip.Addr{}); err != nil {
 			return poolRecord{}, clusterErr(err)
 		}
-		return poolRecord{Space: LocalSpace, V6: true, Subnet: spec.Subnet6.String(), Cluster: name,
-			Gateway: spec.Gateway6.String(), VNI: spec.VNI, Port: spec.Port}, nil
+		return rec(spec), nil
 	}
 	return poolRecord{Space: LocalSpace, V6: true, Subnet: subnet.Masked().String(), Cluster: name}, nil
+}
+
+// hasClusterPool4 reports whether this host has an IPv4 pool of the
+// cluster network.
+func (a *Allocator) hasClusterPool4(name string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, p := range a.pools {
+		if p.rec.Cluster == name && !p.rec.V6 {
+			return true
+		}
+	}
+	return false
+}
+
+// ensureIPv6 makes the cluster's configuration of an IPv6 pool's network
+// what the pool has: an IPv6-only network made (or checked), or a
+// dual-stack one's IPv6 subnet settled.
+func (a *Allocator) ensureIPv6(p *pool, gateway netip.Addr, port int) (cluster.NetworkSpec, error) {
+	if p.rec.Only6 {
+		return a.cluster.EnsureNetwork6(p.rec.Cluster, p.subnet, gateway, port)
+	}
+	return a.cluster.SettleSubnet6(p.rec.Cluster, p.subnet, gateway)
 }
 
 // ensureClusterNetwork gives a pool whose cluster network this host found
@@ -236,7 +276,7 @@ func (a *Allocator) ensureClusterNetwork(p *pool, gateway netip.Addr) error {
 	var spec cluster.NetworkSpec
 	var err error
 	if p.rec.V6 {
-		spec, err = a.cluster.SettleSubnet6(p.rec.Cluster, p.subnet, gateway)
+		spec, err = a.ensureIPv6(p, gateway, 0)
 	} else {
 		spec, err = a.cluster.EnsureNetwork(p.rec.Cluster, p.subnet, gateway, 0)
 	}

@@ -101,9 +101,7 @@ func TestClusterDualStackNoAddressTwice(t *testing.T) {
 }
 
 // What is refused, with what to change: another IPv6 subnet than the
-// cluster's, a new network's IPv6 pool before any IPv4 one (IPv6-only is
-// not supported yet), and an IPv6 pool with no subnet on a network that
-// has none.
+// cluster's, and an IPv6-only network where the cluster's has IPv4.
 func TestClusterIPv6PoolErrors(t *testing.T) {
 	t.Parallel()
 	h, _ := clusterHosts(t, 2)
@@ -112,11 +110,18 @@ func TestClusterIPv6PoolErrors(t *testing.T) {
 		_, err := h[1].RequestPool(&api.RequestPoolRequest{AddressSpace: LocalSpace, Pool: subnet, V6: true, Options: map[string]string{OptCluster: name}})
 		return err
 	}
+	res0, err := h[1].RequestPool(&api.RequestPoolRequest{AddressSpace: LocalSpace, Options: map[string]string{OptCluster: "blue"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := req("fd00:41::/64", "blue"); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "--subnet fd00:40::/64") {
 		t.Errorf("another IPv6 subnet: %v", err)
 	}
-	if err := req("fd00:42::/64", "green"); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "IPv6-only") {
-		t.Errorf("an IPv6 pool of a new network: %v", err)
+	if err := h[1].ReleasePool(&api.ReleasePoolRequest{PoolID: res0.PoolID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := req("fd00:40::/64", "blue"); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "not IPv6-only") {
+		t.Errorf("an IPv6-only host (no IPv4 pool) on a dual-stack network: %v", err)
 	}
 	res, err := h[1].RequestPool(&api.RequestPoolRequest{AddressSpace: LocalSpace, Pool: "10.43.0.0/24", Options: map[string]string{OptCluster: "green"}})
 	if err != nil {
@@ -261,5 +266,66 @@ func TestClusterIPRange(t *testing.T) {
 	}
 	if got := mustAddr(t, h[1], pools[1], "10.40.0.7", nil); got != "10.40.0.7/24" {
 		t.Errorf("a static address outside the range: %s", got)
+	}
+}
+
+// An IPv6-only cluster network (--ipv6, enable_ipv4=false: Docker asks
+// for no IPv4 pool): made by its IPv6 pool, the same on every host,
+// addresses never twice, made again after etcd lost its data; an IPv4
+// pool of it is refused with what to change; without a subnet, one of the
+// default IPv6 pool.
+func TestClusterIPv6OnlyNetwork(t *testing.T) {
+	t.Parallel()
+	h, mem := clusterHosts(t, 3)
+	only6 := func(a *Allocator, name, subnet string) (string, string) {
+		t.Helper()
+		res, err := a.RequestPool(&api.RequestPoolRequest{AddressSpace: LocalSpace, Pool: subnet, V6: true, Options: map[string]string{OptCluster: name}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.PoolID, mustAddr(t, a, res.PoolID, "", map[string]string{OptRequestAddressType: GatewayAddressType})
+	}
+	p1, gw1 := only6(h[0], "six", "fd00:50::/64")
+	p2, gw2 := only6(h[1], "six", "")
+	if gw1 != "fd00:50::1/64" || gw2 != gw1 {
+		t.Errorf("gateways %s and %s, want fd00:50::1/64 on both", gw1, gw2)
+	}
+	cn, ok := h[1].ClusterOf(LocalSpace, netip.MustParsePrefix("fd00:50::/64"))
+	if !ok || cn.Name != "six" || cn.VNI == 0 {
+		t.Errorf("ClusterOf = %+v, %v", cn, ok)
+	}
+	seen := map[string]bool{}
+	for k := range 20 {
+		for i, pool := range []string{p1, p2} {
+			addr := mustAddr(t, h[i], pool, "", map[string]string{OptMACAddress: fmt.Sprintf("02:00:00:00:%02x:%02x", i, k)})
+			if seen[addr] {
+				t.Fatalf("%s handed out twice", addr)
+			}
+			seen[addr] = true
+		}
+	}
+	_, err := h[2].RequestPool(&api.RequestPoolRequest{AddressSpace: LocalSpace, Pool: "10.50.0.0/24", Options: map[string]string{OptCluster: "six"}})
+	if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "IPv6-only") {
+		t.Errorf("an IPv4 pool of an IPv6-only network: %v", err)
+	}
+	_, gw := only6(h[2], "seven", "")
+	if p := netip.MustParsePrefix(gw); p.Bits() != 64 || p.Addr().As16()[0] != 0xfd {
+		t.Errorf("an IPv6-only network without subnet: gateway %s, want in a ULA /64", gw)
+	}
+	mem.DeletePrefix()
+	for _, a := range h[:2] {
+		c := a.cluster.(*cluster.Client)
+		if _, _, err := c.Register(t.Context(), c.Lease()); err != nil {
+			t.Fatal(err)
+		}
+		a.ClusterRegistered(nil, true)
+	}
+	spec, ok, err := h[0].cluster.LookupNetwork("six")
+	if err != nil || !ok || spec.Subnet.IsValid() || spec.Subnet6.String() != "fd00:50::/64" || spec.VNI != cn.VNI {
+		t.Errorf("six after etcd lost its data: %+v, %v, %v", spec, ok, err)
+	}
+	claims, err := h[0].cluster.(*cluster.Client).Claims("six")
+	if err != nil || len(claims) != len(seen) {
+		t.Errorf("%d claims after the loss for %d addresses (%v)", len(claims), len(seen), err)
 	}
 }

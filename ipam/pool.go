@@ -17,11 +17,13 @@ import (
 
 // poolRecord is a pool as persisted.
 type poolRecord struct {
-	Space   string `json:"space"`
-	Subnet  string `json:"subnet"`
-	Range   string `json:"range,omitempty"`
-	V6      bool   `json:"v6,omitempty"`
-	Default bool   `json:"default,omitempty"` // picked from the default sets (no --subnet)
+	Space  string `json:"space"`
+	Subnet string `json:"subnet"`
+	Range  string `json:"range,omitempty"`
+	V6     bool   `json:"v6,omitempty"`
+	// Only6: the pool of an IPv6-only cluster network (no IPv4 pool).
+	Only6   bool `json:"only6,omitempty"`
+	Default bool `json:"default,omitempty"` // picked from the default sets (no --subnet)
 	// Cluster names the cluster network whose pool this is; Gateway, VNI
 	// and Port (its VXLAN port; 0: IANA's, a network made before mynet had
 	// its own) are the cluster's, kept here so a restart with etcd down

@@ -26,6 +26,7 @@ type DockerNetwork struct {
 	// IPRange is the IPv4 --ip-range; EnableIPv6, Subnet6, Gateway6 and
 	// IPRange6 a dual-stack network's IPv6 (zero otherwise).
 	IPRange    netip.Prefix      `json:"ip_range,omitzero"`
+	NoIPv4     bool              `json:"no_ipv4,omitempty"` // IPv6-only (enable_ipv4=false): no Subnet
 	EnableIPv6 bool              `json:"enable_ipv6,omitempty"`
 	Subnet6    netip.Prefix      `json:"subnet6,omitzero"`
 	Gateway6   netip.Addr        `json:"gateway6,omitzero"`

@@ -95,7 +95,29 @@ func (c *Client) EnsureNetwork(name string, subnet netip.Prefix, gateway netip.A
 	var spec NetworkSpec
 	err := c.call("cluster network "+name, func(ctx context.Context) error {
 		var err error
-		spec, err = c.ensureNetwork(ctx, name, subnet, gateway, port)
+		spec, err = c.ensureNetwork(ctx, name, subnet, gateway, port, false)
+		return err
+	})
+	return spec, err
+}
+
+// EnsureNetwork6 is EnsureNetwork for an IPv6-only network (Docker's
+// --ipv6 with enable_ipv4=false): subnet and gateway are its Subnet6 and
+// Gateway6, and it has no IPv4 subnet; a zero subnet takes the cluster's,
+// or one of the default IPv6 pool (subnets6.go). A host asking for an
+// IPv6-only network where the cluster's has IPv4, or the reverse, is
+// refused with what to change.
+func (c *Client) EnsureNetwork6(name string, subnet netip.Prefix, gateway netip.Addr, port int) (NetworkSpec, error) {
+	if err := ValidName(name); err != nil {
+		return NetworkSpec{}, err
+	}
+	if port < 0 || port > 65535 {
+		return NetworkSpec{}, conflict("cluster network %s: VXLAN port %d is not a UDP port", name, port)
+	}
+	var spec NetworkSpec
+	err := c.call("cluster network "+name, func(ctx context.Context) error {
+		var err error
+		spec, err = c.ensureNetwork(ctx, name, subnet, gateway, port, true)
 		return err
 	})
 	return spec, err
@@ -122,14 +144,23 @@ func (c *Client) LookupNetwork(name string) (spec NetworkSpec, found bool, err e
 	return spec, found, err
 }
 
-func (c *Client) ensureNetwork(ctx context.Context, name string, subnet netip.Prefix, gateway netip.Addr, port int) (NetworkSpec, error) {
+func (c *Client) ensureNetwork(ctx context.Context, name string, subnet netip.Prefix, gateway netip.Addr, port int, only6 bool) (NetworkSpec, error) {
 	asked := subnet // a subnet picked from the default pool is no one's ask
 	check := func(have NetworkSpec) (NetworkSpec, error) {
-		if asked.IsValid() && have.Subnet != asked.Masked() {
-			return have, conflict("cluster network %s has subnet %s; this host asked for %s: create it with --subnet %s", name, have.Subnet, asked, have.Subnet)
+		haveSubnet, haveGateway := have.Subnet, have.Gateway
+		switch {
+		case only6 && have.Subnet.IsValid():
+			return have, conflict("cluster network %s has IPv4 subnet %s: it is not IPv6-only; create it with --subnet %s too, without enable_ipv4=false", name, have.Subnet, have.Subnet)
+		case !only6 && !have.Subnet.IsValid():
+			return have, conflict("cluster network %s is IPv6-only: create it with --ipv6 -o com.docker.network.enable_ipv4=false [--subnet %s]", name, have.Subnet6)
+		case only6:
+			haveSubnet, haveGateway = have.Subnet6, have.Gateway6
 		}
-		if gateway.IsValid() && have.Gateway != gateway {
-			return have, conflict("cluster network %s has gateway %s; this host asked for %s: create it with --gateway %s (or none)", name, have.Gateway, gateway, have.Gateway)
+		if asked.IsValid() && haveSubnet != asked.Masked() {
+			return have, conflict("cluster network %s has subnet %s; this host asked for %s: create it with --subnet %s", name, haveSubnet, asked, haveSubnet)
+		}
+		if gateway.IsValid() && haveGateway != gateway {
+			return have, conflict("cluster network %s has gateway %s; this host asked for %s: create it with --gateway %s (or none)", name, haveGateway, gateway, haveGateway)
 		}
 		return have, nil
 	}
@@ -145,13 +176,21 @@ func (c *Client) ensureNetwork(ctx context.Context, name string, subnet netip.Pr
 	}
 	var picked netip.Prefix
 	switch {
+	case !subnet.IsValid() && only6:
+		var err error
+		if picked, err = c.pickSubnet6(ctx, name); err != nil {
+			return NetworkSpec{}, err
+		}
+		subnet = picked
 	case !subnet.IsValid():
 		var err error
 		if picked, err = c.pickSubnet(ctx, name); err != nil {
 			return NetworkSpec{}, err
 		}
 		subnet = picked
-	case !subnet.Addr().Is4():
+	case only6 && (!subnet.Addr().Is6() || subnet.Addr().Is4In6()):
+		return NetworkSpec{}, conflict("cluster network %s: its subnet must be IPv6, not %s", name, subnet)
+	case !only6 && !subnet.Addr().Is4():
 		return NetworkSpec{}, conflict("cluster network %s: its subnet must be IPv4, not %s", name, subnet)
 	}
 	subnet = subnet.Masked()
@@ -170,6 +209,9 @@ func (c *Client) ensureNetwork(ctx context.Context, name string, subnet netip.Pr
 		port = DefaultVXLANPort
 	}
 	want := NetworkSpec{Subnet: subnet, Gateway: gateway, VNI: vni, Port: port}
+	if only6 {
+		want = NetworkSpec{Subnet6: subnet, Gateway6: gateway, VNI: vni, Port: port}
+	}
 	b, _ := json.Marshal(want)
 	created, existing, err := c.kv.create(ctx, cfgKey, b, 0)
 	if err != nil {
@@ -189,7 +231,7 @@ func (c *Client) ensureNetwork(ctx context.Context, name string, subnet netip.Pr
 	if have.VNI != vni {
 		_, _ = c.kv.deleteIf(ctx, vniKey(vni), []byte(name))
 	}
-	if picked != have.Subnet {
+	if picked != have.Subnet && picked != have.Subnet6 {
 		c.releaseSubnet(ctx, name, picked)
 	}
 	return check(have)

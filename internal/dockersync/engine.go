@@ -21,6 +21,9 @@ type Network struct {
 	Subnet           netip.Prefix // the first IPv4 subnet
 	Gateway          netip.Addr
 	IPRange          netip.Prefix
+	// NoIPv4: an IPv6-only network (Engine 28 and later: EnableIPv4
+	// false, and no IPv4 subnet).
+	NoIPv4 bool
 	// EnableIPv6 and the first IPv6 subnet, its gateway and range.
 	EnableIPv6 bool
 	Subnet6    netip.Prefix
@@ -99,14 +102,23 @@ func (e *dockerEngine) Networks(ctx context.Context) ([]Network, error) {
 				n.Subnet6, n.Gateway6, n.IPRange6 = c.Subnet, c.Gateway, c.IPRange
 			}
 		}
+		// An engine older than API 1.47 has no EnableIPv4 (false here):
+		// a network with an IPv4 subnet is not IPv6-only, whatever it says.
+		n.NoIPv4 = !s.EnableIPv4 && !n.Subnet.IsValid() && n.Subnet6.IsValid()
 		out = append(out, n)
 	}
 	return out, nil
 }
 
 func (e *dockerEngine) Create(ctx context.Context, n Network) (string, error) {
-	cfgs := []network.IPAMConfig{{Subnet: n.Subnet, Gateway: n.Gateway, IPRange: n.IPRange}}
+	var cfgs []network.IPAMConfig
 	opts := client.NetworkCreateOptions{Driver: n.Driver, Options: n.Options, Labels: n.Labels, Internal: n.Internal}
+	if n.NoIPv4 {
+		off := false
+		opts.EnableIPv4 = &off
+	} else {
+		cfgs = append(cfgs, network.IPAMConfig{Subnet: n.Subnet, Gateway: n.Gateway, IPRange: n.IPRange})
+	}
 	if n.EnableIPv6 {
 		// An IPv6 subnet the cluster has: the same on every host (without
 		// one, mynet's IPAM gives the cluster's).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -127,7 +128,7 @@ func (s *Syncer) create(ctx context.Context, c string, rec cluster.DockerNetwork
 		log.WithField("options", dropped).Warn("host-specific options in the cluster's record left out")
 	}
 	_, err := s.cfg.Engine.Create(ctx, Network{Name: rec.Name, Driver: s.driver, IPAMDriver: s.driver, Options: opts,
-		IPAMOptions: rec.IPAMOptions, Labels: rec.Labels, Subnet: rec.Subnet, Gateway: rec.Gateway, IPRange: rec.IPRange,
+		IPAMOptions: rec.IPAMOptions, Labels: rec.Labels, Subnet: rec.Subnet, Gateway: rec.Gateway, IPRange: rec.IPRange, NoIPv4: rec.NoIPv4,
 		EnableIPv6: rec.EnableIPv6, Subnet6: rec.Subnet6, Gateway6: rec.Gateway6, IPRange6: rec.IPRange6, Internal: rec.Internal})
 	if err != nil {
 		if b == nil {
@@ -174,13 +175,25 @@ func sharedDetail(name string, clusters []string) string {
 
 func conflictDetail(rec cluster.DockerNetwork, n Network) string {
 	return fmt.Sprintf("the cluster's record (from %s) is Docker network %s %s; this host's %s %s differs: remove one of them",
-		rec.Origin, rec.Name, rec.Subnet, n.Name, n.Subnet)
+		rec.Origin, rec.Name, subnets(rec.Subnet, rec.Subnet6), n.Name, subnets(n.Subnet, n.Subnet6))
+}
+
+// subnets names a network's subnets, IPv4 then IPv6 ("10.0.0.0/24",
+// "10.0.0.0/24 fd00::/64", "fd00::/64").
+func subnets(ps ...netip.Prefix) string {
+	var out []string
+	for _, p := range ps {
+		if p.IsValid() {
+			out = append(out, p.String())
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 // recordOf is the cluster's record of this host's Docker network n.
 func recordOf(c string, n Network) cluster.DockerNetwork {
 	opts, _ := portable(n.Options)
 	return cluster.DockerNetwork{Cluster: c, Name: n.Name, Options: opts, IPAMOptions: n.IPAMOptions, Labels: n.Labels,
-		Subnet: n.Subnet, Gateway: n.Gateway, IPRange: n.IPRange,
+		Subnet: n.Subnet, Gateway: n.Gateway, IPRange: n.IPRange, NoIPv4: n.NoIPv4,
 		EnableIPv6: n.EnableIPv6, Subnet6: n.Subnet6, Gateway6: n.Gateway6, IPRange6: n.IPRange6, Internal: n.Internal}
 }

@@ -53,11 +53,13 @@ func checkRecord(c string, rec cluster.DockerNetwork) error {
 		return fmt.Errorf("the record of cluster network %s has no Docker network name", c)
 	case rec.IPAMOptions[optCluster] != c:
 		return fmt.Errorf("the record of cluster network %s has IPAM option %s=%q: a record is applied only to its own cluster network", c, optCluster, rec.IPAMOptions[optCluster])
-	case !rec.Subnet.IsValid() || !rec.Subnet.Addr().Is4():
+	case rec.NoIPv4 && (rec.Subnet.IsValid() || !rec.EnableIPv6 || !rec.Subnet6.IsValid()):
+		return fmt.Errorf("the record of cluster network %s is IPv6-only and has an IPv4 subnet or no IPv6 one", c)
+	case !rec.NoIPv4 && (!rec.Subnet.IsValid() || !rec.Subnet.Addr().Is4()):
 		return fmt.Errorf("the record of cluster network %s has no IPv4 subnet", c)
 	case rec.Gateway.IsValid() && (!rec.Subnet.Contains(rec.Gateway) || rec.Gateway == rec.Subnet.Masked().Addr()):
 		return fmt.Errorf("the record of cluster network %s has gateway %s, not a host address of %s", c, rec.Gateway, rec.Subnet)
-	case rec.IPRange.IsValid() && !inside(rec.IPRange, rec.Subnet):
+	case rec.IPRange.IsValid() && (rec.NoIPv4 || !inside(rec.IPRange, rec.Subnet)):
 		return fmt.Errorf("the record of cluster network %s has IP range %s, not inside %s", c, rec.IPRange, rec.Subnet)
 	case !rec.EnableIPv6 && (rec.Subnet6.IsValid() || rec.IPRange6.IsValid()):
 		return fmt.Errorf("the record of cluster network %s has an IPv6 subnet without IPv6 on", c)

@@ -24,6 +24,15 @@ func TestCheckRecord(t *testing.T) {
 	if err := checkRecord("blue", dual); err != nil {
 		t.Fatalf("a good dual-stack record with ranges refused: %v", err)
 	}
+	only6 := dual
+	only6.NoIPv4, only6.Subnet, only6.Gateway, only6.IPRange = true, netip.Prefix{}, netip.Addr{}, netip.Prefix{}
+	if err := checkRecord("blue", only6); err != nil {
+		t.Fatalf("a good IPv6-only record refused: %v", err)
+	}
+	only6.Subnet = good.Subnet
+	if err := checkRecord("blue", only6); err == nil || !strings.Contains(err.Error(), "IPv6-only") {
+		t.Errorf("an IPv6-only record with an IPv4 subnet: %v", err)
+	}
 	for name, tt := range map[string]struct {
 		c    string
 		edit func(*cluster.DockerNetwork)

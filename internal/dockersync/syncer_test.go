@@ -304,6 +304,27 @@ func TestDualStackNetworkIsSyncedWhole(t *testing.T) {
 	})
 }
 
+// An IPv6-only network: the other hosts' copies are IPv6-only too.
+func TestIPv6OnlyNetworkIsSynced(t *testing.T) {
+	h := syncHosts(t, 2)
+	h[0].join(t, "ov7", "10.0.7.0/24")
+	if _, err := h[0].engine.Create(t.Context(), Network{Name: "ov_net7", Driver: "mynet", IPAMDriver: "mynet",
+		IPAMOptions: map[string]string{optCluster: "ov7"}, NoIPv4: true, EnableIPv6: true,
+		Subnet6: netip.MustParsePrefix("fd00:7::/64"), Gateway6: netip.MustParseAddr("fd00:7::1")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "host2 has ov_net7, IPv6-only", func() error {
+		n, ok := h[1].engine.byName("ov_net7")
+		if !ok {
+			return errors.New("absent")
+		}
+		if !n.NoIPv4 || n.Subnet.IsValid() || n.Subnet6.String() != "fd00:7::/64" {
+			return fmt.Errorf("got %+v", n)
+		}
+		return nil
+	})
+}
+
 // inUseOnHost2 is ov_net1 created by a user on host1, synced to host2, and
 // used there by a container.
 func inUseOnHost2(t *testing.T, h []*syncHost) {

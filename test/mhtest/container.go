@@ -59,13 +59,17 @@ func (n *ClusterNet) TryRunAt(static, static6 string) (*Container, error) {
 	epSeq.Unlock()
 	epID := fmt.Sprintf("e%011x%s", seq, strings.Repeat("0", 52))
 	mac := fmt.Sprintf("02:00:%02x:00:%02x:%02x", h.n, seq/256, seq%256)
-	res, err := h.Try("/IpamDriver.RequestAddress", map[string]any{"PoolID": n.PoolID, "Address": static,
-		"Options": map[string]string{"com.docker.network.endpoint.macaddress": mac}})
-	if err != nil {
-		return nil, err
+	iface := map[string]string{"MacAddress": mac}
+	var addr netip.Prefix
+	if n.PoolID != "" { // not IPv6-only
+		res, err := h.Try("/IpamDriver.RequestAddress", map[string]any{"PoolID": n.PoolID, "Address": static,
+			"Options": map[string]string{"com.docker.network.endpoint.macaddress": mac}})
+		if err != nil {
+			return nil, err
+		}
+		addr = netip.MustParsePrefix(res["Address"].(string))
+		iface["Address"] = addr.String()
 	}
-	addr := netip.MustParsePrefix(res["Address"].(string))
-	iface := map[string]string{"Address": addr.String(), "MacAddress": mac}
 	var addr6 netip.Prefix
 	if n.PoolID6 != "" {
 		res, err := h.Try("/IpamDriver.RequestAddress", map[string]any{"PoolID": n.PoolID6, "Address": static6,
@@ -96,8 +100,10 @@ func (n *ClusterNet) TryRunAt(static, static6 string) (*Container, error) {
 		}
 	}
 	batch := exec.Command("ip", "-n", c.NS, "-batch", "-")
-	script := fmt.Sprintf("link set %s name eth0\naddr add %s dev eth0\nlink set eth0 up\nlink set lo up\nroute add default via %s\n",
-		peer, addr, strings.Split(n.GW, "/")[0])
+	script := fmt.Sprintf("link set %s name eth0\nlink set eth0 up\nlink set lo up\n", peer)
+	if addr.IsValid() {
+		script += fmt.Sprintf("addr add %s dev eth0\nroute add default via %s\n", addr, strings.Split(n.GW, "/")[0])
+	}
 	if addr6.IsValid() {
 		// As dockerd: the address without duplicate detection, usable at once.
 		script += fmt.Sprintf("addr add %s dev eth0 nodad\nroute add default via %s\n", addr6, strings.Split(n.GW6, "/")[0])
@@ -116,7 +122,9 @@ func (c *Container) Remove() {
 	h.Call("/NetworkDriver.Leave", map[string]any{"NetworkID": c.Net.ID, "EndpointID": c.epID})
 	_ = exec.Command("ip", "netns", "del", c.NS).Run()
 	h.Call("/NetworkDriver.DeleteEndpoint", map[string]any{"NetworkID": c.Net.ID, "EndpointID": c.epID})
-	h.Call("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": c.Net.PoolID, "Address": c.IP.Addr().String()})
+	if c.IP.IsValid() {
+		h.Call("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": c.Net.PoolID, "Address": c.IP.Addr().String()})
+	}
 	if c.IP6.IsValid() {
 		h.Call("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": c.Net.PoolID6, "Address": c.IP6.Addr().String()})
 	}
@@ -146,8 +154,10 @@ func (c *Container) TryRemove() error {
 	if derr != nil {
 		return fmt.Errorf("leave: %v; delete endpoint: %w", lerr, derr)
 	}
-	if _, err := h.Try("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": c.Net.PoolID, "Address": c.IP.Addr().String()}); err != nil {
-		return fmt.Errorf("release: %w", err)
+	if c.IP.IsValid() { // none on an IPv6-only network
+		if _, err := h.Try("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": c.Net.PoolID, "Address": c.IP.Addr().String()}); err != nil {
+			return fmt.Errorf("release: %w", err)
+		}
 	}
 	if c.IP6.IsValid() {
 		if _, err := h.Try("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": c.Net.PoolID6, "Address": c.IP6.Addr().String()}); err != nil {

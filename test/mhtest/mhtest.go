@@ -308,6 +308,19 @@ func (h *Host) CreateNetworkWith(name, subnet string, opts map[string]string) *C
 	return n
 }
 
+// CreateIPv6Only plays `docker network create ... --ipv6 -o
+// com.docker.network.enable_ipv4=false [--subnet SUBNET6] NAME` (Engine
+// 28 and later): an IPv6 pool and gateway only.
+func (h *Host) CreateIPv6Only(name, subnet6 string) *ClusterNet {
+	h.w.t.Helper()
+	n, err := h.TryCreateNetworkWith(name, "", map[string]string{"com.docker.network.enable_ipv6": "true",
+		"com.docker.network.enable_ipv4": "false", "subnet6": subnet6})
+	if err != nil {
+		h.w.t.Fatalf("%s: create network %s: %v\nlog:\n%s", h.Name, name, err, Tail(h.log.String(), 3000))
+	}
+	return n
+}
+
 // CreateDualStack plays `docker network create ... --ipv6 [--subnet
 // SUBNET] [--subnet SUBNET6] NAME` on one host: the IPv4 pool and
 // gateway, then the IPv6 ones, as dockerd asks.
@@ -323,27 +336,35 @@ func (h *Host) CreateDualStack(name, subnet, subnet6 string) *ClusterNet {
 // TryCreateNetworkWith is CreateNetworkWith that returns the driver's
 // refusal; the pool and gateway address are given back then, as dockerd
 // does. With opts com.docker.network.enable_ipv6=true the network is dual
-// stack, its IPv6 subnet opts' "subnet6" ("": the cluster's).
+// stack, its IPv6 subnet opts' "subnet6" ("": the cluster's); with
+// com.docker.network.enable_ipv4=false as well, IPv6-only.
 func (h *Host) TryCreateNetworkWith(name, subnet string, opts map[string]string) (*ClusterNet, error) {
 	h.w.t.Helper()
 	opts = maps.Clone(opts)
 	subnet6, dual := opts["subnet6"], opts["com.docker.network.enable_ipv6"] == "true"
+	only6 := dual && opts["com.docker.network.enable_ipv4"] == "false"
 	delete(opts, "subnet6")
+	delete(opts, "com.docker.network.enable_ipv4")
 	epSeq.Lock()
 	epSeq.n++
 	id := fmt.Sprintf("c%09x%02d%s", epSeq.n, h.n, strings.Repeat("0", 52))
 	epSeq.Unlock()
-	pool := h.Call("/IpamDriver.RequestPool", map[string]any{"AddressSpace": "LocalDefault", "Pool": subnet,
-		"Options": map[string]string{"mynet.cluster": name}})
-	n := &ClusterNet{Host: h, ID: id, PoolID: pool["PoolID"].(string)}
-	n.GW = h.Call("/IpamDriver.RequestAddress", map[string]any{"PoolID": n.PoolID,
-		"Options": map[string]string{"RequestAddressType": "com.docker.network.gateway"}})["Address"].(string)
+	n := &ClusterNet{Host: h, ID: id}
 	generic := map[string]any{}
 	for k, v := range opts {
 		generic[k] = v
 	}
-	req := map[string]any{"NetworkID": id, "Options": map[string]any{"com.docker.network.generic": generic},
-		"IPv4Data": []map[string]any{{"AddressSpace": "LocalDefault", "Pool": pool["Pool"], "Gateway": n.GW}}}
+	req := map[string]any{"NetworkID": id, "Options": map[string]any{"com.docker.network.generic": generic}}
+	if only6 {
+		req["Options"].(map[string]any)["com.docker.network.enable_ipv4"] = false
+	} else {
+		pool := h.Call("/IpamDriver.RequestPool", map[string]any{"AddressSpace": "LocalDefault", "Pool": subnet,
+			"Options": map[string]string{"mynet.cluster": name}})
+		n.PoolID = pool["PoolID"].(string)
+		n.GW = h.Call("/IpamDriver.RequestAddress", map[string]any{"PoolID": n.PoolID,
+			"Options": map[string]string{"RequestAddressType": "com.docker.network.gateway"}})["Address"].(string)
+		req["IPv4Data"] = []map[string]any{{"AddressSpace": "LocalDefault", "Pool": pool["Pool"], "Gateway": n.GW}}
+	}
 	release := func() {
 		if n.PoolID6 != "" {
 			if n.GW6 != "" {
@@ -351,8 +372,10 @@ func (h *Host) TryCreateNetworkWith(name, subnet string, opts map[string]string)
 			}
 			h.Call("/IpamDriver.ReleasePool", map[string]any{"PoolID": n.PoolID6})
 		}
-		h.Call("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": n.PoolID, "Address": strings.Split(n.GW, "/")[0]})
-		h.Call("/IpamDriver.ReleasePool", map[string]any{"PoolID": n.PoolID})
+		if n.PoolID != "" {
+			h.Call("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": n.PoolID, "Address": strings.Split(n.GW, "/")[0]})
+			h.Call("/IpamDriver.ReleasePool", map[string]any{"PoolID": n.PoolID})
+		}
 	}
 	if dual {
 		pool6, err := h.Try("/IpamDriver.RequestPool", map[string]any{"AddressSpace": "LocalDefault", "Pool": subnet6, "V6": true,

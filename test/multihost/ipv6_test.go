@@ -116,3 +116,47 @@ func TestDualStackAcrossThreeHosts(t *testing.T) {
 		t.Errorf("the moved address: %v", err)
 	}
 }
+
+// An IPv6-only cluster network (--ipv6, enable_ipv4=false) on three
+// hosts, its subnet given on the first only: every container reaches
+// every other over IPv6, no bridge or container has an IPv4 address on
+// it; a host restarted reaches them again from its saved peers.
+func TestIPv6OnlyAcrossThreeHosts(t *testing.T) {
+	w := mhtest.NewWorld(t, 3)
+	var nets []*mhtest.ClusterNet
+	for i, h := range w.Hosts {
+		subnet6 := "fd00:61::/64"
+		if i > 0 {
+			subnet6 = ""
+		}
+		n := h.CreateIPv6Only("six", subnet6)
+		if n.GW6 != "fd00:61::1/64" {
+			t.Errorf("%s: IPv6 gateway %s, want fd00:61::1/64", h.Name, n.GW6)
+		}
+		if out := mhtest.Run(t, "ip", "-n", h.NS, "-4", "addr", "show", "dev", "mn-"+n.ID[:12]); strings.Contains(out, "inet ") {
+			t.Errorf("%s: an IPv4 address on an IPv6-only network's bridge:\n%s", h.Name, out)
+		}
+		nets = append(nets, n)
+	}
+	var cs []*mhtest.Container
+	for _, n := range nets {
+		c := n.Run("")
+		if c.IP.IsValid() || !c.IP6.IsValid() {
+			t.Fatalf("%s: addresses %v and %v, want IPv6 only", n.Host.Name, c.IP, c.IP6)
+		}
+		cs = append(cs, c)
+	}
+	all := func(what string) {
+		t.Helper()
+		for _, a := range cs {
+			for _, b := range cs {
+				if a != b {
+					mhtest.Eventually(t, fmt.Sprintf("%s: %s -> %s", what, a.IP6, b.IP6), func() error { return a.Ping(b.IP6.Addr(), 0) })
+				}
+			}
+		}
+	}
+	all("IPv6-only")
+	w.Hosts[1].Restart()
+	all("after host2's restart")
+}
