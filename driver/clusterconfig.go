@@ -55,7 +55,10 @@ func (d *Driver) resolveCluster(cfg *NetworkConfig, space string) error {
 	if err := d.settlePolicy(cfg, cn.Name); err != nil {
 		return err
 	}
-	over, carrier := netutil.VXLANOverhead, "VXLAN"
+	over, carrier, wg := netutil.VXLANOverhead, "VXLAN", netutil.WireGuardOverhead
+	if d.cluster.Underlay.Is6() {
+		over, carrier, wg = netutil.VXLANOverhead6, "VXLAN over IPv6", netutil.WireGuardOverhead6
+	}
 	if cfg.Encrypted {
 		if d.cluster.Tunnel == nil {
 			return errdefs.Invalid("cluster network %s is encrypted, and this mynet has no WireGuard tunnel", cn.Name)
@@ -65,7 +68,9 @@ func (d *Driver) resolveCluster(cfg *NetworkConfig, space string) error {
 			return errdefs.Invalid("cluster network %s is encrypted, and this host cannot encrypt: %v", cn.Name, err)
 		}
 		cfg.VTEP = vtep
-		over, carrier = netutil.VXLANOverhead+netutil.WireGuardOverhead, "VXLAN in WireGuard"
+		// The tunnel's addresses, and so its VXLAN, are IPv4, inside
+		// WireGuard over the underlay's family.
+		over, carrier = netutil.VXLANOverhead+wg, "VXLAN in WireGuard"
 	}
 	// One MTU on every host: the first host's (its option, or its
 	// underlay's less the overhead), settled in the cluster.

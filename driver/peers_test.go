@@ -313,7 +313,8 @@ func TestClusterCreateEndpointFailures(t *testing.T) {
 // Records put in etcd by hand (or by a host gone wrong) do not become
 // entries: the gateway's address, an address outside the subnet, one no
 // host claims, one claimed by another node, a VTEP that is not the node's
-// registered address, a node that is not registered. Each refusal is
+// registered address, a node that is not registered, a VTEP of the other
+// family than this host's underlay. Each refusal is
 // counted by reason; a good record beside them is accepted.
 func TestClusterRecordsAreChecked(t *testing.T) {
 	t.Parallel()
@@ -330,6 +331,7 @@ func TestClusterRecordsAreChecked(t *testing.T) {
 	mem.PutClaim("blue", netip.MustParseAddr("10.40.0.21"), "host2", "x")
 	mem.PutClaim("blue", netip.MustParseAddr("10.40.0.22"), "host2", "x")
 	mem.PutClaim("blue", netip.MustParseAddr("10.40.0.23"), "ghost", "x")
+	mem.PutClaim("blue", netip.MustParseAddr("10.40.0.24"), "host2", "x")
 	bad := netip.MustParseAddr("198.18.0.66")
 	forged := []cluster.Peer{
 		{Node: "host2", IP: netip.MustParseAddr("10.40.0.1"), VTEP: h[1].vtep},  // the gateway
@@ -339,12 +341,13 @@ func TestClusterRecordsAreChecked(t *testing.T) {
 		{Node: "host2", IP: netip.MustParseAddr("10.40.0.22"), VTEP: bad},       // not host2's VTEP
 		{Node: "ghost", IP: netip.MustParseAddr("10.40.0.23"), VTEP: bad},       // not registered
 		{Node: "host2", IP: netip.MustParseAddr("10.40.255.255"), VTEP: h[1].vtep},
+		{Node: "host2", IP: netip.MustParseAddr("10.40.0.24"), VTEP: netip.MustParseAddr("fd00::66")}, // an IPv6 VTEP, this host's IPv4
 	}
 	for _, ep := range forged {
 		ep.Network, ep.MAC = "blue", "02:00:00:00:66:66"
 		mem.PutPeer(ep)
 	}
-	want := map[string]uint64{"gateway": 1, "outside_subnet": 1, "no_claim": 1, "wrong_vtep": 1, "unregistered_node": 1, "not_a_host_address": 1}
+	want := map[string]uint64{"gateway": 1, "outside_subnet": 1, "no_claim": 1, "wrong_vtep": 1, "unregistered_node": 1, "not_a_host_address": 1, "vtep_family": 1}
 	eventuallyTrue(t, "the forged records refused", func() bool { return maps.Equal(h[0].d.RefusedRecords(), want) })
 	if got := h[0].d.RefusedRecords(); !maps.Equal(got, want) {
 		t.Errorf("refused records = %v, want %v", got, want)

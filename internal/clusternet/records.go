@@ -17,7 +17,8 @@ import (
 // another host's. A record is accepted only if its address is a host
 // address of the subnet, not the gateway's nor a local endpoint's; if the
 // cluster's claim of that address names the record's node; and if its
-// VTEP is the address that node registered (its tunnel address, for an
+// VTEP, of this host's underlay's family, is the address that node
+// registered (its tunnel address, for an
 // encrypted network). What is refused is logged and
 // counted (Table.Refused, the metric mynet_cluster_refused_records_total).
 
@@ -94,6 +95,10 @@ func (n *Network) refusal(r cluster.Peer, f facts) (reason, detail string) {
 	}
 	if _, ok := n.locals.Local(ip); ok {
 		return "local_endpoint", fmt.Sprintf("%s is an endpoint of this host's", ip)
+	}
+	if here := n.vtep(); here.IsValid() && r.VTEP.Is4() != here.Is4() {
+		// A VXLAN device's tunnels are of its source's family.
+		return "vtep_family", fmt.Sprintf("its VTEP %s and this host's %s are of two families: the hosts of a cluster must all advertise IPv4 addresses, or all IPv6 ones", r.VTEP, here)
 	}
 	claim, claimed, err := f.claim(ip)
 	switch {

@@ -143,8 +143,12 @@ func (p *publishedRoutes) publish(d *Daemon) {
 	p.lease, p.routes = lease, routes
 }
 
-// vteps is the ipset of the hosts that may send this host VXLAN.
-const vteps = "mynet-vteps"
+// vteps is the ipset of the hosts that may send this host VXLAN; vteps6
+// an IPv6 underlay's (a set has one family).
+const (
+	vteps  = "mynet-vteps"
+	vteps6 = "mynet-vteps6"
+)
 
 // vtepGuard is what guardVXLAN last did. Only clusterUpkeep's goroutine
 // touches it.
@@ -162,7 +166,11 @@ type vtepGuard struct {
 // cut off from etcd keeps its traffic), and one rule drops the rest. With
 // no cluster network left, rule and set go.
 func (d *Daemon) guardVXLAN() {
-	log := d.log.WithField("ipset", vteps)
+	set, other, syncSet := vteps, vteps6, d.links.SyncIPSet
+	if d.underlay.Is6() {
+		set, other, syncSet = vteps6, vteps, d.links.SyncIPSet6
+	}
+	log := d.log.WithField("ipset", set)
 	ports, sealed := vxlanPorts(d.drv.Networks())
 	if len(ports) == 0 && len(sealed) == 0 {
 		if d.vteps.on {
@@ -170,7 +178,7 @@ func (d *Daemon) guardVXLAN() {
 				log.WithError(err).Warn("could not remove the VXLAN guard")
 				return
 			}
-			if err := d.links.DestroyIPSet(vteps); err != nil {
+			if err := d.links.DestroyIPSet(set); err != nil {
 				log.WithError(err).Warn("could not remove the VXLAN members' set")
 			}
 			d.vteps.on = false
@@ -183,11 +191,11 @@ func (d *Daemon) guardVXLAN() {
 	}
 	var allowed map[netip.Addr]bool
 	d.vteps.members, allowed = vxlanMembers(d.clusterClient.Node(), nodes, err == nil, d.vteps.members, d.drv.RemotePeers())
-	if err := d.links.SyncIPSet(vteps, slices.Collect(maps.Keys(allowed))); err != nil {
+	if err := syncSet(set, slices.Collect(maps.Keys(allowed))); err != nil {
 		log.WithError(err).Warn("could not update the VXLAN members' set; VXLAN is not guarded")
 		return
 	}
-	g := &firewall.VXLANGuard{Local: d.underlay, Ports: ports, Set: vteps, Sealed: sealed}
+	g := &firewall.VXLANGuard{Local: d.underlay, Ports: ports, Set: set, Sealed: sealed}
 	if len(sealed) > 0 {
 		g.Tunnel = d.cfg.Cluster.Tunnel.Device
 	}
@@ -196,6 +204,9 @@ func (d *Daemon) guardVXLAN() {
 		return
 	}
 	if !d.vteps.on {
+		// The other family's set, from before the underlay changed
+		// family, matched by no rule now.
+		_ = d.links.DestroyIPSet(other)
 		log.WithField("members", len(allowed)).Info("VXLAN from hosts outside the cluster is dropped")
 	}
 	d.vteps.on = true

@@ -73,7 +73,7 @@ func (d *Daemon) newTunnel(cfg TunnelConfig, underlayMTU int) (*tunnel, error) {
 	}
 	log := d.log.WithField("part", "wireguard")
 	wg, err := wgtunnel.New(wgtunnel.Config{Name: cfg.Device, Port: cfg.Port, Mode: cfg.Mode,
-		MTU: underlayMTU - netutil.WireGuardOverhead, Binary: cfg.Binary, Dir: d.cfg.StateDir}, d.links, log)
+		MTU: underlayMTU - wgOverhead(d.underlay), Binary: cfg.Binary, Dir: d.cfg.StateDir}, d.links, log)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +152,15 @@ func (t *tunnel) device() error {
 	return t.d.links.EnsureTunnel(netutil.TunnelConfig{Name: t.cfg.Device, Addr: t.saved.Addr, MTU: t.wgMTU()})
 }
 
-func (t *tunnel) wgMTU() int { return t.d.underlayMTU - netutil.WireGuardOverhead }
+func (t *tunnel) wgMTU() int { return t.d.underlayMTU - wgOverhead(t.d.underlay) }
+
+// wgOverhead is what WireGuard adds over the underlay's family.
+func wgOverhead(underlay netip.Addr) int {
+	if underlay.Is6() {
+		return netutil.WireGuardOverhead6
+	}
+	return netutil.WireGuardOverhead
+}
 
 // restore brings the tunnel back at start from what the store kept (etcd
 // is not needed): the device with its last peers.

@@ -680,8 +680,7 @@ func TestKernelVXLANGuard(t *testing.T) {
 		t.Errorf("guard left after SetVXLANGuard(nil):\n%s", got)
 	}
 	for _, bad := range []VXLANGuard{
-		{Local: netip.MustParseAddr("fd00::1"), Ports: []int{4799}, Set: "x"}, // an IPv6 underlay
-		{Local: netip.MustParseAddr("198.18.0.11"), Set: "x"},                 // no port
+		{Local: netip.MustParseAddr("198.18.0.11"), Set: "x"}, // no port
 		{Local: netip.MustParseAddr("198.18.0.11"), Ports: []int{4799, 4789}, Set: "x"},
 		{Local: netip.MustParseAddr("198.18.0.11"), Ports: []int{4799, 4799}, Set: "x"},
 		{Local: netip.MustParseAddr("198.18.0.11"), Ports: []int{70000}, Set: "x"},
@@ -689,6 +688,45 @@ func TestKernelVXLANGuard(t *testing.T) {
 		if err := f.SetVXLANGuard(&bad); err == nil {
 			t.Errorf("guard %+v was accepted", bad)
 		}
+	}
+}
+
+// An IPv6 underlay's guard is in ip6tables, against an IPv6 set; IPv4
+// has none of it.
+func TestKernelVXLANGuardIPv6Underlay(t *testing.T) {
+	f := newReal(t)
+	if !f.HasIPv6() {
+		t.Fatal("this host has no ip6tables")
+	}
+	links, err := netutil.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer links.Close()
+	if err := links.SyncIPSet6("mynet-vteps6", []netip.Addr{netip.MustParseAddr("fd00:198:18::12")}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = links.DestroyIPSet("mynet-vteps6") })
+	g := &VXLANGuard{Local: netip.MustParseAddr("fd00:198:18::11"), Ports: []int{4799}, Set: "mynet-vteps6"}
+	if err := f.SetVXLANGuard(g); err != nil {
+		t.Fatal(err)
+	}
+	want := `-A INPUT -d fd00:198:18::11/128 -p udp -m udp --dport 4799 -m set ! --match-set mynet-vteps6 src -m comment --comment "mynet:vxlan" -j DROP`
+	out, err := exec.Command("ip6tables", "-S", "INPUT").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), want) {
+		t.Errorf("ip6tables -S INPUT (%v):\n%s\nwant %s", err, out, want)
+	}
+	if out, _ := exec.Command("iptables-save").Output(); strings.Contains(string(out), VXLANTag) {
+		t.Errorf("an IPv6 underlay's guard in IPv4:\n%s", out)
+	}
+	if rep, err := f.Reconcile(nil); err != nil || slices.Contains(rep.OrphansFound, VXLANTag) || slices.Contains(rep.Reapplied, VXLANTag) {
+		t.Errorf("Reconcile with the IPv6 guard in place: %+v, %v", rep, err)
+	}
+	if err := f.SetVXLANGuard(nil); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := exec.Command("ip6tables", "-S", "INPUT").CombinedOutput(); strings.Contains(string(out), VXLANTag) {
+		t.Errorf("the guard left in ip6tables:\n%s", out)
 	}
 }
 

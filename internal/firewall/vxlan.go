@@ -31,14 +31,17 @@ type VXLANGuard struct {
 	Tunnel string
 }
 
-func (g VXLANGuard) rules() []Rule {
+// rules are the guard's rules in a family: the members' rule in the
+// family of Local (an IPv6 underlay's in ip6tables, against an IPv6 set);
+// the sealed ports' in IPv4, the family of the tunnel's addresses, which
+// an encrypted network's VXLAN is sent to.
+func (g VXLANGuard) rules(fam Family) []Rule {
 	var out []Rule
-	for _, port := range g.Sealed {
-		in := rule("filter", "INPUT", VXLANTag, "-p", "udp", "-m", "udp", "--dport", strconv.Itoa(port), "!", "-i", g.Tunnel, "-j", "DROP")
-		in.First = true
-		outr := rule("filter", "OUTPUT", VXLANTag, "-p", "udp", "-m", "udp", "--dport", strconv.Itoa(port), "!", "-o", g.Tunnel, "-j", "DROP")
-		outr.First = true
-		out = append(out, in, outr)
+	if fam == IPv4 {
+		out = append(out, g.sealedRules()...)
+	}
+	if (fam == IPv6) != g.Local.Is6() {
+		return out
 	}
 	for _, port := range g.Ports {
 		r := rule("filter", "INPUT", VXLANTag, "-d", hostPrefix(g.Local), "-p", "udp", "-m", "udp", "--dport", strconv.Itoa(port),
@@ -49,10 +52,22 @@ func (g VXLANGuard) rules() []Rule {
 	return out
 }
 
+func (g VXLANGuard) sealedRules() []Rule {
+	var out []Rule
+	for _, port := range g.Sealed {
+		in := rule("filter", "INPUT", VXLANTag, "-p", "udp", "-m", "udp", "--dport", strconv.Itoa(port), "!", "-i", g.Tunnel, "-j", "DROP")
+		in.First = true
+		outr := rule("filter", "OUTPUT", VXLANTag, "-p", "udp", "-m", "udp", "--dport", strconv.Itoa(port), "!", "-o", g.Tunnel, "-j", "DROP")
+		outr.First = true
+		out = append(out, in, outr)
+	}
+	return out
+}
+
 func (g VXLANGuard) validate() error {
 	ok := (len(g.Ports) > 0 || len(g.Sealed) > 0) && validPorts(g.Ports) && validPorts(g.Sealed)
 	if len(g.Ports) > 0 {
-		ok = ok && g.Local.Is4() && safeToken(g.Set) && len(g.Set) <= 31
+		ok = ok && g.Local.IsValid() && !g.Local.Is4In6() && safeToken(g.Set) && len(g.Set) <= 31
 	}
 	if len(g.Sealed) > 0 {
 		ok = ok && safeToken(g.Tunnel) && g.Tunnel != "" && len(g.Tunnel) <= 15
@@ -91,24 +106,29 @@ func (f *Firewall) SetVXLANGuard(g *VXLANGuard) error {
 	if g != nil && f.guard != nil && g.equal(*f.guard) {
 		return nil
 	}
-	err := f.apply(f.v4, exactTag(VXLANTag), func(ruleset) []Rule {
-		if g == nil {
-			return nil
+	if g != nil && g.Local.Is6() && len(g.Ports) > 0 && f.v6 == nil {
+		return fmt.Errorf("the VXLAN guard of IPv6 underlay address %s needs ip6tables, which this host does not have", g.Local)
+	}
+	for _, b := range f.backends() {
+		err := f.apply(b, exactTag(VXLANTag), func(ruleset) []Rule {
+			if g == nil {
+				return nil
+			}
+			return g.rules(b.family)
+		})
+		if err != nil {
+			return err
 		}
-		return g.rules()
-	})
-	if err != nil {
-		return err
 	}
 	f.guard = g
 	return nil
 }
 
-// guardRules are what the guard wants in a family (IPv4 only; none without
-// a guard). Caller holds f.mu.
+// guardRules are what the guard wants in a family (none without a
+// guard). Caller holds f.mu.
 func (f *Firewall) guardRules(fam Family) []Rule {
-	if f.guard == nil || fam != IPv4 {
+	if f.guard == nil {
 		return nil
 	}
-	return f.guard.rules()
+	return f.guard.rules(fam)
 }

@@ -12,9 +12,24 @@ import (
 // SyncIPSet makes the IPv4 set name (hash:ip) hold exactly members,
 // creating it when it is missing, in the handle's namespace: `ipset create
 // NAME hash:ip` and the `ipset add` / `ipset del` that differ. The
-// firewall matches it (-m set --match-set NAME src).
+// firewall matches it (-m set --match-set NAME src). Members of the other
+// family are left out.
 func (l *Links) SyncIPSet(name string, members []netip.Addr) error {
-	if err := l.h.IpsetCreate(name, "hash:ip", netlink.IpsetCreateOptions{Family: unix.AF_INET}); err != nil && !errors.Is(err, unix.EEXIST) {
+	return l.syncIPSet(name, false, members)
+}
+
+// SyncIPSet6 is SyncIPSet for an IPv6 set (`ipset create NAME hash:ip
+// family inet6`), which ip6tables matches.
+func (l *Links) SyncIPSet6(name string, members []netip.Addr) error {
+	return l.syncIPSet(name, true, members)
+}
+
+func (l *Links) syncIPSet(name string, v6 bool, members []netip.Addr) error {
+	family := uint8(unix.AF_INET)
+	if v6 {
+		family = unix.AF_INET6
+	}
+	if err := l.h.IpsetCreate(name, "hash:ip", netlink.IpsetCreateOptions{Family: family}); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("create ipset %s: %w", name, err)
 	}
 	res, err := ipsetList(l.h, name)
@@ -23,7 +38,7 @@ func (l *Links) SyncIPSet(name string, members []netip.Addr) error {
 	}
 	want := map[netip.Addr]bool{}
 	for _, m := range members {
-		if m.Is4() {
+		if m = m.Unmap(); m.Is6() == v6 {
 			want[m] = true
 		}
 	}

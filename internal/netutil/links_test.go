@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/mynet/mynet/internal/nstest"
 	"github.com/mynet/mynet/internal/poll"
@@ -309,6 +310,21 @@ func TestKernelVXLANDeviceAndPeers(t *testing.T) {
 	if _, _, err := l.Underlay("203.0.113.9"); err == nil {
 		t.Error("an address of no link was accepted as the underlay")
 	}
+	// An IPv6 underlay: an IPv6 address of a link, or a link's name when
+	// it has only IPv6; never a link-local address.
+	if _, err := l.EnsureBridge(BridgeConfig{Name: "tbrul6", Addrs: []netip.Prefix{netip.MustParsePrefix("fd00:198:18::11/64")}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.DeleteLink("tbrul6") })
+	if got, _, err := l.Underlay("fd00:198:18::11"); err != nil || got != netip.MustParseAddr("fd00:198:18::11") {
+		t.Errorf("Underlay(IPv6 address) = %v %v", got, err)
+	}
+	if got, _, err := l.Underlay("tbrul6"); err != nil || got != netip.MustParseAddr("fd00:198:18::11") {
+		t.Errorf("Underlay(IPv6-only link) = %v %v", got, err)
+	}
+	if _, _, err := l.Underlay("fe80::1"); err == nil {
+		t.Error("a link-local address was accepted as the underlay")
+	}
 	cfg := VXLANConfig{Name: "tvx0", VNI: 4242, Local: local, Bridge: "tbrvx", MTU: 1450}
 	for range 2 { // idempotent
 		if err := l.EnsureVXLAN(cfg); err != nil {
@@ -469,6 +485,23 @@ func TestKernelSyncIPSet(t *testing.T) {
 	}
 	if err := l.DestroyIPSet("mnt-set"); err != nil {
 		t.Errorf("destroying a missing set: %v", err)
+	}
+	// An IPv6 set (an IPv6 underlay's): IPv6 members only.
+	t.Cleanup(func() { _ = l.DestroyIPSet("mnt-set6") })
+	if err := l.SyncIPSet6("mnt-set6", []netip.Addr{a, netip.MustParseAddr("fd00:198:18::12"), netip.MustParseAddr("fd00:198:18::13")}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := l.h.IpsetList("mnt-set6")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got6 []string
+	for _, e := range res.Entries {
+		got6 = append(got6, e.IP.String())
+	}
+	slices.Sort(got6)
+	if res.Family != unix.AF_INET6 || !slices.Equal(got6, []string{"fd00:198:18::12", "fd00:198:18::13"}) {
+		t.Errorf("IPv6 set: family %d, members %v", res.Family, got6)
 	}
 }
 

@@ -11,8 +11,12 @@ import (
 )
 
 // VXLANOverhead is what VXLAN over IPv4 adds to a frame: outer IPv4 (20),
-// UDP (8), VXLAN (8) and the inner Ethernet header (14).
-const VXLANOverhead = 50
+// UDP (8), VXLAN (8) and the inner Ethernet header (14); over IPv6 the
+// outer header is 40 bytes (VXLANOverhead6).
+const (
+	VXLANOverhead  = 50
+	VXLANOverhead6 = 70
+)
 
 // VXLANPort is the IANA port for VXLAN, a device's when its config gives
 // none.
@@ -218,23 +222,28 @@ func (l *Links) Peers(name string) ([]Peer, error) {
 	return out, nil
 }
 
-// Underlay finds this host's underlay: addr may be an IPv4 address on one
-// of its links or a link's name (its first IPv4 address). It returns the
-// address and the MTU of the link that holds it.
+// Underlay finds this host's underlay: addr may be an IPv4 or IPv6 address
+// on one of its links, or a link's name (its first IPv4 address, else its
+// first global IPv6 one). It returns the address and the MTU of the link
+// that holds it.
 func (l *Links) Underlay(addr string) (netip.Addr, int, error) {
 	if ip, err := netip.ParseAddr(addr); err == nil {
+		ip = ip.Unmap()
+		if ip.Is6() && (ip.IsLinkLocalUnicast() || ip.IsMulticast() || ip.IsUnspecified() || ip.IsLoopback()) {
+			return netip.Addr{}, 0, fmt.Errorf("%s is not a global or unique local address: a host's VTEP must be reachable by the others", ip)
+		}
 		links, err := linkList(l.h)
 		if err != nil {
 			return netip.Addr{}, 0, err
 		}
 		for _, link := range links {
-			addrs, err := addrList(l.h, link, unix.AF_INET)
+			addrs, err := addrList(l.h, link, neighFamily(ip))
 			if err != nil {
 				continue
 			}
 			for _, a := range addrs {
-				if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == ip.Unmap() {
-					return ip.Unmap(), link.Attrs().MTU, nil
+				if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == ip {
+					return ip, link.Attrs().MTU, nil
 				}
 			}
 		}
@@ -244,10 +253,17 @@ func (l *Links) Underlay(addr string) (netip.Addr, int, error) {
 	if err != nil {
 		return netip.Addr{}, 0, fmt.Errorf("%q is neither an address nor a link of this host: %w", addr, err)
 	}
-	addrs, err := addrList(l.h, link, unix.AF_INET)
-	if err != nil || len(addrs) == 0 {
-		return netip.Addr{}, 0, fmt.Errorf("link %q has no IPv4 address", addr)
+	if addrs, err := addrList(l.h, link, unix.AF_INET); err == nil && len(addrs) > 0 {
+		ip, _ := netip.AddrFromSlice(addrs[0].IP)
+		return ip.Unmap(), link.Attrs().MTU, nil
 	}
-	ip, _ := netip.AddrFromSlice(addrs[0].IP)
-	return ip.Unmap(), link.Attrs().MTU, nil
+	addrs, err := addrList(l.h, link, unix.AF_INET6)
+	if err == nil {
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.IsGlobalUnicast() {
+				return ip, link.Attrs().MTU, nil
+			}
+		}
+	}
+	return netip.Addr{}, 0, fmt.Errorf("link %q has no IPv4 address and no global IPv6 one", addr)
 }

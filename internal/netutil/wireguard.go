@@ -10,8 +10,12 @@ import (
 )
 
 // WireGuardOverhead is what WireGuard over IPv4 adds to a packet: outer
-// IPv4 (20), UDP (8), WireGuard's header (16) and tag (16).
-const WireGuardOverhead = 60
+// IPv4 (20), UDP (8), WireGuard's header (16) and tag (16); over IPv6,
+// 20 more (WireGuardOverhead6).
+const (
+	WireGuardOverhead  = 60
+	WireGuardOverhead6 = 80
+)
 
 // SealedVXLANPort is the VXLAN port of encrypted cluster networks, inside
 // the WireGuard tunnel only: the firewall drops it on every other link,

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,13 +54,25 @@ type World struct {
 	store   string // the daemons' --cluster-store
 	// wgDirs are the state dirs of daemons RunDaemonAs started, whose
 	// userspace WireGuard devices the end stops.
-	wgDirs []string
+	wgDirs    []string
+	underlay6 bool // WorldOptions.Underlay6
+}
+
+// Underlay6Of is the IPv6 underlay address of the namespace at IPv4
+// underlay address addr (in a World with Underlay6).
+func Underlay6Of(addr string) string {
+	a := netip.MustParseAddr(addr).As4()
+	return fmt.Sprintf("fd00:198:18::%d", a[3])
 }
 
 // WorldOptions size a World.
 type WorldOptions struct {
 	Hosts       int
 	EtcdMembers int // 0: one
+	// Underlay6 gives every namespace on the underlay an IPv6 address
+	// too (fd00:198:18::N beside 198.18.0.N), and the hosts advertise it:
+	// an IPv6 underlay (etcd stays on IPv4).
+	Underlay6 bool
 }
 
 // host is one simulated Docker host.
@@ -85,7 +98,7 @@ func NewWorld(t testing.TB, n int, extra ...string) *World {
 func NewWorldWith(t testing.TB, o WorldOptions, extra ...string) *World {
 	t.Helper()
 	n := o.Hosts
-	w := &World{t: t, tag: fmt.Sprintf("mnmh%d", os.Getpid()%100000)}
+	w := &World{t: t, tag: fmt.Sprintf("mnmh%d", os.Getpid()%100000), underlay6: o.Underlay6}
 	ul := w.tag + "-ul"
 	_, err := os.Stat(wireguardSockets)
 	madeSockets := err != nil // the userspace devices' socket directory is the test's to remove
@@ -128,9 +141,13 @@ func NewWorldWith(t testing.TB, o WorldOptions, extra ...string) *World {
 	}
 	w.Etcd = w.Members[0]
 	for i := range n {
+		v4 := fmt.Sprintf("198.18.0.%d", 11+i)
 		h := &Host{w: w, n: i + 1, Name: fmt.Sprintf("host%d", i+1), NS: fmt.Sprintf("%s-h%d", w.tag, i+1),
-			Addr: fmt.Sprintf("198.18.0.%d", 11+i), dir: t.TempDir(), log: &testbin.Log{}}
-		w.attach(fmt.Sprintf("h%d", i+1), h.Addr)
+			Addr: v4, dir: t.TempDir(), log: &testbin.Log{}}
+		if o.Underlay6 {
+			h.Addr = Underlay6Of(v4)
+		}
+		w.attach(fmt.Sprintf("h%d", i+1), v4)
 		h.client = plugin.NewClient(h.Socket(), 30*time.Second)
 		h.start(extra...)
 		w.Hosts = append(w.Hosts, h)
@@ -158,6 +175,9 @@ func (w *World) attach(name, addr string) {
 	Run(t, "ip", "link", "add", "mnmhtmp0", "netns", ns, "type", "veth", "peer", "name", "ul-"+name, "netns", w.tag+"-ul")
 	Run(t, "ip", "-n", ns, "link", "set", "mnmhtmp0", "name", "eth0")
 	Run(t, "ip", "-n", ns, "addr", "add", addr+"/24", "dev", "eth0")
+	if w.underlay6 {
+		Run(t, "ip", "-n", ns, "addr", "add", Underlay6Of(addr)+"/64", "dev", "eth0", "nodad")
+	}
 	Run(t, "ip", "-n", ns, "link", "set", "eth0", "up")
 	Run(t, "ip", "-n", w.tag+"-ul", "link", "set", "ul-"+name, "master", "ul0", "up")
 }

@@ -160,3 +160,39 @@ func TestIPv6OnlyAcrossThreeHosts(t *testing.T) {
 	w.Hosts[1].Restart()
 	all("after host2's restart")
 }
+
+// An IPv6 underlay: hosts advertise IPv6 addresses. A dual-stack network's
+// VXLAN runs over IPv6 (the device's source, the peers' fdb entries), its
+// MTU is the underlay's less VXLAN over IPv6's 70 bytes (a DF ping at the
+// boundary passes, one byte more does not), both families cross, and the
+// members' guard is in ip6tables against an IPv6 set.
+func TestIPv6Underlay(t *testing.T) {
+	w := mhtest.NewWorldWith(t, mhtest.WorldOptions{Hosts: 2, Underlay6: true})
+	a := w.Hosts[0].CreateDualStack("u6", "10.62.0.0/24", "fd00:62::/64")
+	b := w.Hosts[1].CreateDualStack("u6", "", "")
+	ca, cb := a.Run(""), b.Run("")
+	mhtest.Eventually(t, "IPv4 across an IPv6 underlay", func() error { return ca.Ping(cb.IP.Addr(), 0) })
+	mhtest.Eventually(t, "IPv6 across an IPv6 underlay", func() error { return ca.Ping(cb.IP6.Addr(), 0) })
+	h1, h2 := w.Hosts[0], w.Hosts[1]
+	dev := "mnv" + a.ID[:12]
+	if out := mhtest.Run(t, "ip", "-n", h1.NS, "-d", "link", "show", dev); !strings.Contains(out, "local "+h1.Addr) || !strings.Contains(out, "mtu 1430") {
+		t.Errorf("the VXLAN device:\n%s", out)
+	}
+	fdb, _ := exec.Command("ip", "netns", "exec", h1.NS, "bridge", "fdb", "show", "dev", dev).Output()
+	if !strings.Contains(string(fdb), cb.MAC+" dst "+h2.Addr) {
+		t.Errorf("no fdb entry of %s to %s:\n%s", cb.MAC, h2.Addr, fdb)
+	}
+	if err := ca.Ping(cb.IP.Addr(), 1430-28); err != nil {
+		t.Errorf("a DF ping at the MTU: %v", err)
+	}
+	if err := ca.Ping(cb.IP.Addr(), 1430-28+1); err == nil {
+		t.Error("a DF ping one byte over the MTU passed")
+	}
+	mhtest.Eventually(t, "the VXLAN guard in ip6tables", func() error {
+		out := mhtest.Run(t, "ip", "netns", "exec", h1.NS, "ip6tables", "-S", "INPUT")
+		if !strings.Contains(out, "mynet-vteps6") || !strings.Contains(out, h1.Addr) {
+			return fmt.Errorf("%s", out)
+		}
+		return nil
+	})
+}
