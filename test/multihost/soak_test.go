@@ -28,6 +28,10 @@ import (
 // other hosts' live endpoints (nothing refused that should not be, nothing
 // stale), and every host pair reaches each other.
 //
+// An even seed's network is dual stack (its IPv6 subnet a /121, so that
+// IPv6 addresses are reused too): no address of either family is held
+// twice, both families are programmed and reached.
+//
 // MYNET_SOAK_SEEDS=N runs N schedules (make test: 2; make soak: more),
 // MYNET_SOAK_SEED=S runs the one of seed S again, MYNET_SOAK_STEPS their
 // length (default 40).
@@ -85,10 +89,18 @@ func soak(t *testing.T, seed uint64, steps int) {
 	t.Logf("seed %d (run again: MYNET_SOAK_SEED=%d go test -run TestDataLossSoak ./test/multihost)", seed, seed)
 	w := mhtest.NewWorld(t, 3)
 	s := &soaker{t: t, w: w, rng: rand.New(rand.NewPCG(seed, seed^0x6d796e6574)), faults: map[string]int{}}
-	s.nets = []*mhtest.ClusterNet{w.Hosts[0].CreateNetwork("blue", "10.243.0.0/25")}
-	for _, h := range w.Hosts[1:] {
-		s.nets = append(s.nets, h.CreateNetwork("blue", ""))
+	for i, h := range w.Hosts {
+		subnet, subnet6 := "10.243.0.0/25", "fd00:243::/121"
+		if i > 0 {
+			subnet, subnet6 = "", ""
+		}
+		if seed%2 == 0 {
+			s.nets = append(s.nets, h.CreateDualStack("blue", subnet, subnet6))
+		} else {
+			s.nets = append(s.nets, h.CreateNetwork("blue", subnet))
+		}
 	}
+	t.Logf("dual stack: %v", seed%2 == 0)
 	wipes, restores := 0, 0
 	for range steps {
 		at := time.Now().Format("15:04:05.000")
@@ -161,8 +173,10 @@ func (s *soaker) create(i int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, l := range s.live {
-		if l.c.IP.Addr() == c.IP.Addr() {
-			s.t.Fatalf("address %s given twice: host%d's live endpoint has it, and host%d just handed it out", c.IP.Addr(), l.host+1, i+1)
+		for _, pair := range [][2]netip.Prefix{{l.c.IP, c.IP}, {l.c.IP6, c.IP6}} {
+			if pair[0].IsValid() && pair[0].Addr() == pair[1].Addr() {
+				s.t.Fatalf("address %s given twice: host%d's live endpoint has it, and host%d just handed it out", pair[1].Addr(), l.host+1, i+1)
+			}
 		}
 	}
 	s.live = append(s.live, live{host: i, c: c})
@@ -226,6 +240,9 @@ func (s *soaker) check() error {
 		for _, l := range s.live {
 			if l.host != i {
 				want[l.c.IP.Addr()] = l.c.MAC
+				if l.c.IP6.IsValid() {
+					want[l.c.IP6.Addr()] = l.c.MAC
+				}
 			}
 		}
 		have := map[netip.Addr]string{}
@@ -269,6 +286,9 @@ func (s *soaker) reach() error {
 			}
 			if !mhtest.WaitFor(10*time.Second, func() bool { return a.Ping(b.IP.Addr(), 0) == nil }) {
 				return fmt.Errorf("host%d's %s does not reach host%d's %s", i+1, a.IP.Addr(), j+1, b.IP.Addr())
+			}
+			if b.IP6.IsValid() && !mhtest.WaitFor(10*time.Second, func() bool { return a.Ping(b.IP6.Addr(), 0) == nil }) {
+				return fmt.Errorf("host%d's %s does not reach host%d's %s", i+1, a.IP6.Addr(), j+1, b.IP6.Addr())
 			}
 		}
 	}
