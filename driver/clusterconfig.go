@@ -96,25 +96,30 @@ func (d *Driver) resolveCluster(cfg *NetworkConfig, space string) error {
 }
 
 // settlePolicy holds a cluster network to one behaviour on every host
-// (internal, ICC, masquerade, gateway mode, encryption): the first host's, settled in
+// (internal, ICC, masquerade, gateway modes, encryption): the first host's, settled in
 // the cluster; a host that asks for another is refused with the values.
 func (d *Driver) settlePolicy(cfg *NetworkConfig, name string) error {
-	asked := cluster.Policy{Internal: cfg.Internal, ICC: cfg.ICC, Masquerade: cfg.Masquerade, GatewayMode: cfg.GatewayMode4, Encrypted: cfg.Encrypted}
+	asked := cluster.Policy{Internal: cfg.Internal, ICC: cfg.ICC, Masquerade: cfg.Masquerade, GatewayMode: cfg.GatewayMode4,
+		GatewayMode6: cfg.GatewayMode6, Encrypted: cfg.Encrypted}
 	got, err := d.cluster.Client.SettlePolicy(name, asked)
+	if got.GatewayMode6 == "" { // settled before the IPv6 mode was kept
+		got.GatewayMode6 = GatewayNAT
+	}
 	switch {
 	case err != nil && cluster.IsConflict(err):
 		return errdefs.Invalid("%v", err)
 	case err != nil:
 		return err
 	case got != asked:
-		return errdefs.Invalid("cluster network %s is %s on every host, this host asked for %s: create it with the same options (--internal, -o %s, -o %s, -o %s, -o %s)",
-			name, policyText(got), policyText(asked), OptEnableICC, OptEnableMasq, OptGatewayMode4, OptEncrypted)
+		return errdefs.Invalid("cluster network %s is %s on every host, this host asked for %s: create it with the same options (--internal, -o %s, -o %s, -o %s, -o %s, -o %s)",
+			name, policyText(got), policyText(asked), OptEnableICC, OptEnableMasq, OptGatewayMode4, OptGatewayMode6, OptEncrypted)
 	}
 	return nil
 }
 
 func policyText(p cluster.Policy) string {
-	return fmt.Sprintf("internal=%v enable_icc=%v enable_ip_masquerade=%v gateway_mode_ipv4=%s encrypted=%v", p.Internal, p.ICC, p.Masquerade, p.GatewayMode, p.Encrypted)
+	return fmt.Sprintf("internal=%v enable_icc=%v enable_ip_masquerade=%v gateway_mode_ipv4=%s gateway_mode_ipv6=%s encrypted=%v",
+		p.Internal, p.ICC, p.Masquerade, p.GatewayMode, p.GatewayMode6, p.Encrypted)
 }
 
 // vxlanConfig is the network's VXLAN device; underlay is this host's

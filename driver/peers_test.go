@@ -248,7 +248,13 @@ func TestClusterNetworkRefusals(t *testing.T) {
 		generic map[string]any
 		subnet  string
 		mention string
-	}{"ICC off where the cluster has it on", map[string]any{OptEnableICC: "false"}, "10.40.0.0/16", "enable_icc=true"})
+	}{"ICC off where the cluster has it on", map[string]any{OptEnableICC: "false"}, "10.40.0.0/16", "enable_icc=true"},
+		struct {
+			name    string
+			generic map[string]any
+			subnet  string
+			mention string
+		}{"IPv6 routed where the cluster masquerades", map[string]any{OptGatewayMode6: "routed"}, "10.40.0.0/16", "gateway_mode_ipv6=nat"})
 	for _, tt := range tests {
 		err := h[0].d.CreateNetwork(createReq(tt.generic, tt.subnet, strings.TrimSuffix(tt.subnet, "0/16")+"1/16"))
 		if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), tt.mention) {

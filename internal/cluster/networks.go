@@ -39,6 +39,9 @@ type Policy struct {
 	ICC         bool   `json:"icc"`
 	Masquerade  bool   `json:"masquerade"`
 	GatewayMode string `json:"gateway_mode"`
+	// GatewayMode6 is the IPv6 gateway mode ("": a policy settled before
+	// it was kept, which is NAT's).
+	GatewayMode6 string `json:"gateway_mode_ipv6,omitempty"`
 	// Encrypted networks carry their VXLAN inside WireGuard (tunnels.go).
 	Encrypted bool `json:"encrypted,omitempty"`
 }

@@ -3,9 +3,11 @@ package multihost
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mynet/mynet/test/mhtest"
 )
@@ -195,4 +197,29 @@ func TestIPv6Underlay(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Outbound IPv6 from a dual-stack cluster network, as from a local one:
+// masqueraded behind the host (NAT66). The "outside" is a namespace of
+// the test's behind host1, with no route back to the network's subnet:
+// only a reply to the host's own address comes back.
+func TestClusterIPv6Outbound(t *testing.T) {
+	w := mhtest.NewWorld(t, 2)
+	h1 := w.Hosts[0]
+	n := h1.CreateDualStack("out6", "10.64.0.0/24", "fd00:64::/64")
+	w.Hosts[1].CreateDualStack("out6", "", "")
+	c := n.Run("")
+	out := fmt.Sprintf("mnmh6out%d", os.Getpid()%100000)
+	mhtest.Run(t, "ip", "netns", "add", out)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", out).Run() })
+	mhtest.Run(t, "ip", "-n", h1.NS, "link", "add", "o6", "type", "veth", "peer", "name", "eth0", "netns", out)
+	mhtest.Run(t, "ip", "-n", h1.NS, "addr", "add", "fd00:99::1/64", "dev", "o6", "nodad")
+	mhtest.Run(t, "ip", "-n", h1.NS, "link", "set", "o6", "up")
+	mhtest.Run(t, "ip", "-n", out, "addr", "add", "fd00:99::2/64", "dev", "eth0", "nodad")
+	mhtest.Run(t, "ip", "-n", out, "link", "set", "eth0", "up")
+	took := mhtest.Eventually(t, "the container reaches the outside over IPv6", func() error { return c.Ping(netip.MustParseAddr("fd00:99::2"), 0) })
+	t.Logf("reached the outside after %v", took.Round(time.Millisecond))
+	if routes := mhtest.Run(t, "ip", "-n", out, "-6", "route", "show"); strings.Contains(routes, "fd00:64") || strings.Contains(routes, "default") {
+		t.Fatalf("the outside has a route back to the network: %s", routes)
+	}
 }
