@@ -174,7 +174,7 @@ func run(o options) error {
 		{"1", w.networkLatency}, {"2", w.attachCost}, {"3", w.connectDisconnect},
 		{"4", w.manyContainers}, {"6", w.dataPlane}, {"5", w.manyNetworks},
 		{"7", w.pluginSide}, {"8", w.ipam}, {"9", w.repairTime}, {"10", w.multiHost}, {"11", w.clusterScale},
-		{"12", w.namesAcrossHosts}, {"13", w.encrypted},
+		{"12", w.namesAcrossHosts}, {"13", w.encrypted}, {"14", w.ipv6AcrossHosts},
 	}
 	for _, x := range all {
 		if o.only != "" && !slices.Contains(strings.Split(o.only, ","), x.n) {
@@ -184,6 +184,9 @@ func run(o options) error {
 		if err := x.fn(); err != nil {
 			fmt.Fprintf(os.Stderr, "mynet log:\n%s\n", tail(dlog.String(), 4000))
 			return fmt.Errorf("workload %s: %w", x.n, err)
+		}
+		if len(w.missing) > 0 {
+			return fmt.Errorf("workload %s: its benchmarks did not report %s", x.n, strings.Join(w.missing, ", "))
 		}
 	}
 	fmt.Print(w.r.markdown())

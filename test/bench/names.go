@@ -5,29 +5,49 @@ import "fmt"
 // 12. Names across hosts, on two real Engine 29 hosts with their own
 // mynets and a real etcd (test/e2e/twohosts BenchmarkNames).
 func (w *workloads) namesAcrossHosts() error {
-	res, err := goBench("./test/e2e/twohosts", "BenchmarkNames", "1x")
+	res, err := w.goBench("./test/e2e/twohosts", "BenchmarkNames", "1x")
 	if err != nil {
 		return err
 	}
-	m := res["BenchmarkNames"]
-	if m == nil {
+	m := res.bench("BenchmarkNames")
+	if m.m == nil {
 		return fmt.Errorf("BenchmarkNames reported nothing")
 	}
 	w.r.addText("12. a container's name resolving on another host after its docker run returned, p50 / p99 of 30", "ms",
-		num(m["visible-p50-ms"])+" / "+num(m["visible-p99-ms"]), "asked from a container there every millisecond")
+		num(m.get("visible-p50-ms"))+" / "+num(m.get("visible-p99-ms")), "asked from a container there every millisecond")
 	w.r.addText("12. a question mynet passes to Docker's resolver (a name of the same host), p50 / p99 of 500", "us",
-		fmt.Sprintf("%s / %s (Docker's alone %s / %s; +%s at p50)", num(m["mynet-p50-us"]), num(m["mynet-p99-us"]),
-			num(m["docker-p50-us"]), num(m["docker-p99-us"]), num(m["extra-p50-us"])), "Docker's alone: the same question, mynet stopped")
+		fmt.Sprintf("%s / %s (Docker's alone %s / %s; +%s at p50)", num(m.get("mynet-p50-us")), num(m.get("mynet-p99-us")),
+			num(m.get("docker-p50-us")), num(m.get("docker-p99-us")), num(m.get("extra-p50-us"))), "Docker's alone: the same question, mynet stopped")
 	w.r.addText("12. a name of another host's container, answered by mynet (after Docker's NXDOMAIN), p50 / p99 of 500", "us",
-		num(m["answered-p50-us"])+" / "+num(m["answered-p99-us"]), "")
+		num(m.get("answered-p50-us"))+" / "+num(m.get("answered-p99-us")), "")
 	w.r.addText("12. the same two questions while 50 mynet networks are created and removed on that host, p50 / p99", "us",
-		fmt.Sprintf("answered %s / %s; passed to Docker %s / %s (%s questions each)", num(m["churn-answered-p50-us"]), num(m["churn-answered-p99-us"]),
-			num(m["churn-passed-p50-us"]), num(m["churn-passed-p99-us"]), num(m["churn-questions"])), "")
-	idx, err := goBench("./internal/clusternet", "BenchmarkResolveName", "200000x")
+		fmt.Sprintf("answered %s / %s; passed to Docker %s / %s (%s questions each)", num(m.get("churn-answered-p50-us")), num(m.get("churn-answered-p99-us")),
+			num(m.get("churn-passed-p50-us")), num(m.get("churn-passed-p99-us")), num(m.get("churn-questions"))), "")
+	idx, err := w.goBench("./internal/clusternet", "BenchmarkResolveName", "200000x")
 	if err != nil {
 		return err
 	}
 	w.r.addText("12. one question in mynet's name index, at 1k / 5k local endpoints and peers", "ns",
-		num(idx["BenchmarkResolveName/endpoints=1000"]["ns/question"])+" / "+num(idx["BenchmarkResolveName/endpoints=5000"]["ns/question"]), "a map lookup under the index's own lock")
+		num(idx.bench("BenchmarkResolveName/endpoints=1000").get("ns/question"))+" / "+num(idx.bench("BenchmarkResolveName/endpoints=5000").get("ns/question")), "a map lookup under the index's own lock")
+	return nil
+}
+
+// 14. IPv6 across hosts: test/multihost's BenchmarkIPv6, one dual-stack
+// cluster network between two host namespaces, to the same container's
+// IPv4 and IPv6 address in alternating rounds.
+func (w *workloads) ipv6AcrossHosts() error {
+	res, err := w.goBench("./test/multihost", "BenchmarkIPv6", "1x")
+	if err != nil {
+		return err
+	}
+	m := res.bench("BenchmarkIPv6")
+	if m.m == nil {
+		return fmt.Errorf("BenchmarkIPv6 reported nothing")
+	}
+	rounds := fmt.Sprintf("median of %d rounds, each family first as often", int(m.get("rounds")))
+	w.r.addText("14. IPv6 vs IPv4 across hosts, one dual-stack cluster network: TCP throughput", "Gbit/s",
+		fmt.Sprintf("%s (IPv4 %s, %.3fx)", num(m.get("ipv6-Gbit/s")), num(m.get("ipv4-Gbit/s")), m.get("ipv6-over-ipv4-throughput")), rounds+"; higher is better")
+	w.r.addText("14. IPv6 vs IPv4 across hosts, one dual-stack cluster network: TCP round trip", "us",
+		fmt.Sprintf("%s (IPv4 %s, %.2fx)", num(m.get("ipv6-rtt-us")), num(m.get("ipv4-rtt-us")), m.get("ipv6-over-ipv4-rtt")), rounds+"; lower is better")
 	return nil
 }

@@ -73,27 +73,27 @@ func reachable(addr string, limit time.Duration) (time.Duration, error) {
 // BenchmarkCrossHost, two hosts in namespaces with a real etcd, against a
 // bare VXLAN pair between the same namespaces.
 func (w *workloads) multiHost() error {
-	res, err := goBench("./test/multihost", "BenchmarkCrossHost", "1x")
+	res, err := w.goBench("./test/multihost", "BenchmarkCrossHost", "1x")
 	if err != nil {
 		return err
 	}
-	m := res["BenchmarkCrossHost"]
-	if m == nil {
+	m := res.bench("BenchmarkCrossHost")
+	if m.m == nil {
 		return fmt.Errorf("BenchmarkCrossHost reported nothing")
 	}
 	w.r.addText("10. cross-host TCP throughput (floor: bare VXLAN pair)", "Gbit/s",
-		fmt.Sprintf("%s (floor %s, %.2fx)", num(m["cross-Gbit/s"]), num(m["floor-Gbit/s"]), m["throughput-vs-floor"]), "target >= 0.95x the floor")
+		fmt.Sprintf("%s (floor %s, %.2fx)", num(m.get("cross-Gbit/s")), num(m.get("floor-Gbit/s")), m.get("throughput-vs-floor")), "target >= 0.95x the floor")
 	w.r.addText("10. cross-host TCP round trip (floor: bare VXLAN pair)", "us",
-		fmt.Sprintf("%s (floor %s, %.2fx)", num(m["cross-rtt-us"]), num(m["floor-rtt-us"]), m["rtt-floor-over-cross"]), "target >= 0.95x the floor (floor/mynet)")
+		fmt.Sprintf("%s (floor %s, %.2fx)", num(m.get("cross-rtt-us")), num(m.get("floor-rtt-us")), m.get("rtt-floor-over-cross")), "target >= 0.95x the floor (floor/mynet)")
 	w.r.addText("10. the same, hosts with bridge-nf-call-iptables=0: throughput", "Gbit/s",
-		fmt.Sprintf("%s (floor %s, %.2fx)", num(m["cross-Gbit/s-nf-off"]), num(m["floor-Gbit/s-nf-off"]), m["throughput-vs-floor-nf-off"]),
+		fmt.Sprintf("%s (floor %s, %.2fx)", num(m.get("cross-Gbit/s-nf-off")), num(m.get("floor-Gbit/s-nf-off")), m.get("throughput-vs-floor-nf-off")),
 		"bridged frames skip iptables (host-wide; see README, Performance)")
 	w.r.addText("10. the same, hosts with bridge-nf-call-iptables=0: round trip", "us",
-		fmt.Sprintf("%s (floor %s, %.2fx)", num(m["cross-rtt-us-nf-off"]), num(m["floor-rtt-us-nf-off"]), m["rtt-floor-over-cross-nf-off"]), "")
+		fmt.Sprintf("%s (floor %s, %.2fx)", num(m.get("cross-rtt-us-nf-off")), num(m.get("floor-rtt-us-nf-off")), m.get("rtt-floor-over-cross-nf-off")), "")
 	w.r.addText("10. Join on one host -> first reply from another, p50 / p99", "ms",
-		num(m["join-first-reply-p50-ms"])+" / "+num(m["join-first-reply-p99-ms"]), "target p99 < 100; includes moving and configuring the veth as dockerd does")
+		num(m.get("join-first-reply-p50-ms"))+" / "+num(m.get("join-first-reply-p99-ms")), "target p99 < 100; includes moving and configuring the veth as dockerd does")
 	w.r.addText("10. CreateEndpoint in a cluster network, p50 / p99", "ms",
-		num(m["create-endpoint-p50-ms"])+" / "+num(m["create-endpoint-p99-ms"]), "target p99 < 10")
+		num(m.get("create-endpoint-p50-ms"))+" / "+num(m.get("create-endpoint-p99-ms")), "target p99 < 10")
 	return nil
 }
 
@@ -101,28 +101,28 @@ func (w *workloads) multiHost() error {
 // endpoints in a real etcd, at 1k, 10k and 100k peers
 // (test/multihost BenchmarkClusterScale).
 func (w *workloads) clusterScale() error {
-	res, err := goBench("./test/multihost", "BenchmarkClusterScale", "1x")
+	res, err := w.goBench("./test/multihost", "BenchmarkClusterScale", "1x")
 	if err != nil {
 		return err
 	}
-	m := res["BenchmarkClusterScale"]
-	if m == nil {
+	m := res.bench("BenchmarkClusterScale")
+	if m.m == nil {
 		return fmt.Errorf("BenchmarkClusterScale reported nothing")
 	}
 	for _, size := range []string{"1k", "10k", "100k"} {
-		if _, ok := m["startup-s-"+size]; !ok {
+		if !m.has("startup-s-" + size) { // sizes the run skipped
 			continue
 		}
 		w.r.addText("11. "+size+" peers: start-up to every peer listed and programmed (the daemon's own list and program)", "s",
-			fmt.Sprintf("%s (%s)", num(m["startup-s-"+size]), num(m["startup-sync-s-"+size])), "90% of the entries new to the kernel; target at 100k: < 10")
-		w.r.addText("11. "+size+" peers: restart, every entry in place", "s", num(m["restart-s-"+size]), "")
+			fmt.Sprintf("%s (%s)", num(m.get("startup-s-"+size)), num(m.get("startup-sync-s-"+size))), "90% of the entries new to the kernel; target at 100k: < 10")
+		w.r.addText("11. "+size+" peers: restart, every entry in place", "s", num(m.get("restart-s-"+size)), "")
 		w.r.addText("11. "+size+" peers: one watched change in the daemon, p50 / p99 of 200", "us",
-			num(m["event-p50-us-"+size])+" / "+num(m["event-p99-us-"+size]), "from the watch to the entry programmed; target p99 < 2000, flat")
+			num(m.get("event-p50-us-"+size))+" / "+num(m.get("event-p99-us-"+size)), "from the watch to the entry programmed; target p99 < 2000, flat")
 		w.r.addText("11. "+size+" peers: daemon memory, resident / peak", "MiB",
-			num(m["rss-MiB-"+size])+" / "+num(m["peak-rss-MiB-"+size]), "target < 200")
+			num(m.get("rss-MiB-"+size))+" / "+num(m.get("peak-rss-MiB-"+size)), "target < 200")
 	}
 	w.r.addText("11. etcd requests per RequestAddress / per CreateEndpoint", "requests",
-		num(m["etcd-requests-per-request-address"])+" / "+num(m["etcd-requests-per-create-endpoint"]), "etcd's own count of unary calls, 30 of each at 100k peers")
+		num(m.get("etcd-requests-per-request-address"))+" / "+num(m.get("etcd-requests-per-create-endpoint")), "etcd's own count of unary calls, 30 of each at 100k peers")
 	return nil
 }
 
@@ -130,22 +130,22 @@ func (w *workloads) clusterScale() error {
 // plain and an encrypted network between the same two host namespaces, in
 // alternating rounds (WireGuard in userspace where the kernel has none).
 func (w *workloads) encrypted() error {
-	res, err := goBench("./test/multihost", "BenchmarkEncrypted", "1x")
+	res, err := w.goBench("./test/multihost", "BenchmarkEncrypted", "1x")
 	if err != nil {
 		return err
 	}
-	m := res["BenchmarkEncrypted"]
-	if m == nil {
+	m := res.bench("BenchmarkEncrypted")
+	if m.m == nil {
 		return fmt.Errorf("BenchmarkEncrypted reported nothing")
 	}
-	rounds := fmt.Sprintf("median of %d rounds, order rotated", int(m["rounds"]))
+	rounds := fmt.Sprintf("median of %d rounds, order rotated", int(m.get("rounds")))
 	w.r.addText("13. encrypted vs plain cluster network: TCP throughput", "Gbit/s",
-		fmt.Sprintf("%s (plain %s, %.3fx)", num(m["encrypted-Gbit/s"]), num(m["plain-Gbit/s"]), m["encrypted-over-plain-throughput"]),
+		fmt.Sprintf("%s (plain %s, %.3fx)", num(m.get("encrypted-Gbit/s")), num(m.get("plain-Gbit/s")), m.get("encrypted-over-plain-throughput")),
 		rounds+"; higher is better; target >= 0.5x with kernel WireGuard (this machine: userspace)")
 	w.r.addText("13. encrypted vs plain cluster network: TCP round trip", "us",
-		fmt.Sprintf("%s (plain %s, %.2fx)", num(m["encrypted-rtt-us"]), num(m["plain-rtt-us"]), m["encrypted-over-plain-rtt"]),
+		fmt.Sprintf("%s (plain %s, %.2fx)", num(m.get("encrypted-rtt-us")), num(m.get("plain-rtt-us")), m.get("encrypted-over-plain-rtt")),
 		rounds+"; lower is better; target <= 1.2x with kernel WireGuard")
 	w.r.addText("13. the bare tunnel, host to host over WireGuard alone: throughput / round trip", "Gbit/s / us",
-		num(m["tunnel-Gbit/s"])+" / "+num(m["tunnel-rtt-us"]), "what WireGuard itself carries here (no VXLAN, no bridge)")
+		num(m.get("tunnel-Gbit/s"))+" / "+num(m.get("tunnel-rtt-us")), "what WireGuard itself carries here (no VXLAN, no bridge)")
 	return nil
 }

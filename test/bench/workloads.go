@@ -3,8 +3,8 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"maps"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 )
@@ -13,6 +13,9 @@ type workloads struct {
 	o         options
 	r         *report
 	daemonPid int
+	// missing are the Go benchmarks' metrics a workload asked for and
+	// did not get (goBench): the workload fails with them.
+	missing []string
 }
 
 // drivers are compared in this order in every round.
@@ -261,12 +264,19 @@ func pct(got, base float64) string {
 }
 
 // goBench runs a Go benchmark and returns its metrics by name, per line.
-func goBench(pkg, name, benchtime string) (map[string]map[string]float64, error) {
-	out, err := exec.Command("go", "test", "-run", "^$", "-bench", name, "-benchtime", benchtime, pkg).CombinedOutput()
+func (w *workloads) goBench(pkg, name, benchtime string) (benchResults, error) {
+	// -cpu fixes the suffix go test gives each name ("-2" on a machine
+	// with 2 cores, none with 1), which the results are read without.
+	procs := runtime.GOMAXPROCS(0)
+	out, err := exec.Command("go", "test", "-run", "^$", "-bench", name, "-benchtime", benchtime, "-cpu", strconv.Itoa(procs), pkg).CombinedOutput()
 	if err != nil {
-		return nil, fmt.Errorf("go test -bench %s %s: %v\n%s", name, pkg, err, out)
+		return benchResults{}, fmt.Errorf("go test -bench %s %s: %v\n%s", name, pkg, err, out)
 	}
-	res := map[string]map[string]float64{}
+	suffix := ""
+	if procs > 1 {
+		suffix = "-" + strconv.Itoa(procs)
+	}
+	res := benchResults{byName: map[string]map[string]float64{}, missing: &w.missing}
 	sc := bufio.NewScanner(strings.NewReader(string(out)))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -280,54 +290,92 @@ func goBench(pkg, name, benchtime string) (map[string]map[string]float64, error)
 				m[f[i+1]] = v
 			}
 		}
-		res[strings.TrimSuffix(f[0], "-2")] = m
+		res.byName[strings.TrimSuffix(f[0], suffix)] = m
 	}
 	return res, nil
 }
 
+// benchResults are a go test -bench run's metrics, by benchmark name.
+// A benchmark or metric asked for that the run did not report is
+// recorded in missing, which fails the workload (never a 0 in the table).
+type benchResults struct {
+	byName  map[string]map[string]float64
+	missing *[]string
+}
+
+// metrics are one benchmark's.
+type metrics struct {
+	name    string
+	m       map[string]float64
+	missing *[]string
+}
+
+func (r benchResults) bench(name string) metrics {
+	m, ok := r.byName[name]
+	if !ok {
+		*r.missing = append(*r.missing, name+" (not run)")
+	}
+	return metrics{name: name, m: m, missing: r.missing}
+}
+
+// has tells whether the benchmark reported key (for what it reports only
+// in some runs).
+func (x metrics) has(key string) bool {
+	_, ok := x.m[key]
+	return ok
+}
+
+// get is the metric's value, recorded as missing when it was not reported.
+func (x metrics) get(key string) float64 {
+	v, ok := x.m[key]
+	if !ok && x.m != nil {
+		*x.missing = append(*x.missing, x.name+" "+key)
+	}
+	return v
+}
+
 // 7. Plugin-side cost without dockerd, and the kernel floor.
 func (w *workloads) pluginSide() error {
-	res, err := goBench("./test/integration", "BenchmarkPluginAttach", "300x")
+	res, err := w.goBench("./test/integration", "BenchmarkPluginAttach", "300x")
 	if err != nil {
 		return err
 	}
-	m := res["BenchmarkPluginAttach"]
+	m := res.bench("BenchmarkPluginAttach")
 	for _, c := range []string{"CreateEndpoint", "Join", "Leave", "DeleteEndpoint", "attach"} {
-		w.r.addText(fmt.Sprintf("7. plugin-side %s, p50 / p99", c), "ms", num(m[c+"-p50-ms"])+" / "+num(m[c+"-p99-ms"]),
+		w.r.addText(fmt.Sprintf("7. plugin-side %s, p50 / p99", c), "ms", num(m.get(c+"-p50-ms"))+" / "+num(m.get(c+"-p99-ms")),
 			map[bool]string{true: "CreateEndpoint+Join; target: p99 < 5 ms", false: ""}[c == "attach"])
 	}
-	w.r.addText("7. daemon CPU per attach+detach", "us", num(m["cpu-us/attach+detach"]), "")
+	w.r.addText("7. daemon CPU per attach+detach", "us", num(m.get("cpu-us/attach+detach")), "")
 	w.r.addText("7. plugin-side CreateEndpoint with no veth removal running meanwhile, p50 / p99", "ms",
-		num(m["CreateEndpoint-alone-p50-ms"])+" / "+num(m["CreateEndpoint-alone-p99-ms"]), "100 in a row, deleted after")
-	w.r.addText("7. kernel floor: veth pair on a bridge, created and deleted, p50", "ms", num(m["kernel-floor-p50-ms"]), "")
+		num(m.get("CreateEndpoint-alone-p50-ms"))+" / "+num(m.get("CreateEndpoint-alone-p99-ms")), "100 in a row, deleted after")
+	w.r.addText("7. kernel floor: veth pair on a bridge, created and deleted, p50", "ms", num(m.get("kernel-floor-p50-ms")), "")
 	w.r.addText("7. kernel floor: veth pair created (on the bridge, up), p50 / p99; deleted, p50", "ms",
-		num(m["kernel-veth-add-p50-ms"])+" / "+num(m["kernel-veth-add-p99-ms"])+"; "+num(m["kernel-veth-del-p50-ms"]), "")
+		num(m.get("kernel-veth-add-p50-ms"))+" / "+num(m.get("kernel-veth-add-p99-ms"))+"; "+num(m.get("kernel-veth-del-p50-ms")), "")
 	return nil
 }
 
 // 8. IPAM latency in /24, /16 and /8 pools, and a full pool's footprint.
 func (w *workloads) ipam() error {
-	res, err := goBench("./ipam", "BenchmarkRequestReleaseAddress", "500x")
+	res, err := w.goBench("./ipam", "BenchmarkRequestReleaseAddress", "500x")
 	if err != nil {
 		return err
 	}
-	foot, err := goBench("./ipam", "BenchmarkPoolFootprint", "1x") // filling a /8 takes a while
+	foot, err := w.goBench("./ipam", "BenchmarkPoolFootprint", "1x") // filling a /8 takes a while
 	if err != nil {
 		return err
 	}
-	maps.Copy(res, foot)
 	for _, size := range []string{"24", "16", "8"} {
 		for _, fill := range []string{"0", "50", "99"} {
-			m := res[fmt.Sprintf("BenchmarkRequestReleaseAddress/slash%s/full%s", size, fill)]
+			m := res.bench(fmt.Sprintf("BenchmarkRequestReleaseAddress/slash%s/full%s", size, fill))
 			note := ""
 			if size == "8" && fill == "99" {
 				note = "target: p99 < 1000 us"
 			}
 			w.r.addText(fmt.Sprintf("8. RequestAddress in a /%s, %s%% full, p50 / p99 (durable)", size, fill), "us",
-				num(m["request-p50-us"])+" / "+num(m["request-p99-us"]), note)
+				num(m.get("request-p50-us"))+" / "+num(m.get("request-p99-us")), note)
 		}
-		f := res[fmt.Sprintf("BenchmarkPoolFootprint/slash%s/full100", size)]
-		w.r.addText(fmt.Sprintf("8. a full /%s pool: heap / state file", size), "MiB", num(f["heap-MiB/pool"])+" / "+num(f["file-MiB"]),
+		f := foot.bench(fmt.Sprintf("BenchmarkPoolFootprint/slash%s/full100", size))
+		w.r.addText(fmt.Sprintf("8. a full /%s pool: heap / state file", size), "MiB", num(f.get("heap-MiB/pool"))+" / "+num(f.get("file-MiB")),
 			map[bool]string{true: "target: a few MiB", false: ""}[size == "8"])
 	}
 	return nil
