@@ -3,6 +3,7 @@ package multihost
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -171,7 +172,7 @@ func iperf(b testing.TB, client, server, addr string) float64 {
 // rrPing is the median TCP request/response round trip to an rr server
 // on port 7777, in microseconds.
 func rrPing(b testing.TB, rr, client, addr string) float64 {
-	out, err := exec.Command("ip", "netns", "exec", client, rr, "ping", addr+":7777", "5000").CombinedOutput()
+	out, err := exec.Command("ip", "netns", "exec", client, rr, "ping", net.JoinHostPort(addr, "7777"), "5000").CombinedOutput()
 	if err != nil {
 		b.Fatalf("rr to %s: %v\n%s", addr, err, out)
 	}
