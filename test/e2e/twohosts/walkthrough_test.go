@@ -176,11 +176,12 @@ func walkthrough(t *testing.T, c *cluster) {
 	})
 }
 
-// createEverywhere creates cluster network name on h, as users do, and
-// waits until every host has it; it is removed everywhere at the end.
-func (c *cluster) createEverywhere(h *host, name string) {
+// createEverywhere creates cluster network name on h, as users do (with
+// the create's extra flags), and waits until every host has it; it is
+// removed everywhere at the end.
+func (c *cluster) createEverywhere(h *host, name string, extra ...string) {
 	c.t.Helper()
-	h.must(c.net(name)...)
+	h.must(c.net(name, extra...)...)
 	c.t.Cleanup(func() { removeEverywhere(c, name) })
 	for _, o := range c.hosts {
 		poll.Eventually(c.t, o.id+" has "+name, 10*time.Second, func() error {
