@@ -349,6 +349,9 @@ func (w *workloads) pluginSide() error {
 	w.r.addText("7. plugin-side CreateEndpoint with no veth removal running meanwhile, p50 / p99", "ms",
 		num(m.get("CreateEndpoint-alone-p50-ms"))+" / "+num(m.get("CreateEndpoint-alone-p99-ms")), "100 in a row, deleted after")
 	w.r.addText("7. kernel floor: veth pair on a bridge, created and deleted, p50", "ms", num(m.get("kernel-floor-p50-ms")), "")
+	w.r.addText("7. kernel: a veth's end moved into a container's namespace / made there at once, p50", "ms",
+		num(m.get("kernel-veth-move-p50-ms"))+" / "+num(m.get("kernel-veth-add-in-netns-p50-ms")),
+		"dockerd moves a remote driver's interface at Join; Engine 29's bridge makes its end in the namespace (workload 3's gap)")
 	w.r.addText("7. kernel floor: veth pair created (on the bridge, up), p50 / p99; deleted, p50", "ms",
 		num(m.get("kernel-veth-add-p50-ms"))+" / "+num(m.get("kernel-veth-add-p99-ms"))+"; "+num(m.get("kernel-veth-del-p50-ms")), "")
 	return nil
