@@ -53,7 +53,7 @@ type Config struct {
 	SubnetPool netip.Prefix
 	SubnetSize int
 	// SubnetPool6 and SubnetSize6 are the default IPv6 pool this host
-	// proposes for the cluster (subnets6.go): the first host's proposal is
+	// proposes for the cluster (ipv6.go): the first host's proposal is
 	// the cluster's. An invalid pool proposes a random ULA /48 (RFC 4193);
 	// size 0 is 64.
 	SubnetPool6 netip.Prefix

@@ -35,7 +35,7 @@
 // network's configuration, VNI and the hosts that have it; claims.go
 // address claims; nodes.go registration, leases and Forget; peers.go
 // peers, the records of containers' endpoints every host reads, and their watch; dockernets.go the Docker-network
-// records the Docker sync keeps; subnets.go default subnets of cluster networks, subnets6.go the default IPv6 pool
+// records the Docker sync keeps; subnets.go default subnets of cluster networks, ipv6.go a network's IPv6 subnet, settled, and the default IPv6 pool
 // and its subnets; tunnels.go the hosts' WireGuard tunnel addresses and keys; epoch.go how a host notices that etcd lost its data; check.go
 // mynet cluster check; kv.go
 // the store interface, etcd.go and memory.go its two implementations

@@ -11,6 +11,10 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
+// A dual-stack cluster network's IPv6 subnet and gateway are settled on its
+// configuration by the first host whose IPv6 pool asks (SettleSubnet6),
+// as its IPv4 ones are by the first gateway request.
+//
 // A dual-stack cluster network created with --ipv6 and no IPv6 subnet gets
 // a /64 (Config.SubnetSize6) of the cluster's default IPv6 pool, as an
 // IPv4 one without --subnet gets a /24: the first that no cluster network
@@ -114,4 +118,85 @@ func candidates6(pool netip.Prefix, size int) func(func(netip.Prefix) bool) {
 			}
 		}
 	}
+}
+
+// SettleSubnet6 returns the cluster network's configuration with its IPv6
+// subnet and gateway, making them subnet and gateway (zero: the subnet's
+// first address) if the network has none yet; a subnet or gateway that
+// differs from the cluster's is refused with what to change. A zero
+// subnet takes the cluster's, or one of the default IPv6 pool
+// (below). The network must exist (its IPv4 pool comes first, as
+// Docker asks for it first).
+func (c *Client) SettleSubnet6(name string, subnet netip.Prefix, gateway netip.Addr) (NetworkSpec, error) {
+	if err := ValidName(name); err != nil {
+		return NetworkSpec{}, err
+	}
+	if !subnet.IsValid() {
+		return c.settleDefault6(name)
+	}
+	if !subnet.Addr().Is6() || subnet.Addr().Is4In6() {
+		return NetworkSpec{}, conflict("cluster network %s: %s is not an IPv6 subnet", name, subnet)
+	}
+	subnet = subnet.Masked()
+	if gateway.IsValid() && !subnet.Contains(gateway) {
+		return NetworkSpec{}, conflict("IPv6 gateway %s is not in subnet %s", gateway, subnet)
+	}
+	var got NetworkSpec
+	var refused error
+	err := c.settle(name, "IPv6 subnet", func(spec *NetworkSpec) bool {
+		got, refused = *spec, nil
+		switch {
+		case spec.Subnet6.IsValid() && spec.Subnet6 != subnet:
+			refused = conflict("cluster network %s has IPv6 subnet %s; this host asked for %s: create it with --subnet %s", name, spec.Subnet6, subnet, spec.Subnet6)
+			return false
+		case spec.Subnet6.IsValid() && gateway.IsValid() && spec.Gateway6 != gateway:
+			refused = conflict("cluster network %s has IPv6 gateway %s; this host asked for %s: create it with --gateway %s (or none)", name, spec.Gateway6, gateway, spec.Gateway6)
+			return false
+		case spec.Subnet6.IsValid():
+			return false
+		}
+		spec.Subnet6, spec.Gateway6 = subnet, gateway
+		if !gateway.IsValid() {
+			spec.Gateway6 = subnet.Addr().Next()
+		}
+		got = *spec
+		return true
+	})
+	if err == nil {
+		err = refused
+	}
+	return got, err
+}
+
+// settleDefault6 is SettleSubnet6 without a subnet: the cluster's, or a
+// subnet of the default IPv6 pool picked now (given back if another
+// host settled another first).
+func (c *Client) settleDefault6(name string) (NetworkSpec, error) {
+	spec, found, err := c.LookupNetwork(name)
+	switch {
+	case err != nil:
+		return NetworkSpec{}, err
+	case !found:
+		return NetworkSpec{}, conflict("cluster network %s has no configuration in the cluster", name)
+	case spec.Subnet6.IsValid():
+		return spec, nil
+	}
+	var picked netip.Prefix
+	if err := c.call("IPv6 subnet of cluster network "+name, func(ctx context.Context) error {
+		picked, err = c.pickSubnet6(ctx, name)
+		return err
+	}); err != nil {
+		return NetworkSpec{}, err
+	}
+	spec, err = c.SettleSubnet6(name, picked, netip.Addr{})
+	if spec.Subnet6 != picked {
+		_ = c.call("release a default subnet", func(ctx context.Context) error {
+			c.releaseSubnet(ctx, name, picked)
+			return nil
+		})
+	}
+	if err != nil && spec.Subnet6.IsValid() && spec.Subnet6 != picked {
+		return spec, nil // another host's pick won: this host takes it
+	}
+	return spec, err
 }
