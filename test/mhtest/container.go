@@ -60,32 +60,50 @@ func (n *ClusterNet) TryRunAt(static, static6 string) (*Container, error) {
 	epID := fmt.Sprintf("e%011x%s", seq, strings.Repeat("0", 52))
 	mac := fmt.Sprintf("02:00:%02x:00:%02x:%02x", h.n, seq/256, seq%256)
 	iface := map[string]string{"MacAddress": mac}
-	var addr netip.Prefix
-	if n.PoolID != "" { // not IPv6-only
-		res, err := h.Try("/IpamDriver.RequestAddress", map[string]any{"PoolID": n.PoolID, "Address": static,
+	// As dockerd, a step that fails undoes the ones before it: the
+	// endpoint goes, and the addresses taken for it are released.
+	var undo []func()
+	fail := func(err error) (*Container, error) {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+		return nil, err
+	}
+	request := func(pool, want string) (netip.Prefix, error) {
+		res, err := h.Try("/IpamDriver.RequestAddress", map[string]any{"PoolID": pool, "Address": want,
 			"Options": map[string]string{"com.docker.network.endpoint.macaddress": mac}})
 		if err != nil {
-			return nil, err
+			return netip.Prefix{}, err
 		}
-		addr = netip.MustParsePrefix(res["Address"].(string))
+		a := netip.MustParsePrefix(res["Address"].(string))
+		undo = append(undo, func() {
+			_, _ = h.Try("/IpamDriver.ReleaseAddress", map[string]any{"PoolID": pool, "Address": a.Addr().String()})
+		})
+		return a, nil
+	}
+	var addr, addr6 netip.Prefix
+	var err error
+	if n.PoolID != "" { // not IPv6-only
+		if addr, err = request(n.PoolID, static); err != nil {
+			return fail(err)
+		}
 		iface["Address"] = addr.String()
 	}
-	var addr6 netip.Prefix
 	if n.PoolID6 != "" {
-		res, err := h.Try("/IpamDriver.RequestAddress", map[string]any{"PoolID": n.PoolID6, "Address": static6,
-			"Options": map[string]string{"com.docker.network.endpoint.macaddress": mac}})
-		if err != nil {
-			return nil, err
+		if addr6, err = request(n.PoolID6, static6); err != nil {
+			return fail(err)
 		}
-		addr6 = netip.MustParsePrefix(res["Address"].(string))
 		iface["AddressIPv6"] = addr6.String()
 	}
 	if _, err := h.Try("/NetworkDriver.CreateEndpoint", map[string]any{"NetworkID": n.ID, "EndpointID": epID,
 		"Interface": iface}); err != nil {
-		return nil, err
+		return fail(err)
 	}
+	undo = append(undo, func() {
+		_, _ = h.Try("/NetworkDriver.DeleteEndpoint", map[string]any{"NetworkID": n.ID, "EndpointID": epID})
+	})
 	if _, err := h.Try("/NetworkDriver.Join", map[string]any{"NetworkID": n.ID, "EndpointID": epID, "SandboxKey": "/x"}); err != nil {
-		return nil, err
+		return fail(err)
 	}
 	c := &Container{Net: n, NS: fmt.Sprintf("%s-c%d", h.w.tag, seq), epID: epID, IP: addr, IP6: addr6, MAC: mac}
 	peer := "mnc" + epID[:12]

@@ -168,6 +168,7 @@ func (s *soaker) create(i int) {
 		s.mu.Lock()
 		s.faults["creations refused"]++
 		s.mu.Unlock()
+		s.t.Logf("%s a creation on host%d refused: %s", time.Now().Format("15:04:05.000"), i+1, firstLine(err.Error()))
 		return
 	}
 	s.mu.Lock()
@@ -293,4 +294,9 @@ func (s *soaker) reach() error {
 		}
 	}
 	return nil
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }
