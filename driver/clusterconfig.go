@@ -55,9 +55,10 @@ func (d *Driver) resolveCluster(cfg *NetworkConfig, space string) error {
 	if err := d.settlePolicy(cfg, cn.Name); err != nil {
 		return err
 	}
-	over, carrier, wg := netutil.VXLANOverhead, "VXLAN", netutil.WireGuardOverhead
+	over, wg := netutil.Overheads(d.cluster.Underlay)
+	carrier := "VXLAN"
 	if d.cluster.Underlay.Is6() {
-		over, carrier, wg = netutil.VXLANOverhead6, "VXLAN over IPv6", netutil.WireGuardOverhead6
+		carrier = "VXLAN over IPv6"
 	}
 	if cfg.Encrypted {
 		if d.cluster.Tunnel == nil {

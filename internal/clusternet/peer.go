@@ -35,6 +35,26 @@ func (p Peer) kernel() netutil.Peer {
 	return netutil.Peer{IP: p.IP, MAC: mac, VTEP: p.VTEP}
 }
 
+// leaving is what the VXLAN device holds of old, a peer whose entries go:
+// on a dual-stack network its container's other address may still use
+// its MAC, whose fdb entry then stays. (A scan of the peers, on dual-stack
+// networks only.) Caller holds prog.
+func (n *Network) leaving(old Peer) netutil.Peer {
+	k := old.kernel()
+	if !n.cfg.Subnet6.IsValid() {
+		return k
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for ip, p := range n.peers {
+		if ip != old.IP && p.MAC == old.MAC && p.VTEP == old.VTEP {
+			k.SharedMAC = true
+			break
+		}
+	}
+	return k
+}
+
 // keys are the names a peer is answered by: its name and its aliases.
 func (p Peer) keys() []string {
 	if p.Name == "" {

@@ -178,26 +178,6 @@ func (n *Network) applyPeer(p Peer, deleted bool) {
 	}
 }
 
-// leaving is what the VXLAN device holds of old, a peer whose entries go:
-// on a dual-stack network its container's other address may still use
-// its MAC, whose fdb entry then stays. (A scan of the peers, on dual-stack
-// networks only.) Caller holds prog.
-func (n *Network) leaving(old Peer) netutil.Peer {
-	k := old.kernel()
-	if !n.cfg.Subnet6.IsValid() {
-		return k
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for ip, p := range n.peers {
-		if ip != old.IP && p.MAC == old.MAC && p.VTEP == old.VTEP {
-			k.SharedMAC = true
-			break
-		}
-	}
-	return k
-}
-
 // Reprogram makes the VXLAN device's entries the network's peers again
 // (Reconcile), and says how many it had to change.
 func (n *Network) Reprogram() (int, error) {

@@ -346,11 +346,7 @@ func (d *Daemon) stop(srv, metricsSrv *http.Server, graceful bool) error {
 		if err := d.fw.RemoveBase(); err != nil {
 			d.log.WithError(err).Warn("could not remove mynet's iptables chains")
 		} else if d.links != nil {
-			for _, set := range []string{vteps, vteps6} {
-				if err := d.links.DestroyIPSet(set); err != nil {
-					d.log.WithError(err).Warn("could not remove the VXLAN members' set")
-				}
-			}
+			d.destroyVTEPSets()
 		}
 	}
 	return err

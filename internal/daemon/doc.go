@@ -29,8 +29,9 @@
 // unit-tested; metrics.go the metrics listener and its gauges; health.go
 // the health report; reconcile.go the reconciler and its triggers;
 // membership.go the cluster: registration, the check that etcd kept its
-// data, the upkeep (reclaims, held records, the VXLAN guard, this host's
-// routes) and the Docker sync's wiring; names.go the name forwarders of
+// data, the upkeep (reclaims, held records, this host's routes) and the
+// Docker sync's wiring; vxlanguard.go the VXLAN guard (the members' set,
+// of the underlay's family, and the firewall's rule); names.go the name forwarders of
 // cluster networks (where this process sees the sandboxes, whether names
 // across hosts are on); tunnel.go the WireGuard tunnel of encrypted
 // networks (made at the first, restored from the store at start, its

@@ -73,7 +73,7 @@ func (d *Daemon) newTunnel(cfg TunnelConfig, underlayMTU int) (*tunnel, error) {
 	}
 	log := d.log.WithField("part", "wireguard")
 	wg, err := wgtunnel.New(wgtunnel.Config{Name: cfg.Device, Port: cfg.Port, Mode: cfg.Mode,
-		MTU: underlayMTU - wgOverhead(d.underlay), Binary: cfg.Binary, Dir: d.cfg.StateDir}, d.links, log)
+		MTU: wgMTU(d.underlay, underlayMTU), Binary: cfg.Binary, Dir: d.cfg.StateDir}, d.links, log)
 	if err != nil {
 		return nil, err
 	}
@@ -152,14 +152,12 @@ func (t *tunnel) device() error {
 	return t.d.links.EnsureTunnel(netutil.TunnelConfig{Name: t.cfg.Device, Addr: t.saved.Addr, MTU: t.wgMTU()})
 }
 
-func (t *tunnel) wgMTU() int { return t.d.underlayMTU - wgOverhead(t.d.underlay) }
+func (t *tunnel) wgMTU() int { return wgMTU(t.d.underlay, t.d.underlayMTU) }
 
-// wgOverhead is what WireGuard adds over the underlay's family.
-func wgOverhead(underlay netip.Addr) int {
-	if underlay.Is6() {
-		return netutil.WireGuardOverhead6
-	}
-	return netutil.WireGuardOverhead
+// wgMTU is the WireGuard device's MTU over the underlay.
+func wgMTU(underlay netip.Addr, underlayMTU int) int {
+	_, wg := netutil.Overheads(underlay)
+	return underlayMTU - wg
 }
 
 // restore brings the tunnel back at start from what the store kept (etcd

@@ -54,5 +54,6 @@
 // Files: forwarder.go the Forwarders and a sandbox's box (its redirect
 // kept in place, its closing); open.go opening a box's sockets and
 // redirect, retried, and renewing the redirect; questions.go what a box does with a
-// question and with Docker's reply; tcp.go the same over TCP.
+// question and with Docker's reply; reverse.go reading a PTR question's
+// address (in-addr.arpa, ip6.arpa); tcp.go questions over TCP.
 package dnsforward

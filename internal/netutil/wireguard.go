@@ -17,6 +17,15 @@ const (
 	WireGuardOverhead6 = 80
 )
 
+// Overheads are what VXLAN and WireGuard add over an underlay of
+// underlay's family.
+func Overheads(underlay netip.Addr) (vxlan, wireguard int) {
+	if underlay.Is6() {
+		return VXLANOverhead6, WireGuardOverhead6
+	}
+	return VXLANOverhead, WireGuardOverhead
+}
+
 // SealedVXLANPort is the VXLAN port of encrypted cluster networks, inside
 // the WireGuard tunnel only: the firewall drops it on every other link,
 // both ways.
