@@ -158,11 +158,11 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 	// by the next list; an endpoint without a record is published by it.
 	published := func() error { return nil }
 	cn := d.clusterNet(cfg.ID)
-	if addrs := endpointAddrs(ep); cn != nil && d.cluster.NameOf != nil && len(addrs) > 0 {
-		ep.Name = d.cluster.NameOf(cfg.Cluster, addrs[0])
-	}
 	if cn != nil {
 		addrs := endpointAddrs(ep)
+		if d.cluster.NameOf != nil && len(addrs) > 0 {
+			ep.Name = d.cluster.NameOf(cfg.Cluster, addrs[0])
+		}
 		d.mu.Lock()
 		for _, a := range addrs {
 			d.creating[a] = ep.NetworkID
