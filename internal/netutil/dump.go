@@ -67,3 +67,23 @@ func conntrackDeleteFilters(family netlink.InetFamily, filter netlink.CustomConn
 		return netlink.ConntrackDeleteFilters(netlink.ConntrackTable, family, filter)
 	})
 }
+
+// BridgePorts are the names of the links whose master is the bridge
+// (`ip link show master NAME`).
+func (l *Links) BridgePorts(bridge string) ([]string, error) {
+	br, err := linkByName(l.h, bridge)
+	if err != nil {
+		return nil, fmt.Errorf("bridge %s: %w", bridge, err)
+	}
+	links, err := linkList(l.h)
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	var out []string
+	for _, link := range links {
+		if link.Attrs().MasterIndex == br.Attrs().Index {
+			out = append(out, link.Attrs().Name)
+		}
+	}
+	return out, nil
+}

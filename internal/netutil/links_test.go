@@ -182,6 +182,9 @@ func TestKernelVethLifecycle(t *testing.T) {
 	if pi, err := netlink.LinkGetProtinfo(host); err != nil || !pi.Hairpin {
 		t.Errorf("hairpin after EnsurePort: %+v, %v", pi, err)
 	}
+	if ports, err := l.BridgePorts("tbr1"); err != nil || !slices.Equal(ports, []string{"tvh0"}) {
+		t.Errorf("BridgePorts(tbr1) = %v, %v", ports, err)
+	}
 	names, err := l.ListLinkNames("tv")
 	if err != nil || !slices.Equal(names, []string{"tvc0", "tvh0"}) && !slices.Equal(names, []string{"tvh0", "tvc0"}) {
 		t.Errorf("ListLinkNames = %v, %v", names, err)
