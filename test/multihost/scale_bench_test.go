@@ -44,6 +44,7 @@ func BenchmarkClusterScale(b *testing.B) {
 		n := h.CreateNetwork("blue", "10.64.0.0/14")
 		g := newGenerator(b, w.Etcd.URL(), 100)
 		vxlan := "mnv" + n.ID[:12]
+		prev := 0
 		for _, size := range []int{1000, 10000, 100000} {
 			if size > top {
 				break
@@ -51,26 +52,34 @@ func BenchmarkClusterScale(b *testing.B) {
 			h.Kill()
 			g.fill(size)
 			// Start-up with the entries to program (the kernel keeps the
-			// last size's: the new ones are 90%), then a restart with
-			// all of them in place.
+			// last size's: the share new to it is reported), then a
+			// restart with all of them in place.
 			startup, daemonSide := restart(b, h, size)
 			if got := permanentNeighbours(b, h.NS, vxlan); got != size {
 				b.Fatalf("%d peers: %d programmed", size, got)
 			}
+			_, firstPeak := memory(b, h.Pid())
 			again, _ := restart(b, h, size)
-			events := g.stream(h, 100)
-			p50, p99 := pct(events)
+			published, withdrawn := g.stream(h, 100)
+			pub50, pub99 := pct(published)
+			wd50, wd99 := pct(withdrawn)
 			rss, hwm := memory(b, h.Pid())
 			label := fmt.Sprintf("%dk", size/1000)
 			b.ReportMetric(startup.Seconds(), "startup-s-"+label)
 			b.ReportMetric(daemonSide.Seconds(), "startup-sync-s-"+label)
+			b.ReportMetric(float64(size-prev)/float64(size), "new-share-"+label)
 			b.ReportMetric(again.Seconds(), "restart-s-"+label)
-			b.ReportMetric(p50, "event-p50-us-"+label)
-			b.ReportMetric(p99, "event-p99-us-"+label)
+			b.ReportMetric(pub50, "publish-p50-us-"+label)
+			b.ReportMetric(pub99, "publish-p99-us-"+label)
+			b.ReportMetric(wd50, "withdraw-p50-us-"+label)
+			b.ReportMetric(wd99, "withdraw-p99-us-"+label)
+			b.ReportMetric(float64(len(published)), "events-"+label)
 			b.ReportMetric(rss, "rss-MiB-"+label)
+			b.ReportMetric(firstPeak, "first-peak-rss-MiB-"+label)
 			b.ReportMetric(hwm, "peak-rss-MiB-"+label)
-			fmt.Fprintf(os.Stderr, "cluster scale: %d peers: start-up %.2f s (list and program %.2f s), restart %.2f s, event p50 %.0f us p99 %.0f us (%d), memory %.0f MiB (peak %.0f)\n",
-				size, startup.Seconds(), daemonSide.Seconds(), again.Seconds(), p50, p99, len(events), rss, hwm)
+			fmt.Fprintf(os.Stderr, "cluster scale: %d peers: start-up %.2f s (list and program %.2f s), restart %.2f s, publish p50 %.0f us p99 %.0f us, withdraw p50 %.0f us p99 %.0f us (%d each), memory %.0f MiB (peak %.0f, first start-up's %.0f)\n",
+				size, startup.Seconds(), daemonSide.Seconds(), again.Seconds(), pub50, pub99, wd50, wd99, len(published), rss, hwm, firstPeak)
+			prev = size
 		}
 		ra, ce := roundTrips(b, w, n, 30)
 		b.ReportMetric(ra, "etcd-requests-per-request-address")
@@ -189,8 +198,10 @@ func (g *generator) fill(total int) {
 
 // stream publishes count new endpoints and withdraws them again, one change
 // every 10 ms (a rate the daemon keeps up with: each change is measured
-// alone), and returns the daemon's cost of each, in microseconds.
-func (g *generator) stream(h *mhtest.Host, count int) []float64 {
+// alone), and returns the daemon's cost of each, in microseconds: the
+// publications' and the withdrawals' apart (a withdrawal has no claim to
+// check).
+func (g *generator) stream(h *mhtest.Host, count int) (published, withdrawn []float64) {
 	b := g.b
 	before := len(h.Log())
 	var sent []string
@@ -239,11 +250,14 @@ func (g *generator) stream(h *mhtest.Host, count int) []float64 {
 	if !ok {
 		b.Fatalf("the daemon applied %d of %d changes in 30 s\n%s", len(took), len(sent), mhtest.Tail(h.Log()[before:], 3000))
 	}
-	var out []float64
-	for _, s := range sent {
-		out = append(out, took[s])
+	for i, s := range sent {
+		if i < count {
+			published = append(published, took[s])
+		} else {
+			withdrawn = append(withdrawn, took[s])
+		}
 	}
-	return out
+	return published, withdrawn
 }
 
 // field is a logrus text line's value of key.
