@@ -60,6 +60,7 @@ func BenchmarkPluginAttach(b *testing.B) {
 	b.ReportMetric(ms(pct(attach, 50)), "attach-p50-ms")
 	b.ReportMetric(ms(pct(attach, 99)), "attach-p99-ms")
 	b.ReportMetric(float64(ticks)*1e6/100/float64(i), "cpu-us/attach+detach")
+	b.ReportMetric(float64(len(attach)), "samples")
 
 	// Where CreateEndpoint's time goes: the same creates in a row, with
 	// the deletes after them, so that no veth removal (which holds the
@@ -92,6 +93,7 @@ func BenchmarkPluginAttach(b *testing.B) {
 	}
 	b.ReportMetric(ms(pct(alone, 50)), "CreateEndpoint-alone-p50-ms")
 	b.ReportMetric(ms(pct(alone, 99)), "CreateEndpoint-alone-p99-ms")
+	b.ReportMetric(float64(len(alone)), "alone-samples")
 
 	// The floor: what the kernel needs for the same veth work.
 	if _, err := links.EnsureBridge(netutil.BridgeConfig{Name: "tbrfloor"}); err != nil {
@@ -117,6 +119,8 @@ func BenchmarkPluginAttach(b *testing.B) {
 	// lacks): the two, on the same kernel.
 	move, inNS := vethMoveFloor(b, links, min(i, 50))
 	b.ReportMetric(ms(pct(move, 50)), "kernel-veth-move-p50-ms")
+	b.ReportMetric(float64(len(move)), "move-samples")
+	b.ReportMetric(float64(len(floor)), "floor-samples")
 	b.ReportMetric(ms(pct(inNS, 50)), "kernel-veth-add-in-netns-p50-ms")
 	b.ReportMetric(ms(pct(floor, 50)), "kernel-floor-p50-ms")
 	b.ReportMetric(ms(pct(add, 50)), "kernel-veth-add-p50-ms")

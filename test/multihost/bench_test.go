@@ -65,6 +65,7 @@ func BenchmarkCrossHost(b *testing.B) {
 			b.ReportMetric(p(round), "rtt-floor-over-cross"+suffix)
 		}
 		rounds("")
+		b.ReportMetric(5, "rounds")
 		for _, h := range w.Hosts {
 			setBridgeNF(b, h.NS, "0")
 		}
@@ -85,6 +86,7 @@ func BenchmarkCrossHost(b *testing.B) {
 		p50, p99 := pct(firstReply)
 		b.ReportMetric(p50, "join-first-reply-p50-ms")
 		b.ReportMetric(p99, "join-first-reply-p99-ms")
+		b.ReportMetric(float64(len(firstReply)), "join-samples")
 
 		// CreateEndpoint alone, in a cluster network: 100 in a row, then all
 		// deleted (a delete's veth removal, in the background, would hold
@@ -111,6 +113,7 @@ func BenchmarkCrossHost(b *testing.B) {
 		p50, p99 = pct(create)
 		b.ReportMetric(p50, "create-endpoint-p50-ms")
 		b.ReportMetric(p99, "create-endpoint-p99-ms")
+		b.ReportMetric(float64(len(create)), "create-samples")
 	}
 }
 
