@@ -100,11 +100,15 @@ e2e: deps
 	$(GO) test -count=1 -v -timeout 20m ./test/e2e
 
 # mynet against Docker's bridge, side by side, on the host's dockerd and then
-# on Engine 29 (test/engine/bench.sh); writes docs/benchmarks.md.
+# on Engine 29 (test/engine/bench.sh), each pass a part; the parts joined
+# write the whole of docs/benchmarks.md (nothing in it is kept by hand).
 # BENCH_ARGS=-rounds=5 -containers=60 -networks=60 for a quicker run.
+BENCH_PARTS ?= /tmp/mynet-bench-parts
 bench: deps
-	$(GO) run ./test/bench $(BENCH_ARGS)
-	GO=$(GO) bash test/engine/bench.sh $(BENCH_ARGS)
+	rm -rf $(BENCH_PARTS) && mkdir -p $(BENCH_PARTS)
+	$(GO) run ./test/bench -part $(BENCH_PARTS)/1-host.md $(BENCH_ARGS)
+	GO=$(GO) BENCH_PART=$(BENCH_PARTS)/2-engine29.md bash test/engine/bench.sh $(BENCH_ARGS)
+	$(GO) run ./test/bench -assemble -out docs/benchmarks.md $(BENCH_PARTS)/1-host.md $(BENCH_PARTS)/2-engine29.md
 
 # The end-to-end suite again, against the managed plugin $(E2E_PLUGIN),
 # which the suite builds from this tree and removes at the end.

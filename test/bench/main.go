@@ -1,9 +1,11 @@
 // Command bench is `make bench`: it measures mynet against Docker's built-in
-// bridge driver on the same dockerd in the same run, with workloads run
-// interleaved (bridge, mynet, bridge, mynet, ...) so drift hits both, prints
-// one table of medians, ranges and mynet/bridge ratios, and writes it with
-// the machine and the command to docs/benchmarks.md. It only reports; it
-// never fails on a figure.
+// bridge driver on the same dockerd in the same run, the two alternated per
+// item and per round in ABBA order so drift hits both, and prints one table
+// of medians, ranges, sample counts and mynet/bridge ratios. Each pass (one
+// per engine) writes a part (-part); -assemble joins the parts into
+// docs/benchmarks.md, stamped with the commit and every engine's version,
+// so that one make bench writes the whole file. It only reports; it never
+// fails on a figure.
 package main
 
 import (
@@ -19,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mynet/mynet/internal/netutil"
 	"github.com/mynet/mynet/test/dockercli"
 )
 
@@ -34,7 +37,7 @@ type options struct {
 	seconds                      int
 	out                          string
 	only                         string
-	append                       bool // add a section to out instead of writing it
+	part                         string // write this pass as a part of the document, for -assemble
 }
 
 func main() {
@@ -45,86 +48,19 @@ func main() {
 	flag.IntVar(&o.seconds, "seconds", 5, "seconds of each iperf3 run")
 	flag.StringVar(&o.out, "out", "docs/benchmarks.md", "where to write the report")
 	flag.StringVar(&o.only, "only", "", "comma-separated workload numbers to run (default all)")
-	flag.BoolVar(&o.append, "append", false, "append this run as a section of -out, named for the engine (make bench's second engine)")
+	flag.StringVar(&o.part, "part", "", "write this pass as a part of the document (make bench's passes), not -out")
+	join := flag.Bool("assemble", false, "write -out from the parts given as arguments, in their order, and run nothing")
 	flag.Parse()
-	if err := run(o); err != nil {
+	var err error
+	if *join {
+		err = assemble(o.out, flag.Args())
+	} else {
+		err = run(o)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
-}
-
-// row is one line of the table.
-type row struct {
-	name, unit    string
-	mynet, bridge []float64 // samples; bridge empty when there is nothing to compare with
-	note          string
-	text          string // mynet's cell, when it is not a set of samples (p50 / p99)
-}
-
-type report struct{ rows []row }
-
-func (r *report) add(name, unit string, mynet, bridge []float64, note string) {
-	r.rows = append(r.rows, row{name: name, unit: unit, mynet: mynet, bridge: bridge, note: note})
-	fmt.Fprintf(os.Stderr, "bench: %-60s mynet %s  bridge %s  %s\n", name, stat(mynet), stat(bridge), ratio(mynet, bridge))
-}
-
-// addText adds a row whose mynet cell is given as text.
-func (r *report) addText(name, unit, text, note string) {
-	r.rows = append(r.rows, row{name: name, unit: unit, text: text, note: note})
-	fmt.Fprintf(os.Stderr, "bench: %-60s mynet %s\n", name, text)
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func stat(v []float64) string {
-	switch len(v) {
-	case 0:
-		return "-"
-	case 1:
-		return num(v[0])
-	}
-	return fmt.Sprintf("%s (%s-%s)", num(median(v)), num(slices.Min(v)), num(slices.Max(v)))
-}
-
-func num(f float64) string {
-	switch {
-	case f >= 100:
-		return fmt.Sprintf("%.0f", f)
-	case f >= 10:
-		return fmt.Sprintf("%.1f", f)
-	default:
-		return fmt.Sprintf("%.2f", f)
-	}
-}
-
-func ratio(m, b []float64) string {
-	if len(m) == 0 || len(b) == 0 || median(b) == 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.2f", median(m)/median(b))
-}
-
-func (r *report) markdown() string {
-	var sb strings.Builder
-	sb.WriteString("| metric | unit | mynet median (min-max) | bridge median (min-max) | mynet/bridge | note |\n|---|---|---|---|---|---|\n")
-	for _, x := range r.rows {
-		cell := stat(x.mynet)
-		if x.text != "" {
-			cell = x.text
-		}
-		fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s | %s |\n", x.name, x.unit, cell, stat(x.bridge), ratio(x.mynet, x.bridge), x.note)
-	}
-	return sb.String()
 }
 
 func run(o options) error {
@@ -166,7 +102,12 @@ func run(o options) error {
 	cleanup()
 	defer cleanup()
 
-	w := &workloads{o: o, r: &report{}, daemonPid: d.Process.Pid}
+	links, err := netutil.New()
+	if err != nil {
+		return err
+	}
+	defer links.Close()
+	w := &workloads{o: o, r: &report{}, daemonPid: d.Process.Pid, links: links}
 	all := []struct {
 		n  string
 		fn func() error
@@ -190,33 +131,19 @@ func run(o options) error {
 		}
 	}
 	fmt.Print(w.r.markdown())
+	p := part(o, w.r)
 	switch {
+	case o.part != "":
+		return os.WriteFile(o.part, []byte(p), 0o644)
 	case o.out == "":
 		return nil
-	case o.append:
-		f, err := os.OpenFile(o.out, os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
+	default:
+		tmp := filepath.Join(tmp, "part.md")
+		if err := os.WriteFile(tmp, []byte(p), 0o644); err != nil {
 			return err
 		}
-		defer f.Close()
-		_, err = f.WriteString(section(o, w.r))
-		return err
-	default:
-		return os.WriteFile(o.out, []byte(document(o, w.r)), 0o644)
+		return assemble(o.out, []string{tmp})
 	}
-}
-
-// section is a run against a second engine, appended to the document.
-func section(o options, r *report) string {
-	ver, _ := docker("version", "--format", "{{.Server.Version}}")
-	only := "all workloads"
-	if o.only != "" {
-		only = "workloads " + o.only
-	}
-	return fmt.Sprintf("\n## Against Docker Engine %s (%s)\n\nSame machine, %[2]s, %s UTC, in the engine's own namespace "+
-		"(`test/engine/engine.sh run go run ./test/bench -append ...`; %d rounds, %d containers, %d networks, iperf3 %d s). "+
-		"Docker's bridge here is Engine %s's.\n\n%s",
-		ver, only, time.Now().UTC().Format("2006-01-02 15:04"), o.rounds, o.containers, o.networks, o.seconds, ver, r.markdown())
 }
 
 func tail(s string, n int) string {
@@ -237,10 +164,18 @@ func docker(args ...string) (string, error) {
 
 // timed runs the docker CLI and returns its duration in milliseconds.
 func timed(args ...string) (float64, error) {
-	start := time.Now()
-	_, err := docker(args...)
-	return float64(time.Since(start).Microseconds()) / 1000, err
+	x, _, err := timedOut(args...)
+	return x, err
 }
+
+// timedOut is timed with the command's output.
+func timedOut(args ...string) (float64, string, error) {
+	start := time.Now()
+	out, err := docker(args...)
+	return msSince(start), out, err
+}
+
+func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
 
 // cleanup removes, by name, every container and network the bench makes.
 func cleanup() {
@@ -257,23 +192,4 @@ func cleanup() {
 	}
 	_ = exec.Command("ip", "link", "del", "mnbench-br").Run()
 	_ = exec.Command("iptables", "-D", "FORWARD", "-i", "mnbench-br", "-o", "mnbench-br", "-j", "ACCEPT").Run()
-}
-
-func document(o options, r *report) string {
-	var sb strings.Builder
-	sh := func(name string, args ...string) string {
-		out, _ := exec.Command(name, args...).Output()
-		return strings.TrimSpace(string(out))
-	}
-	ver, _ := docker("version", "--format", "{{.Server.Version}}")
-	mem := sh("sh", "-c", "free -h | awk '/Mem/ {print $2}'")
-	fmt.Fprintf(&sb, "# Benchmarks\n\nLast run of `make bench` (`go run ./test/bench`), %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&sb, "Machine: %s cores, %s memory, kernel %s, Docker Engine %s, %s, mynet %s.\n\n",
-		sh("nproc"), mem, sh("uname", "-r"), ver, sh("iptables", "--version"), sh("git", "describe", "--always", "--dirty"))
-	fmt.Fprintf(&sb, "Command: `make bench` (defaults: %d rounds, %d containers, %d networks, iperf3 %d s). "+
-		"Runs are interleaved bridge/mynet so machine drift hits both; the ratio is mynet's median over bridge's. "+
-		"The benchmark reports and never asserts.\n\n", o.rounds, o.containers, o.networks, o.seconds)
-	sb.WriteString(r.markdown())
-	sb.WriteString("\nEarlier figures are in the git history of this file; what the figures are made of, measured by hand, is in [performance.md](performance.md).\n")
-	return sb.String()
 }

@@ -7,12 +7,16 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/mynet/mynet/internal/netutil"
 )
 
 type workloads struct {
 	o         options
 	r         *report
 	daemonPid int
+	links     *netutil.Links // the kernel's view, for what is left after a removal
 	// missing are the Go benchmarks' metrics a workload asked for and
 	// did not get (goBench): the workload fails with them.
 	missing []string
@@ -37,44 +41,55 @@ func subnet(drv string, i int) string {
 	return fmt.Sprintf("10.%d.%d.0/24", base+i/256, i%256)
 }
 
-// 1. docker network create and rm latency.
+// 1. docker network create and rm latency; rm until it returns and until
+// the kernel has no bridge of the network left.
 func (w *workloads) networkLatency() error {
-	create, rm := map[string][]float64{}, map[string][]float64{}
+	create, rm, rmKernel := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
 	for i := range w.o.rounds {
-		for _, d := range drivers {
+		for _, d := range order(i) {
 			n := netName(d, "lat")
-			c, err := timed("network", "create", "-d", d, "--subnet", subnet(d, i), n)
+			c, id, err := timedOut("network", "create", "-d", d, "--subnet", subnet(d, i), n)
 			if err != nil {
 				return err
 			}
-			r, err := timed("network", "rm", n)
+			start := time.Now()
+			if _, err := docker("network", "rm", n); err != nil {
+				return err
+			}
+			r := msSince(start)
+			k, err := linkGone(w.links, bridgeOf(d, id), start)
 			if err != nil {
 				return err
 			}
-			create[d], rm[d] = append(create[d], c), append(rm[d], r)
+			create[d], rm[d], rmKernel[d] = append(create[d], c), append(rm[d], r), append(rmKernel[d], k)
 		}
 	}
-	w.r.add("1. docker network create", "ms", create[driver], create["bridge"], "target: ratio <= 0.5")
-	w.r.add("1. docker network rm", "ms", rm[driver], rm["bridge"], "target: ratio <= 0.5")
+	w.r.add("1. docker network create", "ms", lower, create[driver], create["bridge"], "target: ratio <= 0.5")
+	w.r.add("1. docker network rm, until it returns", "ms", lower, rm[driver], rm["bridge"], "target: ratio <= 0.5")
+	w.r.add("1. docker network rm, until the kernel has no bridge of it", "ms", lower, rmKernel[driver], rmKernel["bridge"], "mynet deletes its bridge after it replies")
 	return nil
 }
 
 // 2. Attach cost: docker run --rm true on a network minus the same on none,
-// and the start (run -d) and rm -f phases.
+// and the start (run -d) and rm -f phases, rm -f until it returns and
+// until the network's bridge has no port left.
 func (w *workloads) attachCost() error {
+	bridges := map[string]string{}
 	for _, d := range drivers {
-		if _, err := docker("network", "create", "-d", d, "--subnet", subnet(d, 1), netName(d, "att")); err != nil {
+		id, err := docker("network", "create", "-d", d, "--subnet", subnet(d, 1), netName(d, "att"))
+		if err != nil {
 			return err
 		}
+		bridges[d] = bridgeOf(d, id)
 	}
-	run, none, start, rmf := map[string][]float64{}, []float64{}, map[string][]float64{}, map[string][]float64{}
-	for range w.o.rounds {
+	run, none, start, rmf, rmKernel := map[string][]float64{}, []float64{}, map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+	for i := range w.o.rounds {
 		x, err := timed("run", "--rm", "--network", "none", toolImage, "true")
 		if err != nil {
 			return err
 		}
 		none = append(none, x)
-		for _, d := range drivers {
+		for _, d := range order(i) {
 			x, err := timed("run", "--rm", "--network", netName(d, "att"), toolImage, "true")
 			if err != nil {
 				return err
@@ -85,11 +100,16 @@ func (w *workloads) attachCost() error {
 			if err != nil {
 				return err
 			}
-			r, err := timed("rm", "-f", c)
+			began := time.Now()
+			if _, err := docker("rm", "-f", c); err != nil {
+				return err
+			}
+			r := msSince(began)
+			k, err := portsGone(w.links, bridges[d], began)
 			if err != nil {
 				return err
 			}
-			start[d], rmf[d] = append(start[d], s), append(rmf[d], r)
+			start[d], rmf[d], rmKernel[d] = append(start[d], s), append(rmf[d], r), append(rmKernel[d], k)
 		}
 	}
 	minus := func(v []float64, base float64) []float64 {
@@ -99,10 +119,11 @@ func (w *workloads) attachCost() error {
 		}
 		return out
 	}
-	w.r.add("2. attach cost: docker run --rm true minus --network none", "ms",
+	w.r.add("2. attach cost: docker run --rm true minus --network none", "ms", lower,
 		minus(run[driver], median(none)), minus(run["bridge"], median(none)), fmt.Sprintf("none: %s ms; target: ratio <= 1.0", stat(none)))
-	w.r.add("2. docker run -d (start phase)", "ms", start[driver], start["bridge"], "")
-	w.r.add("2. docker rm -f (removal phase)", "ms", rmf[driver], rmf["bridge"], "")
+	w.r.add("2. docker run -d (start phase)", "ms", lower, start[driver], start["bridge"], "")
+	w.r.add("2. docker rm -f (removal phase), until it returns", "ms", lower, rmf[driver], rmf["bridge"], "")
+	w.r.add("2. docker rm -f, until the network's bridge has no port left", "ms", lower, rmKernel[driver], rmKernel["bridge"], "mynet deletes the veth after it replies")
 	for _, d := range drivers {
 		if _, err := docker("network", "rm", netName(d, "att")); err != nil {
 			return err
@@ -124,8 +145,8 @@ func (w *workloads) connectDisconnect() error {
 		}
 	}
 	con, dis := map[string][]float64{}, map[string][]float64{}
-	for range w.o.rounds {
-		for _, d := range drivers {
+	for i := range w.o.rounds {
+		for _, d := range order(i) {
 			x, err := timed("network", "connect", netName(d, "conn"), c)
 			if err != nil {
 				return err
@@ -137,8 +158,9 @@ func (w *workloads) connectDisconnect() error {
 			con[d], dis[d] = append(con[d], x), append(dis[d], y)
 		}
 	}
-	w.r.add("3. docker network connect", "ms", con[driver], con["bridge"], "target: ratio <= 1.0")
-	w.r.add("3. docker network disconnect", "ms", dis[driver], dis["bridge"], "target: ratio <= 1.0")
+	w.r.add("3. docker network connect", "ms", lower, con[driver], con["bridge"],
+		"target: ratio <= 1.0; dockerd moves a remote driver's veth end into the container (workload 7's kernel rows), Engine 29's bridge makes it there")
+	w.r.add("3. docker network disconnect", "ms", lower, dis[driver], dis["bridge"], "target: ratio <= 1.0")
 	for _, d := range drivers {
 		if _, err := docker("network", "rm", netName(d, "conn")); err != nil {
 			return err
@@ -147,55 +169,63 @@ func (w *workloads) connectDisconnect() error {
 	return nil
 }
 
-// 4. Many containers on one network: start and removal of the first and
-// the last 50, for cost that must not grow with endpoints.
+// 4. Many containers on one network per driver: start and removal of the
+// first and the last 50, for cost that must not grow with endpoints; the
+// drivers alternate per container.
 func (w *workloads) manyContainers() error {
 	n := w.o.containers
 	q := min(50, n/2)
 	starts, rms := map[string][]float64{}, map[string][]float64{}
 	for _, d := range drivers {
-		net := netName(d, "many")
-		if _, err := docker("network", "create", "-d", d, "--subnet", fmt.Sprintf("10.%d.0.0/16", map[bool]int{true: 236, false: 237}[d == "bridge"]), net); err != nil {
+		if _, err := docker("network", "create", "-d", d, "--subnet", fmt.Sprintf("10.%d.0.0/16", map[bool]int{true: 236, false: 237}[d == "bridge"]), netName(d, "many")); err != nil {
 			return err
 		}
-		for i := range n {
-			x, err := timed("run", "-d", "--name", fmt.Sprintf("%smany-%d", prefix, i), "--network", net, toolImage, "sleep", "3600")
+	}
+	name := func(d string, i int) string { return fmt.Sprintf("%smany-%s-%d", prefix, d, i) }
+	for i := range n {
+		for _, d := range order(i) {
+			x, err := timed("run", "-d", "--name", name(d, i), "--network", netName(d, "many"), toolImage, "sleep", "3600")
 			if err != nil {
 				return err
 			}
 			starts[d] = append(starts[d], x)
 		}
-		for i := range n {
-			x, err := timed("rm", "-f", fmt.Sprintf("%smany-%d", prefix, i))
+	}
+	for i := range n {
+		for _, d := range order(i) {
+			x, err := timed("rm", "-f", name(d, i))
 			if err != nil {
 				return err
 			}
 			rms[d] = append(rms[d], x)
 		}
-		if _, err := docker("network", "rm", net); err != nil {
+	}
+	for _, d := range drivers {
+		if _, err := docker("network", "rm", netName(d, "many")); err != nil {
 			return err
 		}
 	}
-	w.r.add(fmt.Sprintf("4. start of the first %d of %d containers", q, n), "ms", starts[driver][:q], starts["bridge"][:q], "")
-	w.r.add(fmt.Sprintf("4. start of the last %d of %d containers", q, n), "ms", starts[driver][n-q:], starts["bridge"][n-q:], "target: flat (vs the first)")
-	w.r.add(fmt.Sprintf("4. removal of the first %d containers", q), "ms", rms[driver][:q], rms["bridge"][:q], "")
-	w.r.add(fmt.Sprintf("4. removal of the last %d containers", q), "ms", rms[driver][n-q:], rms["bridge"][n-q:], "target: flat (vs the first)")
+	w.r.add(fmt.Sprintf("4. start of the first %d of %d containers", q, n), "ms", lower, starts[driver][:q], starts["bridge"][:q], "")
+	w.r.add(fmt.Sprintf("4. start of the last %d of %d containers", q, n), "ms", flat, starts[driver][n-q:], starts["bridge"][n-q:], "target: as the first")
+	w.r.add(fmt.Sprintf("4. removal of the first %d containers, until rm -f returns", q), "ms", lower, rms[driver][:q], rms["bridge"][:q], "")
+	w.r.add(fmt.Sprintf("4. removal of the last %d containers, until rm -f returns", q), "ms", flat, rms[driver][n-q:], rms["bridge"][n-q:], "target: as the first")
 	return nil
 }
 
-// 5. Many networks: create latency as N grows, iptables lines per network,
-// and the data plane of the first network, alone and with the others
-// present: the same pair of containers, the same number of samples each.
+// 5. Many networks: create latency as N grows (the drivers alternating per
+// network), iptables lines per network, and the data plane of the first
+// network, alone and with the others present: the same pair of
+// containers, the same number of samples each.
 func (w *workloads) manyNetworks() error {
 	n := w.o.networks
 	lines := func() int {
 		out, _ := exec.Command("iptables-save").Output()
 		return strings.Count(string(out), "\n-A ")
 	}
-	const samples = 3
+	const samples = 8
 	dataPlane := func(tput, rtt map[string][]float64) error {
-		for range samples {
-			for _, d := range drivers {
+		for i := range samples {
+			for _, d := range order(i) {
 				t, r, err := w.pair(netName(d, "n0"))
 				if err != nil {
 					return err
@@ -206,7 +236,6 @@ func (w *workloads) manyNetworks() error {
 		return nil
 	}
 	create := map[string][]float64{}
-	perNet := map[string][]float64{}
 	add := func(d string, i int) error {
 		x, err := timed("network", "create", "-d", d, "--subnet", subnet(d, 10+i), netName(d, fmt.Sprintf("n%d", i)))
 		create[d] = append(create[d], x)
@@ -221,32 +250,42 @@ func (w *workloads) manyNetworks() error {
 	if err := dataPlane(tput1, rtt1); err != nil {
 		return err
 	}
-	for _, d := range drivers {
-		start := lines()
-		for i := 1; i < n; i++ {
+	for i := 1; i < n; i++ {
+		for _, d := range order(i) {
 			if err := add(d, i); err != nil {
 				return err
 			}
 		}
-		// Networks 2..n: the first may also bring the driver's base chains.
-		perNet[d] = []float64{float64(lines()-start) / float64(n-1)}
+	}
+	// Rules: ten more networks of one driver at a time, all the others
+	// present (a count: no drift to alternate against).
+	perNet := map[string][]float64{}
+	for _, d := range drivers {
+		start := lines()
+		for i := n; i < n+10; i++ {
+			if err := add(d, i); err != nil {
+				return err
+			}
+		}
+		perNet[d] = []float64{float64(lines()-start) / 10}
+		create[d] = create[d][:n]
 	}
 	q := min(20, n/2)
-	w.r.add(fmt.Sprintf("5. network create, the first %d of %d", q, n), "ms", create[driver][:q], create["bridge"][:q], "")
-	w.r.add(fmt.Sprintf("5. network create, the last %d of %d", q, n), "ms", create[driver][n-q:], create["bridge"][n-q:], "target: flat (vs the first)")
-	w.r.add("5. iptables rules per network", "rules", perNet[driver], perNet["bridge"], "")
+	w.r.add(fmt.Sprintf("5. network create, the first %d of %d", q, n), "ms", lower, create[driver][:q], create["bridge"][:q], "")
+	w.r.add(fmt.Sprintf("5. network create, the last %d of %d", q, n), "ms", flat, create[driver][n-q:], create["bridge"][n-q:], "target: as the first")
+	w.r.add("5. iptables rules per network", "rules", lower, perNet[driver], perNet["bridge"], fmt.Sprintf("10 more networks with %d present", n))
 	tputN, rttN := map[string][]float64{}, map[string][]float64{}
 	if err := dataPlane(tputN, rttN); err != nil {
 		return err
 	}
-	w.r.add("5. TCP throughput on the first network, alone", "Gbit/s", tput1[driver], tput1["bridge"], fmt.Sprintf("%d samples", samples))
-	w.r.add(fmt.Sprintf("5. TCP throughput on the first network, with %d", n), "Gbit/s", tputN[driver], tputN["bridge"],
+	w.r.add("5. TCP throughput on the first network, alone", "Gbit/s", higher, tput1[driver], tput1["bridge"], "")
+	w.r.add(fmt.Sprintf("5. TCP throughput on the first network, with %d", n), "Gbit/s", higher, tputN[driver], tputN["bridge"],
 		fmt.Sprintf("mynet %s of alone; target: within 5%%", pct(median(tputN[driver]), median(tput1[driver]))))
-	w.r.add("5. round trip on the first network, alone", "us", rtt1[driver], rtt1["bridge"], "")
-	w.r.add(fmt.Sprintf("5. round trip on the first network, with %d", n), "us", rttN[driver], rttN["bridge"],
+	w.r.add("5. round trip on the first network, alone", "us", lower, rtt1[driver], rtt1["bridge"], "")
+	w.r.add(fmt.Sprintf("5. round trip on the first network, with %d", n), "us", lower, rttN[driver], rttN["bridge"],
 		fmt.Sprintf("mynet %s of alone; target: within 5%%", pct(median(rttN[driver]), median(rtt1[driver]))))
 	for _, d := range drivers {
-		for i := range n {
+		for i := range n + 10 {
 			if _, err := docker("network", "rm", netName(d, fmt.Sprintf("n%d", i))); err != nil {
 				return err
 			}
@@ -341,25 +380,28 @@ func (w *workloads) pluginSide() error {
 		return err
 	}
 	m := res.bench("BenchmarkPluginAttach")
+	n := int(m.get("samples"))
 	for _, c := range []string{"CreateEndpoint", "Join", "Leave", "DeleteEndpoint", "attach"} {
-		w.r.addText(fmt.Sprintf("7. plugin-side %s, p50 / p99", c), "ms", num(m.get(c+"-p50-ms"))+" / "+num(m.get(c+"-p99-ms")),
+		w.r.addText("7. plugin-side "+c, "ms", lower, tails(m.get(c+"-p50-ms"), m.get(c+"-p99-ms"), n),
 			map[bool]string{true: "CreateEndpoint+Join; target: p99 < 5 ms", false: ""}[c == "attach"])
 	}
-	w.r.addText("7. daemon CPU per attach+detach", "us", num(m.get("cpu-us/attach+detach")), "")
-	w.r.addText("7. plugin-side CreateEndpoint with no veth removal running meanwhile, p50 / p99", "ms",
-		num(m.get("CreateEndpoint-alone-p50-ms"))+" / "+num(m.get("CreateEndpoint-alone-p99-ms")), "100 in a row, deleted after")
-	w.r.addText("7. kernel floor: veth pair on a bridge, created and deleted, p50", "ms", num(m.get("kernel-floor-p50-ms")), "")
-	w.r.addText("7. kernel: a veth's end moved into a container's namespace / made there at once, p50", "ms",
+	w.r.addText("7. daemon CPU per attach+detach", "us", lower, num(m.get("cpu-us/attach+detach")), fmt.Sprintf("mean of %d", n))
+	w.r.addText("7. plugin-side CreateEndpoint with no veth removal running meanwhile", "ms", lower,
+		tails(m.get("CreateEndpoint-alone-p50-ms"), m.get("CreateEndpoint-alone-p99-ms"), int(m.get("alone-samples"))), "in a row, deleted after")
+	floorN := fmt.Sprintf("p50 of %d", int(m.get("floor-samples")))
+	w.r.addText("7. kernel floor: veth pair on a bridge, created and deleted", "ms", lower, num(m.get("kernel-floor-p50-ms")), floorN)
+	w.r.addText("7. kernel: a veth's end moved into a container's namespace / made there at once", "ms", lower,
 		num(m.get("kernel-veth-move-p50-ms"))+" / "+num(m.get("kernel-veth-add-in-netns-p50-ms")),
-		"dockerd moves a remote driver's interface at Join; Engine 29's bridge makes its end in the namespace (workload 3's gap)")
-	w.r.addText("7. kernel floor: veth pair created (on the bridge, up), p50 / p99; deleted, p50", "ms",
-		num(m.get("kernel-veth-add-p50-ms"))+" / "+num(m.get("kernel-veth-add-p99-ms"))+"; "+num(m.get("kernel-veth-del-p50-ms")), "")
+		fmt.Sprintf("p50 of %d each; dockerd moves a remote driver's interface at Join, Engine 29's bridge makes its end in the namespace (workload 3)", int(m.get("move-samples"))))
+	w.r.addText("7. kernel floor: veth pair created (on the bridge, up); deleted", "ms", lower,
+		num(m.get("kernel-veth-add-p50-ms"))+" (p99 "+num(m.get("kernel-veth-add-p99-ms"))+"); "+num(m.get("kernel-veth-del-p50-ms")), floorN)
 	return nil
 }
 
 // 8. IPAM latency in /24, /16 and /8 pools, and a full pool's footprint.
 func (w *workloads) ipam() error {
-	res, err := w.goBench("./ipam", "BenchmarkRequestReleaseAddress", "500x")
+	const requests = 500
+	res, err := w.goBench("./ipam", "BenchmarkRequestReleaseAddress", fmt.Sprintf("%dx", requests))
 	if err != nil {
 		return err
 	}
@@ -374,11 +416,11 @@ func (w *workloads) ipam() error {
 			if size == "8" && fill == "99" {
 				note = "target: p99 < 1000 us"
 			}
-			w.r.addText(fmt.Sprintf("8. RequestAddress in a /%s, %s%% full, p50 / p99 (durable)", size, fill), "us",
-				num(m.get("request-p50-us"))+" / "+num(m.get("request-p99-us")), note)
+			w.r.addText(fmt.Sprintf("8. RequestAddress in a /%s, %s%% full (durable)", size, fill), "us", lower,
+				tails(m.get("request-p50-us"), m.get("request-p99-us"), requests), note)
 		}
 		f := foot.bench(fmt.Sprintf("BenchmarkPoolFootprint/slash%s/full100", size))
-		w.r.addText(fmt.Sprintf("8. a full /%s pool: heap / state file", size), "MiB", num(f.get("heap-MiB/pool"))+" / "+num(f.get("file-MiB")),
+		w.r.addText(fmt.Sprintf("8. a full /%s pool: heap / state file", size), "MiB", lower, num(f.get("heap-MiB/pool"))+" / "+num(f.get("file-MiB")),
 			map[bool]string{true: "target: a few MiB", false: ""}[size == "8"])
 	}
 	return nil

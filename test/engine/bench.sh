@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # make bench's second engine: the benchmark against Docker Engine 29
-# (engine.sh), appended to docs/benchmarks.md as a section of its own.
-# Arguments go to the benchmark (e.g. -only 5,6). Workload 10 (multi-host)
-# does not involve an engine and runs in the first pass only.
+# (engine.sh). With BENCH_PART it writes make bench's second part (which
+# make bench joins into docs/benchmarks.md); alone, a whole document of this
+# engine to BENCH_OUT (default /tmp/mynet-bench-engine29.md). Arguments go
+# to the benchmark (e.g. -only 5,6). Workloads 10-14 (multi-host) do not
+# involve this engine and run in the first pass only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 GO=${GO:-go}
@@ -13,4 +15,9 @@ E="bash test/engine/engine.sh"
 bash packaging/host-deps.sh --no-docker docker.io iptables busybox-static iproute2 curl iputils-ping nftables tcpdump libseccomp-dev iperf3
 trap '$E stop' EXIT
 $E start
-$E run env MYNET_E2E_SKIP_HOST_DEPS=1 "$GO" run ./test/bench -append -only "${BENCH_ONLY:-1,2,3,4,5,6,7,8,9}" "$@"
+if [ -n "${BENCH_PART:-}" ]; then
+	out=(-part "$BENCH_PART")
+else
+	out=(-out "${BENCH_OUT:-/tmp/mynet-bench-engine29.md}")
+fi
+$E run env MYNET_E2E_SKIP_HOST_DEPS=1 "$GO" run ./test/bench "${out[@]}" -only "${BENCH_ONLY:-1,2,3,4,5,6,7,8,9}" "$@"
