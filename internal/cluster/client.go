@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -84,7 +83,7 @@ type Client struct {
 	// wg is this host's WireGuard record (tunnels.go), nil without one;
 	// guarded by mu.
 	wg     *WireGuardInfo
-	writes atomic.Int64 // this host's writes that committed, as its witness counts them (epoch.go)
+	writes writeCount // this host's writes that committed, as its witness counts them (epoch.go)
 }
 
 // ErrUnavailable wraps failures to reach etcd.

@@ -54,7 +54,7 @@ func (c *Client) ensureEpoch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := c.kv.version(ctx, c.markKey())
+	_, _, adoptable, err := c.writes.read(func() (int64, error) { return c.kv.version(ctx, c.markKey()) })
 	if err != nil {
 		return err
 	}
@@ -63,7 +63,7 @@ func (c *Client) ensureEpoch(ctx context.Context) error {
 	// and witness are the ones from now on.
 	c.epoch, c.maxRev = epoch, rev
 	c.mu.Unlock()
-	c.writes.Store(v)
+	c.writes.n.Store(max(adoptable, 0))
 	return nil
 }
 
@@ -97,8 +97,7 @@ func (c *Client) CheckData() (lost bool, why string, err error) {
 		}
 		// Counted before the read: a write counted has committed, so the
 		// witness's version is at least the count unless writes were lost.
-		wrote := c.writes.Load()
-		v, err := c.kv.version(ctx, c.markKey())
+		wrote, v, adoptable, err := c.writes.read(func() (int64, error) { return c.kv.version(ctx, c.markKey()) })
 		if err != nil {
 			return err
 		}
@@ -106,8 +105,7 @@ func (c *Client) CheckData() (lost bool, why string, err error) {
 			lost, why = true, fmt.Sprintf("%d of this host's writes are gone from etcd (its witness's version is %d, it wrote %d): etcd was restored from an older backup", wrote-v, v, wrote)
 			return nil
 		}
-		// A write whose answer was lost counts from now on.
-		c.writes.Store(max(wrote, v))
+		c.writes.adopt(wrote, adoptable)
 		c.mu.Lock()
 		c.maxRev = max(c.maxRev, rev)
 		c.mu.Unlock()

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -26,27 +25,31 @@ type etcdKV struct {
 	// witness is put in every write's transaction, and wrote counts the
 	// writes that committed (witnessed; "": none).
 	witness string
-	wrote   *atomic.Int64
+	wrote   *writeCount
 }
 
-func (e *etcdKV) witnessed(key string, n *atomic.Int64) kv {
+func (e *etcdKV) witnessed(key string, n *writeCount) kv {
 	cp := *e
 	cp.witness, cp.wrote = key, n
 	return &cp
 }
 
-// then is a write's operations with the witness's put.
+// then is a write's operations with the witness's put; the write is on its
+// way from then until committed is called with its answer, which every
+// path after then must do.
 func (e *etcdKV) then(ops ...clientv3.Op) []clientv3.Op {
 	if e.witness != "" {
 		ops = append(ops, clientv3.OpPut(e.witness, ""))
+		e.wrote.begin()
 	}
 	return ops
 }
 
-// committed counts a write whose transaction committed its operations.
+// committed ends a write begun by then: ok when its transaction committed
+// its operations.
 func (e *etcdKV) committed(ok bool) {
-	if ok && e.wrote != nil {
-		e.wrote.Add(1)
+	if e.wrote != nil {
+		e.wrote.end(ok)
 	}
 }
 
@@ -107,10 +110,10 @@ func (e *etcdKV) create(ctx context.Context, key string, value []byte, lease int
 		Then(e.then(clientv3.OpPut(key, string(value), leaseOpts(lease)...))...).
 		Else(clientv3.OpGet(key)).
 		Commit()
+	e.committed(err == nil && res.Succeeded)
 	if err != nil {
 		return false, nil, err
 	}
-	e.committed(res.Succeeded)
 	if res.Succeeded {
 		return true, nil, nil
 	}
@@ -127,10 +130,10 @@ func (e *etcdKV) createGuarded(ctx context.Context, key string, value []byte, gu
 		Then(e.then(clientv3.OpPut(key, string(value)))...).
 		Else(clientv3.OpGet(key), clientv3.OpGet(guard)).
 		Commit()
+	e.committed(err == nil && res.Succeeded)
 	if err != nil {
 		return false, nil, false, err
 	}
-	e.committed(res.Succeeded)
 	if res.Succeeded {
 		return true, nil, true, nil
 	}
@@ -160,10 +163,10 @@ func (e *etcdKV) deleteIfEmpty(ctx context.Context, del []string, guards map[str
 		ops = append(ops, clientv3.OpDelete(k))
 	}
 	res, err := e.c.Txn(ctx).If(cmps...).Then(e.then(ops...)...).Commit()
+	e.committed(err == nil && res.Succeeded)
 	if err != nil {
 		return false, err
 	}
-	e.committed(res.Succeeded)
 	return res.Succeeded, nil
 }
 
@@ -178,10 +181,10 @@ func (e *etcdKV) replaceIf(ctx context.Context, key string, old, value []byte) (
 		If(clientv3.Compare(clientv3.Value(key), "=", string(old))).
 		Then(e.then(clientv3.OpPut(key, string(value)))...).
 		Commit()
+	e.committed(err == nil && res.Succeeded)
 	if err != nil {
 		return false, err
 	}
-	e.committed(res.Succeeded)
 	return res.Succeeded, nil
 }
 
@@ -190,10 +193,10 @@ func (e *etcdKV) replaceIfLease(ctx context.Context, key string, old, value []by
 		If(clientv3.Compare(clientv3.Value(key), "=", string(old))).
 		Then(e.then(clientv3.OpPut(key, string(value), leaseOpts(lease)...))...).
 		Commit()
+	e.committed(err == nil && res.Succeeded)
 	if err != nil {
 		return false, err
 	}
-	e.committed(res.Succeeded)
 	return res.Succeeded, nil
 }
 
@@ -202,10 +205,10 @@ func (e *etcdKV) deleteIf(ctx context.Context, key string, value []byte) (bool, 
 		If(clientv3.Compare(clientv3.Value(key), "=", string(value))).
 		Then(e.then(clientv3.OpDelete(key))...).
 		Commit()
+	e.committed(err == nil && res.Succeeded)
 	if err != nil {
 		return false, err
 	}
-	e.committed(res.Succeeded)
 	return res.Succeeded, nil
 }
 
@@ -216,10 +219,11 @@ func (e *etcdKV) deleteKeys(ctx context.Context, keys []string) error {
 		for i, k := range keys[:n] {
 			ops[i] = clientv3.OpDelete(k)
 		}
-		if _, err := e.c.Txn(ctx).Then(e.then(ops...)...).Commit(); err != nil {
+		_, err := e.c.Txn(ctx).Then(e.then(ops...)...).Commit()
+		e.committed(err == nil)
+		if err != nil {
 			return err
 		}
-		e.committed(true)
 		keys = keys[n:]
 	}
 	return nil

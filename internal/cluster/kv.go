@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"time"
 )
 
@@ -89,7 +88,7 @@ type kv interface {
 	version(ctx context.Context, key string) (int64, error)
 	// witnessed is a view of the store whose every write also puts key,
 	// in the same transaction, and counts in n the writes that committed
-	// (epoch.go).
-	witnessed(key string, n *atomic.Int64) kv
+	// (epoch.go, writecount.go).
+	witnessed(key string, n *writeCount) kv
 	close() error
 }

@@ -1,11 +1,8 @@
 package cluster
 
-import (
-	"context"
-	"sync/atomic"
-)
+import "context"
 
-func (m *memKV) witnessed(key string, n *atomic.Int64) kv {
+func (m *memKV) witnessed(key string, n *writeCount) kv {
 	return &memWitnessed{memKV: m, key: key, n: n}
 }
 
@@ -15,13 +12,12 @@ func (m *memKV) witnessed(key string, n *atomic.Int64) kv {
 type memWitnessed struct {
 	*memKV
 	key string
-	n   *atomic.Int64
+	n   *writeCount
 }
 
 func (w *memWitnessed) wrote(ctx context.Context, ok bool) {
-	if ok && w.memKV.put(ctx, w.key, nil, 0) == nil {
-		w.n.Add(1)
-	}
+	w.n.begin()
+	w.n.end(ok && w.memKV.put(ctx, w.key, nil, 0) == nil)
 }
 
 func (w *memWitnessed) create(ctx context.Context, key string, value []byte, lease int64) (bool, []byte, error) {
