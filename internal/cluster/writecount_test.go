@@ -18,7 +18,12 @@ func TestWriteCountDoesNotTakeAWriteOnItsWayTwice(t *testing.T) {
 	version := func() (int64, error) { return etcd, nil }
 	w.begin()
 	etcd++ // committed; the answer is still on its way
-	counted, _, adoptable, _ := w.read(version)
+	counted, v, adoptable, _ := w.read(version)
+	// The old reading took etcd's count whole: with the answer then
+	// counted, the host would count 2 writes against etcd's 1.
+	if old := max(counted, v) + 1; old <= etcd {
+		t.Fatalf("the old reading would count %d of etcd's %d: this test no longer shows the bug", old, etcd)
+	}
 	w.adopt(counted, adoptable)
 	w.end(true)
 	if counted, v, _, _ := w.read(version); v < counted {
@@ -39,12 +44,13 @@ func TestWriteCountDoesNotTakeAWriteOnItsWayTwice(t *testing.T) {
 // Writes from many goroutines, each committing in a fake etcd before its
 // answer comes back after a random pause (some answers lost), against a
 // check that reads the count back every moment, in seeded random orders:
-// the check never finds fewer writes in etcd than the host counted. The
-// same schedule with the old reading (etcd's count taken whole) does,
-// which shows the test can see the bug.
+// the check never finds fewer writes in etcd than the host counted. (The
+// same schedules with the old reading, etcd's count taken whole, found
+// about a million false losses on a quiet machine and can find none under
+// load: the deterministic test above is the one that shows the bug.)
 func TestWriteCountNeverReportsALossThatDidNotHappen(t *testing.T) {
 	t.Parallel()
-	run := func(seed uint64, adoptWhole bool) (falseLosses int) {
+	run := func(seed uint64) (falseLosses int) {
 		var w writeCount
 		var etcd atomic.Int64
 		version := func() (int64, error) { return etcd.Load(), nil }
@@ -79,11 +85,7 @@ func TestWriteCountNeverReportsALossThatDidNotHappen(t *testing.T) {
 				if v < counted {
 					losses++
 				}
-				if adoptWhole {
-					w.n.Store(max(counted, v))
-				} else {
-					w.adopt(counted, adoptable)
-				}
+				w.adopt(counted, adoptable)
 			}
 		}()
 		wg.Wait()
@@ -91,15 +93,8 @@ func TestWriteCountNeverReportsALossThatDidNotHappen(t *testing.T) {
 		return <-done
 	}
 	for seed := range uint64(20) {
-		if n := run(seed, false); n != 0 {
+		if n := run(seed); n != 0 {
 			t.Fatalf("seed %d: %d checks found fewer writes in etcd than counted", seed, n)
 		}
-	}
-	seen := 0
-	for seed := range uint64(5) {
-		seen += run(seed, true)
-	}
-	if seen == 0 {
-		t.Error("the old reading (etcd's count taken whole) showed no false loss in 5 schedules: the test no longer sees the bug")
 	}
 }
