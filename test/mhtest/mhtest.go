@@ -101,6 +101,12 @@ func NewWorldWith(t testing.TB, o WorldOptions, extra ...string) *World {
 	ul := w.tag + "-ul"
 	_, err := os.Stat(wireguardSockets)
 	madeSockets := err != nil // the userspace devices' socket directory is the test's to remove
+	// The test's temporary directories go in a cleanup registered at the
+	// first TempDir: made first here, it runs after this one (last in,
+	// first out), which reads the userspace devices' pid files in them.
+	// (Made later, the pid files were gone first and a benchmark left its
+	// wg-device processes running.)
+	_ = t.TempDir()
 	t.Cleanup(func() {
 		if madeSockets {
 			defer os.Remove(wireguardSockets) // only if empty: never another's sockets
