@@ -36,7 +36,7 @@
 // address claims; nodes.go registration, leases and Forget; peers.go
 // peers, the records of containers' endpoints every host reads, and their watch; dockernets.go the Docker-network
 // records the Docker sync keeps; subnets.go default subnets of cluster networks, ipv6.go a network's IPv6 subnet, settled, and the default IPv6 pool
-// and its subnets; tunnels.go the hosts' WireGuard tunnel addresses and keys; epoch.go how a host notices that etcd lost its data; check.go
+// and its subnets; tunnels.go the hosts' WireGuard tunnel addresses and keys; epoch.go how a host notices that etcd lost its data, writecount.go its count of its own writes (never above etcd's); check.go
 // mynet cluster check; kv.go
 // the store interface, etcd.go and memory.go its two implementations
 // (memwitness.go the in-memory one's witness of each write, epoch.go),
