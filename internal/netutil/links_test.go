@@ -527,6 +527,22 @@ func TestKernelAnnounceARPUpdatesNeighbours(t *testing.T) {
 			t.Fatalf("ip %v: %v: %s", args, err, out)
 		}
 	}
+	// Announced before the port forwards, the frames are dropped (seen
+	// under a loaded CI): wait for the bridge to forward on tva0 and for
+	// tva1 to have its carrier.
+	ready := false
+	for range 250 {
+		port, _ := exec.Command("bridge", "link", "show", "dev", "tva0").Output()
+		peer, _ := exec.Command("ip", "-o", "link", "show", "tva1").Output()
+		if ready = strings.Contains(string(port), "state forwarding") && strings.Contains(string(peer), "state UP"); ready {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !ready {
+		out, _ := exec.Command("bridge", "link", "show").Output()
+		t.Fatalf("tva0 never forwarding with tva1 up:\n%s", out)
+	}
 	mac := func(s string) net.HardwareAddr { m, _ := net.ParseMAC(s); return m }
 	for range 2 { // the second call reuses the socket
 		if err := l.AnnounceARP("tbra", []Peer{
