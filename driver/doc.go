@@ -29,7 +29,7 @@
 // values in it (IDs, interface names, options); network.go builds and
 // removes networks, and owns setupBridge, the one place a bridge is set up
 // (the create and Reconcile's rebuild both use it); endpoint.go the
-// endpoints and their records; ports.go published ports; reconcile.go
+// endpoints and their records, join.go their Join and Leave; ports.go published ports; reconcile.go
 // Restore and Reconcile; keyed_mutex.go the per-endpoint lock;
 // clusterconfig.go a cluster network's configuration (MTU and behaviour
 // settled in the cluster); cluster.go what the driver gives and asks of its
