@@ -46,7 +46,7 @@ func main() {
 	flag.IntVar(&o.containers, "containers", 200, "containers on one network (workload 4)")
 	flag.IntVar(&o.networks, "networks", 200, "networks (workload 5)")
 	flag.IntVar(&o.seconds, "seconds", 5, "seconds of each iperf3 run")
-	flag.StringVar(&o.out, "out", "docs/benchmarks.md", "where to write the report")
+	flag.StringVar(&o.out, "out", "/tmp/mynet-bench.md", "where to write this pass alone as a document (make bench writes docs/benchmarks.md from its parts)")
 	flag.StringVar(&o.only, "only", "", "comma-separated workload numbers to run (default all)")
 	flag.StringVar(&o.part, "part", "", "write this pass as a part of the document (make bench's passes), not -out")
 	join := flag.Bool("assemble", false, "write -out from the parts given as arguments, in their order, and run nothing")
