@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/mynet/mynet/internal/netutil"
@@ -9,11 +10,17 @@ import (
 
 // order is the drivers' order in round or item i: ABBA (bridge, mynet,
 // mynet, bridge, ...), so that neither driver is always first.
-func order(i int) []string {
+func order(i int) []string { return orderOf(i, drivers) }
+
+// orderOf is ds in round i: as given in even rounds, reversed in odd ones
+// (ABC CBA ...), so that every driver's mean position is the same.
+func orderOf(i int, ds []string) []string {
 	if i%2 == 0 {
-		return drivers
+		return ds
 	}
-	return []string{drivers[1], drivers[0]}
+	r := slices.Clone(ds)
+	slices.Reverse(r)
+	return r
 }
 
 // bridgeOf is the Linux bridge of a network of the driver: Docker's bridge

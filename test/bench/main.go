@@ -107,6 +107,12 @@ func run(o options) error {
 		return err
 	}
 	defer links.Close()
+	fl, err := startFloor(links)
+	if err != nil {
+		return err
+	}
+	// Its networks go before it does (cleanup asks dockerd, which asks it).
+	defer func() { cleanup(); fl.stop() }()
 	w := &workloads{o: o, r: &report{}, daemonPid: d.Process.Pid, links: links}
 	all := []struct {
 		n  string

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,17 +24,24 @@ type workloads struct {
 var drivers = []string{"bridge", driver}
 
 func netName(drv, suffix string) string {
-	if drv == "bridge" {
+	switch drv {
+	case "bridge":
 		return prefix + "b-" + suffix
+	case floor:
+		return prefix + "f-" + suffix
 	}
 	return prefix + "m-" + suffix
 }
 
-// subnet gives each driver's networks their own range: bridge 10.240+, mynet 10.248+.
+// subnet gives each driver's networks their own range: bridge 10.240+,
+// mynet 10.248+, the floor driver 10.232+.
 func subnet(drv string, i int) string {
-	base := 240
-	if drv != "bridge" {
-		base = 248
+	base := 248
+	switch drv {
+	case "bridge":
+		base = 240
+	case floor:
+		base = 232
 	}
 	return fmt.Sprintf("10.%d.%d.0/24", base+i/256, i%256)
 }
@@ -136,14 +144,17 @@ func (w *workloads) connectDisconnect() error {
 		return err
 	}
 	defer docker("rm", "-f", c)
-	for _, d := range drivers {
+	// The floor driver (floor.go) in the same rounds: what any remote
+	// driver's connect costs on this engine.
+	three := append(slices.Clone(drivers), floor)
+	for _, d := range three {
 		if _, err := docker("network", "create", "-d", d, "--subnet", subnet(d, 2), netName(d, "conn")); err != nil {
 			return err
 		}
 	}
 	con, dis := map[string][]float64{}, map[string][]float64{}
 	for i := range w.o.rounds {
-		for _, d := range order(i) {
+		for _, d := range orderOf(i, three) {
 			x, err := timed("network", "connect", netName(d, "conn"), c)
 			if err != nil {
 				return err
@@ -158,7 +169,10 @@ func (w *workloads) connectDisconnect() error {
 	w.r.add("3. docker network connect", "ms", lower, con[driver], con["bridge"],
 		"target: ratio <= 1.0; dockerd moves a remote driver's veth end into the container (workload 7's kernel rows), Engine 29's bridge makes it there")
 	w.r.add("3. docker network disconnect", "ms", lower, dis[driver], dis["bridge"], "target: ratio <= 1.0")
-	for _, d := range drivers {
+	w.r.add("3. connect, the remote API's floor (in mynet's column)", "ms", lower, con[floor], con["bridge"],
+		"a remote driver that only makes a bridge and a veth, no state or firewall (test/bench/floor.go): the fastest connect any remote driver gets on this engine")
+	w.r.add("3. disconnect, the remote API's floor (in mynet's column)", "ms", lower, dis[floor], dis["bridge"], "the same driver")
+	for _, d := range three {
 		if _, err := docker("network", "rm", netName(d, "conn")); err != nil {
 			return err
 		}
