@@ -257,7 +257,9 @@ func (l *Links) AddVeth(cfg VethConfig) (err error) {
 		mtu = br.Attrs().MTU
 	}
 	veth := &netlink.Veth{
-		LinkAttrs:        netlink.LinkAttrs{Name: cfg.HostName, MTU: mtu, MasterIndex: br.Attrs().Index, TxQLen: -1},
+		// Up as it is made (one request less): the port forwards once its
+		// peer is up too.
+		LinkAttrs:        netlink.LinkAttrs{Name: cfg.HostName, MTU: mtu, MasterIndex: br.Attrs().Index, TxQLen: -1, Flags: net.FlagUp},
 		PeerName:         cfg.PeerName,
 		PeerHardwareAddr: cfg.PeerMAC,
 		PeerMTU:          uint32(mtu),
@@ -274,9 +276,6 @@ func (l *Links) AddVeth(cfg VethConfig) (err error) {
 		if err := l.h.LinkSetHairpin(veth, true); err != nil {
 			return fmt.Errorf("set hairpin mode on %q: %w", cfg.HostName, err)
 		}
-	}
-	if err := l.h.LinkSetUp(veth); err != nil {
-		return fmt.Errorf("set %q up: %w", cfg.HostName, err)
 	}
 	return nil
 }
