@@ -266,6 +266,56 @@ func TestEndpointErrors(t *testing.T) {
 	if len(h.d.Endpoints()) != 0 {
 		t.Errorf("failed CreateEndpoint left a record")
 	}
+	// The record is written while the veth is made: a failed veth takes
+	// the written record back out of the store too.
+	if err := h.st.View(func(tx store.Tx) error {
+		if _, err := tx.Get(bucketEndpoints, epID); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("failed CreateEndpoint left a stored record (Get: %v)", err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A crash between the endpoint's record and its veth (they are made at
+// once) leaves a record without a veth: dockerd's retry of the same
+// CreateEndpoint makes the veth, and is answered as the first was.
+func TestEndpointRecordedWithoutVethIsMadeOnRetry(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "state.db")
+	st, err := store.OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, st)
+	if err := h.d.CreateNetwork(createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
+		t.Fatal(err)
+	}
+	first, err := h.d.CreateEndpoint(endpointReq(epID, "10.1.0.2/24", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The record survives; the kernel (a fresh fake one) has no veth.
+	h2 := restarted(t, st, path)
+	ep := h2.d.Endpoints()
+	if len(ep) != 1 || h2.links.links[ep[0].HostVeth] != "" {
+		t.Fatalf("after restart: endpoints %+v, links %v", ep, h2.links.links)
+	}
+	again, err := h2.d.CreateEndpoint(endpointReq(epID, "10.1.0.2/24", ""))
+	if err != nil {
+		t.Fatalf("retried CreateEndpoint: %v", err)
+	}
+	if h2.links.links[ep[0].HostVeth] != "veth" {
+		t.Errorf("retried CreateEndpoint did not make the veth: links %v", h2.links.links)
+	}
+	if again.Interface.MacAddress != first.Interface.MacAddress {
+		t.Errorf("retry answered MAC %q, the first %q", again.Interface.MacAddress, first.Interface.MacAddress)
+	}
+	// And a third time it is there: answered, nothing made again.
+	if _, err := h2.d.CreateEndpoint(endpointReq(epID, "10.1.0.2/24", "")); err != nil {
+		t.Errorf("CreateEndpoint of an endpoint with its veth: %v", err)
+	}
 }
 
 func TestInternalNetworkHasNoGatewayAndNoForwarding(t *testing.T) {

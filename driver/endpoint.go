@@ -132,12 +132,21 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 	old, exists := d.endpoints[ep.ID]
 	d.mu.Unlock()
 	if exists {
-		if old.NetworkID == ep.NetworkID && old.Address == ep.Address && old.AddressIPv6 == ep.AddressIPv6 && old.IfName == ep.IfName &&
-			(!ep.MACFromDocker || old.MAC == ep.MAC) {
+		if !(old.NetworkID == ep.NetworkID && old.Address == ep.Address && old.AddressIPv6 == ep.AddressIPv6 && old.IfName == ep.IfName &&
+			(!ep.MACFromDocker || old.MAC == ep.MAC)) {
+			return nil, errdefs.Conflict("endpoint %s already exists with another configuration", ids.Short(ep.ID))
+		}
+		if ok, err := d.links.LinkExists(old.HostVeth); err != nil {
+			return nil, err
+		} else if ok {
 			log.Info("endpoint already exists, as requested")
 			return createResponse(old), nil
 		}
-		return nil, errdefs.Conflict("endpoint %s already exists with another configuration", ids.Short(ep.ID))
+		// Recorded, and its veth never made: a crash between the two
+		// (they are made at once, below). Made now, as asked.
+		log.Warn("endpoint recorded without its veth by an interrupted attempt: making it")
+		cp := *old
+		ep = &cp
 	}
 
 	// A veth of this name without a record is what a crashed earlier attempt
@@ -180,8 +189,20 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 		go func() { err = publish(cn, &cp); close(done) }()
 		published = func() error { <-done; return err }
 	}
+	// The record's write (a store commit: its fsyncs) overlaps the veth's
+	// making, as the cluster's publication does: a crash between the two
+	// leaves a record without a veth (Reconcile keeps it as stale until
+	// Docker deletes it; a retried CreateEndpoint makes the veth) or a
+	// veth without a record (replaced above, by the retry).
+	var persistErr error
+	persistDone := make(chan struct{})
+	go func() { persistErr = d.persistEndpoint(ep); close(persistDone) }()
+	persisted := func() error { <-persistDone; return persistErr }
 	undo := func(err error) (*network.CreateEndpointResponse, error) {
 		_ = d.links.DeleteLink(ep.HostVeth)
+		if persisted() == nil {
+			_ = d.store.Update(func(tx store.Tx) error { return tx.Delete(bucketEndpoints, ep.ID) })
+		}
 		if cn != nil && published() == nil {
 			_ = unpublish(cn, ep)
 		}
@@ -194,18 +215,14 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 		return undo(err)
 	}
 	d.fault.At(fault.CreateEndpointVeth)
-	if err := d.saveEndpoint(ep); err != nil {
+	if err := persisted(); err != nil {
 		return undo(err)
 	}
 	if err := published(); err != nil {
 		// Not published, so undo withdraws nothing.
-		_ = d.store.Update(func(tx store.Tx) error { return tx.Delete(bucketEndpoints, ep.ID) })
-		d.mu.Lock()
-		delete(d.endpoints, ep.ID)
-		d.mu.Unlock()
-		cn.RemoveLocal(ep.ID)
 		return undo(err)
 	}
+	d.rememberEndpoint(ep)
 	d.fault.At(fault.CreateEndpointSaved)
 	log.WithField("mac", ep.MAC).Info("endpoint created")
 	return createResponse(ep), nil
@@ -336,9 +353,24 @@ func (d *Driver) Endpoints() []Endpoint {
 
 // saveEndpoint writes an endpoint to the store and the map.
 func (d *Driver) saveEndpoint(ep *Endpoint) error {
+	if err := d.persistEndpoint(ep); err != nil {
+		return err
+	}
+	d.rememberEndpoint(ep)
+	return nil
+}
+
+// persistEndpoint writes an endpoint to the store only.
+func (d *Driver) persistEndpoint(ep *Endpoint) error {
 	if err := d.store.Update(func(tx store.Tx) error { return store.PutJSON(tx, bucketEndpoints, ep.ID, ep) }); err != nil {
 		return fmt.Errorf("save endpoint %s: %w", ids.Short(ep.ID), err)
 	}
+	return nil
+}
+
+// rememberEndpoint puts a saved endpoint in the map (and a cluster
+// network's local names).
+func (d *Driver) rememberEndpoint(ep *Endpoint) {
 	cp := *ep
 	cp.Ports = slices.Clone(ep.Ports)
 	d.mu.Lock()
@@ -347,5 +379,4 @@ func (d *Driver) saveEndpoint(ep *Endpoint) error {
 	if cn := d.clusterNet(ep.NetworkID); cn != nil {
 		cn.SetLocal(cp.ID, cp.Name, cp.Aliases)
 	}
-	return nil
 }
