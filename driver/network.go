@@ -3,6 +3,7 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/docker/go-plugins-helpers/network"
 	"github.com/sirupsen/logrus"
@@ -26,6 +27,7 @@ type step struct {
 func runSteps(log *logrus.Entry, steps []step) error {
 	var undos []func()
 	for _, s := range steps {
+		start := time.Now()
 		undo, err := s.do()
 		if err != nil {
 			for i := len(undos) - 1; i >= 0; i-- {
@@ -36,7 +38,7 @@ func runSteps(log *logrus.Entry, steps []step) error {
 		if undo != nil {
 			undos = append(undos, undo)
 		}
-		log.WithField("step", s.name).Debug("done")
+		log.WithFields(logrus.Fields{"step": s.name, "took": time.Since(start).Round(time.Microsecond)}).Debug("done")
 	}
 	return nil
 }
@@ -128,24 +130,44 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 			}
 			return nil, nil
 		}},
-		{"set up bridge " + cfg.BridgeName, func() (func(), error) {
-			if err := d.setupBridge(cfg); err != nil {
-				_ = d.teardownBridge(state)
-				return nil, err
+		// The bridge (netlink) and the rules (iptables-save and -restore,
+		// two programs run) are made at once: neither needs the other.
+		{"set up the bridge and its rules", func() (func(), error) {
+			var fwErr error
+			fwDone := make(chan struct{})
+			go func() {
+				defer close(fwDone)
+				// AddNetwork also repairs mynet's chains and jumps in the same batch.
+				if fwErr = d.fw.AddNetwork(firewallNetwork(cfg)); fwErr != nil {
+					// The batch is atomic per table, so one table may have been
+					// written before another failed: remove whatever is tagged.
+					_ = d.fw.RemoveNetwork(firewallNetwork(cfg))
+				}
+			}()
+			brErr := d.setupBridge(cfg)
+			<-fwDone
+			// The crash points, once both are done (a crash while the
+			// rules' program runs is the same as before: the program ends
+			// the batch, or the batch never was).
+			if brErr == nil {
+				d.fault.At(fault.CreateNetworkBridge)
+				if fwErr == nil {
+					d.fault.At(fault.CreateNetworkFirewall)
+				}
 			}
-			d.fault.At(fault.CreateNetworkBridge)
-			return func() { d.teardownBridge(state) }, nil
-		}},
-		{"program iptables", func() (func(), error) {
-			// AddNetwork also repairs mynet's chains and jumps in the same batch.
-			if err := d.fw.AddNetwork(firewallNetwork(cfg)); err != nil {
-				// The batch is atomic per table, so one table may have been
-				// written before another failed: remove whatever is tagged.
+			undo := func() {
 				_ = d.fw.RemoveNetwork(firewallNetwork(cfg))
-				return nil, err
+				d.teardownBridge(state)
 			}
-			d.fault.At(fault.CreateNetworkFirewall)
-			return func() { _ = d.fw.RemoveNetwork(firewallNetwork(cfg)) }, nil
+			switch {
+			case brErr != nil:
+				undo()
+				return nil, fmt.Errorf("bridge %s: %w", cfg.BridgeName, brErr)
+			case fwErr != nil:
+				undo()
+				return nil, fmt.Errorf("iptables: %w", fwErr)
+			}
+			return undo, nil
 		}},
 		{"save network", func() (func(), error) {
 			state.Phase = ""
