@@ -24,13 +24,17 @@ func orderOf(i int, ds []string) []string {
 }
 
 // bridgeOf is the Linux bridge of a network of the driver: Docker's bridge
-// driver names it br-<id>, mynet mn-<id> (12 characters of the id).
+// driver names it br-<id>, mynet mn-<id>, the floor driver mf-<id> (12
+// characters of the id).
 func bridgeOf(drv, id string) string {
 	if len(id) < 12 {
 		return ""
 	}
-	if drv == "bridge" {
+	switch drv {
+	case "bridge":
 		return "br-" + id[:12]
+	case floor:
+		return floorBridge(id)
 	}
 	return "mn-" + id[:12]
 }

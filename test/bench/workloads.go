@@ -51,7 +51,7 @@ func subnet(drv string, i int) string {
 func (w *workloads) networkLatency() error {
 	create, rm, rmKernel := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
 	for i := range w.o.rounds {
-		for _, d := range order(i) {
+		for _, d := range orderOf(i, withFloor()) {
 			n := netName(d, "lat")
 			c, id, err := timedOut("network", "create", "-d", d, "--subnet", subnet(d, i), n)
 			if err != nil {
@@ -72,8 +72,14 @@ func (w *workloads) networkLatency() error {
 	w.r.add("1. docker network create", "ms", lower, create[driver], create["bridge"], "target: ratio <= 0.5")
 	w.r.add("1. docker network rm, until it returns", "ms", lower, rm[driver], rm["bridge"], "target: ratio <= 0.5")
 	w.r.add("1. docker network rm, until the kernel has no bridge of it", "ms", lower, rmKernel[driver], rmKernel["bridge"], "mynet deletes its bridge after it replies")
+	w.r.add("1. create, the remote API's floor (in mynet's column)", "ms", lower, create[floor], create["bridge"],
+		"a remote driver that only makes a bridge (test/bench/floor.go): the fastest create any remote driver gets on this engine")
 	return nil
 }
+
+// withFloor is the drivers and the floor driver (floor.go), the remote
+// API's fastest, measured in the same rounds.
+func withFloor() []string { return append(slices.Clone(drivers), floor) }
 
 // 2. Attach cost: docker run --rm true on a network minus the same on none,
 // and the start (run -d) and rm -f phases, rm -f until it returns and
@@ -146,7 +152,7 @@ func (w *workloads) connectDisconnect() error {
 	defer docker("rm", "-f", c)
 	// The floor driver (floor.go) in the same rounds: what any remote
 	// driver's connect costs on this engine.
-	three := append(slices.Clone(drivers), floor)
+	three := withFloor()
 	for _, d := range three {
 		if _, err := docker("network", "create", "-d", d, "--subnet", subnet(d, 2), netName(d, "conn")); err != nil {
 			return err
