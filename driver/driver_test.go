@@ -42,6 +42,18 @@ func newHarness(t *testing.T, st store.Store) *harness {
 	return h
 }
 
+// boltStore opens a store in the test's directory, at the path restarted
+// opens it again.
+func boltStore(t *testing.T) (*store.Bolt, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "state.db")
+	st, err := store.OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, path
+}
+
 // restarted closes the store at path as a dying daemon would and starts a
 // driver on it again, over a fresh kernel (as after a reboot), restored.
 func restarted(t *testing.T, st *store.Bolt, path string) *harness {
@@ -283,11 +295,7 @@ func TestEndpointErrors(t *testing.T) {
 // CreateEndpoint makes the veth, and is answered as the first was.
 func TestEndpointRecordedWithoutVethIsMadeOnRetry(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "state.db")
-	st, err := store.OpenBolt(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, path := boltStore(t)
 	h := newHarness(t, st)
 	if err := h.d.CreateNetwork(createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
 		t.Fatal(err)
@@ -343,11 +351,7 @@ func TestInternalNetworkHasNoGatewayAndNoForwarding(t *testing.T) {
 
 func TestStateSurvivesRestart(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "state.db")
-	st, err := store.OpenBolt(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, path := boltStore(t)
 	h := newHarness(t, st)
 	if err := h.d.CreateNetwork(createReq(map[string]any{OptMTU: "1400"}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
 		t.Fatal(err)
@@ -491,11 +495,7 @@ func TestIPv6OnlyNetwork(t *testing.T) {
 // restart; a bad name is refused by CreateEndpoint before any veth exists.
 func TestEndpointIfName(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "state.db")
-	st, err := store.OpenBolt(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, path := boltStore(t)
 	h := newHarness(t, st)
 	if err := h.d.CreateNetwork(createReq(map[string]any{}, "10.1.0.0/24", "10.1.0.1/24")); err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -145,11 +144,7 @@ func TestPublishOptionsAndModes(t *testing.T) {
 
 func TestPublishedPortsSurviveRestartAndDelete(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "state.db")
-	st, err := store.OpenBolt(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, path := boltStore(t)
 	h := publishedHarness(t, st, map[string]any{})
 	if err := program(h, portmap(binding("tcp", "", 80, 8080, 8080))); err != nil {
 		t.Fatal(err)
