@@ -112,8 +112,12 @@ func TestOwnStaleRecordIsPublishedAgain(t *testing.T) {
 		}
 		return ""
 	}
-	// Both hosts listed and watch (host1's first list would fix the record).
+	// Both hosts listed and watch (host1's first list would fix the stale
+	// record before host2 could be seen to have it): each has the other's
+	// endpoint.
+	h[1].createEndpoint(t, "01"+epID[2:], "10.40.0.11/16")
 	eventuallyTrue(t, "host2 has host1's endpoint", func() bool { return macOnHost2() == ep.MAC })
+	eventuallyTrue(t, "host1 has host2's endpoint", func() bool { return len(h[0].d.RemotePeers()[netID]) == 1 })
 	mem.PutPeer(cluster.Peer{Network: "blue", Node: "host1", IP: netip.MustParseAddr("10.40.0.10"), MAC: "02:00:00:00:00:99", VTEP: h[0].vtep})
 	eventuallyTrue(t, "host2 has the stale record", func() bool { return macOnHost2() == "02:00:00:00:00:99" })
 	h[0].d.ResyncCluster()

@@ -230,9 +230,13 @@ func (n *Network) syncPeers(records []cluster.Peer, rev int64) {
 	published := map[netip.Addr]bool{}
 	for _, r := range records {
 		if r.Node == self {
+			// Creating first: an endpoint is a local one before it stops
+			// being one in creation, so a create that ends between the two
+			// questions is seen by one of them.
+			creating := n.locals.Creating(r.IP)
 			local, ok := n.locals.Local(r.IP)
 			switch {
-			case !ok && !n.locals.Creating(r.IP):
+			case !ok && !creating:
 				// A record of ours no endpoint claims (a crash between the
 				// two): withdraw it.
 				published[r.IP] = true
