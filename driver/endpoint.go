@@ -200,7 +200,8 @@ func (d *Driver) CreateEndpoint(req *network.CreateEndpointRequest) (*network.Cr
 	persisted := func() error { <-persistDone; return persistErr }
 	undo := func(err error) (*network.CreateEndpointResponse, error) {
 		_ = d.links.DeleteLink(ep.HostVeth)
-		if persisted() == nil {
+		// A record that was there before this call (made whole here) stays.
+		if persisted() == nil && !exists {
 			_ = d.store.Update(func(tx store.Tx) error { return tx.Delete(bucketEndpoints, ep.ID) })
 		}
 		if cn != nil && published() == nil {

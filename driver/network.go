@@ -137,12 +137,11 @@ func (d *Driver) CreateNetwork(req *network.CreateNetworkRequest) error {
 			fwDone := make(chan struct{})
 			go func() {
 				defer close(fwDone)
-				// AddNetwork also repairs mynet's chains and jumps in the same batch.
-				if fwErr = d.fw.AddNetwork(firewallNetwork(cfg)); fwErr != nil {
-					// The batch is atomic per table, so one table may have been
-					// written before another failed: remove whatever is tagged.
-					_ = d.fw.RemoveNetwork(firewallNetwork(cfg))
-				}
+				// AddNetwork also repairs mynet's chains and jumps in the same
+				// batch. The batch is atomic per table, so one table may have
+				// been written before another failed: undo (below) removes
+				// whatever is tagged.
+				fwErr = d.fw.AddNetwork(firewallNetwork(cfg))
 			}()
 			brErr := d.setupBridge(cfg)
 			<-fwDone
